@@ -1,0 +1,267 @@
+"""Wire protocol v1 between the connector and the node: the one place the contract lives.
+
+Both sides import this module; `docs/protocol.md` describes the same thing for humans.
+
+A message is one `POST` to the node address. Its body is the original HTTP message in
+HTTP/1.1 wire form (`message/http`): start line, header lines, a blank line, then the body.
+The body is *everything after the blank line*; the embedded `Content-Length` is rewritten to
+match and `Transfer-Encoding` is dropped, so the node never has to de-chunk.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from dataclasses import dataclass, field
+from typing import Literal
+
+PROTOCOL_VERSION = 1
+
+MSGTYPE_REQUEST = "request"
+MSGTYPE_RESPONSE = "response"
+CONTENT_TYPE_REQUEST = "message/http; msgtype=request"
+CONTENT_TYPE_RESPONSE = "message/http; msgtype=response"
+
+# Headers the connector sets on the POST to the node.
+H_REQUEST_ID = "X-Wallarm-Request-Id"
+H_FORWARDED_FOR = "X-Wallarm-Forwarded-For"
+H_FORWARDED_HOST = "X-Wallarm-Forwarded-Host"
+H_FORWARDED_PROTO = "X-Wallarm-Forwarded-Proto"
+H_CONNECTOR_TYPE = "X-Wallarm-Connector-Type"
+H_CONNECTOR_VERSION = "X-Wallarm-Connector-Version"
+H_INSTANCE = "X-Wallarm-Instance"
+H_MODE = "X-Wallarm-Mode"
+H_BODY_TRUNCATED = "X-Wallarm-Body-Truncated"
+H_SECRET = "X-Wallarm-Secret"  # optional shared secret; the node refuses foreign connectors
+
+CONNECTOR_TYPE = "mitmproxy"
+MODE_SYNC = "sync"
+MODE_ASYNC = "async"
+
+# Node answers.
+STATUS_PASS = 200
+STATUS_BLOCK = 403
+
+REQUEST_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+MAX_HEAD_BYTES = 64 * 1024  # start line + headers of the embedded message
+MAX_HEADERS = 200
+
+Action = Literal["pass", "block"]
+
+
+class ProtocolError(ValueError):
+    """A message that cannot be understood; `str(err)` is the reason given back (HTTP 400)."""
+
+
+def new_request_id() -> str:
+    return secrets.token_hex(16)
+
+
+def is_valid_request_id(value: str | None) -> bool:
+    return bool(value) and REQUEST_ID_RE.match(value) is not None  # type: ignore[arg-type]
+
+
+HeaderFields = list[tuple[bytes, bytes]]
+
+
+@dataclass(slots=True)
+class RequestMessage:
+    method: str
+    target: str  # raw request target as sent by the client: path and query, still percent-encoded
+    headers: HeaderFields
+    body: bytes = b""
+    http_version: str = "HTTP/1.1"
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        return header_value(self.headers, name, default)
+
+
+@dataclass(slots=True)
+class ResponseMessage:
+    status: int
+    headers: HeaderFields
+    body: bytes = b""
+    reason: str = ""
+    http_version: str = "HTTP/1.1"
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        return header_value(self.headers, name, default)
+
+
+def header_value(headers: HeaderFields, name: str, default: str | None = None) -> str | None:
+    wanted = name.lower().encode("latin-1")
+    for key, value in headers:
+        if key.lower() == wanted:
+            return value.decode("utf-8", "surrogateescape")
+    return default
+
+
+# ---------------------------------------------------------------------------- encoding
+
+_HOP_BY_HOP = {b"transfer-encoding", b"content-length"}
+
+
+def _head_lines(headers: HeaderFields, body_length: int) -> list[bytes]:
+    lines = [k + b": " + v for k, v in headers if k.lower() not in _HOP_BY_HOP]
+    lines.append(b"Content-Length: " + str(body_length).encode())
+    return lines
+
+
+def encode_request(msg: RequestMessage) -> bytes:
+    start = f"{msg.method} {msg.target} {msg.http_version}".encode("utf-8", "surrogateescape")
+    return b"\r\n".join([start, *_head_lines(msg.headers, len(msg.body))]) + b"\r\n\r\n" + msg.body
+
+
+def encode_response(msg: ResponseMessage) -> bytes:
+    reason = msg.reason or ""
+    start = f"{msg.http_version} {msg.status} {reason}".rstrip().encode("utf-8", "surrogateescape")
+    return b"\r\n".join([start, *_head_lines(msg.headers, len(msg.body))]) + b"\r\n\r\n" + msg.body
+
+
+# ---------------------------------------------------------------------------- decoding
+
+_TOKEN_RE = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_VERSION_RE = re.compile(r"^HTTP/\d(\.\d)?$")
+
+
+def msgtype_of(content_type: str | None) -> str:
+    """`message/http; msgtype=request` -> "request"; anything else raises ProtocolError."""
+    if not content_type:
+        raise ProtocolError("missing Content-Type (want message/http)")
+    parts = [p.strip() for p in content_type.split(";")]
+    if parts[0].lower() != "message/http":
+        raise ProtocolError(f"wrong Content-Type {parts[0]!r} (want message/http)")
+    for p in parts[1:]:
+        key, _, value = p.partition("=")
+        if key.strip().lower() == "msgtype":
+            value = value.strip().strip('"').lower()
+            if value in (MSGTYPE_REQUEST, MSGTYPE_RESPONSE):
+                return value
+            raise ProtocolError(f"unknown msgtype {value!r}")
+    return MSGTYPE_REQUEST  # RFC 9112 default for message/http without msgtype
+
+
+def _split_head(data: bytes) -> tuple[list[bytes], bytes]:
+    end = data.find(b"\r\n\r\n")
+    sep = 4
+    if end < 0:
+        end, sep = data.find(b"\n\n"), 2
+    if end < 0:
+        if len(data) > MAX_HEAD_BYTES:
+            raise ProtocolError("header block too large")
+        raise ProtocolError("truncated message: no end of headers")
+    if end > MAX_HEAD_BYTES:
+        raise ProtocolError("header block too large")
+    head = data[:end].replace(b"\r\n", b"\n").split(b"\n")
+    return head, data[end + sep :]
+
+
+def _parse_headers(lines: list[bytes]) -> HeaderFields:
+    if len(lines) > MAX_HEADERS:
+        raise ProtocolError(f"too many headers ({len(lines)} > {MAX_HEADERS})")
+    fields: HeaderFields = []
+    for line in lines:
+        if line[:1] in (b" ", b"\t") and fields:  # obsolete line folding: join to previous value
+            k, v = fields[-1]
+            fields[-1] = (k, v + b" " + line.strip())
+            continue
+        name, colon, value = line.partition(b":")
+        if not colon or not _TOKEN_RE.match(name):
+            raise ProtocolError(f"malformed header line {line[:40]!r}")
+        fields.append((name, value.strip(b" \t")))
+    return fields
+
+
+def decode_request(data: bytes) -> RequestMessage:
+    head, body = _split_head(data)
+    try:
+        start = head[0].decode("utf-8", "surrogateescape")
+    except Exception as e:  # pragma: no cover - surrogateescape never fails
+        raise ProtocolError("undecodable request line") from e
+    parts = start.split(" ")
+    if len(parts) != 3 or not parts[0] or not parts[1]:
+        raise ProtocolError(f"malformed request line {start[:60]!r}")
+    method, target, version = parts
+    if not _TOKEN_RE.match(method.encode("utf-8", "surrogateescape")):
+        raise ProtocolError(f"malformed method {method[:20]!r}")
+    if not _VERSION_RE.match(version):
+        raise ProtocolError(f"malformed HTTP version {version[:20]!r}")
+    return RequestMessage(method, target, _parse_headers(head[1:]), body, version)
+
+
+def decode_response(data: bytes) -> ResponseMessage:
+    head, body = _split_head(data)
+    start = head[0].decode("utf-8", "surrogateescape")
+    version, _, rest = start.partition(" ")
+    code, _, reason = rest.partition(" ")
+    if not _VERSION_RE.match(version) or not (code.isdigit() and len(code) == 3):
+        raise ProtocolError(f"malformed status line {start[:60]!r}")
+    return ResponseMessage(int(code), _parse_headers(head[1:]), body, reason, version)
+
+
+def decode_message(content_type: str | None, data: bytes) -> RequestMessage | ResponseMessage:
+    if msgtype_of(content_type) == MSGTYPE_RESPONSE:
+        return decode_response(data)
+    return decode_request(data)
+
+
+# ---------------------------------------------------------------------------- verdicts
+
+
+@dataclass(slots=True)
+class AttackInfo:
+    type: str  # sqli, xss, ptrav, ...
+    location: str  # query.id, json.user.name, header.user-agent, path, ...
+    rule_id: str
+    excerpt: str = ""
+    score: int = 0
+
+
+@dataclass(slots=True)
+class Verdict:
+    """The node's JSON answer. HTTP 200 = pass, 403 = block; the body explains why."""
+
+    request_id: str
+    action: Action = "pass"
+    mode: str = ""
+    attacks: list[AttackInfo] = field(default_factory=list)
+    reason: str = ""  # e.g. "attack", "denylist", "allowlist", "mode off"
+
+    @property
+    def status(self) -> int:
+        return STATUS_BLOCK if self.action == "block" else STATUS_PASS
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {
+                "protocol": PROTOCOL_VERSION,
+                "request_id": self.request_id,
+                "action": self.action,
+                "mode": self.mode,
+                "reason": self.reason,
+                "attacks": [
+                    {"type": a.type, "location": a.location, "rule_id": a.rule_id,
+                     "excerpt": a.excerpt, "score": a.score}
+                    for a in self.attacks
+                ],
+            },
+            separators=(",", ":"),
+        ).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Verdict:
+        try:
+            obj = json.loads(data)
+            action = obj["action"]
+            if action not in ("pass", "block"):
+                raise ValueError(f"unknown action {action!r}")
+            attacks = [
+                AttackInfo(str(a["type"]), str(a.get("location", "")), str(a.get("rule_id", "")),
+                           str(a.get("excerpt", "")), int(a.get("score", 0)))
+                for a in obj.get("attacks", [])
+            ]
+            return cls(str(obj.get("request_id", "")), action, str(obj.get("mode", "")), attacks,
+                       str(obj.get("reason", "")))
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise ProtocolError(f"unreadable verdict: {e}") from e

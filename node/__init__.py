@@ -1,0 +1,3 @@
+"""The security node: detection, modes, IP lists, attack store and console."""
+
+__version__ = "0.1.0"
