@@ -109,6 +109,10 @@ class Stats:
     top_ips: list[tuple[str, int]]
 
 
+class StoreError(RuntimeError):
+    """The store cannot do what was asked (file unreadable, disk full, closed); the message says why."""
+
+
 class Store(abc.ABC):
     """Attack store, IP lists and persisted node settings."""
 

@@ -1,0 +1,59 @@
+# syntax=docker/dockerfile:1
+# Images of this project, one target each:
+#   docker build --target connector -t wallarm-mitmproxy-connector .   mitmdump + the addon
+#   docker build --target node      -t wallarm-mitmproxy-node .        the node (endpoint + console)
+#   docker build --target demo-upstream -t wallarm-demo-upstream .     the demo JSON API
+# The install step is `pip install .`, the same command `make install` and CI run.
+# Configuration and certificates are mounted at run time (see README.md, "Docker").
+
+FROM python:3.12-slim AS base
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /app
+# Sources only (no .venv, var/, certs/: see .dockerignore).
+COPY pyproject.toml README.md ./
+COPY addon/ addon/
+COPY node/ node/
+RUN pip install . \
+ && groupadd --system --gid 10001 wallarm \
+ && useradd --system --uid 10001 --gid wallarm --create-home --home-dir /home/wallarm \
+            --shell /usr/sbin/nologin wallarm \
+ && mkdir -p /etc/wallarm/certs /var/lib/wallarm \
+ && chown wallarm:wallarm /var/lib/wallarm
+
+# ------------------------------------------------------------------ connector (mitmdump + addon)
+FROM base AS connector
+# UPSTREAM: the protected API. Config: /etc/wallarm/enable-plugin.json (node_ca_file paths in it
+# resolve against /etc/wallarm, so "certs/ca.pem" is /etc/wallarm/certs/ca.pem).
+ENV UPSTREAM=http://upstream:9000 \
+    WALLARM_CONFIG=/etc/wallarm/enable-plugin.json
+USER 10001:10001
+EXPOSE 8000 8001
+HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:8001/', timeout=2)"]
+# sh expands UPSTREAM and WALLARM_CONFIG; `exec` makes mitmdump the process that gets SIGTERM.
+CMD ["sh", "-c", "exec mitmdump --mode \"reverse:${UPSTREAM}@0.0.0.0:8000\" -s /app/addon/wallarm.py --set \"wallarm_config=${WALLARM_CONFIG}\" --set wallarm_admin_listen=0.0.0.0:8001 --certs \"*=/etc/wallarm/certs/proxy.pem\""]
+
+# ------------------------------------------------------------------ node
+FROM base AS node
+USER 10001:10001
+VOLUME ["/var/lib/wallarm"]
+EXPOSE 5050 8090
+HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:8090/ready', timeout=2)"]
+ENTRYPOINT ["wallarm-node"]
+CMD ["--listen", "0.0.0.0:5050", \
+     "--tls-cert", "/etc/wallarm/certs/node.pem", "--tls-key", "/etc/wallarm/certs/node-key.pem", \
+     "--db", "/var/lib/wallarm/node.db", "--console-listen", "0.0.0.0:8090"]
+
+# ------------------------------------------------------------------ demo upstream API
+FROM base AS demo-upstream
+COPY scripts/demo_upstream.py /app/scripts/demo_upstream.py
+USER 10001:10001
+EXPOSE 9000
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+    CMD ["python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:9000/health', timeout=2)"]
+ENTRYPOINT ["python", "/app/scripts/demo_upstream.py"]
+CMD ["--listen", "0.0.0.0:9000"]

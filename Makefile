@@ -1,0 +1,71 @@
+# Two commands for a new user: `make run` (the whole protecting system) and `make test`.
+# Everything runs from .venv, created with a Python >= 3.12 (scripts/find_python.sh).
+
+VENV      := .venv
+PY        := $(VENV)/bin/python
+STAMP     := $(VENV)/.installed
+PROJECT   := wallarm-mitmproxy-connector
+PYTEST_ARGS ?=
+
+.PHONY: help install run test certs bench clean distclean which-python
+
+help:
+	@echo "make run      start node + demo upstream + mitmdump with the addon (proxy on :8000)"
+	@echo "make test     run the whole test suite"
+	@echo "make install  create .venv (Python >= 3.12) and install the project with test extras"
+	@echo "make certs    generate development certificates in certs/ (FORCE=1 regenerates)"
+	@echo "make bench    run the benchmark scripts (scripts/bench_*.py, bounded)"
+	@echo "make clean    remove var/ (database, console token) and build artefacts; certs/ is kept"
+	@echo "make distclean  clean, and remove .venv too"
+
+which-python:
+	@py=$$(scripts/find_python.sh) && echo "using $$py ($$($$py --version))"
+
+# The venv is created once; a venv left by an older Python is refused, not silently reused.
+$(PY):
+	@py=$$(scripts/find_python.sh) && echo "creating $(VENV) with $$py" && "$$py" -m venv $(VENV)
+	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' || \
+	  { echo "error: $(VENV) uses $$($(PY) --version); remove it (rm -rf $(VENV)) and run make again" >&2; exit 1; }
+
+# `pip install '.[test]'` is the same `pip install .` the Dockerfile runs. A developer venv
+# that already holds an editable install (pip install -e) stays editable.
+install: $(PY)
+	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' || \
+	  { echo "error: $(VENV) uses $$($(PY) --version); remove it (rm -rf $(VENV)) and run make again" >&2; exit 1; }
+	@if $(PY) -m pip show $(PROJECT) 2>/dev/null | grep -q '^Editable project location:'; then \
+	  echo "pip install -e '.[test]' (keeping the existing editable install)"; \
+	  $(PY) -m pip install -q --disable-pip-version-check -e '.[test]'; \
+	else \
+	  echo "pip install '.[test]'"; \
+	  $(PY) -m pip install -q --disable-pip-version-check '.[test]'; \
+	fi
+	@touch $(STAMP)
+
+# run/test reinstall only when the project's metadata changed (children run the tree's code
+# through PYTHONPATH, so source edits need no reinstall).
+$(STAMP): pyproject.toml | $(PY)
+	@$(MAKE) --no-print-directory install
+
+certs: | $(STAMP)
+	$(PY) scripts/gen_certs.py --out certs $(if $(FORCE),--force,)
+
+run: $(STAMP)
+	@$(PY) scripts/gen_certs.py --out certs --quiet
+	$(PY) scripts/run_system.py
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	@set -e; for b in scripts/bench_*.py; do \
+	  [ -e "$$b" ] || { echo "no scripts/bench_*.py yet"; exit 0; }; \
+	  echo "== $$b"; $(PY) "$$b"; \
+	done
+
+# var/ holds make run's database and console token; certs/ is kept (see certs/README.md).
+clean:
+	rm -rf var build dist .pytest_cache artifacts
+	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

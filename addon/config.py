@@ -1,0 +1,216 @@
+"""The plugin configuration: `enable-plugin.json` as pydantic models, validated like Kong's schema.
+
+The seed file loads unchanged; everything we add lives under `config` with a default that keeps
+the seed's behaviour. Unknown fields are an error naming the field, as in Kong.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import ssl
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, StrictBool, StrictStr, ConfigDict, Field, ValidationError, field_validator
+
+PLUGIN_NAME = "wallarm-plugin"
+DEFAULT_BLOCK_STATUS = 403
+
+Protocol = Literal["http", "https"]
+
+
+class ConfigError(ValueError):
+    """The configuration file cannot be used; the message names the file and the problem."""
+
+
+class NodeAddress(BaseModel):
+    """One parsed node URL: where the connector POSTs its messages."""
+
+    model_config = ConfigDict(frozen=True)
+
+    url: str
+    scheme: Literal["http", "https"]
+    host: str
+    port: int
+    path: str
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme == "https"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_node_address(raw: str) -> NodeAddress:
+    raw = raw.strip()
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"{raw!r}: the node address must be an https:// URL")
+    if not parts.hostname:
+        raise ValueError(f"{raw!r}: no host in the node address")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise ValueError(f"{raw!r}: plain http is allowed only to a loopback host; use https")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError(f"{raw!r}: the node address may not carry a query, fragment or credentials")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as e:
+        raise ValueError(f"{raw!r}: bad port") from e
+    return NodeAddress(url=raw, scheme=parts.scheme, host=parts.hostname, port=port,  # type: ignore[arg-type]
+                       path=parts.path or "/")
+
+
+PositiveInt = Annotated[int, Field(gt=0, strict=True)]
+
+
+class PluginSettings(BaseModel):
+    """The `config` object of the plugin (Kong's per-plugin settings)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # --- the seed's fields
+    blocking: StrictBool = True
+    wallarm_node_address: list[NodeAddress]
+    timeout_ms: PositiveInt = 500
+
+    # --- our documented extensions (defaults keep the seed's behaviour)
+    inspect_response: StrictBool = True
+    max_body_bytes: Annotated[int, Field(ge=0, strict=True)] = 1024 * 1024
+    fail_open: StrictBool = True
+    node_ca_file: StrictStr | None = None
+    trusted_proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(default_factory=list)
+    block_status: Annotated[int, Field(ge=400, le=599, strict=True)] = DEFAULT_BLOCK_STATUS
+    block_page: StrictStr | None = None
+    connect_timeout_ms: PositiveInt | None = None  # default: timeout_ms
+    mirror_queue_size: PositiveInt = 10_000
+    mirror_workers: Annotated[int, Field(ge=1, le=64, strict=True)] = 4
+    mirror_timeout_ms: PositiveInt = 2_000
+    breaker_failures: PositiveInt = 3
+    breaker_cooldown_ms: PositiveInt = 1_000
+    node_secret: StrictStr | None = None
+
+    @field_validator("wallarm_node_address", mode="before")
+    @classmethod
+    def _split_addresses(cls, value: object) -> list[NodeAddress]:
+        if isinstance(value, str):
+            items = [p for p in value.split(",") if p.strip()]
+        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+            items = value
+        else:
+            raise ValueError("must be a URL string, comma-separated URLs, or a list of URLs")
+        if not items:
+            raise ValueError("at least one node address is required")
+        return [parse_node_address(v) for v in items]
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _parse_cidrs(cls, value: object) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        if not isinstance(value, list):
+            raise ValueError("must be a list of CIDRs")
+        out = []
+        for v in value:
+            try:
+                out.append(ipaddress.ip_network(str(v), strict=False))
+            except ValueError as e:
+                raise ValueError(f"{v!r} is not a CIDR") from e
+        return out
+
+    @field_validator("node_ca_file")
+    @classmethod
+    def _ca_file_usable(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if not Path(value).is_file():
+            raise ValueError(f"{value!r} is not a readable file")
+        try:
+            ssl.create_default_context(cafile=value)
+        except (ssl.SSLError, OSError) as e:
+            raise ValueError(f"{value!r} is not a usable PEM CA bundle ({e})") from None
+        return value
+
+    @property
+    def connect_timeout_s(self) -> float:
+        return (self.connect_timeout_ms or self.timeout_ms) / 1000
+
+
+class PluginConfig(BaseModel):
+    """The whole `enable-plugin.json` (what `curl :8001/plugins` would show in Kong)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: StrictStr
+    instance_name: StrictStr | None = None
+    protocols: list[Protocol] = Field(default_factory=lambda: ["http", "https"], min_length=1)
+    enabled: StrictBool = True
+    config: PluginSettings
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_ours(cls, value: str) -> str:
+        if value != PLUGIN_NAME:
+            raise ValueError(f"must be {PLUGIN_NAME!r}, got {value!r}")
+        return value
+
+    @field_validator("protocols")
+    @classmethod
+    def _no_duplicates(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("duplicate protocol")
+        return value
+
+    def public_dict(self) -> dict:
+        """The config as JSON-able data, secrets masked (served by the status listener)."""
+        data = self.model_dump(mode="json")
+        data["config"]["wallarm_node_address"] = [a.url for a in self.config.wallarm_node_address]
+        if data["config"].get("node_secret"):
+            data["config"]["node_secret"] = "***"
+        return data
+
+
+def _format_validation_error(err: ValidationError) -> str:
+    problems = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            problems.append(f"{where}: unknown field")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            problems.append(f"{where}: {msg}")
+    return "; ".join(problems)
+
+
+def parse_config(raw: bytes | str, base_dir: Path | None = None, source: str = "<config>") -> PluginConfig:
+    """Validate raw JSON text. Relative `node_ca_file` paths resolve against `base_dir`."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{source}: invalid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a JSON object")
+    settings = data.get("config")
+    if base_dir is not None and isinstance(settings, dict) and isinstance(settings.get("node_ca_file"), str):
+        ca = Path(settings["node_ca_file"])
+        if not ca.is_absolute():
+            settings["node_ca_file"] = str((base_dir / ca).resolve())
+    try:
+        return PluginConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(f"{source}: {_format_validation_error(e)}") from None
+
+
+def load_config(path: str | Path) -> PluginConfig:
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
+    return parse_config(raw, base_dir=path.resolve().parent, source=str(path))

@@ -1,0 +1,208 @@
+"""A minimal HTTP/1.1 keep-alive client connection over an asyncio Protocol.
+
+Why hand-written: the node call sits on every in-line request's hot path, and general-purpose
+clients (httpx, aiohttp) spend most of a small request's CPU in their own machinery. The node
+speaks a tiny, known subset of HTTP/1.1 (POST with Content-Length, answers with Content-Length
+or chunked), so a connection that writes one request and parses one answer is all we need.
+Numbers are in docs/decisions.md ("HTTP client for the node").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from dataclasses import dataclass
+
+MAX_HEAD = 64 * 1024
+MAX_BODY = 4 * 1024 * 1024
+
+
+class HTTPClientError(Exception):
+    """Connection-level or protocol-level failure talking to the node; the message is the cause."""
+
+    def __init__(self, cause: str, detail: str = ""):
+        super().__init__(f"{cause}: {detail}" if detail else cause)
+        self.cause = cause  # short label used in metrics: connect, tls, reset, protocol, ...
+
+
+@dataclass(slots=True)
+class Answer:
+    status: int
+    headers: dict[bytes, bytes]  # lower-cased names, last value wins (enough for the node)
+    body: bytes
+
+
+class Connection(asyncio.Protocol):
+    """One keep-alive connection. Not safe for concurrent requests: the pool hands it out alone."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self._buf = bytearray()
+        self._waiter: asyncio.Future[Answer] | None = None
+        self._closed = False
+        self.reusable = True
+
+    # -- asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self._buf += data
+        if self._waiter is not None and not self._waiter.done():
+            try:
+                answer = self._try_parse(eof=False)
+            except HTTPClientError as e:
+                self._fail(e)
+                return
+            if answer is not None:
+                self._waiter.set_result(answer)
+        elif len(self._buf) > MAX_HEAD:  # unsolicited data: the connection is unusable
+            self.close()
+
+    def eof_received(self) -> bool | None:
+        self._settle_on_close()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._settle_on_close(exc)
+
+    # -- public
+    @property
+    def is_open(self) -> bool:
+        return not self._closed and self.transport is not None and not self.transport.is_closing()
+
+    def close(self) -> None:
+        self._closed = True
+        self.reusable = False
+        if self.transport is not None:
+            self.transport.close()
+
+    async def request(self, head: bytes, body: bytes) -> Answer:
+        """Send one request (pre-built head ending with CRLFCRLF) and wait for its answer."""
+        if not self.is_open:
+            raise HTTPClientError("reset", "connection closed")
+        self._buf.clear()
+        loop = asyncio.get_running_loop()
+        self._waiter = loop.create_future()
+        assert self.transport is not None
+        if len(body) < 16 * 1024:
+            self.transport.write(head + body)
+        else:
+            self.transport.writelines((head, body))
+        try:
+            return await self._waiter
+        finally:
+            self._waiter = None
+
+    # -- internals
+    def _fail(self, err: Exception) -> None:
+        self.reusable = False
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(err)
+        self.close()
+
+    def _settle_on_close(self, exc: Exception | None = None) -> None:
+        was_closed = self._closed
+        self._closed = True
+        self.reusable = False
+        if self._waiter is None or self._waiter.done():
+            return
+        try:  # an answer delimited by the end of the connection
+            answer = self._try_parse(eof=True)
+        except HTTPClientError as e:
+            self._waiter.set_exception(e)
+            return
+        if answer is not None:
+            self._waiter.set_result(answer)
+        else:
+            detail = str(exc) if exc else ("closed locally" if was_closed else "closed by the node")
+            self._waiter.set_exception(HTTPClientError("reset", detail))
+
+    def _try_parse(self, eof: bool) -> Answer | None:
+        buf = self._buf
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buf) > MAX_HEAD:
+                raise HTTPClientError("protocol", "answer head too large")
+            return None
+        lines = bytes(buf[:end]).split(b"\r\n")
+        status_line = lines[0].split(b" ", 2)
+        if len(status_line) < 2 or not status_line[0].startswith(b"HTTP/1.") or not status_line[1].isdigit():
+            raise HTTPClientError("protocol", f"bad status line {lines[0][:40]!r}")
+        status = int(status_line[1])
+        headers: dict[bytes, bytes] = {}
+        for line in lines[1:]:
+            name, colon, value = line.partition(b":")
+            if not colon:
+                raise HTTPClientError("protocol", f"bad header line {line[:40]!r}")
+            headers[name.strip().lower()] = value.strip()
+        if headers.get(b"connection", b"").lower() == b"close" or status_line[0] == b"HTTP/1.0":
+            self.reusable = False
+        start = end + 4
+        if status in (204, 304) or 100 <= status < 200:
+            return Answer(status, headers, b"")
+        if b"chunked" in headers.get(b"transfer-encoding", b"").lower():
+            body = self._dechunk(start)
+            if body is None:
+                if eof:
+                    raise HTTPClientError("protocol", "truncated chunked answer")
+                return None
+            return Answer(status, headers, body)
+        cl = headers.get(b"content-length")
+        if cl is not None:
+            if not cl.isdigit() or int(cl) > MAX_BODY:
+                raise HTTPClientError("protocol", f"bad Content-Length {cl[:20]!r}")
+            need = int(cl)
+            if len(buf) - start < need:
+                if eof:
+                    raise HTTPClientError("protocol", "truncated answer body")
+                return None
+            if len(buf) - start > need:
+                self.reusable = False  # extra bytes we did not ask for
+            return Answer(status, headers, bytes(buf[start:start + need]))
+        # No length: the body runs until the node closes the connection.
+        self.reusable = False
+        if len(buf) - start > MAX_BODY:
+            raise HTTPClientError("protocol", "answer body too large")
+        return Answer(status, headers, bytes(buf[start:])) if eof else None
+
+    def _dechunk(self, pos: int) -> bytes | None:
+        buf = self._buf
+        out = bytearray()
+        while True:
+            eol = buf.find(b"\r\n", pos)
+            if eol < 0:
+                return None
+            size_txt = bytes(buf[pos:eol]).split(b";", 1)[0].strip()
+            try:
+                size = int(size_txt, 16)
+            except ValueError:
+                raise HTTPClientError("protocol", f"bad chunk size {size_txt[:20]!r}") from None
+            pos = eol + 2
+            if size == 0:
+                trailer_end = buf.find(b"\r\n", pos)
+                while trailer_end > pos:  # skip trailers
+                    pos = trailer_end + 2
+                    trailer_end = buf.find(b"\r\n", pos)
+                return bytes(out) if trailer_end == pos else None
+            if len(buf) < pos + size + 2:
+                return None
+            out += buf[pos:pos + size]
+            if len(out) > MAX_BODY:
+                raise HTTPClientError("protocol", "answer body too large")
+            pos += size + 2
+
+
+async def open_connection(host: str, port: int, ssl_context: ssl.SSLContext | None,
+                          server_hostname: str | None) -> Connection:
+    loop = asyncio.get_running_loop()
+    try:
+        _, proto = await loop.create_connection(
+            Connection, host, port, ssl=ssl_context,
+            server_hostname=server_hostname if ssl_context else None,
+        )
+    except ssl.SSLError as e:
+        raise HTTPClientError("tls", str(e)) from None
+    except OSError as e:
+        raise HTTPClientError("connect", e.strerror or str(e)) from None
+    return proto

@@ -1,0 +1,107 @@
+"""Connector counters and the node-latency histogram, rendered as Prometheus text.
+
+Plain ints and lists: the proxy runs on one event loop, so no locks are needed and an
+increment costs next to nothing on the hot path.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Histogram:
+    def __init__(self, buckets: tuple[float, ...] = LATENCY_BUCKETS_S):
+        self.buckets = buckets
+        self.counts = [0] * (len(buckets) + 1)  # last slot: +Inf only
+        self.total = 0.0
+        self.n = 0
+
+    def observe(self, value: float) -> None:
+        self.total += value
+        self.n += 1
+        for i, bound in enumerate(self.buckets):
+            if value <= bound:
+                self.counts[i] += 1
+                return
+        self.counts[-1] += 1
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.inspected = 0  # requests judged by the node in-line or queued for it out-of-band
+        self.passed = 0
+        self.blocked = 0
+        self.killed_streams = 0
+        self.fail_open: Counter[str] = Counter()
+        self.fail_closed: Counter[str] = Counter()
+        self.mirror_sent = 0
+        self.mirror_failed: Counter[str] = Counter()
+        self.mirror_dropped = 0
+        self.config_reloads = 0
+        self.config_errors = 0
+        self.node_latency: dict[str, Histogram] = {"sync": Histogram(), "async": Histogram()}
+
+    def render(self, mirror_depth: int, mirror_capacity: int, breakers: dict[str, str],
+               config_active: bool, version: str) -> str:
+        out: list[str] = []
+
+        def metric(name: str, kind: str, help_: str, samples: list[tuple[str, float]]) -> None:
+            out.append(f"# HELP {name} {help_}")
+            out.append(f"# TYPE {name} {kind}")
+            for labels, value in samples:
+                out.append(f"{name}{labels} {value:g}" if isinstance(value, float) else f"{name}{labels} {value}")
+
+        def by(label: str, counter: Counter[str]) -> list[tuple[str, float]]:
+            return [(f'{{{label}="{k}"}}', v) for k, v in sorted(counter.items())]
+
+        metric("wallarm_connector_info", "gauge", "Connector version.", [(f'{{version="{version}"}}', 1)])
+        metric("wallarm_connector_config_active", "gauge", "1 when a valid plugin config is active.",
+               [("", int(config_active))])
+        metric("wallarm_connector_requests_inspected_total", "counter",
+               "Requests sent to the node (in-line) or queued for it (out-of-band).", [("", self.inspected)])
+        metric("wallarm_connector_requests_passed_total", "counter",
+               "In-line requests the node let through.", [("", self.passed)])
+        metric("wallarm_connector_requests_blocked_total", "counter",
+               "In-line requests the node blocked.", [("", self.blocked)])
+        metric("wallarm_connector_streams_killed_total", "counter",
+               "Streamed requests killed because the node blocked them.", [("", self.killed_streams)])
+        metric("wallarm_connector_fail_open_total", "counter",
+               "In-line requests forwarded without a verdict, by cause.", by("cause", self.fail_open))
+        metric("wallarm_connector_fail_closed_total", "counter",
+               "In-line requests refused (503) without a verdict (fail_open=false), by cause.",
+               by("cause", self.fail_closed))
+        metric("wallarm_connector_mirror_sent_total", "counter",
+               "Out-of-band messages delivered to the node.", [("", self.mirror_sent)])
+        metric("wallarm_connector_mirror_failed_total", "counter",
+               "Out-of-band messages the node did not take, by cause.", by("cause", self.mirror_failed))
+        metric("wallarm_connector_mirror_dropped_total", "counter",
+               "Out-of-band messages dropped because the queue was full.", [("", self.mirror_dropped)])
+        metric("wallarm_connector_mirror_queue_depth", "gauge", "Messages waiting in the mirror queue.",
+               [("", mirror_depth)])
+        metric("wallarm_connector_mirror_queue_capacity", "gauge", "Size of the mirror queue.",
+               [("", mirror_capacity)])
+        metric("wallarm_connector_config_reloads_total", "counter", "Config file versions applied.",
+               [("", self.config_reloads)])
+        metric("wallarm_connector_config_errors_total", "counter", "Config file versions rejected.",
+               [("", self.config_errors)])
+        metric("wallarm_connector_node_breaker_open", "gauge", "1 when the node's circuit breaker is open.",
+               [(f'{{node="{url}"}}', int(state != "closed")) for url, state in sorted(breakers.items())])
+
+        name = "wallarm_connector_node_latency_seconds"
+        out.append(f"# HELP {name} Node call latency (sync = in-line verdicts, async = mirrored messages).")
+        out.append(f"# TYPE {name} histogram")
+        for mode, h in self.node_latency.items():
+            cumulative = 0
+            for bound, count in zip(h.buckets, h.counts):
+                cumulative += count
+                out.append(f'{name}_bucket{{mode="{mode}",le="{bound:g}"}} {cumulative}')
+            out.append(f'{name}_bucket{{mode="{mode}",le="+Inf"}} {h.n}')
+            out.append(f'{name}_sum{{mode="{mode}"}} {h.total:.6f}')
+            out.append(f'{name}_count{{mode="{mode}"}} {h.n}')
+        return "\n".join(out) + "\n"
+
+
+MetricsSource = Callable[[], str]

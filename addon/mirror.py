@@ -1,0 +1,85 @@
+"""The out-of-band queue: bounded, drained by background workers, drop-and-count when full.
+
+The client's latency never depends on the node: `offer` never waits, and a full queue drops the
+message (and counts it) instead of growing without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+log = logging.getLogger("wallarm.mirror")
+
+T = TypeVar("T")
+
+
+class Mirror(Generic[T]):
+    def __init__(self, deliver: Callable[[T], Awaitable[None]], on_drop: Callable[[], None],
+                 capacity: int = 10_000, workers: int = 4):
+        self._deliver = deliver
+        self._on_drop = on_drop
+        self.capacity = capacity
+        self.worker_count = workers
+        self._queue: asyncio.Queue[T] = asyncio.Queue(capacity)
+        self._workers: list[asyncio.Task[None]] = []
+
+    @property
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    @property
+    def running(self) -> bool:
+        return bool(self._workers)
+
+    def offer(self, item: T) -> bool:
+        try:
+            self._queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self._on_drop()
+            return False
+        return True
+
+    def start(self) -> None:
+        if self._workers:
+            return
+        self._workers = [asyncio.get_running_loop().create_task(self._work(), name=f"wallarm-mirror-{i}")
+                         for i in range(self.worker_count)]
+
+    def resize(self, capacity: int, workers: int) -> None:
+        """Apply a new size from a reloaded config, keeping queued messages that still fit."""
+        if capacity == self.capacity and workers == self.worker_count:
+            return
+        was_running = self.running
+        self.stop()
+        old = self._queue
+        self._queue = asyncio.Queue(capacity)
+        self.capacity, self.worker_count = capacity, workers
+        while not old.empty():
+            self.offer(old.get_nowait())
+        if was_running:
+            self.start()
+
+    def stop(self) -> None:
+        for task in self._workers:
+            task.cancel()
+        self._workers = []
+
+    async def join(self) -> None:
+        """Wait until everything queued so far was handled (tests, orderly shutdown)."""
+        await self._queue.join()
+
+    async def _work(self) -> None:
+        queue = self._queue
+        while True:
+            item = await queue.get()
+            try:
+                await self._deliver(item)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bad message must never kill the worker
+                log.exception("mirror delivery failed")
+            finally:
+                queue.task_done()

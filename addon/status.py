@@ -1,0 +1,78 @@
+"""The read-only status listener, like Kong's admin API root: `/`, `/plugins`, `/metrics`.
+
+`curl -s http://localhost:8001/plugins | grep wallarm-plugin` (the seed's upgrade check) works.
+Served by aiohttp's server on the proxy's own event loop; it only reads state.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+log = logging.getLogger("wallarm.status")
+
+for _name in ("aiohttp.access", "aiohttp.server", "aiohttp.web"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """`HOST:PORT` (IPv6 as `[::1]:PORT`) -> (host, port); raises ValueError with the reason."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not (0 <= int(port) <= 65535):
+        raise ValueError(f"{value!r}: expected HOST:PORT")
+    host = host.strip("[]") or "127.0.0.1"
+    return host, int(port)
+
+
+class StatusServer:
+    def __init__(self, root: Callable[[], dict[str, Any]], plugins: Callable[[], dict[str, Any]],
+                 metrics: Callable[[], str]):
+        self._root, self._plugins, self._metrics = root, plugins, metrics
+        self._runner: web.AppRunner | None = None
+        self.bound: tuple[str, int] | None = None
+
+    def _app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/", self._handle_root)
+        app.router.add_get("/plugins", self._handle_plugins)
+        app.router.add_get("/metrics", self._handle_metrics)
+        return app
+
+    async def _handle_root(self, _: web.Request) -> web.Response:
+        return web.json_response(self._root(), dumps=lambda o: json.dumps(o, indent=2))
+
+    async def _handle_plugins(self, _: web.Request) -> web.Response:
+        return web.json_response(self._plugins(), dumps=lambda o: json.dumps(o, indent=2))
+
+    async def _handle_metrics(self, _: web.Request) -> web.Response:
+        return web.Response(text=self._metrics(), content_type="text/plain", charset="utf-8",
+                            headers={"X-Content-Type-Options": "nosniff"})
+
+    async def start(self, host: str, port: int) -> None:
+        await self.stop()
+        runner = web.AppRunner(self._app(), access_log=None, handle_signals=False)
+        await runner.setup()
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+        except OSError as e:
+            sock.close()
+            await runner.cleanup()
+            log.error("status listener: cannot listen on %s:%d: %s", host, port, e.strerror or e)
+            return
+        site = web.SockSite(runner, sock)
+        await site.start()
+        self._runner = runner
+        self.bound = sock.getsockname()[:2]
+        log.info("status listener at http://%s:%d/ (/, /plugins, /metrics)", self.bound[0], self.bound[1])
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            runner, self._runner, self.bound = self._runner, None, None
+            await runner.cleanup()

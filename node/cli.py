@@ -1,0 +1,235 @@
+"""`wallarm-node` / `python -m node`: load the config, start the endpoint and the console.
+
+Start order: settings -> store (open, seed IP lists) -> engine -> policy -> listeners. Stop
+order on SIGTERM/SIGINT: stop accepting on both listeners, let in-flight messages finish (up
+to `shutdown_timeout_seconds`), then flush and close the store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from node import __version__
+from node.admin import make_admin_app
+from node.context import NodeContext
+from node.metrics import NodeMetrics
+from node.pairing import Pairing
+from node.policy import Policy
+from node.server import Endpoint, make_ssl_context
+from node.settings import NodeSettings, SettingsError, load_settings
+from node.store.base import NODE_MODES, Store, StoreError
+
+log = logging.getLogger("node")
+
+ENV_TOKEN = "WALLARM_CONSOLE_TOKEN"
+SWEEP_INTERVAL = 5.0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="wallarm-node", description="The Wallarm-style security node: "
+                                "answers the mitmproxy connector (protocol v1), records attacks, serves the console.")
+    p.add_argument("--config", type=Path, help="YAML or JSON config file (see node.example.yaml)")
+    p.add_argument("--listen", metavar="HOST:PORT", help="connector endpoint (default 127.0.0.1:5050)")
+    p.add_argument("--tls-cert", type=Path, metavar="PEM", help="certificate for the connector endpoint")
+    p.add_argument("--tls-key", type=Path, metavar="PEM", help="private key for the connector endpoint")
+    p.add_argument("--db", metavar="PATH", help="SQLite attack store file or sqlite:///path (default wallarm-node.db)")
+    p.add_argument("--mode", choices=NODE_MODES, help="default node mode; wins over the mode saved by the console")
+    p.add_argument("--console-listen", metavar="HOST:PORT", help="console, API, /live, /ready, /metrics (default 127.0.0.1:8090)")
+    p.add_argument("--version", action="version", version=f"wallarm-node {__version__}")
+    return p
+
+
+def settings_from_args(args: argparse.Namespace) -> NodeSettings:
+    overrides: dict[str, Any] = {
+        "listen": args.listen,
+        "tls_cert": str(args.tls_cert.resolve()) if args.tls_cert else None,
+        "tls_key": str(args.tls_key.resolve()) if args.tls_key else None,
+        "db": (args.db if "://" in args.db else str(Path(args.db).resolve())) if args.db else None,
+        "mode": args.mode,
+        "console_listen": args.console_listen,
+        "mode_forced": True if args.mode else None,
+    }
+    return load_settings(args.config, overrides)
+
+
+def resolve_token(settings: NodeSettings) -> str:
+    try:
+        from node.console.auth import resolve_console_token
+    except ImportError:
+        # Without the console there is nothing to protect; keep a per-run token so the
+        # context is complete.
+        return settings.console_token or os.environ.get(ENV_TOKEN) or secrets.token_urlsafe(32)
+    return resolve_console_token(settings)
+
+
+def open_store(settings: NodeSettings) -> Store:
+    from node.store import open_store as backend_for
+
+    return backend_for(settings.db)
+
+
+def load_engine() -> Any:
+    from node.detect.engine import Engine
+
+    return Engine()
+
+
+async def seed_ip_lists(store: Store, settings: NodeSettings) -> int:
+    """Add the config's IP entries that the store does not hold yet (idempotent across restarts)."""
+    existing = {(e.list, e.network) for e in await store.list_ip_entries(None, include_expired=False)}
+    added = 0
+    for entry in settings.seed_ip_entries():
+        if (entry.list, entry.network) not in existing:
+            await store.add_ip_entry(entry)
+            added += 1
+    return added
+
+
+async def _periodic(interval: float, job: Any, name: str) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await job()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - a failed round must not end the loop
+            log.exception("%s failed", name)
+
+
+async def serve(settings: NodeSettings) -> int:
+    try:
+        store = open_store(settings)
+    except ValueError as e:
+        raise SettingsError(f"db: {e}") from e
+    await store.open()
+    try:
+        return await _serve_with_store(settings, store)
+    finally:
+        await store.close()
+        log.info("attack store flushed and closed")
+
+
+async def _serve_with_store(settings: NodeSettings, store: Store) -> int:
+    seeded = await seed_ip_lists(store, settings)
+    engine = load_engine()
+    metrics = NodeMetrics()
+    policy = Policy(store, settings.mode_settings())
+    source = await policy.load(settings.mode_settings(), settings.mode_forced)
+    modes = await policy.get_mode_settings()
+    log.info("mode %s with %d override(s) (from %s); %d IP entries seeded from config",
+             modes.default, len(modes.overrides), source, seeded)
+
+    pairing = Pairing(settings.pairing.ttl_seconds, settings.pairing.max_entries,
+                      on_evict=lambda reason, side: metrics.pairing_evictions.inc(reason, side))
+    metrics.add_gauge("wallarm_node_pairing_pending", "Messages waiting for their pair.", lambda: len(pairing))
+    if hasattr(store, "queue_depth"):
+        metrics.add_gauge("wallarm_node_store_queue_depth", "Writes waiting for the store's writer.",
+                          lambda: float(store.queue_depth))  # type: ignore[attr-defined]
+    if hasattr(store, "dropped"):
+        metrics.add_gauge("wallarm_node_store_dropped_writes", "Writes the store refused (queue full or closed).",
+                          lambda: float(store.dropped))  # type: ignore[attr-defined]
+
+    ctx = NodeContext(settings=settings, store=store, policy=policy, engine=engine, metrics=metrics)
+    ctx.console_token = resolve_token(settings)
+    endpoint = Endpoint(ctx, pairing)
+
+    ssl_ctx = make_ssl_context(settings.tls_cert, settings.tls_key) if settings.tls_cert and settings.tls_key else None
+    grace = settings.shutdown_timeout_seconds
+    endpoint_runner = web.AppRunner(endpoint.make_app(), access_log=None, shutdown_timeout=grace, handle_signals=False)
+    admin_runner = web.AppRunner(make_admin_app(ctx), access_log=None, shutdown_timeout=grace, handle_signals=False)
+    await endpoint_runner.setup()
+    await admin_runner.setup()
+    try:
+        host, port = settings.listen_addr
+        site = web.TCPSite(endpoint_runner, host, port, ssl_context=ssl_ctx, backlog=1024)
+        await site.start()
+        chost, cport = settings.console_addr
+        console_site = web.TCPSite(admin_runner, chost, cport)
+        await console_site.start()
+    except OSError as e:
+        await endpoint_runner.cleanup()
+        await admin_runner.cleanup()
+        raise SettingsError(f"cannot listen: {e.strerror or e}") from e
+    ep_addr = _bound(endpoint_runner)
+    console_addr = _bound(admin_runner)
+    log.info("connector endpoint listening on %s://%s", "https" if ssl_ctx else "http", ep_addr)
+    log.info("console listening on http://%s (health: /live /ready, metrics: /metrics)", console_addr)
+
+    jobs = [
+        asyncio.create_task(_periodic(SWEEP_INTERVAL, _sweeper(pairing), "pairing sweep")),
+        asyncio.create_task(_periodic(settings.retention.interval_seconds, _retention(store, settings), "retention")),
+    ]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await _retention(store, settings)()
+    log.info("node ready (instance %s)", settings.instance)
+    await stop.wait()
+
+    log.info("shutting down: no new connections, finishing in-flight messages (up to %.0fs)", grace)
+    for job in jobs:
+        job.cancel()
+    # Endpoint first: the console may still be read while the last verdicts go out.
+    await endpoint_runner.cleanup()
+    await admin_runner.cleanup()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.remove_signal_handler(sig)
+    return 0
+
+
+def _bound(runner: web.AppRunner) -> str:
+    for addr in runner.addresses:
+        if isinstance(addr, tuple):
+            host, port = addr[0], addr[1]
+            return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return "?"
+
+
+def _sweeper(pairing: Pairing) -> Any:
+    async def sweep() -> None:
+        pairing.sweep()
+    return sweep
+
+
+def _retention(store: Store, settings: NodeSettings) -> Any:
+    async def apply() -> None:
+        r = settings.retention
+        max_age = r.max_age_days * 86400 if r.max_age_days is not None else None
+        deleted = await store.apply_retention(max_age, r.max_count)
+        if deleted:
+            log.info("retention: deleted %d attack record(s)", deleted)
+    return apply
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+    except SettingsError as e:
+        print(f"wallarm-node: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    try:
+        return asyncio.run(serve(settings))
+    except (SettingsError, StoreError, ValueError) as e:
+        log.error("%s", e)
+        print(f"wallarm-node: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Attack detection: request in, findings out. Entry point: `node.detect.engine.Engine`."""

@@ -1,0 +1,30 @@
+"""The result type of the engine, shared by every detector."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from addon.protocol import AttackInfo
+
+# A request is an attack when one location's combined score reaches this; a strong
+# signature scores it alone, weak signals (score < threshold) must agree within one value.
+DEFAULT_THRESHOLD = 10
+MAX_EXCERPT = 120
+
+
+@dataclass(slots=True)
+class Detection:
+    attacks: list[AttackInfo] = field(default_factory=list)
+    score: int = 0
+    threshold: int = DEFAULT_THRESHOLD
+
+    @property
+    def is_attack(self) -> bool:
+        return self.score >= self.threshold
+
+
+def excerpt(value: str, start: int = 0) -> str:
+    """A printable slice of `value` around `start`, at most MAX_EXCERPT chars."""
+    begin = max(0, start - 20)
+    text = value[begin : begin + MAX_EXCERPT]
+    return "".join(c if c.isprintable() else "\\x%02x" % (ord(c) & 0xFF) for c in text)[:MAX_EXCERPT]

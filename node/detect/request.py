@@ -1,0 +1,307 @@
+"""Parse an HTTP request into (location, value) fields: every place an attack can hide.
+
+The parser never judges. It bounds its own work: field count, value size, body size,
+decompressed size, JSON depth. Locations are dotted paths (`query.id`, `json.user.name`,
+`header.user-agent`, `multipart.file.filename`, `xml.doctype`, `path`, `body`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zlib
+from dataclasses import dataclass
+from urllib.parse import unquote, unquote_plus
+
+from addon.protocol import RequestMessage
+
+MAX_FIELDS = 300  # values judged per request; the rest are ignored (and counted)
+MAX_VALUE = 16 * 1024  # chars of one value that are judged
+MAX_BODY = 256 * 1024  # bytes of body parsed
+MAX_INFLATED = 1024 * 1024  # bound for gzip/deflate bodies
+MAX_JSON_DEPTH = 32
+MAX_KEY_PART = 40  # chars of a key kept in a location path
+
+
+@dataclass(slots=True)
+class Field:
+    location: str
+    value: str
+    kind: str  # path, query, cookie, header, form, json, multipart, filename, xml, doctype, body, key
+
+
+class FieldSink:
+    """Collects fields up to MAX_FIELDS; `dropped` says how many did not fit."""
+
+    __slots__ = ("fields", "dropped")
+
+    def __init__(self) -> None:
+        self.fields: list[Field] = []
+        self.dropped = 0
+
+    def add(self, location: str, value: str, kind: str) -> None:
+        if not value:
+            return
+        if len(self.fields) >= MAX_FIELDS:
+            self.dropped += 1
+            return
+        if len(value) > MAX_VALUE:
+            value = value[:MAX_VALUE]
+        self.fields.append(Field(location, value, kind))
+
+
+def _key(name: str) -> str:
+    name = name.strip()[:MAX_KEY_PART]
+    return name or "_"
+
+
+# ---------------------------------------------------------------------------- url parts
+
+def parse_pairs(text: str, prefix: str, kind: str, sink: FieldSink, plus: bool = True) -> None:
+    """`a=1&b=2` style: values under `prefix.<name>`, names themselves as kind `key`."""
+    dec = unquote_plus if plus else unquote
+    for part in text.split("&"):
+        if not part:
+            continue
+        name, eq, value = part.partition("=")
+        name_d = dec(name)
+        loc = f"{prefix}.{_key(name_d)}"
+        if eq:
+            sink.add(loc, dec(value), kind)
+            sink.add(loc, name_d, "key")
+        else:
+            # a bare token (`?<script>`): judge it as a value
+            sink.add(loc, name_d, kind)
+        if len(sink.fields) >= MAX_FIELDS:
+            sink.dropped += 1
+            return
+
+
+def parse_target(target: str, sink: FieldSink) -> None:
+    path, _, query = target.partition("?")
+    if "#" in query:
+        query = query.split("#", 1)[0]
+    if path:
+        sink.add("path", unquote(path), "path")
+    if query:
+        parse_pairs(query, "query", "query", sink)
+
+
+# ---------------------------------------------------------------------------- headers
+
+_SKIP_HEADERS = frozenset({"content-length", "connection", "accept-encoding", "host"})
+_HOST_RE = re.compile(r"^[A-Za-z0-9.\-:\[\]]*$")
+
+
+def parse_headers(msg: RequestMessage, sink: FieldSink) -> None:
+    for raw_name, raw_value in msg.headers:
+        name = raw_name.decode("latin-1").lower()
+        value = raw_value.decode("utf-8", "surrogateescape")
+        if name == "cookie":
+            for part in value.split(";"):
+                cname, eq, cval = part.strip().partition("=")
+                if eq:
+                    sink.add(f"cookie.{_key(cname)}", unquote(cval), "cookie")
+                else:
+                    sink.add("cookie", unquote(cname), "cookie")
+            continue
+        if name in _SKIP_HEADERS and (name != "host" or _HOST_RE.match(value)):
+            continue
+        sink.add(f"header.{_key(name)}", value, "header")
+
+
+# ---------------------------------------------------------------------------- bodies
+
+def inflate(body: bytes, encoding: str) -> bytes | None:
+    """Decode gzip/deflate with an output bound; None if it is not what it claims."""
+    enc = encoding.strip().lower()
+    if enc in ("gzip", "x-gzip"):
+        wbits = 16 + zlib.MAX_WBITS
+    elif enc == "deflate":
+        wbits = zlib.MAX_WBITS if body[:1] == b"\x78" else -zlib.MAX_WBITS
+    else:
+        return None
+    try:
+        d = zlib.decompressobj(wbits)
+        return d.decompress(body, MAX_INFLATED)
+    except zlib.error:
+        return None
+
+
+_BINARY_RE = re.compile(rb"[\x00-\x08\x0e-\x1f\x7f]")
+
+
+def looks_binary(body: bytes) -> bool:
+    """Protobuf, images, archives: no text payload to judge as a whole."""
+    head = body[:512]
+    return len(_BINARY_RE.findall(head)) > max(2, len(head) // 20)
+
+
+def _text(body: bytes) -> str:
+    return body.decode("utf-8", "surrogateescape")
+
+
+def parse_json_value(obj: object, prefix: str, sink: FieldSink) -> None:
+    # iterative walk: deep nesting cannot blow the Python stack
+    stack: list[tuple[str, object, int]] = [(prefix, obj, 0)]
+    while stack:
+        loc, node, depth = stack.pop()
+        if len(sink.fields) >= MAX_FIELDS:
+            sink.dropped += 1
+            return
+        if isinstance(node, dict):
+            if depth >= MAX_JSON_DEPTH:
+                continue
+            items = list(node.items())
+            for k, v in reversed(items):
+                kloc = f"{loc}.{_key(str(k))}"
+                sink.add(kloc, str(k), "key")
+                stack.append((kloc, v, depth + 1))
+        elif isinstance(node, list):
+            if depth >= MAX_JSON_DEPTH:
+                continue
+            for v in reversed(node):
+                stack.append((loc, v, depth + 1))
+        elif isinstance(node, str):
+            sink.add(loc, node, "json")
+        # numbers, booleans and null carry no payload
+
+
+def parse_json(text: str, sink: FieldSink) -> bool:
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    if isinstance(obj, str):
+        sink.add("json", obj, "json")
+    else:
+        parse_json_value(obj, "json", sink)
+    return True
+
+
+_XML_TOKEN_RE = re.compile(r"<!DOCTYPE(?:[^\[>]*\[.*?\]\s*>|[^>]*>)|<!--.*?-->|<!\[CDATA\[(.*?)\]\]>|<[^>]*>|[^<]+", re.S | re.I)
+_XML_ATTR_RE = re.compile(r"([\w:.\-]+)\s*=\s*(?:\"([^\"]*)\"|'([^']*)')")
+_XML_NAME_RE = re.compile(r"</?\s*([\w:.\-]+)")
+
+
+def parse_xml(text: str, sink: FieldSink) -> None:
+    """A tolerant scanner, not a parser: no entity expansion, so no billion laughs."""
+    path: list[str] = []
+    for m in _XML_TOKEN_RE.finditer(text):
+        if len(sink.fields) >= MAX_FIELDS:
+            sink.dropped += 1
+            return
+        tok = m.group(0)
+        loc = "xml." + ".".join(path[-4:]) if path else "xml"
+        if tok[:9].upper() == "<!DOCTYPE":
+            sink.add("xml.doctype", tok, "doctype")
+        elif tok.startswith("<![CDATA["):
+            sink.add(loc, m.group(1) or "", "xml")
+        elif tok.startswith("<!--"):
+            sink.add(loc, tok, "xml")
+        elif tok.startswith("<?"):
+            sink.add("xml.pi", tok, "xml")
+        elif tok.startswith("<"):
+            nm = _XML_NAME_RE.match(tok)
+            name = _key(nm.group(1)) if nm else "_"
+            if tok.startswith("</"):
+                if path:
+                    path.pop()
+                continue
+            for am in _XML_ATTR_RE.finditer(tok):
+                sink.add(f"xml.{'.'.join((path + [name])[-4:])}.@{_key(am.group(1))}",
+                         am.group(2) if am.group(2) is not None else am.group(3), "xml")
+            if not tok.endswith("/>") and len(path) < 64:
+                path.append(name)
+        elif tok.strip():
+            sink.add(loc, tok.strip(), "xml")
+
+
+_BOUNDARY_RE = re.compile(r'boundary="?([^";]+)"?', re.I)
+_DISPO_RE = re.compile(r'\b(name|filename)\*?\s*=\s*(?:"([^"]*)"|([^;\s]*))', re.I)
+
+
+def parse_multipart(body: bytes, content_type: str, sink: FieldSink) -> bool:
+    m = _BOUNDARY_RE.search(content_type)
+    if not m:
+        return False
+    delim = b"--" + m.group(1).strip().encode("latin-1", "replace")
+    parts = body.split(delim)
+    for part in parts[1:]:
+        if part.startswith(b"--"):
+            break
+        head, sep, content = part.partition(b"\r\n\r\n")
+        if not sep:
+            head, sep, content = part.partition(b"\n\n")
+        if content.endswith(b"\r\n"):
+            content = content[:-2]
+        name, filename, ctype = "_", None, ""
+        for line in _text(head).splitlines():
+            hname, _, hval = line.partition(":")
+            hname = hname.strip().lower()
+            if hname == "content-disposition":
+                for dm in _DISPO_RE.finditer(hval):
+                    val = dm.group(2) if dm.group(2) is not None else dm.group(3)
+                    if dm.group(1).lower() == "name":
+                        name = _key(val)
+                    else:
+                        filename = val
+            elif hname == "content-type":
+                ctype = hval.strip().lower()
+            elif hname:
+                sink.add(f"multipart.{name}.header.{_key(hname)}", hval.strip(), "header")
+        loc = f"multipart.{name}"
+        if filename is not None:
+            sink.add(f"{loc}.filename", filename, "filename")
+            # judge text uploads (scripts, web shells); skip binary content
+            if b"\x00" in content[:1024]:
+                continue
+        sub = _text(content)
+        if ctype.startswith("application/json") and parse_json(sub, sink):
+            continue
+        sink.add(loc, sub, "multipart")
+        if len(sink.fields) >= MAX_FIELDS:
+            sink.dropped += 1
+            break
+    return True
+
+
+def parse_body(msg: RequestMessage, sink: FieldSink) -> None:
+    body = msg.body
+    if not body:
+        return
+    encoding = msg.header("content-encoding")
+    if encoding:
+        inflated = inflate(body, encoding)
+        if inflated is not None:
+            body = inflated
+    body = body[:MAX_BODY]
+    ctype = (msg.header("content-type") or "").lower()
+    stripped = body.lstrip()[:1]
+    if "multipart/" in ctype:
+        if parse_multipart(body, ctype, sink):
+            return
+    text = _text(body)
+    if "json" in ctype or (not ctype and stripped in (b"{", b"[")):
+        if parse_json(text, sink):
+            return
+    if "x-www-form-urlencoded" in ctype or (not ctype and b"=" in body[:256] and b"<" not in body[:1]):
+        parse_pairs(text, "body.form", "form", sink)
+        return
+    if "xml" in ctype or stripped == b"<" and text.lstrip()[:5].lower() in ("<?xml", "<!doc"):
+        parse_xml(text, sink)
+        sink.add("body", text, "body")
+        return
+    if "json" not in ctype and stripped in (b"{", b"[") and parse_json(text, sink):
+        return
+    if looks_binary(body):
+        return
+    sink.add("body", text, "body")
+
+
+def extract(msg: RequestMessage) -> FieldSink:
+    sink = FieldSink()
+    parse_target(msg.target, sink)
+    parse_headers(msg, sink)
+    parse_body(msg, sink)
+    return sink

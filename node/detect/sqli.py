@@ -1,0 +1,308 @@
+"""SQL injection by structure: a small SQL tokenizer and rules over its token stream.
+
+In the spirit of libinjection (written here, not ported): the value is tokenised as SQL in
+three contexts - as is (numeric/identifier injection), and as if it sat inside a single- or
+double-quoted string (so its first quote closes that string). A value is an injection when,
+in one context, its tokens form SQL that *does* something: a string break-out followed
+directly by an operator, comment, `UNION SELECT` or a new statement; a tautology
+`1 or 1=1`; `UNION SELECT`; a complete `SELECT ... FROM`. Prose fails those shapes:
+`O'Reilly` (break-out followed by a word), `union was a great select` (UNION not followed
+by SELECT), `1 or 2 apples` (no comparison, trailing word).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+MAX_SQL_LEN = 4096
+MAX_TOKENS = 64
+
+# token kinds
+STR, NUM, WORD, KW, FUNC, LOGIC, OP, COMMENT, SEMI, LPAR, RPAR, COMMA, VAR, UNION, STMT = (
+    "s", "n", "b", "k", "f", "&", "o", "c", ";", "(", ")", ",", "v", "U", "E",
+)
+
+_STATEMENTS = frozenset(
+    "select insert update delete drop exec execute declare create alter truncate shutdown "
+    "waitfor replace merge grant revoke call handler load rename".split()
+)
+_KEYWORDS = frozenset(
+    "from where order group by having limit offset into values set table database procedure "
+    "as all distinct top then else end case when null is not in like rlike regexp between "
+    "sounds collate escape outfile dumpfile delay exists join on asc desc begin".split()
+)
+_LOGIC = frozenset({"and", "or", "xor", "&&", "||", "not"})
+_OP_WORDS = frozenset({"like", "rlike", "regexp", "between", "is", "in", "div", "mod", "sounds"})
+_TRUE_WORDS = frozenset({"true", "false", "null"})
+# SQL functions that an injection calls; a bare word before "(" outside this list is weaker
+SQL_FUNCTIONS = frozenset(
+    "sleep benchmark pg_sleep waitfor extractvalue updatexml load_file char chr concat concat_ws "
+    "group_concat substring substr mid ascii ord version database user current_user "
+    "system_user session_user schema hex unhex count length len if ifnull iif case cast "
+    "convert elt md5 sha1 rand floor exp json_keys utl_inaddr dbms_pipe make_set "
+    "name_const row_count found_rows xp_cmdshell randomblob sqlite_version pg_read_file "
+    "lo_import dblink_connect char_length bin now coalesce nullif lower upper"
+    .split()
+)
+_STRONG_FUNCTIONS = frozenset(
+    "sleep benchmark pg_sleep extractvalue updatexml load_file utl_inaddr dbms_pipe "
+    "xp_cmdshell randomblob pg_read_file lo_import dblink_connect name_const make_set".split()
+)
+
+_TOKEN_RE = re.compile(
+    r"""
+    (?P<ws>\s+|/\*(?!!).*?(?:\*/|$))           # whitespace and plain block comments
+  | (?P<vcomment>/\*!\d*)                       # MySQL executable comment: its body is SQL
+  | (?P<vend>\*/)
+  | (?P<lcomment>--(?:[\s\x00-\x1f]|$).*|\#.*|--$|;%00)
+  | (?P<str>'(?:[^'\\]|\\.|'')*(?:'|$)|"(?:[^"\\]|\\.|"")*(?:"|$)|`[^`]*(?:`|$))
+  | (?P<num>0x[0-9a-f]+|0b[01]+|\d+(?:\.\d*)?(?:e[+-]?\d+)?|\.\d+)
+  | (?P<var>@@?[\w.$]+|@`[^`]*`)
+  | (?P<word>[a-z_$][\w$]*(?:\.[a-z_$][\w$]*)*)
+  | (?P<op2><=>|!=|<>|<=|>=|\|\||&&|:=|<<|>>)
+  | (?P<op>[=<>!+\-*/%^&|~])
+  | (?P<p>[(),;])
+  | (?P<other>.)
+    """,
+    re.X | re.S | re.I,
+)
+
+
+@dataclass(slots=True)
+class Tok:
+    kind: str
+    text: str
+
+
+def tokenize(text: str) -> list[Tok]:
+    toks: list[Tok] = []
+    for m in _TOKEN_RE.finditer(text):
+        kind = m.lastgroup
+        val = m.group(0)
+        if kind in ("ws", "vcomment", "vend"):
+            continue
+        if kind == "other":  # a character SQL has no use for: it breaks any shape
+            toks.append(Tok("x", val))
+            continue
+        if kind == "lcomment":
+            toks.append(Tok(COMMENT, val))
+            break
+        if kind == "str":
+            toks.append(Tok(STR, val))
+        elif kind == "num":
+            toks.append(Tok(NUM, val))
+        elif kind == "var":
+            toks.append(Tok(VAR, val))
+        elif kind == "word":
+            low = val.lower()
+            if low == "union":
+                toks.append(Tok(UNION, low))
+            elif low in _LOGIC:
+                toks.append(Tok(LOGIC, low))
+            elif low in _OP_WORDS:
+                toks.append(Tok(OP, low))
+            elif low in _TRUE_WORDS:
+                toks.append(Tok(NUM, low))
+            elif low in _STATEMENTS:
+                toks.append(Tok(STMT, low))
+            elif low in _KEYWORDS:
+                toks.append(Tok(KW, low))
+            else:
+                toks.append(Tok(WORD, low))
+        elif kind == "op2":
+            toks.append(Tok(LOGIC if val in ("||", "&&") else OP, val))
+        elif kind == "op":
+            toks.append(Tok(OP, val))
+        elif kind == "p":
+            toks.append(Tok(val, val))
+        if len(toks) >= MAX_TOKENS:
+            break
+    # a word directly followed by "(" is a function call
+    for i in range(len(toks) - 1):
+        if toks[i].kind in (WORD, KW, STMT) and toks[i + 1].kind == LPAR:
+            if toks[i].text in SQL_FUNCTIONS or toks[i].kind == WORD:
+                toks[i] = Tok(FUNC, toks[i].text)
+    return toks
+
+
+_OPERAND = frozenset({NUM, STR, WORD, VAR, FUNC})
+_COMPARE = frozenset({"=", "<", ">", "<=", ">=", "!=", "<>", "<=>", "like", "rlike", "regexp", "is", "in", "between", "sounds"})
+
+
+def _strip_parens(toks: list[Tok]) -> list[Tok]:
+    return [t for t in toks if t.kind not in (LPAR, RPAR)]
+
+
+def _statement_at(toks: list[Tok], i: int) -> bool:
+    """Does a complete, harmful SQL statement start at toks[i]?"""
+    if i >= len(toks) or toks[i].kind != STMT:
+        return False
+    word = toks[i].text
+    rest = [t for t in toks[i + 1 : i + 8] if t.kind not in (LPAR, RPAR)]
+    texts = [t.text for t in rest]
+    kinds = [t.kind for t in rest]
+    if word == "select":
+        if not rest:
+            return False
+        first = rest[0]
+        if first.kind in (NUM, STR, VAR, FUNC) or first.text in ("*", "all", "distinct", "top", "null"):
+            return True
+        # select a,b from t  /  select col from tbl [end|where|limit|;|comment]
+        if first.kind == WORD:
+            if len(rest) >= 2 and rest[1].kind == COMMA:
+                return True
+            if len(rest) >= 3 and rest[1].text == "from" and rest[2].kind == WORD:
+                return len(rest) == 3 or rest[3].kind in (COMMENT, SEMI, KW, LOGIC)
+        return False
+    if word in ("drop", "truncate", "alter", "create"):
+        return bool(texts) and texts[0] in ("table", "database", "user", "procedure", "function", "schema", "view", "index", "login")
+    if word == "insert" or word == "replace":
+        return "into" in texts[:2]
+    if word == "update":
+        return len(kinds) >= 2 and kinds[0] == WORD and texts[1] == "set"
+    if word == "delete":
+        return bool(texts) and texts[0] == "from" and len(kinds) >= 2 and kinds[1] == WORD
+    if word in ("exec", "execute", "call"):
+        return bool(rest) and (rest[0].text.startswith(("xp_", "sp_", "master.")) or rest[0].kind == VAR)
+    if word == "declare":
+        return bool(rest) and rest[0].kind == VAR
+    if word == "waitfor":
+        return bool(texts) and texts[0] in ("delay", "time")
+    if word == "shutdown":
+        return not rest or rest[0].kind in (COMMENT, SEMI)
+    return False
+
+
+def _union_select(toks: list[Tok]) -> bool:
+    for i, t in enumerate(toks):
+        if t.kind != UNION:
+            continue
+        j = i + 1
+        while j < len(toks) and (toks[j].kind in (LPAR,) or toks[j].text in ("all", "distinct")):
+            j += 1
+        if j < len(toks) and toks[j].kind == STMT and toks[j].text == "select":
+            if j + 1 < len(toks) or t is toks[0]:
+                return True
+    return False
+
+
+def _tautology(toks: list[Tok], i: int) -> bool:
+    """toks[i] is a logic operator: `or 1=1`, `and 'a'='a`, `or true--`, `and sleep(5)`."""
+    rest = toks[i + 1 :]
+    if not rest:
+        return False
+    a = rest[0]
+    if a.kind == FUNC:
+        return a.text in _STRONG_FUNCTIONS or (a.text in SQL_FUNCTIONS and len(rest) > 1)
+    if a.kind == STMT:
+        return _statement_at(rest, 0)
+    if a.kind == LOGIC and a.text == "not" and len(rest) > 1:
+        rest = rest[1:]
+        a = rest[0]
+    if a.kind not in _OPERAND:
+        return False
+    if len(rest) == 1:
+        return a.kind in (NUM, STR, VAR)  # `' or 1` / `' or 'x`: the statement ends there
+    b = rest[1]
+    if b.kind == COMMENT or b.kind == SEMI:
+        return True
+    if b.kind == OP and (b.text in _COMPARE or b.text in "+-*/%|&^"):
+        if len(rest) == 2:
+            return b.text in _COMPARE
+        c = rest[2]
+        if c.kind in _OPERAND or c.kind == STMT:
+            # the comparison must end the value or be followed by SQL, not by prose
+            if len(rest) == 3:
+                return True
+            d = rest[3]
+            return d.kind in (COMMENT, SEMI, LOGIC, KW, OP, UNION, STR)
+        return False
+    if b.kind == LOGIC:
+        return a.kind in (NUM, STR)
+    return False
+
+
+def _judge(toks: list[Tok], broke_out: bool) -> str | None:
+    """Return a short rule name when the token stream is an injection."""
+    if not toks:
+        return None
+    if _union_select(toks):
+        return "union-select"
+    flat = _strip_parens(toks)
+    if not flat:
+        return None
+    first = flat[0]
+    if broke_out:
+        # flat[0] is the string that the payload's quote closed
+        if len(flat) < 2:
+            return None
+        nxt = flat[1]
+        if nxt.kind == COMMENT and len(toks) > 1:
+            return "breakout-comment"
+        if nxt.kind == SEMI:
+            return "breakout-stacked" if _statement_at(flat, 2) or (len(flat) > 2 and flat[2].kind == COMMENT) else None
+        if nxt.kind == LOGIC and nxt.text != "not" and _tautology(flat, 1):
+            return "breakout-tautology"
+        if nxt.kind == OP and nxt.text in _COMPARE | {"+", "||", "-", "*", "/", "^", "|", "&"}:
+            rest = flat[2:]
+            if rest and rest[0].kind == FUNC and rest[0].text in SQL_FUNCTIONS:
+                return "breakout-function"
+            if rest and rest[0].kind == STMT and _statement_at(rest, 0):
+                return "breakout-subquery"
+            if nxt.text in _COMPARE and rest and rest[0].kind in (STR, NUM) and (len(rest) == 1 or rest[1].kind in (COMMENT, LOGIC, SEMI)):
+                return "breakout-compare"
+        if nxt.kind == KW and nxt.text in ("order", "group") and len(flat) > 3 and flat[2].text == "by":
+            return "breakout-orderby" if flat[3].kind in (NUM, WORD) else None
+        if nxt.kind == KW and nxt.text in ("having", "procedure", "into", "limit") and len(flat) > 2:
+            return "breakout-clause"
+        if nxt.kind == STMT and _statement_at(flat, 1):
+            return "breakout-statement"
+        return None
+    # as-is context: the value is the start of an expression or statement
+    if first.kind == STMT and _statement_at(flat, 0):
+        return "statement"
+    if first.kind in (NUM, VAR) or (first.kind == OP and first.text == "-" and len(flat) > 1 and flat[1].kind == NUM):
+        k = 1 if first.kind != OP else 2
+        if k < len(flat):
+            nxt = flat[k]
+            if nxt.kind == LOGIC and _tautology(flat, k) and any(t.kind in (OP, COMMENT, FUNC, STMT) for t in flat[k:]):
+                return "numeric-tautology"
+            if nxt.kind == SEMI and _statement_at(flat, k + 1):
+                return "stacked-statement"
+            if nxt.kind == KW and nxt.text in ("order", "group") and k + 2 < len(flat) and flat[k + 1].text == "by" and flat[k + 2].kind == NUM:
+                return "numeric-orderby"
+            if nxt.kind == COMMENT and first.kind == NUM and len(flat) == 2 and toks[-1].text.startswith(("--", "#")) and len(toks) > 1 and toks[1].kind == RPAR:
+                return "numeric-comment"
+    # anywhere: a stacked statement `...; drop table x`
+    for i, t in enumerate(flat[:-1]):
+        if t.kind == SEMI and _statement_at(flat, i + 1):
+            return "stacked-statement"
+    return None
+
+
+def _contexts(value: str) -> list[tuple[list[Tok], bool]]:
+    out: list[tuple[list[Tok], bool]] = [(tokenize(value), False)]
+    for q in ("'", '"'):
+        i = value.find(q)
+        if i >= 0:
+            toks = tokenize(value[i + 1 :])
+            out.append(([Tok(STR, q)] + toks, True))
+    return out
+
+
+_QUICK_RE = re.compile(r"['\"`;#()=<>|&*/@-]|\b(?:union|select|or|and|order|group|having|insert|update|delete|drop|exec|declare|waitfor|xor|sleep|benchmark)\b", re.I)
+
+
+def detect_sqli(value: str, kind: str = "query") -> str | None:
+    """A rule name if `value` is SQL injection, else None."""
+    if len(value) < 2:
+        return None
+    value = value[:MAX_SQL_LEN]
+    if not _QUICK_RE.search(value):
+        return None
+    for toks, broke in _contexts(value):
+        rule = _judge(toks, broke)
+        if rule:
+            return rule
+    return None

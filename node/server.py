@@ -1,0 +1,229 @@
+"""The connector endpoint: wire protocol v1 in, a verdict out.
+
+Every POST, on any path, is one message. The steps are cheap checks first (secret, request id,
+content type, size) so that junk costs little, then decoding, then policy and detection. Any
+input the node cannot use gets a 4xx with a JSON `{"error": reason}`; nothing a client sends
+can crash the handler or be recorded as an attack by mistake.
+
+Analysis runs inline on the event loop: the engine bounds its own time per message (a few ms at
+worst), which is cheaper than a thread hop per request.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import logging
+import ssl
+import time
+from pathlib import Path
+
+from aiohttp import web
+
+from addon.protocol import (
+    H_FORWARDED_FOR,
+    H_FORWARDED_HOST,
+    H_INSTANCE,
+    H_MODE,
+    H_REQUEST_ID,
+    H_SECRET,
+    MODE_ASYNC,
+    MODE_SYNC,
+    MSGTYPE_RESPONSE,
+    ProtocolError,
+    RequestMessage,
+    ResponseMessage,
+    Verdict,
+    decode_request,
+    decode_response,
+    is_valid_request_id,
+    msgtype_of,
+)
+from node.context import NodeContext
+from node.masking import mask_hits, request_excerpt
+from node.pairing import Pairing, RequestSeen, ResponseSeen
+from node.policy import Policy, normalise_host, normalise_path
+from node.store.base import AttackRecord, Hit
+
+log = logging.getLogger(__name__)
+
+MAX_STORED_PATH = 2048
+_NO_HITS: list[Hit] = []
+
+
+class MessageRefused(Exception):
+    """A message answered with a 4xx; `kind` labels the parse-error metric."""
+
+    def __init__(self, status: int, kind: str, reason: str):
+        super().__init__(reason)
+        self.status, self.kind, self.reason = status, kind, reason
+
+
+def _error(status: int, reason: str) -> web.Response:
+    return web.Response(status=status, body=json.dumps({"error": reason}).encode(), content_type="application/json")
+
+
+def make_ssl_context(cert: Path, key: Path) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(str(cert), str(key))
+    except (OSError, ssl.SSLError) as e:
+        raise ValueError(f"cannot load TLS certificate {cert} / key {key}: {e}") from e
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+def _client_ip(request: web.Request) -> str:
+    value = request.headers.get(H_FORWARDED_FOR)
+    if value is None:
+        return request.remote or ""
+    first = value.split(",", 1)[0].strip()
+    try:
+        return str(ipaddress.ip_address(first))
+    except ValueError:
+        raise MessageRefused(400, "client_ip", f"invalid {H_FORWARDED_FOR} {first[:60]!r}: not an IP address") from None
+
+
+def _check_length(msg: RequestMessage | ResponseMessage) -> None:
+    # The connector rewrites the embedded Content-Length to the body it sends: a mismatch
+    # means the message was cut in transit.
+    declared = msg.header("content-length")
+    if declared is None:
+        return
+    if not declared.strip().isdigit():
+        raise MessageRefused(400, "protocol", f"embedded Content-Length {declared[:20]!r} is not a number")
+    if int(declared) != len(msg.body):
+        raise MessageRefused(400, "truncated",
+                             f"truncated message: embedded Content-Length is {int(declared)}, body has {len(msg.body)} bytes")
+
+
+class Endpoint:
+    def __init__(self, ctx: NodeContext, pairing: Pairing):
+        self.ctx = ctx
+        self.settings = ctx.settings
+        self.policy: Policy = ctx.policy
+        self.engine = ctx.engine
+        self.store = ctx.store
+        self.metrics = ctx.metrics
+        self.pairing = pairing
+        self._secret = (self.settings.shared_secret or "").encode()
+        self._max_body = self.settings.max_body_bytes
+        self._instance = self.settings.instance
+
+    def make_app(self) -> web.Application:
+        # client_max_size also guards chunked bodies that carry no Content-Length.
+        app = web.Application(client_max_size=self._max_body, handler_args={"max_field_size": 16384})
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        return app
+
+    async def handle(self, request: web.Request) -> web.Response:
+        try:
+            return await self._handle(request)
+        except MessageRefused as e:
+            self.metrics.parse_errors.inc(e.kind)
+            log.info("refused message (%s): %s", e.kind, e.reason)
+            return _error(e.status, e.reason)
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        if request.method != "POST":
+            raise MessageRefused(405, "method", f"method {request.method} not allowed: POST protocol v1 messages")
+        if self._secret and not hmac.compare_digest(request.headers.get(H_SECRET, "").encode(), self._secret):
+            raise MessageRefused(401, "secret", f"missing or wrong {H_SECRET}")
+        request_id = request.headers.get(H_REQUEST_ID)
+        if not is_valid_request_id(request_id):
+            shown = "missing" if request_id is None else f"invalid ({request_id[:40]!r})"
+            raise MessageRefused(400, "request_id", f"{H_REQUEST_ID} {shown}: want 32 lowercase hex characters")
+        assert request_id is not None
+        sync_header = request.headers.get(H_MODE, MODE_SYNC).strip().lower()
+        if sync_header not in (MODE_SYNC, MODE_ASYNC):
+            raise MessageRefused(400, "protocol", f"{H_MODE} must be sync or async, got {sync_header[:20]!r}")
+        try:
+            msgtype = msgtype_of(request.headers.get("Content-Type"))
+        except ProtocolError as e:
+            raise MessageRefused(415, "content_type", str(e)) from None
+        if request.content_length is not None and request.content_length > self._max_body:
+            raise MessageRefused(413, "too_large", f"message of {request.content_length} bytes exceeds the limit of {self._max_body}")
+        try:
+            data = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise MessageRefused(413, "too_large", f"message exceeds the limit of {self._max_body} bytes") from None
+        client_ip = _client_ip(request)
+        try:
+            msg = decode_response(data) if msgtype == MSGTYPE_RESPONSE else decode_request(data)
+        except ProtocolError as e:
+            raise MessageRefused(400, "protocol", str(e)) from None
+        _check_length(msg)
+        sync = sync_header == MODE_SYNC
+        self.metrics.messages.inc(msgtype, sync_header)
+        instance = request.headers.get(H_INSTANCE, "")[:200]
+        try:
+            if isinstance(msg, ResponseMessage):
+                verdict = self._on_response(request_id, msg)
+            else:
+                host = normalise_host(request.headers.get(H_FORWARDED_HOST) or msg.header("host"))
+                verdict = self._on_request(request_id, msg, client_ip, host, sync, instance)
+        except Exception:  # noqa: BLE001 - one bad message must not take the node down
+            self.metrics.analysis_errors.inc()
+            log.exception("analysis failed for request id %s", request_id)
+            return _error(500, "analysis failed; see the node log")
+        self.metrics.verdicts.inc(verdict.action, verdict.reason or "benign")
+        return web.Response(status=verdict.status, body=verdict.to_json(), content_type="application/json")
+
+    # -- requests: decide (sync) or only record (async)
+    def _on_request(self, request_id: str, msg: RequestMessage, client_ip: str, host: str,
+                    sync: bool, instance: str) -> Verdict:
+        path = normalise_path(msg.target)
+        mode = self.policy.mode_for(host, path)
+        hits = _NO_HITS
+        lists = frozenset()
+        if mode != "off":
+            lists = self.policy.lists_for(client_ip)
+            hits = self._analyze(self.engine.analyze_request, msg)
+        decision = self.policy.decide(mode, lists, bool(hits), sync)
+        raw_path = msg.target.split("?", 1)[0][:MAX_STORED_PATH]
+        masked = mask_hits(hits) if hits else _NO_HITS
+        excerpt = request_excerpt(msg) if decision.record else ""
+        seen = RequestSeen(time.time(), client_ip, host, msg.method, raw_path, mode, instance, decision.record, excerpt)
+        earlier = self.pairing.request_seen(request_id, seen)
+        response_hits = earlier.hits if earlier is not None and mode != "off" else _NO_HITS
+        if decision.record or response_hits:
+            reason = "denylist" if decision.reason == "denylist" else "attack"
+            self._record(request_id, seen, masked + response_hits, decision.stored_action, reason,
+                         earlier.status if earlier is not None else None)
+        return Verdict(request_id, "block" if decision.block else "pass", mode, masked, decision.reason)
+
+    # -- responses: analysed, joined with their request, never blocked
+    def _on_response(self, request_id: str, msg: ResponseMessage) -> Verdict:
+        hits = self._analyze(self.engine.analyze_response, msg)
+        masked = mask_hits(hits) if hits else _NO_HITS
+        earlier = self.pairing.response_seen(request_id, ResponseSeen(msg.status, masked))
+        if earlier is not None:
+            self.metrics.pairing_joined.inc()
+            if earlier.recorded:
+                self.store.set_response_status(request_id, msg.status)
+            if masked and earlier.mode != "off":
+                self._record(request_id, earlier, masked, "monitored", "attack", msg.status)
+        return Verdict(request_id, "pass", earlier.mode if earlier else "", masked, "response")
+
+    def _analyze(self, analyze, msg: RequestMessage | ResponseMessage) -> list[Hit]:  # noqa: ANN001
+        started = time.perf_counter()
+        detection = analyze(msg)
+        self.metrics.analysis.observe(time.perf_counter() - started)
+        if not detection.is_attack:
+            return _NO_HITS
+        for hit in detection.attacks:
+            self.metrics.attacks.inc(hit.type)
+        return list(detection.attacks)
+
+    def _record(self, request_id: str, seen: RequestSeen, hits: list[Hit], action: str, reason: str,
+                response_status: int | None) -> None:
+        record = AttackRecord(
+            time=seen.time, request_id=request_id, client_ip=seen.client_ip, host=seen.host,
+            method=seen.method, path=seen.path, hits=hits, action=action,  # type: ignore[arg-type]
+            mode=seen.mode, instance=seen.instance, node_instance=self._instance,
+            response_status=response_status, request_excerpt=seen.excerpt, reason=reason,
+        )
+        self.store.add_attack(record)
+        self.metrics.recorded.inc(action)

@@ -1,0 +1,263 @@
+"""Node configuration: a YAML or JSON file, then command-line overrides, validated by pydantic.
+
+Relative paths inside the file resolve against the file's directory (so a config and its
+certificates can travel together); relative paths given on the command line resolve against
+the working directory, like every other CLI.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import socket
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from node.store.base import IPEntry, ModeOverride, ModeSettings, NodeMode
+
+DEFAULT_LISTEN = "127.0.0.1:5050"
+DEFAULT_CONSOLE_LISTEN = "127.0.0.1:8090"
+DEFAULT_DB = "wallarm-node.db"
+DEFAULT_MAX_BODY = 8 * 1024 * 1024
+
+
+class SettingsError(ValueError):
+    """A config that cannot be used; `str(err)` names the file and the problem."""
+
+
+def parse_hostport(value: str) -> tuple[str, int]:
+    """`127.0.0.1:5050`, `[::1]:5050`, `localhost:5050` -> (host, port)."""
+    value = value.strip()
+    if value.startswith("["):
+        host, sep, rest = value[1:].partition("]")
+        if not sep or not rest.startswith(":"):
+            raise ValueError(f"bad address {value!r} (want [IPv6]:PORT)")
+        port_text = rest[1:]
+    else:
+        host, sep, port_text = value.rpartition(":")
+        if not sep or not host:
+            raise ValueError(f"bad address {value!r} (want HOST:PORT)")
+        if ":" in host:
+            raise ValueError(f"bad address {value!r} (write IPv6 hosts as [addr]:PORT)")
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"bad port in {value!r}")
+    return host, int(port_text)
+
+
+def is_loopback_host(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def normalise_network(text: str) -> str:
+    """`203.0.113.7` -> `203.0.113.7/32`; `2001:db8::1/32` -> `2001:db8::/32` (host bits dropped)."""
+    return str(ipaddress.ip_network(text.strip(), strict=False))
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OverrideConfig(_Model):
+    mode: NodeMode
+    host: str | None = None
+    path_prefix: str | None = None
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str | None) -> str | None:
+        return v.strip().lower() or None if v is not None else None
+
+    @field_validator("path_prefix")
+    @classmethod
+    def _path(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        if not v.startswith("/"):
+            raise ValueError("path_prefix must start with '/'")
+        return v
+
+    @model_validator(mode="after")
+    def _needs_scope(self) -> OverrideConfig:
+        if self.host is None and self.path_prefix is None:
+            raise ValueError("an override needs a host, a path_prefix or both")
+        return self
+
+
+class IPListItem(_Model):
+    network: str
+    comment: str = ""
+    expires_at: float | None = None  # unix seconds
+    ttl_seconds: float | None = Field(default=None, gt=0)  # relative expiry, from node start
+
+    @field_validator("network")
+    @classmethod
+    def _net(cls, v: str) -> str:
+        try:
+            return normalise_network(v)
+        except ValueError as e:
+            raise ValueError(f"not an IP address or CIDR: {v!r}") from e
+
+
+def _items(v: Any) -> Any:
+    # A bare string is shorthand for {"network": "..."}.
+    if isinstance(v, list):
+        return [{"network": x} if isinstance(x, str) else x for x in v]
+    return v
+
+
+class IPListsConfig(_Model):
+    """Entries added to the store at start (idempotent): handy for deployments and tests."""
+
+    allow: list[IPListItem] = []
+    deny: list[IPListItem] = []
+    gray: list[IPListItem] = []
+
+    @field_validator("allow", "deny", "gray", mode="before")
+    @classmethod
+    def _shorthand(cls, v: Any) -> Any:
+        return _items(v)
+
+
+class PairingConfig(_Model):
+    ttl_seconds: float = Field(default=60.0, gt=0)
+    max_entries: int = Field(default=100_000, gt=0)
+
+
+class RetentionConfig(_Model):
+    max_age_days: float | None = Field(default=30.0, gt=0)
+    max_count: int | None = Field(default=1_000_000, gt=0)
+    interval_seconds: float = Field(default=300.0, gt=0)
+
+
+class NodeSettings(_Model):
+    listen: str = DEFAULT_LISTEN
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    shared_secret: str | None = None  # connectors must send it in X-Wallarm-Secret
+    db: str = DEFAULT_DB  # a file path, or sqlite:///path
+    mode: NodeMode = "block"
+    overrides: list[OverrideConfig] = []
+    console_listen: str = DEFAULT_CONSOLE_LISTEN
+    console_token: str | None = None
+    instance: str = Field(default_factory=socket.gethostname)
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY, gt=0)
+    ip_lists: IPListsConfig = IPListsConfig()
+    pairing: PairingConfig = PairingConfig()
+    retention: RetentionConfig = RetentionConfig()
+    shutdown_timeout_seconds: float = Field(default=10.0, gt=0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Set only when --mode was given: it then wins over the mode saved by the console.
+    mode_forced: bool = False
+
+    @field_validator("listen", "console_listen")
+    @classmethod
+    def _addr(cls, v: str) -> str:
+        parse_hostport(v)
+        return v
+
+    @field_validator("shared_secret", "console_token")
+    @classmethod
+    def _nonempty(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            return None
+        return v
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> NodeSettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key must be given together")
+        host, _ = parse_hostport(self.listen)
+        if self.tls_cert is None and not is_loopback_host(host):
+            raise ValueError(
+                f"listen {self.listen!r} is not a loopback address: plain HTTP is allowed only on "
+                "loopback; give tls_cert and tls_key (or --tls-cert/--tls-key) to listen elsewhere"
+            )
+        return self
+
+    # -- derived values used by the rest of the node
+    @property
+    def listen_addr(self) -> tuple[str, int]:
+        return parse_hostport(self.listen)
+
+    @property
+    def console_addr(self) -> tuple[str, int]:
+        return parse_hostport(self.console_listen)
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls_cert is not None
+
+    def mode_settings(self) -> ModeSettings:
+        return ModeSettings(
+            default=self.mode,
+            overrides=[ModeOverride(o.mode, o.host, o.path_prefix) for o in self.overrides],
+        )
+
+    def seed_ip_entries(self, now: float | None = None) -> list[IPEntry]:
+        now = time.time() if now is None else now
+        out: list[IPEntry] = []
+        for name in ("allow", "deny", "gray"):
+            for item in getattr(self.ip_lists, name):
+                expires = item.expires_at
+                if item.ttl_seconds is not None:
+                    expires = now + item.ttl_seconds
+                out.append(IPEntry(name, item.network, expires, item.comment or "from config", now))  # type: ignore[arg-type]
+        return out
+
+
+_PATH_FIELDS = ("tls_cert", "tls_key", "db")
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text("utf-8")
+    except OSError as e:
+        raise SettingsError(f"cannot read config {path}: {e.strerror or e}") from e
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(text) if text.strip() else {}
+        else:
+            data = yaml.safe_load(text) or {}
+    except (json.JSONDecodeError, yaml.YAMLError) as e:
+        raise SettingsError(f"config {path} is not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {e}") from e
+    if not isinstance(data, dict):
+        raise SettingsError(f"config {path}: the top level must be a mapping, got {type(data).__name__}")
+    base = path.resolve().parent
+    for key in _PATH_FIELDS:
+        value = data.get(key)
+        if isinstance(value, str) and value and "://" not in value and not Path(value).is_absolute():
+            data[key] = str(base / value)
+    return data
+
+
+def _format_validation(err: ValidationError, source: str) -> str:
+    lines = [f"invalid node config ({source}):"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field"
+        lines.append(f"  {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def load_settings(config_path: Path | None = None, overrides: dict[str, Any] | None = None) -> NodeSettings:
+    """File values, then non-None `overrides` (the CLI flags) on top."""
+    data: dict[str, Any] = read_config_file(config_path) if config_path else {}
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            data[key] = value
+    source = str(config_path) if config_path else "command line"
+    try:
+        return NodeSettings.model_validate(data)
+    except ValidationError as e:
+        raise SettingsError(_format_validation(e, source)) from None

@@ -1,0 +1,809 @@
+"""The SQLite attack store: one WAL file, one writer thread that batches, a small reader pool.
+
+Nothing here blocks the event loop. `add_attack` and `set_response_status` only put an item on
+a bounded queue (full queue = the record is dropped and counted, never a stall of the hot path).
+The writer thread takes items in batches (up to `batch_max`, or what arrived within
+`flush_interval` of the first one) and writes each batch in one transaction. Awaited writes
+(IP entries, settings, retention, the readiness probe) go through the same thread, in order,
+so there is exactly one writer and no "database is locked". Reads run on read-only connections
+in a two-thread pool; WAL lets them proceed while the writer writes.
+
+Response statuses: `set_response_status(rid, status)` updates every stored attack with that
+request id. If none is stored yet (the response overtook the attack, which the node may record
+later), the status is kept pending, at most `PENDING_MAX` entries for `PENDING_TTL` seconds,
+and applied when an attack with that request id is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import concurrent.futures
+import json
+import logging
+import math
+import queue
+import sqlite3
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from node.store import ipnet
+from node.store.base import (
+    LIST_NAMES,
+    NODE_MODES,
+    AttackFilter,
+    AttackPage,
+    AttackRecord,
+    Hit,
+    IPEntry,
+    ListName,
+    ModeOverride,
+    ModeSettings,
+    Stats,
+    StatsBucket,
+    Store,
+    StoreError,
+)
+from node.store.sqlite_schema import migrate
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+PENDING_MAX = 10_000  # response statuses waiting for their attack
+PENDING_TTL = 300.0  # seconds a pending status waits
+QUEUE_MAX = 100_000  # queued writes; beyond it add_attack drops and counts
+MAX_PAGE = 1000  # largest list_attacks limit
+MAX_BUCKETS = 1000
+TOP_N = 10
+COUNT_BUDGET = 0.03  # seconds a page may spend counting its total; beyond it total is None
+CACHE_KIB = 16384  # page cache per connection: the hot part of a 100k store's indexes fits
+PROBE_TIMEOUT = 2.0  # seconds writable() waits for the writer
+BUSY_TIMEOUT_MS = 5000  # another process holding the file (a backup, sqlite3 CLI)
+MODE_SETTINGS_KEY = "mode_settings"
+_STORED_ACTIONS = ("blocked", "monitored")
+_ATTACK_COLUMNS = (
+    "id, time, request_id, client_ip, host, method, path, action, mode, instance, node_instance, "
+    "response_status, request_excerpt, reason, hits"
+)
+
+
+# ---------------------------------------------------------------------------- queue items
+
+@dataclass(slots=True)
+class _AddAttack:
+    record: AttackRecord
+
+
+@dataclass(slots=True)
+class _SetStatus:
+    request_id: str
+    status: int
+
+
+@dataclass(slots=True)
+class _Call:
+    """Run `fn(conn)` inside the writer's transaction; its result resolves `future`."""
+
+    fn: Callable[[sqlite3.Connection], Any]
+    future: concurrent.futures.Future
+
+
+@dataclass(slots=True)
+class _Flush:
+    future: concurrent.futures.Future
+
+
+_STOP = object()
+
+
+# ---------------------------------------------------------------------------- cursors
+
+def encode_cursor(t: float, attack_id: int) -> str:
+    raw = f"{t!r}:{attack_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, int]:
+    """Inverse of `encode_cursor`; anything else raises ValueError("bad cursor")."""
+    try:
+        if not isinstance(cursor, str) or not cursor or len(cursor) > 100:
+            raise ValueError
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        t_text, _, id_text = raw.partition(":")
+        t, attack_id = float(t_text), int(id_text)
+        if not math.isfinite(t) or attack_id < 0:
+            raise ValueError
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ValueError(f"bad cursor {cursor!r}: pass back the next_cursor of a previous page") from None
+    return t, attack_id
+
+
+# ---------------------------------------------------------------------------- row mapping
+
+def _hits_json(hits: list[Hit]) -> str:
+    return json.dumps(
+        [{"type": h.type, "location": h.location, "rule_id": h.rule_id, "excerpt": h.excerpt, "score": h.score}
+         for h in hits],
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+
+
+def _hits_from_json(text: str) -> list[Hit]:
+    try:
+        items = json.loads(text)
+        return [Hit(type=str(h["type"]), location=str(h.get("location", "")), rule_id=str(h.get("rule_id", "")),
+                    excerpt=str(h.get("excerpt", "")), score=int(h.get("score", 0)))
+                for h in items]
+    except (ValueError, TypeError, KeyError, AttributeError):
+        log.warning("attack store: unreadable hits JSON %.80r", text)
+        return []
+
+
+def _record_from_row(row: sqlite3.Row | tuple) -> AttackRecord:
+    (attack_id, t, request_id, client_ip, host, method, path, action, mode, instance, node_instance,
+     response_status, request_excerpt, reason, hits) = row
+    return AttackRecord(
+        time=t, request_id=request_id, client_ip=client_ip, host=host, method=method, path=path,
+        hits=_hits_from_json(hits), action=action, mode=mode, instance=instance, node_instance=node_instance,
+        response_status=response_status, request_excerpt=request_excerpt, reason=reason, id=attack_id,
+    )
+
+
+def _attack_row(r: AttackRecord) -> tuple:
+    """The INSERT parameters of a record; raises ValueError/TypeError for a malformed one."""
+    t = float(r.time)
+    if not math.isfinite(t):
+        raise ValueError(f"time {r.time!r} is not a finite number")
+    if r.action not in _STORED_ACTIONS:
+        raise ValueError(f"action {r.action!r} is not one of {_STORED_ACTIONS}")
+    status = None if r.response_status is None else int(r.response_status)
+    path = str(r.path)
+    client_ip = str(r.client_ip)
+    return (
+        t, str(r.request_id), client_ip, ipnet.ip_key(client_ip), str(r.host), str(r.method), path,
+        path.lower(), r.action, str(r.mode), str(r.instance), str(r.node_instance), status,
+        str(r.request_excerpt), str(r.reason), _hits_json(list(r.hits)),
+    )
+
+
+def _where(flt: AttackFilter) -> tuple[list[str], list[Any]]:
+    """SQL conditions for a filter; raises ValueError with a clear message for bad values."""
+    where: list[str] = []
+    params: list[Any] = []
+    if flt.types:
+        types = [t for t in flt.types if isinstance(t, str) and t]
+        if len(types) != len(flt.types) or len(types) > 50:
+            raise ValueError("types must be a list of at most 50 non-empty strings")
+        where.append(
+            "EXISTS (SELECT 1 FROM attack_types t WHERE t.attack_id = a.id AND t.type IN (%s))"
+            % ",".join("?" * len(types))
+        )
+        params.extend(types)
+    if flt.client_ip:
+        net = ipnet.parse_network(flt.client_ip)
+        lo, hi = ipnet.network_key_range(net)
+        if lo == hi:
+            where.append("a.ip_key = ?")
+            params.append(lo)
+        else:
+            where.append("a.ip_key BETWEEN ? AND ?")
+            params.extend([lo, hi])
+    if flt.action:
+        if flt.action not in _STORED_ACTIONS:
+            raise ValueError(f"action must be one of {', '.join(_STORED_ACTIONS)}, not {flt.action!r}")
+        where.append("a.action = ?")
+        params.append(flt.action)
+    if flt.host:
+        where.append("a.host = ?")  # the column is COLLATE NOCASE
+        params.append(str(flt.host).strip())
+    for name, op in (("since", ">="), ("until", "<")):
+        value = getattr(flt, name)
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite unix time in seconds, not {value!r}")
+            where.append(f"a.time {op} ?")
+            params.append(float(value))
+    if flt.path_search:
+        needle = str(flt.path_search)
+        if len(needle) > 1000:
+            raise ValueError("path_search is longer than 1000 characters")
+        where.append("instr(a.path_lc, ?) > 0")
+        params.append(needle.lower())
+    return where, params
+
+
+def _count_query(flt: AttackFilter, cond: str, params: list[Any]) -> tuple[str, list[Any]]:
+    """How to count the matches of a first page."""
+    if flt.types and not (flt.client_ip or flt.action or flt.host or flt.path_search):
+        # Types (and a time range) only: the type index answers without touching attacks.
+        sql = ("SELECT count(DISTINCT attack_id) FROM attack_types WHERE type IN (%s)"
+               % ",".join("?" * len(flt.types)))
+        args: list[Any] = list(flt.types)
+        if flt.since is not None:
+            sql += " AND time >= ?"
+            args.append(float(flt.since))
+        if flt.until is not None:
+            sql += " AND time < ?"
+            args.append(float(flt.until))
+        return sql, args
+    return f"SELECT count(*) FROM attacks a WHERE {cond}", list(params)
+
+
+def _count_within_budget(conn: sqlite3.Connection, sql: str, params: list[Any]) -> int | None:
+    """The count, or None when it would take longer than COUNT_BUDGET (a full scan of a big store)."""
+    deadline = time.perf_counter() + COUNT_BUDGET
+    conn.set_progress_handler(lambda: time.perf_counter() > deadline, 2000)
+    try:
+        return conn.execute(sql, params).fetchone()[0]
+    except sqlite3.OperationalError as err:
+        if "interrupt" not in str(err):
+            raise
+        return None
+    finally:
+        conn.set_progress_handler(None, 0)
+
+
+def _mode_settings_to_json(s: ModeSettings) -> str:
+    if s.default not in NODE_MODES:
+        raise ValueError(f"mode must be one of {', '.join(NODE_MODES)}, not {s.default!r}")
+    overrides = []
+    for o in s.overrides:
+        if o.mode not in NODE_MODES:
+            raise ValueError(f"override mode must be one of {', '.join(NODE_MODES)}, not {o.mode!r}")
+        if o.host is None and o.path_prefix is None:
+            raise ValueError("an override needs a host, a path_prefix or both")
+        overrides.append({"mode": o.mode, "host": o.host, "path_prefix": o.path_prefix})
+    return json.dumps({"default": s.default, "overrides": overrides})
+
+
+def _mode_settings_from_json(text: str) -> ModeSettings:
+    data = json.loads(text)
+    default = data["default"]
+    if default not in NODE_MODES:
+        raise ValueError(f"unknown mode {default!r}")
+    overrides = []
+    for o in data.get("overrides", []):
+        if o["mode"] not in NODE_MODES:
+            raise ValueError(f"unknown mode {o['mode']!r}")
+        overrides.append(ModeOverride(mode=o["mode"], host=o.get("host"), path_prefix=o.get("path_prefix")))
+    return ModeSettings(default=default, overrides=overrides)
+
+
+def _check_ip_entry(entry: IPEntry) -> tuple[str, str, float | None, str, float]:
+    if entry.list not in LIST_NAMES:
+        raise ValueError(f"list must be one of {', '.join(LIST_NAMES)}, not {entry.list!r}")
+    network = ipnet.normalise_network(entry.network)
+    expires = entry.expires_at
+    if expires is not None:
+        if isinstance(expires, bool) or not isinstance(expires, int | float) or not math.isfinite(expires):
+            raise ValueError(f"expires_at must be a unix time in seconds or null, not {expires!r}")
+        expires = float(expires)
+    comment = "" if entry.comment is None else str(entry.comment)
+    if len(comment) > 500:
+        raise ValueError("comment is longer than 500 characters")
+    created = float(entry.created_at) if entry.created_at else time.time()
+    return entry.list, network, expires, comment, created
+
+
+# ---------------------------------------------------------------------------- the store
+
+class SQLiteStore(Store):
+    def __init__(self, path: str | Path, *, batch_max: int = 500, flush_interval: float = 0.05,
+                 queue_max: int = QUEUE_MAX) -> None:
+        if batch_max < 1:
+            raise ValueError("batch_max must be >= 1")
+        if flush_interval < 0:
+            raise ValueError("flush_interval must be >= 0")
+        self.path = Path(path)
+        self.batch_max = batch_max
+        self.flush_interval = flush_interval
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_max)
+        self._writer: threading.Thread | None = None
+        self._readers: concurrent.futures.ThreadPoolExecutor | None = None
+        self._reader_local = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._reader_lock = threading.Lock()
+        self._pending: OrderedDict[str, tuple[int, float]] = OrderedDict()  # writer thread only
+        self._open = False
+        self._closing = False
+        # Counters for metrics and tests (written by one thread each, read anywhere).
+        self.dropped = 0  # records refused because the queue was full or the store closed
+        self.write_errors = 0  # batches that failed to commit
+        self.bad_records = 0  # malformed records skipped
+        self.pending_evicted = 0  # pending statuses that never met their attack
+        self.attacks_written = 0
+
+    # -- lifecycle
+
+    async def open(self) -> None:
+        if self._open:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise StoreError(f"cannot create the directory of the attack store {self.path}: {err}") from err
+        ready: concurrent.futures.Future = concurrent.futures.Future()
+        self._writer = threading.Thread(target=self._writer_main, args=(ready,), name="store-writer", daemon=True)
+        self._writer.start()
+        try:
+            await asyncio.wrap_future(ready)
+        except Exception as err:
+            await asyncio.to_thread(self._writer.join)
+            raise StoreError(f"cannot open the attack store {self.path}: {err}") from err
+        self._readers = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="store-reader")
+        self._open = True
+        self._closing = False
+
+    async def close(self) -> None:
+        if not self._open or self._closing:
+            return
+        self._closing = True
+        await self.flush()
+        self._queue.put(_STOP)
+        writer = self._writer
+        if writer is not None:
+            await asyncio.to_thread(writer.join)
+        readers = self._readers
+        if readers is not None:
+            await asyncio.to_thread(readers.shutdown, True)
+        with self._reader_lock:
+            for conn in self._reader_conns:
+                conn.close()
+            self._reader_conns.clear()
+        self._open = False
+
+    async def flush(self) -> None:
+        if not self._open or self._writer is None or not self._writer.is_alive():
+            return
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+        await self._put(_Flush(fut))
+        await asyncio.wrap_future(fut)
+
+    async def writable(self) -> bool:
+        if not self._open or self._closing or self._writer is None or not self._writer.is_alive():
+            return False
+        try:
+            await asyncio.wait_for(self._write(_probe), PROBE_TIMEOUT)
+            return True
+        except Exception as err:  # a full disk, a read-only file, a stuck writer
+            log.warning("attack store not writable: %s", err)
+            return False
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    # -- attacks: writes
+
+    def add_attack(self, record: AttackRecord) -> None:
+        self._enqueue(_AddAttack(record))
+
+    def set_response_status(self, request_id: str, status: int) -> None:
+        self._enqueue(_SetStatus(request_id, status))
+
+    def _enqueue(self, item: object) -> None:
+        if not self._open or self._closing:
+            self.dropped += 1
+            log.warning("attack store is closed: write dropped")
+            return
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            self.dropped += 1
+            if self.dropped % 1000 == 1:
+                log.warning("attack store queue full (%d): %d writes dropped so far", self._queue.maxsize, self.dropped)
+
+    # -- attacks: reads
+
+    async def list_attacks(self, flt: AttackFilter, cursor: str | None = None, limit: int = 50) -> AttackPage:
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+            raise ValueError(f"limit must be an integer from 1 to {MAX_PAGE}")
+        where, params = _where(flt)
+        if cursor is not None:
+            t, attack_id = decode_cursor(cursor)
+            # First term lets the (time) index bound the scan; the second breaks ties by id.
+            where.append("a.time <= ? AND (a.time < ? OR a.id < ?)")
+            params.extend([t, t, attack_id])
+        cond = " AND ".join(where) or "1"
+        select = f"SELECT {_ATTACK_COLUMNS} FROM attacks a WHERE {cond} ORDER BY a.time DESC, a.id DESC LIMIT ?"
+        count = _count_query(flt, cond, params) if cursor is None else None
+
+        def query(conn: sqlite3.Connection) -> AttackPage:
+            conn.execute("BEGIN")  # one snapshot for the page and its count
+            try:
+                rows = conn.execute(select, [*params, limit + 1]).fetchall()
+                total = _count_within_budget(conn, *count) if count else None
+            finally:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+            items = [_record_from_row(r) for r in rows[:limit]]
+            more = len(rows) > limit
+            next_cursor = encode_cursor(items[-1].time, items[-1].id) if more else None  # type: ignore[arg-type]
+            return AttackPage(items=items, next_cursor=next_cursor, total=total)
+
+        return await self._read(query)
+
+    async def get_attack(self, attack_id: int) -> AttackRecord | None:
+        if isinstance(attack_id, bool) or not isinstance(attack_id, int):
+            raise ValueError(f"attack id must be an integer, not {attack_id!r}")
+
+        def query(conn: sqlite3.Connection) -> AttackRecord | None:
+            row = conn.execute(f"SELECT {_ATTACK_COLUMNS} FROM attacks WHERE id = ?", (attack_id,)).fetchone()
+            return None if row is None else _record_from_row(row)
+
+        return await self._read(query)
+
+    async def stats(self, since: float, until: float, buckets: int = 48) -> Stats:
+        for name, value in (("since", since), ("until", until)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite unix time in seconds, not {value!r}")
+        if until <= since:
+            raise ValueError("until must be later than since")
+        if isinstance(buckets, bool) or not isinstance(buckets, int) or not 1 <= buckets <= MAX_BUCKETS:
+            raise ValueError(f"buckets must be an integer from 1 to {MAX_BUCKETS}")
+        span = until - since
+        bucket_seconds = max(1, math.ceil(span / buckets))
+        n_buckets = max(1, math.ceil(span / bucket_seconds))
+        rng = (float(since), float(until))
+
+        def query(conn: sqlite3.Connection) -> Stats:
+            series = [StatsBucket(start=since + i * bucket_seconds, by_type={}, by_action={})
+                      for i in range(n_buckets)]
+            by_action: dict[str, int] = {}
+            by_type: dict[str, int] = {}
+            bucket_of = "min(CAST((time - ?) / ? AS INTEGER), ?)"
+            args = (float(since), bucket_seconds, n_buckets - 1, *rng)
+            conn.execute("BEGIN")  # one consistent snapshot for every number
+            try:
+                # Totals are sums of the series: two scans fewer.
+                for b, action, c in conn.execute(
+                        f"SELECT {bucket_of} b, action, count(*) FROM attacks WHERE time >= ? AND time < ? "
+                        "GROUP BY b, action", args):
+                    series[b].by_action[action] = c
+                    by_action[action] = by_action.get(action, 0) + c
+                for b, type_, c in conn.execute(
+                        f"SELECT {bucket_of} b, type, count(*) FROM attack_types WHERE time >= ? AND time < ? "
+                        "GROUP BY b, type", args):
+                    series[b].by_type[type_] = c
+                    by_type[type_] = by_type.get(type_, 0) + c
+                top_paths = [(p, c) for p, c in conn.execute(
+                    "SELECT path, count(*) c FROM attacks WHERE time >= ? AND time < ? "
+                    "GROUP BY path ORDER BY c DESC, path LIMIT ?", (*rng, TOP_N))]
+                top_ips = [(ip, c) for ip, c in conn.execute(
+                    "SELECT client_ip, count(*) c FROM attacks WHERE time >= ? AND time < ? "
+                    "GROUP BY client_ip ORDER BY c DESC, client_ip LIMIT ?", (*rng, TOP_N))]
+            finally:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+            by_type = dict(sorted(by_type.items(), key=lambda kv: (-kv[1], kv[0])))
+            return Stats(total=sum(by_action.values()), by_type=by_type, by_action=by_action, series=series,
+                         bucket_seconds=bucket_seconds, top_paths=top_paths, top_ips=top_ips)
+
+        return await self._read(query)
+
+    async def apply_retention(self, max_age_seconds: float | None, max_count: int | None) -> int:
+        if max_age_seconds is not None and (not isinstance(max_age_seconds, int | float)
+                                            or not max_age_seconds >= 0):
+            raise ValueError("max_age_seconds must be a number >= 0 or None")
+        if max_count is not None and (isinstance(max_count, bool) or not isinstance(max_count, int) or max_count < 0):
+            raise ValueError("max_count must be an integer >= 0 or None")
+        cutoff = None if max_age_seconds is None else time.time() - max_age_seconds
+
+        def delete(conn: sqlite3.Connection) -> int:
+            deleted = 0
+            if cutoff is not None:
+                conn.execute("DELETE FROM attack_types WHERE time < ?", (cutoff,))
+                deleted += conn.execute("DELETE FROM attacks WHERE time < ?", (cutoff,)).rowcount
+            if max_count is not None:
+                if max_count == 0:
+                    conn.execute("DELETE FROM attack_types")
+                    deleted += conn.execute("DELETE FROM attacks").rowcount
+                else:
+                    edge = conn.execute("SELECT time, id FROM attacks ORDER BY time DESC, id DESC LIMIT 1 OFFSET ?",
+                                        (max_count - 1,)).fetchone()
+                    if edge is not None:  # (time, id) of the oldest row to keep
+                        t, attack_id = edge
+                        conn.execute("DELETE FROM attack_types WHERE time < ? OR (time = ? AND attack_id < ?)",
+                                     (t, t, attack_id))
+                        deleted += conn.execute("DELETE FROM attacks WHERE time < ? OR (time = ? AND id < ?)",
+                                                (t, t, attack_id)).rowcount
+            return deleted
+
+        deleted = await self._write(delete)
+        if deleted:
+            log.info("attack store retention deleted %d attacks", deleted)
+        return deleted
+
+    # -- IP lists
+
+    async def list_ip_entries(self, list_name: ListName | None = None, include_expired: bool = False) -> list[IPEntry]:
+        if list_name is not None and list_name not in LIST_NAMES:
+            raise ValueError(f"list must be one of {', '.join(LIST_NAMES)}, not {list_name!r}")
+        where, params = [], []
+        if list_name is not None:
+            where.append("list = ?")
+            params.append(list_name)
+        if not include_expired:
+            where.append("(expires_at IS NULL OR expires_at > ?)")
+            params.append(time.time())
+        sql = ("SELECT id, list, network, expires_at, comment, created_at FROM ip_entries WHERE "
+               + (" AND ".join(where) or "1") + " ORDER BY list, id")
+
+        def query(conn: sqlite3.Connection) -> list[IPEntry]:
+            return [IPEntry(id=i, list=lst, network=net, expires_at=exp, comment=com, created_at=cre)
+                    for i, lst, net, exp, com, cre in conn.execute(sql, params)]
+
+        return await self._read(query)
+
+    async def add_ip_entry(self, entry: IPEntry) -> IPEntry:
+        """Adds the entry, or updates expiry and comment if the network is already on that list."""
+        list_name, network, expires, comment, created = _check_ip_entry(entry)
+
+        def upsert(conn: sqlite3.Connection) -> IPEntry:
+            row = conn.execute(
+                "INSERT INTO ip_entries (list, network, expires_at, comment, created_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (list, network) DO UPDATE SET expires_at = excluded.expires_at, "
+                "comment = excluded.comment RETURNING id, created_at",
+                (list_name, network, expires, comment, created)).fetchone()
+            return IPEntry(list=list_name, network=network, expires_at=expires, comment=comment,  # type: ignore[arg-type]
+                           created_at=row[1], id=row[0])
+
+        return await self._write(upsert)
+
+    async def delete_ip_entry(self, entry_id: int) -> bool:
+        if isinstance(entry_id, bool) or not isinstance(entry_id, int):
+            raise ValueError(f"entry id must be an integer, not {entry_id!r}")
+        return await self._write(lambda conn: conn.execute("DELETE FROM ip_entries WHERE id = ?",
+                                                           (entry_id,)).rowcount > 0)
+
+    # -- node settings
+
+    async def load_mode_settings(self) -> ModeSettings | None:
+        def query(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute("SELECT value FROM settings WHERE key = ?", (MODE_SETTINGS_KEY,)).fetchone()
+            return None if row is None else row[0]
+
+        text = await self._read(query)
+        if text is None:
+            return None
+        try:
+            return _mode_settings_from_json(text)
+        except (ValueError, TypeError, KeyError) as err:
+            log.error("attack store: ignoring unreadable saved mode settings (%s): %.200r", err, text)
+            return None
+
+    async def save_mode_settings(self, settings: ModeSettings) -> None:
+        text = _mode_settings_to_json(settings)
+        await self._write(lambda conn: conn.execute(
+            "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (MODE_SETTINGS_KEY, text)))
+
+    # -- plumbing: awaited writes and reads
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if not self._open or self._closing:
+            raise StoreError("the attack store is closed")
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+        await self._put(_Call(fn, fut))
+        return await asyncio.wrap_future(fut)
+
+    async def _put(self, item: object) -> None:
+        """Queue an awaited item; with a full queue, wait for room in a thread, not on the loop."""
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            await asyncio.to_thread(self._queue.put, item)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if not self._open or self._readers is None:
+            raise StoreError("the attack store is closed")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self._run_read, fn)
+
+    def _run_read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = getattr(self._reader_local, "conn", None)
+        if conn is None:
+            uri = self.path.resolve().as_uri() + "?mode=ro"
+            conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False,
+                                   timeout=BUSY_TIMEOUT_MS / 1000)
+            conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+            self._reader_local.conn = conn
+            with self._reader_lock:
+                self._reader_conns.append(conn)
+        try:
+            return fn(conn)
+        except sqlite3.Error as err:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StoreError(f"attack store read failed: {err}") from err
+
+    # -- the writer thread
+
+    def _connect_writer(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                               timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise StoreError(f"cannot switch {self.path} to WAL mode (got {mode})")
+            # WAL + NORMAL: a commit survives a crash of the process; only an OS crash may
+            # lose the last transactions, never corrupt the file.
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+            migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _writer_main(self, ready: concurrent.futures.Future) -> None:
+        try:
+            conn = self._connect_writer()
+        except BaseException as err:  # reported to open()
+            ready.set_exception(err)
+            return
+        ready.set_result(None)
+        try:
+            while True:
+                batch = self._next_batch()
+                self._write_batch(conn, [item for item in batch if item is not _STOP])
+                if batch[-1] is _STOP:
+                    return
+        finally:
+            conn.close()
+
+    def _next_batch(self) -> list[object]:
+        """Wait for one item, then gather more until batch_max, flush_interval, or an item
+        somebody awaits (commit those at once)."""
+        first = self._queue.get()
+        batch = [first]
+        if not isinstance(first, _AddAttack | _SetStatus):
+            return batch
+        deadline = time.monotonic() + self.flush_interval
+        while len(batch) < self.batch_max:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    item = self._queue.get(timeout=remaining)
+                except queue.Empty:
+                    break
+            batch.append(item)
+            if not isinstance(item, _AddAttack | _SetStatus):
+                break
+        return batch
+
+    def _write_batch(self, conn: sqlite3.Connection, batch: list[object]) -> None:
+        results: list[tuple[concurrent.futures.Future, Any, BaseException | None]] = []
+        attack_rows: list[tuple] = []
+        type_rows: list[tuple[int, str, float]] = []
+        written = 0
+        try:
+            conn.execute("BEGIN IMMEDIATE")  # the write lock: the id high-water mark is ours now
+            next_id = self._next_attack_id(conn)
+            for item in batch:
+                if isinstance(item, _AddAttack):
+                    if self._prepare_attack(item.record, next_id, attack_rows, type_rows):
+                        next_id += 1
+                    continue
+                # Anything else may read or update attacks: write the buffered ones first.
+                written += self._insert_rows(conn, attack_rows, type_rows)
+                if isinstance(item, _SetStatus):
+                    self._apply_status(conn, item.request_id, item.status)
+                elif isinstance(item, _Call):
+                    results.append(self._run_call(conn, item))
+                elif isinstance(item, _Flush):
+                    results.append((item.future, None, None))
+            written += self._insert_rows(conn, attack_rows, type_rows)
+            conn.execute("COMMIT")
+            self.attacks_written += written
+        except Exception as err:  # a full disk, an I/O error; the thread must live on
+            self.write_errors += 1
+            log.error("attack store: a batch of %d writes failed and was lost: %s", len(batch), err)
+            try:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            except sqlite3.Error as rollback_err:
+                log.error("attack store: rollback failed too: %s", rollback_err)
+            # Awaited writes fail; flushes complete (nothing queued before them is left).
+            failure = StoreError(f"attack store write failed: {err}")
+            results = [(item.future, None, failure) if isinstance(item, _Call) else (item.future, None, None)
+                       for item in batch if isinstance(item, _Call | _Flush)]
+        for fut, value, error in results:
+            if fut.set_running_or_notify_cancel():
+                if error is not None:
+                    fut.set_exception(error)
+                else:
+                    fut.set_result(value)
+
+    @staticmethod
+    def _next_attack_id(conn: sqlite3.Connection) -> int:
+        # Ids are assigned here so that a batch goes in with two executemany calls; the
+        # AUTOINCREMENT sequence keeps them from being reused after retention deleted the newest.
+        seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'attacks'").fetchone()
+        top = conn.execute("SELECT max(id) FROM attacks").fetchone()[0]
+        return max(seq[0] if seq else 0, top or 0) + 1
+
+    def _run_call(self, conn: sqlite3.Connection, item: _Call) -> tuple[concurrent.futures.Future, Any, BaseException | None]:
+        # A savepoint, so a failing call undoes only its own changes, not the batch around it.
+        conn.execute("SAVEPOINT call")
+        try:
+            value = item.fn(conn)
+        except Exception as err:
+            conn.execute("ROLLBACK TO call")
+            conn.execute("RELEASE call")
+            return item.future, None, (StoreError(f"attack store write failed: {err}")
+                                       if isinstance(err, sqlite3.Error) else err)
+        conn.execute("RELEASE call")
+        return item.future, value, None
+
+    def _prepare_attack(self, record: AttackRecord, attack_id: int, attack_rows: list[tuple],
+                        type_rows: list[tuple[int, str, float]]) -> bool:
+        """Append the rows of one record; False (and counted) for a malformed record."""
+        try:
+            row = _attack_row(record)
+            types = sorted({str(h.type) for h in record.hits})
+        except (ValueError, TypeError, AttributeError) as err:
+            self.bad_records += 1
+            log.warning("attack store: skipping a malformed attack record: %s", err)
+            return False
+        if row[12] is None:  # no response status yet: one may be waiting
+            pending = self._pending.pop(row[1], None)
+            if pending is not None and time.monotonic() - pending[1] <= PENDING_TTL:
+                row = row[:12] + (pending[0],) + row[13:]
+        attack_rows.append((attack_id, *row))
+        type_rows.extend((attack_id, t, row[0]) for t in types)
+        return True
+
+    @staticmethod
+    def _insert_rows(conn: sqlite3.Connection, attack_rows: list[tuple], type_rows: list[tuple]) -> int:
+        if not attack_rows:
+            return 0
+        conn.executemany(
+            "INSERT INTO attacks (id, time, request_id, client_ip, ip_key, host, method, path, path_lc, action, "
+            "mode, instance, node_instance, response_status, request_excerpt, reason, hits) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", attack_rows)
+        conn.executemany("INSERT INTO attack_types (attack_id, type, time) VALUES (?, ?, ?)", type_rows)
+        count = len(attack_rows)
+        attack_rows.clear()
+        type_rows.clear()
+        return count
+
+    def _apply_status(self, conn: sqlite3.Connection, request_id: Any, status: Any) -> None:
+        try:
+            status = int(status)
+            request_id = str(request_id)
+        except (ValueError, TypeError):
+            self.bad_records += 1
+            log.warning("attack store: skipping a malformed response status %r for %r", status, request_id)
+            return
+        updated = conn.execute("UPDATE attacks SET response_status = ? WHERE request_id = ?",
+                               (status, request_id)).rowcount
+        if updated:
+            return
+        now = time.monotonic()
+        self._pending[request_id] = (status, now)
+        self._pending.move_to_end(request_id)
+        while self._pending:
+            oldest_rid, (_, queued_at) = next(iter(self._pending.items()))
+            if len(self._pending) <= PENDING_MAX and now - queued_at <= PENDING_TTL:
+                break
+            del self._pending[oldest_rid]
+            self.pending_evicted += 1
+
+
+def _probe(conn: sqlite3.Connection) -> None:
+    # A real write (and commit) of one tiny row: proves the file and the disk accept writes.
+    conn.execute("INSERT INTO settings (key, value) VALUES ('_probe', ?) "
+                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (repr(time.time()),))

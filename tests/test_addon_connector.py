@@ -1,0 +1,359 @@
+"""The addon with mitmproxy's own test helpers (tflow/taddons) against an in-process fake node.
+
+The fake node is a real aiohttp server on a free loopback port (tests/support/fake_node.py);
+the addon talks to it over real sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from mitmproxy import exceptions
+from mitmproxy.test import taddons, tflow
+
+from addon import protocol
+from addon.connector import ACTIVE, RID, WallarmConnector, client_ip
+from tests.support.fake_node import FakeNode
+from tests.support.procs import free_port
+from tests.support.proxy import write_config
+
+
+@pytest.fixture
+async def node() -> AsyncIterator[FakeNode]:
+    n = FakeNode("127.0.0.1", free_port(), mode="match")
+    await n.start_node()
+    yield n
+    await n.stop_node()
+
+
+class Harness:
+    def __init__(self, tctx: taddons.context, addon: WallarmConnector, path: Path):
+        self.tctx, self.addon, self.path = tctx, addon, path
+
+    async def run(self, flow) -> None:  # type: ignore[no-untyped-def]
+        await self.tctx.cycle(self.addon, flow)
+
+
+@pytest.fixture
+async def harness(tmp_path: Path, node: FakeNode) -> AsyncIterator[Harness]:
+    path = write_config(tmp_path / "enable-plugin.json", f"http://127.0.0.1:{node.port}/")
+    addon = WallarmConnector()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, wallarm_config=str(path), wallarm_admin_listen="")
+        addon.running()
+        yield Harness(tctx, addon, path)
+        addon.done()
+
+
+def http_flow(path: str = "/api/items", method: str = "GET", body: bytes = b"", **headers: str):  # type: ignore[no-untyped-def]
+    f = tflow.tflow(resp=False)
+    f.client_conn.timestamp_tls_setup = None  # a plain-HTTP client
+    f.client_conn.sni = None
+    f.request.method = method
+    f.request.path = path
+    f.request.content = body
+    for k, v in headers.items():
+        f.request.headers[k.replace("_", "-")] = v
+    return f
+
+
+def reconfigure(h: Harness, **settings: object) -> None:
+    url = f"http://127.0.0.1:{h.addon.active.client.endpoints[0].address.port}/"  # type: ignore[union-attr]
+    write_config(h.path, settings.pop("node", url), **settings)
+    assert h.addon.watcher is not None
+    h.addon.watcher.check()
+
+
+def embedded(record: dict) -> bytes:
+    return base64.b64decode(record["body_b64"])
+
+
+async def test_benign_request_passes_and_is_sent_with_protocol_headers(harness: Harness, node: FakeNode) -> None:
+    f = http_flow("/api/items?id=5", User_Agent="pytest")
+    await harness.addon.requestheaders(f)
+    await harness.addon.request(f)
+    assert f.response is None and not f.error
+    [rec] = node.received
+    h = rec["headers"]
+    rid = f.metadata[RID]
+    assert re.fullmatch(r"[0-9a-f]{32}", rid)
+    assert h[protocol.H_REQUEST_ID] == rid
+    assert h["Content-Type"] == protocol.CONTENT_TYPE_REQUEST
+    assert h[protocol.H_CONNECTOR_TYPE] == "mitmproxy" and h[protocol.H_MODE] == "sync"
+    assert h[protocol.H_INSTANCE] == "wallarm-protection"
+    assert h[protocol.H_FORWARDED_FOR] == "127.0.0.1" and h[protocol.H_FORWARDED_PROTO] == "http"
+    assert protocol.H_BODY_TRUNCATED not in h
+    msg = protocol.decode_request(embedded(rec))
+    assert (msg.method, msg.target) == ("GET", "/api/items?id=5") and msg.header("user-agent") == "pytest"
+    assert harness.addon.metrics.passed == 1
+
+
+async def test_attack_is_blocked_with_html_page(harness: Harness, node: FakeNode) -> None:
+    f = http_flow("/etc/passwd", Accept="text/html,application/xhtml+xml")
+    await harness.run(f)
+    assert f.response is not None and f.response.status_code == 403
+    assert f.response.headers["content-type"].startswith("text/html")
+    assert f.metadata[RID].encode() in f.response.content
+    assert harness.addon.metrics.blocked == 1
+
+
+async def test_block_answer_is_json_for_api_clients(harness: Harness) -> None:
+    f = http_flow("/etc/passwd", Accept="application/json")
+    await harness.run(f)
+    assert f.response is not None and f.response.status_code == 403
+    data = json.loads(f.response.content)
+    assert data["request_id"] == f.metadata[RID] and data["status"] == 403
+
+
+async def test_block_status_and_page_are_configurable(harness: Harness) -> None:
+    reconfigure(harness, block_status=451, block_page="<h1>nope {status}</h1> id={request_id}")
+    f = http_flow("/etc/passwd")
+    await harness.run(f)
+    assert f.response is not None and f.response.status_code == 451
+    assert f.response.content == f"<h1>nope 451</h1> id={f.metadata[RID]}".encode()
+
+
+async def test_protocols_filter_skips_other_client_protocols(harness: Harness, node: FakeNode) -> None:
+    reconfigure(harness, protocols=["https"])
+    f = http_flow("/etc/passwd")
+    await harness.run(f)
+    assert f.response is None and node.received == []
+    tls_flow = tflow.tflow(resp=False)  # tflow's client connection has TLS set up
+    tls_flow.request.path = "/etc/passwd"
+    await harness.run(tls_flow)
+    assert tls_flow.response is not None and tls_flow.response.status_code == 403
+    assert node.received[0]["headers"][protocol.H_FORWARDED_PROTO] == "https"
+
+
+async def test_enabled_false_does_nothing(harness: Harness, node: FakeNode) -> None:
+    reconfigure(harness, enabled=False)
+    f = http_flow("/etc/passwd")
+    await harness.run(f)
+    assert f.response is None and node.received == []
+
+
+async def test_fail_open_forwards_when_node_is_down(harness: Harness, node: FakeNode) -> None:
+    await node.stop_node()
+    f = http_flow("/etc/passwd")
+    await harness.run(f)
+    assert f.response is None or f.response.status_code != 403
+    assert harness.addon.metrics.fail_open["connect"] == 1
+
+
+async def test_fail_open_false_answers_503(harness: Harness, node: FakeNode) -> None:
+    reconfigure(harness, fail_open=False)
+    await node.stop_node()
+    f = http_flow("/api/items", Accept="application/json")
+    await harness.addon.requestheaders(f)
+    await harness.addon.request(f)
+    assert f.response is not None and f.response.status_code == 503
+    assert harness.addon.metrics.fail_closed["connect"] == 1
+
+
+async def test_node_error_status_fails_open(harness: Harness, node: FakeNode) -> None:
+    node.mode = "500"
+    f = http_flow("/etc/passwd")
+    await harness.addon.requestheaders(f)
+    await harness.addon.request(f)
+    assert f.response is None
+    assert harness.addon.metrics.fail_open["status"] == 1
+
+
+async def test_body_over_limit_is_truncated_and_flagged(harness: Harness, node: FakeNode) -> None:
+    reconfigure(harness, max_body_bytes=10)
+    f = http_flow("/api/items", "POST", b"a" * 100)
+    await harness.addon.requestheaders(f)
+    await harness.addon.request(f)
+    [rec] = node.received
+    assert rec["headers"][protocol.H_BODY_TRUNCATED] == "100"
+    assert protocol.decode_request(embedded(rec)).body == b"a" * 10
+    assert f.request.content == b"a" * 100  # the upstream still gets the whole body
+
+
+def test_client_ip_trusts_xff_only_from_trusted_proxies() -> None:
+    import ipaddress
+    trusted = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("10.0.0.0/8"))
+    f = http_flow(X_Forwarded_For="6.6.6.6, 1.2.3.4, 10.0.0.7")
+    assert client_ip(f, trusted) == "1.2.3.4"  # rightmost untrusted hop; 6.6.6.6 could be forged
+    assert client_ip(f, ()) == "127.0.0.1"  # no trusted proxies: the peer
+    f.client_conn.peername = ("203.0.113.9", 4000)
+    assert client_ip(f, trusted) == "203.0.113.9"  # an untrusted peer's XFF is ignored
+    f2 = http_flow(X_Forwarded_For="not-an-ip, 10.0.0.7")
+    assert client_ip(f2, trusted) == "10.0.0.7"
+    f3 = http_flow()
+    assert client_ip(f3, trusted) == "127.0.0.1"
+
+
+async def test_xff_is_sent_as_forwarded_for(harness: Harness, node: FakeNode) -> None:
+    reconfigure(harness, trusted_proxies=["127.0.0.1/32"])
+    f = http_flow("/api/items", X_Forwarded_For="198.51.100.4")
+    await harness.addon.requestheaders(f)
+    await harness.addon.request(f)
+    assert node.received[-1]["headers"][protocol.H_FORWARDED_FOR] == "198.51.100.4"
+
+
+async def test_out_of_band_mirrors_request_and_response_with_one_id(harness: Harness, node: FakeNode) -> None:
+    reconfigure(harness, blocking=False)
+    f = http_flow("/etc/passwd")
+    await harness.addon.requestheaders(f)
+    await harness.addon.request(f)
+    assert f.response is None  # never blocked in out-of-band mode
+    f.response = tflow.tresp()
+    harness.addon.response(f)
+    await asyncio.wait_for(harness.addon.mirror.join(), 5)
+    kinds = {r["headers"]["Content-Type"]: r for r in node.received}
+    req, resp = kinds[protocol.CONTENT_TYPE_REQUEST], kinds[protocol.CONTENT_TYPE_RESPONSE]
+    assert req["headers"][protocol.H_REQUEST_ID] == resp["headers"][protocol.H_REQUEST_ID] == f.metadata[RID]
+    assert req["headers"][protocol.H_MODE] == "async"
+    assert protocol.decode_response(embedded(resp)).status == 200
+    assert harness.addon.metrics.mirror_sent == 2
+
+
+async def test_in_line_mode_mirrors_the_response(harness: Harness, node: FakeNode) -> None:
+    f = http_flow("/api/items")
+    await harness.addon.requestheaders(f)
+    await harness.addon.request(f)
+    f.response = tflow.tresp()
+    harness.addon.response(f)
+    await asyncio.wait_for(harness.addon.mirror.join(), 5)
+    assert [r["headers"]["Content-Type"] for r in node.received] == [protocol.CONTENT_TYPE_REQUEST,
+                                                                      protocol.CONTENT_TYPE_RESPONSE]
+
+
+async def test_inspect_response_false_sends_no_response(harness: Harness, node: FakeNode) -> None:
+    reconfigure(harness, inspect_response=False)
+    f = http_flow("/api/items")
+    await harness.addon.requestheaders(f)
+    await harness.addon.request(f)
+    f.response = tflow.tresp()
+    harness.addon.response(f)
+    await asyncio.wait_for(harness.addon.mirror.join(), 5)
+    assert len(node.received) == 1
+
+
+async def test_full_mirror_queue_drops_and_counts(harness: Harness, node: FakeNode) -> None:
+    reconfigure(harness, blocking=False, mirror_queue_size=2)
+    harness.addon.mirror.stop()  # nobody drains: the queue fills
+    for _ in range(5):
+        f = http_flow("/api/items")
+        await harness.addon.requestheaders(f)
+        await harness.addon.request(f)
+    assert harness.addon.mirror.depth == 2 and harness.addon.metrics.mirror_dropped == 3
+
+
+async def test_streamed_request_is_judged_on_headers_and_killed(harness: Harness, node: FakeNode) -> None:
+    f = http_flow("/etc/passwd", "POST", b"", Content_Length="5000000")
+    f.request.stream = True
+    await harness.addon.requestheaders(f)
+    assert f.error is not None  # killed: mitmproxy cannot answer a request already streaming
+    assert f.response is None
+    [rec] = node.received
+    assert rec["headers"][protocol.H_BODY_TRUNCATED] == "5000000"
+    await harness.addon.request(f)  # the later hook does not judge it again
+    assert len(node.received) == 1
+
+
+async def test_killed_or_answered_flows_are_left_alone(harness: Harness, node: FakeNode) -> None:
+    f = http_flow("/etc/passwd")
+    f.kill()
+    await harness.addon.requestheaders(f)
+    await harness.addon.request(f)
+    assert node.received == []
+
+
+async def test_hot_reload_good_bad_missing(harness: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    addon = harness.addon
+    first = addon.active
+    assert first is not None and first.mode == "sync"
+    reconfigure(harness, blocking=False)
+    second = addon.active
+    assert second is not first and second is not None and second.mode == "async"
+    assert addon.metrics.config_reloads == 1
+    # invalid versions keep the last good config and log one error per version
+    harness.path.write_text('{"name": "wallarm-plugin", "config": {"wallarm_node_address": "x", "nope": 1}}')
+    for _ in range(3):
+        addon.watcher.check()  # type: ignore[union-attr]
+    assert addon.active is second
+    errors = [r for r in caplog.records if r.levelname == "ERROR" and "config" in r.getMessage()]
+    assert len(errors) == 1 and "config.nope: unknown field" in errors[0].getMessage()
+    harness.path.write_text("{broken")
+    addon.watcher.check()  # type: ignore[union-attr]
+    harness.path.unlink()
+    addon.watcher.check()  # type: ignore[union-attr]
+    addon.watcher.check()  # type: ignore[union-attr]
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 3 and "invalid JSON" in errors[1] and "cannot read" in errors[2]
+    assert addon.active is second
+    reconfigure(harness, blocking=True)
+    assert addon.active is not second and addon.active.mode == "sync"  # type: ignore[union-attr]
+
+
+async def test_hot_reload_by_polling_within_two_seconds(harness: Harness) -> None:
+    before = harness.addon.active
+    url = f"http://127.0.0.1:{before.client.endpoints[0].address.port}/"  # type: ignore[union-attr]
+    write_config(harness.path, url, blocking=False)
+    for _ in range(40):
+        await asyncio.sleep(0.05)
+        if harness.addon.active is not before:
+            break
+    assert harness.addon.active is not before and harness.addon.active.mode == "async"  # type: ignore[union-attr]
+
+
+async def test_a_flow_keeps_the_config_it_started_with(harness: Harness) -> None:
+    f = http_flow("/api/items")
+    await harness.addon.requestheaders(f)
+    started_with = f.metadata[ACTIVE]
+    reconfigure(harness, blocking=False)
+    assert f.metadata[ACTIVE] is started_with and harness.addon.active is not started_with
+
+
+def test_invalid_config_option_raises_options_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"name": "wallarm-plugin", "config": {"wallarm_node_address": "https://n.example", "x": 1}}')
+    addon = WallarmConnector()
+    with taddons.context(addon) as tctx:
+        with pytest.raises(exceptions.OptionsError, match=r"config\.x: unknown field"):
+            tctx.configure(addon, wallarm_config=str(bad))
+        with pytest.raises(exceptions.OptionsError, match="wallarm_admin_listen"):
+            tctx.configure(addon, wallarm_admin_listen="nonsense")
+        assert addon.active is None
+
+
+async def test_status_endpoints(tmp_path: Path, node: FakeNode) -> None:
+    import aiohttp
+    path = write_config(tmp_path / "enable-plugin.json", f"http://127.0.0.1:{node.port}/")
+    port = free_port()
+    addon = WallarmConnector()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, wallarm_config=str(path), wallarm_admin_listen=f"127.0.0.1:{port}")
+        addon.running()
+        try:
+            for _ in range(100):
+                if addon.status.bound:
+                    break
+                await asyncio.sleep(0.02)
+            f = http_flow("/etc/passwd")
+            await tctx.cycle(addon, f)
+            async with aiohttp.ClientSession() as s:
+                async with s.get(f"http://127.0.0.1:{port}/") as r:
+                    root = await r.json()
+                async with s.get(f"http://127.0.0.1:{port}/plugins") as r:
+                    plugins_text = await r.text()
+                async with s.get(f"http://127.0.0.1:{port}/metrics") as r:
+                    metrics = await r.text()
+        finally:
+            addon.done()
+            await asyncio.sleep(0.05)
+    assert root["version"] and "wallarm-plugin" in root["plugins"]["available_on_server"]
+    assert "wallarm-plugin" in plugins_text
+    plugin = json.loads(plugins_text)["data"][0]
+    assert plugin["version"] == root["version"] and plugin["config"]["timeout_ms"] == 500
+    assert "wallarm_connector_requests_blocked_total 1" in metrics
+    assert 'wallarm_connector_node_latency_seconds_count{mode="sync"} 1' in metrics
+    assert "wallarm_connector_mirror_queue_depth" in metrics

@@ -1,0 +1,288 @@
+"""End to end: real mitmdump + the connector + a real upstream + the real node or the fake node.
+
+Every process is real and listens on a free loopback port. The fake node (a real aiohttp
+server) is used only where a fault must be injected.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.procs import MITMDUMP, REPO, ManagedProcess, free_port
+from tests.support.proxy import (FakeNodeProc, Proxy, Upstream, start_fake_node, start_proxy, start_upstream,
+                                 upstream_body, write_config)
+
+pytestmark = pytest.mark.e2e
+
+SQLI = "/api/items?id=1%27%20OR%20%271%27%3D%271"
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[Upstream]:
+    up = start_upstream()
+    yield up
+    up.stop()
+
+
+@pytest.fixture(scope="module")
+def real_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    d = tmp_path_factory.mktemp("node")
+    port, console = free_port(), free_port()
+    proc = ManagedProcess("node", [sys.executable, "-m", "node", "--listen", f"127.0.0.1:{port}",
+                                   "--console-listen", f"127.0.0.1:{console}", "--db", str(d / "node.db"),
+                                   "--mode", "block"])
+    try:
+        proc.wait_http(f"http://127.0.0.1:{console}/ready", timeout=90)
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def fake_node() -> Iterator[FakeNodeProc]:
+    n = start_fake_node("match")
+    yield n
+    n.stop()
+
+
+def get(proxy: Proxy, path: str, **kw: object) -> httpx.Response:
+    return httpx.get(proxy.url + path, timeout=10, **kw)  # type: ignore[arg-type]
+
+
+def assert_upstream_answer(r: httpx.Response, path: str) -> None:
+    assert r.status_code == 200, r.text[:300]
+    assert r.content == upstream_body(path)  # byte for byte
+    assert r.headers["x-upstream"] == "yes" and r.headers["set-cookie"] == "s=1; Path=/"
+
+
+def metric(proxy: Proxy, sample: str) -> float:
+    """The value of one Prometheus sample (`name{labels}`) from the status listener, 0 if absent."""
+    for line in httpx.get(proxy.admin + "/metrics").text.splitlines():
+        if line.startswith(sample + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def wait_until(predicate, timeout: float = 3.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+# ----------------------------------------------------------------- with the real node
+@pytest.fixture(scope="module")
+def real_proxy(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream, real_node: str) -> Iterator[tuple[Proxy, Path]]:
+    cfg = write_config(tmp_path_factory.mktemp("cfg") / "enable-plugin.json", real_node)
+    proxy = start_proxy(upstream.url, cfg)
+    yield proxy, cfg
+    proxy.stop()
+
+
+def test_real_node_benign_passes_byte_for_byte_and_attacks_get_403(real_proxy, upstream: Upstream) -> None:  # type: ignore[no-untyped-def]
+    proxy, _ = real_proxy
+    assert_upstream_answer(get(proxy, "/api/items?page=2"), "/api/items?page=2")
+    r = get(proxy, "/etc/passwd")
+    assert r.status_code == 403 and "blocked" in r.text
+    r = get(proxy, SQLI, headers={"Accept": "application/json"})
+    assert r.status_code == 403 and r.json()["status"] == 403
+    seen = upstream.seen()
+    assert "/api/items?page=2" in seen and "/etc/passwd" not in seen and SQLI not in seen
+
+
+def test_flipping_blocking_in_the_file_switches_mode_without_restart(real_proxy, real_node: str) -> None:  # type: ignore[no-untyped-def]
+    proxy, cfg = real_proxy
+    try:
+        write_config(cfg, real_node, blocking=False)
+        assert wait_until(lambda: get(proxy, "/etc/passwd").status_code == 200, timeout=2.5)
+        plugins = httpx.get(proxy.admin + "/plugins").json()
+        assert plugins["data"][0]["config"]["blocking"] is False
+    finally:
+        write_config(cfg, real_node, blocking=True)
+    assert wait_until(lambda: get(proxy, "/etc/passwd").status_code == 403, timeout=2.5)
+
+
+def test_seed_upgrade_check_and_metrics(real_proxy) -> None:  # type: ignore[no-untyped-def]
+    proxy, _ = real_proxy
+    out = subprocess.run(f"curl -s {proxy.admin}/plugins | grep wallarm-plugin", shell=True,
+                         capture_output=True, text=True, timeout=10)
+    assert out.returncode == 0 and "wallarm-plugin" in out.stdout
+    assert httpx.get(proxy.admin + "/").json()["version"]
+    metrics = httpx.get(proxy.admin + "/metrics").text
+    assert "wallarm_connector_requests_inspected_total" in metrics
+    assert 'wallarm_connector_node_latency_seconds_bucket{mode="sync",le="+Inf"}' in metrics
+
+
+# ----------------------------------------------------------------- faults, with the fake node
+@pytest.fixture(scope="module")
+def fault_proxy(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream,
+                fake_node: FakeNodeProc) -> Iterator[tuple[Proxy, Path]]:
+    cfg = write_config(tmp_path_factory.mktemp("cfg") / "enable-plugin.json", fake_node.url, timeout_ms=300,
+                       breaker_failures=3, breaker_cooldown_ms=60_000)
+    proxy = start_proxy(upstream.url, cfg)
+    yield proxy, cfg
+    proxy.stop()
+
+
+@pytest.fixture
+def fresh_fault_config(fault_proxy, fake_node: FakeNodeProc) -> Iterator[Proxy]:  # type: ignore[no-untyped-def]
+    """Each fault test starts from a new config (new client: closed breaker, empty pool)."""
+    proxy, cfg = fault_proxy
+    fake_node.set_mode("match")
+    write_config(cfg, fake_node.url, timeout_ms=300, breaker_failures=3, breaker_cooldown_ms=60_000,
+                 instance_name=f"fault-{time.monotonic_ns()}")
+    assert wait_until(lambda: "fault-" in httpx.get(proxy.admin + "/plugins").text, timeout=2.5)
+    assert wait_until(lambda: get(proxy, "/etc/passwd").status_code == 403)
+    yield proxy
+    fake_node.set_mode("match")
+
+
+@pytest.mark.parametrize("mode", ["down", "500", "garbage", "reset"])
+def test_misbehaving_node_fails_open(fresh_fault_config: Proxy, fake_node: FakeNodeProc, mode: str) -> None:
+    fake_node.set_mode(mode)
+    for i in range(2):
+        started = time.monotonic()
+        path = f"/etc/passwd?fault={mode}&i={i}"
+        assert_upstream_answer(get(fresh_fault_config, path), path)
+        assert time.monotonic() - started < 2.0  # never the node's problem: timeout_ms=300 at most
+    metrics = httpx.get(fresh_fault_config.admin + "/metrics").text
+    assert "wallarm_connector_fail_open_total{cause=" in metrics
+    log = fresh_fault_config.proc.output()
+    assert f"no verdict for GET /etc/passwd?fault={mode}&i=0" in log
+
+
+def test_slow_node_times_out_then_the_breaker_makes_requests_fast(fresh_fault_config: Proxy, fault_proxy,
+                                                                  fake_node: FakeNodeProc) -> None:  # type: ignore[no-untyped-def]
+    _, cfg = fault_proxy
+    write_config(cfg, fake_node.url, timeout_ms=1000, breaker_failures=3, breaker_cooldown_ms=60_000,
+                 instance_name="slow")
+    assert wait_until(lambda: '"slow"' in httpx.get(fresh_fault_config.admin + "/plugins").text, timeout=2.5)
+    fake_node.set_mode("slow", delay_ms=5000)
+    fake_node.clear()
+    slow = []
+    for i in range(3):
+        started = time.monotonic()
+        assert_upstream_answer(get(fresh_fault_config, f"/api/items?slow={i}"), f"/api/items?slow={i}")
+        slow.append(time.monotonic() - started)
+    assert all(0.95 <= t < 3.0 for t in slow), slow  # each waited for timeout_ms=1000, not the node's 5 s
+    consulted = len(fake_node.received())
+    breaker_before = metric(fresh_fault_config, 'wallarm_connector_fail_open_total{cause="breaker_open"}')
+    fast = []
+    for i in range(5):
+        started = time.monotonic()
+        assert_upstream_answer(get(fresh_fault_config, f"/api/items?fast={i}"), f"/api/items?fast={i}")
+        fast.append(time.monotonic() - started)
+    assert sorted(fast)[2] < 0.5, fast  # breaker open: far below the 1 s timeout even on a busy machine
+    assert len(fake_node.received()) == consulted  # the dead node was not even asked
+    assert metric(fresh_fault_config, 'wallarm_connector_fail_open_total{cause="breaker_open"}') == breaker_before + 5
+    assert metric(fresh_fault_config, f'wallarm_connector_node_breaker_open{{node="{fake_node.url}"}}') == 1
+
+
+def test_out_of_band_mirrors_request_and_response_with_the_same_id(fresh_fault_config: Proxy,
+                                                                   fake_node: FakeNodeProc, fault_proxy) -> None:  # type: ignore[no-untyped-def]
+    _, cfg = fault_proxy
+    write_config(cfg, fake_node.url, blocking=False, instance_name="oob")
+    assert wait_until(lambda: '"oob"' in httpx.get(fresh_fault_config.admin + "/plugins").text, timeout=2.5)
+    fake_node.clear()
+    fake_node.set_mode("slow", delay_ms=2000)  # a slow node must not slow the client down
+    started = time.monotonic()
+    assert_upstream_answer(get(fresh_fault_config, "/etc/passwd?oob=1"), "/etc/passwd?oob=1")
+    assert time.monotonic() - started < 1.5  # the node takes 2 s per message; the client never waits
+    assert wait_until(lambda: len(fake_node.received()) >= 2, timeout=5)
+    recs = fake_node.received()
+    ids = {r["headers"]["X-Wallarm-Request-Id"] for r in recs}
+    types = sorted(r["headers"]["Content-Type"] for r in recs)
+    assert len(ids) == 1 and types == ["message/http; msgtype=request", "message/http; msgtype=response"]
+    assert {r["headers"]["X-Wallarm-Mode"] for r in recs} == {"async"}
+
+
+# ----------------------------------------------------------------- startup, bodies, protocols
+def test_invalid_config_at_startup_exits_non_zero(tmp_path: Path, upstream: Upstream) -> None:
+    bad = tmp_path / "enable-plugin.json"
+    bad.write_text('{"name": "wallarm-plugin", "config": {"wallarm_node_address": "https://n.example", "typo": 1}}')
+    out = subprocess.run([MITMDUMP, "--mode", f"reverse:{upstream.url}@127.0.0.1:0", "-s",
+                          str(REPO / "addon" / "wallarm.py"), "--set", f"wallarm_config={bad}",
+                          "--set", "wallarm_admin_listen="], capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0
+    assert "config.typo: unknown field" in out.stdout + out.stderr
+
+
+@pytest.fixture(scope="module")
+def body_proxy(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream, real_node: str) -> Iterator[Proxy]:
+    cfg = write_config(tmp_path_factory.mktemp("cfg") / "enable-plugin.json", real_node)
+    proxy = start_proxy(upstream.url, cfg, "--set", "stream_large_bodies=64k", "--set", "body_size_limit=2m")
+    yield proxy
+    proxy.stop()
+
+
+def test_streamed_request_body_passes_when_benign(body_proxy: Proxy, upstream: Upstream) -> None:
+    r = httpx.post(body_proxy.url + "/upload?benign=1", content=b"a" * 500_000, timeout=10)
+    assert r.status_code == 200 and r.json() == {"received": 500_000}
+
+
+def test_streamed_request_is_killed_when_blocked(body_proxy: Proxy, upstream: Upstream) -> None:
+    with pytest.raises(httpx.TransportError):
+        httpx.post(body_proxy.url + "/etc/passwd?streamed=1", content=b"a" * 500_000, timeout=10)
+    assert "/etc/passwd?streamed=1" not in upstream.seen()
+    assert metric(body_proxy, "wallarm_connector_streams_killed_total") == 1
+
+
+def test_streamed_response_and_body_over_limit(body_proxy: Proxy) -> None:
+    r = httpx.get(body_proxy.url + "/big?size=300000", timeout=10)
+    assert r.status_code == 200 and r.content == b"x" * 300_000
+    try:
+        r = httpx.post(body_proxy.url + "/upload?huge=1", content=b"a" * 3_000_000, timeout=10)
+        assert r.status_code == 413
+    except httpx.TransportError:
+        pass  # mitmproxy may close the connection while the client is still sending
+    assert_upstream_answer(httpx.get(body_proxy.url + "/api/items?after=1", timeout=10), "/api/items?after=1")
+
+
+async def test_websocket_through_the_proxy(body_proxy: Proxy) -> None:
+    import aiohttp
+    async with aiohttp.ClientSession() as s:
+        async with s.ws_connect(body_proxy.url + "/ws") as ws:
+            await ws.send_str("hello")
+            assert (await ws.receive(timeout=5)).data == "echo:hello"
+        with pytest.raises(aiohttp.WSServerHandshakeError) as e:
+            async with s.ws_connect(body_proxy.url + "/ws?file=/etc/passwd"):
+                pass
+        assert e.value.status == 403
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("certs")
+    subprocess.run([sys.executable, str(REPO / "scripts" / "gen_certs.py"), "--out", str(out), "--quiet"],
+                   check=True, timeout=60)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tls_proxy(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream, real_node: str,
+              certs: Path) -> Iterator[Proxy]:
+    cfg = write_config(tmp_path_factory.mktemp("cfg") / "enable-plugin.json", real_node)
+    proxy = start_proxy(upstream.url, cfg, "--certs", f"*={certs / 'proxy.pem'}")
+    yield proxy
+    proxy.stop()
+
+
+@pytest.mark.parametrize("http2", [False, True])
+def test_tls_clients_http1_and_http2(tls_proxy: Proxy, certs: Path, http2: bool) -> None:
+    with httpx.Client(http2=http2, verify=str(certs / "ca.pem"), timeout=10) as c:
+        url = f"https://localhost:{tls_proxy.port}"
+        r = c.get(url + "/api/items?tls=1")
+        assert r.http_version == ("HTTP/2" if http2 else "HTTP/1.1")
+        assert r.status_code == 200 and r.content == upstream_body("/api/items?tls=1")
+        assert c.get(url + "/etc/passwd").status_code == 403
+        assert c.get(url + SQLI).status_code == 403

