@@ -56,11 +56,13 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# Each benchmark is bounded by its own defaults; all run even if one misses its target.
 bench: $(STAMP)
-	@set -e; for b in scripts/bench_*.py; do \
+	@failed=""; for b in scripts/bench_*.py; do \
 	  [ -e "$$b" ] || { echo "no scripts/bench_*.py yet"; exit 0; }; \
-	  echo "== $$b"; $(PY) "$$b"; \
-	done
+	  echo "== $$b"; $(PY) "$$b" || failed="$$failed $$b"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "benchmarks that failed or missed their target:$$failed"; exit 1; fi
 
 # var/ holds make run's database and console token; certs/ is kept (see certs/README.md).
 clean:

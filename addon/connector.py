@@ -310,18 +310,23 @@ class WallarmConnector:
             body, truncated = b"", (int(declared) if declared.isdigit() else 0)
         elif len(body) > limit:
             truncated, body = len(body), body[:limit]
-        msg = protocol.ResponseMessage(resp.status_code, resp.headers.fields, body, resp.reason,
-                                       _wire_version(resp.http_version))
-        head = self._message_headers(flow, active, rid, protocol.CONTENT_TYPE_RESPONSE, truncated)
-        self.mirror.offer(MirrorItem(active, head, protocol.encode_response(msg), rid))
+        try:
+            msg = protocol.ResponseMessage(resp.status_code, list(resp.headers.fields), body, resp.reason,
+                                           _wire_version(resp.http_version))
+            head = self._message_headers(flow, active, rid, protocol.CONTENT_TYPE_RESPONSE, truncated)
+            wire = protocol.encode_response(msg)
+        except Exception:  # never let an odd response break the flow; the node just misses it
+            log.exception("[%s] cannot encode the response for the node", rid)
+            return
+        self.mirror.offer(MirrorItem(active, head, wire, rid))
 
     # ------------------------------------------------------------------ deciding
     def _request_wire(self, flow: http.HTTPFlow, body: bytes) -> bytes:
         req = flow.request
         fields = req.headers.fields
         if req.is_http2 or req.is_http3:  # no Host line in h2; the authority carries it
-            if req.authority and not any(k.lower() == b"host" for k, _ in fields):
-                fields = ((b"Host", req.authority.encode("idna", "replace")), *fields)
+            if req.data.authority and not any(k.lower() == b"host" for k, _ in fields):
+                fields = ((b"Host", req.data.authority), *fields)
         msg = protocol.RequestMessage(req.method, req.path, list(fields), body, _wire_version(req.http_version))
         return protocol.encode_request(msg)
 
@@ -343,8 +348,14 @@ class WallarmConnector:
     async def _judge_or_mirror(self, flow: http.HTTPFlow, active: ActiveConfig, rid: str, body: bytes,
                                truncated: int, streamed: bool) -> None:
         self.metrics.inspected += 1
-        head = self._message_headers(flow, active, rid, protocol.CONTENT_TYPE_REQUEST, truncated)
-        wire = self._request_wire(flow, body)
+        try:
+            head = self._message_headers(flow, active, rid, protocol.CONTENT_TYPE_REQUEST, truncated)
+            wire = self._request_wire(flow, body)
+        except Exception as e:  # an odd request must never crash the hook; treat it like no verdict
+            log.exception("[%s] cannot encode the request for the node", rid)
+            if active.mode == protocol.MODE_SYNC:
+                self._no_verdict(flow, active, rid, "encode", f"cannot encode: {e}", streamed)
+            return
         if active.mode == protocol.MODE_ASYNC:
             self.mirror.offer(MirrorItem(active, head, wire, rid))
             return

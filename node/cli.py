@@ -181,6 +181,10 @@ async def _serve_with_store(settings: NodeSettings, store: Store) -> int:
     for job in jobs:
         job.cancel()
     # Endpoint first: the console may still be read while the last verdicts go out.
+    await site.stop()  # no new connections
+    left = await endpoint.drain(grace)
+    if left:
+        log.warning("%d message(s) still in flight after %.0fs: closing them", left, grace)
     await endpoint_runner.cleanup()
     await admin_runner.cleanup()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -29,7 +29,7 @@ SENSITIVE_NAME_RE = re.compile(_SECRET_NAME, re.IGNORECASE)
 # `name=value` / `"name": "value"` pairs in any text (bodies we do not parse, excerpts).
 _PAIR_RE = re.compile(
     r"""(?P<key>["']?[\w.\-\[\]]*(?:""" + _SECRET_NAME + r""")[\w.\-\[\]]*["']?\s*(?:=|:)\s*)"""
-    r"""(?P<value>"(?:[^"\\]|\\.)*"|'[^']*'|[^&\s,;}\]"']+)""",
+    r"""(?P<value>"(?:[^"\\]|\\.)*"?|'[^']*'?|[^&\s,;}\]"']+)""",  # quotes may be cut off
     re.IGNORECASE,
 )
 _ALWAYS_MASKED_HEADERS = {"authorization", "proxy-authorization", "cookie", "set-cookie"}

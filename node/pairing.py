@@ -28,7 +28,6 @@ class RequestSeen:
     mode: NodeMode
     instance: str
     recorded: bool  # an attack record with this request id was queued to the store
-    excerpt: str = ""
 
 
 @dataclass(slots=True)

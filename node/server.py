@@ -11,6 +11,7 @@ worst), which is cheaper than a thread hop per request.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import json
@@ -111,6 +112,13 @@ class Endpoint:
         self._secret = (self.settings.shared_secret or "").encode()
         self._max_body = self.settings.max_body_bytes
         self._instance = self.settings.instance
+        # Graceful shutdown: aiohttp stops reading a connection's bytes once shutdown starts,
+        # which would cut a message whose body is still arriving; so the node first stops
+        # listening and waits for its own count of open messages to reach zero.
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._draining = False
 
     def make_app(self) -> web.Application:
         # client_max_size also guards chunked bodies that carry no Content-Length.
@@ -119,12 +127,30 @@ class Endpoint:
         return app
 
     async def handle(self, request: web.Request) -> web.Response:
+        self._in_flight += 1
+        self._idle.clear()
         try:
-            return await self._handle(request)
+            response = await self._handle(request)
         except MessageRefused as e:
             self.metrics.parse_errors.inc(e.kind)
             log.info("refused message (%s): %s", e.kind, e.reason)
-            return _error(e.status, e.reason)
+            response = _error(e.status, e.reason)
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+        if self._draining:
+            response.force_close()  # tell keep-alive connectors to go elsewhere
+        return response
+
+    async def drain(self, timeout: float) -> int:
+        """Wait (at most `timeout`) for the messages being received or analysed; returns how many remain."""
+        self._draining = True
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            pass
+        return self._in_flight
 
     async def _handle(self, request: web.Request) -> web.Response:
         if request.method != "POST":
@@ -184,14 +210,14 @@ class Endpoint:
         decision = self.policy.decide(mode, lists, bool(hits), sync)
         raw_path = msg.target.split("?", 1)[0][:MAX_STORED_PATH]
         masked = mask_hits(hits) if hits else _NO_HITS
-        excerpt = request_excerpt(msg) if decision.record else ""
-        seen = RequestSeen(time.time(), client_ip, host, msg.method, raw_path, mode, instance, decision.record, excerpt)
+        # The pairing table keeps this summary for up to its TTL: no excerpt in it (memory).
+        seen = RequestSeen(time.time(), client_ip, host, msg.method, raw_path, mode, instance, decision.record)
         earlier = self.pairing.request_seen(request_id, seen)
         response_hits = earlier.hits if earlier is not None and mode != "off" else _NO_HITS
         if decision.record or response_hits:
             reason = "denylist" if decision.reason == "denylist" else "attack"
             self._record(request_id, seen, masked + response_hits, decision.stored_action, reason,
-                         earlier.status if earlier is not None else None)
+                         earlier.status if earlier is not None else None, request_excerpt(msg))
         return Verdict(request_id, "block" if decision.block else "pass", mode, masked, decision.reason)
 
     # -- responses: analysed, joined with their request, never blocked
@@ -218,12 +244,12 @@ class Endpoint:
         return list(detection.attacks)
 
     def _record(self, request_id: str, seen: RequestSeen, hits: list[Hit], action: str, reason: str,
-                response_status: int | None) -> None:
+                response_status: int | None, excerpt: str = "") -> None:
         record = AttackRecord(
             time=seen.time, request_id=request_id, client_ip=seen.client_ip, host=seen.host,
             method=seen.method, path=seen.path, hits=hits, action=action,  # type: ignore[arg-type]
             mode=seen.mode, instance=seen.instance, node_instance=self._instance,
-            response_status=response_status, request_excerpt=seen.excerpt, reason=reason,
+            response_status=response_status, request_excerpt=excerpt, reason=reason,
         )
         self.store.add_attack(record)
         self.metrics.recorded.inc(action)

@@ -66,10 +66,17 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _yaml_off(v: Any) -> Any:
+    # YAML 1.1 reads a bare `off` as false: `mode: off` must still mean the mode "off".
+    return "off" if v is False else v
+
+
 class OverrideConfig(_Model):
     mode: NodeMode
     host: str | None = None
     path_prefix: str | None = None
+
+    _mode_off = field_validator("mode", mode="before")(classmethod(lambda cls, v: _yaml_off(v)))
 
     @field_validator("host")
     @classmethod
@@ -157,6 +164,8 @@ class NodeSettings(_Model):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # Set only when --mode was given: it then wins over the mode saved by the console.
     mode_forced: bool = False
+
+    _mode_off = field_validator("mode", mode="before")(classmethod(lambda cls, v: _yaml_off(v)))
 
     @field_validator("listen", "console_listen")
     @classmethod

@@ -144,8 +144,9 @@ async def main(args: argparse.Namespace) -> int:
             api_times = await measure(api_call, args.calls, args.max_seconds)
             store_times = None
             if flt is not None:
-                async def store_call(flt: AttackFilter = flt, cursor: str | None = cursor) -> None:
-                    await store.list_attacks(flt, cursor=cursor, limit=50)
+                limit = 200 if "limit=200" in path else 50
+                async def store_call(flt: AttackFilter = flt, cursor: str | None = cursor, limit: int = limit) -> None:
+                    await store.list_attacks(flt, cursor=cursor, limit=limit)
                 store_times = await measure(store_call, args.calls, args.max_seconds)
             elif name.startswith("stats"):
                 since = day_ago if "24h" in name else now - 7 * 86400

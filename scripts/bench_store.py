@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from node.store.base import AttackFilter, AttackRecord, Hit  # noqa: E402
 from node.store.sqlite import SQLiteStore, encode_cursor  # noqa: E402
 
-TYPES = ["sqli", "xss", "ptrav", "rce", "nosqli", "ldapi", "ssti", "xxe", "log4j", "scanner"]
-TYPE_WEIGHTS = [30, 25, 15, 10, 5, 3, 3, 3, 2, 4]
+TYPES = ["sqli", "xss", "ptrav", "rce", "nosqli", "ldapi", "ssti", "xxe", "log4j", "scanner", "ssrf"]
+TYPE_WEIGHTS = [30, 25, 15, 10, 5, 3, 3, 3, 2, 4, 0.05]
 HOSTS = [f"api{i}.example.com" for i in range(8)] + ["shop.example.org", "admin.example.net"]
 PATHS = ["/api/v1/users", "/api/v1/orders", "/login", "/search", "/etc/passwd", "/api/v2/items",
          "/admin/config", "/wp-login.php", "/graphql", "/static/app.js"]
@@ -97,8 +97,11 @@ async def bench_size(n: int, repeat: int, tmp: Path) -> None:
             ("first page, no filter", AttackFilter(), None),
             ("type=xss", AttackFilter(types=["xss"]), None),
             ("types=log4j|xxe (rare)", AttackFilter(types=["log4j", "xxe"]), None),
+            ("type=ssrf (very rare)", AttackFilter(types=["ssrf"]), None),
             (f"client_ip={sample_ip}", AttackFilter(client_ip=sample_ip), None),
-            ("client_ip=203.0.0.0/16", AttackFilter(client_ip="203.0.0.0/16"), None),
+            ("client_ip=203.0.0.0/16 (most)", AttackFilter(client_ip="203.0.0.0/16"), None),
+            ("client_ip=203.0.7.0/24 (few)", AttackFilter(client_ip="203.0.7.0/24"), None),
+            ("type=ssti + last 24 h", AttackFilter(types=["ssti"], since=now - DAY), None),
             ("action=monitored", AttackFilter(action="monitored"), None),
             ("host=admin.example.net", AttackFilter(host="admin.example.net"), None),
             ("last 24 h", AttackFilter(since=now - DAY, until=now + 1), None),

@@ -86,6 +86,9 @@ def main() -> int:
         for (src, lab), (b, n) in sorted(agg.items()):
             print(f"{src:10} {lab:7} {'ALL':11} {b:8d} {n:7d} {100 * b / n:6.1f}%")
         if half == "dev":
+            import random
+            random.Random(7).shuffle(misses)
+            random.Random(7).shuffle(fps)
             for r in misses[: args.show_misses]:
                 body = base64.b64decode(r.get("body_b64") or "")[:300]
                 print("MISS", r["class"], r["uri"][:300], body)

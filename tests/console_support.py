@@ -16,7 +16,7 @@ from node.context import NodeContext
 from node.metrics import NodeMetrics
 from node.policy import Policy
 from node.settings import NodeSettings
-from node.store.base import AttackRecord, ModeSettings
+from node.store.base import AttackRecord
 from node.store.sqlite import SQLiteStore
 
 TOKEN = "test-console-token-0123456789abcdef"

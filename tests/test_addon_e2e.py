@@ -277,12 +277,21 @@ def tls_proxy(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream, real
     proxy.stop()
 
 
-@pytest.mark.parametrize("http2", [False, True])
-def test_tls_clients_http1_and_http2(tls_proxy: Proxy, certs: Path, http2: bool) -> None:
-    with httpx.Client(http2=http2, verify=str(certs / "ca.pem"), timeout=10) as c:
-        url = f"https://localhost:{tls_proxy.port}"
-        r = c.get(url + "/api/items?tls=1")
-        assert r.http_version == ("HTTP/2" if http2 else "HTTP/1.1")
-        assert r.status_code == 200 and r.content == upstream_body("/api/items?tls=1")
-        assert c.get(url + "/etc/passwd").status_code == 403
-        assert c.get(url + SQLI).status_code == 403
+def curl(*args: str) -> tuple[str, bytes]:
+    """Run curl; returns ("<http version> <status>", body)."""
+    out = subprocess.run(["curl", "-s", "-o", "-", "-w", "\n%{http_version} %{http_code}", *args],
+                         capture_output=True, timeout=20)
+    body, _, meta = out.stdout.rpartition(b"\n")
+    return meta.decode(), body
+
+
+@pytest.mark.parametrize("http_flag", ["--http1.1", "--http2"])
+def test_tls_clients_http1_and_http2(tls_proxy: Proxy, certs: Path, http_flag: str) -> None:
+    url = f"https://localhost:{tls_proxy.port}"
+    version = "2" if http_flag == "--http2" else "1.1"
+    ca = ["--cacert", str(certs / "ca.pem"), http_flag]
+    assert curl(*ca, url + "/api/items?tls=1") == (f"{version} 200", upstream_body("/api/items?tls=1"))
+    assert curl(*ca, url + "/etc/passwd")[0] == f"{version} 403"
+    assert curl(*ca, url + SQLI)[0] == f"{version} 403"
+    assert curl(*ca, "-X", "POST", "--data-binary", "x" * 1000, url + "/api/items?post=1") == (
+        f"{version} 200", b'{"received": 1000}')

@@ -7,6 +7,7 @@ artifacts/screenshots/ so a reviewer can see what the test saw.
 from __future__ import annotations
 
 import re
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -63,6 +64,14 @@ def browser():
 def shot(page, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def raw_get(port: int, target: str) -> int:
+    """Send a request line exactly as given (an HTTP library would percent-encode it)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        head = s.recv(1024)
+    return int(head.split(b" ", 2)[1])
 
 
 def row_for(page, marker: str):
@@ -141,7 +150,7 @@ def test_console_end_to_end(system, browser):
         # -- switch the node to block in Settings; the next attack is blocked
         page.click("header nav >> text=Settings")
         page.wait_for_url(re.compile(r"/settings$"))
-        page.wait_for_function("document.querySelector('#mode-default').options.length > 0")
+        page.locator("#mode-default option[value=block]").wait_for(state="attached", timeout=3000)
         assert page.locator("#mode-default").input_value() == "monitoring"
         page.select_option("#mode-default", "block")
         page.click("#save-mode")
@@ -164,6 +173,14 @@ def test_console_end_to_end(system, browser):
         row = row_for(page, xss_marker)
         row.wait_for(timeout=3000)  # arrives through polling on the open list page
         assert "xss" in row.locator("td.types").inner_text()
+        # the list shows a payload sent raw in the path as text too
+        raw_xss = "<img/src=x/onerror=alert(2)>"
+        raw_marker = "raw-" + uuid.uuid4().hex[:8]
+        assert raw_get(proxy.port, f"/api/v1/products/{raw_marker}{raw_xss}") == 403
+        raw_row = row_for(page, raw_marker + raw_xss)
+        raw_row.wait_for(timeout=3000)
+        assert raw_row.locator("a.path").inner_text().endswith(raw_xss)
+        assert page.locator("#attacks img").count() == 0
         row.locator("a.path").click()
         page.wait_for_url(re.compile(r"/attacks/\d+$"))
         assert XSS in page.locator("#hits tbody").inner_text()

@@ -218,3 +218,32 @@ async def test_static_files_are_served_without_login(console):
         assert r.status == 200, name
     r = await console.client.get("/static/../auth.py")
     assert r.status in (403, 404)
+
+
+async def test_mounted_on_the_node_admin_app_health_stays_open(console):
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from node.admin import make_admin_app
+
+    client = TestClient(TestServer(make_admin_app(console.ctx), host="127.0.0.1"))
+    await client.start_server()
+    try:
+        assert (await client.get("/live")).status == 200
+        assert (await client.get("/metrics")).status == 200
+        assert (await client.get("/api/v1/attacks")).status == 401
+        r = await client.get("/api/v1/attacks", headers=console.auth)
+        assert r.status == 200
+        r = await client.get("/", allow_redirects=False)
+        assert r.status == 303 and r.headers["Location"] == "/attacks"
+        assert isinstance(client.app, web.Application)
+    finally:
+        await client.close()
+
+
+def test_unusable_token_location_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.delenv(ENV_TOKEN, raising=False)
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")  # the DB's directory is a file: the token cannot be stored there
+    with pytest.raises(ValueError, match="console token file"):
+        resolve_console_token(SimpleNamespace(console_token=None, db=str(not_a_dir / "n.db")))

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from node.store import sqlite_query
 from node.store.base import AttackFilter, Hit
 from node.store.sqlite import SQLiteStore, decode_cursor, encode_cursor
 from store_support import T0, all_pages, opened, record
@@ -115,8 +116,11 @@ FILTER_CASES = [
 ]
 
 
+@pytest.mark.parametrize("plan_cap", [1, 10**9], ids=["scan-newest-first", "index-driven"])
 @pytest.mark.parametrize("name,flt,expect", FILTER_CASES, ids=[c[0] for c in FILTER_CASES])
-async def test_filters_and_paging_match_a_reference(store, name, flt, expect):
+async def test_filters_and_paging_match_a_reference(store, name, flt, expect, plan_cap, monkeypatch):
+    # Both query plans (see sqlite_query.choose_plan) must give the same answer.
+    monkeypatch.setattr(sqlite_query, "plan_cap", lambda conn, limit: plan_cap)
     records = _dataset()
     for r in records:
         store.add_attack(r)

@@ -42,7 +42,7 @@ def _db_path_of(settings: Any) -> str | None:
 def token_file_for(db_path: str) -> Path | None:
     """`<db>.console-token`, or None when the DB has no file (":memory:")."""
     if db_path.startswith("sqlite:///"):
-        db_path = db_path[len("sqlite:///") - 1 :]
+        db_path = db_path[len("sqlite:///") :]  # SQLAlchemy spelling: 3 slashes relative, 4 absolute
     if not db_path or db_path == ":memory:" or "://" in db_path:
         return None
     return Path(db_path + TOKEN_FILE_SUFFIX)
@@ -94,14 +94,18 @@ def resolve_console_token(settings: Any) -> str:
         # Without a file, stdout is the only way to learn it (CLI output, not a log line).
         print(f"console token (this run only): {token}", flush=True)
         return token
-    if path.exists():
-        token = _read_token_file(path)
-        log.info("console token read from %s (cat %s)", path, path)
-        return token
     try:
-        token = _create_token_file(path)
-    except FileExistsError:  # another process created it between exists() and open()
-        return _read_token_file(path)
+        if path.exists():
+            token = _read_token_file(path)
+            log.info("console token read from %s (cat %s)", path, path)
+            return token
+        try:
+            token = _create_token_file(path)
+        except FileExistsError:  # another process created it between exists() and open()
+            return _read_token_file(path)
+    except OSError as e:
+        raise ValueError(f"console token file {path}: {e.strerror or e}; "
+                         f"fix its directory's permissions or set console_token / {ENV_TOKEN}") from e
     log.warning("generated a console token and stored it in %s (mode 0600); read it with: cat %s",
                 path, path)
     print(f"console token stored in {path}; read it with: cat {path}", flush=True)

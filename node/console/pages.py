@@ -58,7 +58,8 @@ class ConsolePages:
         return response
 
     async def login_get(self, request: web.Request) -> web.StreamResponse:
-        if self.gate.authenticate(request) is not None and request.cookies.get(SESSION_COOKIE):
+        principal = self.gate.authenticate(request)
+        if principal is not None and principal.kind == "session":  # already logged in
             raise web.HTTPSeeOther(safe_next(request.query.get("next")))
         return self._login_form(request)
 

@@ -273,8 +273,10 @@ def parse_network(raw: Any) -> str:
 
 def parse_ip_entry_body(body: Any, now: float | None = None) -> IPEntry:
     obj = _require_object(body, {"list", "network", "expires_at", "ttl_seconds", "comment"})
-    list_name = parse_list_name(obj.get("list") if isinstance(obj.get("list"), str) else
-                                (None if obj.get("list") is None else "?"), required=True)
+    raw_list = obj.get("list")
+    if raw_list is not None and not isinstance(raw_list, str):
+        raise ApiError("list: must be one of " + ", ".join(LIST_NAMES))
+    list_name = parse_list_name(raw_list, required=True)
     network = parse_network(obj.get("network"))
     now = time.time() if now is None else now
     expires_at: float | None = None

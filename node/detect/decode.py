@@ -22,26 +22,45 @@ MAX_VARIANTS = 6
 _NEEDS_DECODE_RE = re.compile(r"[%&\\+]")
 
 _PCT_U_RE = re.compile(r"%u([0-9a-fA-F]{4})")
-# overlong UTF-8 encodings of '.', '/', '\\' (classic IIS/Tomcat traversal bypasses), and
-# the 2-byte forms %c0%ae / %c0%af / %c1%9c / %c1%1c / %c0%2f ... written raw or percent-encoded
-_OVERLONG_RE = re.compile(
-    r"%(?:e0%80%(?P<a>ae|af|80)|c0%(?P<b>ae|af|2e|2f|5c|9v|qf|80)|c1%(?P<c>9c|1c|pc|8s|af))",
+# multi-byte %-sequences: valid UTF-8 is left to the normal decoder; overlong or broken ones
+# (%c0%ae, %e0%80%af, %f8%80%80%80%ae, %c0%qf ...) are how traversal fuzzers smuggle dots and
+# slashes past filters, so they decode to the ASCII character they would become (low bits),
+# and a broken one to a separator
+_MULTIBYTE_RE = re.compile(
+    r"%[cd][0-9a-f]%[0-9a-z]{2}|%e[0-9a-f](?:%[0-9a-z]{2}){2}|%f[0-7](?:%[0-9a-z]{2}){3}"
+    r"|%f[89ab](?:%[0-9a-z]{2}){4}|%f[cd](?:%[0-9a-z]{2}){5}",
     re.I,
 )
-_OVERLONG_MAP = {
-    "ae": ".", "2e": ".", "af": "/", "2f": "/", "qf": "/", "9v": "/", "5c": "\\", "9c": "\\",
-    "1c": "/", "pc": "\\", "8s": "\\", "80": "",
-}
+_HEX2 = frozenset("0123456789abcdefABCDEF")
+
+
+def _multibyte(m: re.Match[str]) -> str:
+    seq = m.group(0)
+    pairs = seq[1:].split("%")
+    if all(len(p) == 2 and p[0] in _HEX2 and p[1] in _HEX2 for p in pairs):
+        raw = bytes(int(p, 16) for p in pairs)
+        try:
+            raw.decode("utf-8")
+            return seq  # real text (e.g. %e4%b8%ad): leave it to url_decode
+        except UnicodeDecodeError:
+            pass
+        low = int(pairs[-1], 16) & 0x3F
+        code = low | ((int(pairs[0], 16) & 0x1F) << 6 if len(pairs) == 2 else 0)
+        if chr(low) in "./\\" and chr(code) not in "./\\":
+            code = low  # %c1%af: fuzzers mean "/" whatever the lead byte says
+        ch = chr(code)
+        if code < 0x20 or code > 0x7E:
+            return "/"
+        return ch
+    return "/"
+
+
 _PCT_RE = re.compile(r"%([0-9a-fA-F]{2})")
 _JS_ESC_RE = re.compile(r"\\(?:u\{?([0-9a-fA-F]{4})\}?|x([0-9a-fA-F]{2})|([0-7]{3}))")
 _ENTITY_RE = re.compile(r"&(?:#[0-9]+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]{1,31});?")
 _B64_RE = re.compile(r"[A-Za-z0-9+/_\-]{12,}={0,2}")
+_NONPRINT_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffd]")
 _B64_WHOLE_RE = re.compile(r"^[A-Za-z0-9+/_\-\s]{8,}={0,2}$")
-
-
-def _overlong(m: re.Match[str]) -> str:
-    code = (m.group("a") or m.group("b") or m.group("c") or "").lower()
-    return _OVERLONG_MAP.get(code, "/")
 
 
 def _pct_byte(m: re.Match[str]) -> str:
@@ -52,7 +71,7 @@ def url_decode(value: str) -> str:
     """One round of %XX / %uXXXX decoding; UTF-8 sequences are rebuilt when valid."""
     if "%" not in value:
         return value
-    out = _OVERLONG_RE.sub(_overlong, value)
+    out = _MULTIBYTE_RE.sub(_multibyte, value)
     out = _PCT_U_RE.sub(lambda m: chr(int(m.group(1), 16)), out)
     if "%" not in out:
         return out
@@ -99,7 +118,9 @@ def b64_decode(token: str) -> str | None:
     if len(t) < 8:
         return None
     t = t.replace("-", "+").replace("_", "/")
-    t = re.sub(r"\s+", "", t)
+    if not t.isascii():
+        return None
+    t = "".join(t.split())
     t += "=" * (-len(t) % 4)
     try:
         raw = base64.b64decode(t, validate=True)
@@ -109,7 +130,7 @@ def b64_decode(token: str) -> str | None:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    if _printable_ratio(text) < 0.95:
+    if _NONPRINT_RE.search(text) and _printable_ratio(text) < 0.95:
         return None
     return text
 
@@ -123,15 +144,17 @@ def b64_candidates(value: str) -> list[str]:
             return [d]
     if len(value) < 16:
         return out
+    tries = 0
     for m in _B64_RE.finditer(value[:8192]):
         tok = m.group(0)
-        if len(tok) < 16 or tok.isalpha() or tok.isdigit():
+        if len(tok) < 16 or len(tok) > 4096 or tok.isalpha() or tok.isdigit():
             continue
+        tries += 1
+        if tries > 4:  # bounded: a value full of tokens costs no more than this
+            break
         d = b64_decode(tok)
         if d and any(not c.isalnum() for c in d):
             out.append(d)
-            if len(out) >= 3:
-                break
     return out
 
 
@@ -145,7 +168,31 @@ def decoded(value: str) -> str:
         if nxt == cur:
             break
         cur = nxt
+    if "\xa0" in cur:
+        cur = cur.replace("\xa0", " ")  # no-break space: whitespace to SQL and shells
     return cur
+
+
+_BAD_ESCAPE_RE = re.compile(r"%(?:[g-z][0-9a-z]|[0-9a-f][g-z])", re.I)
+_PRIVATE_USE_RE = re.compile("[\ue000-\uf8ff]")
+_PATHISH_MAP = str.maketrans({
+    "\x00": None, "\u2215": "/", "\uff0f": "/", "\u2044": "/", "\uff3c": "\\", "\u2216": "\\",
+    "\ufe68": "\\", "\uff0e": ".", "\u2024": ".", "\u3002": ".",
+})
+_HEX_TEXT_RE = re.compile(r"0x(2f|5c|2e)", re.I)
+_HEX_TEXT_MAP = {"2f": "/", "5c": "\\", "2e": "."}
+
+
+def path_canonical(value: str) -> str:
+    """Traversal fuzzers' disguises undone: NUL bytes, `0x2f`-style text hex, look-alike
+    slashes and dots (fullwidth, division slash...)."""
+    out = value.translate(_PATHISH_MAP)
+    out = _PRIVATE_USE_RE.sub("/", out)  # IIS %uF025-style separators
+    if "%" in out:
+        out = _BAD_ESCAPE_RE.sub("/", out)  # %bg%qf: broken escapes used as separators
+    if "0x" in out or "0X" in out:
+        out = _HEX_TEXT_RE.sub(lambda m: _HEX_TEXT_MAP[m.group(1).lower()], out)
+    return out
 
 
 def variants(value: str) -> list[str]:
@@ -158,6 +205,10 @@ def variants(value: str) -> list[str]:
             d = decoded(v)
             if d not in out:
                 out.append(d)
+            if not d.isascii() or "%" in d or "0x" in d.lower():
+                p = path_canonical(d)
+                if p not in out:
+                    out.append(p)
             if depth < MAX_B64_DEPTH:
                 for b in b64_candidates(d):
                     if b not in out:

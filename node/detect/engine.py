@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 from collections.abc import Callable
 
 from addon.protocol import AttackInfo, RequestMessage, ResponseMessage
@@ -19,7 +18,7 @@ from node.detect import decode
 from node.detect.findings import DEFAULT_THRESHOLD, Detection, excerpt
 from node.detect.log4j import detect_log4j
 from node.detect.request import Field, extract, inflate
-from node.detect.shell import detect_shell
+from node.detect.shell import ALONE_COMMANDS, detect_shell
 from node.detect.signatures import SignatureSet, load_signatures
 from node.detect.sqli import detect_sqli
 
@@ -28,6 +27,12 @@ __all__ = ["Engine", "Detection"]
 log = logging.getLogger(__name__)
 
 MAX_RESPONSE_SCAN = 64 * 1024
+# verdicts of recently seen values (User-Agent, Accept, cookies repeat across requests)
+MAX_CACHE = 8192
+MAX_CACHED_VALUE = 1024
+# structural detector runs per request; past it a pre-filter hit only counts as a weak signal
+MAX_DETECTOR_CALLS = 48
+UNVERIFIED_SCORE = 5
 # values made only of these characters cannot carry an attack (and are most of the traffic)
 _SAFE_RE = re.compile(r"[\w\-.]*")
 _DETECTORS: dict[str, Callable[[str, str], str | None]] = {
@@ -45,13 +50,14 @@ def _to_bytes(text: str) -> bytes:
 
 
 class Engine:
-    """Thread-safe after construction (each thread gets its own hyperscan scratch)."""
+    """One engine per node; not for concurrent use from several threads (hyperscan scratch)."""
 
     def __init__(self, threshold: int = DEFAULT_THRESHOLD) -> None:
         self.threshold = threshold
         self.request_sigs = SignatureSet(load_signatures("request.yaml"))
         self.response_sigs = SignatureSet(load_signatures("response.yaml"))
-        self._owner = threading.get_ident()
+        self._budget = MAX_DETECTOR_CALLS
+        self._cache: dict[tuple[str, str, str], list[tuple[str, int, list[AttackInfo]]]] = {}
         log.info("detection engine: %d request and %d response signatures",
                  len(self.request_sigs.signatures), len(self.response_sigs.signatures))
 
@@ -72,53 +78,66 @@ class Engine:
 
     def _judge_fields(self, fields: list[Field]) -> Detection:
         det = Detection(threshold=self.threshold)
-        sigs = self.request_sigs.signatures
-        seen: set[tuple[str, str]] = set()
+        self._budget = MAX_DETECTOR_CALLS
+        seen: set[tuple[str, str, str]] = set()
+        cache = self._cache
         for f in fields:
-            value = f.value
-            if _SAFE_RE.fullmatch(value) and ".." not in value:
-                if len(value) < 12:
-                    continue
-                forms = decode.variants(value)
-                if len(forms) == 1:
-                    continue
-            else:
-                forms = decode.variants(value)
-            key = (f.kind, value)
-            if key in seen:  # same value twice (e.g. a header repeated): judge once
+            key = (f.kind, f.location, f.value)
+            if key in seen:  # same value twice (e.g. a repeated parameter): judge once
                 continue
             seen.add(key)
-            hits = self.request_sigs.scan(_to_bytes("\n" + "\n".join(forms) + "\n"))
-            if not hits:
-                continue
-            self._score_field(f, forms, hits, sigs, det)
+            found = cache.get(key) if len(f.value) <= MAX_CACHED_VALUE else None
+            if found is None:
+                found = self._judge_field(f)
+                if len(f.value) <= MAX_CACHED_VALUE and self._budget > 0:
+                    if len(cache) >= MAX_CACHE:
+                        cache.clear()  # bounded; real traffic refills the hot headers fast
+                    cache[key] = found
+            for typ, total, infos in found:
+                if total > det.score:
+                    det.score = total
+                if total >= self.threshold:
+                    det.attacks.extend(infos)
         return det
 
-    def _score_field(self, f: Field, forms: list[str], hits: set[int], sigs, det: Detection) -> None:
-        by_type: dict[str, list[tuple[int, AttackInfo]]] = {}
+    def _judge_field(self, f: Field) -> list[tuple[str, int, list[AttackInfo]]]:
+        """Per attack type found in this value: (type, summed score, findings)."""
+        value = f.value
+        if _SAFE_RE.fullmatch(value) and ".." not in value:
+            if len(value) < 12 and value.lower() not in ALONE_COMMANDS:
+                return []
+            forms = decode.variants(value)
+            if len(forms) == 1:
+                return []
+        else:
+            forms = decode.variants(value)
+        hits = self.request_sigs.scan(_to_bytes("\n" + "\n".join(forms) + "\n"))
+        if not hits:
+            return []
+        sigs = self.request_sigs.signatures
+        by_type: dict[str, list[AttackInfo]] = {}
         for idx in sorted(hits):
             sig = sigs[idx]
             if not sig.applies_to(f.kind, f.location):
                 continue
-            rule_id = sig.id
+            rule_id, score = sig.id, sig.score
             if sig.detector:
-                judge = _DETECTORS[sig.detector]
-                rule = None
-                for form in forms:
-                    rule = judge(form, f.kind)
-                    if rule:
-                        break
-                if not rule:
-                    continue
-                rule_id = f"{sig.id}.{rule}"
-            info = AttackInfo(sig.type, f.location, rule_id, excerpt(forms[-1] if len(forms) > 1 else f.value), sig.score)
-            by_type.setdefault(sig.type, []).append((sig.score, info))
-        for typ, found in by_type.items():
-            total = sum(s for s, _ in found)
-            if total > det.score:
-                det.score = total
-            if total >= self.threshold:
-                det.attacks.extend(info for _, info in found)
+                if self._budget <= 0:
+                    rule_id, score = f"{sig.id}.unverified", UNVERIFIED_SCORE
+                else:
+                    self._budget -= 1
+                    judge = _DETECTORS[sig.detector]
+                    rule = None
+                    for form in forms:
+                        rule = judge(form, f.kind)
+                        if rule:
+                            break
+                    if not rule:
+                        continue
+                    rule_id = f"{sig.id}.{rule}"
+            shown = forms[-1] if len(forms) > 1 else value
+            by_type.setdefault(sig.type, []).append(AttackInfo(sig.type, f.location, rule_id, excerpt(shown), score))
+        return [(typ, sum(a.score for a in infos), infos) for typ, infos in by_type.items()]
 
     # ------------------------------------------------------------------ responses
 

@@ -11,9 +11,9 @@ import json
 import re
 import zlib
 from dataclasses import dataclass
-from urllib.parse import unquote, unquote_plus
 
 from addon.protocol import RequestMessage
+from node.detect.decode import url_decode
 
 MAX_FIELDS = 300  # values judged per request; the rest are ignored (and counted)
 MAX_VALUE = 16 * 1024  # chars of one value that are judged
@@ -21,6 +21,9 @@ MAX_BODY = 256 * 1024  # bytes of body parsed
 MAX_INFLATED = 1024 * 1024  # bound for gzip/deflate bodies
 MAX_JSON_DEPTH = 32
 MAX_KEY_PART = 40  # chars of a key kept in a location path
+MAX_XML_TOKENS = 2_000
+MAX_TARGET = 64 * 1024  # chars of the request target parsed
+MAX_RAW_VALUE = 3 * MAX_VALUE  # chars of one still-encoded value decoded
 
 
 @dataclass(slots=True)
@@ -57,14 +60,21 @@ def _key(name: str) -> str:
 
 # ---------------------------------------------------------------------------- url parts
 
+def _unquote_plus(text: str) -> str:
+    return url_decode(text.replace("+", " ")) if "+" in text else url_decode(text)
+
+
 def parse_pairs(text: str, prefix: str, kind: str, sink: FieldSink, plus: bool = True) -> None:
     """`a=1&b=2` style: values under `prefix.<name>`, names themselves as kind `key`."""
-    dec = unquote_plus if plus else unquote
+    # one URL-decoding round, as the application would see it; overlong and broken
+    # sequences are kept meaningful (see decode.url_decode), not turned into U+FFFD
+    dec = _unquote_plus if plus else url_decode
     for part in text.split("&"):
         if not part:
             continue
         name, eq, value = part.partition("=")
-        name_d = dec(name)
+        name_d = dec(name[:MAX_RAW_VALUE])
+        value = value[:MAX_RAW_VALUE]
         loc = f"{prefix}.{_key(name_d)}"
         if eq:
             sink.add(loc, dec(value), kind)
@@ -78,11 +88,12 @@ def parse_pairs(text: str, prefix: str, kind: str, sink: FieldSink, plus: bool =
 
 
 def parse_target(target: str, sink: FieldSink) -> None:
-    path, _, query = target.partition("?")
+    path, _, query = target[:MAX_TARGET].partition("?")
+    path = path[:MAX_RAW_VALUE]
     if "#" in query:
         query = query.split("#", 1)[0]
     if path:
-        sink.add("path", unquote(path), "path")
+        sink.add("path", url_decode(path), "path")
     if query:
         parse_pairs(query, "query", "query", sink)
 
@@ -101,9 +112,9 @@ def parse_headers(msg: RequestMessage, sink: FieldSink) -> None:
             for part in value.split(";"):
                 cname, eq, cval = part.strip().partition("=")
                 if eq:
-                    sink.add(f"cookie.{_key(cname)}", unquote(cval), "cookie")
+                    sink.add(f"cookie.{_key(cname)}", url_decode(cval[:MAX_RAW_VALUE]), "cookie")
                 else:
-                    sink.add("cookie", unquote(cname), "cookie")
+                    sink.add("cookie", url_decode(cname), "cookie")
             continue
         if name in _SKIP_HEADERS and (name != "host" or _HOST_RE.match(value)):
             continue
@@ -187,8 +198,8 @@ _XML_NAME_RE = re.compile(r"</?\s*([\w:.\-]+)")
 def parse_xml(text: str, sink: FieldSink) -> None:
     """A tolerant scanner, not a parser: no entity expansion, so no billion laughs."""
     path: list[str] = []
-    for m in _XML_TOKEN_RE.finditer(text):
-        if len(sink.fields) >= MAX_FIELDS:
+    for n, m in enumerate(_XML_TOKEN_RE.finditer(text)):
+        if len(sink.fields) >= MAX_FIELDS or n >= MAX_XML_TOKENS:
             sink.dropped += 1
             return
         tok = m.group(0)

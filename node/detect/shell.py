@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import re
 
-MAX_SHELL_LEN = 4096
+MAX_SHELL_LEN = 2048
+MAX_SEPARATORS = 48  # separators examined per value
 
 # commands that are plain English words too: they need an argument that looks like one
 _AMBIGUOUS = frozenset(
@@ -33,26 +34,35 @@ _AMBIGUOUS = frozenset(
 _DISTINCT = frozenset(
     "whoami uname ifconfig ipconfig netstat nslookup tracert systeminfo tasklist wget curl "
     "ncat netcat busybox powershell certutil bitsadmin wmic mkfifo socat getent printenv "
-    "lsof strace passwd crontab useradd hostname uptime xterm nmap bash zsh ksh csh tcsh "
-    "dash ping sleep ls id pwd ps env".split()
+    "lsof strace crontab useradd uptime xterm nmap bash zsh ksh csh tcsh "
+    "dash ls id pwd ps dir".split()
 )
+# a value that is nothing but one of these is a probe (`cmd=whoami`)
+ALONE_COMMANDS = _ALONE = frozenset("whoami ifconfig ipconfig systeminfo tasklist netstat uname printenv".split())
 _COMMANDS = _AMBIGUOUS | _DISTINCT
 
-_SEP_RE = re.compile(r"(?:^|;|\|\|?|&&?|\n|\r|`|\$\(|\$\{ifs\}|\$ifs\b)", re.I)
+# separators; a literal backslash-n counts too (payloads written for echo -e / printf)
+_SEP_RE = re.compile(r"(?:^|;|\|\|?|&&?|\n|\r|\\n|`|\$\(|\$\{ifs\}|\$ifs\b)", re.I)
 # in free text (JSON strings, bodies) a line break is just a line break
 _TEXT_SEP_RE = re.compile(r"(?:^|;|\|\|?|&&?|`|\$\(|\$\{ifs\}|\$ifs\b)", re.I)
 TEXT_KINDS = frozenset({"json", "body", "multipart", "xml"})
-# a command word: optional path, letters with shell-quoting tricks inside (c''at, c\at, c"a"t)
+# a command word: optional junk a shell ignores ($u empty variables, quotes, braces, +),
+# shell keywords, optional path, letters with quoting tricks inside (c''at, c\at, c"a"t)
 _CMD_RE = re.compile(
-    r"[\s'\"{(<]*(?:[a-z]+=\S*\s+)?((?:/[\w.\-]*)*/)?((?:[a-z0-9_.\-]|\\(?=[a-z])|''|\"\"|\$@|\$\{?\w?\}?(?=[a-z]))+)",
+    r"(?:[\s'\"{(<+]|\$[a-z_]\w*(?=[\s+/]))*(?:[a-z_]+=\S*\s+)?(?:(?:then|else|do|elif|if|while|until|!|\{)\s+)?"
+    r"((?:/[\w.\-]*)*/)?((?:[a-z0-9_.\-]|\\(?=[a-z])(?!n(?![a-z]))|''|\"\"|\$@|\$\{?\w?\}?(?=[a-z]))+)",
     re.I,
 )
+# what follows a command when it is used as one: an option, a path, a variable, a quote...
 _ARG_RE = re.compile(
-    r"""(?:\s+|\$\{ifs\}|\$ifs\b|\$\{?\d\}?|<|,|\t|%09|\+)+(?:[-/~$'"`<>|&;]|\.{1,2}/|\d|[a-z]+://|\\|\{|%)|\s*(?:$|[;|&`)\n\r<>])""",
+    r"""(?:\s+|\$\{ifs\}|\$ifs\b|\$\{?\d\}?|<|,|\t|%09|\+)+(?:-[\w-]|/|~|\$|['"`<>|&;]|\.{1,2}/|\d|[a-z]+://|\\|\{|%|[a-z]:\\)""",
     re.I,
 )
-_QUICK_RE = re.compile(r"[;|&`\n\r]|\$\(|\$\{?ifs", re.I)
+# ... or nothing: the command ends the value or the pipeline
+_END_RE = re.compile(r"\s*(?:$|[;|&`)\n\r<>]|\\n|#)", re.I)
+_QUICK_RE = re.compile(r"[;|&`\n\r]|\\n|\$\(|\$\{?ifs", re.I)
 _CLEAN_RE = re.compile(r"\\|''|\"\"|\$@|\$\{?\w?\}?(?=[a-z])", re.I)
+_EMPTY_VAR_RE = re.compile(r"\$(?!ifs)[a-z_]\w*", re.I)
 
 
 def _command_name(raw: str) -> str:
@@ -65,15 +75,13 @@ def _command_name(raw: str) -> str:
 _WORD_ARG_RE = re.compile(r"\s+[\w.]")
 
 
-def detect_shell(value: str, kind: str = "query") -> str | None:
-    """A rule name if `value` injects an OS command, else None."""
-    value = value[:MAX_SHELL_LEN]
+def _judge(value: str, kind: str) -> str | None:
     has_sep = _QUICK_RE.search(value) is not None
     seps = _TEXT_SEP_RE if kind in TEXT_KINDS else _SEP_RE
-    for sep in seps.finditer(value):
+    for n, sep in enumerate(seps.finditer(value)):
+        if n >= MAX_SEPARATORS:
+            break
         at_start = sep.start() == 0 and sep.group(0) == ""
-        if at_start and has_sep:
-            continue  # judged after its separators instead
         m = _CMD_RE.match(value, sep.end())
         if not m:
             continue
@@ -82,13 +90,33 @@ def detect_shell(value: str, kind: str = "query") -> str | None:
             continue
         tail = value[m.end() :]
         arg = _ARG_RE.match(tail)
+        end = _END_RE.match(tail)
         if at_start:
-            # no separator at all: only an unmistakable command line counts
-            if name in _DISTINCT and arg and tail.strip() and not tail.strip()[0].isalpha():
+            # no separator before it: only an unmistakable command line counts
+            if name in _ALONE and not tail.strip():
+                return "command-alone"
+            if (name in _DISTINCT or m.group(1)) and arg and not has_sep and tail.lstrip()[:1] in ("-", "/"):
                 return "command-line"
             continue
-        if arg or (name in _DISTINCT and _WORD_ARG_RE.match(tail)):
+        if arg:
             return "separator-command"
-        if m.group(1) and name in _COMMANDS:  # /bin/cat, /usr/bin/id: a path to a command
+        if name in _DISTINCT and (end or _WORD_ARG_RE.match(tail)):
+            return "separator-command"
+        opener = sep.group(0)
+        if (opener == "$(" and ")" in tail) or (opener == "`" and "`" in tail):
+            return "command-substitution"  # a closed $(echo x) / `id`
+        if m.group(1) and end:  # ;/usr/bin/id
             return "separator-command"
     return None
+
+
+def detect_shell(value: str, kind: str = "query") -> str | None:
+    """A rule name if `value` injects an OS command, else None."""
+    value = value[:MAX_SHELL_LEN]
+    rule = _judge(value, kind)
+    if rule is None and "$" in value:
+        # $u, $aaaa: unset variables expand to nothing (`/bin$u/cat /etc$u/passwd`)
+        stripped = _EMPTY_VAR_RE.sub("", value)
+        if stripped != value:
+            rule = _judge(stripped, kind)
+    return rule

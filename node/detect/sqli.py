@@ -15,8 +15,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-MAX_SQL_LEN = 4096
-MAX_TOKENS = 64
+MAX_SQL_LEN = 1024
+MAX_TOKENS = 48
 
 # token kinds
 STR, NUM, WORD, KW, FUNC, LOGIC, OP, COMMENT, SEMI, LPAR, RPAR, COMMA, VAR, UNION, STMT = (
@@ -25,10 +25,10 @@ STR, NUM, WORD, KW, FUNC, LOGIC, OP, COMMENT, SEMI, LPAR, RPAR, COMMA, VAR, UNIO
 
 _STATEMENTS = frozenset(
     "select insert update delete drop exec execute declare create alter truncate shutdown "
-    "waitfor replace merge grant revoke call handler load rename".split()
+    "waitfor replace merge grant revoke call handler load rename backup".split()
 )
 _KEYWORDS = frozenset(
-    "from where order group by having limit offset into values set table database procedure "
+    "to from where order group by having limit offset into values set table database procedure "
     "as all distinct top then else end case when null is not in like rlike regexp between "
     "sounds collate escape outfile dumpfile delay exists join on asc desc begin".split()
 )
@@ -42,7 +42,8 @@ SQL_FUNCTIONS = frozenset(
     "system_user session_user schema hex unhex count length len if ifnull iif case cast "
     "convert elt md5 sha1 rand floor exp json_keys utl_inaddr dbms_pipe make_set "
     "name_const row_count found_rows xp_cmdshell randomblob sqlite_version pg_read_file "
-    "lo_import dblink_connect char_length bin now coalesce nullif lower upper"
+    "lo_import dblink_connect char_length bin now coalesce nullif lower upper isnull nvl "
+    "current_setting session_user left right"
     .split()
 )
 _STRONG_FUNCTIONS = frozenset(
@@ -52,13 +53,13 @@ _STRONG_FUNCTIONS = frozenset(
 
 _TOKEN_RE = re.compile(
     r"""
-    (?P<ws>\s+|/\*(?!!).*?(?:\*/|$))           # whitespace and plain block comments
+    (?P<ws>\s+|/\*(?!!).*?\*/)                  # whitespace and closed block comments
   | (?P<vcomment>/\*!\d*)                       # MySQL executable comment: its body is SQL
   | (?P<vend>\*/)
-  | (?P<lcomment>--(?:[\s\x00-\x1f]|$).*|\#.*|--$|;%00)
+  | (?P<lcomment>--(?:[\s\x00-\x1f]|$)[^\n]*|\#[^\n]*|--$|;%00|/\*(?!!).*)
   | (?P<str>'(?:[^'\\]|\\.|'')*(?:'|$)|"(?:[^"\\]|\\.|"")*(?:"|$)|`[^`]*(?:`|$))
   | (?P<num>0x[0-9a-f]+|0b[01]+|\d+(?:\.\d*)?(?:e[+-]?\d+)?|\.\d+)
-  | (?P<var>@@?[\w.$]+|@`[^`]*`)
+  | (?P<var>@@?[\w.$]*|@`[^`]*`)
   | (?P<word>[a-z_$][\w$]*(?:\.[a-z_$][\w$]*)*)
   | (?P<op2><=>|!=|<>|<=|>=|\|\||&&|:=|<<|>>)
   | (?P<op>[=<>!+\-*/%^&|~])
@@ -86,6 +87,8 @@ def tokenize(text: str) -> list[Tok]:
             toks.append(Tok("x", val))
             continue
         if kind == "lcomment":
+            if text[m.end() :].strip():
+                continue  # a line comment with SQL after it (`union#x\nselect`): whitespace
             toks.append(Tok(COMMENT, val))
             break
         if kind == "str":
@@ -146,14 +149,18 @@ def _statement_at(toks: list[Tok], i: int) -> bool:
         if not rest:
             return False
         first = rest[0]
-        if first.kind in (NUM, STR, VAR, FUNC) or first.text in ("*", "all", "distinct", "top", "null"):
+        if first.kind in (NUM, STR, VAR, FUNC) or first.text in ("*", "null"):
             return True
+        if first.text in ("all", "distinct", "top"):  # "Select all" is a button label
+            return len(rest) > 1 and rest[1].kind in (NUM, STR, VAR, FUNC, OP)
+        if first.kind == WORD and first.text in SQL_FUNCTIONS and (len(rest) == 1 or rest[1].kind in (SEMI, COMMENT)):
+            return True  # select session_user;
         # select a,b from t  /  select col from tbl [end|where|limit|;|comment]
         if first.kind == WORD:
             if len(rest) >= 2 and rest[1].kind == COMMA:
                 return True
             if len(rest) >= 3 and rest[1].text == "from" and rest[2].kind == WORD:
-                return len(rest) == 3 or rest[3].kind in (COMMENT, SEMI, KW, LOGIC)
+                return len(rest) == 3 or rest[3].kind in (COMMENT, SEMI, KW, LOGIC, OP)
         return False
     if word in ("drop", "truncate", "alter", "create"):
         return bool(texts) and texts[0] in ("table", "database", "user", "procedure", "function", "schema", "view", "index", "login")
@@ -167,6 +174,10 @@ def _statement_at(toks: list[Tok], i: int) -> bool:
         return bool(rest) and (rest[0].text.startswith(("xp_", "sp_", "master.")) or rest[0].kind == VAR)
     if word == "declare":
         return bool(rest) and rest[0].kind == VAR
+    if word == "backup":
+        return bool(texts) and texts[0] in ("database", "log") and "to" in texts[1:4]
+    if word == "grant" or word == "revoke":
+        return any(t in ("to", "from") for t in texts[1:5])
     if word == "waitfor":
         return bool(texts) and texts[0] in ("delay", "time")
     if word == "shutdown":
@@ -179,7 +190,7 @@ def _union_select(toks: list[Tok]) -> bool:
         if t.kind != UNION:
             continue
         j = i + 1
-        while j < len(toks) and (toks[j].kind in (LPAR,) or toks[j].text in ("all", "distinct")):
+        while j < len(toks) and (toks[j].kind in (LPAR,) or toks[j].text in ("all", "distinct", "+")):
             j += 1
         if j < len(toks) and toks[j].kind == STMT and toks[j].text == "select":
             if j + 1 < len(toks) or t is toks[0]:
@@ -194,6 +205,8 @@ def _tautology(toks: list[Tok], i: int) -> bool:
         return False
     a = rest[0]
     if a.kind == FUNC:
+        if toks[i].text in ("||", "&&") or "." in a.text:
+            return True  # '||f(x)||' concatenation, pkg.function() calls
         return a.text in _STRONG_FUNCTIONS or (a.text in SQL_FUNCTIONS and len(rest) > 1)
     if a.kind == STMT:
         return _statement_at(rest, 0)
@@ -207,16 +220,22 @@ def _tautology(toks: list[Tok], i: int) -> bool:
     b = rest[1]
     if b.kind == COMMENT or b.kind == SEMI:
         return True
+    if b.kind == OP and b.text == "is":
+        return True  # or x is not null
     if b.kind == OP and (b.text in _COMPARE or b.text in "+-*/%|&^"):
         if len(rest) == 2:
             return b.text in _COMPARE
         c = rest[2]
-        if c.kind in _OPERAND or c.kind == STMT:
+        if c.kind == STMT:
+            return _statement_at(rest, 2)
+        if c.kind == FUNC and c.text in SQL_FUNCTIONS:
+            return True
+        if c.kind in _OPERAND:
             # the comparison must end the value or be followed by SQL, not by prose
             if len(rest) == 3:
                 return True
             d = rest[3]
-            return d.kind in (COMMENT, SEMI, LOGIC, KW, OP, UNION, STR)
+            return d.kind in (COMMENT, SEMI, LOGIC, KW, OP, UNION, STR, STMT, FUNC)
         return False
     if b.kind == LOGIC:
         return a.kind in (NUM, STR)
@@ -254,14 +273,28 @@ def _judge(toks: list[Tok], broke_out: bool) -> str | None:
                 return "breakout-compare"
         if nxt.kind == KW and nxt.text in ("order", "group") and len(flat) > 3 and flat[2].text == "by":
             return "breakout-orderby" if flat[3].kind in (NUM, WORD) else None
-        if nxt.kind == KW and nxt.text in ("having", "procedure", "into", "limit") and len(flat) > 2:
+        if nxt.kind == KW and nxt.text in ("having", "procedure", "into", "limit", "where") and len(flat) > 2:
             return "breakout-clause"
         if nxt.kind == STMT and _statement_at(flat, 1):
             return "breakout-statement"
         return None
     # as-is context: the value is the start of an expression or statement
-    if first.kind == STMT and _statement_at(flat, 0):
-        return "statement"
+    for i, t in enumerate(flat):
+        if t.kind == STMT and (i == 0 or flat[i - 1].kind in (OP, SEMI, LOGIC, COMMA, NUM, STR)) and _statement_at(flat, i):
+            return "statement"
+    if first.kind == LOGIC and first.text != "not" and _tautology(flat, 0):
+        return "logic-fragment"
+    if first.kind == KW and first.text in ("order", "group") and len(flat) > 2 and flat[1].text == "by" and flat[2].kind == NUM:
+        return "orderby-fragment"
+    for i, t in enumerate(flat[:-3]):
+        if t.kind == KW and t.text in ("where", "having") and flat[i + 1].kind in (NUM, STR, WORD) and flat[i + 2].kind == OP and flat[i + 2].text in _COMPARE and flat[i + 3].kind in (NUM, STR, WORD):
+            return "clause-fragment"
+    for i, t in enumerate(flat[:-2]):
+        if t.kind == FUNC and t.text in SQL_FUNCTIONS and any(
+            u.kind == LOGIC and u.text == "||" and k + 1 < len(flat) and flat[k + 1].kind == FUNC
+            for k, u in enumerate(flat[i + 1 : i + 8], start=i + 1)
+        ):
+            return "function-concat"
     if first.kind in (NUM, VAR) or (first.kind == OP and first.text == "-" and len(flat) > 1 and flat[1].kind == NUM):
         k = 1 if first.kind != OP else 2
         if k < len(flat):
@@ -305,4 +338,16 @@ def detect_sqli(value: str, kind: str = "query") -> str | None:
         rule = _judge(toks, broke)
         if rule:
             return rule
+    if "/**/" in value:
+        # comments splitting keywords: un/**/ion sel/**/ect
+        for toks, broke in _contexts(value.replace("/**/", "")):
+            rule = _judge(toks, broke)
+            if rule:
+                return rule
+    if "+" in value and " " not in value.strip():
+        # a '+' that meant a space before one decoding too many: `1+union+select+1`
+        for toks, broke in _contexts(value.replace("+", " ")):
+            rule = _judge(toks, broke)
+            if rule:
+                return rule
     return None

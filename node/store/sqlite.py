@@ -17,8 +17,6 @@ and applied when an attack with that request id is written.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import concurrent.futures
 import json
 import logging
@@ -33,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from node.store import ipnet
+from node.store import ipnet, sqlite_query
 from node.store.base import (
     LIST_NAMES,
     NODE_MODES,
@@ -50,7 +48,10 @@ from node.store.base import (
     Store,
     StoreError,
 )
+from node.store.sqlite_query import STORED_ACTIONS, decode_cursor, encode_cursor
 from node.store.sqlite_schema import migrate
+
+__all__ = ["SQLiteStore", "decode_cursor", "encode_cursor"]
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,6 @@ CACHE_KIB = 16384  # page cache per connection: the hot part of a 100k store's i
 PROBE_TIMEOUT = 2.0  # seconds writable() waits for the writer
 BUSY_TIMEOUT_MS = 5000  # another process holding the file (a backup, sqlite3 CLI)
 MODE_SETTINGS_KEY = "mode_settings"
-_STORED_ACTIONS = ("blocked", "monitored")
 _ATTACK_COLUMNS = (
     "id, time, request_id, client_ip, host, method, path, action, mode, instance, node_instance, "
     "response_status, request_excerpt, reason, hits"
@@ -101,28 +101,6 @@ class _Flush:
 
 
 _STOP = object()
-
-
-# ---------------------------------------------------------------------------- cursors
-
-def encode_cursor(t: float, attack_id: int) -> str:
-    raw = f"{t!r}:{attack_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[float, int]:
-    """Inverse of `encode_cursor`; anything else raises ValueError("bad cursor")."""
-    try:
-        if not isinstance(cursor, str) or not cursor or len(cursor) > 100:
-            raise ValueError
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        t_text, _, id_text = raw.partition(":")
-        t, attack_id = float(t_text), int(id_text)
-        if not math.isfinite(t) or attack_id < 0:
-            raise ValueError
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ValueError(f"bad cursor {cursor!r}: pass back the next_cursor of a previous page") from None
-    return t, attack_id
 
 
 # ---------------------------------------------------------------------------- row mapping
@@ -162,8 +140,8 @@ def _attack_row(r: AttackRecord) -> tuple:
     t = float(r.time)
     if not math.isfinite(t):
         raise ValueError(f"time {r.time!r} is not a finite number")
-    if r.action not in _STORED_ACTIONS:
-        raise ValueError(f"action {r.action!r} is not one of {_STORED_ACTIONS}")
+    if r.action not in STORED_ACTIONS:
+        raise ValueError(f"action {r.action!r} is not one of {STORED_ACTIONS}")
     status = None if r.response_status is None else int(r.response_status)
     path = str(r.path)
     client_ip = str(r.client_ip)
@@ -172,83 +150,6 @@ def _attack_row(r: AttackRecord) -> tuple:
         path.lower(), r.action, str(r.mode), str(r.instance), str(r.node_instance), status,
         str(r.request_excerpt), str(r.reason), _hits_json(list(r.hits)),
     )
-
-
-def _where(flt: AttackFilter) -> tuple[list[str], list[Any]]:
-    """SQL conditions for a filter; raises ValueError with a clear message for bad values."""
-    where: list[str] = []
-    params: list[Any] = []
-    if flt.types:
-        types = [t for t in flt.types if isinstance(t, str) and t]
-        if len(types) != len(flt.types) or len(types) > 50:
-            raise ValueError("types must be a list of at most 50 non-empty strings")
-        where.append(
-            "EXISTS (SELECT 1 FROM attack_types t WHERE t.attack_id = a.id AND t.type IN (%s))"
-            % ",".join("?" * len(types))
-        )
-        params.extend(types)
-    if flt.client_ip:
-        net = ipnet.parse_network(flt.client_ip)
-        lo, hi = ipnet.network_key_range(net)
-        if lo == hi:
-            where.append("a.ip_key = ?")
-            params.append(lo)
-        else:
-            where.append("a.ip_key BETWEEN ? AND ?")
-            params.extend([lo, hi])
-    if flt.action:
-        if flt.action not in _STORED_ACTIONS:
-            raise ValueError(f"action must be one of {', '.join(_STORED_ACTIONS)}, not {flt.action!r}")
-        where.append("a.action = ?")
-        params.append(flt.action)
-    if flt.host:
-        where.append("a.host = ?")  # the column is COLLATE NOCASE
-        params.append(str(flt.host).strip())
-    for name, op in (("since", ">="), ("until", "<")):
-        value = getattr(flt, name)
-        if value is not None:
-            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite unix time in seconds, not {value!r}")
-            where.append(f"a.time {op} ?")
-            params.append(float(value))
-    if flt.path_search:
-        needle = str(flt.path_search)
-        if len(needle) > 1000:
-            raise ValueError("path_search is longer than 1000 characters")
-        where.append("instr(a.path_lc, ?) > 0")
-        params.append(needle.lower())
-    return where, params
-
-
-def _count_query(flt: AttackFilter, cond: str, params: list[Any]) -> tuple[str, list[Any]]:
-    """How to count the matches of a first page."""
-    if flt.types and not (flt.client_ip or flt.action or flt.host or flt.path_search):
-        # Types (and a time range) only: the type index answers without touching attacks.
-        sql = ("SELECT count(DISTINCT attack_id) FROM attack_types WHERE type IN (%s)"
-               % ",".join("?" * len(flt.types)))
-        args: list[Any] = list(flt.types)
-        if flt.since is not None:
-            sql += " AND time >= ?"
-            args.append(float(flt.since))
-        if flt.until is not None:
-            sql += " AND time < ?"
-            args.append(float(flt.until))
-        return sql, args
-    return f"SELECT count(*) FROM attacks a WHERE {cond}", list(params)
-
-
-def _count_within_budget(conn: sqlite3.Connection, sql: str, params: list[Any]) -> int | None:
-    """The count, or None when it would take longer than COUNT_BUDGET (a full scan of a big store)."""
-    deadline = time.perf_counter() + COUNT_BUDGET
-    conn.set_progress_handler(lambda: time.perf_counter() > deadline, 2000)
-    try:
-        return conn.execute(sql, params).fetchone()[0]
-    except sqlite3.OperationalError as err:
-        if "interrupt" not in str(err):
-            raise
-        return None
-    finally:
-        conn.set_progress_handler(None, 0)
 
 
 def _mode_settings_to_json(s: ModeSettings) -> str:
@@ -406,21 +307,16 @@ class SQLiteStore(Store):
     async def list_attacks(self, flt: AttackFilter, cursor: str | None = None, limit: int = 50) -> AttackPage:
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
             raise ValueError(f"limit must be an integer from 1 to {MAX_PAGE}")
-        where, params = _where(flt)
-        if cursor is not None:
-            t, attack_id = decode_cursor(cursor)
-            # First term lets the (time) index bound the scan; the second breaks ties by id.
-            where.append("a.time <= ? AND (a.time < ? OR a.id < ?)")
-            params.extend([t, t, attack_id])
-        cond = " AND ".join(where) or "1"
-        select = f"SELECT {_ATTACK_COLUMNS} FROM attacks a WHERE {cond} ORDER BY a.time DESC, a.id DESC LIMIT ?"
-        count = _count_query(flt, cond, params) if cursor is None else None
+        pf = sqlite_query.parse_filter(flt)
+        after = None if cursor is None else sqlite_query.decode_cursor(cursor)
 
         def query(conn: sqlite3.Connection) -> AttackPage:
             conn.execute("BEGIN")  # one snapshot for the page and its count
             try:
-                rows = conn.execute(select, [*params, limit + 1]).fetchall()
-                total = _count_within_budget(conn, *count) if count else None
+                rows = sqlite_query.page_query(conn, pf, _ATTACK_COLUMNS, after, limit + 1)
+                total = None
+                if after is None:  # the first page says how many there are, when that is cheap
+                    total = sqlite_query.count_within_budget(conn, *sqlite_query.count_query(pf), COUNT_BUDGET)
             finally:
                 if conn.in_transaction:
                     conn.execute("COMMIT")

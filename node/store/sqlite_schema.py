@@ -81,8 +81,27 @@ def _v1(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v2(conn: sqlite3.Connection) -> None:
+    # Per-minute counts for the overview (node/store/sqlite_stats.py), filled from what is stored.
+    from node.store.sqlite_stats import rebuild_all
+
+    _run_statements(
+        conn,
+        """
+        CREATE TABLE attack_rollup (
+            minute INTEGER NOT NULL,              -- CAST(time / 60 AS INTEGER)
+            kind INTEGER NOT NULL,                -- 0 action, 1 type, 2 path, 3 client IP
+            key TEXT NOT NULL,
+            n INTEGER NOT NULL,
+            PRIMARY KEY (kind, minute, key)       -- a stats query reads one contiguous range per kind
+        ) WITHOUT ROWID;
+        """,
+    )
+    rebuild_all(conn)
+
+
 # MIGRATIONS[i] upgrades a file from user_version i to i + 1.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

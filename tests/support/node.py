@@ -43,6 +43,7 @@ class NodeHandle:
 def start_node(tmp_path: Path, mode: str = "block", extra: dict[str, Any] | None = None,
                tls: tuple[str | Path, str | Path] | None = None, timeout: float = 30.0) -> NodeHandle:
     tmp_path = Path(tmp_path)
+    tmp_path.mkdir(parents=True, exist_ok=True)
     db_path = tmp_path / "node.db"
     port, console_port = free_port(), free_port()
     token = secrets.token_urlsafe(24)

@@ -86,7 +86,9 @@
       if (onFirst && page.items.length) lastTopId = Math.max(lastTopId || 0, page.items[0].id);
       nextCursor = page.next_cursor;
       empty.hidden = page.items.length > 0;
-      total.textContent = page.total === null || page.total === undefined ? "" : `${page.total} matching`;
+      // The store leaves `total` out when counting would be slow: say "many" rather than guess.
+      if (page.total !== null && page.total !== undefined) total.textContent = `${page.total} matching`;
+      else total.textContent = nextCursor ? "many matching" : "";
       btnOlder.disabled = !nextCursor;
       btnNewer.disabled = cursors.length === 1;
       btnNewest.disabled = cursors.length === 1;
