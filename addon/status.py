@@ -6,6 +6,8 @@ Served by aiohttp's server on the proxy's own event loop; it only reads state.
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import json
 import logging
 import socket
@@ -15,6 +17,8 @@ from typing import Any
 from aiohttp import web
 
 log = logging.getLogger("wallarm.status")
+
+BIND_ATTEMPTS = 20
 
 for _name in ("aiohttp.access", "aiohttp.server", "aiohttp.web"):
     logging.getLogger(_name).setLevel(logging.WARNING)
@@ -57,15 +61,24 @@ class StatusServer:
         await self.stop()
         runner = web.AppRunner(self._app(), access_log=None, handle_signals=False)
         await runner.setup()
-        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((host, port))
-        except OSError as e:
-            sock.close()
-            await runner.cleanup()
-            log.error("status listener: cannot listen on %s:%d: %s", host, port, e.strerror or e)
-            return
+        sock = None
+        for attempt in range(BIND_ATTEMPTS):
+            sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind((host, port))
+                break
+            except OSError as e:
+                sock.close()
+                sock = None
+                # After a `-s` script reload the previous instance may still be closing this port.
+                if attempt + 1 < BIND_ATTEMPTS and e.errno == errno.EADDRINUSE:
+                    await asyncio.sleep(0.1)
+                    continue
+                await runner.cleanup()
+                log.error("status listener: cannot listen on %s:%d: %s", host, port, e.strerror or e)
+                return
+        assert sock is not None
         site = web.SockSite(runner, sock)
         await site.start()
         self._runner = runner

@@ -26,7 +26,7 @@ from node.metrics import NodeMetrics
 from node.pairing import Pairing
 from node.policy import Policy
 from node.server import Endpoint, make_ssl_context
-from node.settings import NodeSettings, SettingsError, load_settings
+from node.settings import NodeSettings, SettingsError, is_loopback_host, load_settings
 from node.store.base import NODE_MODES, Store, StoreError
 
 log = logging.getLogger("node")
@@ -160,6 +160,8 @@ async def _serve_with_store(settings: NodeSettings, store: Store) -> int:
         await endpoint_runner.cleanup()
         await admin_runner.cleanup()
         raise SettingsError(f"cannot listen: {e.strerror or e}") from e
+    if not is_loopback_host(chost):
+        log.warning("console on %s is plain HTTP off loopback: put a TLS proxy in front of it", settings.console_listen)
     ep_addr = _bound(endpoint_runner)
     console_addr = _bound(admin_runner)
     log.info("connector endpoint listening on %s://%s", "https" if ssl_ctx else "http", ep_addr)

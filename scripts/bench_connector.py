@@ -161,6 +161,7 @@ def main() -> int:
     ap.add_argument("--duration", type=int, default=8, help="seconds per wrk run (default 8)")
     ap.add_argument("--rounds", type=int, default=2, help="alternating rounds (default 2)")
     ap.add_argument("--clients", action="store_true", help="also compare HTTP clients for the node call")
+    ap.add_argument("--clients-only", action="store_true", help="only compare HTTP clients (no wrk runs)")
     ap.add_argument("--fake-node", action="store_true", help="use tests/support/fake_node.py instead of the node")
     args = ap.parse_args()
 
@@ -176,10 +177,12 @@ def main() -> int:
         procs.append(node)
         up_url = f"http://127.0.0.1:{up_port}"
 
-        if args.clients:
-            print(f"# node client candidates: CPU per call in the caller (node {node_url})")
+        if args.clients or args.clients_only:
+            print(f"# node client candidates: CPU per call in the caller, 20 concurrent (node {node_url})")
             for name, us in asyncio.run(bench_clients(node_url)).items():
-                print(f"  {name:28s} {us:8.1f} us CPU/call")
+                print(f"  {name:28s} {us:8.1f} us CPU/call", flush=True)
+            if args.clients_only:
+                return 0
 
         setups = {
             "plain": None,

@@ -27,7 +27,8 @@ DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 
 
 def half_of(record_id: str) -> str:
-    return "dev" if hashlib.sha256(record_id.encode()).digest()[0] % 2 == 0 else "check"
+    # salted: the corpus itself is a hash-selected half, so an unsalted hash would not split it
+    return "dev" if hashlib.sha256(b"detect-split/" + record_id.encode()).digest()[0] % 2 == 0 else "check"
 
 
 def to_message(rec: dict) -> RequestMessage:

@@ -138,12 +138,16 @@ async def test_enabled_false_does_nothing(harness: Harness, node: FakeNode) -> N
     assert f.response is None and node.received == []
 
 
-async def test_fail_open_forwards_when_node_is_down(harness: Harness, node: FakeNode) -> None:
+async def test_fail_open_forwards_when_node_is_down(harness: Harness, node: FakeNode,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
     await node.stop_node()
     f = http_flow("/etc/passwd")
-    await harness.run(f)
-    assert f.response is None or f.response.status_code != 403
+    await harness.addon.requestheaders(f)
+    await harness.addon.request(f)
+    assert f.response is None and not f.error
     assert harness.addon.metrics.fail_open["connect"] == 1
+    [line] = [r.getMessage() for r in caplog.records if "no verdict" in r.getMessage()]
+    assert line.startswith(f"[{f.metadata[RID]}] no verdict for GET /etc/passwd") and "fail-open" in line
 
 
 async def test_fail_open_false_answers_503(harness: Harness, node: FakeNode) -> None:

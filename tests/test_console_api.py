@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from console_support import TOKEN, Console, fill, start_console, stop_console
+from tests.support.console import TOKEN, Console, fill, start_console, stop_console
 
 ENDPOINTS = [
     ("GET", "/api/v1/attacks"),

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from addon.protocol import AttackInfo
-from console_support import TOKEN, Console, start_console, stop_console
+from tests.support.console import TOKEN, Console, start_console, stop_console
 from node.console.auth import ENV_TOKEN, SessionStore, resolve_console_token
 from node.store.base import AttackRecord
 

@@ -83,6 +83,22 @@ async def test_unpaired_messages_expire_and_are_counted(tmp_path):
         n.stop()
 
 
+async def test_response_findings_are_recorded_with_their_request(node):
+    leak = b"root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1::/usr/sbin:/usr/sbin/nologin\n"
+    first, second = p.new_request_id(), p.new_request_id()
+    with NodeClient(node) as c:
+        assert c.request("GET", "/download?file=report.txt", request_id=first, mode="async")[0] == 200
+        status, verdict = c.response(first, 200, headers=[("Content-Type", "text/plain")], body=leak)
+        assert status == 200 and verdict["attacks"] and verdict["action"] == "pass"
+        c.response(second, 200, headers=[("Content-Type", "text/plain")], body=leak)  # response first
+        c.request("GET", "/download?file=other.txt", request_id=second, mode="async")
+    records = await wait_for(node.db_path, lambda rs: by_id(rs, first) and by_id(rs, second))
+    for rid, path in ((first, "/download"), (second, "/download")):
+        rec = by_id(records, rid)[0]
+        assert rec.path == path and rec.response_status == 200 and rec.action == "monitored"
+        assert [h.location for h in rec.hits] == ["response.body"]
+
+
 # ------------------------------------------------------------------------- masking
 
 

@@ -231,8 +231,11 @@ async def test_stats(store):
 
 async def test_stats_of_an_empty_range_and_bad_arguments(store):
     st = await store.stats(T0, T0 + 3600, buckets=48)
-    assert st.total == 0 and st.by_type == {} and st.top_paths == [] and len(st.series) == 48
-    for args in ((T0, T0), (T0 + 1, T0), (T0, T0 + 1, 0), (T0, T0 + 1, 5000), (float("inf"), T0)):
+    assert st.total == 0 and st.by_type == {} and st.top_paths == [] and st.top_ips == []
+    assert st.bucket_seconds == 120 and st.series[0].start <= T0 < st.series[0].start + 120
+    assert len(st.series) == 31 and all(not b.by_action and not b.by_type for b in st.series)
+    for args in ((T0, T0), (T0 + 1, T0), (T0, T0 + 1, 0), (T0, T0 + 1, 5000), (float("inf"), T0), (-1e300, T0),
+                 (T0, 1e300)):
         with pytest.raises(ValueError):
             await store.stats(*args)
 

@@ -46,6 +46,7 @@ SQL_FUNCTIONS = frozenset(
     "current_setting session_user left right"
     .split()
 )
+_CONCAT_FUNCTIONS = SQL_FUNCTIONS - {"if", "case", "count", "length", "len", "lower", "upper", "now"}
 _STRONG_FUNCTIONS = frozenset(
     "sleep benchmark pg_sleep extractvalue updatexml load_file utl_inaddr dbms_pipe "
     "xp_cmdshell randomblob pg_read_file lo_import dblink_connect name_const make_set".split()
@@ -60,7 +61,7 @@ _TOKEN_RE = re.compile(
   | (?P<str>'(?:[^'\\]|\\.|'')*(?:'|$)|"(?:[^"\\]|\\.|"")*(?:"|$)|`[^`]*(?:`|$))
   | (?P<num>0x[0-9a-f]+|0b[01]+|\d+(?:\.\d*)?(?:e[+-]?\d+)?|\.\d+)
   | (?P<var>@@?[\w.$]*|@`[^`]*`)
-  | (?P<word>[a-z_$][\w$]*(?:\.[a-z_$][\w$]*)*)
+  | (?P<word>[a-z_$][\w$]*(?:[.\-][a-z_$][\w$]*)*)  # rc-select is a name, not rc minus select
   | (?P<op2><=>|!=|<>|<=|>=|\|\||&&|:=|<<|>>)
   | (?P<op>[=<>!+\-*/%^&|~])
   | (?P<p>[(),;])
@@ -193,7 +194,9 @@ def _union_select(toks: list[Tok]) -> bool:
         while j < len(toks) and (toks[j].kind in (LPAR,) or toks[j].text in ("all", "distinct", "+")):
             j += 1
         if j < len(toks) and toks[j].kind == STMT and toks[j].text == "select":
-            if j + 1 < len(toks) or t is toks[0]:
+            if j + 1 == len(toks) and t is toks[0]:
+                return True  # the bare `union select` probe
+            if _statement_at(toks, j):
                 return True
     return False
 
@@ -290,8 +293,8 @@ def _judge(toks: list[Tok], broke_out: bool) -> str | None:
         if t.kind == KW and t.text in ("where", "having") and flat[i + 1].kind in (NUM, STR, WORD) and flat[i + 2].kind == OP and flat[i + 2].text in _COMPARE and flat[i + 3].kind in (NUM, STR, WORD):
             return "clause-fragment"
     for i, t in enumerate(flat[:-2]):
-        if t.kind == FUNC and t.text in SQL_FUNCTIONS and any(
-            u.kind == LOGIC and u.text == "||" and k + 1 < len(flat) and flat[k + 1].kind == FUNC
+        if t.kind == FUNC and t.text in _CONCAT_FUNCTIONS and any(
+            u.kind == LOGIC and u.text == "||" and k + 1 < len(flat) and flat[k + 1].text in _CONCAT_FUNCTIONS
             for k, u in enumerate(flat[i + 1 : i + 8], start=i + 1)
         ):
             return "function-concat"
@@ -335,6 +338,8 @@ def detect_sqli(value: str, kind: str = "query") -> str | None:
     if not _QUICK_RE.search(value):
         return None
     for toks, broke in _contexts(value):
+        if not broke and value.startswith(("http://", "https://")):
+            continue  # a URL (a Referer, a search page address): only a quote break-out counts
         rule = _judge(toks, broke)
         if rule:
             return rule

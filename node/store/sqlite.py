@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from node.store import ipnet, sqlite_query
+from node.store import ipnet, sqlite_query, sqlite_stats
 from node.store.base import (
     LIST_NAMES,
     NODE_MODES,
@@ -44,7 +44,6 @@ from node.store.base import (
     ModeOverride,
     ModeSettings,
     Stats,
-    StatsBucket,
     Store,
     StoreError,
 )
@@ -62,7 +61,7 @@ PENDING_TTL = 300.0  # seconds a pending status waits
 QUEUE_MAX = 100_000  # queued writes; beyond it add_attack drops and counts
 MAX_PAGE = 1000  # largest list_attacks limit
 MAX_BUCKETS = 1000
-TOP_N = 10
+MAX_TIME = 1e11  # unix seconds, year 5138: keeps bucket arithmetic in 64-bit integers
 COUNT_BUDGET = 0.03  # seconds a page may spend counting its total; beyond it total is None
 CACHE_KIB = 16384  # page cache per connection: the hot part of a 100k store's indexes fits
 PROBE_TIMEOUT = 2.0  # seconds writable() waits for the writer
@@ -138,8 +137,8 @@ def _record_from_row(row: sqlite3.Row | tuple) -> AttackRecord:
 def _attack_row(r: AttackRecord) -> tuple:
     """The INSERT parameters of a record; raises ValueError/TypeError for a malformed one."""
     t = float(r.time)
-    if not math.isfinite(t):
-        raise ValueError(f"time {r.time!r} is not a finite number")
+    if not math.isfinite(t) or t < 0:
+        raise ValueError(f"time {r.time!r} is not a unix time")
     if r.action not in STORED_ACTIONS:
         raise ValueError(f"action {r.action!r} is not one of {STORED_ACTIONS}")
     status = None if r.response_status is None else int(r.response_status)
@@ -343,45 +342,18 @@ class SQLiteStore(Store):
                 raise ValueError(f"{name} must be a finite unix time in seconds, not {value!r}")
         if until <= since:
             raise ValueError("until must be later than since")
+        if since < 0 or until > MAX_TIME:
+            raise ValueError(f"since and until must lie between 0 and {MAX_TIME:.0f} (unix seconds)")
         if isinstance(buckets, bool) or not isinstance(buckets, int) or not 1 <= buckets <= MAX_BUCKETS:
             raise ValueError(f"buckets must be an integer from 1 to {MAX_BUCKETS}")
-        span = until - since
-        bucket_seconds = max(1, math.ceil(span / buckets))
-        n_buckets = max(1, math.ceil(span / bucket_seconds))
-        rng = (float(since), float(until))
 
         def query(conn: sqlite3.Connection) -> Stats:
-            series = [StatsBucket(start=since + i * bucket_seconds, by_type={}, by_action={})
-                      for i in range(n_buckets)]
-            by_action: dict[str, int] = {}
-            by_type: dict[str, int] = {}
-            bucket_of = "min(CAST((time - ?) / ? AS INTEGER), ?)"
-            args = (float(since), bucket_seconds, n_buckets - 1, *rng)
             conn.execute("BEGIN")  # one consistent snapshot for every number
             try:
-                # Totals are sums of the series: two scans fewer.
-                for b, action, c in conn.execute(
-                        f"SELECT {bucket_of} b, action, count(*) FROM attacks WHERE time >= ? AND time < ? "
-                        "GROUP BY b, action", args):
-                    series[b].by_action[action] = c
-                    by_action[action] = by_action.get(action, 0) + c
-                for b, type_, c in conn.execute(
-                        f"SELECT {bucket_of} b, type, count(*) FROM attack_types WHERE time >= ? AND time < ? "
-                        "GROUP BY b, type", args):
-                    series[b].by_type[type_] = c
-                    by_type[type_] = by_type.get(type_, 0) + c
-                top_paths = [(p, c) for p, c in conn.execute(
-                    "SELECT path, count(*) c FROM attacks WHERE time >= ? AND time < ? "
-                    "GROUP BY path ORDER BY c DESC, path LIMIT ?", (*rng, TOP_N))]
-                top_ips = [(ip, c) for ip, c in conn.execute(
-                    "SELECT client_ip, count(*) c FROM attacks WHERE time >= ? AND time < ? "
-                    "GROUP BY client_ip ORDER BY c DESC, client_ip LIMIT ?", (*rng, TOP_N))]
+                return sqlite_stats.compute_stats(conn, float(since), float(until), buckets)
             finally:
                 if conn.in_transaction:
                     conn.execute("COMMIT")
-            by_type = dict(sorted(by_type.items(), key=lambda kv: (-kv[1], kv[0])))
-            return Stats(total=sum(by_action.values()), by_type=by_type, by_action=by_action, series=series,
-                         bucket_seconds=bucket_seconds, top_paths=top_paths, top_ips=top_ips)
 
         return await self._read(query)
 
@@ -398,9 +370,11 @@ class SQLiteStore(Store):
             if cutoff is not None:
                 conn.execute("DELETE FROM attack_types WHERE time < ?", (cutoff,))
                 deleted += conn.execute("DELETE FROM attacks WHERE time < ?", (cutoff,)).rowcount
+                sqlite_stats.prune_before(conn, cutoff)
             if max_count is not None:
                 if max_count == 0:
                     conn.execute("DELETE FROM attack_types")
+                    conn.execute("DELETE FROM attack_rollup")
                     deleted += conn.execute("DELETE FROM attacks").rowcount
                 else:
                     edge = conn.execute("SELECT time, id FROM attacks ORDER BY time DESC, id DESC LIMIT 1 OFFSET ?",
@@ -411,6 +385,7 @@ class SQLiteStore(Store):
                                      (t, t, attack_id))
                         deleted += conn.execute("DELETE FROM attacks WHERE time < ? OR (time = ? AND id < ?)",
                                                 (t, t, attack_id)).rowcount
+                        sqlite_stats.prune_before(conn, t)
             return deleted
 
         deleted = await self._write(delete)
@@ -671,6 +646,7 @@ class SQLiteStore(Store):
             "mode, instance, node_instance, response_status, request_excerpt, reason, hits) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", attack_rows)
         conn.executemany("INSERT INTO attack_types (attack_id, type, time) VALUES (?, ?, ?)", type_rows)
+        sqlite_stats.add_batch(conn, attack_rows, type_rows)
         count = len(attack_rows)
         attack_rows.clear()
         type_rows.clear()

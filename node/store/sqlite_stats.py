@@ -5,8 +5,10 @@ IP; the writer adds to it in the same transaction as the attacks (one upsert per
 (minute, kind, key) of a batch, so a scan of one IP costs a handful of rows per batch).
 A stats range is answered from the rollup for its whole minutes and from the attacks
 themselves for the partial minutes at both ends, so the result is exact. Buckets have "nice"
-lengths aligned to the epoch (1 min, 5 min, 30 min, 1 h, ... 1 day); buckets shorter than a
-minute are counted from the attacks directly.
+lengths aligned to the epoch (1 min, 5 min, 30 min, 1 h, ... 1 day, whole days), the shortest
+nice length that needs no more than the buckets asked for; the first bucket starts at or
+before `since` (so there may be one bucket more than asked). Buckets shorter than a minute are
+counted from the attacks directly.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from node.store.base import Stats, StatsBucket
 KIND_ACTION, KIND_TYPE, KIND_PATH, KIND_IP = 0, 1, 2, 3
 _KINDS = (KIND_ACTION, KIND_TYPE, KIND_PATH, KIND_IP)  # spelled out so deletes use the primary key
 TOP_N = 10
-_NICE_SECONDS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
+_NICE_SECONDS = (1, 2, 5, 10, 15, 20, 30, 60, 120, 180, 300, 600, 900, 1200, 1800, 3600, 7200, 10800, 14400,
+                 21600, 43200, 86400)
 
 UPSERT_SQL = ("INSERT INTO attack_rollup (minute, kind, key, n) VALUES (?, ?, ?, ?) "
               "ON CONFLICT (kind, minute, key) DO UPDATE SET n = n + excluded.n")
@@ -35,22 +38,24 @@ def minute_of(t: float) -> int:
     return int(t / 60)
 
 
-def rollup_counts(rows: Iterable[tuple[float, str, str, str, Iterable[str]]]) -> Counter:
-    """Rollup increments of a batch: rows of (time, action, path, client_ip, types)."""
-    counts: Counter = Counter()
-    for t, action, path, client_ip, types in rows:
-        m = minute_of(t)
-        counts[(m, KIND_ACTION, action)] += 1
-        counts[(m, KIND_PATH, path)] += 1
-        counts[(m, KIND_IP, client_ip)] += 1
-        for type_ in types:
-            counts[(m, KIND_TYPE, type_)] += 1
-    return counts
+def rollup_counts(events: Iterable[tuple[float, int, str]]) -> Counter:
+    """Rollup increments of a batch from (time, kind, key) events."""
+    return Counter((minute_of(t), kind, key) for t, kind, key in events)
 
 
 def add_rollup(conn: sqlite3.Connection, counts: Counter) -> None:
     if counts:
         conn.executemany(UPSERT_SQL, [(m, kind, key, n) for (m, kind, key), n in counts.items()])
+
+
+def add_batch(conn: sqlite3.Connection, attack_rows: list[tuple], type_rows: list[tuple]) -> None:
+    """Count a batch just inserted: attack rows as in SQLiteStore (id, time, request_id,
+    client_ip, ip_key, host, method, path, path_lc, action, ...), type rows (attack_id, type, time)."""
+    events: list[tuple[float, int, str]] = []
+    for r in attack_rows:
+        events += ((r[1], KIND_ACTION, r[9]), (r[1], KIND_PATH, r[7]), (r[1], KIND_IP, r[3]))
+    events += ((t, KIND_TYPE, type_) for _, type_, t in type_rows)
+    add_rollup(conn, rollup_counts(events))
 
 
 _REBUILD_SQL = (
