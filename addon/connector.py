@@ -424,23 +424,38 @@ class WallarmConnector:
     def _count_drop(self) -> None:
         self.metrics.mirror_dropped += 1
 
-    async def _deliver(self, item: MirrorItem) -> None:
+    async def _deliver(self, items: list[MirrorItem]) -> None:
+        """Send a backlog; consecutive messages of the same config share one pipelined write."""
+        start = 0
+        while start < len(items):
+            active = items[start].active
+            end = start + 1
+            while end < len(items) and items[end].active is active:
+                end += 1
+            await self._deliver_group(active, items[start:end])
+            start = end
+
+    async def _deliver_group(self, active: ActiveConfig, items: list[MirrorItem]) -> None:
+        timeout_s = active.plugin.config.mirror_timeout_ms / 1000
         started = time.perf_counter()
         try:
-            answer = await item.active.client.send(item.head, item.body,
-                                                    item.active.plugin.config.mirror_timeout_ms / 1000)
+            if len(items) == 1:
+                answers = [await active.client.send(items[0].head, items[0].body, timeout_s)]
+            else:
+                answers = await active.client.send_many([(i.head, i.body) for i in items], timeout_s)
         except NodeCallError as e:
-            self.metrics.mirror_failed[e.cause] += 1
+            self.metrics.mirror_failed[e.cause] += len(items)
             if e.cause != "breaker_open":
-                log.warning("[%s] mirror to node failed: %s", item.request_id, e)
+                log.warning("[%s] mirror to node failed (%d message(s)): %s", items[0].request_id, len(items), e)
             return
         finally:
             self.metrics.node_latency["async"].observe(time.perf_counter() - started)
-        if answer.status in (protocol.STATUS_PASS, protocol.STATUS_BLOCK):
-            self.metrics.mirror_sent += 1
-        else:
-            self.metrics.mirror_failed["status"] += 1
-            log.warning("[%s] mirror: node answered HTTP %d", item.request_id, answer.status)
+        for item, answer in zip(items, answers):
+            if answer.status in (protocol.STATUS_PASS, protocol.STATUS_BLOCK):
+                self.metrics.mirror_sent += 1
+            else:
+                self.metrics.mirror_failed["status"] += 1
+                log.warning("[%s] mirror: node answered HTTP %d", item.request_id, answer.status)
 
 
 def _wire_version(version: str) -> str:

@@ -33,12 +33,19 @@ class Answer:
 
 
 class Connection(asyncio.Protocol):
-    """One keep-alive connection. Not safe for concurrent requests: the pool hands it out alone."""
+    """One keep-alive connection. Not safe for concurrent use: the pool hands it out alone.
+
+    `request_many` pipelines several requests in one write (HTTP/1.1 pipelining; the answers come
+    back in order). The out-of-band mirror uses it to send a backlog with one syscall instead of
+    one per message; the protocol stays one POST per message.
+    """
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self._buf = bytearray()
-        self._waiter: asyncio.Future[Answer] | None = None
+        self._waiter: asyncio.Future[list[Answer]] | None = None
+        self._answers: list[Answer] = []
+        self._expect = 0
         self._closed = False
         self.reusable = True
 
@@ -50,12 +57,9 @@ class Connection(asyncio.Protocol):
         self._buf += data
         if self._waiter is not None and not self._waiter.done():
             try:
-                answer = self._try_parse(eof=False)
+                self._collect(eof=False)
             except HTTPClientError as e:
                 self._fail(e)
-                return
-            if answer is not None:
-                self._waiter.set_result(answer)
         elif len(self._buf) > MAX_HEAD:  # unsolicited data: the connection is unusable
             self.close()
 
@@ -79,22 +83,46 @@ class Connection(asyncio.Protocol):
 
     async def request(self, head: bytes, body: bytes) -> Answer:
         """Send one request (pre-built head ending with CRLFCRLF) and wait for its answer."""
+        payload = head + body if len(body) < 16 * 1024 else None
+        answers = await self._exchange([payload] if payload is not None else [head, body], 1)
+        return answers[0]
+
+    async def request_many(self, payloads: list[bytes]) -> list[Answer]:
+        """Pipeline complete requests (head + body each); all answers, in order, or an error."""
+        return await self._exchange(payloads, len(payloads))
+
+    # -- internals
+    async def _exchange(self, chunks: list[bytes], expect: int) -> list[Answer]:
         if not self.is_open:
             raise HTTPClientError("reset", "connection closed")
         self._buf.clear()
-        loop = asyncio.get_running_loop()
-        self._waiter = loop.create_future()
+        self._answers = []
+        self._expect = expect
+        self._waiter = asyncio.get_running_loop().create_future()
         assert self.transport is not None
-        if len(body) < 16 * 1024:
-            self.transport.write(head + body)
+        if len(chunks) == 1:
+            self.transport.write(chunks[0])
         else:
-            self.transport.writelines((head, body))
+            self.transport.writelines(chunks)
         try:
             return await self._waiter
         finally:
             self._waiter = None
 
-    # -- internals
+    def _collect(self, eof: bool) -> None:
+        """Parse as many complete answers as the buffer holds; resolve when all arrived."""
+        while len(self._answers) < self._expect:
+            parsed = self._try_parse(eof)
+            if parsed is None:
+                return
+            answer, consumed = parsed
+            del self._buf[:consumed]
+            self._answers.append(answer)
+        if self._buf:
+            self.reusable = False  # bytes nobody asked for: out of sync
+        assert self._waiter is not None
+        self._waiter.set_result(self._answers)
+
     def _fail(self, err: Exception) -> None:
         self.reusable = False
         if self._waiter is not None and not self._waiter.done():
@@ -107,23 +135,23 @@ class Connection(asyncio.Protocol):
         self.reusable = False
         if self._waiter is None or self._waiter.done():
             return
-        try:  # an answer delimited by the end of the connection
-            answer = self._try_parse(eof=True)
+        try:  # the last answer may be delimited by the end of the connection
+            self._collect(eof=True)
         except HTTPClientError as e:
             self._waiter.set_exception(e)
             return
-        if answer is not None:
-            self._waiter.set_result(answer)
-        else:
+        if not self._waiter.done():
             detail = str(exc) if exc else ("closed locally" if was_closed else "closed by the node")
             self._waiter.set_exception(HTTPClientError("reset", detail))
 
-    def _try_parse(self, eof: bool) -> Answer | None:
+    def _try_parse(self, eof: bool) -> tuple[Answer, int] | None:
         buf = self._buf
         end = buf.find(b"\r\n\r\n")
         if end < 0:
             if len(buf) > MAX_HEAD:
                 raise HTTPClientError("protocol", "answer head too large")
+            if eof and buf:
+                raise HTTPClientError("protocol", "truncated answer head")
             return None
         lines = bytes(buf[:end]).split(b"\r\n")
         status_line = lines[0].split(b" ", 2)
@@ -140,14 +168,14 @@ class Connection(asyncio.Protocol):
             self.reusable = False
         start = end + 4
         if status in (204, 304) or 100 <= status < 200:
-            return Answer(status, headers, b"")
+            return Answer(status, headers, b""), start
         if b"chunked" in headers.get(b"transfer-encoding", b"").lower():
-            body = self._dechunk(start)
-            if body is None:
+            dechunked = self._dechunk(start)
+            if dechunked is None:
                 if eof:
                     raise HTTPClientError("protocol", "truncated chunked answer")
                 return None
-            return Answer(status, headers, body)
+            return Answer(status, headers, dechunked[0]), dechunked[1]
         cl = headers.get(b"content-length")
         if cl is not None:
             if not cl.isdigit() or int(cl) > MAX_BODY:
@@ -157,16 +185,15 @@ class Connection(asyncio.Protocol):
                 if eof:
                     raise HTTPClientError("protocol", "truncated answer body")
                 return None
-            if len(buf) - start > need:
-                self.reusable = False  # extra bytes we did not ask for
-            return Answer(status, headers, bytes(buf[start:start + need]))
+            return Answer(status, headers, bytes(buf[start:start + need])), start + need
         # No length: the body runs until the node closes the connection.
         self.reusable = False
         if len(buf) - start > MAX_BODY:
             raise HTTPClientError("protocol", "answer body too large")
-        return Answer(status, headers, bytes(buf[start:])) if eof else None
+        return (Answer(status, headers, bytes(buf[start:])), len(buf)) if eof else None
 
-    def _dechunk(self, pos: int) -> bytes | None:
+    def _dechunk(self, pos: int) -> tuple[bytes, int] | None:
+        """(body, end position) of a complete chunked body starting at `pos`, None if incomplete."""
         buf = self._buf
         out = bytearray()
         while True:
@@ -184,7 +211,7 @@ class Connection(asyncio.Protocol):
                 while trailer_end > pos:  # skip trailers
                     pos = trailer_end + 2
                     trailer_end = buf.find(b"\r\n", pos)
-                return bytes(out) if trailer_end == pos else None
+                return (bytes(out), pos + 2) if trailer_end == pos else None
             if len(buf) < pos + size + 2:
                 return None
             out += buf[pos:pos + size]

@@ -91,7 +91,7 @@ class Metrics:
                [(f'{{node="{url}"}}', int(state != "closed")) for url, state in sorted(breakers.items())])
 
         name = "wallarm_connector_node_latency_seconds"
-        out.append(f"# HELP {name} Node call latency (sync = in-line verdicts, async = mirrored messages).")
+        out.append(f"# HELP {name} Node call latency (sync = in-line verdicts, async = mirrored messages, one observation per pipelined batch).")
         out.append(f"# TYPE {name} histogram")
         for mode, h in self.node_latency.items():
             cumulative = 0

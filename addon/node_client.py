@@ -12,12 +12,14 @@ import asyncio
 import ssl
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from addon.config import NodeAddress, PluginSettings
 from addon.http1 import Answer, Connection, HTTPClientError, open_connection
 
 MAX_IDLE_PER_NODE = 128
+
+Exchange = Callable[["NodeEndpoint", Connection], Awaitable[list[Answer]]]
 
 
 class NodeCallError(Exception):
@@ -134,7 +136,25 @@ class NodeClient:
         Returns the node's answer whatever its status; raises NodeCallError when no node answered
         within `timeout_s`.
         """
-        head_tail = headers + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+        tail = headers + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+
+        async def exchange(ep: NodeEndpoint, conn: Connection) -> list[Answer]:
+            return [await conn.request(ep.head_prefix + tail, body)]
+
+        return (await self._route(exchange, timeout_s))[0]
+
+    async def send_many(self, messages: Sequence[tuple[bytes, bytes]], timeout_s: float) -> list[Answer]:
+        """POST several messages pipelined on one connection (one write); answers in order."""
+        tails = [(h + b"Content-Length: " + str(len(b)).encode() + b"\r\n\r\n", b) for h, b in messages]
+
+        async def exchange(ep: NodeEndpoint, conn: Connection) -> list[Answer]:
+            prefix = ep.head_prefix
+            return await conn.request_many([prefix + t + b for t, b in tails])
+
+        return await self._route(exchange, timeout_s)
+
+    async def _route(self, exchange: Exchange, timeout_s: float) -> list[Answer]:
+        """Round-robin over the nodes, skipping open breakers, failing over within the deadline."""
         now = time.monotonic()
         deadline = now + timeout_s
         count = len(self.endpoints)
@@ -149,7 +169,7 @@ class NodeClient:
             if not ep.breaker.allow(now):
                 continue
             try:
-                answer = await self._call(ep, ep.head_prefix + head_tail, body, deadline - now)
+                answers = await self._call(ep, exchange, deadline - now)
             except NodeCallError as e:
                 ep.breaker.failure(time.monotonic())
                 last = e
@@ -158,25 +178,25 @@ class NodeClient:
                 if ep.breaker.probing:  # an interrupted probe must not leave the breaker stuck
                     ep.breaker.failure(time.monotonic())
                 raise
-            if answer.status >= 500:
+            if any(a.status >= 500 for a in answers):
                 ep.breaker.failure(time.monotonic())
             else:
                 ep.breaker.success()
-            return answer
+            return answers
         if last is None:
             if now >= deadline:
                 raise NodeCallError("timeout", f"no answer within {timeout_s * 1000:.0f} ms")
             raise NodeCallError("breaker_open", "every node is marked down; waiting for the cooldown")
         raise last
 
-    async def _call(self, ep: NodeEndpoint, head: bytes, body: bytes, budget_s: float) -> Answer:
+    async def _call(self, ep: NodeEndpoint, exchange: Exchange, budget_s: float) -> list[Answer]:
         conn: Connection | None = None
         try:
             async with asyncio.timeout(budget_s):
                 for attempt in (1, 2):
                     conn, reused = await ep.acquire(min(self.connect_timeout_s, budget_s))
                     try:
-                        answer = await conn.request(head, body)
+                        answers = await exchange(ep, conn)
                     except HTTPClientError as e:
                         conn.close()
                         # A pooled connection the node closed while idle: retry once on a fresh one.
@@ -185,7 +205,7 @@ class NodeClient:
                         raise
                     ep.release(conn)
                     conn = None
-                    return answer
+                    return answers
         except TimeoutError:
             if conn is not None:
                 conn.close()  # the answer may still come; this connection is out of sync

@@ -33,6 +33,7 @@ log = logging.getLogger("node")
 
 ENV_TOKEN = "WALLARM_CONSOLE_TOKEN"
 SWEEP_INTERVAL = 5.0
+IP_LISTS_RELOAD_INTERVAL = 30.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,19 +108,29 @@ async def _periodic(interval: float, job: Any, name: str) -> None:
 
 
 async def serve(settings: NodeSettings) -> int:
+    # Signals are caught from the very start, so a SIGTERM during start-up still ends in a
+    # clean stop (the node finishes starting, then stops at once) rather than a killed store.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     try:
-        store = open_store(settings)
-    except ValueError as e:
-        raise SettingsError(f"db: {e}") from e
-    await store.open()
-    try:
-        return await _serve_with_store(settings, store)
+        try:
+            store = open_store(settings)
+        except ValueError as e:
+            raise SettingsError(f"db: {e}") from e
+        await store.open()
+        try:
+            return await _serve_with_store(settings, store, stop)
+        finally:
+            await store.close()
+            log.info("attack store flushed and closed")
     finally:
-        await store.close()
-        log.info("attack store flushed and closed")
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
 
 
-async def _serve_with_store(settings: NodeSettings, store: Store) -> int:
+async def _serve_with_store(settings: NodeSettings, store: Store, stop: asyncio.Event) -> int:
     seeded = await seed_ip_lists(store, settings)
     engine = load_engine()
     metrics = NodeMetrics()
@@ -170,11 +181,9 @@ async def _serve_with_store(settings: NodeSettings, store: Store) -> int:
     jobs = [
         asyncio.create_task(_periodic(SWEEP_INTERVAL, _sweeper(pairing), "pairing sweep")),
         asyncio.create_task(_periodic(settings.retention.interval_seconds, _retention(store, settings), "retention")),
+        asyncio.create_task(_periodic(IP_LISTS_RELOAD_INTERVAL, lambda: policy.reload_ip_lists(periodic=True),
+                                      "IP list reload")),
     ]
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     await _retention(store, settings)()
     log.info("node ready (instance %s)", settings.instance)
     await stop.wait()
@@ -189,8 +198,6 @@ async def _serve_with_store(settings: NodeSettings, store: Store) -> int:
         log.warning("%d message(s) still in flight after %.0fs: closing them", left, grace)
     await endpoint_runner.cleanup()
     await admin_runner.cleanup()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.remove_signal_handler(sig)
     return 0
 
 

@@ -174,11 +174,13 @@ class Policy:
         self._modes = ModeTable(settings)
         log.info("mode settings changed: default=%s, %d override(s)", settings.default, len(settings.overrides))
 
-    async def reload_ip_lists(self) -> None:
+    async def reload_ip_lists(self, periodic: bool = False) -> None:
+        """Read the lists again (the console calls this after a change; the node every 30 s,
+        which also picks up changes made through another node sharing the store)."""
         async with self._reload_lock:
             entries = await self.store.list_ip_entries(None, include_expired=False)
             self._lists = IPLists(entries)  # one assignment: the hot path sees old or new, never half
-        log.info("IP lists loaded: %d entries", self._lists.count)
+        log.log(logging.DEBUG if periodic else logging.INFO, "IP lists loaded: %d entries", self._lists.count)
 
     # -- hot path
     def mode_for(self, host: str, path: str) -> NodeMode:

@@ -50,6 +50,7 @@ from node.store.base import AttackRecord, Hit
 log = logging.getLogger(__name__)
 
 MAX_STORED_PATH = 2048
+REFUSAL_LOG_INTERVAL = 10.0  # seconds between INFO lines about refused messages of one kind
 _NO_HITS: list[Hit] = []
 
 
@@ -119,6 +120,7 @@ class Endpoint:
         self._idle = asyncio.Event()
         self._idle.set()
         self._draining = False
+        self._last_refusal_log: dict[str, float] = {}
 
     def make_app(self) -> web.Application:
         # client_max_size also guards chunked bodies that carry no Content-Length.
@@ -133,7 +135,7 @@ class Endpoint:
             response = await self._handle(request)
         except MessageRefused as e:
             self.metrics.parse_errors.inc(e.kind)
-            log.info("refused message (%s): %s", e.kind, e.reason)
+            self._log_refusal(e)
             response = _error(e.status, e.reason)
         finally:
             self._in_flight -= 1
@@ -142,6 +144,16 @@ class Endpoint:
         if self._draining:
             response.force_close()  # tell keep-alive connectors to go elsewhere
         return response
+
+    def _log_refusal(self, e: MessageRefused) -> None:
+        # A flood of junk must not flood the log: one line per kind per interval, the count is
+        # in /metrics (wallarm_node_parse_errors_total).
+        now = time.monotonic()
+        if now - self._last_refusal_log.get(e.kind, -REFUSAL_LOG_INTERVAL) >= REFUSAL_LOG_INTERVAL:
+            self._last_refusal_log[e.kind] = now
+            log.info("refused message (%s, HTTP %d): %s", e.kind, e.status, e.reason)
+        else:
+            log.debug("refused message (%s, HTTP %d): %s", e.kind, e.status, e.reason)
 
     async def drain(self, timeout: float) -> int:
         """Wait (at most `timeout`) for the messages being received or analysed; returns how many remain."""

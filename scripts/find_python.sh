@@ -11,14 +11,15 @@ for c in "${PYTHON:-}" python3.12 python3.13 python3.14 python3; do
     if ok "$p"; then "$p" -c 'import sys; print(sys.executable)'; exit 0; fi
 done
 
-root=${PYENV_ROOT:-}
-[ -n "$root" ] || root=$(pyenv root 2>/dev/null) || true
-[ -n "$root" ] || root="$HOME/.pyenv"
-for v in "$root"/versions/3.12* "$root"/versions/3.13* "$root"/versions/3.14*; do
-    p="$v/bin/python3"
-    if [ -x "$p" ] && ok "$p"; then echo "$p"; exit 0; fi
+# pyenv's versions, even when pyenv is not on PATH (CI runs with a minimal environment).
+roots="${PYENV_ROOT:-} $(pyenv root 2>/dev/null || true) ${HOME:-/root}/.pyenv"
+for root in $roots; do
+    for v in "$root"/versions/3.12* "$root"/versions/3.13* "$root"/versions/3.14*; do
+        p="$v/bin/python3"
+        if [ -x "$p" ] && ok "$p"; then echo "$p"; exit 0; fi
+    done
 done
 
-echo "error: no Python >= 3.12 found (tried \$PYTHON, python3.12-3.14, python3, pyenv in $root)." >&2
+echo "error: no Python >= 3.12 found (tried \$PYTHON, python3.12-3.14, python3, pyenv in: $roots)." >&2
 echo "       Install one (e.g. 'pyenv install 3.12'), or run: make PYTHON=/path/to/python3.12 ..." >&2
 exit 1

@@ -20,6 +20,8 @@ Every setting has an environment variable (used by `make run`) and a flag (used 
                                    at NODE_LISTEN)
   NODE_CONFIG=                     optional node config file (YAML/JSON), passed as --config
   NODE_MODE=                       optional node mode override (off|monitoring|safe_blocking|block)
+  UPSTREAM_CA=                     CA bundle to verify an https UPSTREAM with a private CA
+  MITMDUMP_ARGS=                   extra mitmdump arguments, e.g. "--set block_global=false"
   VAR_DIR=var  CERTS_DIR=certs
 """
 
@@ -30,6 +32,7 @@ import json
 import logging
 import os
 import shutil
+import shlex
 import signal
 import socket
 import ssl
@@ -86,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--node-config", type=Path, default=Path(os.environ["NODE_CONFIG"]) if os.environ.get("NODE_CONFIG") else None)
     ap.add_argument("--node-mode", choices=["off", "monitoring", "safe_blocking", "block"],
                     default=os.environ.get("NODE_MODE") or None)
+    ap.add_argument("--upstream-ca", type=Path, default=Path(os.environ["UPSTREAM_CA"]) if os.environ.get("UPSTREAM_CA") else None,
+                    help="CA bundle for an https upstream with a private CA")
+    ap.add_argument("--mitmdump-args", type=shlex.split, default=shlex.split(os.environ.get("MITMDUMP_ARGS", "")),
+                    help="extra mitmdump arguments (one shell-quoted string)")
     ap.add_argument("--var-dir", type=Path, default=Path(_env("VAR_DIR", str(REPO / "var"))))
     ap.add_argument("--certs-dir", type=Path, default=Path(_env("CERTS_DIR", str(REPO / "certs"))))
     ap.add_argument("--ready-timeout", type=float, default=float(_env("READY_TIMEOUT", "60")),
@@ -328,6 +335,9 @@ class System:
                      "--set", f"wallarm_config={a.plugin_config}",
                      "--set", f"wallarm_admin_listen={fmt_hostport(a.admin_listen)}",
                      "--certs", f"*={proxy_pem}"]
+        if a.upstream_ca:
+            proxy_cmd += ["--set", f"ssl_verify_upstream_trusted_ca={a.upstream_ca}"]
+        proxy_cmd += a.mitmdump_args
         proxy = self._child("proxy", proxy_cmd)
         wait_until("listening", tcp_ok(connect_host(a.listen[0]), a.listen[1]), proxy, a.ready_timeout)
         admin = f"http://{fmt_hostport((connect_host(a.admin_listen[0]), a.admin_listen[1]))}"

@@ -361,3 +361,40 @@ async def test_status_endpoints(tmp_path: Path, node: FakeNode) -> None:
     assert "wallarm_connector_requests_blocked_total 1" in metrics
     assert 'wallarm_connector_node_latency_seconds_count{mode="sync"} 1' in metrics
     assert "wallarm_connector_mirror_queue_depth" in metrics
+
+
+async def test_node_secret_and_instance_are_sent(harness: Harness, node: FakeNode) -> None:
+    reconfigure(harness, node_secret="s3cret", instance_name="edge-1")
+    f = http_flow("/api/items")
+    await harness.addon.requestheaders(f)
+    await harness.addon.request(f)
+    h = node.received[-1]["headers"]
+    assert h[protocol.H_SECRET] == "s3cret" and h[protocol.H_INSTANCE] == "edge-1"
+    assert harness.addon._status_plugins()["data"][0]["config"]["node_secret"] == "***"
+
+
+async def test_multiple_nodes_fail_over_in_line(harness: Harness, node: FakeNode) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/"
+    reconfigure(harness, node=[dead, f"http://127.0.0.1:{node.port}/"])
+    for i in range(4):
+        f = http_flow(f"/etc/passwd?i={i}")
+        await harness.run(f)
+        assert f.response is not None and f.response.status_code == 403  # every verdict arrived
+    assert harness.addon.metrics.blocked == 4 and not harness.addon.metrics.fail_open
+
+
+async def test_mirror_backlog_is_delivered_in_pipelined_batches(harness: Harness, node: FakeNode) -> None:
+    reconfigure(harness, blocking=False)
+    harness.addon.mirror.stop()  # let a backlog build up, then drain it
+    flows = []
+    for i in range(40):
+        f = http_flow(f"/api/items?n={i}")
+        await harness.addon.requestheaders(f)
+        await harness.addon.request(f)
+        flows.append(f)
+    assert harness.addon.mirror.depth == 40
+    harness.addon.mirror.start()
+    await asyncio.wait_for(harness.addon.mirror.join(), 10)
+    assert harness.addon.metrics.mirror_sent == 40
+    assert sorted(r["headers"][protocol.H_REQUEST_ID] for r in node.received) == sorted(f.metadata[RID] for f in flows)
+    assert harness.addon.metrics.node_latency["async"].n < 40  # fewer round trips than messages

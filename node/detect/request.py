@@ -109,7 +109,7 @@ def parse_headers(msg: RequestMessage, sink: FieldSink) -> None:
         name = raw_name.decode("latin-1").lower()
         value = raw_value.decode("utf-8", "surrogateescape")
         if name == "cookie":
-            for part in value.split(";"):
+            for part in value.split(";", MAX_FIELDS):
                 cname, eq, cval = part.strip().partition("=")
                 if eq:
                     sink.add(f"cookie.{_key(cname)}", url_decode(cval[:MAX_RAW_VALUE]), "cookie")
@@ -119,6 +119,9 @@ def parse_headers(msg: RequestMessage, sink: FieldSink) -> None:
         if name in _SKIP_HEADERS and (name != "host" or _HOST_RE.match(value)):
             continue
         sink.add(f"header.{_key(name)}", value, "header")
+        if name == "referer" and "?" in value:
+            # the page the client came from: attacks ride in its query string too
+            parse_pairs(value.partition("?")[2][:MAX_TARGET], "header.referer", "query", sink)
 
 
 # ---------------------------------------------------------------------------- bodies
@@ -287,10 +290,11 @@ def parse_body(msg: RequestMessage, sink: FieldSink) -> None:
         if inflated is not None:
             body = inflated
     body = body[:MAX_BODY]
-    ctype = (msg.header("content-type") or "").lower()
+    raw_ctype = msg.header("content-type") or ""
+    ctype = raw_ctype.lower()
     stripped = body.lstrip()[:1]
     if "multipart/" in ctype:
-        if parse_multipart(body, ctype, sink):
+        if parse_multipart(body, raw_ctype, sink):  # the boundary is case-sensitive
             return
     text = _text(body)
     if "json" in ctype or (not ctype and stripped in (b"{", b"[")):

@@ -152,6 +152,8 @@ def _statement_at(toks: list[Tok], i: int) -> bool:
         first = rest[0]
         if first.kind in (NUM, STR, VAR, FUNC) or first.text in ("*", "null"):
             return True
+        if first.text == "case" and len(rest) > 1 and rest[1].text == "when":
+            return True
         if first.text in ("all", "distinct", "top"):  # "Select all" is a button label
             return len(rest) > 1 and rest[1].kind in (NUM, STR, VAR, FUNC, OP)
         if first.kind == WORD and first.text in SQL_FUNCTIONS and (len(rest) == 1 or rest[1].kind in (SEMI, COMMENT)):
@@ -164,7 +166,9 @@ def _statement_at(toks: list[Tok], i: int) -> bool:
                 return len(rest) == 3 or rest[3].kind in (COMMENT, SEMI, KW, LOGIC, OP)
         return False
     if word in ("drop", "truncate", "alter", "create"):
-        return bool(texts) and texts[0] in ("table", "database", "user", "procedure", "function", "schema", "view", "index", "login")
+        if texts[:2] == ["or", "replace"]:
+            return True
+        return bool(texts) and texts[0] in ("table", "database", "user", "procedure", "function", "schema", "view", "index", "login", "trigger")
     if word == "insert" or word == "replace":
         return "into" in texts[:2]
     if word == "update":
@@ -272,7 +276,7 @@ def _judge(toks: list[Tok], broke_out: bool) -> str | None:
                 return "breakout-function"
             if rest and rest[0].kind == STMT and _statement_at(rest, 0):
                 return "breakout-subquery"
-            if nxt.text in _COMPARE and rest and rest[0].kind in (STR, NUM) and (len(rest) == 1 or rest[1].kind in (COMMENT, LOGIC, SEMI)):
+            if nxt.text in _COMPARE and rest and (rest[0].kind == NUM or (rest[0].kind == STR and len(rest[0].text) <= 3)) and (len(rest) == 1 or rest[1].kind in (COMMENT, LOGIC, SEMI)):
                 return "breakout-compare"
         if nxt.kind == KW and nxt.text in ("order", "group") and len(flat) > 3 and flat[2].text == "by":
             return "breakout-orderby" if flat[3].kind in (NUM, WORD) else None
@@ -337,21 +341,17 @@ def detect_sqli(value: str, kind: str = "query") -> str | None:
     value = value[:MAX_SQL_LEN]
     if not _QUICK_RE.search(value):
         return None
-    for toks, broke in _contexts(value):
-        if not broke and value.startswith(("http://", "https://")):
-            continue  # a URL (a Referer, a search page address): only a quote break-out counts
-        rule = _judge(toks, broke)
-        if rule:
-            return rule
+    # a URL (a page address carried in a parameter): only a quote break-out counts
+    is_url = value.startswith(("http://", "https://"))
+    candidates = [value]
     if "/**/" in value:
-        # comments splitting keywords: un/**/ion sel/**/ect
-        for toks, broke in _contexts(value.replace("/**/", "")):
-            rule = _judge(toks, broke)
-            if rule:
-                return rule
+        candidates.append(value.replace("/**/", ""))  # comments splitting keywords: un/**/ion
     if "+" in value and " " not in value.strip():
-        # a '+' that meant a space before one decoding too many: `1+union+select+1`
-        for toks, broke in _contexts(value.replace("+", " ")):
+        candidates.append(value.replace("+", " "))  # a '+' that meant a space: 1+union+select
+    for text in candidates:
+        for toks, broke in _contexts(text):
+            if is_url and not broke:
+                continue
             rule = _judge(toks, broke)
             if rule:
                 return rule

@@ -247,7 +247,7 @@ class SQLiteStore(Store):
             return
         self._closing = True
         await self.flush()
-        self._queue.put(_STOP)
+        await self._put(_STOP)
         writer = self._writer
         if writer is not None:
             await asyncio.to_thread(writer.join)
@@ -292,7 +292,8 @@ class SQLiteStore(Store):
     def _enqueue(self, item: object) -> None:
         if not self._open or self._closing:
             self.dropped += 1
-            log.warning("attack store is closed: write dropped")
+            if self.dropped % 1000 == 1:
+                log.warning("attack store is closed: %d writes dropped so far", self.dropped)
             return
         try:
             self._queue.put_nowait(item)
