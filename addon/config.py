@@ -207,10 +207,13 @@ def parse_config(raw: bytes | str, base_dir: Path | None = None, source: str = "
         raise ConfigError(f"{source}: {_format_validation_error(e)}") from None
 
 
-def load_config(path: str | Path) -> PluginConfig:
-    path = Path(path)
+def read_config_bytes(path: Path) -> bytes:
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
-    return parse_config(raw, base_dir=path.resolve().parent, source=str(path))
+
+
+def load_config(path: str | Path) -> PluginConfig:
+    path = Path(path)
+    return parse_config(read_config_bytes(path), base_dir=path.resolve().parent, source=str(path))

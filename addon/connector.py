@@ -18,7 +18,7 @@ from mitmproxy import ctx, exceptions, http
 
 from addon import __version__, protocol
 from addon.blockpage import block_response
-from addon.config import PLUGIN_NAME, ConfigError, PluginConfig, load_config
+from addon.config import PLUGIN_NAME, ConfigError, PluginConfig, parse_config, read_config_bytes
 from addon.http1 import Answer
 from addon.metrics import Metrics
 from addon.mirror import Mirror
@@ -150,16 +150,15 @@ class WallarmConnector:
                 self._set_watcher(None)
                 self._swap(None)
                 return
+            file = Path(path)
             try:
-                plugin = load_config(path)
+                raw = read_config_bytes(file)
+                plugin = parse_config(raw, base_dir=file.resolve().parent, source=str(file))
             except ConfigError as e:
                 raise exceptions.OptionsError(f"wallarm_config: {e}") from None
-            self._set_watcher(Path(path))
+            self._set_watcher(file)
             assert self.watcher is not None
-            try:
-                self.watcher.prime(Path(path).read_bytes())
-            except OSError:
-                pass
+            self.watcher.prime(raw)  # the exact bytes just loaded: a change after this is seen
             self._apply(plugin, reason="loaded")
 
     def running(self) -> None:
@@ -276,7 +275,7 @@ class WallarmConnector:
         # A streamed body goes upstream as it arrives, so the request is judged on its headers now.
         flow.metadata[JUDGED] = True
         declared = flow.request.headers.get("content-length", "")
-        truncated = int(declared) if declared.isdigit() else -1
+        truncated = int(declared) if declared.isdigit() else 0  # 0: length unknown (chunked)
         await self._judge_or_mirror(flow, active, rid, b"", truncated, streamed=True)
 
     async def request(self, flow: http.HTTPFlow) -> None:

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from node.store.base import LIST_NAMES, IPEntry, ListName, ModeOverride, ModeSettings, NodeMode, Store, StoredAction
+from node.store.base import LIST_NAMES, NODE_MODES, IPEntry, ListName, ModeOverride, ModeSettings, NodeMode, Store, StoredAction
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +170,15 @@ class Policy:
         return self._modes.settings
 
     async def set_mode_settings(self, settings: ModeSettings) -> None:
+        """Validate, persist, then apply (the next message sees the new settings)."""
+        for mode in (settings.default, *(o.mode for o in settings.overrides)):
+            if mode not in NODE_MODES:
+                raise ValueError(f"unknown node mode {mode!r} (want one of {', '.join(NODE_MODES)})")
+        for o in settings.overrides:
+            if o.host is None and o.path_prefix is None:
+                raise ValueError("an override needs a host, a path_prefix or both")
+            if o.path_prefix is not None and not o.path_prefix.startswith("/"):
+                raise ValueError(f"path_prefix {o.path_prefix!r} must start with '/'")
         await self.store.save_mode_settings(settings)
         self._modes = ModeTable(settings)
         log.info("mode settings changed: default=%s, %d override(s)", settings.default, len(settings.overrides))

@@ -155,6 +155,53 @@ async def bench_clients(node_url: str, calls: int = 3000, concurrency: int = 20)
     return results
 
 
+# ------------------------------------------------------------------ addon CPU in-process
+async def addon_cpu(node_url: str, tmp: Path, blocking: bool, flows: int = 1500) -> float:
+    """CPU µs the connector adds per request (hooks + node I/O + mirror), measured in-process.
+
+    Uses mitmproxy's own test helpers to run the hooks without the proxy around them, so the
+    number is the addon's share alone; the proxy's share is the plain mitmdump CPU per request.
+    """
+    from mitmproxy.test import taddons, tflow
+
+    from addon.connector import WallarmConnector
+
+    cfg = write_config(tmp / f"cpu-{blocking}.json", node_url, blocking=blocking)
+    addon = WallarmConnector()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, wallarm_config=str(cfg), wallarm_admin_listen="")
+        addon.running()
+        batch = []
+        for _ in range(flows):
+            f = tflow.tflow(resp=False)
+            f.client_conn.timestamp_tls_setup = None
+            f.request.path = PATH
+            batch.append(f)
+        resp = tflow.tresp()
+
+        async def one(f) -> None:  # type: ignore[no-untyped-def]
+            await addon.requestheaders(f)
+            await addon.request(f)
+            f.response = resp
+            addon.response(f)
+
+        for f in batch[:100]:  # warm-up: connections open
+            await one(f)
+        await addon.mirror.join()
+        cpu0 = time.process_time()
+        # 50 concurrent "clients", like wrk -c50
+        async def client(chunk) -> None:  # type: ignore[no-untyped-def]
+            for f in chunk:
+                await one(f)
+        rest = batch[100:]
+        await asyncio.gather(*(client(rest[i::50]) for i in range(50)))
+        await addon.mirror.join()
+        used = (time.process_time() - cpu0) / len(rest) * 1e6
+        addon.done()
+        await asyncio.sleep(0.05)
+        return used
+
+
 # ------------------------------------------------------------------ main
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -183,6 +230,12 @@ def main() -> int:
                 print(f"  {name:28s} {us:8.1f} us CPU/call", flush=True)
             if args.clients_only:
                 return 0
+
+        print("# connector CPU per request in-process (hooks + node I/O + mirror), 50 concurrent:")
+        addon_us = {}
+        for blocking in (False, True):
+            addon_us[blocking] = asyncio.run(addon_cpu(node_url, tmp, blocking))
+            print(f"  {'inline' if blocking else 'oob':7s} {addon_us[blocking]:7.0f} us CPU/req", flush=True)
 
         setups = {
             "plain": None,
@@ -222,6 +275,11 @@ def main() -> int:
         for name, (rps, med, cpu, node_cpu) in best.items():
             print(f"{name:8s} {rps:9.1f} {rps / plain_rps:8.2f} {cpu:8.0f} {plain_cpu / cpu:6.2f} {node_cpu:8.0f} "
                   f"{med:11.2f} {med - plain_med:6.2f}  {targets[name]}")
+        print()
+        print("# estimate from CPU alone: plain mitmdump CPU/req / (that + the connector's in-process CPU/req)")
+        for blocking, name in ((False, "oob"), (True, "inline")):
+            print(f"{name:8s} {plain_cpu / (plain_cpu + addon_us[blocking]):.2f}x  "
+                  f"(plain {plain_cpu:.0f} us + connector {addon_us[blocking]:.0f} us)")
         return 0
     finally:
         for p in reversed(procs):

@@ -398,3 +398,13 @@ async def test_mirror_backlog_is_delivered_in_pipelined_batches(harness: Harness
     assert harness.addon.metrics.mirror_sent == 40
     assert sorted(r["headers"][protocol.H_REQUEST_ID] for r in node.received) == sorted(f.metadata[RID] for f in flows)
     assert harness.addon.metrics.node_latency["async"].n < 40  # fewer round trips than messages
+
+
+async def test_streamed_benign_request_passes_with_unknown_length_flagged(harness: Harness, node: FakeNode) -> None:
+    f = http_flow("/upload", "POST", b"", Transfer_Encoding="chunked")
+    f.request.stream = True
+    await harness.addon.requestheaders(f)
+    assert f.error is None and f.response is None and f.live
+    [rec] = node.received
+    assert rec["headers"][protocol.H_BODY_TRUNCATED] == "0"
+    assert protocol.decode_request(embedded(rec)).header("transfer-encoding") is None  # never chunked to the node

@@ -6,7 +6,6 @@ server) is used only where a fault must be injected.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time

@@ -230,3 +230,23 @@ def test_example_config_loads_and_says_what_the_defaults_are():
     for name in ("listen", "console_listen", "mode", "max_body_bytes", "pairing", "retention", "log_level",
                  "shutdown_timeout_seconds", "overrides", "ip_lists", "mode_forced"):
         assert getattr(example, name) == getattr(defaults, name), name
+
+
+async def test_set_mode_settings_validates_before_saving(tmp_path: Path):
+    from node.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "n.db")
+    await store.open()
+    try:
+        policy = Policy(store, ModeSettings("block"))
+        for bad in (ModeSettings("paranoid"), ModeSettings("block", [ModeOverride("block")]),  # type: ignore[arg-type]
+                    ModeSettings("block", [ModeOverride("off", path_prefix="admin")])):
+            with pytest.raises(ValueError):
+                await policy.set_mode_settings(bad)
+        assert await store.load_mode_settings() is None
+        good = ModeSettings("monitoring", [ModeOverride("block", host="A.test", path_prefix="/x")])
+        await policy.set_mode_settings(good)
+        assert await store.load_mode_settings() == good
+        assert policy.mode_for("a.test", "/x/y") == "block" and policy.mode_for("b", "/") == "monitoring"
+    finally:
+        await store.close()

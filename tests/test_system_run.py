@@ -42,7 +42,7 @@ class RunningSystem:
         return subprocess.run(
             [sys.executable, str(REPO / "scripts" / "smoke_walkthrough.py"), "--proxy", self.url("listen"),
              "--admin", self.url("admin"), "--console", self.url("console"), "--var-dir", str(self.var_dir),
-             *extra],
+             "--wait", "15", *extra],  # a loaded CI machine may take longer to flush the store
             capture_output=True, text=True, env=child_env(), timeout=60)
 
     def api(self, method: str, path: str, body: object | None = None) -> object:
@@ -134,6 +134,13 @@ def test_smoke_walkthrough_fails_when_the_node_only_monitors(system: RunningSyst
         assert r.returncode == 1, r.stdout
         assert "[FAIL] GET /etc/passwd is blocked" in r.stdout
         assert "[PASS] benign request reaches the upstream" in r.stdout
+        deadline = time.monotonic() + 10  # and it is recorded as monitored (the store batches writes)
+        while True:
+            items = system.api("GET", "/api/v1/attacks?q=/etc/passwd&limit=50")["items"]  # type: ignore[index]
+            if any(i["action"] == "monitored" for i in items) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert any(i["action"] == "monitored" and i["path"] == "/etc/passwd" for i in items), items
     finally:
         system.api("PUT", "/api/v1/mode", {"default": "block"})
     assert system.smoke().returncode == 0

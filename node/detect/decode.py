@@ -28,6 +28,7 @@ _PCT_U_RE = re.compile(r"%u([0-9a-fA-F]{4})")
 # (%c0%ae, %e0%80%af, %f8%80%80%80%ae, %c0%qf ...) are how traversal fuzzers smuggle dots and
 # slashes past filters, so they decode to the ASCII character they would become (low bits),
 # and a broken one to a separator
+_LONE_BYTE_RE = re.compile("[\udc80-\udcff]")
 _MULTIBYTE_RE = re.compile(
     r"%[cd][0-9a-f]%[0-9a-z]{2}|%e[0-9a-f](?:%[0-9a-z]{2}){2}|%f[0-7](?:%[0-9a-z]{2}){3}"
     r"|%f[89ab](?:%[0-9a-z]{2}){4}|%f[cd](?:%[0-9a-z]{2}){5}",
@@ -62,7 +63,7 @@ _ENTITY_RE = re.compile(r"&(?:#[0-9]+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]{1,31
 _B64_RE = re.compile(r"[A-Za-z0-9+/_\-]{12,}={0,2}")
 _NONPRINT_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffd]")
 _HEXISH_RE = re.compile(r"[0-9a-fA-F\-]+")
-_B64_WHOLE_RE = re.compile(r"^[A-Za-z0-9+/_\-\s]{8,}={0,2}$")
+_B64_WHOLE_RE = re.compile(r"^[A-Za-z0-9+/_\-\s]{6,}={0,2}$")
 
 
 def url_decode(value: str) -> str:
@@ -81,7 +82,9 @@ def url_decode(value: str) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
-        return raw.decode("latin-1")
+        # UTF-8 where it is valid, one latin-1 character per invalid byte elsewhere
+        text = raw.decode("utf-8", "surrogateescape")
+        return _LONE_BYTE_RE.sub(lambda m: chr(ord(m.group(0)) - 0xDC00), text)
 
 
 def _js_esc(m: re.Match[str]) -> str:

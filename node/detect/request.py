@@ -30,7 +30,7 @@ MAX_RAW_VALUE = 3 * MAX_VALUE  # chars of one still-encoded value decoded
 class Field:
     location: str
     value: str
-    kind: str  # path, query, cookie, header, form, json, multipart, filename, xml, doctype, body, key
+    kind: str  # path query cookie header form json multipart filename xml xmlattr doctype body key
 
 
 class FieldSink:
@@ -224,7 +224,7 @@ def parse_xml(text: str, sink: FieldSink) -> None:
                 continue
             for am in _XML_ATTR_RE.finditer(tok):
                 sink.add(f"xml.{'.'.join((path + [name])[-4:])}.@{_key(am.group(1))}",
-                         am.group(2) if am.group(2) is not None else am.group(3), "xml")
+                         am.group(2) if am.group(2) is not None else am.group(3), "xmlattr")
             if not tok.endswith("/>") and len(path) < 64:
                 path.append(name)
         elif tok.strip():

@@ -75,13 +75,30 @@ def _command_name(raw: str) -> str:
 _WORD_ARG_RE = re.compile(r"\s+[\w.]")
 
 
+_PROSE_WORD_RE = re.compile(r"(?:^|\s)[a-z]{2,}(?=[\s,.:!?]|$)", re.I)
+_SHELL_META_RE = re.compile(r"[;|&$<>]")
+
+
+def _is_prose(value: str) -> bool:
+    """Sentences with `code spans` in them (markdown), not a command line."""
+    return len(_PROSE_WORD_RE.findall(value)) >= 4 and not _SHELL_META_RE.search(value)
+
+
 def _judge(value: str, kind: str) -> str | None:
     has_sep = _QUICK_RE.search(value) is not None
+    prose = None
     seps = _TEXT_SEP_RE if kind in TEXT_KINDS else _SEP_RE
     for n, sep in enumerate(seps.finditer(value)):
         if n >= MAX_SEPARATORS:
             break
         at_start = sep.start() == 0 and sep.group(0) == ""
+        if sep.group(0) == "`":
+            if value[sep.end() : sep.end() + 1] == "`" or value[sep.start() - 1 : sep.start()] == "`":
+                continue  # a markdown code fence
+            if prose is None:
+                prose = _is_prose(value)
+            if prose:
+                continue  # a markdown code span in a sentence
         m = _CMD_RE.match(value, sep.end())
         if not m:
             continue

