@@ -27,14 +27,18 @@ RUN pip install . \
 FROM base AS connector
 # UPSTREAM: the protected API. Config: /etc/wallarm/enable-plugin.json (node_ca_file paths in it
 # resolve against /etc/wallarm, so "certs/ca.pem" is /etc/wallarm/certs/ca.pem).
+# MITMDUMP_ARGS: extra mitmdump options, e.g. "--set block_global=false" when clients with public
+# IPs connect (mitmproxy refuses them by default).
 ENV UPSTREAM=http://upstream:9000 \
-    WALLARM_CONFIG=/etc/wallarm/enable-plugin.json
+    WALLARM_CONFIG=/etc/wallarm/enable-plugin.json \
+    MITMDUMP_ARGS=""
 USER 10001:10001
 EXPOSE 8000 8001
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:8001/', timeout=2)"]
-# sh expands UPSTREAM and WALLARM_CONFIG; `exec` makes mitmdump the process that gets SIGTERM.
-CMD ["sh", "-c", "exec mitmdump --mode \"reverse:${UPSTREAM}@0.0.0.0:8000\" -s /app/addon/wallarm.py --set \"wallarm_config=${WALLARM_CONFIG}\" --set wallarm_admin_listen=0.0.0.0:8001 --certs \"*=/etc/wallarm/certs/proxy.pem\""]
+# sh expands the variables (MITMDUMP_ARGS unquoted, so it splits into words); `exec` makes
+# mitmdump the process that gets SIGTERM.
+CMD ["sh", "-c", "exec mitmdump --mode \"reverse:${UPSTREAM}@0.0.0.0:8000\" -s /app/addon/wallarm.py --set \"wallarm_config=${WALLARM_CONFIG}\" --set wallarm_admin_listen=0.0.0.0:8001 --certs \"*=/etc/wallarm/certs/proxy.pem\" $MITMDUMP_ARGS"]
 
 # ------------------------------------------------------------------ node
 FROM base AS node

@@ -170,6 +170,8 @@ class WallarmConnector:
 
     def done(self) -> None:
         self._running = False
+        if self.mirror.depth:
+            log.warning("shutting down with %d mirrored message(s) not delivered to the node", self.mirror.depth)
         self.mirror.stop()
         if self.watcher is not None:
             self.watcher.stop()

@@ -19,6 +19,7 @@ import os
 import statistics
 import sys
 import time
+import timeit
 import urllib.parse
 from pathlib import Path
 
@@ -93,6 +94,10 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
 
+    # machine speed reference, so runs on a loaded/shared machine can be compared: a quiet
+    # modern core does this in ~8-10 us
+    ref = min(timeit.repeat("sum(range(1000))", number=2000, repeat=5)) / 2000 * 1e6
+    print(f"reference: sum(range(1000)) = {ref:.1f} us")
     engine = Engine()
     reqs = benign_requests(args.corpus_dir, args.max_benign)
     for r in reqs[:200]:  # warm caches

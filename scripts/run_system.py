@@ -268,7 +268,7 @@ def check_plugin_config(path: Path, node_listen: tuple[str, int]) -> None:
                     path, addr, fmt_hostport(node_listen))
 
 
-def read_console_token(var_dir: Path, db: Path) -> tuple[str, str]:
+def read_console_token(db: Path) -> tuple[str, str]:
     """The console token and where it comes from (env, or the file the node wrote next to its DB)."""
     if os.environ.get("WALLARM_CONSOLE_TOKEN"):
         return os.environ["WALLARM_CONSOLE_TOKEN"], "the WALLARM_CONSOLE_TOKEN environment variable"
@@ -302,6 +302,8 @@ class System:
             if not f.exists():
                 raise SystemExit(f"run_system: {f} is missing; run `make certs` (scripts/gen_certs.py)")
         check_plugin_config(a.plugin_config, a.node_listen)
+        if a.upstream and (urlsplit(a.upstream).scheme not in ("http", "https") or not urlsplit(a.upstream).hostname):
+            raise SystemExit(f"run_system: UPSTREAM must be an http:// or https:// URL, got {a.upstream!r}")
         busy = [fmt_hostport(hp) for hp in (a.listen, a.admin_listen, a.node_listen, a.console_listen)
                 + (() if a.upstream else (a.demo_listen,)) if not port_free(hp)]
         if busy:
@@ -343,7 +345,7 @@ class System:
         admin = f"http://{fmt_hostport((connect_host(a.admin_listen[0]), a.admin_listen[1]))}"
         wait_until("status listener", http_ok(admin + "/plugins"), proxy, a.ready_timeout)
 
-        token, token_src = read_console_token(a.var_dir, db)
+        token, token_src = read_console_token(db)
         pl = f"{fmt_hostport((connect_host(a.listen[0]), a.listen[1]))}"
         print(f"""
 ================ Wallarm mitmproxy system is up ================

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -37,7 +38,7 @@ def stage(target: str) -> dict[str, object]:
         elif word == "HEALTHCHECK":
             out[word] = json.loads(rest[rest.index(" CMD ") + 5:])
         elif word == "ENV":
-            out["env"].update(kv.split("=", 1) for kv in rest.split())  # type: ignore[union-attr]
+            out["env"].update(kv.split("=", 1) for kv in shlex.split(rest))  # type: ignore[union-attr]
     return out
 
 
@@ -75,11 +76,12 @@ def _exe(name: str) -> str:
     return str(VENV_BIN / name) if (VENV_BIN / name).exists() else name
 
 
-def start(target: str, m: Mapper) -> tuple[ManagedProcess, list[str]]:
+def start(target: str, m: Mapper, **env_overrides: str) -> tuple[ManagedProcess, list[str]]:
     s = stage(target)
     argv = [m(a) for a in [*s.get("ENTRYPOINT", []), *s.get("CMD", [])]]  # type: ignore[misc]
     argv[0] = sys.executable if argv[0] == "python" else _exe(argv[0])
     env = {k: m(v) for k, v in s["env"].items()}  # type: ignore[union-attr]
+    env.update(env_overrides)  # like `docker run -e NAME=value`
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
     health = [m(a) for a in s["HEALTHCHECK"]]  # type: ignore[union-attr]
     health[0] = sys.executable if health[0] == "python" else health[0]
@@ -103,8 +105,11 @@ def healthy(proc: ManagedProcess, health: list[str], timeout: float = 90) -> Non
 def test_every_image_command_starts_and_passes_its_healthcheck(mapper: Mapper) -> None:
     procs: list[ManagedProcess] = []
     try:
+        # MITMDUMP_ARGS must split into words (as one word mitmdump would take it for a flow
+        # filter); flow_detail=0 is visible: no per-request lines in the connector's log.
+        extra = {"connector": {"MITMDUMP_ARGS": "--set block_global=false --set flow_detail=0"}}
         for target in ("node", "demo-upstream", "connector"):
-            proc, health = start(target, mapper)
+            proc, health = start(target, mapper, **extra.get(target, {}))
             procs.append(proc)
             healthy(proc, health)
         connector = procs[-1].output()
@@ -118,6 +123,9 @@ def test_every_image_command_starts_and_passes_its_healthcheck(mapper: Mapper) -
         with pytest.raises(urllib.error.HTTPError) as blocked:  # the node image blocks the seed's attack
             opener.open(f"http://127.0.0.1:{mapper.ports['8000']}/etc/passwd", timeout=10)
         assert blocked.value.code == 403
+        connector = procs[-1].output()
+        assert "Only processing flows that match" not in connector
+        assert "GET http://127.0.0.1" not in connector and "GET /health" not in connector
     finally:
         for p in reversed(procs):
             p.stop()

@@ -202,6 +202,24 @@ def test_readme_documents_every_plugin_config_field() -> None:
     assert not missing, f"README's config reference lacks: {sorted(missing)}"
 
 
+def test_readme_config_defaults_match_the_code() -> None:
+    from addon.config import PluginConfig, PluginSettings
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Connector configuration"):readme.index("## The node")]
+    fields = {**PluginConfig.model_fields, **PluginSettings.model_fields}
+    checked = 0
+    for name, default in re.findall(r"^\| `([a-z_]+)` \| `([^`]+)` \|", section, re.M):
+        try:
+            documented = json.loads(default)
+        except ValueError:  # a reference such as `timeout_ms`, not a literal
+            continue
+        info = fields[name]
+        actual = info.default_factory() if info.default_factory else info.default  # type: ignore[call-arg]
+        assert documented == actual, f"{name}: README says {default}, code says {actual!r}"
+        checked += 1
+    assert checked >= 10
+
+
 def test_readme_documents_every_make_run_variable() -> None:
     readme = (REPO / "README.md").read_text()
     doc = (REPO / "scripts" / "run_system.py").read_text()

@@ -216,3 +216,6 @@ def test_busy_port_and_missing_certs_are_clear_errors(tmp_path: Path) -> None:
                            capture_output=True, text=True, env=child_env(), timeout=60)
     assert r.returncode != 0 and f"already in use: 127.0.0.1:{port}" in r.stderr
     assert "Traceback" not in r.stderr
+    r = subprocess.run(base + ["--certs-dir", str(tmp_path / "certs"), "--upstream", "api.example"],
+                       capture_output=True, text=True, env=child_env(), timeout=60)
+    assert r.returncode != 0 and "UPSTREAM must be an http:// or https:// URL" in r.stderr

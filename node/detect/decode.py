@@ -205,6 +205,9 @@ def path_canonical(value: str) -> str:
 
 
 MAX_JSON_TEXT = 4096
+# base64 and embedded JSON are looked for in values up to this size: payloads hide in short
+# values; large blobs (analytics beacons, documents) are judged on their URL-decoded form only
+MAX_NESTED_SOURCE = 1024
 MAX_JSON_LEAVES = 8
 
 
@@ -247,7 +250,7 @@ def variants(value: str, try_base64: bool = True) -> list[str]:
                 p = path_canonical(d)
                 if p not in out:
                     out.append(p)
-            if depth < MAX_B64_DEPTH and try_base64:
+            if depth < MAX_B64_DEPTH and try_base64 and len(d) <= MAX_NESTED_SOURCE:
                 for leaf in json_leaves(d) if d[:1] in "{[" else ():
                     if leaf not in out and len(leaf) >= 8:
                         nxt.append(leaf)  # judged through its own decoded forms below

@@ -9,6 +9,7 @@ attack type; the request's score is the highest of those sums.
 
 from __future__ import annotations
 
+import gzip
 import logging
 import re
 import time
@@ -70,8 +71,30 @@ class Engine:
         self.response_sigs = SignatureSet(load_signatures("response.yaml"))
         self._budget = MAX_DETECTOR_CALLS
         self._cache: dict[tuple[str, str, str], list[tuple[str, int, list[AttackInfo]]]] = {}
+        self._warm_up()
         log.info("detection engine: %d request and %d response signatures",
                  len(self.request_sigs.signatures), len(self.response_sigs.signatures))
+
+    def _warm_up(self) -> None:
+        """Run every parser and detector once, so lazy initialisation (regex compilation,
+        codec and entity tables) is paid here and not by the first real request."""
+        samples = [
+            RequestMessage("GET", "/a/../b?q=%27%20or%201%3D1--&x=%3Cscript%3E&b=PHNjcmlwdD4%3D&u=%u003c", [
+                (b"Host", b"warm.up"), (b"User-Agent", b"Mozilla/5.0 (X11) ; ls -la | id"),
+                (b"Cookie", b"a=${jndi:ldap://x/a}; b=&#x3c;"), (b"Referer", b"http://h/?q=1%20or%201=1")]),
+            RequestMessage("POST", "/j", [(b"Content-Type", b"application/json")],
+                           b'{"a": ["\\u003cb\\u003e", {"$ne": 1}], "b": "{\"c\": \"MSBhbmQgMT0y\"}"}'),
+            RequestMessage("POST", "/x", [(b"Content-Type", b"application/xml")],
+                           b'<?xml version="1.0"?><!DOCTYPE a [<!ENTITY b "c">]><a x="1">t&amp;<![CDATA[d]]></a>'),
+            RequestMessage("POST", "/m", [(b"Content-Type", b"multipart/form-data; boundary=B")],
+                           b'--B\r\nContent-Disposition: form-data; name="f"; filename="a.php"\r\n\r\n<?php ?>\r\n--B--\r\n'),
+            RequestMessage("POST", "/f", [(b"Content-Type", b"application/x-www-form-urlencoded"),
+                                          (b"Content-Encoding", b"gzip")], gzip.compress(b"a=%c0%ae%c0%ae%2f&b=0x2e")),
+        ]
+        for msg in samples:
+            self.analyze_request(msg)
+        self.analyze_response(ResponseMessage(500, [], b"You have an error in your SQL syntax"))
+        self._cache.clear()
 
     # ------------------------------------------------------------------ requests
 
@@ -95,8 +118,12 @@ class Engine:
         cache = self._cache
         chars = 0
         deadline = time.perf_counter() + DEADLINE_S
+        safe = _SAFE_RE.fullmatch
         for n, f in enumerate(fields):
-            chars += len(f.value)
+            value = f.value
+            if len(value) < 8 and safe(value) and value not in ALONE_COMMANDS and f.kind != "filename":
+                continue  # most names and values: nothing to judge, not worth a cache entry
+            chars += len(value)
             if chars > MAX_SCAN_CHARS or time.perf_counter() > deadline:
                 # bounded cost: a request built to be slow gets judged on what came first
                 log.debug("detection budget spent after %d of %d values", n, len(fields))

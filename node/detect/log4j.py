@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 
-MAX_LEN = 4096
-MAX_ROUNDS = 12
+MAX_LEN = 2048
+MAX_ROUNDS = 8
 
 _INNER_RE = re.compile(r"\$\{([^${}]*)\}")
 _JNDI_RE = re.compile(r"\$\{\s*jndi\s*:\s*(?:ldaps?|rmi|dns|iiop|corba|nds|nis|https?)?", re.I)

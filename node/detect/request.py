@@ -7,6 +7,7 @@ decompressed size, JSON depth. Locations are dotted paths (`query.id`, `json.use
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import zlib
@@ -166,7 +167,9 @@ def parse_json_value(obj: object, prefix: str, sink: FieldSink) -> None:
         if isinstance(node, dict):
             if depth >= MAX_JSON_DEPTH:
                 continue
-            items = list(node.items())
+            room = MAX_FIELDS - len(sink.fields)
+            items = list(itertools.islice(node.items(), room))
+            sink.dropped += len(node) - len(items)
             for k, v in reversed(items):
                 kloc = f"{loc}.{_key(str(k))}"
                 sink.add(kloc, str(k), "key")
@@ -174,8 +177,8 @@ def parse_json_value(obj: object, prefix: str, sink: FieldSink) -> None:
         elif isinstance(node, list):
             if depth >= MAX_JSON_DEPTH:
                 continue
-            for v in reversed(node):
-                stack.append((loc, v, depth + 1))
+            room = MAX_FIELDS - len(sink.fields)
+            stack.extend((loc, v, depth + 1) for v in reversed(node[:room]))
         elif isinstance(node, str):
             sink.add(loc, node, "json")
         # numbers, booleans and null carry no payload
