@@ -155,6 +155,31 @@ async def bench_clients(node_url: str, calls: int = 3000, concurrency: int = 20)
     return results
 
 
+async def node_rtt(node_url: str, calls: int = 300) -> dict[str, float]:
+    """Median wall time of one in-line node call (sequential, c=1), alone and with each
+    request's response mirrored right after it (the default `inspect_response: true`)."""
+    from addon.config import parse_config
+    from addon.node_client import NodeClient
+
+    cfg = parse_config(json.dumps({"name": "wallarm-plugin", "config": {"wallarm_node_address": node_url}}))
+    client = NodeClient(cfg.config, [])
+    response = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 13\r\n\r\n{\"users\":[]}\n"
+    out: dict[str, float] = {}
+    for label, mirror in (("verdict only", False), ("verdict + response mirrored", True)):
+        lat = []
+        for i in range(calls):
+            head = (f"Content-Type: message/http; msgtype=request\r\nX-Wallarm-Request-Id: {i:032x}\r\n"
+                    f"X-Wallarm-Forwarded-For: 127.0.0.1\r\nX-Wallarm-Mode: sync\r\n").encode()
+            started = time.perf_counter()
+            await client.send(head, SAMPLE, 2.0)
+            lat.append(time.perf_counter() - started)
+            if mirror:
+                await client.send(head.replace(b"msgtype=request", b"msgtype=response"), response, 2.0)
+        out[label] = statistics.median(lat) * 1000
+    client.close()
+    return out
+
+
 # ------------------------------------------------------------------ addon CPU in-process
 async def addon_cpu(node_url: str, tmp: Path, blocking: bool, flows: int = 1500) -> float:
     """CPU µs the connector adds per request (hooks + node I/O + mirror), measured in-process.
@@ -228,6 +253,9 @@ def main() -> int:
             print(f"# node client candidates: CPU per call in the caller, 20 concurrent (node {node_url})")
             for name, us in asyncio.run(bench_clients(node_url)).items():
                 print(f"  {name:28s} {us:8.1f} us CPU/call", flush=True)
+            print("# in-line node round trip with addon/http1.py, c=1 (median):")
+            for label, ms in asyncio.run(node_rtt(node_url)).items():
+                print(f"  {label:28s} {ms:8.3f} ms", flush=True)
             if args.clients_only:
                 return 0
 

@@ -77,6 +77,10 @@ def hostile_suite() -> dict[str, RequestMessage]:
         "multipart-2k-parts": _req("/u", b"".join(b'--B\r\nContent-Disposition: form-data; name="f%d"\r\n\r\nv\'%d\r\n' % (i, i) for i in range(2000)) + b"--B--\r\n", "multipart/form-data; boundary=B"),
         "gzip-bomb": _req("/g", __import__("gzip").compress(b"A" * (50 * mb)), "text/plain", [(b"Content-Encoding", b"gzip")]),
         "200-headers": _req("/", headers=[(f"X-H{i}".encode(), b"a'; ls -la | id " * 20) for i in range(190)]),
+        "shell-space-run": _req("/s?q=" + urllib.parse.quote("; cat" + " " * 16_000 + "!")),
+        "xml-unclosed-comments": _req("/x", b"<!--" * 60_000, "application/xml"),
+        "xml-unclosed-tags": _req("/x", b"<a x=\"" * 40_000, "application/xml"),
+        "sql-unclosed-comments": _req("/s?q=" + urllib.parse.quote("'/*" * 5000)),
         "cookie-flood": _req("/", headers=[(b"Cookie", "; ".join(f"c{i}=%27{i}" for i in range(5000)).encode())]),
     }
 

@@ -4,7 +4,7 @@
 It never echoes the request back (a WAF demo whose upstream reflects the attack proves
 nothing); it answers from its own in-memory data, like a real service would.
 
-    python scripts/demo_upstream.py --listen 127.0.0.1:9000
+    python scripts/demo_upstream.py --listen 127.0.0.1:9000 [--tls-cert PEM --tls-key PEM]
 
 Endpoints:
   GET  /health                      {"status": "ok"}
@@ -25,6 +25,7 @@ import itertools
 import logging
 import re
 import signal
+import ssl
 import sys
 
 from aiohttp import web
@@ -166,13 +167,13 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-async def serve(host: str, port: int) -> None:
+async def serve(host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> None:
     runner = web.AppRunner(build_app(), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()
     bound = runner.addresses[0]
-    log.info("demo upstream listening at http://%s:%d", bound[0], bound[1])
+    log.info("demo upstream listening at %s://%s:%d", "https" if ssl_context else "http", bound[0], bound[1])
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -185,12 +186,20 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Demo JSON API for the proxy walkthrough.")
     ap.add_argument("--listen", type=parse_listen, default=("127.0.0.1", 9000),
                     help="HOST:PORT (default 127.0.0.1:9000; port 0 picks a free one)")
+    ap.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate (with --tls-key)")
+    ap.add_argument("--tls-key", help="its private key")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        ap.error("--tls-cert and --tls-key go together")
+    ctx = None
     try:
-        asyncio.run(serve(*args.listen))
-    except OSError as e:
-        log.error("cannot listen on %s:%d: %s", *args.listen, e)
+        if args.tls_cert:
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ctx.load_cert_chain(args.tls_cert, args.tls_key)
+        asyncio.run(serve(*args.listen, ssl_context=ctx))
+    except (OSError, ssl.SSLError) as e:
+        log.error("cannot serve on %s:%d: %s", *args.listen, e)
         return 1
     return 0
 

@@ -257,6 +257,12 @@ def test_hostile_attack_inputs_still_found(engine: Engine) -> None:
         assert engine.analyze_request(suite[name]).is_attack, name
 
 
+def test_absolute_form_target(engine: Engine) -> None:
+    assert not engine.analyze_request(req("http://localhost:8080/api/items?id=7")).is_attack
+    det = engine.analyze_request(req("http://app.example/api?id=1%20or%201%3D1"))
+    assert det.is_attack and det.attacks[0].location == "query.id"
+
+
 def test_field_count_is_bounded() -> None:
     msg = req("/s?" + "&".join(f"p{i}=v{i}" for i in range(5000)))
     sink = extract(msg)

@@ -157,11 +157,15 @@ def test_smoke_walkthrough_fails_without_a_system(tmp_path: Path) -> None:
 
 
 def test_upstream_variable_replaces_the_demo_api_and_a_dead_child_stops_all(tmp_path: Path) -> None:
+    """The user's own API, here over TLS with a private CA (UPSTREAM + UPSTREAM_CA)."""
+    up_certs = tmp_path / "upstream-certs"
+    _make_certs(up_certs)
     own = ManagedProcess("own-upstream", [sys.executable, str(REPO / "scripts" / "demo_upstream.py"),
-                                          "--listen", f"127.0.0.1:{free_port()}"])
+                                          "--listen", f"127.0.0.1:{free_port()}", "--tls-cert",
+                                          str(up_certs / "node.pem"), "--tls-key", str(up_certs / "node-key.pem")])
     try:
-        port = int(own.wait_for_log(r"listening at http://127\.0\.0\.1:(\d+)").group(1))
-        s = _start(tmp_path, env={"UPSTREAM": f"http://127.0.0.1:{port}"})
+        port = int(own.wait_for_log(r"listening at https://127\.0\.0\.1:(\d+)").group(1))
+        s = _start(tmp_path, env={"UPSTREAM": f"https://127.0.0.1:{port}", "UPSTREAM_CA": str(up_certs / "ca.pem")})
         try:
             assert set(s.children()) == {"node", "proxy"}  # no demo upstream of its own
             assert not _listening(s.ports["demo"])

@@ -47,6 +47,9 @@ _NO_BASE64_HEADERS = frozenset(
     "header.sec-fetch-dest header.origin header.cache-control header.pragma header.content-type "
     "header.sec-ch-ua-full-version-list header.if-modified-since header.date".split()
 )
+# two linear searches (one "lower then upper" regex would be quadratic on "AAAA...")
+_LOWER_RE = re.compile(r"[a-z]")
+_UPPER_RE = re.compile(r"[A-Z]")
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f\ufffd]")
 _DETECTORS: dict[str, Callable[[str, str], str | None]] = {
     "sqli": detect_sqli,
@@ -156,9 +159,14 @@ class Engine:
         value = f.value
         b64 = f.kind != "path" and f.location not in _NO_BASE64_HEADERS
         if _SAFE_RE.fullmatch(value) and ".." not in value and f.kind != "filename" and f.location != "header.user-agent":
-            if len(value) < 8 and value.lower() not in ALONE_COMMANDS:
+            if value.lower() in ALONE_COMMANDS:
+                forms = [value]
+            elif len(value) < 8 or not ((_LOWER_RE.search(value) and _UPPER_RE.search(value)) or "0x" in value.lower()):
+                # harmless characters; only base64 (upper and lower case letters, as base64 of
+                # text has) or fuzzers' text hex (0x2e0x2e0x2f) could hide something
                 return []
-            forms = decode.variants(value, b64)
+            else:
+                forms = decode.variants(value, b64)
             if len(forms) == 1:
                 return []
         else:

@@ -89,7 +89,11 @@ def parse_pairs(text: str, prefix: str, kind: str, sink: FieldSink, plus: bool =
 
 
 def parse_target(target: str, sink: FieldSink) -> None:
-    path, _, query = target[:MAX_TARGET].partition("?")
+    target = target[:MAX_TARGET]
+    if target.startswith(("http://", "https://")):  # absolute-form (proxy requests): drop scheme://host
+        slash = target.find("/", target.find("//") + 2)
+        target = target[slash:] if slash >= 0 else "/"
+    path, _, query = target.partition("?")
     path = path[:MAX_RAW_VALUE]
     if "#" in query:
         query = query.split("#", 1)[0]
@@ -196,42 +200,77 @@ def parse_json(text: str, sink: FieldSink) -> bool:
     return True
 
 
-_XML_TOKEN_RE = re.compile(r"<!DOCTYPE(?:[^\[>]*\[.*?\]\s*>|[^>]*>)|<!--.*?-->|<!\[CDATA\[(.*?)\]\]>|<[^>]*>|[^<]+", re.S | re.I)
-_XML_ATTR_RE = re.compile(r"([\w:.\-]+)\s*=\s*(?:\"([^\"]*)\"|'([^']*)')")
+_XML_ATTR_RE = re.compile(r"([\w:.\-]+)\s*=\s*(?:\"([^\"<>]*)\"|'([^'<>]*)')")
 _XML_NAME_RE = re.compile(r"</?\s*([\w:.\-]+)")
+MAX_XML_TAG = 4096  # chars of one tag searched for attributes
+
+
+def _xml_tokens(text: str):
+    """(kind, token) pairs, found with str.find so that unclosed constructs cost one scan,
+    not one scan per '<' (a regex tokenizer is quadratic on "<!--<!--<!--...")."""
+    i, n = 0, len(text)
+    while i < n:
+        lt = text.find("<", i)
+        if lt < 0:
+            yield "text", text[i:]
+            return
+        if lt > i:
+            yield "text", text[i:lt]
+        if text.startswith("<!--", lt):
+            end, close = text.find("-->", lt + 4), 3
+            kind = "comment"
+        elif text.startswith("<![CDATA[", lt):
+            end, close = text.find("]]>", lt + 9), 3
+            kind = "cdata"
+        elif text[lt : lt + 9].upper() == "<!DOCTYPE":
+            bracket, gt = text.find("[", lt), text.find(">", lt)
+            if 0 <= bracket < gt or (bracket >= 0 and gt < 0):
+                end = text.find("]", bracket)
+                end = text.find(">", end) if end >= 0 else -1
+            else:
+                end = gt
+            close, kind = 1, "doctype"
+        else:
+            end, close = text.find(">", lt + 1), 1
+            kind = "tag"
+        if end < 0:  # unclosed: the rest is one token
+            yield kind, text[lt:]
+            return
+        yield kind, text[lt : end + close]
+        i = end + close
 
 
 def parse_xml(text: str, sink: FieldSink) -> None:
     """A tolerant scanner, not a parser: no entity expansion, so no billion laughs."""
     path: list[str] = []
-    for n, m in enumerate(_XML_TOKEN_RE.finditer(text)):
+    for n, (kind, tok) in enumerate(_xml_tokens(text)):
         if len(sink.fields) >= MAX_FIELDS or n >= MAX_XML_TOKENS:
             sink.dropped += 1
             return
-        tok = m.group(0)
         loc = "xml." + ".".join(path[-4:]) if path else "xml"
-        if tok[:9].upper() == "<!DOCTYPE":
+        if kind == "doctype":
             sink.add("xml.doctype", tok, "doctype")
-        elif tok.startswith("<![CDATA["):
-            sink.add(loc, m.group(1) or "", "xml")
-        elif tok.startswith("<!--"):
+        elif kind == "cdata":
+            sink.add(loc, tok[9:].removesuffix("]]>"), "xml")
+        elif kind == "comment":
             sink.add(loc, tok, "xml")
+        elif kind == "text":
+            if tok.strip():
+                sink.add(loc, tok.strip(), "xml")
         elif tok.startswith("<?"):
             sink.add("xml.pi", tok, "xml")
-        elif tok.startswith("<"):
+        else:
             nm = _XML_NAME_RE.match(tok)
             name = _key(nm.group(1)) if nm else "_"
             if tok.startswith("</"):
                 if path:
                     path.pop()
                 continue
-            for am in _XML_ATTR_RE.finditer(tok):
+            for am in _XML_ATTR_RE.finditer(tok[:MAX_XML_TAG]):
                 sink.add(f"xml.{'.'.join((path + [name])[-4:])}.@{_key(am.group(1))}",
                          am.group(2) if am.group(2) is not None else am.group(3), "xmlattr")
             if not tok.endswith("/>") and len(path) < 64:
                 path.append(name)
-        elif tok.strip():
-            sink.add(loc, tok.strip(), "xml")
 
 
 _BOUNDARY_RE = re.compile(r'boundary="?([^";]+)"?', re.I)
@@ -306,7 +345,7 @@ def parse_body(msg: RequestMessage, sink: FieldSink) -> None:
     if "x-www-form-urlencoded" in ctype or (not ctype and b"=" in body[:256] and b"<" not in body[:1]):
         parse_pairs(text, "body.form", "form", sink)
         return
-    if "xml" in ctype or stripped == b"<" and text.lstrip()[:5].lower() in ("<?xml", "<!doc"):
+    if "xml" in ctype or (stripped == b"<" and text.lstrip()[:5].lower() in ("<?xml", "<!doc")):
         parse_xml(text, sink)
         sink.add("body", text, "body")
         return
