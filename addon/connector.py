@@ -32,6 +32,7 @@ RID = "wallarm_request_id"  # flow.metadata keys
 ACTIVE = "wallarm_config"
 JUDGED = "wallarm_judged"  # the request was already judged on its headers (streamed body)
 BLOCKED = "wallarm_blocked"
+REFUSED = "wallarm_refused"  # fail-closed 503: the node never judged this flow
 
 DEFAULT_ADMIN_LISTEN = "127.0.0.1:8001"
 BREAKER_LOG_INTERVAL_S = 5.0
@@ -297,7 +298,9 @@ class WallarmConnector:
 
     def response(self, flow: http.HTTPFlow) -> None:
         active: ActiveConfig | None = flow.metadata.get(ACTIVE)
-        if active is None or flow.metadata.get(BLOCKED) or not active.plugin.config.inspect_response:
+        # A block answer is mirrored too, so the stored attack gets the status the client saw;
+        # a fail-closed 503 is not (the node is unreachable and never saw the request).
+        if active is None or flow.metadata.get(REFUSED) or not active.plugin.config.inspect_response:
             return
         resp = flow.response
         if resp is None:
@@ -414,7 +417,7 @@ class WallarmConnector:
             self.metrics.fail_open[cause] += 1
             return
         self.metrics.fail_closed[cause] += 1
-        flow.metadata[BLOCKED] = True
+        flow.metadata[REFUSED] = True
         if streamed:
             flow.kill()
             return

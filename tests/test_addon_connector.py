@@ -103,6 +103,17 @@ async def test_attack_is_blocked_with_html_page(harness: Harness, node: FakeNode
     assert harness.addon.metrics.blocked == 1
 
 
+async def test_block_answer_is_mirrored_so_the_node_records_the_status(harness: Harness, node: FakeNode) -> None:
+    f = http_flow("/etc/passwd")
+    await harness.run(f)  # cycles every hook: mitmproxy fires `response` for the block answer too
+    assert f.response is not None and f.response.status_code == 403
+    await asyncio.wait_for(harness.addon.mirror.join(), 5)
+    request, response = node.received
+    assert response["headers"]["Content-Type"] == protocol.CONTENT_TYPE_RESPONSE
+    assert response["headers"][protocol.H_REQUEST_ID] == request["headers"][protocol.H_REQUEST_ID] == f.metadata[RID]
+    assert protocol.decode_response(base64.b64decode(response["body_b64"])).status == 403
+
+
 async def test_block_answer_is_json_for_api_clients(harness: Harness) -> None:
     f = http_flow("/etc/passwd", Accept="application/json")
     await harness.run(f)
@@ -158,6 +169,8 @@ async def test_fail_open_false_answers_503(harness: Harness, node: FakeNode) -> 
     await harness.addon.request(f)
     assert f.response is not None and f.response.status_code == 503
     assert harness.addon.metrics.fail_closed["connect"] == 1
+    harness.addon.response(f)  # the refusal is not mirrored: the node never judged this request
+    assert harness.addon.mirror.depth == 0
 
 
 async def test_node_error_status_fails_open(harness: Harness, node: FakeNode) -> None:
