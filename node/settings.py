@@ -224,6 +224,7 @@ class NodeSettings(_Model):
 
 
 _PATH_FIELDS = ("tls_cert", "tls_key", "db")
+_SQLITE_URL = "sqlite:///"
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -243,7 +244,12 @@ def read_config_file(path: Path) -> dict[str, Any]:
     base = path.resolve().parent
     for key in _PATH_FIELDS:
         value = data.get(key)
-        if isinstance(value, str) and value and "://" not in value and not Path(value).is_absolute():
+        if not isinstance(value, str) or not value:
+            continue
+        if value.startswith(_SQLITE_URL) and not value.startswith(_SQLITE_URL + "/"):
+            # sqlite:///relative.db is relative like a plain path: to the config file's folder
+            data[key] = _SQLITE_URL + str(base / value[len(_SQLITE_URL):])
+        elif "://" not in value and not Path(value).is_absolute():
             data[key] = str(base / value)
     return data
 

@@ -161,6 +161,14 @@ def test_mask_hits_and_excerpt():
 # ------------------------------------------------------------------------- settings
 
 
+def test_settings_sqlite_url_paths_resolve_like_plain_paths(tmp_path: Path):
+    cfg = tmp_path / "node.yaml"
+    cfg.write_text("db: sqlite:///data/n.db\n")
+    assert load_settings(cfg).db == "sqlite:///" + str(tmp_path / "data/n.db")
+    cfg.write_text("db: sqlite:////abs/n.db\n")
+    assert load_settings(cfg).db == "sqlite:////abs/n.db"
+
+
 def test_settings_file_and_overrides(tmp_path: Path):
     cfg = tmp_path / "node.yaml"
     cfg.write_text("mode: monitoring\ndb: data/n.db\ntls_cert: c.pem\ntls_key: k.pem\nlisten: 0.0.0.0:5050\n"
