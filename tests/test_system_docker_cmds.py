@@ -129,5 +129,6 @@ def test_every_image_command_starts_and_passes_its_healthcheck(mapper: Mapper) -
     finally:
         for p in reversed(procs):
             p.stop()
+            p.log_path.unlink(missing_ok=True)
     for p in procs:  # SIGTERM (docker stop) ends each one
         assert p.proc.returncode is not None

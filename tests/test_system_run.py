@@ -65,6 +65,12 @@ class RunningSystem:
         return out
 
 
+def _dispose(proc: ManagedProcess) -> None:
+    """Stop the process and remove its temp log (kept only while the test may print it)."""
+    proc.stop()
+    proc.log_path.unlink(missing_ok=True)
+
+
 def _listening(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1):
@@ -99,7 +105,7 @@ def _start(tmp: Path, env: dict[str, str] | None = None) -> RunningSystem:
     try:
         proc.wait_for_log(r"Wallarm mitmproxy system is up", timeout=START_TIMEOUT * 3)
     except RuntimeError:
-        proc.stop()
+        _dispose(proc)
         raise
     return system
 
@@ -108,7 +114,7 @@ def _start(tmp: Path, env: dict[str, str] | None = None) -> RunningSystem:
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSystem]:
     s = _start(tmp_path_factory.mktemp("system"))
     yield s
-    s.proc.stop()
+    _dispose(s.proc)
 
 
 def test_prints_where_everything_is(system: RunningSystem) -> None:
@@ -183,9 +189,9 @@ def test_upstream_variable_replaces_the_demo_api_and_a_dead_child_stops_all(tmp_
                 time.sleep(0.1)
             assert not _listening(s.ports["listen"])
         finally:
-            s.proc.stop()
+            _dispose(s.proc)
     finally:
-        own.stop()
+        _dispose(own)
 
 
 def test_sigterm_stops_every_child_cleanly(tmp_path: Path) -> None:
@@ -201,7 +207,7 @@ def test_sigterm_stops_every_child_cleanly(tmp_path: Path) -> None:
     for name in ("listen", "admin", "node", "console", "demo"):
         assert not _listening(s.ports[name]), name
     assert "did not stop within" not in out  # every child stopped on SIGTERM, none was killed
-    s.proc.stop()
+    _dispose(s.proc)
 
 
 def test_busy_port_and_missing_certs_are_clear_errors(tmp_path: Path) -> None:

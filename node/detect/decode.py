@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import html
+import html.entities
 import json
 import re
 from urllib.parse import unquote_to_bytes
@@ -28,7 +29,8 @@ _PCT_U_RE = re.compile(r"%u([0-9a-fA-F]{4})")
 # (%c0%ae, %e0%80%af, %f8%80%80%80%ae, %c0%qf ...) are how traversal fuzzers smuggle dots and
 # slashes past filters, so they decode to the ASCII character they would become (low bits),
 # and a broken one to a separator
-_LONE_BYTE_RE = re.compile("[\udc80-\udcff]")
+MAX_LONE_BYTE_RUNS = 256
+_LONE_BYTES_RE = re.compile("[\udc80-\udcff]+")
 _MULTIBYTE_RE = re.compile(
     r"%[cd][0-9a-f]%[0-9a-z]{2}|%e[0-9a-f](?:%[0-9a-z]{2}){2}|%f[0-7](?:%[0-9a-z]{2}){3}"
     r"|%f[89ab](?:%[0-9a-z]{2}){4}|%f[cd](?:%[0-9a-z]{2}){5}",
@@ -59,6 +61,11 @@ def _multibyte(m: re.Match[str]) -> str:
 
 
 _JS_ESC_RE = re.compile(r"\\(?:u\{?([0-9a-fA-F]{4})\}?|x([0-9a-fA-F]{2})|([0-7]{3}))")
+# html5 names valid without ';' (&lt, &amp, &copy...), longest first like html.unescape
+_LEGACY_ENTITIES = sorted((k for k in html.entities.html5 if not k.endswith(";")), key=len, reverse=True)
+_ENTITY_CANDIDATE_RE = re.compile(
+    r"&(?:#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[A-Za-z][A-Za-z0-9]{1,31};|(?:" + "|".join(_LEGACY_ENTITIES) + "))"
+)
 _ENTITY_RE = re.compile(r"&(?:#[0-9]+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]{1,31});?")
 _B64_RE = re.compile(r"[A-Za-z0-9+/_\-]{12,}={0,2}")
 _NONPRINT_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffd]")
@@ -66,10 +73,22 @@ _HEXISH_RE = re.compile(r"[0-9a-fA-F\-]+")
 _B64_WHOLE_RE = re.compile(r"^[A-Za-z0-9+/_\-\s]{6,}={0,2}$")
 
 
+def _lone_bytes(m: re.Match[str]) -> str:
+    # a run of undecodable bytes (surrogate-escaped) -> one latin-1 character per byte
+    return m.group(0).encode("utf-8", "surrogateescape").decode("latin-1")
+
+
 def url_decode(value: str) -> str:
     """One round of %XX / %uXXXX decoding; UTF-8 sequences are rebuilt when valid."""
     if "%" not in value:
         return value
+    if "%u" not in value and "%U" not in value:
+        # fast path: when everything decodes to valid UTF-8 there is no overlong or broken
+        # sequence for the slow path to repair, and it would return exactly this
+        try:
+            return unquote_to_bytes(value.encode("utf-8", "surrogateescape")).decode("utf-8")
+        except UnicodeError:
+            pass
     out = _MULTIBYTE_RE.sub(_multibyte, value)
     out = _PCT_U_RE.sub(lambda m: chr(int(m.group(1), 16)), out)
     if "%" not in out:
@@ -84,7 +103,9 @@ def url_decode(value: str) -> str:
     except UnicodeDecodeError:
         # UTF-8 where it is valid, one latin-1 character per invalid byte elsewhere
         text = raw.decode("utf-8", "surrogateescape")
-        return _LONE_BYTE_RE.sub(lambda m: chr(ord(m.group(0)) - 0xDC00), text)
+        # bounded: binary data (a PDF upload) has thousands of runs; the first ones are where
+        # an encoded payload would be, the rest stay as they are
+        return _LONE_BYTES_RE.sub(_lone_bytes, text, count=MAX_LONE_BYTE_RUNS)
 
 
 def _js_esc(m: re.Match[str]) -> str:
@@ -100,10 +121,17 @@ def js_unescape(value: str) -> str:
     return _JS_ESC_RE.sub(_js_esc, value)
 
 
+def _entity(m: re.Match[str]) -> str:
+    return html.unescape(m.group(0))
+
+
 def entity_decode(value: str) -> str:
+    """html.unescape's result, but its per-'&' callback (which tries every prefix of the
+    following word) only runs where an entity can be: numeric references, names ending in
+    ';', and the legacy names browsers accept without one. `a=1&b=2` costs no callback."""
     if "&" not in value:
         return value
-    return html.unescape(value)
+    return _ENTITY_CANDIDATE_RE.sub(_entity, value)
 
 
 def decode_round(value: str) -> str:
@@ -125,7 +153,10 @@ def b64_decode(token: str) -> str | None:
     t = t.replace("-", "+").replace("_", "/")
     if not t.isascii():
         return None
-    t = "".join(t.split())
+    if not t.isalnum():
+        t = "".join(t.split())
+    if len(t.rstrip("=")) % 4 == 1:
+        return None  # no base64 has this length: skip the exception
     t += "=" * (-len(t) % 4)
     try:
         raw = base64.b64decode(t, validate=True)
@@ -183,10 +214,10 @@ def decoded(value: str) -> str:
 
 _BAD_ESCAPE_RE = re.compile(r"%(?:[g-z][0-9a-z]|[0-9a-f][g-z])", re.I)
 _PRIVATE_USE_RE = re.compile("[\ue000-\uf8ff]")
-_PATHISH_MAP = str.maketrans({
-    "\x00": None, "\u2215": "/", "\uff0f": "/", "\u2044": "/", "\uff3c": "\\", "\u2216": "\\",
-    "\ufe68": "\\", "\uff0e": ".", "\u2024": ".", "\u3002": ".",
-})
+_PATHISH_PAIRS = (
+    ("\x00", ""), ("\u2215", "/"), ("\uff0f", "/"), ("\u2044", "/"), ("\uff3c", "\\"), ("\u2216", "\\"),
+    ("\ufe68", "\\"), ("\uff0e", "."), ("\u2024", "."), ("\u3002", "."),
+)
 _PATHISH_RE = re.compile("[\x00\u2215\uff0f\u2044\uff3c\u2216\ufe68\uff0e\u2024\u3002\ue000-\uf8ff%]|0[xX](?:2[efEF]|5[cC])")
 _HEX_TEXT_RE = re.compile(r"0x(2f|5c|2e)", re.I)
 _HEX_TEXT_MAP = {"2f": "/", "5c": "\\", "2e": "."}
@@ -195,8 +226,12 @@ _HEX_TEXT_MAP = {"2f": "/", "5c": "\\", "2e": "."}
 def path_canonical(value: str) -> str:
     """Traversal fuzzers' disguises undone: NUL bytes, `0x2f`-style text hex, look-alike
     slashes and dots (fullwidth, division slash...)."""
-    out = value.translate(_PATHISH_MAP)
-    out = _PRIVATE_USE_RE.sub("/", out)  # IIS %uF025-style separators
+    out = value
+    for char, repl in _PATHISH_PAIRS:  # str.replace per character present: C speed
+        if char in out:
+            out = out.replace(char, repl)
+    if _PRIVATE_USE_RE.search(out):
+        out = _PRIVATE_USE_RE.sub("/", out)  # IIS %uF025-style separators
     if "%" in out:
         out = _BAD_ESCAPE_RE.sub("/", out)  # %bg%qf: broken escapes used as separators
     if "0x" in out or "0X" in out:
@@ -233,11 +268,19 @@ def json_leaves(text: str) -> list[str]:
     return out
 
 
+# anything that makes decoded(), path_canonical() or a base64 token search find something
+_DECODABLE_RE = re.compile(
+    "[%&\\\\+\xa0\x00\u2215\uff0f\u2044\uff3c\u2216\ufe68\uff0e\u2024\u3002\ue000-\uf8ff]|0[xX]|[A-Za-z0-9+/_\\-]{12,}"
+)
+
+
 def variants(value: str, try_base64: bool = True) -> list[str]:
     """The value and its distinct decoded forms, at most MAX_VARIANTS of them.
 
     `try_base64=False` for places that never carry base64 payloads in practice (paths,
     browser headers): base64 attempts are the costliest part of decoding."""
+    if not _DECODABLE_RE.search(value) and not (try_base64 and (_B64_WHOLE_RE.match(value) or value[:1] in "{[")):
+        return [value]  # nothing any decoder below would change: the common case, cheaply
     out = [value]
     frontier = [value]
     for depth in range(MAX_B64_DEPTH + 1):

@@ -9,17 +9,19 @@ attack type; the request's score is the highest of those sums.
 
 from __future__ import annotations
 
+import gc
 import gzip
 import logging
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 from addon.protocol import AttackInfo, RequestMessage, ResponseMessage
 from node.detect import decode
 from node.detect.findings import DEFAULT_THRESHOLD, Detection, excerpt
 from node.detect.log4j import detect_log4j
-from node.detect.request import Field, extract, inflate
+from node.detect.request import Field, FieldSink, inflate, parse_body, parse_header, parse_target
 from node.detect.shell import ALONE_COMMANDS, detect_shell
 from node.detect.signatures import SignatureSet, load_signatures
 from node.detect.sqli import detect_sqli
@@ -32,6 +34,9 @@ MAX_RESPONSE_SCAN = 64 * 1024
 # verdicts of recently seen values (User-Agent, Accept, cookies repeat across requests)
 MAX_CACHE = 8192
 MAX_CACHED_VALUE = 1024
+# verdicts of whole header lines and request targets (bytes/chars of the key)
+MAX_UNIT_CACHE = 4096
+MAX_CACHED_UNIT = 2048
 # structural detector runs per request; past it a pre-filter hit only counts as a weak signal
 MAX_DETECTOR_CALLS = 32
 # work bounds per request: characters decoded and scanned, and a wall-clock backstop
@@ -58,6 +63,58 @@ _DETECTORS: dict[str, Callable[[str, str], str | None]] = {
 }
 
 
+class _Run:
+    """One request's verdict and work accounting."""
+
+    __slots__ = ("det", "seen", "seen_units", "chars", "deadline", "cpu_start", "stopped", "threshold")
+
+    def __init__(self, threshold: int) -> None:
+        self.det = Detection(threshold=threshold)
+        self.threshold = threshold
+        self.seen: set[tuple[str, str, str]] = set()
+        self.seen_units: set[tuple] = set()
+        self.chars = 0
+        self.deadline = time.perf_counter() + DEADLINE_S
+        self.cpu_start = time.thread_time()
+        self.stopped = False
+
+    def out_of_time(self) -> bool:
+        """The bound is on this thread's CPU time: on a busy machine the wall clock also
+        counts time spent waiting for a core, and the verdict must not depend on the load.
+        The wall clock is checked first because it is cheap (no system call)."""
+        if time.perf_counter() <= self.deadline:
+            return False
+        spent = time.thread_time() - self.cpu_start
+        if spent <= DEADLINE_S:
+            self.deadline = time.perf_counter() + (DEADLINE_S - spent)
+            return False
+        return True
+
+    def apply(self, found: list[tuple[str, int, list[AttackInfo]]]) -> None:
+        det = self.det
+        for _typ, total, infos in found:
+            if total > det.score:
+                det.score = total
+            if total >= self.threshold:
+                det.attacks.extend(infos)
+
+
+def _parse_target_unit(target: object, sink: FieldSink) -> None:
+    parse_target(target, sink)  # type: ignore[arg-type]
+
+
+def _parse_header_unit(line: object, sink: FieldSink) -> None:
+    parse_header(*line, sink)  # type: ignore[misc]
+
+
+def _parse_body_unit(msg: object, sink: FieldSink) -> None:
+    parse_body(msg, sink)  # type: ignore[arg-type]
+
+
+def _unit_size(key: tuple) -> int:
+    return len(key[-1]) + len(key[-2] or "")
+
+
 def _to_bytes(text: str) -> bytes:
     try:
         return text.encode("utf-8", "surrogateescape")
@@ -73,8 +130,12 @@ class Engine:
         self.request_sigs = SignatureSet(load_signatures("request.yaml"))
         self.response_sigs = SignatureSet(load_signatures("response.yaml"))
         self._budget = MAX_DETECTOR_CALLS
-        self._cache: dict[tuple[str, str, str], list[tuple[str, int, list[AttackInfo]]]] = {}
+        self._cache: OrderedDict[tuple[str, str, str], list[tuple[str, int, list[AttackInfo]]]] = OrderedDict()
+        self._unit_cache: OrderedDict[tuple, list[tuple[str, int, list[AttackInfo]]]] = OrderedDict()
         self._warm_up()
+        # the engine's tables (signatures, caches' structure, compiled regexes) live as long as
+        # the process: move them out of the collector's view so collections stay short
+        gc.freeze()
         log.info("detection engine: %d request and %d response signatures",
                  len(self.request_sigs.signatures), len(self.response_sigs.signatures))
 
@@ -98,61 +159,101 @@ class Engine:
             self.analyze_request(msg)
         self.analyze_response(ResponseMessage(500, [], b"You have an error in your SQL syntax"))
         self._cache.clear()
+        self._unit_cache.clear()
 
     # ------------------------------------------------------------------ requests
 
     def analyze_request(self, msg: RequestMessage) -> Detection:
+        run = _Run(self.threshold)
+        self._budget = MAX_DETECTOR_CALLS
         try:
-            sink = extract(msg)
+            # the target and each header line are "units" whose whole verdict is cached: most
+            # traffic repeats them (static paths, User-Agent, Accept, a client's cookies), and a
+            # hit skips parsing as well as judging
+            self._judge_unit(run, ("target", msg.target), _parse_target_unit, msg.target)
+            for raw_name, raw_value in msg.headers:
+                if run.stopped:
+                    break
+                self._judge_unit(run, (raw_name, raw_value), _parse_header_unit, (raw_name, raw_value))
+            if msg.body and not run.stopped:
+                # what parse_body reads: the bytes and the two headers that say how to read them
+                key = ("body", msg.header("content-type"), msg.header("content-encoding"), msg.body)
+                self._judge_unit(run, key, _parse_body_unit, msg)
         except Exception:  # the parser must never take the node down: judge what we can
             log.exception("request parser failed; judging the raw target only")
-            sink = None
-        fields = sink.fields if sink else [Field("path", msg.target, "path")]
-        return self._judge_fields(fields)
+            if not run.det.attacks:
+                self._judge_fields(run, [Field("path", msg.target[:MAX_CACHED_UNIT], "path")])
+        return run.det
 
     def analyze_value(self, value: str, location: str = "query.x", kind: str = "query") -> Detection:
         """Judge one value (tests, tools)."""
-        return self._judge_fields([Field(location, value, kind)])
-
-    def _judge_fields(self, fields: list[Field]) -> Detection:
-        det = Detection(threshold=self.threshold)
+        run = _Run(self.threshold)
         self._budget = MAX_DETECTOR_CALLS
-        seen: set[tuple[str, str, str]] = set()
+        self._judge_fields(run, [Field(location, value, kind)])
+        return run.det
+
+    def _judge_unit(self, run: _Run, key: tuple, parse: Callable[[object, FieldSink], None], raw: object) -> None:
+        if key in run.seen_units:
+            return  # the same header line twice: judged once
+        run.seen_units.add(key)
+        cacheable = _unit_size(key) <= MAX_CACHED_UNIT
+        cache = self._unit_cache
+        if cacheable:
+            found = cache.get(key)
+            if found is not None:
+                cache.move_to_end(key)
+                run.apply(found)
+                return
+        sink = FieldSink()
+        parse(raw, sink)
+        collected: list[tuple[str, int, list[AttackInfo]]] = []
+        complete = self._judge_fields(run, sink.fields, collected)
+        if cacheable and complete:
+            cache[key] = collected
+            if len(cache) > MAX_UNIT_CACHE:
+                cache.popitem(last=False)  # least recently used
+
+    def _judge_fields(self, run: _Run, fields: list[Field],
+                      collected: list[tuple[str, int, list[AttackInfo]]] | None = None) -> bool:
+        """Judge `fields` into run.det (and `collected`); False when the verdict is partial
+        (work bound reached, detector budget spent): such a verdict must not be cached."""
         cache = self._cache
-        chars = 0
-        deadline = time.perf_counter() + DEADLINE_S
+        seen = run.seen
         safe = _SAFE_RE.fullmatch
+        complete = True
         for n, f in enumerate(fields):
             value = f.value
             if len(value) < 8 and safe(value) and value not in ALONE_COMMANDS and f.kind != "filename":
                 continue  # most names and values: nothing to judge, not worth a cache entry
-            chars += len(value)
-            if chars > MAX_SCAN_CHARS or time.perf_counter() > deadline:
+            run.chars += len(value)
+            if run.chars > MAX_SCAN_CHARS or run.out_of_time():
                 # bounded cost: a request built to be slow gets judged on what came first
                 log.debug("detection budget spent after %d of %d values", n, len(fields))
-                det.truncated = True
-                break
-            key = (f.kind, f.location, f.value)
+                run.det.truncated = run.stopped = True
+                return False
+            key = (f.kind, f.location, value)
             if key in seen:  # same value twice (e.g. a repeated parameter): judge once
                 continue
             seen.add(key)
-            found = cache.get(key) if len(f.value) <= MAX_CACHED_VALUE else None
+            small = len(value) <= MAX_CACHED_VALUE
+            found = cache.get(key) if small else None
             if found is None:
                 try:
                     found = self._judge_field(f)
                 except Exception:  # a detector bug must not take the node down: log, go on
                     log.exception("detection failed on %s; value skipped", f.location)
                     found = []
-                if len(f.value) <= MAX_CACHED_VALUE and self._budget > 0:
-                    if len(cache) >= MAX_CACHE:
-                        cache.clear()  # bounded; real traffic refills the hot headers fast
+                if self._budget <= 0:
+                    complete = False
+                elif small:
                     cache[key] = found
-            for typ, total, infos in found:
-                if total > det.score:
-                    det.score = total
-                if total >= self.threshold:
-                    det.attacks.extend(infos)
-        return det
+                    if len(cache) > MAX_CACHE:
+                        cache.popitem(last=False)  # oldest first; hot values get re-added
+            if found:
+                run.apply(found)
+                if collected is not None:
+                    collected.extend(found)
+        return complete
 
     def _judge_field(self, f: Field) -> list[tuple[str, int, list[AttackInfo]]]:
         """Per attack type found in this value: (type, summed score, findings)."""

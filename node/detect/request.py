@@ -109,24 +109,29 @@ _SKIP_HEADERS = frozenset({"content-length", "connection", "accept-encoding", "h
 _HOST_RE = re.compile(r"^[A-Za-z0-9.\-:\[\]]*$")
 
 
+def parse_header(raw_name: bytes, raw_value: bytes, sink: FieldSink) -> None:
+    """One header line's fields (a Cookie header yields one field per cookie)."""
+    name = raw_name.decode("latin-1").lower()
+    value = raw_value.decode("utf-8", "surrogateescape")
+    if name == "cookie":
+        for part in value.split(";", MAX_FIELDS):
+            cname, eq, cval = part.strip().partition("=")
+            if eq:
+                sink.add(f"cookie.{_key(cname)}", url_decode(cval[:MAX_RAW_VALUE]), "cookie")
+            else:
+                sink.add("cookie", url_decode(cname), "cookie")
+        return
+    if name in _SKIP_HEADERS and (name != "host" or _HOST_RE.match(value)):
+        return
+    sink.add(f"header.{_key(name)}", value, "header")
+    if name == "referer" and "?" in value:
+        # the page the client came from: attacks ride in its query string too
+        parse_pairs(value.partition("?")[2][:MAX_TARGET], "header.referer", "query", sink)
+
+
 def parse_headers(msg: RequestMessage, sink: FieldSink) -> None:
     for raw_name, raw_value in msg.headers:
-        name = raw_name.decode("latin-1").lower()
-        value = raw_value.decode("utf-8", "surrogateescape")
-        if name == "cookie":
-            for part in value.split(";", MAX_FIELDS):
-                cname, eq, cval = part.strip().partition("=")
-                if eq:
-                    sink.add(f"cookie.{_key(cname)}", url_decode(cval[:MAX_RAW_VALUE]), "cookie")
-                else:
-                    sink.add("cookie", url_decode(cname), "cookie")
-            continue
-        if name in _SKIP_HEADERS and (name != "host" or _HOST_RE.match(value)):
-            continue
-        sink.add(f"header.{_key(name)}", value, "header")
-        if name == "referer" and "?" in value:
-            # the page the client came from: attacks ride in its query string too
-            parse_pairs(value.partition("?")[2][:MAX_TARGET], "header.referer", "query", sink)
+        parse_header(raw_name, raw_value, sink)
 
 
 # ---------------------------------------------------------------------------- bodies

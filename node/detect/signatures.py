@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import tempfile
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 
 import hyperscan
 import yaml
@@ -91,14 +95,89 @@ def load_signatures(name: str) -> list[Signature]:
     return parse_signatures(yaml.safe_load(text), name)
 
 
-class SignatureSet:
-    """Signatures compiled into one hyperscan block-mode database."""
+CACHE_ENV = "WALLARM_NODE_CACHE_DIR"
+_CACHE_MAGIC = b"wallarm-hs-cache-1\n"
 
-    def __init__(self, signatures: list[Signature]) -> None:
-        self.signatures = signatures
-        self.db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+
+def cache_dir() -> Path:
+    """Where compiled databases are kept: $WALLARM_NODE_CACHE_DIR, else the XDG cache dir."""
+    explicit = os.environ.get(CACHE_ENV)
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "wallarm-node"
+
+
+def _cache_key(signatures: list[Signature]) -> str:
+    # everything that changes the compiled bytes: patterns, their order, flags, the library
+    h = hashlib.sha256()
+    h.update(f"hyperscan={hyperscan.__version__};flags={_FLAGS};mode={hyperscan.HS_MODE_BLOCK}".encode())
+    for s in signatures:
+        h.update(b"\0" + s.pattern.encode())
+    return h.hexdigest()[:32]
+
+
+def _load_cached(path: Path) -> hyperscan.Database | None:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        log.warning("signature cache %s unreadable (%s); compiling", path, e)
+        return None
+    payload = data[len(_CACHE_MAGIC) + 32 :]
+    # a checksum first: hyperscan is C code and is not asked to deserialize damaged bytes
+    if not data.startswith(_CACHE_MAGIC) or hashlib.sha256(payload).digest() != data[len(_CACHE_MAGIC) : len(_CACHE_MAGIC) + 32]:
+        log.warning("signature cache %s is corrupt; compiling and rewriting it", path)
+        return None
+    try:
+        return hyperscan.loadb(payload, hyperscan.HS_MODE_BLOCK)
+    except Exception as e:  # corrupt, truncated or from another hyperscan build: recompile
+        log.warning("signature cache %s unusable (%s); compiling and rewriting it", path, e)
+        return None
+
+
+def _store_cached(path: Path, db: hyperscan.Database) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # write-then-rename: a concurrent reader never sees half a file
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
         try:
-            self.db.compile(
+            payload = hyperscan.dumpb(db)
+            with os.fdopen(fd, "wb") as f:
+                f.write(_CACHE_MAGIC + hashlib.sha256(payload).digest() + payload)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except Exception as e:  # read-only home, full disk...: the cache is only an optimisation
+        log.warning("cannot write signature cache %s (%s)", path, e)
+
+
+class SignatureSet:
+    """Signatures compiled into one hyperscan block-mode database.
+
+    The compiled database is cached on disk (see `cache_dir`), keyed by a hash of the patterns
+    and the hyperscan version: compiling takes seconds, loading a cached one milliseconds."""
+
+    def __init__(self, signatures: list[Signature], use_cache: bool = True) -> None:
+        self.signatures = signatures
+        path = cache_dir() / f"hs-{_cache_key(signatures)}.db" if use_cache else None
+        db = _load_cached(path) if path else None
+        self.from_cache = db is not None
+        if db is None:
+            db = self._compile(signatures)
+            if path:
+                _store_cached(path, db)
+        self.db = db
+        self.scratch = hyperscan.Scratch(self.db)
+        self.db.scratch = self.scratch
+
+    @staticmethod
+    def _compile(signatures: list[Signature]) -> hyperscan.Database:
+        db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+        try:
+            db.compile(
                 expressions=[s.pattern.encode() for s in signatures],
                 ids=list(range(len(signatures))),
                 elements=len(signatures),
@@ -112,8 +191,7 @@ class SignatureSet:
                 except hyperscan.error as e2:
                     raise SignatureError(f"signature {s.id}: {e2}") from e2
             raise SignatureError(str(e)) from e
-        self.scratch = hyperscan.Scratch(self.db)
-        self.db.scratch = self.scratch
+        return db
 
     def scan(self, data: bytes) -> set[int]:
         """Indexes of the signatures that match `data`."""
