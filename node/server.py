@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 MAX_STORED_PATH = 2048
 REFUSAL_LOG_INTERVAL = 10.0  # seconds between INFO lines about refused messages of one kind
+DRAIN_SETTLE_S = 0.3  # graceful shutdown: quiet time that proves no message is still arriving
 _NO_HITS: list[Hit] = []
 
 
@@ -159,10 +160,19 @@ class Endpoint:
         """Wait (at most `timeout`) for the messages being received or analysed; returns how many remain."""
         self._draining = True
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
+            await asyncio.wait_for(self._settle(), timeout)
         except TimeoutError:
             pass
         return self._in_flight
+
+    async def _settle(self) -> None:
+        # Idle twice, DRAIN_SETTLE_S apart: bytes a connector sent just before the signal may
+        # still sit unread in a socket, and their message only counts once aiohttp dispatches it.
+        while True:
+            await self._idle.wait()
+            await asyncio.sleep(DRAIN_SETTLE_S)
+            if self._in_flight == 0:
+                return
 
     async def _handle(self, request: web.Request) -> web.Response:
         if request.method != "POST":

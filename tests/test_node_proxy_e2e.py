@@ -76,7 +76,7 @@ async def test_seed_walkthrough_block_and_monitoring(system, upstream):
     # the block answer is mirrored too, so the blocked attack carries the status the client got
     records = await wait_for(node.db_path, lambda rs: any(
         r.response_status == 403 for r in by_path(rs, "/etc/passwd")) and any(
-        r.response_status == 200 for r in by_path(rs, "/mon/etc/passwd")))
+        r.response_status == 200 for r in by_path(rs, "/mon/etc/passwd")) and by_path(rs, "/safe/etc/passwd"))
     blocked = by_path(records, "/etc/passwd")[0]
     assert blocked.action == "blocked" and blocked.client_ip == "127.0.0.1" and "ptrav" in blocked.types
     assert blocked.response_status == 403

