@@ -135,3 +135,15 @@ def test_binary_lone_bytes_are_bounded() -> None:
     blob = "%" + "\udcff\udcfe a " * 5000
     out = decode.url_decode(blob)
     assert out.count("\xff") == decode.MAX_LONE_BYTE_RUNS  # first runs mapped, rest kept
+
+
+def test_a_small_request_is_judged_whole_even_past_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A collector pause before the first value must not turn an attack into a pass."""
+    e = Engine()
+    monkeypatch.setattr(engine_mod._Run, "out_of_time", lambda self: True)  # time already spent
+    det = e.analyze_request(req("/?p=..%2F..%2F..%2F..%2Fproc%2Fself%2Ffd%2F13"))
+    assert det.is_attack and not det.truncated
+    # a big request is still cut once the guaranteed part is judged
+    big = req("/", body=("&".join(f"f{i}=" + "a b " * 3000 for i in range(40))).encode(),
+              ctype="application/x-www-form-urlencoded")
+    assert e.analyze_request(big).truncated

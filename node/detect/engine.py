@@ -42,6 +42,9 @@ MAX_DETECTOR_CALLS = 32
 # work bounds per request: characters decoded and scanned, and a wall-clock backstop
 MAX_SCAN_CHARS = 256 * 1024
 DEADLINE_S = 0.010
+# the time bound only cuts a request after this much was judged: a small request (most attacks)
+# is always judged whole, even when a collector pause or a page fault ate its time budget
+MIN_JUDGED_CHARS = 4 * 1024
 UNVERIFIED_SCORE = 5
 # values made only of these characters cannot carry an attack (and are most of the traffic)
 _SAFE_RE = re.compile(r"[\w\-.]*")
@@ -248,7 +251,7 @@ class Engine:
                 elif _plain_token(value, f.location):
                     continue
             run.chars += len(value)
-            if run.chars > MAX_SCAN_CHARS or run.out_of_time():
+            if run.chars > MAX_SCAN_CHARS or (run.chars > MIN_JUDGED_CHARS and run.out_of_time()):
                 # bounded cost: a request built to be slow gets judged on what came first
                 log.debug("detection budget spent after %d of %d values", n, len(fields))
                 run.det.truncated = run.stopped = True
