@@ -21,7 +21,7 @@ from addon.protocol import AttackInfo, RequestMessage, ResponseMessage
 from node.detect import decode
 from node.detect.findings import DEFAULT_THRESHOLD, Detection, excerpt
 from node.detect.log4j import detect_log4j
-from node.detect.request import Field, FieldSink, inflate, parse_body, parse_header, parse_target
+from node.detect.request import FieldSink, inflate, parse_body, parse_header, parse_target
 from node.detect.shell import ALONE_COMMANDS, detect_shell
 from node.detect.signatures import SignatureSet, load_signatures
 from node.detect.sqli import detect_sqli
@@ -126,7 +126,17 @@ def _plain_token(value: str, location: str) -> bool:
     low = value.lower()
     if low in ALONE_COMMANDS or "0x" in low:
         return False
+    if value.isascii():
+        # ASCII: lower() changes only [A-Z], upper() only [a-z] (same test as the regexes)
+        return low == value or value.upper() == value
     return not (_LOWER_RE.search(value) and _UPPER_RE.search(value))
+
+
+def _mixed_case(value: str) -> bool:
+    """Has both an [a-z] and an [A-Z] letter (ASCII: without a regex)."""
+    if value.isascii():
+        return value.lower() != value and value.upper() != value
+    return bool(_LOWER_RE.search(value) and _UPPER_RE.search(value))
 
 
 def _to_bytes(text: str) -> bytes:
@@ -203,21 +213,21 @@ class Engine:
         except Exception:  # the parser must never take the node down: judge what we can
             log.exception("request parser failed; judging the raw target only")
             if not run.det.attacks:
-                self._judge_fields(run, [Field("path", msg.target[:MAX_CACHED_UNIT], "path")])
+                self._judge_fields(run, [("path", "path", msg.target[:MAX_CACHED_UNIT])])
         return run.det
 
     def analyze_value(self, value: str, location: str = "query.x", kind: str = "query") -> Detection:
         """Judge one value (tests, tools)."""
         run = _Run(self.threshold)
         self._budget = MAX_DETECTOR_CALLS
-        self._judge_fields(run, [Field(location, value, kind)])
+        self._judge_fields(run, [(kind, location, value)])
         return run.det
 
     def _judge_unit(self, run: _Run, key: tuple, parse: Callable[[object, FieldSink], None], raw: object) -> None:
         if key in run.seen_units:
             return  # the same header line twice: judged once
         run.seen_units.add(key)
-        cacheable = _unit_size(key) <= MAX_CACHED_UNIT
+        cacheable = len(key[-1]) + len(key[-2] or "") <= MAX_CACHED_UNIT  # _unit_size(key)
         cache = self._unit_cache
         if cacheable:
             found = cache.get(key)
@@ -233,7 +243,7 @@ class Engine:
             if len(cache) > MAX_UNIT_CACHE:
                 cache.popitem(last=False)  # oldest first; a hot line evicted is re-added once
 
-    def _judge_fields(self, run: _Run, fields: list[Field],
+    def _judge_fields(self, run: _Run, fields: list[tuple[str, str, str]],
                       collected: list[tuple[str, int, list[AttackInfo]]] | None = None) -> bool:
         """Judge `fields` into run.det (and `collected`); False when the verdict is partial
         (work bound reached, detector budget spent): such a verdict must not be cached."""
@@ -241,14 +251,15 @@ class Engine:
         seen = run.seen
         safe = _SAFE_RE.fullmatch
         complete = True
-        for n, f in enumerate(fields):
-            value = f.value
-            if safe(value) and f.kind != "filename":
+        for n, key in enumerate(fields):
+            # key = (kind, location, value): a field is its own verdict-cache key
+            value = key[2]
+            if safe(value) and key[0] != "filename":
                 # most names and values: nothing to judge, not worth a cache entry
                 if len(value) < 8:
                     if value not in ALONE_COMMANDS:
                         continue
-                elif _plain_token(value, f.location):
+                elif _plain_token(value, key[1]):
                     continue
             run.chars += len(value)
             if run.chars > MAX_SCAN_CHARS or (run.chars > MIN_JUDGED_CHARS and run.out_of_time()):
@@ -256,7 +267,6 @@ class Engine:
                 log.debug("detection budget spent after %d of %d values", n, len(fields))
                 run.det.truncated = run.stopped = True
                 return False
-            key = (f.kind, f.location, value)
             if key in seen:  # same value twice (e.g. a repeated parameter): judge once
                 continue
             seen.add(key)
@@ -264,9 +274,9 @@ class Engine:
             found = cache.get(key) if small else None
             if found is None:
                 try:
-                    found = self._judge_field(f)
+                    found = self._judge_field(key[1], value, key[0])
                 except Exception:  # a detector bug must not take the node down: log, go on
-                    log.exception("detection failed on %s; value skipped", f.location)
+                    log.exception("detection failed on %s; value skipped", key[1])
                     found = []
                 if self._budget <= 0:
                     complete = False
@@ -280,14 +290,13 @@ class Engine:
                     collected.extend(found)
         return complete
 
-    def _judge_field(self, f: Field) -> list[tuple[str, int, list[AttackInfo]]]:
+    def _judge_field(self, location: str, value: str, kind: str) -> list[tuple[str, int, list[AttackInfo]]]:
         """Per attack type found in this value: (type, summed score, findings)."""
-        value = f.value
-        b64 = f.kind != "path" and f.location not in _NO_BASE64_HEADERS
-        if _SAFE_RE.fullmatch(value) and ".." not in value and f.kind != "filename" and f.location != "header.user-agent":
+        b64 = kind != "path" and location not in _NO_BASE64_HEADERS
+        if _SAFE_RE.fullmatch(value) and ".." not in value and kind != "filename" and location != "header.user-agent":
             if value.lower() in ALONE_COMMANDS:
                 forms = [value]
-            elif len(value) < 8 or not ((_LOWER_RE.search(value) and _UPPER_RE.search(value)) or "0x" in value.lower()):
+            elif len(value) < 8 or not (_mixed_case(value) or "0x" in value.lower()):
                 # harmless characters; only base64 (upper and lower case letters, as base64 of
                 # text has) or fuzzers' text hex (0x2e0x2e0x2f) could hide something
                 return []
@@ -306,7 +315,7 @@ class Engine:
         by_type: dict[str, list[AttackInfo]] = {}
         for idx in sorted(hits):
             sig = sigs[idx]
-            if not sig.applies_to(f.kind, f.location):
+            if not sig.applies_to(kind, location):
                 continue
             rule_id, score = sig.id, sig.score
             if sig.detector:
@@ -319,14 +328,14 @@ class Engine:
                     judge = _DETECTORS[sig.detector]
                     rule = None
                     for form in forms:
-                        rule = judge(form, f.kind)
+                        rule = judge(form, kind)
                         if rule:
                             break
                     if not rule:
                         continue
                     rule_id = f"{sig.id}.{rule}"
             shown = forms[-1] if len(forms) > 1 else value
-            by_type.setdefault(sig.type, []).append(AttackInfo(sig.type, f.location, rule_id, excerpt(shown), score))
+            by_type.setdefault(sig.type, []).append(AttackInfo(sig.type, location, rule_id, excerpt(shown), score))
         return [(typ, sum(a.score for a in infos), infos) for typ, infos in by_type.items()]
 
     # ------------------------------------------------------------------ responses

@@ -11,7 +11,6 @@ import itertools
 import json
 import re
 import zlib
-from dataclasses import dataclass
 
 from addon.protocol import RequestMessage
 from node.detect.decode import url_decode
@@ -27,31 +26,28 @@ MAX_TARGET = 64 * 1024  # chars of the request target parsed
 MAX_RAW_VALUE = 3 * MAX_VALUE  # chars of one still-encoded value decoded
 
 
-@dataclass(slots=True)
-class Field:
-    location: str
-    value: str
-    kind: str  # path query cookie header form json multipart filename xml xmlattr doctype body key
-
-
 class FieldSink:
-    """Collects fields up to MAX_FIELDS; `dropped` says how many did not fit."""
+    """Collects fields up to MAX_FIELDS; `dropped` says how many did not fit.
+
+    `fields` holds plain `(kind, location, value)` tuples, not objects: most values
+    are dismissed at once by the engine, and the tuple doubles as its verdict-cache key.
+    `kind` is one of path query cookie header form json multipart filename xml xmlattr doctype
+    body key."""
 
     __slots__ = ("fields", "dropped")
 
     def __init__(self) -> None:
-        self.fields: list[Field] = []
+        self.fields: list[tuple[str, str, str]] = []
         self.dropped = 0
 
     def add(self, location: str, value: str, kind: str) -> None:
         if not value:
             return
-        if len(self.fields) >= MAX_FIELDS:
+        fields = self.fields
+        if len(fields) >= MAX_FIELDS:
             self.dropped += 1
             return
-        if len(value) > MAX_VALUE:
-            value = value[:MAX_VALUE]
-        self.fields.append(Field(location, value, kind))
+        fields.append((kind, location, value if len(value) <= MAX_VALUE else value[:MAX_VALUE]))
 
 
 def _key(name: str) -> str:
@@ -74,11 +70,13 @@ def parse_pairs(text: str, prefix: str, kind: str, sink: FieldSink, plus: bool =
         if not part:
             continue
         name, eq, value = part.partition("=")
-        name_d = dec(name[:MAX_RAW_VALUE])
+        name = name[:MAX_RAW_VALUE]
+        # without '%' or '+' both decoders return the text itself: skip the call
+        name_d = dec(name) if "%" in name or "+" in name else name
         value = value[:MAX_RAW_VALUE]
         loc = f"{prefix}.{_key(name_d)}"
         if eq:
-            sink.add(loc, dec(value), kind)
+            sink.add(loc, dec(value) if "%" in value or "+" in value else value, kind)
             sink.add(loc, name_d, "key")
         else:
             # a bare token (`?<script>`): judge it as a value
@@ -166,30 +164,42 @@ def _text(body: bytes) -> str:
 
 
 def parse_json_value(obj: object, prefix: str, sink: FieldSink) -> None:
-    # iterative walk: deep nesting cannot blow the Python stack
+    # iterative walk: deep nesting cannot blow the Python stack. FieldSink.add is inlined
+    # (same checks, same order of fields): this loop is the hot spot of large JSON bodies
+    fields = sink.fields
+    append = fields.append
     stack: list[tuple[str, object, int]] = [(prefix, obj, 0)]
+    pop = stack.pop
+    push = stack.append
     while stack:
-        loc, node, depth = stack.pop()
-        if len(sink.fields) >= MAX_FIELDS:
+        loc, node, depth = pop()
+        n = len(fields)
+        if n >= MAX_FIELDS:
             sink.dropped += 1
             return
-        if isinstance(node, dict):
+        if isinstance(node, str):
+            if node:
+                append(("json", loc, node if len(node) <= MAX_VALUE else node[:MAX_VALUE]))
+        elif isinstance(node, dict):
             if depth >= MAX_JSON_DEPTH:
                 continue
-            room = MAX_FIELDS - len(sink.fields)
-            items = list(itertools.islice(node.items(), room))
+            room = MAX_FIELDS - n
+            items = list(node.items()) if len(node) <= room else list(itertools.islice(node.items(), room))
             sink.dropped += len(node) - len(items)
+            depth += 1
+            # at most `room` keys are added: the sink cannot overflow inside this loop
             for k, v in reversed(items):
-                kloc = f"{loc}.{_key(str(k))}"
-                sink.add(kloc, str(k), "key")
-                stack.append((kloc, v, depth + 1))
+                k = str(k)
+                kloc = f"{loc}.{_key(k)}"
+                if k:
+                    append(("key", kloc, k if len(k) <= MAX_VALUE else k[:MAX_VALUE]))
+                push((kloc, v, depth))
         elif isinstance(node, list):
             if depth >= MAX_JSON_DEPTH:
                 continue
-            room = MAX_FIELDS - len(sink.fields)
-            stack.extend((loc, v, depth + 1) for v in reversed(node[:room]))
-        elif isinstance(node, str):
-            sink.add(loc, node, "json")
+            room = MAX_FIELDS - n
+            depth += 1
+            stack.extend((loc, v, depth) for v in reversed(node[:room]))
         # numbers, booleans and null carry no payload
 
 
