@@ -292,14 +292,6 @@ async def test_websocket_through_the_proxy(body_proxy: Proxy) -> None:
 
 
 @pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("certs")
-    subprocess.run([sys.executable, str(REPO / "scripts" / "gen_certs.py"), "--out", str(out), "--quiet"],
-                   check=True, timeout=60)
-    return out
-
-
-@pytest.fixture(scope="module")
 def tls_proxy(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream, real_node: str,
               certs: Path) -> Iterator[Proxy]:
     cfg = write_config(tmp_path_factory.mktemp("cfg") / "enable-plugin.json", real_node)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -17,7 +15,7 @@ from addon.config import parse_config
 from addon.http1 import Connection, HTTPClientError, open_connection
 from addon.node_client import Breaker, NodeCallError, NodeClient
 from tests.support.fake_node import FakeNode
-from tests.support.procs import REPO, free_port
+from tests.support.procs import free_port
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -190,14 +188,6 @@ async def test_failover_and_balancing_across_nodes(node: FakeNode) -> None:
     finally:
         client.close()
         await other.stop_node()
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("certs")
-    subprocess.run([sys.executable, str(REPO / "scripts" / "gen_certs.py"), "--out", str(out), "--quiet"],
-                   check=True, timeout=60)
-    return out
 
 
 async def tls_node(certs: Path) -> tuple[asyncio.Server, int]:

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from tests.support.console import TOKEN, Console, fill, start_console, stop_console
+from tests.support.console import TOKEN, Console, fill
 
 ENDPOINTS = [
     ("GET", "/api/v1/attacks"),
@@ -22,15 +22,6 @@ ENDPOINTS = [
     ("DELETE", "/api/v1/iplists/1"),
     ("GET", "/api/v1/openapi.json"),
 ]
-
-
-@pytest.fixture
-async def console(tmp_path):
-    c = await start_console(tmp_path)
-    try:
-        yield c
-    finally:
-        await stop_console(c)
 
 
 async def get_json(c: Console, path: str, status: int = 200) -> dict:

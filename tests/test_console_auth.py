@@ -11,21 +11,12 @@ from types import SimpleNamespace
 import pytest
 
 from addon.protocol import AttackInfo
-from tests.support.console import TOKEN, Console, start_console, stop_console
+from tests.support.console import TOKEN, Console
 from node.console.auth import ENV_TOKEN, SessionStore, resolve_console_token
 from node.store.base import AttackRecord
 
 XSS = "<img src=x onerror=alert(1)>"
 STATIC = Path(__file__).resolve().parents[1] / "node" / "console" / "static"
-
-
-@pytest.fixture
-async def console(tmp_path):
-    c = await start_console(tmp_path)
-    try:
-        yield c
-    finally:
-        await stop_console(c)
 
 
 # ---------------------------------------------------------------------------- token resolution

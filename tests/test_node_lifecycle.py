@@ -160,10 +160,7 @@ async def test_shared_secret_refuses_foreign_connectors(tmp_path):
         node.stop()
 
 
-async def test_tls_endpoint(tmp_path):
-    certs = tmp_path / "certs"
-    subprocess.run([sys.executable, str(REPO / "scripts" / "gen_certs.py"), "--out", str(certs), "--quiet"],
-                   check=True, env=child_env(), cwd=REPO, timeout=60)
+async def test_tls_endpoint(tmp_path, certs):
     node = start_node(tmp_path, tls=(certs / "node.pem", certs / "node-key.pem"))
     try:
         assert node.endpoint_url.startswith("https://")

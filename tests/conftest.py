@@ -1,0 +1,31 @@
+"""Fixtures shared by several test files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.console import start_console, stop_console
+from tests.support.procs import REPO, child_env
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Development certificates from `scripts/gen_certs.py` (CA, node, proxy), made once per run."""
+    out = tmp_path_factory.mktemp("certs")
+    subprocess.run([sys.executable, str(REPO / "scripts" / "gen_certs.py"), "--out", str(out), "--quiet"],
+                   check=True, env=child_env(), cwd=REPO, timeout=60)
+    return out
+
+
+@pytest.fixture
+async def console(tmp_path):  # type: ignore[no-untyped-def]
+    """The console app in-process, on a real SQLite store and the node's real policy."""
+    c = await start_console(tmp_path)
+    try:
+        yield c
+    finally:
+        await stop_console(c)
