@@ -1,22 +1,20 @@
 #!/usr/bin/env python3
-"""Connector benchmark: plain mitmdump vs the connector out-of-band vs in-line, side by side.
+"""Connector costs measured in-process: its CPU per request, and the HTTP clients for the node call.
 
-One run starts a real upstream (scripts/demo_upstream.py), the real node (`python -m node`,
-mode block) and, one after the other, three reverse proxies in front of the upstream:
-  plain     mitmdump without any addon
-  oob       the connector with `blocking: false` (mirrors request + response to the node)
-  inline    the connector with `blocking: true` (waits for the node's verdict)
-and measures each with wrk (keep-alive, benign GET): c=50 throughput and c=1 median latency.
-Rounds alternate the setups so that background load on a shared machine hits them alike; the
-best round of each is reported with ratios against plain mitmdump.
+Starts the node (`python -m node`, mode block, temp store; `--fake-node`: tests/support/fake_node.py)
+and measures, without any proxy around the connector:
+  * the connector's CPU per request (its hooks, message encoding, node I/O and the mirror, 50
+    concurrent flows through mitmproxy's test helpers), out-of-band and in-line;
+    with `--plain-cpu-us N` (plain mitmdump's CPU per request, e.g. `plain.c50.cpu_us_per_req.mitmdump`
+    in scripts/bench_proxy.py's JSON) it also prints the throughput a CPU-bound mitmdump keeps;
+  * `--clients`: the candidate HTTP clients for the node call (CPU time per call in this process,
+    against the same node) and the in-line round trip at c=1, which is how the connector's client
+    was chosen (docs/decisions.md, "HTTP client for the node").
 
-`--clients` additionally measures the candidate HTTP clients for the node call alone (CPU
-time per call in this process, against the same node), which is how the connector's client
-was chosen (docs/decisions.md, "HTTP client for the node").
+The side-by-side proxy benchmark (plain mitmdump vs out-of-band vs in-line, wrk or a built-in load
+generator) is scripts/bench_proxy.py. Bounded: fixed call counts; the node is stopped at the end.
 
-Bounded: every wrk run lasts --duration seconds; everything started is stopped at the end.
-
-    python scripts/bench_connector.py [--duration 8] [--rounds 2] [--clients] [--fake-node]
+    python scripts/bench_connector.py [--clients | --clients-only] [--fake-node] [--plain-cpu-us N]
 """
 
 from __future__ import annotations
@@ -24,82 +22,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from tests.support.procs import MITMDUMP, ManagedProcess, free_port  # noqa: E402
-
-PATH = "/api/v1/users?limit=5"
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (from /proc, Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def parse_wrk(out: str) -> tuple[float, float, int]:
-    """(requests/s, median latency ms, total requests) from wrk --latency output."""
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    m = re.search(r"^\s+50%\s+([\d.]+)(us|ms|s)\b", out, re.M)
-    value, unit = float(m.group(1)), m.group(2)  # type: ignore[union-attr]
-    median_ms = value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if errors:
-        raise RuntimeError(f"wrk saw {errors.group(1)} non-2xx answers:\n{out}")
-    return rps, median_ms, total
-
-
-def wrk(url: str, connections: int, duration: int) -> tuple[float, float, int]:
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", url],
-                         capture_output=True, text=True, timeout=duration + 30)
-    if out.returncode != 0:
-        raise RuntimeError(out.stderr or out.stdout)
-    return parse_wrk(out.stdout)
-
-
-def write_config(path: Path, node_url: str, blocking: bool) -> Path:
-    path.write_text(json.dumps({
-        "name": "wallarm-plugin", "instance_name": "bench", "protocols": ["http", "https"], "enabled": True,
-        "config": {"blocking": blocking, "wallarm_node_address": node_url, "timeout_ms": 500},
-    }))
-    return path
-
-
-def start_proxy(name: str, upstream: str, config: Path | None) -> tuple[ManagedProcess, int]:
-    port = free_port()
-    cmd = [MITMDUMP, "-q", "--mode", f"reverse:{upstream}@127.0.0.1:{port}"]
-    if config is not None:
-        cmd += ["-s", str(REPO / "addon" / "wallarm.py"), "--set", f"wallarm_config={config}",
-                "--set", f"wallarm_admin_listen=127.0.0.1:{free_port()}"]
-    proc = ManagedProcess(name, cmd)
-    proc.wait_http(f"http://127.0.0.1:{port}/health", timeout=40)
-    return proc, port
-
-
-def start_node(tmp: Path, fake: bool) -> tuple[ManagedProcess, str]:
-    port, console = free_port(), free_port()
-    if fake:
-        proc = ManagedProcess("fake-node", [sys.executable, "-m", "tests.support.fake_node", "--listen",
-                                            f"127.0.0.1:{port}", "--control", f"127.0.0.1:{console}",
-                                            "--mode", "match"])
-    else:
-        proc = ManagedProcess("node", [sys.executable, "-m", "node", "--listen", f"127.0.0.1:{port}",
-                                       "--console-listen", f"127.0.0.1:{console}", "--db", str(tmp / "node.db"),
-                                       "--mode", "block"])
-    proc.wait_http(f"http://127.0.0.1:{console}/ready", timeout=120)
-    return proc, f"http://127.0.0.1:{port}/"
-
+from benchproc import BENIGN_PATH, managed_processes, start_node, write_plugin_config
 
 # ------------------------------------------------------------------ client candidates
 SAMPLE = (b"GET /api/v1/users?limit=5 HTTP/1.1\r\nHost: 127.0.0.1:9000\r\nUser-Agent: bench\r\n"
@@ -114,7 +45,7 @@ async def _measure(call, calls: int, concurrency: int) -> float:  # type: ignore
         for _ in range(n):
             await call()
     await worker(20)  # warm up: connections open
-    cpu0, wall0 = time.process_time(), time.perf_counter()
+    cpu0 = time.process_time()
     await asyncio.gather(*(worker(calls // concurrency) for _ in range(concurrency)))
     return (time.process_time() - cpu0) / calls * 1e6
 
@@ -191,7 +122,7 @@ async def addon_cpu(node_url: str, tmp: Path, blocking: bool, flows: int = 1500)
 
     from addon.connector import WallarmConnector
 
-    cfg = write_config(tmp / f"cpu-{blocking}.json", node_url, blocking=blocking)
+    cfg = write_plugin_config(tmp / f"cpu-{blocking}.json", node_url, blocking=blocking)
     addon = WallarmConnector()
     with taddons.context(addon) as tctx:
         tctx.configure(addon, wallarm_config=str(cfg), wallarm_admin_listen="")
@@ -200,7 +131,7 @@ async def addon_cpu(node_url: str, tmp: Path, blocking: bool, flows: int = 1500)
         for _ in range(flows):
             f = tflow.tflow(resp=False)
             f.client_conn.timestamp_tls_setup = None
-            f.request.path = PATH
+            f.request.path = BENIGN_PATH
             batch.append(f)
         resp = tflow.tresp()
 
@@ -230,25 +161,17 @@ async def addon_cpu(node_url: str, tmp: Path, blocking: bool, flows: int = 1500)
 # ------------------------------------------------------------------ main
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--duration", type=int, default=8, help="seconds per wrk run (default 8)")
-    ap.add_argument("--rounds", type=int, default=2, help="alternating rounds (default 2)")
     ap.add_argument("--clients", action="store_true", help="also compare HTTP clients for the node call")
-    ap.add_argument("--clients-only", action="store_true", help="only compare HTTP clients (no wrk runs)")
+    ap.add_argument("--clients-only", action="store_true", help="only compare HTTP clients")
     ap.add_argument("--fake-node", action="store_true", help="use tests/support/fake_node.py instead of the node")
+    ap.add_argument("--plain-cpu-us", type=float, metavar="N",
+                    help="plain mitmdump's CPU per request (from bench_proxy.py): print the CPU-bound estimate")
     args = ap.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-connector-"))
-    procs: list[ManagedProcess] = []
-    try:
-        up_port = free_port()
-        upstream = ManagedProcess("upstream", [sys.executable, str(REPO / "scripts" / "demo_upstream.py"),
-                                               "--listen", f"127.0.0.1:{up_port}"])
-        procs.append(upstream)
-        upstream.wait_http(f"http://127.0.0.1:{up_port}/health")
+    with tempfile.TemporaryDirectory(prefix="bench-connector-") as tmp_dir, managed_processes() as procs:
+        tmp = Path(tmp_dir)
         node, node_url = start_node(tmp, args.fake_node)
         procs.append(node)
-        up_url = f"http://127.0.0.1:{up_port}"
-
         if args.clients or args.clients_only:
             print(f"# node client candidates: CPU per call in the caller, 20 concurrent (node {node_url})")
             for name, us in asyncio.run(bench_clients(node_url)).items():
@@ -260,59 +183,15 @@ def main() -> int:
                 return 0
 
         print("# connector CPU per request in-process (hooks + node I/O + mirror), 50 concurrent:")
-        addon_us = {}
-        for blocking in (False, True):
-            addon_us[blocking] = asyncio.run(addon_cpu(node_url, tmp, blocking))
-            print(f"  {'inline' if blocking else 'oob':7s} {addon_us[blocking]:7.0f} us CPU/req", flush=True)
-
-        setups = {
-            "plain": None,
-            "oob": write_config(tmp / "oob.json", node_url, blocking=False),
-            "inline": write_config(tmp / "inline.json", node_url, blocking=True),
-        }
-        results: dict[str, list[tuple[float, float, float, float]]] = {k: [] for k in setups}
-        for rnd in range(args.rounds):
-            for name, cfg in setups.items():
-                proc, port = start_proxy(f"mitmdump-{name}", up_url, cfg)
-                try:
-                    url = f"http://127.0.0.1:{port}{PATH}"
-                    wrk(url, 50, 2)  # warm-up
-                    cpu0, node0 = cpu_seconds(proc.proc.pid), cpu_seconds(node.proc.pid)
-                    rps, _, total = wrk(url, 50, args.duration)
-                    cpu_us = (cpu_seconds(proc.proc.pid) - cpu0) / total * 1e6
-                    node_us = (cpu_seconds(node.proc.pid) - node0) / total * 1e6
-                    _, median1, _ = wrk(url, 1, max(3, args.duration // 2))
-                    results[name].append((rps, median1, cpu_us, node_us))
-                    print(f"round {rnd + 1} {name:7s} c=50 {rps:8.1f} req/s  mitmdump {cpu_us:6.0f} us CPU/req  "
-                          f"node {node_us:6.0f} us CPU/req   c=1 median {median1:6.2f} ms", flush=True)
-                finally:
-                    proc.stop()
-                    time.sleep(0.5)
-
-        best = {k: (max(r[0] for r in v), statistics.median(r[1] for r in v), min(r[2] for r in v),
-                    statistics.median(r[3] for r in v)) for k, v in results.items()}
-        plain_rps, plain_med, plain_cpu, _ = best["plain"]
-        print()
-        print(f"# best of {args.rounds} rounds, c=50 keep-alive, GET {PATH}, node: "
-              f"{'fake (tests/support/fake_node.py)' if args.fake_node else 'real (python -m node, mode block)'}")
-        print("# 'cpu x' = plain mitmdump's CPU per request / this setup's: the throughput ratio a")
-        print("# CPU-bound mitmdump reaches when nothing else competes for its core.")
-        print(f"{'setup':8s} {'req/s':>9s} {'x plain':>8s} {'us/req':>8s} {'cpu x':>6s} {'node us':>8s} "
-              f"{'c=1 med ms':>11s} {'+ms':>6s}  target")
-        targets = {"plain": "", "oob": ">= 0.85x", "inline": ">= 0.60x, c=1 +<= 1 ms"}
-        for name, (rps, med, cpu, node_cpu) in best.items():
-            print(f"{name:8s} {rps:9.1f} {rps / plain_rps:8.2f} {cpu:8.0f} {plain_cpu / cpu:6.2f} {node_cpu:8.0f} "
-                  f"{med:11.2f} {med - plain_med:6.2f}  {targets[name]}")
-        print()
-        print("# estimate from CPU alone: plain mitmdump CPU/req / (that + the connector's in-process CPU/req)")
         for blocking, name in ((False, "oob"), (True, "inline")):
-            print(f"{name:8s} {plain_cpu / (plain_cpu + addon_us[blocking]):.2f}x  "
-                  f"(plain {plain_cpu:.0f} us + connector {addon_us[blocking]:.0f} us)")
+            used = asyncio.run(addon_cpu(node_url, tmp, blocking))
+            line = f"  {name:7s} {used:7.0f} us CPU/req"
+            if args.plain_cpu_us:
+                # what a CPU-bound mitmdump keeps of its throughput with the connector's share added
+                line += (f"   -> {args.plain_cpu_us / (args.plain_cpu_us + used):.2f}x plain "
+                         f"(plain {args.plain_cpu_us:.0f} us + connector {used:.0f} us)")
+            print(line, flush=True)
         return 0
-    finally:
-        for p in reversed(procs):
-            p.stop()
-
 
 if __name__ == "__main__":
     sys.exit(main())

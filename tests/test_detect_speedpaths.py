@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import random
+import re
 
 import pytest
 
@@ -109,7 +110,7 @@ def test_entity_decode_equals_html_unescape(value: str) -> None:
     assert decode.entity_decode(value) == html.unescape(value)
 
 
-def test_fast_paths_equal_the_full_decoder_on_random_values() -> None:
+def test_fast_paths_equal_the_full_decoder_on_random_values(monkeypatch: pytest.MonkeyPatch) -> None:
     """url_decode's fast path, entity candidates and variants()' early return against a
     reference built from the same primitives without the shortcuts."""
     rng = random.Random(7)
@@ -120,8 +121,24 @@ def test_fast_paths_equal_the_full_decoder_on_random_values() -> None:
         v = "".join(rng.choice(atoms) for _ in range(rng.randint(1, 10)))
         assert decode.entity_decode(v) == _legacy_entity_decode(v), v
         assert decode.variants(v)[0] == v
-        if not decode._DECODABLE_RE.search(v) and v[:1] not in "{[" and not decode._B64_WHOLE_RE.match(v):
-            assert decode.variants(v) == [v]
+        fast = decode.variants(v), decode.variants(v, try_base64=False)
+        # the reference: the same decoder with its early return disabled (a pattern that
+        # matches everything makes every value take the full path)
+        with monkeypatch.context() as m:
+            m.setattr(decode, "_DECODABLE_RE", re.compile(""))
+            m.setattr(decode, "_DECODABLE_B64_RE", re.compile(""))
+            assert fast == (decode.variants(v), decode.variants(v, try_base64=False)), v
+
+
+def test_url_decode_fast_path_equals_the_general_path_on_random_values() -> None:
+    """The codec-based fast path against the general (repairing) decoder it short-cuts."""
+    rng = random.Random(11)
+    atoms = ["%", "%2", "%25", "%zz", "%E4%B8%AD", "%e4%b8", "%C3%A9", "%c0%ae", "%0a", "%00", "%7F",
+             "%80", "%FF", "%u0041", "%U0041", "\\", "\\x41", "%5c", "\udcff", "中", "é", "a", "/", "=",
+             "\n", "x", "N"]
+    for _ in range(30_000):
+        v = "".join(rng.choice(atoms) for _ in range(rng.randint(1, 12)))
+        assert decode.url_decode(v) == decode.url_decode_repairing(v), v
 
 
 def test_url_decode_fast_path_keeps_overlong_and_broken_handling() -> None:

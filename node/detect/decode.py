@@ -9,7 +9,6 @@ MAX_B64_DEPTH levels. Everything is bounded, so a hostile value costs a few pass
 
 from __future__ import annotations
 
-import base64
 import binascii
 import html
 import html.entities
@@ -82,13 +81,20 @@ def url_decode(value: str) -> str:
     """One round of %XX / %uXXXX decoding; UTF-8 sequences are rebuilt when valid."""
     if "%" not in value:
         return value
-    if "%u" not in value and "%U" not in value:
-        # fast path: when everything decodes to valid UTF-8 there is no overlong or broken
-        # sequence for the slow path to repair, and it would return exactly this
+    if "%u" not in value and "%U" not in value and "\\" not in value:
+        # fast path, all in C: %XX becomes \xXX for the unicode_escape codec (which keeps every
+        # other byte as is, as latin-1), and the bytes are then read as UTF-8. Anything else
+        # (an invalid escape, a lone surrogate, invalid UTF-8: an overlong or broken sequence
+        # the slow path repairs) raises, and the slow path below decides
         try:
-            return unquote_to_bytes(value.encode("utf-8", "surrogateescape")).decode("utf-8")
+            return value.replace("%", "\\x").encode().decode("unicode_escape").encode("latin-1").decode("utf-8")
         except UnicodeError:
             pass
+    return url_decode_repairing(value)
+
+
+def url_decode_repairing(value: str) -> str:
+    """url_decode's general path: overlong and broken sequences, %uXXXX, invalid UTF-8."""
     out = _MULTIBYTE_RE.sub(_multibyte, value)
     out = _PCT_U_RE.sub(lambda m: chr(int(m.group(1), 16)), out)
     if "%" not in out:
@@ -159,7 +165,8 @@ def b64_decode(token: str) -> str | None:
         return None  # no base64 has this length: skip the exception
     t += "=" * (-len(t) % 4)
     try:
-        raw = base64.b64decode(t, validate=True)
+        # base64.b64decode(t, validate=True) without its Python-level argument handling
+        raw = binascii.a2b_base64(t, strict_mode=True)
     except (binascii.Error, ValueError):
         return None
     try:
@@ -268,10 +275,11 @@ def json_leaves(text: str) -> list[str]:
     return out
 
 
-# anything that makes decoded(), path_canonical() or a base64 token search find something
-_DECODABLE_RE = re.compile(
-    "[%&\\\\+\xa0\x00\u2215\uff0f\u2044\uff3c\u2216\ufe68\uff0e\u2024\u3002\ue000-\uf8ff]|0[xX]|[A-Za-z0-9+/_\\-]{12,}"
-)
+# anything that makes decoded() or path_canonical() find something
+_DECODE_CHARS = "[%&\\\\+\xa0\x00\u2215\uff0f\u2044\uff3c\u2216\ufe68\uff0e\u2024\u3002\ue000-\uf8ff]|0[xX]"
+_DECODABLE_RE = re.compile(_DECODE_CHARS)
+# ... or a token b64_candidates would try (it skips tokens shorter than 16 with their "=")
+_DECODABLE_B64_RE = re.compile(_DECODE_CHARS + "|[A-Za-z0-9+/_\\-]{14,}")
 
 
 def variants(value: str, try_base64: bool = True) -> list[str]:
@@ -279,8 +287,11 @@ def variants(value: str, try_base64: bool = True) -> list[str]:
 
     `try_base64=False` for places that never carry base64 payloads in practice (paths,
     browser headers): base64 attempts are the costliest part of decoding."""
-    if not _DECODABLE_RE.search(value) and not (try_base64 and (_B64_WHOLE_RE.match(value) or value[:1] in "{[")):
-        return [value]  # nothing any decoder below would change: the common case, cheaply
+    if try_base64:
+        if not _DECODABLE_B64_RE.search(value) and not (_B64_WHOLE_RE.match(value) or value[:1] in "{["):
+            return [value]  # nothing any decoder below would change: the common case, cheaply
+    elif not _DECODABLE_RE.search(value):
+        return [value]
     out = [value]
     frontier = [value]
     for depth in range(MAX_B64_DEPTH + 1):

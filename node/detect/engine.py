@@ -110,8 +110,22 @@ def _parse_header_unit(line: object, sink: FieldSink) -> None:
     parse_header(*line, sink)  # type: ignore[misc]
 
 
-def _parse_body_unit(msg: object, sink: FieldSink) -> None:
-    parse_body(msg, sink)  # type: ignore[arg-type]
+def _parse_body_unit(key: object, sink: FieldSink) -> None:
+    _, content_type, encoding, body = key  # type: ignore[misc]
+    parse_body(body, content_type, encoding, sink)
+
+
+def _body_headers(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None]:
+    """Content-Type and Content-Encoding (the first of each), in one pass over the headers."""
+    ctype = enc = None
+    for name, value in headers:
+        if len(name) in (12, 16):  # the two names' lengths: most headers are skipped here
+            low = name.lower()
+            if low == b"content-type" and ctype is None:
+                ctype = value.decode("utf-8", "surrogateescape")
+            elif low == b"content-encoding" and enc is None:
+                enc = value.decode("utf-8", "surrogateescape")
+    return ctype, enc
 
 
 def _unit_size(key: tuple) -> int:
@@ -196,20 +210,21 @@ class Engine:
             # hit skips parsing as well as judging
             self._judge_unit(run, ("target", msg.target), _parse_target_unit, msg.target)
             units = self._unit_cache
-            for line in msg.headers:
-                if run.stopped:
-                    break
+            seen_units = run.seen_units
+            for line in () if run.stopped else msg.headers:
                 key = line if type(line) is tuple else tuple(line)
                 found = units.get(key)  # the hot path: a header line seen before
                 if found is None:
                     self._judge_unit(run, key, _parse_header_unit, key)
-                elif found and key not in run.seen_units:
-                    run.seen_units.add(key)
+                    if run.stopped:
+                        break
+                elif found and key not in seen_units:
+                    seen_units.add(key)
                     run.apply(found)
             if msg.body and not run.stopped:
                 # what parse_body reads: the bytes and the two headers that say how to read them
-                key = ("body", msg.header("content-type"), msg.header("content-encoding"), msg.body)
-                self._judge_unit(run, key, _parse_body_unit, msg)
+                key = ("body", *_body_headers(msg.headers), msg.body)
+                self._judge_unit(run, key, _parse_body_unit, key)
         except Exception:  # the parser must never take the node down: judge what we can
             log.exception("request parser failed; judging the raw target only")
             if not run.det.attacks:
@@ -250,8 +265,9 @@ class Engine:
         cache = self._cache
         seen = run.seen
         safe = _SAFE_RE.fullmatch
+        judge = self._judge_field
         complete = True
-        for n, key in enumerate(fields):
+        for key in fields:
             # key = (kind, location, value): a field is its own verdict-cache key
             value = key[2]
             if safe(value) and key[0] != "filename":
@@ -259,22 +275,31 @@ class Engine:
                 if len(value) < 8:
                     if value not in ALONE_COMMANDS:
                         continue
-                elif _plain_token(value, key[1]):
-                    continue
+                elif ".." not in value and key[1] != "header.user-agent":
+                    # _plain_token(value, location), inlined: most long values of an API are
+                    # ids, hashes, timestamps and words, dismissed here
+                    low = value.lower()
+                    if low not in ALONE_COMMANDS and "0x" not in low:
+                        if value.isascii():
+                            if low == value or value.upper() == value:
+                                continue
+                        elif not (_LOWER_RE.search(value) and _UPPER_RE.search(value)):
+                            continue
             run.chars += len(value)
             if run.chars > MAX_SCAN_CHARS or (run.chars > MIN_JUDGED_CHARS and run.out_of_time()):
                 # bounded cost: a request built to be slow gets judged on what came first
-                log.debug("detection budget spent after %d of %d values", n, len(fields))
+                log.debug("detection budget spent after %d of %d values", fields.index(key), len(fields))
                 run.det.truncated = run.stopped = True
                 return False
-            if key in seen:  # same value twice (e.g. a repeated parameter): judge once
-                continue
+            judged_before = len(seen)
             seen.add(key)
+            if len(seen) == judged_before:  # same value twice (e.g. a repeated parameter): judge once
+                continue
             small = len(value) <= MAX_CACHED_VALUE
             found = cache.get(key) if small else None
             if found is None:
                 try:
-                    found = self._judge_field(key[1], value, key[0])
+                    found = judge(key[1], value, key[0])
                 except Exception:  # a detector bug must not take the node down: log, go on
                     log.exception("detection failed on %s; value skipped", key[1])
                     found = []
@@ -306,7 +331,8 @@ class Engine:
                 return []
         else:
             forms = decode.variants(value, b64)
-        hits = self.request_sigs.scan(_to_bytes("\n" + "\n".join(forms) + "\n"))
+        text = "\n" + forms[0] + "\n" if len(forms) == 1 else "\n" + "\n".join(forms) + "\n"
+        hits = self.request_sigs.scan(_to_bytes(text))
         if not hits:
             return []
         sigs = self.request_sigs.signatures

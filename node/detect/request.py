@@ -11,6 +11,7 @@ import itertools
 import json
 import re
 import zlib
+from collections.abc import Callable
 
 from addon.protocol import RequestMessage
 from node.detect.decode import url_decode
@@ -66,24 +67,52 @@ def parse_pairs(text: str, prefix: str, kind: str, sink: FieldSink, plus: bool =
     # one URL-decoding round, as the application would see it; overlong and broken
     # sequences are kept meaningful (see decode.url_decode), not turned into U+FFFD
     dec = _unquote_plus if plus else url_decode
+    fields = sink.fields
+    append = fields.append
+    # FieldSink.add inlined (same checks, same order of fields): this loop runs for every query
     for part in text.split("&"):
         if not part:
+            continue
+        if len(fields) >= MAX_FIELDS - 1:
+            # at most two fields left: the careful path, which counts what does not fit
+            _add_pair(part, prefix, kind, sink, dec)
+            if len(fields) >= MAX_FIELDS:
+                sink.dropped += 1
+                return
             continue
         name, eq, value = part.partition("=")
         name = name[:MAX_RAW_VALUE]
         # without '%' or '+' both decoders return the text itself: skip the call
         name_d = dec(name) if "%" in name or "+" in name else name
-        value = value[:MAX_RAW_VALUE]
-        loc = f"{prefix}.{_key(name_d)}"
+        stripped = name_d.strip()
+        loc = f"{prefix}.{stripped[:MAX_KEY_PART] if stripped else '_'}"
         if eq:
-            sink.add(loc, dec(value) if "%" in value or "+" in value else value, kind)
-            sink.add(loc, name_d, "key")
-        else:
+            value = value[:MAX_RAW_VALUE]
+            if "%" in value or "+" in value:
+                value = dec(value)
+            if value:
+                append((kind, loc, value if len(value) <= MAX_VALUE else value[:MAX_VALUE]))
+            if name_d:
+                append(("key", loc, name_d if len(name_d) <= MAX_VALUE else name_d[:MAX_VALUE]))
+        elif name_d:
             # a bare token (`?<script>`): judge it as a value
-            sink.add(loc, name_d, kind)
-        if len(sink.fields) >= MAX_FIELDS:
+            append((kind, loc, name_d if len(name_d) <= MAX_VALUE else name_d[:MAX_VALUE]))
+        if len(fields) >= MAX_FIELDS:
             sink.dropped += 1
             return
+
+
+def _add_pair(part: str, prefix: str, kind: str, sink: FieldSink, dec: Callable[[str], str]) -> None:
+    name, eq, value = part.partition("=")
+    name = name[:MAX_RAW_VALUE]
+    name_d = dec(name) if "%" in name or "+" in name else name
+    loc = f"{prefix}.{_key(name_d)}"
+    if eq:
+        value = value[:MAX_RAW_VALUE]
+        sink.add(loc, dec(value) if "%" in value or "+" in value else value, kind)
+        sink.add(loc, name_d, "key")
+    else:
+        sink.add(loc, name_d, kind)
 
 
 def parse_target(target: str, sink: FieldSink) -> None:
@@ -164,8 +193,9 @@ def _text(body: bytes) -> str:
 
 
 def parse_json_value(obj: object, prefix: str, sink: FieldSink) -> None:
-    # iterative walk: deep nesting cannot blow the Python stack. FieldSink.add is inlined
-    # (same checks, same order of fields): this loop is the hot spot of large JSON bodies
+    # iterative walk: deep nesting cannot blow the Python stack. FieldSink.add and _key are
+    # inlined (same checks, same order of fields): this loop is the hot spot of large JSON
+    # bodies. Numbers, booleans and null carry no payload and are never pushed.
     fields = sink.fields
     append = fields.append
     stack: list[tuple[str, object, int]] = [(prefix, obj, 0)]
@@ -177,30 +207,36 @@ def parse_json_value(obj: object, prefix: str, sink: FieldSink) -> None:
         if n >= MAX_FIELDS:
             sink.dropped += 1
             return
-        if isinstance(node, str):
+        kind = type(node)
+        if kind is str:
             if node:
-                append(("json", loc, node if len(node) <= MAX_VALUE else node[:MAX_VALUE]))
-        elif isinstance(node, dict):
+                append(("json", loc, node if len(node) <= MAX_VALUE else node[:MAX_VALUE]))  # type: ignore[index]
+        elif kind is dict:
             if depth >= MAX_JSON_DEPTH:
                 continue
             room = MAX_FIELDS - n
-            items = list(node.items()) if len(node) <= room else list(itertools.islice(node.items(), room))
-            sink.dropped += len(node) - len(items)
+            items = list(node.items()) if len(node) <= room else list(itertools.islice(node.items(), room))  # type: ignore[attr-defined]
+            sink.dropped += len(node) - len(items)  # type: ignore[arg-type]
             depth += 1
             # at most `room` keys are added: the sink cannot overflow inside this loop
             for k, v in reversed(items):
                 k = str(k)
-                kloc = f"{loc}.{_key(k)}"
+                stripped = k.strip()
+                kloc = f"{loc}.{stripped[:MAX_KEY_PART] if stripped else '_'}"
                 if k:
                     append(("key", kloc, k if len(k) <= MAX_VALUE else k[:MAX_VALUE]))
-                push((kloc, v, depth))
-        elif isinstance(node, list):
+                if type(v) in _JSON_PAYLOAD:
+                    push((kloc, v, depth))
+        elif kind is list:
             if depth >= MAX_JSON_DEPTH:
                 continue
             room = MAX_FIELDS - n
             depth += 1
-            stack.extend((loc, v, depth) for v in reversed(node[:room]))
-        # numbers, booleans and null carry no payload
+            stack.extend((loc, v, depth) for v in reversed(node[:room]) if type(v) in _JSON_PAYLOAD)  # type: ignore[index]
+
+
+# what json.loads builds that can carry a payload (str, or containers of it)
+_JSON_PAYLOAD = frozenset({str, dict, list})
 
 
 def parse_json(text: str, sink: FieldSink) -> bool:
@@ -337,17 +373,16 @@ def parse_multipart(body: bytes, content_type: str, sink: FieldSink) -> bool:
     return True
 
 
-def parse_body(msg: RequestMessage, sink: FieldSink) -> None:
-    body = msg.body
+def parse_body(body: bytes, content_type: str | None, encoding: str | None, sink: FieldSink) -> None:
+    """The body's fields, read as its Content-Type and Content-Encoding say (or as it looks)."""
     if not body:
         return
-    encoding = msg.header("content-encoding")
     if encoding:
         inflated = inflate(body, encoding)
         if inflated is not None:
             body = inflated
     body = body[:MAX_BODY]
-    raw_ctype = msg.header("content-type") or ""
+    raw_ctype = content_type or ""
     ctype = raw_ctype.lower()
     stripped = body.lstrip()[:1]
     if "multipart/" in ctype:
@@ -375,5 +410,5 @@ def extract(msg: RequestMessage) -> FieldSink:
     sink = FieldSink()
     parse_target(msg.target, sink)
     parse_headers(msg, sink)
-    parse_body(msg, sink)
+    parse_body(msg.body, msg.header("content-type"), msg.header("content-encoding"), sink)
     return sink

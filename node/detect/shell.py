@@ -49,7 +49,7 @@ TEXT_KINDS = frozenset({"json", "body", "multipart", "xml"})
 # a command word: optional junk a shell ignores ($u empty variables, quotes, braces, +),
 # shell keywords, optional path, letters with quoting tricks inside (c''at, c\at, c"a"t)
 _CMD_RE = re.compile(
-    r"(?:[\s'\"{(<+]|\$[a-z_]\w*(?=[\s+/]))*(?:[a-z_]+=\S*\s+)?(?:(?:then|else|do|elif|if|while|until|!|\{)\s+)?"
+    r"(?:[\s'\"{(<+]|\$[a-z_]\w*(?=[\s+/]))*(?:[a-z_]+=[^\s;|&`]*+\s+)?(?:(?:then|else|do|elif|if|while|until|!|\{)\s+)?"
     r"((?:/[\w.\-]*)*/)?((?:[a-z0-9_.\-]|\\(?=[a-z])(?!n(?![a-z]))|''|\"\"|\$@|\$\{?\w?\}?(?=[a-z]))+)",
     re.I,
 )

@@ -13,7 +13,7 @@ by SELECT), `1 or 2 apples` (no comparison, trailing word).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from operator import itemgetter
 
 MAX_SQL_LEN = 1024
 MAX_TOKENS = 48
@@ -71,62 +71,65 @@ _TOKEN_RE = re.compile(
 )
 
 
-@dataclass(slots=True)
-class Tok:
-    kind: str
-    text: str
+class Tok(tuple):
+    """(kind, text). A tuple subclass: built and read in C, where a dataclass runs Python
+    code per token (the tokenizer makes up to MAX_TOKENS of them per context)."""
+
+    __slots__ = ()
+    kind: str = property(itemgetter(0))  # type: ignore[assignment]
+    text: str = property(itemgetter(1))  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Tok({self[0]!r}, {self[1]!r})"
+
+
+# a word's token kind; where the sets overlap, the first of union, logic, operator words,
+# true/false/null, statements, keywords wins (the order of the checks this table replaces)
+_WORD_KINDS: dict[str, str] = {}
+for _kind, _words in ((KW, _KEYWORDS), (STMT, _STATEMENTS), (NUM, _TRUE_WORDS), (OP, _OP_WORDS),
+                      (LOGIC, _LOGIC), (UNION, {"union"})):
+    _WORD_KINDS.update(dict.fromkeys(_words, _kind))
+_SKIPPED = frozenset({"ws", "vcomment", "vend"})
 
 
 def tokenize(text: str) -> list[Tok]:
     toks: list[Tok] = []
+    append = toks.append
+    word_kind = _WORD_KINDS.get
     for m in _TOKEN_RE.finditer(text):
         kind = m.lastgroup
-        val = m.group(0)
-        if kind in ("ws", "vcomment", "vend"):
+        if kind in _SKIPPED:
             continue
-        if kind == "other":  # a character SQL has no use for: it breaks any shape
-            toks.append(Tok("x", val))
-            continue
-        if kind == "lcomment":
+        val = m.group()
+        if kind == "word":
+            low = val.lower()
+            append(Tok((word_kind(low, WORD), low)))
+        elif kind == "other":  # a character SQL has no use for: it breaks any shape
+            append(Tok(("x", val)))
+        elif kind == "lcomment":
             if text[m.end() :].strip():
                 continue  # a line comment with SQL after it (`union#x\nselect`): whitespace
-            toks.append(Tok(COMMENT, val))
+            append(Tok((COMMENT, val)))
             break
-        if kind == "str":
-            toks.append(Tok(STR, val))
+        elif kind == "str":
+            append(Tok((STR, val)))
         elif kind == "num":
-            toks.append(Tok(NUM, val))
+            append(Tok((NUM, val)))
         elif kind == "var":
-            toks.append(Tok(VAR, val))
-        elif kind == "word":
-            low = val.lower()
-            if low == "union":
-                toks.append(Tok(UNION, low))
-            elif low in _LOGIC:
-                toks.append(Tok(LOGIC, low))
-            elif low in _OP_WORDS:
-                toks.append(Tok(OP, low))
-            elif low in _TRUE_WORDS:
-                toks.append(Tok(NUM, low))
-            elif low in _STATEMENTS:
-                toks.append(Tok(STMT, low))
-            elif low in _KEYWORDS:
-                toks.append(Tok(KW, low))
-            else:
-                toks.append(Tok(WORD, low))
+            append(Tok((VAR, val)))
         elif kind == "op2":
-            toks.append(Tok(LOGIC if val in ("||", "&&") else OP, val))
+            append(Tok((LOGIC if val in ("||", "&&") else OP, val)))
         elif kind == "op":
-            toks.append(Tok(OP, val))
+            append(Tok((OP, val)))
         elif kind == "p":
-            toks.append(Tok(val, val))
+            append(Tok((val, val)))
         if len(toks) >= MAX_TOKENS:
             break
     # a word directly followed by "(" is a function call
     for i in range(len(toks) - 1):
-        if toks[i].kind in (WORD, KW, STMT) and toks[i + 1].kind == LPAR:
-            if toks[i].text in SQL_FUNCTIONS or toks[i].kind == WORD:
-                toks[i] = Tok(FUNC, toks[i].text)
+        if toks[i][0] in (WORD, KW, STMT) and toks[i + 1][0] == LPAR:
+            if toks[i][1] in SQL_FUNCTIONS or toks[i][0] == WORD:
+                toks[i] = Tok((FUNC, toks[i][1]))
     return toks
 
 
@@ -327,7 +330,7 @@ def _contexts(value: str) -> list[tuple[list[Tok], bool]]:
         i = value.find(q)
         if i >= 0:
             toks = tokenize(value[i + 1 :])
-            out.append(([Tok(STR, q)] + toks, True))
+            out.append(([Tok((STR, q))] + toks, True))
     return out
 
 
