@@ -137,7 +137,12 @@ _HOST_RE = re.compile(r"^[A-Za-z0-9.\-:\[\]]*$")
 
 
 def parse_header(raw_name: bytes, raw_value: bytes, sink: FieldSink) -> None:
+    parse_header_line((raw_name, raw_value), sink)
+
+
+def parse_header_line(line: tuple[bytes, bytes], sink: FieldSink) -> None:
     """One header line's fields (a Cookie header yields one field per cookie)."""
+    raw_name, raw_value = line
     name = raw_name.decode("latin-1").lower()
     value = raw_value.decode("utf-8", "surrogateescape")
     if name == "cookie":
