@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import gzip
 import logging
+import marshal
 import re
 import time
 from collections import OrderedDict
@@ -40,6 +41,8 @@ MAX_CACHED_VALUE = 1024
 # verdicts of whole header lines and request targets (bytes/chars of the key)
 MAX_UNIT_CACHE = 16384
 MAX_CACHED_UNIT = 2048
+# a young collection per this many cache evictions (see Engine._evicted)
+EVICTIONS_PER_COLLECTION = 1024
 # structural detector runs per request; past it a pre-filter hit only counts as a weak signal
 MAX_DETECTOR_CALLS = 32
 # work bounds per request: characters decoded and scanned, and a wall-clock backstop
@@ -62,15 +65,21 @@ _NO_BASE64_HEADERS = frozenset(
 _LOWER_RE = re.compile(r"[a-z]")
 _UPPER_RE = re.compile(r"[A-Z]")
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f\ufffd]")
-# What one value (or unit) was found to carry: per attack type, its summed score and its
-# findings as (type, location, rule_id, excerpt, score), made AttackInfo only when applied.
-# Plain tuples of strings and ints all the way down: the caches keep 32k of these for the
-# process's life, and the collector stops tracking such tuples, where lists and objects stay
-# tracked; full collections then do not walk the caches (with lists and AttackInfo objects,
-# one full collection after the mgm attack corpus took 60 ms, inside one request's time).
-Finding = tuple[str, str, str, str, int]
-Found = tuple[tuple[str, int, tuple[Finding, ...]], ...]
-NOTHING: Found = ()
+# What one value (or unit) was found to carry: b"" for nothing (nearly every value), else
+# [[type, summed score, [[type, location, rule_id, excerpt, score], ...]], ...] marshalled,
+# made into AttackInfo objects only when applied. Bytes, not nested tuples or lists: the
+# caches keep 32k entries and replace one for every new one; CPython counts each freed old
+# entry against a new one, so its young collections come late and must then walk every
+# container made since (with tuples: 5-32k after the attack corpus, collections of 20-40 ms
+# inside one request). Bytes are never tracked by the collector, and marshal is C code.
+Found = bytes
+NOTHING: Found = b""
+
+
+def _encode_found(by_type: dict[str, list[list]]) -> Found:
+    return marshal.dumps([[typ, sum(info[4] for info in infos), infos] for typ, infos in by_type.items()])
+
+
 _DETECTORS: dict[str, Callable[[str, str], str | None]] = {
     "sqli": detect_sqli,
     "shell": detect_shell,
@@ -105,13 +114,16 @@ class _Run:
             return False
         return True
 
-    def apply(self, found: Found) -> None:
+    def apply(self, found: Found) -> list:
+        """Add a non-empty `found` to the verdict; returns its entries (for a unit's cache)."""
         det = self.det
-        for _typ, total, infos in found:
+        entries = marshal.loads(found)
+        for _typ, total, infos in entries:
             if total > det.score:
                 det.score = total
             if total >= self.threshold:
                 det.attacks.extend([AttackInfo(*info) for info in infos])
+        return entries
 
 
 def _parse_body_unit(key: object, sink: FieldSink) -> None:
@@ -172,6 +184,7 @@ class Engine:
         self.request_sigs = SignatureSet(load_signatures("request.yaml"))
         self.response_sigs = SignatureSet(load_signatures("response.yaml"))
         self._budget = MAX_DETECTOR_CALLS
+        self._evictions = 0
         self._cache: OrderedDict[tuple[str, str, str], Found] = OrderedDict()
         self._unit_cache: OrderedDict[tuple, Found] = OrderedDict()
         self._warm_up()
@@ -202,6 +215,20 @@ class Engine:
         self.analyze_response(ResponseMessage(500, [], b"You have an error in your SQL syntax"))
         self._cache.clear()
         self._unit_cache.clear()
+
+    def _evicted(self) -> None:
+        """Keep the collector's youngest generation small while the caches churn.
+
+        CPython starts a young collection when allocations minus deallocations of tracked
+        objects pass 700. A full cache frees an old entry for every new one, so that count
+        stays flat while new entries (tuples, tracked until a collection has looked at them)
+        pile up: 11-32k young objects, and the collection that finally comes takes 15-40 ms
+        inside one request. A young collection every EVICTIONS_PER_COLLECTION evictions
+        costs well under a millisecond and keeps the pile small."""
+        self._evictions += 1
+        if self._evictions >= EVICTIONS_PER_COLLECTION:
+            self._evictions = 0
+            gc.collect(0)
 
     # ------------------------------------------------------------------ requests
 
@@ -251,19 +278,21 @@ class Engine:
         if cacheable:
             found = cache.get(key)
             if found is not None:
-                run.apply(found)
+                if found:
+                    run.apply(found)
                 return
         sink = FieldSink()
         parse(raw, sink)
-        collected: list[tuple[str, int, tuple[Finding, ...]]] = []
+        collected: list = []
         complete = self._judge_fields(run, sink.fields, collected)
         if cacheable and complete:
-            cache[key] = tuple(collected) if collected else NOTHING
+            cache[key] = marshal.dumps(collected) if collected else NOTHING
             if len(cache) > MAX_UNIT_CACHE:
                 cache.popitem(last=False)  # oldest first; a hot line evicted is re-added once
+                self._evicted()
 
     def _judge_fields(self, run: _Run, fields: list[tuple[str, str, str]],
-                      collected: list[tuple[str, int, tuple[Finding, ...]]] | None = None) -> bool:
+                      collected: list | None = None) -> bool:
         """Judge `fields` into run.det (and `collected`); False when the verdict is partial
         (work bound reached, detector budget spent): such a verdict must not be cached."""
         cache = self._cache
@@ -313,10 +342,11 @@ class Engine:
                     cache[key] = found
                     if len(cache) > MAX_CACHE:
                         cache.popitem(last=False)  # oldest first; hot values get re-added
+                        self._evicted()
             if found:
-                run.apply(found)
+                entries = run.apply(found)
                 if collected is not None:
-                    collected.extend(found)
+                    collected.extend(entries)
         return complete
 
     def _judge_field(self, location: str, value: str, kind: str) -> Found:
@@ -342,7 +372,7 @@ class Engine:
         sigs = self.request_sigs.signatures
         # compressed or binary data: signatures may speak, structure has nothing to parse
         binary = len(_CONTROL_RE.findall(value[:256])) > 12
-        by_type: dict[str, list[Finding]] = {}
+        by_type: dict[str, list[list]] = {}
         for idx in sorted(hits):
             sig = sigs[idx]
             if not sig.applies_to(kind, location):
@@ -365,8 +395,8 @@ class Engine:
                         continue
                     rule_id = f"{sig.id}.{rule}"
             shown = forms[-1] if len(forms) > 1 else value
-            by_type.setdefault(sig.type, []).append((sig.type, location, rule_id, excerpt(shown), score))
-        return tuple((typ, sum(info[4] for info in infos), tuple(infos)) for typ, infos in by_type.items())
+            by_type.setdefault(sig.type, []).append([sig.type, location, rule_id, excerpt(shown), score])
+        return _encode_found(by_type) if by_type else NOTHING
 
     # ------------------------------------------------------------------ responses
 
