@@ -79,6 +79,31 @@ def test_caches_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert e.analyze_request(req("/", [(b"User-Agent", ATTACK_UA)])).is_attack
 
 
+def test_cached_verdicts_are_not_tracked_by_the_collector(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full cache replaces one entry per new one, which keeps CPython's young-collection
+    trigger from firing: anything tracked that the caches keep piles up until one long
+    collection lands inside a request. Cached verdicts must therefore be untracked values
+    (bytes), attacks included, and a young collection must run as evictions go on."""
+    import gc
+
+    monkeypatch.setattr(engine_mod, "MAX_UNIT_CACHE", 64)
+    monkeypatch.setattr(engine_mod, "MAX_CACHE", 64)
+    monkeypatch.setattr(engine_mod, "EVICTIONS_PER_COLLECTION", 32)
+    collections = []
+    monkeypatch.setattr(engine_mod.gc, "collect", lambda generation=2: collections.append(generation))
+    e = Engine()
+    for i in range(200):
+        attack = i % 2 == 0
+        target = f"/p/{i}?q=" + ("%27%20or%201%3D1--" if attack else f"word{i}+more+words")
+        assert e.analyze_request(req(target, [(b"X-Trace", f"t-{i} (x; y)".encode())])).is_attack is attack
+    values = list(e._cache.values()) + list(e._unit_cache.values())
+    assert any(values) and all(type(v) is bytes and not gc.is_tracked(v) for v in values)
+    assert collections and set(collections) == {0}
+    # a verdict served from the cache still names the attack
+    det = e.analyze_request(req("/p/198?q=%27%20or%201%3D1--", [(b"X-Trace", b"t-198 (x; y)")]))
+    assert det.is_attack and {a.type for a in det.attacks} == {"sqli"} and det.attacks[0].location == "query.q"
+
+
 def test_oversized_lines_are_judged_every_time_not_cached(engine: Engine) -> None:
     big = b"x" * (engine_mod.MAX_CACHED_UNIT + 10) + b" <script>alert(1)</script>"
     for _ in range(2):
