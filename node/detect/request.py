@@ -11,7 +11,6 @@ import itertools
 import json
 import re
 import zlib
-from collections.abc import Callable
 
 from addon.protocol import RequestMessage
 from node.detect.decode import url_decode
@@ -69,50 +68,39 @@ def parse_pairs(text: str, prefix: str, kind: str, sink: FieldSink, plus: bool =
     dec = _unquote_plus if plus else url_decode
     fields = sink.fields
     append = fields.append
-    # FieldSink.add inlined (same checks, same order of fields): this loop runs for every query
     for part in text.split("&"):
         if not part:
-            continue
-        if len(fields) >= MAX_FIELDS - 1:
-            # at most two fields left: the careful path, which counts what does not fit
-            _add_pair(part, prefix, kind, sink, dec)
-            if len(fields) >= MAX_FIELDS:
-                sink.dropped += 1
-                return
             continue
         name, eq, value = part.partition("=")
         name = name[:MAX_RAW_VALUE]
         # without '%' or '+' both decoders return the text itself: skip the call
         name_d = dec(name) if "%" in name or "+" in name else name
         stripped = name_d.strip()
-        loc = f"{prefix}.{stripped[:MAX_KEY_PART] if stripped else '_'}"
+        loc = f"{prefix}.{stripped[:MAX_KEY_PART] if stripped else '_'}"  # _key(name_d)
         if eq:
             value = value[:MAX_RAW_VALUE]
             if "%" in value or "+" in value:
                 value = dec(value)
-            if value:
-                append((kind, loc, value if len(value) <= MAX_VALUE else value[:MAX_VALUE]))
-            if name_d:
-                append(("key", loc, name_d if len(name_d) <= MAX_VALUE else name_d[:MAX_VALUE]))
-        elif name_d:
-            # a bare token (`?<script>`): judge it as a value
-            append((kind, loc, name_d if len(name_d) <= MAX_VALUE else name_d[:MAX_VALUE]))
+        if len(fields) < MAX_FIELDS - 1:
+            # room for both fields: FieldSink.add inlined (same checks, same order of fields),
+            # this loop runs for every query string
+            if eq:
+                if value:
+                    append((kind, loc, value if len(value) <= MAX_VALUE else value[:MAX_VALUE]))
+                if name_d:
+                    append(("key", loc, name_d if len(name_d) <= MAX_VALUE else name_d[:MAX_VALUE]))
+            elif name_d:
+                # a bare token (`?<script>`): judge it as a value
+                append((kind, loc, name_d if len(name_d) <= MAX_VALUE else name_d[:MAX_VALUE]))
+        elif eq:
+            # at most one field left: the sink counts what does not fit
+            sink.add(loc, value, kind)
+            sink.add(loc, name_d, "key")
+        else:
+            sink.add(loc, name_d, kind)
         if len(fields) >= MAX_FIELDS:
             sink.dropped += 1
             return
-
-
-def _add_pair(part: str, prefix: str, kind: str, sink: FieldSink, dec: Callable[[str], str]) -> None:
-    name, eq, value = part.partition("=")
-    name = name[:MAX_RAW_VALUE]
-    name_d = dec(name) if "%" in name or "+" in name else name
-    loc = f"{prefix}.{_key(name_d)}"
-    if eq:
-        value = value[:MAX_RAW_VALUE]
-        sink.add(loc, dec(value) if "%" in value or "+" in value else value, kind)
-        sink.add(loc, name_d, "key")
-    else:
-        sink.add(loc, name_d, kind)
 
 
 def parse_target(target: str, sink: FieldSink) -> None:
