@@ -41,7 +41,7 @@ MAX_CACHED_VALUE = 1024
 # verdicts of whole header lines and request targets (bytes/chars of the key)
 MAX_UNIT_CACHE = 16384
 MAX_CACHED_UNIT = 2048
-# a young collection per this many cache evictions (see Engine._evicted)
+# a young collection per this many cache evictions (see Engine._remember)
 EVICTIONS_PER_COLLECTION = 1024
 # structural detector runs per request; past it a pre-filter hit only counts as a weak signal
 MAX_DETECTOR_CALLS = 32
@@ -131,19 +131,6 @@ def _parse_body_unit(key: object, sink: FieldSink) -> None:
     parse_body(body, content_type, encoding, sink)
 
 
-def _body_headers(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None]:
-    """Content-Type and Content-Encoding (the first of each), in one pass over the headers."""
-    ctype = enc = None
-    for name, value in headers:
-        if len(name) in (12, 16):  # the two names' lengths: most headers are skipped here
-            low = name.lower()
-            if low == b"content-type" and ctype is None:
-                ctype = value.decode("utf-8", "surrogateescape")
-            elif low == b"content-encoding" and enc is None:
-                enc = value.decode("utf-8", "surrogateescape")
-    return ctype, enc
-
-
 def _unit_size(key: tuple) -> int:
     return len(key[-1]) + len(key[-2] or "")
 
@@ -156,10 +143,7 @@ def _plain_token(value: str, location: str) -> bool:
     low = value.lower()
     if low in ALONE_COMMANDS or "0x" in low:
         return False
-    if value.isascii():
-        # ASCII: lower() changes only [A-Z], upper() only [a-z] (same test as the regexes)
-        return low == value or value.upper() == value
-    return not (_LOWER_RE.search(value) and _UPPER_RE.search(value))
+    return not _mixed_case(value)
 
 
 def _mixed_case(value: str) -> bool:
@@ -216,19 +200,23 @@ class Engine:
         self._cache.clear()
         self._unit_cache.clear()
 
-    def _evicted(self) -> None:
-        """Keep the collector's youngest generation small while the caches churn.
+    def _remember(self, cache: OrderedDict, key: tuple, found: Found, limit: int) -> None:
+        """Cache a verdict; past `limit` entries the oldest goes (a hot one is re-added once).
 
-        CPython starts a young collection when allocations minus deallocations of tracked
-        objects pass 700. A full cache frees an old entry for every new one, so that count
-        stays flat while new entries (tuples, tracked until a collection has looked at them)
-        pile up: 11-32k young objects, and the collection that finally comes takes 15-40 ms
-        inside one request. A young collection every EVICTIONS_PER_COLLECTION evictions
-        costs well under a millisecond and keeps the pile small."""
-        self._evictions += 1
-        if self._evictions >= EVICTIONS_PER_COLLECTION:
-            self._evictions = 0
-            gc.collect(0)
+        Evictions also keep the collector's youngest generation small. CPython starts a young
+        collection when allocations minus deallocations of tracked objects pass 700; a full
+        cache frees an old entry for every new one, so that count stays flat while the new
+        keys (tuples, tracked until a collection has looked at them) pile up: 11-32k young
+        objects, and the collection that finally comes takes 15-40 ms inside one request. A
+        young collection every EVICTIONS_PER_COLLECTION evictions costs well under a
+        millisecond and keeps the pile small."""
+        cache[key] = found
+        if len(cache) > limit:
+            cache.popitem(last=False)
+            self._evictions += 1
+            if self._evictions >= EVICTIONS_PER_COLLECTION:
+                self._evictions = 0
+                gc.collect(0)
 
     # ------------------------------------------------------------------ requests
 
@@ -254,7 +242,7 @@ class Engine:
                     run.apply(found)
             if msg.body and not run.stopped:
                 # what parse_body reads: the bytes and the two headers that say how to read them
-                key = ("body", *_body_headers(msg.headers), msg.body)
+                key = ("body", msg.header("content-type"), msg.header("content-encoding"), msg.body)
                 self._judge_unit(run, key, _parse_body_unit, key)
         except Exception:  # the parser must never take the node down: judge what we can
             log.exception("request parser failed; judging the raw target only")
@@ -273,7 +261,7 @@ class Engine:
         if key in run.seen_units:
             return  # the same header line twice: judged once
         run.seen_units.add(key)
-        cacheable = len(key[-1]) + len(key[-2] or "") <= MAX_CACHED_UNIT  # _unit_size(key)
+        cacheable = _unit_size(key) <= MAX_CACHED_UNIT
         cache = self._unit_cache
         if cacheable:
             found = cache.get(key)
@@ -286,10 +274,7 @@ class Engine:
         collected: list = []
         complete = self._judge_fields(run, sink.fields, collected)
         if cacheable and complete:
-            cache[key] = marshal.dumps(collected) if collected else NOTHING
-            if len(cache) > MAX_UNIT_CACHE:
-                cache.popitem(last=False)  # oldest first; a hot line evicted is re-added once
-                self._evicted()
+            self._remember(cache, key, marshal.dumps(collected) if collected else NOTHING, MAX_UNIT_CACHE)
 
     def _judge_fields(self, run: _Run, fields: list[tuple[str, str, str]],
                       collected: list | None = None) -> bool:
@@ -308,16 +293,8 @@ class Engine:
                 if len(value) < 8:
                     if value not in ALONE_COMMANDS:
                         continue
-                elif ".." not in value and key[1] != "header.user-agent":
-                    # _plain_token(value, location), inlined: most long values of an API are
-                    # ids, hashes, timestamps and words, dismissed here
-                    low = value.lower()
-                    if low not in ALONE_COMMANDS and "0x" not in low:
-                        if value.isascii():
-                            if low == value or value.upper() == value:
-                                continue
-                        elif not (_LOWER_RE.search(value) and _UPPER_RE.search(value)):
-                            continue
+                elif _plain_token(value, key[1]):
+                    continue
             run.chars += len(value)
             if run.chars > MAX_SCAN_CHARS or (run.chars > MIN_JUDGED_CHARS and run.out_of_time()):
                 # bounded cost: a request built to be slow gets judged on what came first
@@ -339,10 +316,7 @@ class Engine:
                 if self._budget <= 0:
                     complete = False
                 elif small:
-                    cache[key] = found
-                    if len(cache) > MAX_CACHE:
-                        cache.popitem(last=False)  # oldest first; hot values get re-added
-                        self._evicted()
+                    self._remember(cache, key, found, MAX_CACHE)
             if found:
                 entries = run.apply(found)
                 if collected is not None:
@@ -365,8 +339,7 @@ class Engine:
                 return NOTHING
         else:
             forms = decode.variants(value, b64)
-        text = "\n" + forms[0] + "\n" if len(forms) == 1 else "\n" + "\n".join(forms) + "\n"
-        hits = self.request_sigs.scan(_to_bytes(text))
+        hits = self.request_sigs.scan(_to_bytes("\n" + "\n".join(forms) + "\n"))
         if not hits:
             return NOTHING
         sigs = self.request_sigs.signatures
