@@ -33,6 +33,7 @@ ACTIVE = "wallarm_config"
 JUDGED = "wallarm_judged"  # the request was already judged on its headers (streamed body)
 BLOCKED = "wallarm_blocked"
 REFUSED = "wallarm_refused"  # fail-closed 503: the node never judged this flow
+EARLY = "wallarm_early_verdict"  # a body-less request's verdict, asked for at requestheaders
 
 DEFAULT_ADMIN_LISTEN = "127.0.0.1:8001"
 BREAKER_LOG_INTERVAL_S = 5.0
@@ -274,6 +275,11 @@ class WallarmConnector:
             return
         flow.metadata[ACTIVE] = active  # this flow keeps this config until it ends
         if not flow.request.stream:
+            if active.mode == protocol.MODE_SYNC and _has_no_body(flow.request):
+                # The whole request is known already: ask now, so the node works while mitmproxy
+                # finishes reading the request; `request` awaits the answer.
+                flow.metadata[EARLY] = asyncio.get_running_loop().create_task(
+                    self._ask_node(flow, active, rid, b"", -1))
             return
         # A streamed body goes upstream as it arrives, so the request is judged on its headers now.
         flow.metadata[JUDGED] = True
@@ -282,6 +288,7 @@ class WallarmConnector:
         await self._judge_or_mirror(flow, active, rid, b"", truncated, streamed=True)
 
     async def request(self, flow: http.HTTPFlow) -> None:
+        early: asyncio.Task[Answer | NodeCallError] | None = flow.metadata.pop(EARLY, None)
         if flow.response or flow.error or not flow.live:
             return
         active: ActiveConfig | None = flow.metadata.get(ACTIVE)
@@ -289,6 +296,9 @@ class WallarmConnector:
             return
         rid = flow.metadata.get(RID) or protocol.new_request_id()
         flow.metadata[RID] = rid
+        if early is not None:
+            self._settle(flow, active, rid, await early, streamed=False)
+            return
         body = flow.request.raw_content or b""
         limit = active.plugin.config.max_body_bytes
         truncated = -1
@@ -351,27 +361,46 @@ class WallarmConnector:
 
     async def _judge_or_mirror(self, flow: http.HTTPFlow, active: ActiveConfig, rid: str, body: bytes,
                                truncated: int, streamed: bool) -> None:
+        if active.mode == protocol.MODE_ASYNC:
+            self._mirror_request(flow, active, rid, body, truncated)
+            return
+        self._settle(flow, active, rid, await self._ask_node(flow, active, rid, body, truncated), streamed)
+
+    def _mirror_request(self, flow: http.HTTPFlow, active: ActiveConfig, rid: str, body: bytes,
+                        truncated: int) -> None:
+        self.metrics.inspected += 1
+        try:
+            head = self._message_headers(flow, active, rid, protocol.CONTENT_TYPE_REQUEST, truncated)
+            wire = self._request_wire(flow, body)
+        except Exception:  # an odd request must never crash the hook; the node just misses it
+            log.exception("[%s] cannot encode the request for the node", rid)
+            return
+        self.mirror.offer(MirrorItem(active, head, wire, rid))
+
+    async def _ask_node(self, flow: http.HTTPFlow, active: ActiveConfig, rid: str, body: bytes,
+                        truncated: int) -> Answer | NodeCallError:
+        """The node's answer to this request, or the error that stands for it (never raises)."""
         self.metrics.inspected += 1
         try:
             head = self._message_headers(flow, active, rid, protocol.CONTENT_TYPE_REQUEST, truncated)
             wire = self._request_wire(flow, body)
         except Exception as e:  # an odd request must never crash the hook; treat it like no verdict
             log.exception("[%s] cannot encode the request for the node", rid)
-            if active.mode == protocol.MODE_SYNC:
-                self._no_verdict(flow, active, rid, "encode", f"cannot encode: {e}", streamed)
-            return
-        if active.mode == protocol.MODE_ASYNC:
-            self.mirror.offer(MirrorItem(active, head, wire, rid))
-            return
+            return NodeCallError("encode", f"cannot encode: {e}")
         started = time.perf_counter()
         try:
-            answer = await active.client.send(head, wire, active.timeout_s)
+            return await active.client.send(head, wire, active.timeout_s)
         except NodeCallError as e:
-            self._no_verdict(flow, active, rid, e.cause, str(e), streamed)
-            return
+            return e
         finally:
             self.metrics.node_latency["sync"].observe(time.perf_counter() - started)
-        self._apply_answer(flow, active, rid, answer, streamed)
+
+    def _settle(self, flow: http.HTTPFlow, active: ActiveConfig, rid: str, outcome: Answer | NodeCallError,
+                streamed: bool) -> None:
+        if isinstance(outcome, NodeCallError):
+            self._no_verdict(flow, active, rid, outcome.cause, str(outcome), streamed)
+        else:
+            self._apply_answer(flow, active, rid, outcome, streamed)
 
     def _apply_answer(self, flow: http.HTTPFlow, active: ActiveConfig, rid: str, answer: Answer,
                       streamed: bool) -> None:
@@ -460,6 +489,14 @@ class WallarmConnector:
             else:
                 self.metrics.mirror_failed["status"] += 1
                 log.warning("[%s] mirror: node answered HTTP %d", item.request_id, answer.status)
+
+
+def _has_no_body(req: http.Request) -> bool:
+    """An HTTP/1 request whose framing says it has no body (RFC 9112 6.3: no Content-Length and
+    no Transfer-Encoding means none). HTTP/2 and 3 say it in frames mitmproxy does not expose here."""
+    if req.is_http2 or req.is_http3 or "transfer-encoding" in req.headers:
+        return False
+    return req.headers.get("content-length", "0").strip() == "0"
 
 
 def _wire_version(version: str) -> str:

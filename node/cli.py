@@ -22,6 +22,7 @@ from aiohttp import web
 from node import __version__
 from node.admin import make_admin_app
 from node.context import NodeContext
+from node.http1server import HTTPServer
 from node.metrics import NodeMetrics
 from node.pairing import Pairing
 from node.policy import Policy
@@ -156,24 +157,22 @@ async def _serve_with_store(settings: NodeSettings, store: Store, stop: asyncio.
 
     ssl_ctx = make_ssl_context(settings.tls_cert, settings.tls_key) if settings.tls_cert and settings.tls_key else None
     grace = settings.shutdown_timeout_seconds
-    endpoint_runner = web.AppRunner(endpoint.make_app(), access_log=None, shutdown_timeout=grace, handle_signals=False)
+    endpoint_server = HTTPServer(endpoint.respond, settings.max_body_bytes, endpoint.on_bad_request)
     admin_runner = web.AppRunner(make_admin_app(ctx), access_log=None, shutdown_timeout=grace, handle_signals=False)
-    await endpoint_runner.setup()
     await admin_runner.setup()
     try:
         host, port = settings.listen_addr
-        site = web.TCPSite(endpoint_runner, host, port, ssl_context=ssl_ctx, backlog=1024)
-        await site.start()
+        await endpoint_server.start(host, port, ssl_ctx, backlog=1024)
         chost, cport = settings.console_addr
         console_site = web.TCPSite(admin_runner, chost, cport)
         await console_site.start()
     except OSError as e:
-        await endpoint_runner.cleanup()
+        endpoint_server.close()
         await admin_runner.cleanup()
         raise SettingsError(f"cannot listen: {e.strerror or e}") from e
     if not is_loopback_host(chost):
         log.warning("console on %s is plain HTTP off loopback: put a TLS proxy in front of it", settings.console_listen)
-    ep_addr = _bound(endpoint_runner)
+    ep_addr = _host_port(*endpoint_server.address)
     console_addr = _bound(admin_runner)
     log.info("connector endpoint listening on %s://%s", "https" if ssl_ctx else "http", ep_addr)
     log.info("console listening on http://%s (health: /live /ready, metrics: /metrics)", console_addr)
@@ -192,11 +191,10 @@ async def _serve_with_store(settings: NodeSettings, store: Store, stop: asyncio.
     for job in jobs:
         job.cancel()
     # Endpoint first: the console may still be read while the last verdicts go out.
-    await site.stop()  # no new connections
-    left = await endpoint.drain(grace)
+    left = await endpoint_server.drain(grace)  # stops listening first
     if left:
         log.warning("%d message(s) still in flight after %.0fs: closing them", left, grace)
-    await endpoint_runner.cleanup()
+    endpoint_server.close()
     await admin_runner.cleanup()
     return 0
 
@@ -204,9 +202,12 @@ async def _serve_with_store(settings: NodeSettings, store: Store, stop: asyncio.
 def _bound(runner: web.AppRunner) -> str:
     for addr in runner.addresses:
         if isinstance(addr, tuple):
-            host, port = addr[0], addr[1]
-            return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            return _host_port(addr[0], addr[1])
     return "?"
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _sweeper(pairing: Pairing) -> Any:

@@ -17,6 +17,7 @@ The allowlist beats the denylist beats the graylist when an address is on severa
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import posixpath
@@ -36,6 +37,29 @@ class Decision:
     record: bool  # store an attack record
     stored_action: StoredAction
     reason: str  # "attack", "denylist", "allowlist", "mode off", "" (benign)
+
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@functools.lru_cache(maxsize=4096)
+def parse_ip(text: str) -> IPAddress | None:
+    """The address `text` names, None if it names none. Cached: clients send many requests, and
+    `ipaddress` parsing cost more than the rest of a cached verdict."""
+    try:
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if addr.version == 6 and addr.ipv4_mapped is not None:  # ::ffff:1.2.3.4 is 1.2.3.4
+        return addr.ipv4_mapped
+    return addr
+
+
+@functools.lru_cache(maxsize=4096)
+def canonical_ip(text: str) -> str | None:
+    """`text` in the standard notation (`::FFFF:1.2.3.4` -> `1.2.3.4`), None if not an IP address."""
+    addr = parse_ip(text)
+    return None if addr is None else str(addr)
 
 
 def normalise_path(target: str) -> str:
@@ -101,6 +125,9 @@ class ModeTable:
         return self.settings.default
 
 
+_NO_LISTS: frozenset[ListName] = frozenset()
+
+
 class IPLists:
     """Allow/deny/gray lists as {prefix length: {network int: expiry}} for O(prefix lengths) lookups."""
 
@@ -121,12 +148,11 @@ class IPLists:
             self.count += 1
 
     def lists_for(self, ip: str, now: float | None = None) -> frozenset[ListName]:
-        try:
-            addr = ipaddress.ip_address(ip)
-        except ValueError:
-            return frozenset()
-        if addr.version == 6 and addr.ipv4_mapped is not None:  # ::ffff:1.2.3.4 is 1.2.3.4
-            addr = addr.ipv4_mapped
+        if not self.count:
+            return _NO_LISTS
+        addr = parse_ip(ip)
+        if addr is None:
+            return _NO_LISTS
         now = time.time() if now is None else now
         bits = 32 if addr.version == 4 else 128
         value = int(addr)

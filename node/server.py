@@ -5,22 +5,19 @@ content type, size) so that junk costs little, then decoding, then policy and de
 input the node cannot use gets a 4xx with a JSON `{"error": reason}`; nothing a client sends
 can crash the handler or be recorded as an attack by mistake.
 
-Analysis runs inline on the event loop: the engine bounds its own time per message (a few ms at
-worst), which is cheaper than a thread hop per request.
+The HTTP side is `node/http1server.py`: it hands over complete messages and this module answers
+them synchronously. Analysis runs inline on the event loop: the engine bounds its own time per
+message (a few ms at worst), which is cheaper than a thread hop per request.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hmac
-import ipaddress
 import json
 import logging
 import ssl
 import time
 from pathlib import Path
-
-from aiohttp import web
 
 from addon.protocol import (
     H_FORWARDED_FOR,
@@ -42,17 +39,22 @@ from addon.protocol import (
     msgtype_of,
 )
 from node.context import NodeContext
+from node.http1server import BadRequest, Incoming, Outgoing
 from node.masking import mask_hits, request_excerpt
 from node.pairing import Pairing, RequestSeen, ResponseSeen
-from node.policy import Policy, normalise_host, normalise_path
+from node.policy import Policy, canonical_ip, normalise_host, normalise_path
 from node.store.base import AttackRecord, Hit
 
 log = logging.getLogger(__name__)
 
 MAX_STORED_PATH = 2048
 REFUSAL_LOG_INTERVAL = 10.0  # seconds between INFO lines about refused messages of one kind
-DRAIN_SETTLE_S = 0.3  # graceful shutdown: quiet time that proves no message is still arriving
 _NO_HITS: list[Hit] = []
+# Incoming.headers has lower-cased names.
+_SECRET, _REQUEST_ID, _MODE = H_SECRET.lower(), H_REQUEST_ID.lower(), H_MODE.lower()
+_FORWARDED_FOR, _FORWARDED_HOST, _INSTANCE = H_FORWARDED_FOR.lower(), H_FORWARDED_HOST.lower(), H_INSTANCE.lower()
+# HTTP-level refusals by the server (before a message reaches the endpoint), as metric kinds.
+_HTTP_REFUSAL_KINDS = {413: "too_large", 408: "timeout"}
 
 
 class MessageRefused(Exception):
@@ -63,8 +65,8 @@ class MessageRefused(Exception):
         self.status, self.kind, self.reason = status, kind, reason
 
 
-def _error(status: int, reason: str) -> web.Response:
-    return web.Response(status=status, body=json.dumps({"error": reason}).encode(), content_type="application/json")
+def _error(status: int, reason: str) -> Outgoing:
+    return Outgoing(status, json.dumps({"error": reason}).encode())
 
 
 def make_ssl_context(cert: Path, key: Path) -> ssl.SSLContext:
@@ -78,15 +80,15 @@ def make_ssl_context(cert: Path, key: Path) -> ssl.SSLContext:
     return ctx
 
 
-def _client_ip(request: web.Request) -> str:
-    value = request.headers.get(H_FORWARDED_FOR)
+def _client_ip(incoming: Incoming) -> str:
+    value = incoming.headers.get(_FORWARDED_FOR)
     if value is None:
-        return request.remote or ""
+        return incoming.peer
     first = value.split(",", 1)[0].strip()
-    try:
-        return str(ipaddress.ip_address(first))
-    except ValueError:
-        raise MessageRefused(400, "client_ip", f"invalid {H_FORWARDED_FOR} {first[:60]!r}: not an IP address") from None
+    ip = canonical_ip(first)
+    if ip is None:
+        raise MessageRefused(400, "client_ip", f"invalid {H_FORWARDED_FOR} {first[:60]!r}: not an IP address")
+    return ip
 
 
 def _check_length(msg: RequestMessage | ResponseMessage) -> None:
@@ -112,43 +114,25 @@ class Endpoint:
         self.metrics = ctx.metrics
         self.pairing = pairing
         self._secret = (self.settings.shared_secret or "").encode()
-        self._max_body = self.settings.max_body_bytes
         self._instance = self.settings.instance
-        # Graceful shutdown: aiohttp stops reading a connection's bytes once shutdown starts,
-        # which would cut a message whose body is still arriving; so the node first stops
-        # listening and waits for its own count of open messages to reach zero.
-        self._in_flight = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._draining = False
         self._last_refusal_log: dict[str, float] = {}
 
-    def make_app(self) -> web.Application:
-        # client_max_size also guards chunked bodies that carry no Content-Length.
-        app = web.Application(client_max_size=self._max_body, handler_args={"max_field_size": 16384})
-        app.router.add_route("*", "/{tail:.*}", self.handle)
-        return app
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self._in_flight += 1
-        self._idle.clear()
+    def respond(self, incoming: Incoming) -> Outgoing:
+        """The server's handler: one complete message in, the answer out."""
         try:
-            response = await self._handle(request)
+            return self._handle(incoming)
         except MessageRefused as e:
-            self.metrics.parse_errors.inc(e.kind)
-            self._log_refusal(e)
-            response = _error(e.status, e.reason)
-        finally:
-            self._in_flight -= 1
-            if self._in_flight == 0:
-                self._idle.set()
-        if self._draining:
-            response.force_close()  # tell keep-alive connectors to go elsewhere
-        return response
+            self._count_refusal(e)
+            return _error(e.status, e.reason)
 
-    def _log_refusal(self, e: MessageRefused) -> None:
+    def on_bad_request(self, e: BadRequest) -> None:
+        """What the HTTP server refused before a message was complete (size, framing, time)."""
+        self._count_refusal(MessageRefused(e.status, _HTTP_REFUSAL_KINDS.get(e.status, "http"), e.reason))
+
+    def _count_refusal(self, e: MessageRefused) -> None:
         # A flood of junk must not flood the log: one line per kind per interval, the count is
         # in /metrics (wallarm_node_parse_errors_total).
+        self.metrics.parse_errors.inc(e.kind)
         now = time.monotonic()
         if now - self._last_refusal_log.get(e.kind, -REFUSAL_LOG_INTERVAL) >= REFUSAL_LOG_INTERVAL:
             self._last_refusal_log[e.kind] = now
@@ -156,68 +140,45 @@ class Endpoint:
         else:
             log.debug("refused message (%s, HTTP %d): %s", e.kind, e.status, e.reason)
 
-    async def drain(self, timeout: float) -> int:
-        """Wait (at most `timeout`) for the messages being received or analysed; returns how many remain."""
-        self._draining = True
-        try:
-            await asyncio.wait_for(self._settle(), timeout)
-        except TimeoutError:
-            pass
-        return self._in_flight
-
-    async def _settle(self) -> None:
-        # Idle twice, DRAIN_SETTLE_S apart: bytes a connector sent just before the signal may
-        # still sit unread in a socket, and their message only counts once aiohttp dispatches it.
-        while True:
-            await self._idle.wait()
-            await asyncio.sleep(DRAIN_SETTLE_S)
-            if self._in_flight == 0:
-                return
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        if request.method != "POST":
-            raise MessageRefused(405, "method", f"method {request.method} not allowed: POST protocol v1 messages")
-        if self._secret and not hmac.compare_digest(request.headers.get(H_SECRET, "").encode(), self._secret):
+    def _handle(self, incoming: Incoming) -> Outgoing:
+        if incoming.method != "POST":
+            raise MessageRefused(405, "method", f"method {incoming.method} not allowed: POST protocol v1 messages")
+        headers = incoming.headers
+        if self._secret and not hmac.compare_digest(headers.get(_SECRET, "").encode(), self._secret):
             raise MessageRefused(401, "secret", f"missing or wrong {H_SECRET}")
-        request_id = request.headers.get(H_REQUEST_ID)
+        request_id = headers.get(_REQUEST_ID)
         if not is_valid_request_id(request_id):
             shown = "missing" if request_id is None else f"invalid ({request_id[:40]!r})"
             raise MessageRefused(400, "request_id", f"{H_REQUEST_ID} {shown}: want 32 lowercase hex characters")
         assert request_id is not None
-        sync_header = request.headers.get(H_MODE, MODE_SYNC).strip().lower()
+        sync_header = headers.get(_MODE, MODE_SYNC).strip().lower()
         if sync_header not in (MODE_SYNC, MODE_ASYNC):
             raise MessageRefused(400, "protocol", f"{H_MODE} must be sync or async, got {sync_header[:20]!r}")
         try:
-            msgtype = msgtype_of(request.headers.get("Content-Type"))
+            msgtype = msgtype_of(headers.get("content-type"))
         except ProtocolError as e:
             raise MessageRefused(415, "content_type", str(e)) from None
-        if request.content_length is not None and request.content_length > self._max_body:
-            raise MessageRefused(413, "too_large", f"message of {request.content_length} bytes exceeds the limit of {self._max_body}")
+        client_ip = _client_ip(incoming)
         try:
-            data = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise MessageRefused(413, "too_large", f"message exceeds the limit of {self._max_body} bytes") from None
-        client_ip = _client_ip(request)
-        try:
-            msg = decode_response(data) if msgtype == MSGTYPE_RESPONSE else decode_request(data)
+            msg = decode_response(incoming.body) if msgtype == MSGTYPE_RESPONSE else decode_request(incoming.body)
         except ProtocolError as e:
             raise MessageRefused(400, "protocol", str(e)) from None
         _check_length(msg)
         sync = sync_header == MODE_SYNC
         self.metrics.messages.inc(msgtype, sync_header)
-        instance = request.headers.get(H_INSTANCE, "")[:200]
+        instance = headers.get(_INSTANCE, "")[:200]
         try:
             if isinstance(msg, ResponseMessage):
                 verdict = self._on_response(request_id, msg)
             else:
-                host = normalise_host(request.headers.get(H_FORWARDED_HOST) or msg.header("host"))
+                host = normalise_host(headers.get(_FORWARDED_HOST) or msg.header("host"))
                 verdict = self._on_request(request_id, msg, client_ip, host, sync, instance)
         except Exception:  # noqa: BLE001 - one bad message must not take the node down
             self.metrics.analysis_errors.inc()
             log.exception("analysis failed for request id %s", request_id)
             return _error(500, "analysis failed; see the node log")
         self.metrics.verdicts.inc(verdict.action, verdict.reason or "benign")
-        return web.Response(status=verdict.status, body=verdict.to_json(), content_type="application/json")
+        return Outgoing(verdict.status, verdict.to_json())
 
     # -- requests: decide (sync) or only record (async)
     def _on_request(self, request_id: str, msg: RequestMessage, client_ip: str, host: str,

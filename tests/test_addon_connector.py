@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from mitmproxy import exceptions
+from mitmproxy import exceptions, flow
 from mitmproxy.test import taddons, tflow
 
 from addon import protocol
@@ -421,3 +421,48 @@ async def test_streamed_benign_request_passes_with_unknown_length_flagged(harnes
     [rec] = node.received
     assert rec["headers"][protocol.H_BODY_TRUNCATED] == "0"
     assert protocol.decode_request(embedded(rec)).header("transfer-encoding") is None  # never chunked to the node
+
+
+# ------------------------------------------------------------------------- early verdicts
+
+
+async def wait_received(node: FakeNode, count: int) -> None:
+    for _ in range(200):
+        if len(node.received) >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the node received {len(node.received)} message(s), expected {count}")
+
+
+async def test_a_body_less_request_is_sent_to_the_node_at_requestheaders(harness: Harness, node: FakeNode) -> None:
+    f = http_flow("/etc/passwd")
+    await harness.addon.requestheaders(f)
+    await wait_received(node, 1)  # asked before mitmproxy has even called `request`
+    assert f.response is None  # the verdict applies in `request`, not in the middle of reading
+    await harness.addon.request(f)
+    assert f.response is not None and f.response.status_code == 403
+    assert protocol.decode_request(embedded(node.received[0])).target == "/etc/passwd"
+    assert len(node.received) == 1 and harness.addon.metrics.inspected == 1
+
+
+@pytest.mark.parametrize("headers", [{"Content_Length": "5"}, {"Transfer_Encoding": "chunked"}])
+async def test_a_request_with_a_body_waits_for_it(harness: Harness, node: FakeNode, headers) -> None:
+    f = http_flow("/upload", "POST", b"name=' OR '1'='1")
+    for k, v in headers.items():
+        f.request.headers[k.replace("_", "-")] = v
+    await harness.addon.requestheaders(f)
+    await asyncio.sleep(0.1)
+    assert node.received == []
+    await harness.addon.request(f)
+    assert f.response is not None and f.response.status_code == 403
+    assert protocol.decode_request(embedded(node.received[0])).body == b"name=' OR '1'='1"
+
+
+async def test_an_early_verdict_for_a_flow_that_failed_meanwhile_is_dropped(harness: Harness, node: FakeNode) -> None:
+    f = http_flow("/etc/passwd")
+    await harness.addon.requestheaders(f)
+    f.error = flow_error = flow.Error("client disconnected")
+    await harness.addon.request(f)
+    assert f.response is None and f.error is flow_error
+    await wait_received(node, 1)
+    assert harness.addon.metrics.blocked == 0

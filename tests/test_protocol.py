@@ -1,0 +1,64 @@
+"""Wire protocol v1 (`addon/protocol.py`), shared by the connector and the node."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from addon import protocol as p
+
+
+def reference_json(v: p.Verdict) -> bytes:
+    """The verdict as json.dumps writes it: what to_json's hand-written form must equal."""
+    return json.dumps({
+        "protocol": p.PROTOCOL_VERSION, "request_id": v.request_id, "action": v.action, "mode": v.mode,
+        "reason": v.reason,
+        "attacks": [{"type": a.type, "location": a.location, "rule_id": a.rule_id, "excerpt": a.excerpt,
+                     "score": a.score} for a in v.attacks],
+    }, separators=(",", ":")).encode()
+
+
+VERDICTS = [
+    p.Verdict("0" * 32),
+    p.Verdict("a" * 32, "block", "block", [p.AttackInfo("sqli", "query.id", "sqli:tautology", "' or 1=1--", 10)],
+              "attack"),
+    p.Verdict("b" * 32, "pass", "monitoring", [
+        p.AttackInfo("xss", 'json.a"b', "xss:1", '<img src=x onerror="alert(1)">\\', 12),
+        p.AttackInfo("ptrav", "path", "pt:1", "..\u2215..\u0000\u001f\u2028é\U0001f600", 5),
+    ], "attack"),
+]
+
+
+@pytest.mark.parametrize("verdict", VERDICTS)
+def test_verdict_json_is_exactly_what_json_dumps_writes_and_reads_back(verdict):
+    data = verdict.to_json()
+    assert data == reference_json(verdict)
+    assert p.Verdict.from_json(data) == verdict
+
+
+@pytest.mark.parametrize("content_type,want", [
+    (p.CONTENT_TYPE_REQUEST, "request"),
+    (p.CONTENT_TYPE_RESPONSE, "response"),
+    ("Message/HTTP ; msgtype=\"Response\"", "response"),
+    ("message/http", "request"),  # RFC 9112's default
+])
+def test_msgtype_of(content_type, want):
+    assert p.msgtype_of(content_type) == want
+
+
+@pytest.mark.parametrize("content_type,reason", [
+    (None, "missing"), ("", "missing"), ("application/json", "wrong Content-Type"),
+    ("message/http; msgtype=foo", "unknown msgtype"),
+])
+def test_msgtype_of_refuses_other_types(content_type, reason):
+    with pytest.raises(p.ProtocolError, match=reason):
+        p.msgtype_of(content_type)
+
+
+def test_request_round_trip_rewrites_the_length_and_drops_chunking():
+    msg = p.RequestMessage("POST", "/a?b=%27", [(b"Host", b"x"), (b"Transfer-Encoding", b"chunked"),
+                                                (b"Content-Length", b"999")], b"body")
+    back = p.decode_request(p.encode_request(msg))
+    assert (back.method, back.target, back.body) == ("POST", "/a?b=%27", b"body")
+    assert back.headers == [(b"Host", b"x"), (b"Content-Length", b"4")]
