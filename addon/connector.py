@@ -277,9 +277,10 @@ class WallarmConnector:
         if not flow.request.stream:
             if active.mode == protocol.MODE_SYNC and _has_no_body(flow.request):
                 # The whole request is known already: ask now, so the node works while mitmproxy
-                # finishes reading the request; `request` awaits the answer.
-                flow.metadata[EARLY] = asyncio.get_running_loop().create_task(
-                    self._ask_node(flow, active, rid, b"", -1))
+                # finishes reading the request; `request` awaits the answer. Eager: the message is
+                # written before this hook returns, not on a later turn of the loop.
+                flow.metadata[EARLY] = asyncio.eager_task_factory(
+                    asyncio.get_running_loop(), self._ask_node(flow, active, rid, b"", -1))
             return
         # A streamed body goes upstream as it arrives, so the request is judged on its headers now.
         flow.metadata[JUDGED] = True

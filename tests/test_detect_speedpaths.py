@@ -10,7 +10,7 @@ import re
 import pytest
 
 from addon.protocol import RequestMessage
-from node.detect import decode
+from node.detect import decode, sqli
 from node.detect import engine as engine_mod
 from node.detect.engine import Engine
 
@@ -150,9 +150,24 @@ def test_fast_paths_equal_the_full_decoder_on_random_values(monkeypatch: pytest.
         # the reference: the same decoder with its early return disabled (a pattern that
         # matches everything makes every value take the full path)
         with monkeypatch.context() as m:
-            m.setattr(decode, "_DECODABLE_RE", re.compile(""))
-            m.setattr(decode, "_DECODABLE_B64_RE", re.compile(""))
+            m.setattr(decode, "_decodable", lambda value, try_base64: True)
             assert fast == (decode.variants(v), decode.variants(v, try_base64=False)), v
+
+
+def test_substring_prefilters_equal_their_regexes_on_random_text() -> None:
+    """_needs_decode, _pathish and _decodable answer by substring tests on ASCII text; they
+    must say exactly what the character-class regexes they stand for say, on any text."""
+    needs_decode_re = re.compile(r"[%&\\+]")
+    rng = random.Random(13)
+    atoms = ["%", "&", "\\", "+", "\x00", "0x", "0X", "0x2f", "0X5C", "0x2E", "x", "0", "2f", "a", "Z", "9",
+             "/", "_", "-", "=", " ", "\xa0", "\u2215", "\uff0f", "\ue123", "中", "é", "\udcff",
+             "abcdefghijklm", "ABCDEFGHIJKLMN", "0123456789abcd"]
+    for _ in range(30_000):
+        v = "".join(rng.choice(atoms) for _ in range(rng.randint(0, 8)))
+        assert decode._needs_decode(v) == bool(needs_decode_re.search(v)), v
+        assert decode._pathish(v) == bool(decode._PATHISH_RE.search(v)), v
+        assert decode._decodable(v, True) == bool(decode._DECODABLE_B64_RE.search(v)), v
+        assert decode._decodable(v, False) == bool(decode._DECODABLE_RE.search(v)), v
 
 
 def test_url_decode_fast_path_equals_the_general_path_on_random_values() -> None:
@@ -189,3 +204,46 @@ def test_a_small_request_is_judged_whole_even_past_the_deadline(monkeypatch: pyt
     big = req("/", body=("&".join(f"f{i}=" + "a b " * 3000 for i in range(40))).encode(),
               ctype="application/x-www-form-urlencoded")
     assert e.analyze_request(big).truncated
+
+
+def test_isalnum_is_a_subset_of_the_safe_value_class() -> None:
+    """_judge_fields dismisses `value.isalnum() or _SAFE_RE.fullmatch(value)`: every
+    character isalnum() accepts must be one the regex accepts, or a value would be skipped
+    that the regex sends to judging."""
+    chars = "".join(chr(c) for c in range(0x110000) if chr(c).isalnum())
+    assert engine_mod._SAFE_RE.fullmatch(chars)
+    assert not "".isalnum()  # and the empty value still goes to the regex
+
+
+# ---------------------------------------------------------------------------- SQL analyser
+
+
+_SQL_ATOMS = ["(", ")", "'", '"', " ", "or", "and", "not", "1", "=", "select", "from", "t", "where", "--", ";",
+              "#", "sleep", ",", "x", "a.b", "@@v", "/*", "*/", "-", "||", "&&", "union", "order", "by", "is",
+              "null", "drop", "table", "+", "like", "@a", "0x1", "<", ">", "in", "into", "exec", "xp_x", "concat",
+              "char", "\n", "\u212a", "having"]
+# the words that make a context need its whole token stream, left out to exercise the head
+_HEAD_ATOMS = [a for a in _SQL_ATOMS if a not in ("select", "where", "union", "||", "drop", "exec", "having")]
+
+
+def _judged(text: str, broke_out: bool, tokens: list) -> str | None:
+    return sqli._judge(([sqli.Tok((sqli.STR, "'"))] if broke_out else []) + tokens, broke_out)
+
+
+def test_sql_head_of_the_token_stream_judges_like_the_whole_stream() -> None:
+    """context_tokens may stop tokenizing after a head of the stream; _judge must then say
+    exactly what it says on the whole stream, in both contexts, whatever the text."""
+    rng = random.Random(17)
+    shortened = fired = 0
+    for n in range(15_000):
+        atoms = _SQL_ATOMS if n % 3 == 0 else _HEAD_ATOMS
+        sep = " " if n % 2 else ""
+        text = sep.join(rng.choice(atoms) for _ in range(rng.randint(1, 60)))
+        for broke_out in (False, True):
+            head, whole = sqli.context_tokens(text, broke_out), sqli.tokenize(text)
+            verdict = _judged(text, broke_out, head)
+            assert verdict == _judged(text, broke_out, whole), (broke_out, text)
+            if len(head) < len(whole):
+                shortened += 1
+                fired += verdict is not None
+    assert shortened > 1_000 and fired > 20  # the fuzz reached the shortcut, firing rules too

@@ -20,8 +20,12 @@ MAX_ROUNDS = 4
 MAX_B64_DEPTH = 2
 MAX_VARIANTS = 8
 
-# characters that make a value worth decoding at all
-_NEEDS_DECODE_RE = re.compile(r"[%&\\+]")
+
+def _needs_decode(text: str) -> bool:
+    """Has a character that a decoding round acts on (% & \\ +): four substring tests run at
+    memchr speed, where a regex class walks the text one character at a time."""
+    return "%" in text or "&" in text or "\\" in text or "+" in text
+
 
 _PCT_U_RE = re.compile(r"%u([0-9a-fA-F]{4})")
 # multi-byte %-sequences: valid UTF-8 is left to the normal decoder; overlong or broken ones
@@ -208,7 +212,7 @@ def decoded(value: str) -> str:
     """Fixed point of URL/escape/entity decoding, at most MAX_ROUNDS rounds."""
     cur = value
     for _ in range(MAX_ROUNDS):
-        if not _NEEDS_DECODE_RE.search(cur):
+        if not _needs_decode(cur):
             break
         nxt = decode_round(cur)
         if nxt == cur:
@@ -228,6 +232,17 @@ _PATHISH_PAIRS = (
 _PATHISH_RE = re.compile("[\x00\u2215\uff0f\u2044\uff3c\u2216\ufe68\uff0e\u2024\u3002\ue000-\uf8ff%]|0[xX](?:2[efEF]|5[cC])")
 _HEX_TEXT_RE = re.compile(r"0x(2f|5c|2e)", re.I)
 _HEX_TEXT_MAP = {"2f": "/", "5c": "\\", "2e": "."}
+
+
+def _pathish(text: str) -> bool:
+    """_PATHISH_RE.search(text). ASCII text can only hold its NUL, '%' and '0x..' members,
+    which substring tests find far faster than the regex's large character class."""
+    if text.isascii():
+        if "%" in text or "\x00" in text:
+            return True
+        if "0x" not in text and "0X" not in text:
+            return False
+    return _PATHISH_RE.search(text) is not None
 
 
 def path_canonical(value: str) -> str:
@@ -279,7 +294,19 @@ def json_leaves(text: str) -> list[str]:
 _DECODE_CHARS = "[%&\\\\+\xa0\x00\u2215\uff0f\u2044\uff3c\u2216\ufe68\uff0e\u2024\u3002\ue000-\uf8ff]|0[xX]"
 _DECODABLE_RE = re.compile(_DECODE_CHARS)
 # ... or a token b64_candidates would try (it skips tokens shorter than 16 with their "=")
-_DECODABLE_B64_RE = re.compile(_DECODE_CHARS + "|[A-Za-z0-9+/_\\-]{14,}")
+_B64_RUN = "[A-Za-z0-9+/_\\-]{14,}"
+_DECODABLE_B64_RE = re.compile(_DECODE_CHARS + "|" + _B64_RUN)
+_B64_RUN_RE = re.compile(_B64_RUN)
+
+
+def _decodable(value: str, try_base64: bool) -> bool:
+    """_DECODABLE_B64_RE.search(value) (_DECODABLE_RE without base64). On ASCII text, where
+    only NUL, % & \\ + and '0x' of _DECODE_CHARS can occur, by substring tests first."""
+    if not value.isascii():
+        return (_DECODABLE_B64_RE if try_base64 else _DECODABLE_RE).search(value) is not None
+    if _needs_decode(value) or "\x00" in value or "0x" in value or "0X" in value:
+        return True
+    return try_base64 and _B64_RUN_RE.search(value) is not None
 
 
 def variants(value: str, try_base64: bool = True) -> list[str]:
@@ -287,11 +314,9 @@ def variants(value: str, try_base64: bool = True) -> list[str]:
 
     `try_base64=False` for places that never carry base64 payloads in practice (paths,
     browser headers): base64 attempts are the costliest part of decoding."""
-    if try_base64:
-        if not _DECODABLE_B64_RE.search(value) and not (_B64_WHOLE_RE.match(value) or value[:1] in "{["):
+    if not _decodable(value, try_base64):
+        if not try_base64 or not (_B64_WHOLE_RE.match(value) or value[:1] in "{["):
             return [value]  # nothing any decoder below would change: the common case, cheaply
-    elif not _DECODABLE_RE.search(value):
-        return [value]
     out = [value]
     frontier = [value]
     for depth in range(MAX_B64_DEPTH + 1):
@@ -300,7 +325,7 @@ def variants(value: str, try_base64: bool = True) -> list[str]:
             d = decoded(v)
             if d not in out:
                 out.append(d)
-            if _PATHISH_RE.search(d):
+            if _pathish(d):
                 p = path_canonical(d)
                 if p not in out:
                     out.append(p)

@@ -288,7 +288,9 @@ class Engine:
         for key in fields:
             # key = (kind, location, value): a field is its own verdict-cache key
             value = key[2]
-            if safe(value) and key[0] != "filename":
+            # isalnum() (a C loop over the same Unicode property \w tests) answers for most
+            # values without the regex; it is False for "", "_", "-", "." and lets the regex judge
+            if (value.isalnum() or safe(value)) and key[0] != "filename":
                 # most names and values: nothing to judge, not worth a cache entry
                 if len(value) < 8:
                     if value not in ALONE_COMMANDS:

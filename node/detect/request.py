@@ -47,7 +47,7 @@ class FieldSink:
         if len(fields) >= MAX_FIELDS:
             self.dropped += 1
             return
-        fields.append((kind, location, value if len(value) <= MAX_VALUE else value[:MAX_VALUE]))
+        fields.append((kind, location, value[:MAX_VALUE]))  # a slice past a str's end is the str
 
 
 def _key(name: str) -> str:
@@ -75,23 +75,22 @@ def parse_pairs(text: str, prefix: str, kind: str, sink: FieldSink, plus: bool =
         name = name[:MAX_RAW_VALUE]
         # without '%' or '+' both decoders return the text itself: skip the call
         name_d = dec(name) if "%" in name or "+" in name else name
-        stripped = name_d.strip()
-        loc = f"{prefix}.{stripped[:MAX_KEY_PART] if stripped else '_'}"  # _key(name_d)
+        loc = f"{prefix}.{name_d.strip()[:MAX_KEY_PART] or '_'}"  # _key(name_d)
         if eq:
             value = value[:MAX_RAW_VALUE]
             if "%" in value or "+" in value:
                 value = dec(value)
         if len(fields) < MAX_FIELDS - 1:
             # room for both fields: FieldSink.add inlined (same checks, same order of fields),
-            # this loop runs for every query string
+            # this loop runs for every query string (a slice past a str's end is the str itself)
             if eq:
                 if value:
-                    append((kind, loc, value if len(value) <= MAX_VALUE else value[:MAX_VALUE]))
+                    append((kind, loc, value[:MAX_VALUE]))
                 if name_d:
-                    append(("key", loc, name_d if len(name_d) <= MAX_VALUE else name_d[:MAX_VALUE]))
+                    append(("key", loc, name_d[:MAX_VALUE]))
             elif name_d:
                 # a bare token (`?<script>`): judge it as a value
-                append((kind, loc, name_d if len(name_d) <= MAX_VALUE else name_d[:MAX_VALUE]))
+                append((kind, loc, name_d[:MAX_VALUE]))
         elif eq:
             # at most one field left: the sink counts what does not fit
             sink.add(loc, value, kind)
@@ -203,7 +202,7 @@ def parse_json_value(obj: object, prefix: str, sink: FieldSink) -> None:
         kind = type(node)
         if kind is str:
             if node:
-                append(("json", loc, node if len(node) <= MAX_VALUE else node[:MAX_VALUE]))  # type: ignore[index]
+                append(("json", loc, node[:MAX_VALUE]))  # type: ignore[index]
         elif kind is dict:
             if depth >= MAX_JSON_DEPTH:
                 continue
@@ -212,12 +211,11 @@ def parse_json_value(obj: object, prefix: str, sink: FieldSink) -> None:
             sink.dropped += len(node) - len(items)  # type: ignore[arg-type]
             depth += 1
             # at most `room` keys are added: the sink cannot overflow inside this loop
+            # json.loads makes every key a str; a slice past a str's end is the str itself
             for k, v in reversed(items):
-                k = str(k)
-                stripped = k.strip()
-                kloc = f"{loc}.{stripped[:MAX_KEY_PART] if stripped else '_'}"
+                kloc = f"{loc}.{k.strip()[:MAX_KEY_PART] or '_'}"
                 if k:
-                    append(("key", kloc, k if len(k) <= MAX_VALUE else k[:MAX_VALUE]))
+                    append(("key", kloc, k[:MAX_VALUE]))
                 if type(v) in _JSON_PAYLOAD:
                     push((kloc, v, depth))
         elif kind is list:

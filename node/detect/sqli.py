@@ -90,9 +90,11 @@ for _kind, _words in ((KW, _KEYWORDS), (STMT, _STATEMENTS), (NUM, _TRUE_WORDS), 
                       (LOGIC, _LOGIC), (UNION, {"union"})):
     _WORD_KINDS.update(dict.fromkeys(_words, _kind))
 _SKIPPED = frozenset({"ws", "vcomment", "vend"})
+_PARENS = (LPAR, RPAR)
+_KIND = itemgetter(0)
 
 
-def tokenize(text: str) -> list[Tok]:
+def tokenize(text: str, max_tokens: int = MAX_TOKENS) -> list[Tok]:
     toks: list[Tok] = []
     append = toks.append
     word_kind = _WORD_KINDS.get
@@ -123,7 +125,7 @@ def tokenize(text: str) -> list[Tok]:
             append(Tok((OP, val)))
         elif kind == "p":
             append(Tok((val, val)))
-        if len(toks) >= MAX_TOKENS:
+        if len(toks) >= max_tokens:
             break
     # a word directly followed by "(" is a function call
     for i in range(len(toks) - 1):
@@ -138,7 +140,7 @@ _COMPARE = frozenset({"=", "<", ">", "<=", ">=", "!=", "<>", "<=>", "like", "rli
 
 
 def _strip_parens(toks: list[Tok]) -> list[Tok]:
-    return [t for t in toks if t.kind not in (LPAR, RPAR)]
+    return [t for t in toks if t[0] not in _PARENS]  # t[0] is t.kind, without the property call
 
 
 def _statement_at(toks: list[Tok], i: int) -> bool:
@@ -193,7 +195,12 @@ def _statement_at(toks: list[Tok], i: int) -> bool:
     return False
 
 
+_UNION_TOKEN = Tok((UNION, "union"))  # the only UNION token there is (words are lowercased)
+
+
 def _union_select(toks: list[Tok]) -> bool:
+    if _UNION_TOKEN not in toks:  # one C-level scan instead of a Python loop over every token
+        return False
     for i, t in enumerate(toks):
         if t.kind != UNION:
             continue
@@ -288,18 +295,22 @@ def _judge(toks: list[Tok], broke_out: bool) -> str | None:
         if nxt.kind == STMT and _statement_at(flat, 1):
             return "breakout-statement"
         return None
-    # as-is context: the value is the start of an expression or statement
-    for i, t in enumerate(flat):
+    # as-is context: the value is the start of an expression or statement. Each loop below
+    # needs a token of one kind to fire (a statement, a keyword, a function call): it is
+    # skipped when the stream has none (a C-level test instead of a Python loop)
+    kinds = set(map(_KIND, flat))
+    has_statement = STMT in kinds
+    for i, t in enumerate(flat if has_statement else ()):
         if t.kind == STMT and (i == 0 or flat[i - 1].kind in (OP, SEMI, LOGIC, COMMA, NUM, STR)) and _statement_at(flat, i):
             return "statement"
     if first.kind == LOGIC and first.text != "not" and _tautology(flat, 0):
         return "logic-fragment"
     if first.kind == KW and first.text in ("order", "group") and len(flat) > 2 and flat[1].text == "by" and flat[2].kind == NUM:
         return "orderby-fragment"
-    for i, t in enumerate(flat[:-3]):
+    for i, t in enumerate(flat[:-3] if KW in kinds else ()):
         if t.kind == KW and t.text in ("where", "having") and flat[i + 1].kind in (NUM, STR, WORD) and flat[i + 2].kind == OP and flat[i + 2].text in _COMPARE and flat[i + 3].kind in (NUM, STR, WORD):
             return "clause-fragment"
-    for i, t in enumerate(flat[:-2]):
+    for i, t in enumerate(flat[:-2] if FUNC in kinds else ()):
         if t.kind == FUNC and t.text in _CONCAT_FUNCTIONS and any(
             u.kind == LOGIC and u.text == "||" and k + 1 < len(flat) and flat[k + 1].text in _CONCAT_FUNCTIONS
             for k, u in enumerate(flat[i + 1 : i + 8], start=i + 1)
@@ -318,18 +329,55 @@ def _judge(toks: list[Tok], broke_out: bool) -> str | None:
             if nxt.kind == COMMENT and first.kind == NUM and len(flat) == 2 and toks[-1].text.startswith(("--", "#")) and len(toks) > 1 and toks[1].kind == RPAR:
                 return "numeric-comment"
     # anywhere: a stacked statement `...; drop table x`
-    for i, t in enumerate(flat[:-1]):
+    for i, t in enumerate(flat[:-1] if has_statement else ()):
         if t.kind == SEMI and _statement_at(flat, i + 1):
             return "stacked-statement"
     return None
 
 
+# _judge reads at most the first 13 non-paren tokens of a context (lengths are only compared
+# within them), except where a rule walks the whole stream: UNION anywhere; in the as-is
+# context also a statement keyword, WHERE/HAVING, `||` concatenation, or a numeric or variable
+# start. Without those the head decides, and tokenizing (most of the analyser's cost) stops
+# after HEAD_TOKENS tokens.
+DECIDING_TOKENS = 13
+HEAD_TOKENS = 20
+_WHOLE_STREAM_WORDS = ("union",)
+_AS_IS_WHOLE_STREAM_WORDS = ("union", "where", "having", "||", *sorted(_STATEMENTS))
+
+
+def _head_decides(text: str, broke_out: bool) -> bool:
+    """No word in `text` that lets a rule read past the head (a word token's lower() equal to
+    one of them needs that text in text.lower())."""
+    low = text.lower()
+    return not any(w in low for w in (_WHOLE_STREAM_WORDS if broke_out else _AS_IS_WHOLE_STREAM_WORDS))
+
+
+def context_tokens(text: str, broke_out: bool) -> list[Tok]:
+    """What _judge needs of tokenize(text): the whole stream, or a head of it that holds at
+    least DECIDING_TOKENS non-paren tokens when nothing past them can change the verdict."""
+    if _head_decides(text, broke_out):
+        head = tokenize(text, HEAD_TOKENS + 1)
+        if len(head) <= HEAD_TOKENS:
+            return head  # the stream ended before the bound: it is the whole stream
+        head.pop()  # the last token's kind depends on the next one (a function call or not)
+        flat = [t for t in head if t[0] not in _PARENS]
+        if len(flat) >= DECIDING_TOKENS and (broke_out or not _numeric_start(flat[0])):
+            return head
+    return tokenize(text)
+
+
+def _numeric_start(first: Tok) -> bool:
+    """The as-is numeric rules (`1 or 1=1 -- x`) look at every token after the first."""
+    return first[0] in (NUM, VAR) or first[1] == "-"
+
+
 def _contexts(value: str) -> list[tuple[list[Tok], bool]]:
-    out: list[tuple[list[Tok], bool]] = [(tokenize(value), False)]
+    out: list[tuple[list[Tok], bool]] = [(context_tokens(value, False), False)]
     for q in ("'", '"'):
         i = value.find(q)
         if i >= 0:
-            toks = tokenize(value[i + 1 :])
+            toks = context_tokens(value[i + 1 :], True)
             out.append(([Tok((STR, q))] + toks, True))
     return out
 
