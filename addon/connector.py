@@ -204,7 +204,7 @@ class WallarmConnector:
     def _apply(self, plugin: PluginConfig, reason: str) -> None:
         self._swap(ActiveConfig.build(plugin))
         s = plugin.config
-        self.mirror.resize(s.mirror_queue_size, s.mirror_workers)
+        self.mirror.resize(s.mirror_queue_size, s.mirror_workers, s.mirror_linger_ms / 1000)
         if reason == "reloaded":
             self.metrics.config_reloads += 1
         log.info("config %s: %s, %s mode, nodes %s, timeout %d ms, fail_%s", reason,
@@ -470,7 +470,8 @@ class WallarmConnector:
             start = end
 
     async def _deliver_group(self, active: ActiveConfig, items: list[MirrorItem]) -> None:
-        timeout_s = active.plugin.config.mirror_timeout_ms / 1000
+        # Pipelined messages are answered one after the other: each gets its own allowance.
+        timeout_s = active.plugin.config.mirror_timeout_ms / 1000 * len(items)
         started = time.perf_counter()
         try:
             if len(items) == 1:

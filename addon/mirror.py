@@ -4,6 +4,13 @@ The client's latency never depends on the node: `offer` never waits, and a full 
 message (and counts it) instead of growing without bound. A worker takes whatever backlog is
 waiting (up to `batch`) and hands it over in one go, so under load the node client can pipeline
 it in one write instead of paying a round of syscalls per message.
+
+At low rates there is no backlog to batch, and each message would cost a send that wakes the
+node, the node's work and the read of its answer, right when the proxy is busy with the next
+request. So the worker that finds fewer than `batch` messages waits up to `linger_s` for more
+before sending (Kafka's `linger.ms`): mirrored messages reach the node some milliseconds later,
+with a fraction of the wake-ups (numbers in docs/decisions.md). Messages stay queued while a
+worker lingers, so a stop or a resize loses none.
 """
 
 from __future__ import annotations
@@ -20,12 +27,15 @@ T = TypeVar("T")
 
 class Mirror(Generic[T]):
     def __init__(self, deliver: Callable[[list[T]], Awaitable[None]], on_drop: Callable[[], None],
-                 capacity: int = 10_000, workers: int = 4, batch: int = 32):
+                 capacity: int = 10_000, workers: int = 4, batch: int = 32, linger_s: float = 0.0):
         self._deliver = deliver
         self._on_drop = on_drop
         self.capacity = capacity
         self.worker_count = workers
         self.batch = batch
+        self.linger_s = linger_s
+        self._collecting = asyncio.Lock()  # one worker gathers a batch at a time
+        self._arrived = asyncio.Event()
         self._queue: asyncio.Queue[T] = asyncio.Queue(capacity)
         self._workers: list[asyncio.Task[None]] = []
 
@@ -43,6 +53,7 @@ class Mirror(Generic[T]):
         except asyncio.QueueFull:
             self._on_drop()
             return False
+        self._arrived.set()
         return True
 
     def start(self) -> None:
@@ -51,8 +62,9 @@ class Mirror(Generic[T]):
         self._workers = [asyncio.get_running_loop().create_task(self._work(), name=f"wallarm-mirror-{i}")
                          for i in range(self.worker_count)]
 
-    def resize(self, capacity: int, workers: int) -> None:
-        """Apply a new size from a reloaded config, keeping queued messages that still fit."""
+    def resize(self, capacity: int, workers: int, linger_s: float) -> None:
+        """Apply a reloaded config's sizes, keeping queued messages that still fit."""
+        self.linger_s = linger_s
         if capacity == self.capacity and workers == self.worker_count:
             return
         was_running = self.running
@@ -74,12 +86,23 @@ class Mirror(Generic[T]):
         """Wait until everything queued so far was handled (tests, orderly shutdown)."""
         await self._queue.join()
 
+    async def _gather(self, queue: asyncio.Queue[T]) -> list[T]:
+        """The next batch: what is queued, after lingering for more if that is little."""
+        async with self._collecting:
+            while queue.empty():
+                self._arrived.clear()
+                await self._arrived.wait()
+            if self.linger_s and queue.qsize() < self.batch:
+                await asyncio.sleep(self.linger_s)
+            items: list[T] = []
+            while len(items) < self.batch and not queue.empty():
+                items.append(queue.get_nowait())
+            return items
+
     async def _work(self) -> None:
         queue = self._queue
         while True:
-            items = [await queue.get()]
-            while len(items) < self.batch and not queue.empty():
-                items.append(queue.get_nowait())
+            items = await self._gather(queue)
             try:
                 await self._deliver(items)
             except asyncio.CancelledError:

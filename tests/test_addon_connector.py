@@ -19,6 +19,7 @@ from mitmproxy.test import taddons, tflow
 
 from addon import protocol
 from addon.connector import ACTIVE, RID, WallarmConnector, client_ip
+from addon.mirror import Mirror
 from tests.support.fake_node import FakeNode
 from tests.support.procs import free_port
 from tests.support.proxy import write_config
@@ -466,3 +467,59 @@ async def test_an_early_verdict_for_a_flow_that_failed_meanwhile_is_dropped(harn
     assert f.response is None and f.error is flow_error
     await wait_received(node, 1)
     assert harness.addon.metrics.blocked == 0
+
+
+# ------------------------------------------------------------------------- the out-of-band queue
+
+
+async def test_mirror_lingers_to_send_messages_that_arrive_close_together_in_one_batch() -> None:
+    batches: list[list[int]] = []
+
+    async def deliver(items: list[int]) -> None:
+        batches.append(items)
+
+    mirror: Mirror[int] = Mirror(deliver, lambda: None, linger_s=0.2)
+    mirror.start()
+    for i in range(3):
+        mirror.offer(i)
+        await asyncio.sleep(0.01)
+    await mirror.join()
+    assert batches == [[0, 1, 2]]
+    mirror.resize(mirror.capacity, mirror.worker_count, 0.0)  # no linger: each goes at once
+    for i in range(3, 6):
+        mirror.offer(i)
+        await asyncio.sleep(0.05)
+    await mirror.join()
+    assert batches[1:] == [[3], [4], [5]]
+    mirror.stop()
+
+
+async def test_a_message_lingering_when_the_mirror_is_resized_is_not_lost() -> None:
+    delivered: list[int] = []
+
+    async def deliver(items: list[int]) -> None:
+        delivered.extend(items)
+
+    mirror: Mirror[int] = Mirror(deliver, lambda: None, workers=2, linger_s=0.5)
+    mirror.start()
+    mirror.offer(1)
+    await asyncio.sleep(0.05)  # a worker lingers for more
+    mirror.resize(100, 3, 0.0)  # restarts the workers
+    await asyncio.wait_for(mirror.join(), 5)
+    assert delivered == [1]
+    mirror.stop()
+
+
+async def test_a_full_batch_does_not_linger() -> None:
+    batches: list[list[int]] = []
+
+    async def deliver(items: list[int]) -> None:
+        batches.append(items)
+
+    mirror: Mirror[int] = Mirror(deliver, lambda: None, batch=4, linger_s=30.0)
+    for i in range(4):
+        mirror.offer(i)
+    mirror.start()
+    await asyncio.wait_for(mirror.join(), 5)  # 30 s of linger would time this out
+    assert batches == [[0, 1, 2, 3]]
+    mirror.stop()
