@@ -94,7 +94,8 @@ class PluginSettings(BaseModel):
     mirror_queue_size: PositiveInt = 10_000
     mirror_workers: Annotated[int, Field(ge=1, le=64, strict=True)] = 4
     mirror_timeout_ms: PositiveInt = 2_000
-    mirror_linger_ms: Annotated[int, Field(ge=0, le=1_000, strict=True)] = 30
+    # default: 30 in in-line mode, 0 out-of-band (measured; docs/decisions.md)
+    mirror_linger_ms: Annotated[int, Field(ge=0, le=1_000, strict=True)] | None = None
     breaker_failures: PositiveInt = 3
     breaker_cooldown_ms: PositiveInt = 1_000
     node_secret: StrictStr | None = None

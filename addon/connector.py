@@ -18,7 +18,7 @@ from mitmproxy import ctx, exceptions, http
 
 from addon import __version__, protocol
 from addon.blockpage import block_response
-from addon.config import PLUGIN_NAME, ConfigError, PluginConfig, parse_config, read_config_bytes
+from addon.config import PLUGIN_NAME, ConfigError, PluginConfig, PluginSettings, parse_config, read_config_bytes
 from addon.http1 import Answer
 from addon.metrics import Metrics
 from addon.mirror import Mirror
@@ -37,6 +37,7 @@ EARLY = "wallarm_early_verdict"  # a body-less request's verdict, asked for at r
 
 DEFAULT_ADMIN_LISTEN = "127.0.0.1:8001"
 BREAKER_LOG_INTERVAL_S = 5.0
+DEFAULT_INLINE_LINGER_S = 0.030
 
 IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -204,7 +205,7 @@ class WallarmConnector:
     def _apply(self, plugin: PluginConfig, reason: str) -> None:
         self._swap(ActiveConfig.build(plugin))
         s = plugin.config
-        self.mirror.resize(s.mirror_queue_size, s.mirror_workers, s.mirror_linger_ms / 1000)
+        self.mirror.resize(s.mirror_queue_size, s.mirror_workers, mirror_linger_s(s))
         if reason == "reloaded":
             self.metrics.config_reloads += 1
         log.info("config %s: %s, %s mode, nodes %s, timeout %d ms, fail_%s", reason,
@@ -491,6 +492,15 @@ class WallarmConnector:
             else:
                 self.metrics.mirror_failed["status"] += 1
                 log.warning("[%s] mirror: node answered HTTP %d", item.request_id, answer.status)
+
+
+def mirror_linger_s(settings: PluginSettings) -> float:
+    """In-line mode mirrors only responses, and lingering for a batch saves a node wake-up per
+    request at low rates; out-of-band, the backlog batches by itself under load, and lingering
+    cost throughput at c=50 (docs/decisions.md)."""
+    if settings.mirror_linger_ms is not None:
+        return settings.mirror_linger_ms / 1000
+    return DEFAULT_INLINE_LINGER_S if settings.blocking else 0.0
 
 
 def _has_no_body(req: http.Request) -> bool:

@@ -18,7 +18,8 @@ from mitmproxy import exceptions, flow
 from mitmproxy.test import taddons, tflow
 
 from addon import protocol
-from addon.connector import ACTIVE, RID, WallarmConnector, client_ip
+from addon.config import parse_config
+from addon.connector import ACTIVE, RID, WallarmConnector, client_ip, mirror_linger_s
 from addon.mirror import Mirror
 from tests.support.fake_node import FakeNode
 from tests.support.procs import free_port
@@ -523,3 +524,13 @@ async def test_a_full_batch_does_not_linger() -> None:
     await asyncio.wait_for(mirror.join(), 5)  # 30 s of linger would time this out
     assert batches == [[0, 1, 2, 3]]
     mirror.stop()
+
+
+@pytest.mark.parametrize("settings,want", [
+    ({"blocking": True}, 0.030), ({"blocking": False}, 0.0),
+    ({"blocking": False, "mirror_linger_ms": 5}, 0.005), ({"blocking": True, "mirror_linger_ms": 0}, 0.0),
+])
+def test_mirror_linger_defaults_by_mode_and_follows_the_config(settings, want) -> None:
+    plugin = parse_config(json.dumps({"name": "wallarm-plugin", "config": {
+        "wallarm_node_address": "http://127.0.0.1:5050", **settings}}))
+    assert mirror_linger_s(plugin.config) == want
