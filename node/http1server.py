@@ -6,7 +6,7 @@ about half of the node's time per verdict in its own machinery (a task per reque
 and response objects, routing). The endpoint needs a small, strict subset of HTTP/1.1: POST
 with a Content-Length or chunked body, keep-alive, pipelining, `Expect: 100-continue`, TLS (the
 stdlib's, through `loop.create_server`). The handler is synchronous and runs as soon as a
-message is complete: no task, no future. Numbers are in docs/decisions.md ("Node server").
+message is complete: no task, no future. Numbers are in docs/decisions.md ("Node server library").
 
 Limits keep a hostile client cheap: head size, body size (413, then the rest of the body is
 read and dropped for a moment so the client sees the answer), a deadline for a started
