@@ -368,27 +368,31 @@ class WallarmConnector:
             return
         self._settle(flow, active, rid, await self._ask_node(flow, active, rid, body, truncated), streamed)
 
-    def _mirror_request(self, flow: http.HTTPFlow, active: ActiveConfig, rid: str, body: bytes,
-                        truncated: int) -> None:
+    def _encode_request(self, flow: http.HTTPFlow, active: ActiveConfig, rid: str, body: bytes,
+                        truncated: int) -> tuple[bytes, bytes] | Exception:
+        """(protocol headers, message) for the node, or the error that made encoding fail (logged):
+        an odd request must never crash a hook."""
         self.metrics.inspected += 1
         try:
-            head = self._message_headers(flow, active, rid, protocol.CONTENT_TYPE_REQUEST, truncated)
-            wire = self._request_wire(flow, body)
-        except Exception:  # an odd request must never crash the hook; the node just misses it
+            return (self._message_headers(flow, active, rid, protocol.CONTENT_TYPE_REQUEST, truncated),
+                    self._request_wire(flow, body))
+        except Exception as e:
             log.exception("[%s] cannot encode the request for the node", rid)
-            return
-        self.mirror.offer(MirrorItem(active, head, wire, rid))
+            return e
+
+    def _mirror_request(self, flow: http.HTTPFlow, active: ActiveConfig, rid: str, body: bytes,
+                        truncated: int) -> None:
+        encoded = self._encode_request(flow, active, rid, body, truncated)
+        if not isinstance(encoded, Exception):  # else the node just misses it
+            self.mirror.offer(MirrorItem(active, *encoded, rid))
 
     async def _ask_node(self, flow: http.HTTPFlow, active: ActiveConfig, rid: str, body: bytes,
                         truncated: int) -> Answer | NodeCallError:
         """The node's answer to this request, or the error that stands for it (never raises)."""
-        self.metrics.inspected += 1
-        try:
-            head = self._message_headers(flow, active, rid, protocol.CONTENT_TYPE_REQUEST, truncated)
-            wire = self._request_wire(flow, body)
-        except Exception as e:  # an odd request must never crash the hook; treat it like no verdict
-            log.exception("[%s] cannot encode the request for the node", rid)
-            return NodeCallError("encode", f"cannot encode: {e}")
+        encoded = self._encode_request(flow, active, rid, body, truncated)
+        if isinstance(encoded, Exception):  # treated like no verdict
+            return NodeCallError("encode", f"cannot encode: {encoded}")
+        head, wire = encoded
         started = time.perf_counter()
         try:
             return await active.client.send(head, wire, active.timeout_s)
