@@ -122,7 +122,14 @@ def encode_response(msg: ResponseMessage) -> bytes:
 
 # ---------------------------------------------------------------------------- decoding
 
-_TOKEN_RE = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+TOKEN_CHARS = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"  # RFC 9110 tchar
+
+
+def is_token(value: bytes) -> bool:
+    """A non-empty RFC 9110 token (method, header name): nothing left once token characters go."""
+    return bool(value) and not value.translate(None, TOKEN_CHARS)
+
+
 _VERSION_RE = re.compile(r"^HTTP/\d(\.\d)?$")
 
 
@@ -172,7 +179,7 @@ def _parse_headers(lines: list[bytes]) -> HeaderFields:
             fields[-1] = (k, v + b" " + line.strip())
             continue
         name, colon, value = line.partition(b":")
-        if not colon or not _TOKEN_RE.match(name):
+        if not colon or not is_token(name):
             raise ProtocolError(f"malformed header line {line[:40]!r}")
         fields.append((name, value.strip(b" \t")))
     return fields
@@ -188,7 +195,7 @@ def decode_request(data: bytes) -> RequestMessage:
     if len(parts) != 3 or not parts[0] or not parts[1]:
         raise ProtocolError(f"malformed request line {start[:60]!r}")
     method, target, version = parts
-    if not _TOKEN_RE.match(method.encode("utf-8", "surrogateescape")):
+    if not is_token(method.encode("utf-8", "surrogateescape")):
         raise ProtocolError(f"malformed method {method[:20]!r}")
     if not _VERSION_RE.match(version):
         raise ProtocolError(f"malformed HTTP version {version[:20]!r}")

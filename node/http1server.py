@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
 
+from addon.protocol import is_token
+
 log = logging.getLogger(__name__)
 
 MAX_HEAD = 64 * 1024
@@ -34,9 +36,6 @@ LINGER_S = 2.0  # after refusing a body: keep reading (and dropping) it so the c
 SWEEP_INTERVAL_S = 1.0
 MAX_CHUNKS = 10_000  # connectors never chunk; a body of 1-byte chunks must stay cheap
 DRAIN_SETTLE_S = 0.3  # graceful stop: quiet time that proves no message is still arriving
-
-_TOKEN_CHARS = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-
 
 @dataclass(slots=True)
 class Incoming:
@@ -112,7 +111,7 @@ def parse_head(raw: bytes) -> _Head:
     """Request line and headers (without the final CRLFCRLF). Raises BadRequest."""
     lines = raw.split(b"\r\n")
     parts = lines[0].split(b" ")
-    if len(parts) != 3 or not parts[0] or not parts[1] or not _is_token(parts[0]):
+    if len(parts) != 3 or not parts[1] or not is_token(parts[0]):
         raise BadRequest(400, f"malformed request line {lines[0][:60]!r}")
     version = parts[2]
     if version not in (b"HTTP/1.1", b"HTTP/1.0"):
@@ -126,7 +125,7 @@ def parse_head(raw: bytes) -> _Head:
     chunked = False
     for line in lines[1:]:
         name, colon, value = line.partition(b":")
-        if not colon or not name or not _is_token(name):
+        if not colon or not is_token(name):
             raise BadRequest(400, f"malformed header line {line[:40]!r}")
         key = name.decode("latin-1").lower()
         text = value.strip(b" \t")
@@ -143,10 +142,6 @@ def parse_head(raw: bytes) -> _Head:
     expect = headers.get("expect", "").lower() == "100-continue" and version == b"HTTP/1.1"
     return _Head(parts[0].decode("latin-1"), parts[1].decode("utf-8", "surrogateescape"),
                  version.decode("latin-1"), headers, length, keep_alive, expect)
-
-
-def _is_token(value: bytes) -> bool:
-    return not value.translate(None, _TOKEN_CHARS)  # nothing left once token characters are deleted
 
 
 def _body_length(lengths: set[bytes], chunked: bool) -> int:

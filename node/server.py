@@ -13,7 +13,6 @@ message (a few ms at worst), which is cheaper than a thread hop per request.
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import ssl
 import time
@@ -39,7 +38,7 @@ from addon.protocol import (
     msgtype_of,
 )
 from node.context import NodeContext
-from node.http1server import BadRequest, Incoming, Outgoing
+from node.http1server import BadRequest, Incoming, Outgoing, error_body
 from node.masking import mask_hits, request_excerpt
 from node.pairing import Pairing, RequestSeen, ResponseSeen
 from node.policy import Policy, canonical_ip, normalise_host, normalise_path
@@ -66,7 +65,7 @@ class MessageRefused(Exception):
 
 
 def _error(status: int, reason: str) -> Outgoing:
-    return Outgoing(status, json.dumps({"error": reason}).encode())
+    return Outgoing(status, error_body(reason))
 
 
 def make_ssl_context(cert: Path, key: Path) -> ssl.SSLContext:
