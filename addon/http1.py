@@ -13,6 +13,8 @@ import asyncio
 import ssl
 from dataclasses import dataclass
 
+from addon.chunked import ChunkedBody, ChunkedError
+
 MAX_HEAD = 64 * 1024
 MAX_BODY = 4 * 1024 * 1024
 
@@ -170,12 +172,16 @@ class Connection(asyncio.Protocol):
         if status in (204, 304) or 100 <= status < 200:
             return Answer(status, headers, b""), start
         if b"chunked" in headers.get(b"transfer-encoding", b"").lower():
-            dechunked = self._dechunk(start)
-            if dechunked is None:
+            chunked = ChunkedBody(start, MAX_BODY)
+            try:
+                end = chunked.feed(buf)
+            except ChunkedError as e:
+                raise HTTPClientError("protocol", f"bad chunked answer: {e}") from None
+            if end < 0:
                 if eof:
                     raise HTTPClientError("protocol", "truncated chunked answer")
                 return None
-            return Answer(status, headers, dechunked[0]), dechunked[1]
+            return Answer(status, headers, bytes(chunked.body)), end
         cl = headers.get(b"content-length")
         if cl is not None:
             if not cl.isdigit() or int(cl) > MAX_BODY:
@@ -191,33 +197,6 @@ class Connection(asyncio.Protocol):
         if len(buf) - start > MAX_BODY:
             raise HTTPClientError("protocol", "answer body too large")
         return (Answer(status, headers, bytes(buf[start:])), len(buf)) if eof else None
-
-    def _dechunk(self, pos: int) -> tuple[bytes, int] | None:
-        """(body, end position) of a complete chunked body starting at `pos`, None if incomplete."""
-        buf = self._buf
-        out = bytearray()
-        while True:
-            eol = buf.find(b"\r\n", pos)
-            if eol < 0:
-                return None
-            size_txt = bytes(buf[pos:eol]).split(b";", 1)[0].strip()
-            try:
-                size = int(size_txt, 16)
-            except ValueError:
-                raise HTTPClientError("protocol", f"bad chunk size {size_txt[:20]!r}") from None
-            pos = eol + 2
-            if size == 0:
-                trailer_end = buf.find(b"\r\n", pos)
-                while trailer_end > pos:  # skip trailers
-                    pos = trailer_end + 2
-                    trailer_end = buf.find(b"\r\n", pos)
-                return (bytes(out), pos + 2) if trailer_end == pos else None
-            if len(buf) < pos + size + 2:
-                return None
-            out += buf[pos:pos + size]
-            if len(out) > MAX_BODY:
-                raise HTTPClientError("protocol", "answer body too large")
-            pos += size + 2
 
 
 async def open_connection(host: str, port: int, ssl_context: ssl.SSLContext | None,

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
 
+from addon.chunked import ChunkedBody, ChunkedError
 from addon.protocol import is_token
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,6 @@ MESSAGE_TIMEOUT_S = 30.0  # a started message must be complete by then (slow sen
 KEEPALIVE_TIMEOUT_S = 75.0  # an idle keep-alive connection is closed after this
 LINGER_S = 2.0  # after refusing a body: keep reading (and dropping) it so the client sees the answer
 SWEEP_INTERVAL_S = 1.0
-MAX_CHUNKS = 10_000  # connectors never chunk; a body of 1-byte chunks must stay cheap
 DRAIN_SETTLE_S = 0.3  # graceful stop: quiet time that proves no message is still arriving
 
 @dataclass(slots=True)
@@ -160,56 +160,6 @@ def _body_length(lengths: set[bytes], chunked: bool) -> int:
     return int(value)
 
 
-class ChunkedBody:
-    """Incremental reader of a chunked body: each call continues where the last one stopped."""
-
-    def __init__(self, start: int, max_body: int):
-        self.pos = start  # next unread byte in the connection's buffer
-        self.body = bytearray()
-        self.chunks = 0
-        self.max_body = max_body
-        self._in_trailers = False
-
-    def feed(self, buf: bytearray) -> int:
-        """Parse what `buf` holds; the end position once the body is complete, else -1."""
-        while True:
-            eol = buf.find(b"\r\n", self.pos)
-            if eol < 0:
-                if len(buf) - self.pos > 1024:
-                    raise BadRequest(400, "chunk size or trailer line too long")
-                return -1
-            if self._in_trailers:  # trailer lines are read and ignored, up to the empty line
-                if eol == self.pos:
-                    return eol + 2
-                self.pos = eol + 2
-                continue
-            size = self._chunk_size(bytes(buf[self.pos:eol]))
-            if size == 0:
-                self._in_trailers = True
-                self.pos = eol + 2
-                continue
-            data_end = eol + 2 + size
-            if len(buf) < data_end + 2:
-                return -1
-            if buf[data_end:data_end + 2] != b"\r\n":
-                raise BadRequest(400, "chunk not followed by CRLF")
-            self.body += buf[eol + 2:data_end]
-            self.pos = data_end + 2
-
-    def _chunk_size(self, line: bytes) -> int:
-        text = line.split(b";", 1)[0].strip()
-        try:
-            size = int(text, 16)
-        except ValueError:
-            raise BadRequest(400, f"bad chunk size {text[:20]!r}") from None
-        self.chunks += 1
-        if self.chunks > MAX_CHUNKS:
-            raise BadRequest(400, f"more than {MAX_CHUNKS} chunks")
-        if len(self.body) + size > self.max_body:
-            raise BadRequest(413, f"message exceeds the limit of {self.max_body} bytes")
-        return size
-
-
 class ServerConnection(asyncio.Protocol):
     def __init__(self, server: HTTPServer):
         self.server = server
@@ -316,7 +266,10 @@ class ServerConnection(asyncio.Protocol):
         else:
             if self._chunked is None:
                 self._chunked = ChunkedBody(self._body_at, self.server.max_body)
-            end = self._chunked.feed(buf)
+            try:
+                end = self._chunked.feed(buf)
+            except ChunkedError as e:
+                raise BadRequest(413 if e.too_large else 400, str(e)) from None
             if end < 0:
                 self._send_continue(head)
                 return None
