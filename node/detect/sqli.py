@@ -353,10 +353,38 @@ def _head_decides(text: str, broke_out: bool) -> bool:
     return not any(w in low for w in (_WHOLE_STREAM_WORDS if broke_out else _AS_IS_WHOLE_STREAM_WORDS))
 
 
+# Without the words above, every rule of a context reads its first non-paren token first and
+# fires only on one of these kinds: as is, a logic operator, ORDER/GROUP (a keyword), a number
+# or variable, a minus sign; after a break-out, a comment, `;`, a logic operator, an operator,
+# a keyword or a statement. A stream that starts with anything else (a word, a string, `{`...:
+# JSON and prose) is no injection, whatever follows. As is, a number or variable first fires
+# only with one of these kinds next. Parens are skipped by the rules: no verdict from a paren.
+_AS_IS_RULE_STARTS = frozenset({LOGIC, KW, NUM, VAR, OP, LPAR, RPAR})
+_AS_IS_AFTER_NUMBER = frozenset({LOGIC, SEMI, KW, COMMENT, LPAR, RPAR})
+_BROKEN_OUT_RULE_STARTS = frozenset({COMMENT, SEMI, LOGIC, OP, KW, STMT, LPAR, RPAR})
+
+
+def _no_rule_starts(start: list[Tok], broke_out: bool) -> bool:
+    """`start` (the first two tokens of a stream without the words above) is no injection,
+    whatever follows it."""
+    if not start:
+        return True
+    kind = start[0][0]
+    if broke_out:
+        return kind not in _BROKEN_OUT_RULE_STARTS
+    if kind == NUM or kind == VAR:
+        return len(start) < 2 or start[1][0] not in _AS_IS_AFTER_NUMBER
+    return kind not in _AS_IS_RULE_STARTS
+
+
 def context_tokens(text: str, broke_out: bool) -> list[Tok]:
     """What _judge needs of tokenize(text): the whole stream, or a head of it that holds at
-    least DECIDING_TOKENS non-paren tokens when nothing past them can change the verdict."""
+    least DECIDING_TOKENS non-paren tokens when nothing past them can change the verdict, or
+    only its first two tokens when no rule can start with them."""
     if _head_decides(text, broke_out):
+        start = tokenize(text, 2)
+        if _no_rule_starts(start, broke_out):
+            return start
         head = tokenize(text, HEAD_TOKENS + 1)
         if len(head) <= HEAD_TOKENS:
             return head  # the stream ended before the bound: it is the whole stream
