@@ -389,7 +389,7 @@ def context_tokens(text: str, broke_out: bool) -> list[Tok]:
         if len(head) <= HEAD_TOKENS:
             return head  # the stream ended before the bound: it is the whole stream
         head.pop()  # the last token's kind depends on the next one (a function call or not)
-        flat = [t for t in head if t[0] not in _PARENS]
+        flat = _strip_parens(head)
         if len(flat) >= DECIDING_TOKENS and (broke_out or not _numeric_start(flat[0])):
             return head
     return tokenize(text)
