@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 from node.store.base import LIST_NAMES, NODE_MODES, IPEntry, ListName, ModeOverride, ModeSettings, NodeMode, Store, StoredAction
+from node.store.ipnet import IPAddress, parse_address
 
 log = logging.getLogger(__name__)
 
@@ -39,20 +40,11 @@ class Decision:
     reason: str  # "attack", "denylist", "allowlist", "mode off", "" (benign)
 
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
 @functools.lru_cache(maxsize=4096)
 def parse_ip(text: str) -> IPAddress | None:
-    """The address `text` names, None if it names none. Cached: clients send many requests, and
-    `ipaddress` parsing cost more than the rest of a cached verdict."""
-    try:
-        addr = ipaddress.ip_address(text)
-    except ValueError:
-        return None
-    if addr.version == 6 and addr.ipv4_mapped is not None:  # ::ffff:1.2.3.4 is 1.2.3.4
-        return addr.ipv4_mapped
-    return addr
+    """`parse_address`, cached: clients send many requests, and `ipaddress` parsing cost more
+    than the rest of a cached verdict."""
+    return parse_address(text)
 
 
 @functools.lru_cache(maxsize=4096)
