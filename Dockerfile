@@ -14,6 +14,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 # Sources only (no .venv, var/, certs/: see .dockerignore).
 COPY pyproject.toml README.md ./
+COPY wallarm_wire/ wallarm_wire/
 COPY addon/ addon/
 COPY node/ node/
 RUN pip install . \

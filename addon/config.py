@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
+from wallarm_wire.addresses import is_loopback_host
 from pydantic import BaseModel, StrictBool, StrictStr, ConfigDict, Field, ValidationError, field_validator
 
 PLUGIN_NAME = "wallarm-plugin"
@@ -41,15 +42,6 @@ class NodeAddress(BaseModel):
         return self.scheme == "https"
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def parse_node_address(raw: str) -> NodeAddress:
     raw = raw.strip()
     parts = urlsplit(raw)
@@ -57,7 +49,7 @@ def parse_node_address(raw: str) -> NodeAddress:
         raise ValueError(f"{raw!r}: the node address must be an https:// URL")
     if not parts.hostname:
         raise ValueError(f"{raw!r}: no host in the node address")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
         raise ValueError(f"{raw!r}: plain http is allowed only to a loopback host; use https")
     if parts.query or parts.fragment or parts.username or parts.password:
         raise ValueError(f"{raw!r}: the node address may not carry a query, fragment or credentials")

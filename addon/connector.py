@@ -16,14 +16,16 @@ from pathlib import Path
 
 from mitmproxy import ctx, exceptions, http
 
-from addon import __version__, protocol
+from addon import __version__
+from wallarm_wire import protocol
 from addon.blockpage import block_response
 from addon.config import PLUGIN_NAME, ConfigError, PluginConfig, PluginSettings, parse_config, read_config_bytes
 from addon.http1 import Answer
 from addon.metrics import Metrics
 from addon.mirror import Mirror
 from addon.node_client import NodeCallError, NodeClient
-from addon.status import StatusServer, parse_listen
+from addon.status import StatusServer
+from wallarm_wire.addresses import parse_hostport
 from addon.watch import ConfigWatcher
 
 log = logging.getLogger("wallarm")
@@ -49,7 +51,7 @@ class ActiveConfig:
     plugin: PluginConfig
     client: NodeClient
     protocols: frozenset[str]
-    mode: str  # protocol.MODE_SYNC or MODE_ASYNC
+    delivery: str  # protocol.DELIVERY_SYNC (in-line) or DELIVERY_ASYNC (out-of-band)
     timeout_s: float
     trusted: tuple[IPNet, ...]
     loaded_at: float = field(default_factory=time.time)
@@ -64,7 +66,7 @@ class ActiveConfig:
         if s.node_secret:
             static.append((protocol.H_SECRET, _header_safe(s.node_secret)))
         return cls(plugin=plugin, client=NodeClient(s, static), protocols=frozenset(plugin.protocols),
-                   mode=protocol.MODE_SYNC if s.blocking else protocol.MODE_ASYNC,
+                   delivery=protocol.DELIVERY_SYNC if s.blocking else protocol.DELIVERY_ASYNC,
                    timeout_s=s.timeout_ms / 1000, trusted=tuple(s.trusted_proxies))
 
 
@@ -141,7 +143,7 @@ class WallarmConnector:
             value = ctx.options.wallarm_admin_listen.strip()
             if value:
                 try:
-                    parse_listen(value)
+                    parse_hostport(value)
                 except ValueError as e:
                     raise exceptions.OptionsError(f"wallarm_admin_listen: {e}") from None
             self._admin_listen = value
@@ -230,7 +232,7 @@ class WallarmConnector:
         if not listen:
             await self.status.stop()
             return
-        host, port = parse_listen(listen)
+        host, port = parse_hostport(listen)
         await self.status.start(host, port)
 
     def _status_root(self) -> dict:
@@ -276,7 +278,7 @@ class WallarmConnector:
             return
         flow.metadata[ACTIVE] = active  # this flow keeps this config until it ends
         if not flow.request.stream:
-            if active.mode == protocol.MODE_SYNC and _has_no_body(flow.request):
+            if active.delivery == protocol.DELIVERY_SYNC and _has_no_body(flow.request):
                 # The whole request is known already: ask now, so the node works while mitmproxy
                 # finishes reading the request; `request` awaits the answer. Eager: the message is
                 # written before this hook returns, not on a later turn of the loop.
@@ -355,7 +357,7 @@ class WallarmConnector:
             f"{protocol.H_FORWARDED_FOR}: {client_ip(flow, active.trusted)}",
             f"{protocol.H_FORWARDED_HOST}: {_header_safe(host)}",
             f"{protocol.H_FORWARDED_PROTO}: {client_protocol(flow)}",
-            f"{protocol.H_MODE}: {active.mode}",
+            f"{protocol.H_DELIVERY}: {active.delivery}",
         ]
         if truncated >= 0:
             lines.append(f"{protocol.H_BODY_TRUNCATED}: {truncated}")
@@ -363,7 +365,7 @@ class WallarmConnector:
 
     async def _judge_or_mirror(self, flow: http.HTTPFlow, active: ActiveConfig, rid: str, body: bytes,
                                truncated: int, streamed: bool) -> None:
-        if active.mode == protocol.MODE_ASYNC:
+        if active.delivery == protocol.DELIVERY_ASYNC:
             self._mirror_request(flow, active, rid, body, truncated)
             return
         self._settle(flow, active, rid, await self._ask_node(flow, active, rid, body, truncated), streamed)

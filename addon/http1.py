@@ -13,7 +13,7 @@ import asyncio
 import ssl
 from dataclasses import dataclass
 
-from addon.chunked import ChunkedBody, ChunkedError
+from wallarm_wire.chunked import ChunkedBody, ChunkedError
 
 MAX_HEAD = 64 * 1024
 MAX_BODY = 4 * 1024 * 1024

@@ -93,14 +93,14 @@ class Metrics:
         name = "wallarm_connector_node_latency_seconds"
         out.append(f"# HELP {name} Node call latency (sync = in-line verdicts, async = mirrored messages, one observation per pipelined batch).")
         out.append(f"# TYPE {name} histogram")
-        for mode, h in self.node_latency.items():
+        for delivery, h in self.node_latency.items():
             cumulative = 0
             for bound, count in zip(h.buckets, h.counts):
                 cumulative += count
-                out.append(f'{name}_bucket{{mode="{mode}",le="{bound:g}"}} {cumulative}')
-            out.append(f'{name}_bucket{{mode="{mode}",le="+Inf"}} {h.n}')
-            out.append(f'{name}_sum{{mode="{mode}"}} {h.total:.6f}')
-            out.append(f'{name}_count{{mode="{mode}"}} {h.n}')
+                out.append(f'{name}_bucket{{delivery="{delivery}",le="{bound:g}"}} {cumulative}')
+            out.append(f'{name}_bucket{{delivery="{delivery}",le="+Inf"}} {h.n}')
+            out.append(f'{name}_sum{{delivery="{delivery}"}} {h.total:.6f}')
+            out.append(f'{name}_count{{delivery="{delivery}"}} {h.n}')
         return "\n".join(out) + "\n"
 
 

@@ -24,15 +24,6 @@ for _name in ("aiohttp.access", "aiohttp.server", "aiohttp.web"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
 
-def parse_listen(value: str) -> tuple[str, int]:
-    """`HOST:PORT` (IPv6 as `[::1]:PORT`) -> (host, port); raises ValueError with the reason."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not (0 <= int(port) <= 65535):
-        raise ValueError(f"{value!r}: expected HOST:PORT")
-    host = host.strip("[]") or "127.0.0.1"
-    return host, int(port)
-
-
 class StatusServer:
     def __init__(self, root: Callable[[], dict[str, Any]], plugins: Callable[[], dict[str, Any]],
                  metrics: Callable[[], str]):

@@ -27,7 +27,8 @@ from node.metrics import NodeMetrics
 from node.pairing import Pairing
 from node.policy import Policy
 from node.server import Endpoint, make_ssl_context
-from node.settings import NodeSettings, SettingsError, is_loopback_host, load_settings
+from node.settings import NodeSettings, SettingsError, load_settings
+from wallarm_wire.addresses import format_hostport, is_loopback_host
 from node.store.base import NODE_MODES, Store, StoreError
 
 log = logging.getLogger("node")
@@ -172,7 +173,7 @@ async def _serve_with_store(settings: NodeSettings, store: Store, stop: asyncio.
         raise SettingsError(f"cannot listen: {e.strerror or e}") from e
     if not is_loopback_host(chost):
         log.warning("console on %s is plain HTTP off loopback: put a TLS proxy in front of it", settings.console_listen)
-    ep_addr = _host_port(*endpoint_server.address)
+    ep_addr = format_hostport(*endpoint_server.address)
     console_addr = _bound(admin_runner)
     log.info("connector endpoint listening on %s://%s", "https" if ssl_ctx else "http", ep_addr)
     log.info("console listening on http://%s (health: /live /ready, metrics: /metrics)", console_addr)
@@ -202,12 +203,8 @@ async def _serve_with_store(settings: NodeSettings, store: Store, stop: asyncio.
 def _bound(runner: web.AppRunner) -> str:
     for addr in runner.addresses:
         if isinstance(addr, tuple):
-            return _host_port(addr[0], addr[1])
+            return format_hostport(addr[0], addr[1])
     return "?"
-
-
-def _host_port(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _sweeper(pairing: Pairing) -> Any:

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
 
-from addon.chunked import ChunkedBody, ChunkedError
-from addon.protocol import is_token
+from wallarm_wire.chunked import ChunkedBody, ChunkedError
+from wallarm_wire.protocol import is_token
 
 log = logging.getLogger(__name__)
 

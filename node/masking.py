@@ -12,7 +12,7 @@ import json
 import re
 from urllib.parse import parse_qsl
 
-from addon.protocol import HeaderFields, RequestMessage
+from wallarm_wire.protocol import HeaderFields, RequestMessage
 from node.store.base import Hit
 
 MASK = "***"

@@ -84,7 +84,7 @@ class Histogram:
 class NodeMetrics:
     def __init__(self) -> None:
         self.started = time.time()
-        self.messages = Counter("wallarm_node_messages_total", "Protocol messages received, by type and connector mode.", ("type", "mode"))
+        self.messages = Counter("wallarm_node_messages_total", "Protocol messages received, by type and delivery (sync in-line, async mirrored).", ("type", "delivery"))
         self.verdicts = Counter("wallarm_node_verdicts_total", "Verdicts answered, by action and reason.", ("action", "reason"))
         self.attacks = Counter("wallarm_node_attacks_total", "Findings in requests and responses, by attack type.", ("type",))
         self.recorded = Counter("wallarm_node_recorded_total", "Attack records queued to the store, by stored action.", ("action",))

@@ -18,15 +18,15 @@ import ssl
 import time
 from pathlib import Path
 
-from addon.protocol import (
+from wallarm_wire.protocol import (
     H_FORWARDED_FOR,
     H_FORWARDED_HOST,
     H_INSTANCE,
-    H_MODE,
+    H_DELIVERY,
     H_REQUEST_ID,
     H_SECRET,
-    MODE_ASYNC,
-    MODE_SYNC,
+    DELIVERY_ASYNC,
+    DELIVERY_SYNC,
     MSGTYPE_RESPONSE,
     ProtocolError,
     RequestMessage,
@@ -50,7 +50,7 @@ MAX_STORED_PATH = 2048
 REFUSAL_LOG_INTERVAL = 10.0  # seconds between INFO lines about refused messages of one kind
 _NO_HITS: list[Hit] = []
 # Incoming.headers has lower-cased names.
-_SECRET, _REQUEST_ID, _MODE = H_SECRET.lower(), H_REQUEST_ID.lower(), H_MODE.lower()
+_SECRET, _REQUEST_ID, _DELIVERY = H_SECRET.lower(), H_REQUEST_ID.lower(), H_DELIVERY.lower()
 _FORWARDED_FOR, _FORWARDED_HOST, _INSTANCE = H_FORWARDED_FOR.lower(), H_FORWARDED_HOST.lower(), H_INSTANCE.lower()
 # HTTP-level refusals by the server (before a message reaches the endpoint), as metric kinds.
 _HTTP_REFUSAL_KINDS = {413: "too_large", 408: "timeout"}
@@ -150,9 +150,9 @@ class Endpoint:
             shown = "missing" if request_id is None else f"invalid ({request_id[:40]!r})"
             raise MessageRefused(400, "request_id", f"{H_REQUEST_ID} {shown}: want 32 lowercase hex characters")
         assert request_id is not None
-        sync_header = headers.get(_MODE, MODE_SYNC).strip().lower()
-        if sync_header not in (MODE_SYNC, MODE_ASYNC):
-            raise MessageRefused(400, "protocol", f"{H_MODE} must be sync or async, got {sync_header[:20]!r}")
+        delivery = headers.get(_DELIVERY, DELIVERY_SYNC).strip().lower()
+        if delivery not in (DELIVERY_SYNC, DELIVERY_ASYNC):
+            raise MessageRefused(400, "protocol", f"{H_DELIVERY} must be sync or async, got {delivery[:20]!r}")
         try:
             msgtype = msgtype_of(headers.get("content-type"))
         except ProtocolError as e:
@@ -163,8 +163,8 @@ class Endpoint:
         except ProtocolError as e:
             raise MessageRefused(400, "protocol", str(e)) from None
         _check_length(msg)
-        sync = sync_header == MODE_SYNC
-        self.metrics.messages.inc(msgtype, sync_header)
+        sync = delivery == DELIVERY_SYNC
+        self.metrics.messages.inc(msgtype, delivery)
         instance = headers.get(_INSTANCE, "")[:200]
         try:
             if isinstance(msg, ResponseMessage):

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from wallarm_wire.addresses import is_loopback_host, parse_hostport
 from node.store.base import IPEntry, ModeOverride, ModeSettings, NodeMode
 
 DEFAULT_LISTEN = "127.0.0.1:5050"
@@ -27,34 +28,6 @@ DEFAULT_MAX_BODY = 8 * 1024 * 1024
 
 class SettingsError(ValueError):
     """A config that cannot be used; `str(err)` names the file and the problem."""
-
-
-def parse_hostport(value: str) -> tuple[str, int]:
-    """`127.0.0.1:5050`, `[::1]:5050`, `localhost:5050` -> (host, port)."""
-    value = value.strip()
-    if value.startswith("["):
-        host, sep, rest = value[1:].partition("]")
-        if not sep or not rest.startswith(":"):
-            raise ValueError(f"bad address {value!r} (want [IPv6]:PORT)")
-        port_text = rest[1:]
-    else:
-        host, sep, port_text = value.rpartition(":")
-        if not sep or not host:
-            raise ValueError(f"bad address {value!r} (want HOST:PORT)")
-        if ":" in host:
-            raise ValueError(f"bad address {value!r} (write IPv6 hosts as [addr]:PORT)")
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ValueError(f"bad port in {value!r}")
-    return host, int(port_text)
-
-
-def is_loopback_host(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def normalise_network(text: str) -> str:

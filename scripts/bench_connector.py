@@ -37,7 +37,7 @@ SAMPLE = (b"GET /api/v1/users?limit=5 HTTP/1.1\r\nHost: 127.0.0.1:9000\r\nUser-A
           b"Accept: */*\r\nContent-Length: 0\r\n\r\n")
 HEADERS = {"Content-Type": "message/http; msgtype=request", "X-Wallarm-Request-Id": "0" * 32,
            "X-Wallarm-Forwarded-For": "127.0.0.1", "X-Wallarm-Connector-Type": "mitmproxy",
-           "X-Wallarm-Mode": "sync"}
+           "X-Wallarm-Delivery": "sync"}
 
 
 async def _measure(call, calls: int, concurrency: int) -> float:  # type: ignore[no-untyped-def]
@@ -100,7 +100,7 @@ async def node_rtt(node_url: str, calls: int = 300) -> dict[str, float]:
         lat = []
         for i in range(calls):
             head = (f"Content-Type: message/http; msgtype=request\r\nX-Wallarm-Request-Id: {i:032x}\r\n"
-                    f"X-Wallarm-Forwarded-For: 127.0.0.1\r\nX-Wallarm-Mode: sync\r\n").encode()
+                    f"X-Wallarm-Forwarded-For: 127.0.0.1\r\nX-Wallarm-Delivery: sync\r\n").encode()
             started = time.perf_counter()
             await client.send(head, SAMPLE, 2.0)
             lat.append(time.perf_counter() - started)

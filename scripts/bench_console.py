@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
 
-from addon.protocol import AttackInfo  # noqa: E402
+from wallarm_wire.protocol import AttackInfo  # noqa: E402
 from node.console.app import setup_console  # noqa: E402
 from node.context import NodeContext  # noqa: E402
 from node.metrics import NodeMetrics  # noqa: E402

@@ -57,7 +57,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
-from addon.protocol import RequestMessage
+from wallarm_wire.protocol import RequestMessage
 from node.detect.engine import Detection, Engine
 
 REPO = Path(__file__).resolve().parents[1]

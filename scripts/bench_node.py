@@ -34,7 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from addon.protocol import RequestMessage, encode_request  # noqa: E402
+from wallarm_wire.protocol import RequestMessage, encode_request  # noqa: E402
 
 BENIGN = RequestMessage(
     "GET", "/api/v1/products?q=lamp&page=2&sort=price",
@@ -58,7 +58,7 @@ request = function()
     ["X-Wallarm-Request-Id"] = rid,
     ["X-Wallarm-Forwarded-For"] = "192.0.2.44",
     ["X-Wallarm-Forwarded-Host"] = "shop.example.com",
-    ["X-Wallarm-Mode"] = "sync",
+    ["X-Wallarm-Delivery"] = "sync",
     ["X-Wallarm-Connector-Type"] = "mitmproxy",
   }, body)
 end

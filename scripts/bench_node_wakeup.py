@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from addon import protocol  # noqa: E402
+from wallarm_wire import protocol  # noqa: E402
 from addon.config import parse_config  # noqa: E402
 from addon.node_client import NodeClient  # noqa: E402
 from tests.support.procs import ManagedProcess, free_port  # noqa: E402
@@ -36,7 +36,7 @@ GAPS_S = (0.0, 0.002, 0.005, 0.010, 0.0)
 def message_head() -> bytes:
     return (f"Content-Type: {protocol.CONTENT_TYPE_REQUEST}\r\n"
             f"{protocol.H_REQUEST_ID}: {protocol.new_request_id()}\r\n"
-            f"{protocol.H_FORWARDED_FOR}: 127.0.0.1\r\n{protocol.H_MODE}: {protocol.MODE_SYNC}\r\n").encode()
+            f"{protocol.H_FORWARDED_FOR}: 127.0.0.1\r\n{protocol.H_DELIVERY}: {protocol.DELIVERY_SYNC}\r\n").encode()
 
 
 async def main() -> None:

@@ -30,6 +30,8 @@ import sys
 
 from aiohttp import web
 
+from wallarm_wire.addresses import parse_hostport
+
 log = logging.getLogger("demo_upstream")
 
 USERS: dict[int, dict] = {
@@ -161,10 +163,10 @@ def build_app() -> web.Application:
 
 
 def parse_listen(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
-    return host.strip("[]") or "127.0.0.1", int(port)
+    try:
+        return parse_hostport(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 async def serve(host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> None:

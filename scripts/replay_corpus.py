@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from addon.protocol import RequestMessage
+from wallarm_wire.protocol import RequestMessage
 from node.detect.engine import Engine
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "corpus"

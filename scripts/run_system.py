@@ -47,6 +47,9 @@ from pathlib import Path
 from typing import IO, Callable
 from urllib.parse import urlsplit
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from wallarm_wire import addresses  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 log = logging.getLogger("run_system")
 
@@ -58,20 +61,20 @@ def _env(name: str, default: str) -> str:
 
 
 def parse_hostport(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) <= 65535:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
-    return host.strip("[]") or "127.0.0.1", int(port)
+    try:
+        host, port = addresses.parse_hostport(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if port == 0:
+        raise argparse.ArgumentTypeError(f"port 0 is not allowed here: {value!r}")
+    return host, port
 
 
 def fmt_hostport(hp: tuple[str, int]) -> str:
-    host, port = hp
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return addresses.format_hostport(*hp)
 
 
-def connect_host(host: str) -> str:
-    """Where to connect to reach a listener bound on `host` (a wildcard bind is reached locally)."""
-    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+connect_host = addresses.connect_host
 
 
 def build_parser() -> argparse.ArgumentParser:

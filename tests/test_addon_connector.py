@@ -17,7 +17,7 @@ import pytest
 from mitmproxy import exceptions, flow
 from mitmproxy.test import taddons, tflow
 
-from addon import protocol
+from wallarm_wire import protocol
 from addon.config import parse_config
 from addon.connector import ACTIVE, RID, WallarmConnector, client_ip, mirror_linger_s
 from addon.mirror import Mirror
@@ -87,7 +87,7 @@ async def test_benign_request_passes_and_is_sent_with_protocol_headers(harness: 
     assert re.fullmatch(r"[0-9a-f]{32}", rid)
     assert h[protocol.H_REQUEST_ID] == rid
     assert h["Content-Type"] == protocol.CONTENT_TYPE_REQUEST
-    assert h[protocol.H_CONNECTOR_TYPE] == "mitmproxy" and h[protocol.H_MODE] == "sync"
+    assert h[protocol.H_CONNECTOR_TYPE] == "mitmproxy" and h[protocol.H_DELIVERY] == "sync"
     assert h[protocol.H_INSTANCE] == "wallarm-protection"
     assert h[protocol.H_FORWARDED_FOR] == "127.0.0.1" and h[protocol.H_FORWARDED_PROTO] == "http"
     assert protocol.H_BODY_TRUNCATED not in h
@@ -229,7 +229,7 @@ async def test_out_of_band_mirrors_request_and_response_with_one_id(harness: Har
     kinds = {r["headers"]["Content-Type"]: r for r in node.received}
     req, resp = kinds[protocol.CONTENT_TYPE_REQUEST], kinds[protocol.CONTENT_TYPE_RESPONSE]
     assert req["headers"][protocol.H_REQUEST_ID] == resp["headers"][protocol.H_REQUEST_ID] == f.metadata[RID]
-    assert req["headers"][protocol.H_MODE] == "async"
+    assert req["headers"][protocol.H_DELIVERY] == "async"
     assert protocol.decode_response(embedded(resp)).status == 200
     assert harness.addon.metrics.mirror_sent == 2
 
@@ -289,10 +289,10 @@ async def test_killed_or_answered_flows_are_left_alone(harness: Harness, node: F
 async def test_hot_reload_good_bad_missing(harness: Harness, caplog: pytest.LogCaptureFixture) -> None:
     addon = harness.addon
     first = addon.active
-    assert first is not None and first.mode == "sync"
+    assert first is not None and first.delivery == "sync"
     reconfigure(harness, blocking=False)
     second = addon.active
-    assert second is not first and second is not None and second.mode == "async"
+    assert second is not first and second is not None and second.delivery == "async"
     assert addon.metrics.config_reloads == 1
     # invalid versions keep the last good config and log one error per version
     harness.path.write_text('{"name": "wallarm-plugin", "config": {"wallarm_node_address": "x", "nope": 1}}')
@@ -310,7 +310,7 @@ async def test_hot_reload_good_bad_missing(harness: Harness, caplog: pytest.LogC
     assert len(errors) == 3 and "invalid JSON" in errors[1] and "cannot read" in errors[2]
     assert addon.active is second
     reconfigure(harness, blocking=True)
-    assert addon.active is not second and addon.active.mode == "sync"  # type: ignore[union-attr]
+    assert addon.active is not second and addon.active.delivery == "sync"  # type: ignore[union-attr]
 
 
 async def test_hot_reload_by_polling_within_two_seconds(harness: Harness) -> None:
@@ -321,7 +321,7 @@ async def test_hot_reload_by_polling_within_two_seconds(harness: Harness) -> Non
         await asyncio.sleep(0.05)
         if harness.addon.active is not before:
             break
-    assert harness.addon.active is not before and harness.addon.active.mode == "async"  # type: ignore[union-attr]
+    assert harness.addon.active is not before and harness.addon.active.delivery == "async"  # type: ignore[union-attr]
 
 
 async def test_a_flow_keeps_the_config_it_started_with(harness: Harness) -> None:
@@ -374,7 +374,7 @@ async def test_status_endpoints(tmp_path: Path, node: FakeNode) -> None:
     plugin = json.loads(plugins_text)["data"][0]
     assert plugin["version"] == root["version"] and plugin["config"]["timeout_ms"] == 500
     assert "wallarm_connector_requests_blocked_total 1" in metrics
-    assert 'wallarm_connector_node_latency_seconds_count{mode="sync"} 1' in metrics
+    assert 'wallarm_connector_node_latency_seconds_count{delivery="sync"} 1' in metrics
     assert "wallarm_connector_mirror_queue_depth" in metrics
 
 

@@ -126,14 +126,14 @@ def test_flipping_blocking_in_the_file_switches_mode_without_restart(real_proxy,
 def test_real_node_out_of_band_gets_request_and_response_paired(real_proxy, real_node: str) -> None:  # type: ignore[no-untyped-def]
     proxy, cfg = real_proxy
     joined = node_metric("wallarm_node_pairing_joined_total")
-    async_requests = node_metric('wallarm_node_messages_total{type="request",mode="async"}')
-    async_responses = node_metric('wallarm_node_messages_total{type="response",mode="async"}')
+    async_requests = node_metric('wallarm_node_messages_total{type="request",delivery="async"}')
+    async_responses = node_metric('wallarm_node_messages_total{type="response",delivery="async"}')
     try:
         write_config(cfg, real_node, blocking=False)
         assert wait_until(lambda: get(proxy, "/etc/passwd?oob=real").status_code == 200, timeout=2.5)
         assert wait_until(lambda: node_metric("wallarm_node_pairing_joined_total") > joined, timeout=5)
-        assert node_metric('wallarm_node_messages_total{type="request",mode="async"}') > async_requests
-        assert node_metric('wallarm_node_messages_total{type="response",mode="async"}') > async_responses
+        assert node_metric('wallarm_node_messages_total{type="request",delivery="async"}') > async_requests
+        assert node_metric('wallarm_node_messages_total{type="response",delivery="async"}') > async_responses
     finally:
         write_config(cfg, real_node, blocking=True)
     assert wait_until(lambda: get(proxy, "/etc/passwd").status_code == 403, timeout=2.5)
@@ -151,7 +151,7 @@ def test_seed_upgrade_check_and_metrics(real_proxy) -> None:  # type: ignore[no-
     assert httpx.get(proxy.admin + "/").json()["version"]
     metrics = httpx.get(proxy.admin + "/metrics").text
     assert "wallarm_connector_requests_inspected_total" in metrics
-    assert 'wallarm_connector_node_latency_seconds_bucket{mode="sync",le="+Inf"}' in metrics
+    assert 'wallarm_connector_node_latency_seconds_bucket{delivery="sync",le="+Inf"}' in metrics
 
 
 # ----------------------------------------------------------------- faults, with the fake node
@@ -234,7 +234,7 @@ def test_out_of_band_mirrors_request_and_response_with_the_same_id(fresh_fault_c
     ids = {r["headers"]["X-Wallarm-Request-Id"] for r in recs}
     types = sorted(r["headers"]["Content-Type"] for r in recs)
     assert len(ids) == 1 and types == ["message/http; msgtype=request", "message/http; msgtype=response"]
-    assert {r["headers"]["X-Wallarm-Mode"] for r in recs} == {"async"}
+    assert {r["headers"]["X-Wallarm-Delivery"] for r in recs} == {"async"}
 
 
 # ----------------------------------------------------------------- startup, bodies, protocols

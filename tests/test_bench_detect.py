@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from addon.protocol import RequestMessage
+from wallarm_wire.protocol import RequestMessage
 from tests.support.procs import REPO, child_env
 
 sys.path.insert(0, str(REPO / "scripts"))

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from addon.protocol import AttackInfo
+from wallarm_wire.protocol import AttackInfo
 from tests.support.console import TOKEN, Console
 from node.console.auth import ENV_TOKEN, SessionStore, resolve_console_token
 from node.store.base import AttackRecord

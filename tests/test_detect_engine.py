@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from addon.protocol import RequestMessage, ResponseMessage
+from wallarm_wire.protocol import RequestMessage, ResponseMessage
 from node.detect import decode
 from node.detect.engine import Detection, Engine, _to_bytes
 from node.detect.log4j import detect_log4j

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from addon.protocol import RequestMessage
+from wallarm_wire.protocol import RequestMessage
 from node.detect import decode, sqli
 from node.detect import engine as engine_mod
 from node.detect.engine import Engine

@@ -127,7 +127,7 @@ async def test_safe_blocking_blocks_only_graylisted_sources(modes_node):
 
 async def test_async_messages_are_recorded_never_blocked(modes_node):
     with NodeClient(modes_node) as c:
-        status, verdict = c.request("GET", SQLI, mode="async")
+        status, verdict = c.request("GET", SQLI, delivery="async")
     assert status == 200 and verdict["action"] == "pass" and verdict["attacks"]
     records = await wait_for(modes_node.db_path, lambda rs: by_id(rs, verdict["request_id"]))
     assert by_id(records, verdict["request_id"])[0].action == "monitored"

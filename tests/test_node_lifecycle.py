@@ -46,7 +46,7 @@ async def test_sigterm_flushes_every_queued_record(tmp_path):
     sent = []
     with NodeClient(node) as c:
         for i in range(300):
-            _, v = c.request("GET", f"{ATTACK}?n={i}", mode="async")
+            _, v = c.request("GET", f"{ATTACK}?n={i}", delivery="async")
             sent.append(v["request_id"])
     assert node.stop(signal.SIGTERM) == 0  # right after the last answer: records still queued
     assert "attack store flushed and closed" in node.output()
@@ -57,7 +57,7 @@ async def test_sigterm_flushes_every_queued_record(tmp_path):
 async def test_sigterm_lets_in_flight_messages_finish(tmp_path):
     node = start_node(tmp_path)
     body = b"POST /upload HTTP/1.1\r\nHost: api.test\r\nContent-Type: text/plain\r\n\r\n" + b"x" * 200_000
-    from addon import protocol as p
+    from wallarm_wire import protocol as p
 
     c = NodeClient(node)
     try:
@@ -132,7 +132,7 @@ async def test_health_and_metrics_are_open(tmp_path):
         with urllib.request.urlopen(node.console_url + "/metrics", timeout=5) as r:  # noqa: S310
             text = r.read().decode()
             assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-        assert 'wallarm_node_messages_total{type="request",mode="sync"} 2' in text
+        assert 'wallarm_node_messages_total{type="request",delivery="sync"} 2' in text
         assert 'wallarm_node_verdicts_total{action="block",reason="attack"} 1' in text
         assert 'wallarm_node_verdicts_total{action="pass",reason="benign"} 1' in text
         assert 'wallarm_node_attacks_total{type="ptrav"}' in text

@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from addon import protocol as p
+from wallarm_wire import protocol as p
 from tests.support.node import NodeClient, start_node
 from tests.test_node_endpoint import BENIGN, by_id, wait_for
 
@@ -41,7 +41,7 @@ def metric(node, line_prefix: str) -> float:
 async def test_response_after_request_sets_the_stored_status(node):
     rid = p.new_request_id()
     with NodeClient(node) as c:
-        assert c.request("GET", BENIGN, ip=DENIED_IP, request_id=rid, mode="async")[0] == 200
+        assert c.request("GET", BENIGN, ip=DENIED_IP, request_id=rid, delivery="async")[0] == 200
         status, verdict = c.response(rid, 502)
     assert status == 200 and verdict["reason"] == "response"
     records = await wait_for(node.db_path, lambda rs: any(r.response_status == 502 for r in by_id(rs, rid)))
@@ -52,7 +52,7 @@ async def test_response_before_request_is_joined(node):
     rid = p.new_request_id()
     with NodeClient(node) as c:
         assert c.response(rid, 404)[0] == 200
-        assert c.request("GET", BENIGN, ip=DENIED_IP, request_id=rid, mode="async")[0] == 200
+        assert c.request("GET", BENIGN, ip=DENIED_IP, request_id=rid, delivery="async")[0] == 200
     records = await wait_for(node.db_path, lambda rs: by_id(rs, rid))
     assert [r.response_status for r in by_id(records, rid)] == [404]
 
@@ -87,11 +87,11 @@ async def test_response_findings_are_recorded_with_their_request(node):
     leak = b"root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1::/usr/sbin:/usr/sbin/nologin\n"
     first, second = p.new_request_id(), p.new_request_id()
     with NodeClient(node) as c:
-        assert c.request("GET", "/download?file=report.txt", request_id=first, mode="async")[0] == 200
+        assert c.request("GET", "/download?file=report.txt", request_id=first, delivery="async")[0] == 200
         status, verdict = c.response(first, 200, headers=[("Content-Type", "text/plain")], body=leak)
         assert status == 200 and verdict["attacks"] and verdict["action"] == "pass"
         c.response(second, 200, headers=[("Content-Type", "text/plain")], body=leak)  # response first
-        c.request("GET", "/download?file=other.txt", request_id=second, mode="async")
+        c.request("GET", "/download?file=other.txt", request_id=second, delivery="async")
     records = await wait_for(node.db_path, lambda rs: by_id(rs, first) and by_id(rs, second))
     for rid, path in ((first, "/download"), (second, "/download")):
         rec = by_id(records, rid)[0]
@@ -150,7 +150,7 @@ MALFORMED = {
     "missing request id": (b"GET / HTTP/1.1\r\n\r\n", {p.H_REQUEST_ID: ""}, 400, p.H_REQUEST_ID),
     "invalid request id": (b"GET / HTTP/1.1\r\n\r\n", {p.H_REQUEST_ID: "../../etc"}, 400, p.H_REQUEST_ID),
     "bad forwarded-for": (b"GET / HTTP/1.1\r\n\r\n", {p.H_FORWARDED_FOR: "not-an-ip"}, 400, p.H_FORWARDED_FOR),
-    "bad mode": (b"GET / HTTP/1.1\r\n\r\n", {p.H_MODE: "sometimes"}, 400, p.H_MODE),
+    "bad mode": (b"GET / HTTP/1.1\r\n\r\n", {p.H_DELIVERY: "sometimes"}, 400, p.H_DELIVERY),
     "bad status line": (b"HTTP/1.1 abc\r\n\r\n", {"Content-Type": p.CONTENT_TYPE_RESPONSE}, 400, "status line"),
 }
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from addon.protocol import RequestMessage
+from wallarm_wire.protocol import RequestMessage
 from node.masking import MASK, mask_body, mask_header_value, mask_hits, mask_text, request_excerpt
 from node.metrics import Histogram, NodeMetrics
 from node.pairing import Pairing, RequestSeen, ResponseSeen
@@ -216,7 +216,7 @@ def test_metrics_render():
     m.analysis.observe(0.0003)
     m.analysis.observe(5.0)
     text = m.render()
-    assert 'wallarm_node_messages_total{type="request",mode="sync"} 1' in text
+    assert 'wallarm_node_messages_total{type="request",delivery="sync"} 1' in text
     assert 'wallarm_node_attacks_total{type="we\\"ird\\ntype"} 1' in text
     assert 'wallarm_node_analysis_seconds_bucket{le="0.0005"} 1' in text
     assert 'wallarm_node_analysis_seconds_bucket{le="1.0"} 1' in text

@@ -1,4 +1,4 @@
-"""Wire protocol v1 (`addon/protocol.py`), shared by the connector and the node."""
+"""Wire protocol v1 (`wallarm_wire/protocol.py`), shared by the connector and the node."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from addon import protocol as p
+from wallarm_wire import protocol as p
 
 
 def reference_json(v: p.Verdict) -> bytes:

@@ -243,6 +243,6 @@ def test_the_wheel_ships_every_file_of_the_packages(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr[-2000:]
     wheel = next(tmp_path.glob("*.whl"))
     shipped = set(zipfile.ZipFile(wheel).namelist())
-    tree = {p.relative_to(REPO).as_posix() for pkg in ("addon", "node") for p in (REPO / pkg).rglob("*")
+    tree = {p.relative_to(REPO).as_posix() for pkg in ("wallarm_wire", "addon", "node") for p in (REPO / pkg).rglob("*")
             if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"}
     assert tree - shipped == set()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from addon.protocol import AttackInfo
+from wallarm_wire.protocol import AttackInfo
 
 # A request is an attack when one location's combined score reaches this; a strong
 # signature scores it alone, weak signals (score < threshold) must agree within one value.

@@ -12,7 +12,7 @@ import json
 import re
 import zlib
 
-from addon.protocol import RequestMessage
+from wallarm_wire.protocol import RequestMessage
 from node.detect.decode import url_decode
 
 MAX_FIELDS = 300  # values judged per request; the rest are ignored (and counted)

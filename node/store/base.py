@@ -11,7 +11,7 @@ import abc
 from dataclasses import dataclass, field
 from typing import Literal
 
-from addon.protocol import AttackInfo
+from wallarm_wire.protocol import AttackInfo
 
 ListName = Literal["allow", "deny", "gray"]
 LIST_NAMES: tuple[ListName, ...] = ("allow", "deny", "gray")

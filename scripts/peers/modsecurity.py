@@ -27,7 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from addon.protocol import RequestMessage
+from wallarm_wire.protocol import RequestMessage
 
 DEBIAN_PACKAGES = "libmodsecurity3 modsecurity-crs"
 LIBRARY_NAMES = ("libmodsecurity.so.3", "libmodsecurity.so")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from addon.protocol import RequestMessage
+from wallarm_wire.protocol import RequestMessage
 
 CASES_DIR = Path(__file__).resolve().parents[1] / "cases"
 ATTACKS: dict = yaml.safe_load((CASES_DIR / "attacks.yaml").read_text("utf-8"))

@@ -10,7 +10,7 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from addon.protocol import AttackInfo
+from wallarm_wire.protocol import AttackInfo
 from node.console.app import setup_console
 from node.context import NodeContext
 from node.metrics import NodeMetrics

@@ -23,7 +23,7 @@ import sys
 
 from aiohttp import web
 
-from addon import protocol
+from wallarm_wire import protocol
 
 MODES = ("pass", "block", "match", "slow", "500", "garbage", "reset", "down")
 ATTACK_TOKENS = (b"/etc/passwd", b"' OR '1'='1", b"%27%20OR%20", b"<script>", b"UNION SELECT", b"union+select")

@@ -95,10 +95,10 @@ class NodeClient:
     def close(self) -> None:
         self.http.close()
 
-    def _headers(self, request_id: str, msgtype: str, ip: str | None, host: str | None, mode: str) -> dict[str, str]:
-        from addon import protocol as p
+    def _headers(self, request_id: str, msgtype: str, ip: str | None, host: str | None, delivery: str) -> dict[str, str]:
+        from wallarm_wire import protocol as p
 
-        h = {p.H_REQUEST_ID: request_id, "Content-Type": f"message/http; msgtype={msgtype}", p.H_MODE: mode,
+        h = {p.H_REQUEST_ID: request_id, "Content-Type": f"message/http; msgtype={msgtype}", p.H_DELIVERY: delivery,
              p.H_CONNECTOR_TYPE: p.CONNECTOR_TYPE, p.H_INSTANCE: "test-connector"}
         if ip is not None:
             h[p.H_FORWARDED_FOR] = ip
@@ -109,23 +109,23 @@ class NodeClient:
         return h
 
     def request(self, method: str, target: str, *, headers: list[tuple[str, str]] | None = None, body: bytes = b"",
-                ip: str = "192.0.2.10", host: str = "api.test", mode: str = "sync",
+                ip: str = "192.0.2.10", host: str = "api.test", delivery: str = "sync",
                 request_id: str | None = None) -> tuple[int, dict[str, Any]]:
-        from addon import protocol as p
+        from wallarm_wire import protocol as p
 
         rid = request_id or p.new_request_id()
         fields = [(b"Host", host.encode())] + [(k.encode(), v.encode()) for k, v in (headers or [])]
         data = p.encode_request(p.RequestMessage(method, target, fields, body))
-        r = self.http.post(self.url, content=data, headers=self._headers(rid, "request", ip, host, mode))
+        r = self.http.post(self.url, content=data, headers=self._headers(rid, "request", ip, host, delivery))
         return r.status_code, r.json()
 
     def response(self, request_id: str, status: int, *, headers: list[tuple[str, str]] | None = None,
-                 body: bytes = b"", mode: str = "async") -> tuple[int, dict[str, Any]]:
-        from addon import protocol as p
+                 body: bytes = b"", delivery: str = "async") -> tuple[int, dict[str, Any]]:
+        from wallarm_wire import protocol as p
 
         fields = [(k.encode(), v.encode()) for k, v in (headers or [])]
         data = p.encode_response(p.ResponseMessage(status, fields, body, "OK"))
-        r = self.http.post(self.url, content=data, headers=self._headers(request_id, "response", None, None, mode))
+        r = self.http.post(self.url, content=data, headers=self._headers(request_id, "response", None, None, delivery))
         return r.status_code, r.json()
 
     def raw(self, data: bytes, headers: dict[str, str]) -> Any:

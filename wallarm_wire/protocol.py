@@ -32,13 +32,13 @@ H_FORWARDED_PROTO = "X-Wallarm-Forwarded-Proto"
 H_CONNECTOR_TYPE = "X-Wallarm-Connector-Type"
 H_CONNECTOR_VERSION = "X-Wallarm-Connector-Version"
 H_INSTANCE = "X-Wallarm-Instance"
-H_MODE = "X-Wallarm-Mode"
+H_DELIVERY = "X-Wallarm-Delivery"
 H_BODY_TRUNCATED = "X-Wallarm-Body-Truncated"
 H_SECRET = "X-Wallarm-Secret"  # optional shared secret; the node refuses foreign connectors
 
 CONNECTOR_TYPE = "mitmproxy"
-MODE_SYNC = "sync"
-MODE_ASYNC = "async"
+DELIVERY_SYNC = "sync"
+DELIVERY_ASYNC = "async"
 
 # Node answers.
 STATUS_PASS = 200
