@@ -18,9 +18,11 @@ from mitmproxy import exceptions, flow
 from mitmproxy.test import taddons, tflow
 
 from wallarm_wire import protocol
-from addon.config import parse_config
-from addon.connector import ACTIVE, RID, WallarmConnector, client_ip, mirror_linger_s
+from addon.config import Timeouts, parse_config
+from addon.connector import ACTIVE, RID, WallarmConnector
+from addon.encode import client_ip
 from addon.mirror import Mirror
+from addon.status import plugins_document
 from tests.support.fake_node import FakeNode
 from tests.support.procs import free_port
 from tests.support.proxy import write_config
@@ -181,7 +183,7 @@ async def test_node_error_status_fails_open(harness: Harness, node: FakeNode) ->
     await harness.addon.requestheaders(f)
     await harness.addon.request(f)
     assert f.response is None
-    assert harness.addon.metrics.fail_open["status"] == 1
+    assert harness.addon.metrics.fail_open["5xx"] == 1
 
 
 async def test_body_over_limit_is_truncated_and_flagged(harness: Harness, node: FakeNode) -> None:
@@ -385,7 +387,7 @@ async def test_node_secret_and_instance_are_sent(harness: Harness, node: FakeNod
     await harness.addon.request(f)
     h = node.received[-1]["headers"]
     assert h[protocol.H_SECRET] == "s3cret" and h[protocol.H_INSTANCE] == "edge-1"
-    assert harness.addon._status_plugins()["data"][0]["config"]["node_secret"] == "***"
+    assert plugins_document(harness.addon.active)["data"][0]["config"]["node_secret"] == "***"
 
 
 async def test_multiple_nodes_fail_over_in_line(harness: Harness, node: FakeNode) -> None:
@@ -533,4 +535,4 @@ async def test_a_full_batch_does_not_linger() -> None:
 def test_mirror_linger_defaults_by_mode_and_follows_the_config(settings, want) -> None:
     plugin = parse_config(json.dumps({"name": "wallarm-plugin", "config": {
         "wallarm_node_address": "http://127.0.0.1:5050", **settings}}))
-    assert mirror_linger_s(plugin.config) == want
+    assert Timeouts.from_settings(plugin.config).mirror_linger_s == want
