@@ -130,13 +130,15 @@ class NodeEndpoint:
             conn = self.idle.pop()  # LIFO: the warmest connection
             if conn.is_open:
                 return conn, True
-        async with asyncio.timeout(connect_timeout_s):
-            try:
-                conn = await open_connection(self.address.host, self.address.port, self.ssl_context,
+        return await self.connect(connect_timeout_s), False
+
+    async def connect(self, connect_timeout_s: float) -> Connection:
+        try:  # around the timeout block: the TimeoutError is raised as that block exits
+            async with asyncio.timeout(connect_timeout_s):
+                return await open_connection(self.address.host, self.address.port, self.ssl_context,
                                              self.address.host)
-            except TimeoutError:
-                raise HTTPClientError("connect_timeout", f"no connection within {connect_timeout_s:.3f}s") from None
-        return conn, False
+        except TimeoutError:
+            raise HTTPClientError("connect_timeout", f"no connection within {connect_timeout_s:.3f}s") from None
 
     def release(self, conn: Connection) -> None:
         if not self.closed and conn.reusable and conn.is_open and len(self.idle) < MAX_IDLE_PER_NODE:
@@ -145,17 +147,19 @@ class NodeEndpoint:
             conn.close()
 
     async def answers_liveness(self, budget_s: float, connect_s: float) -> bool:
-        """Does the node answer a trivial request within `budget_s`? (any status below 500)"""
+        """Does the node answer a trivial request within `budget_s`? (any status below 500)
+
+        On a fresh connection: a pooled one the node closed while idle would say nothing about it."""
         conn: Connection | None = None
         try:
             async with asyncio.timeout(budget_s):
-                conn, _ = await self.acquire(min(connect_s, budget_s))
+                conn = await self.connect(min(connect_s, budget_s))
                 answer = await conn.request(self.liveness_request, b"")
         except (TimeoutError, HTTPClientError):
+            return False
+        finally:
             if conn is not None:
                 conn.close()
-            return False
-        self.release(conn)
         return answer.status < 500
 
     async def check_liveness(self, budget_s: float, connect_s: float) -> bool:
