@@ -144,6 +144,7 @@ def test_real_node_out_of_band_gets_request_and_response_paired(real_proxy, real
     joined = node_metric("wallarm_node_pairing_joined_total")
     async_requests = node_metric('wallarm_node_messages_total{type="request",delivery="async"}')
     async_responses = node_metric('wallarm_node_messages_total{type="response",delivery="async"}')
+    refused_before = node_metric('wallarm_node_parse_errors_total{kind="protocol"}')  # earlier tests' own
     try:
         write_config(cfg, real_node, blocking=False)
         assert wait_until(lambda: get(proxy, "/etc/passwd?oob=real").status_code == 200, timeout=2.5)
@@ -155,8 +156,10 @@ def test_real_node_out_of_band_gets_request_and_response_paired(real_proxy, real
     assert wait_until(lambda: get(proxy, "/etc/passwd").status_code == 403, timeout=2.5)
     text = httpx.get(REAL_NODE_CONSOLE["url"] + "/metrics").text
     assert "# TYPE wallarm_node_parse_errors_total counter" in text
-    refused = [l for l in text.splitlines() if l.startswith("wallarm_node_parse_errors_total") and not l.endswith(" 0")]
+    refused = [l for l in text.splitlines() if l.startswith("wallarm_node_parse_errors_total") and not l.endswith(" 0")
+               and not l.startswith('wallarm_node_parse_errors_total{kind="protocol"}')]
     assert refused == []  # the node understood every message the connector sent
+    assert node_metric('wallarm_node_parse_errors_total{kind="protocol"}') == refused_before
 
 
 def test_seed_upgrade_check_and_metrics(real_proxy) -> None:  # type: ignore[no-untyped-def]
