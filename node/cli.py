@@ -13,6 +13,7 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -78,7 +79,10 @@ async def seed_ip_lists(store: Store, settings: NodeSettings) -> int:
     return added
 
 
-async def _periodic(interval: float, job: Any, name: str) -> None:
+Job = Callable[[], Awaitable[None]]
+
+
+async def _periodic(interval: float, job: Job, name: str) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
@@ -182,13 +186,13 @@ def _bound(runner: web.AppRunner) -> str:
     return "?"
 
 
-def _sweeper(pairing: Pairing) -> Any:
+def _sweeper(pairing: Pairing) -> Job:
     async def sweep() -> None:
         pairing.sweep()
     return sweep
 
 
-def _retention(store: Store, settings: NodeSettings) -> Any:
+def _retention(store: Store, settings: NodeSettings) -> Job:
     async def apply() -> None:
         r = settings.retention
         max_age = r.max_age_days * 86400 if r.max_age_days is not None else None
