@@ -16,7 +16,7 @@ from multidict import MultiMapping
 from node.rules import RuleError
 from node.rules.ip_lists import LIST_NAMES, IPEntry, ListName
 from node.rules.ip_lists import parse_list_name as list_name_rule
-from node.rules.modes import ModeOverride, ModeSettings, NodeMode, override_from_mapping, parse_mode
+from node.rules.modes import ModeOverride, ModeSettings, NodeMode, is_host_name, override_from_mapping, parse_mode
 from node.rules.networks import parse_address, parse_network
 from node.store.base import AttackFilter
 
@@ -28,7 +28,6 @@ DEFAULT_STATS_RANGE = 24 * 3600
 MAX_BUCKETS = 500
 
 _TYPE_RE = re.compile(r"^[a-z0-9_.\-]{1,40}$")
-_HOST_RE = re.compile(r"^[A-Za-z0-9.\-_:\[\]]{1,255}$")
 ACTIONS = ("blocked", "monitored")
 ATTACK_PARAMS = {"type", "ip", "action", "host", "since", "until", "q", "cursor", "limit"}
 
@@ -141,7 +140,7 @@ def parse_attack_query(query: MultiMapping[str]) -> tuple[AttackFilter, str | No
         if action not in ACTIONS:
             raise ApiError(f"action: must be one of {', '.join(ACTIONS)}")
     host = _text("host", _single(query, "host"))
-    if host is not None and not _HOST_RE.match(host):
+    if host is not None and not is_host_name(host):
         raise ApiError("host: not a host name")
     since, until = parse_time_range(query)
     flt = AttackFilter(

@@ -28,6 +28,11 @@ def parse_mode(value: Any) -> NodeMode:
     return value  # type: ignore[no-any-return]
 
 
+def is_host_name(text: str) -> bool:
+    """A Host header value as a client may send it (name or address, maybe a port)."""
+    return bool(_HOST_RE.match(text))
+
+
 def normalise_host(host: str | None) -> str:
     """`API.Example.com:8443` -> `api.example.com`; `[::1]:80` -> `::1`.
 
@@ -55,7 +60,7 @@ def _override_host(value: Any) -> str | None:
     host = _optional_text(value, "host")
     if host is None:
         return None
-    if not _HOST_RE.match(host) or not normalise_host(host):
+    if not is_host_name(host) or not normalise_host(host):
         raise RuleError("host", f"host {host[:60]!r} is not a host name")
     return normalise_host(host)
 
