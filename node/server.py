@@ -41,7 +41,8 @@ from node.context import NodeContext
 from node.http1server import BadRequest, Incoming, Outgoing, error_body
 from node.masking import mask_hits, request_excerpt
 from node.pairing import Pairing, RequestSeen, ResponseSeen
-from node.policy import Policy, canonical_ip, normalise_host, normalise_path
+from node.policy import Policy, canonical_ip, normalise_path
+from node.rules.modes import normalise_host
 from node.store.base import AttackRecord, Hit
 
 log = logging.getLogger(__name__)
