@@ -338,6 +338,11 @@ def numbers(size: int) -> str:
     return ", ".join(out)
 
 
+def decoy(i: int) -> str:
+    """Clean text the SQL pre-filter flags (a number, then "or"), so the SQL detector must judge it."""
+    return f"{i} or {i + 1} items please"
+
+
 CAPS: dict[str, Callable[[str], dict]] = {
     "1100-spaces-form": lambda p: ct(FORM, form(("q", " " * 1100 + p))),
     "1100-spaces-json": lambda p: ct(JSON, json_doc({"q": " " * 1100 + p})),
@@ -346,11 +351,10 @@ CAPS: dict[str, Callable[[str], dict]] = {
     "150-dummy-fields-query": lambda p: {"method": "GET",
                                          "query": urlencode([*[(f"f{i}", f"v{i}") for i in range(150)], ("q", p)])},
     "350-dummy-fields-form": lambda p: ct(FORM, form(*[(f"f{i}", f"v{i}") for i in range(350)], ("q", p))),
-    # values that each cost a detector call (not cacheable: all different), then the payload
-    "33-fresh-decoys-form": lambda p: ct(FORM, form(*[(f"d{i}", f"O'Neil & sons <{i}> (x={i})") for i in range(33)],
-                                                    ("q", p))),
-    "33-fresh-decoys-json": lambda p: ct(JSON, json_doc({**{f"d{i}": f"O'Neil & sons <{i}> (x={i})"
-                                                            for i in range(33)}, "q": p})),
+    # 33 clean values that each cost a structural detector call (all different: no cache), then
+    # the payload: past the per-request detector budget
+    "33-fresh-decoys-form": lambda p: ct(FORM, form(*[(f"d{i}", decoy(i)) for i in range(33)], ("q", p))),
+    "33-fresh-decoys-json": lambda p: ct(JSON, json_doc({**{f"d{i}": decoy(i) for i in range(33)}, "q": p})),
     "13-control-chars-form": lambda p: ct(FORM, form(("q", "\x01\x02\x03\x04\x05\x06\x07\x08\x0e\x0f\x10\x11\x12" + p))),
     "13-control-chars-json": lambda p: ct(JSON, json_doc({"q": "\x01" * 13 + p})),
     "8kb-filler-field-form": lambda p: ct(FORM, form(("pad", prose(8 * 1024)), ("q", p))),
@@ -525,7 +529,7 @@ STALL: dict[str, Callable[[], dict]] = {
 
 @pytest.mark.parametrize("case", STALL)
 def test_stall_shape_is_blocked_and_the_system_stays_responsive(systems: Systems, case: str) -> None:
-    s = systems("stall")
+    s = systems(f"stall-{case}")  # a fresh node per shape: each must hold on its own
     attack = s.send(case, **STALL[case]())
     # the node is not busy with the last one: another request is judged at once
     benign = s.send(f"after-{case}", method="GET", query="page=2")
