@@ -20,6 +20,7 @@ import time
 import uuid
 import zlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urlencode
@@ -489,6 +490,26 @@ def test_benign_gzip_json_body(systems: Systems) -> None:
     assert seen["json"] == doc
 
 
+BENIGN_CODINGS: dict[str, tuple[str, Callable[[bytes], bytes]]] = {
+    "br": ("br", brotli.compress),
+    "zstd": ("zstd", zstandard.ZstdCompressor().compress),
+    "gzip-two-members": ("gzip", lambda b: gzip_members(b[: len(b) // 2], b[len(b) // 2:])),
+    "deflate-raw": ("deflate", deflate_raw),
+    "gzip-then-br": ("gzip, br", lambda b: brotli.compress(gzip.compress(b))),
+}
+
+
+@pytest.mark.parametrize("name", BENIGN_CODINGS)
+def test_benign_coded_json_body(systems: Systems, name: str) -> None:
+    coding, compress = BENIGN_CODINGS[name]
+    doc = large_json_document(20 * 1024)
+    body = compress(json_doc(doc))
+    s = systems("benign")
+    seen = assert_delivered(s, s.send(f"coded-{name}", content=body,
+                                      headers=[("Content-Type", JSON), ("Content-Encoding", coding)]), body)
+    assert seen["json"] == doc
+
+
 def test_benign_forty_headers(systems: Systems) -> None:
     headers = [(f"X-Trace-{i}", f"span-{i:04d}; sampled=1") for i in range(40)]
     s = systems("benign")
@@ -530,12 +551,16 @@ STALL: dict[str, Callable[[], dict]] = {
 @pytest.mark.parametrize("case", STALL)
 def test_stall_shape_is_blocked_and_the_system_stays_responsive(systems: Systems, case: str) -> None:
     s = systems(f"stall-{case}")  # a fresh node per shape: each must hold on its own
-    attack = s.send(case, **STALL[case]())
-    # the node is not busy with the last one: another request is judged at once
-    benign = s.send(f"after-{case}", method="GET", query="page=2")
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(s.send, case, **STALL[case]())
+        time.sleep(0.2)  # the attack is with the node now
+        during = s.send(f"during-{case}", method="GET", query="page=1")  # others are still answered
+        attack = pending.result()
+    after = s.send(f"after-{case}", method="GET", query="page=2")  # and the node is not left busy
     problems = stop_problems(s, attack)
-    if benign.response is None or benign.response.status_code != 200 or benign.seconds >= 1.0:
-        problems.append(f"the next benign request: {benign.outcome()}")
+    for name, benign in (("during", during), ("after", after)):
+        if benign.response is None or benign.response.status_code != 200 or benign.seconds >= 1.0:
+            problems.append(f"a benign request {name} it: {benign.outcome()}")
     if s.fail_open_total():
         problems.append(f"{s.fail_open_total():.0f} request(s) forwarded without a verdict so far")
     assert not problems, "; ".join(problems)
