@@ -161,7 +161,7 @@ def stop_problems(s: System, sent: Sent) -> list[str]:
     if sent.seconds >= MAX_SECONDS:
         problems.append(f"slower than {MAX_SECONDS} s")
     if sent.unjudged and not problems:
-        problems.append("no fail-open expected")
+        problems.append("a request was forwarded without a verdict meanwhile")
     return [f"{', '.join(problems)} ({sent.outcome()})"] if problems else []
 
 
@@ -192,12 +192,12 @@ def json_doc(obj: object) -> bytes:
     return json.dumps(obj).encode()
 
 
-def multipart(boundary: str, parts: list[tuple[str, bytes]], close: bool = True) -> bytes:
+def multipart(boundary: str, parts: list[tuple[str, bytes]]) -> bytes:
     """Parts given as (Content-Disposition parameters, content), e.g. ('name="q"', b"...")."""
     out = b""
     for dispo, content in parts:
         out += (f"--{boundary}\r\nContent-Disposition: form-data; {dispo}\r\n\r\n").encode() + content + b"\r\n"
-    return out + (f"--{boundary}--\r\n".encode() if close else b"")
+    return out + f"--{boundary}--\r\n".encode()
 
 
 def prose(size: int, seed: int = 1) -> str:
