@@ -13,7 +13,7 @@ in a deterministic order mixing sources (by a hash of the id), at most --limit o
 Fail-opens are attributed to records from the connector's log ("no verdict for METHOD PATH");
 breaker-open ones are logged once per interval, so they show in the totals only.
 
-  python scripts/replay_compare.py [--corpus-dir ../shared/corpus] [--limit 2000] [--concurrency 4]
+  python scripts/replay_compare.py [--shared ../shared] [--limit 2000] [--concurrency 4]
         [--timeout-ms 2000] [--show 20] [--json out.json]
 """
 
@@ -56,12 +56,12 @@ def shared_dir() -> Path:
     return next((p for p in SHARED_CANDIDATES if p.is_dir()), SHARED_CANDIDATES[0])
 
 
-def load_replay_tool() -> ModuleType:
+def load_replay_tool(shared: Path) -> ModuleType:
     """../shared/tools/replay.py: its raw request writer, sender and trivial upstream."""
-    path = shared_dir() / "tools" / "replay.py"
+    path = shared / "tools" / "replay.py"
     spec = importlib.util.spec_from_file_location("shared_replay", path)
-    if spec is None or spec.loader is None:
-        raise SystemExit(f"{path}: not found")
+    if not path.is_file() or spec is None or spec.loader is None:
+        raise SystemExit(f"{path}: not found (give --shared)")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -181,7 +181,8 @@ def report(outcomes: list[Outcome], unjudged: collections.Counter[tuple[str, str
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--corpus-dir", type=Path, default=shared_dir() / "corpus")
+    ap.add_argument("--shared", type=Path, default=shared_dir(), help="the shared tree (corpus/, tools/replay.py)")
+    ap.add_argument("--corpus-dir", type=Path, help="default: SHARED/corpus")
     ap.add_argument("--limit", type=int, default=2000, help="at most N dev-half records (0: all)")
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--timeout-ms", type=int, default=2000, help="the connector's timeout_ms")
@@ -192,10 +193,11 @@ def main() -> int:
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
-    tool = load_replay_tool()
-    recs = dev_records(args.corpus_dir, args.limit)
+    tool = load_replay_tool(args.shared)
+    corpus_dir = args.corpus_dir or args.shared / "corpus"
+    recs = dev_records(corpus_dir, args.limit)
     if not recs:
-        log.error("%s: no records", args.corpus_dir)
+        log.error("%s: no records", corpus_dir)
         return 2
     t0 = time.monotonic()
     verdicts = judge_in_process(recs)
