@@ -26,7 +26,7 @@ from node.http1server import HTTPServer
 from node.metrics import NodeMetrics
 from node.pairing import Pairing
 from node.policy import Policy
-from node.server import Endpoint, make_ssl_context
+from node.server import Endpoint, JudgingLane, make_ssl_context
 from node.settings import NodeSettings, SettingsError, load_settings
 from wallarm_wire.addresses import format_hostport, is_loopback_host
 from node.store.base import NODE_MODES, Store, StoreError
@@ -154,7 +154,8 @@ async def _serve_with_store(settings: NodeSettings, store: Store, stop: asyncio.
 
     ctx = NodeContext(settings=settings, store=store, policy=policy, engine=engine, metrics=metrics)
     ctx.console_token = resolve_token(settings)
-    endpoint = Endpoint(ctx, pairing)
+    lane = JudgingLane(load_engine)  # large messages: judged off the loop, with their own engine
+    endpoint = Endpoint(ctx, pairing, lane)
 
     ssl_ctx = make_ssl_context(settings.tls_cert, settings.tls_key) if settings.tls_cert and settings.tls_key else None
     grace = settings.shutdown_timeout_seconds
@@ -169,6 +170,7 @@ async def _serve_with_store(settings: NodeSettings, store: Store, stop: asyncio.
         await console_site.start()
     except OSError as e:
         endpoint_server.close()
+        lane.close()
         await admin_runner.cleanup()
         raise SettingsError(f"cannot listen: {e.strerror or e}") from e
     if not is_loopback_host(chost):
@@ -196,6 +198,7 @@ async def _serve_with_store(settings: NodeSettings, store: Store, stop: asyncio.
     if left:
         log.warning("%d message(s) still in flight after %.0fs: closing them", left, grace)
     endpoint_server.close()
+    lane.close()
     await admin_runner.cleanup()
     return 0
 
