@@ -19,8 +19,8 @@ MAX_TRAILERS = 32  # trailer lines (read and dropped)
 MAX_TRAILER_BYTES = 8 * 1024
 
 # size, optional extensions, optional trailing whitespace (h11 allows it: servers send it)
-_CHUNK_LINE_RE = re.compile(rb"([0-9A-Fa-f]{1,20})(?:;[^\x00-\x08\x0a-\x1f\x7f]*)?[ \t]*")
-_TRAILER_LINE_RE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\x00-\x08\x0a-\x1f\x7f]*")
+_CHUNK_LINE_RE = re.compile(rb"([0-9A-Fa-f]{1,20})(?:;[^\x00\r\n]*)?[ \t]*")
+_TRAILER_LINE_RE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\x00\r\n]*")
 
 
 class ChunkedError(ValueError):
