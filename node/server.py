@@ -6,17 +6,26 @@ input the node cannot use gets a 4xx with a JSON `{"error": reason}`; nothing a 
 can crash the handler or be recorded as an attack by mistake.
 
 The HTTP side is `node/http1server.py`: it hands over complete messages and this module answers
-them synchronously. Analysis runs inline on the event loop: the engine bounds its own time per
-message (a few ms at worst), which is cheaper than a thread hop per request.
+them. A message up to LANE_MIN_BYTES is judged inline on the event loop: the engine bounds its
+own time per message (a few ms at worst), which is cheaper than a thread hop per request. A
+larger one is judged in the large-message lane (`JudgingLane`: one worker thread with its own
+engine, since an engine is not for concurrent use) and answered when done, so that while it is
+judged the loop keeps answering the small ones. Only the pure part (the engine, on a decoded
+message) leaves the loop; checks, policy, pairing, metrics and the store stay on it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import ssl
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from wallarm_wire.protocol import (
     H_FORWARDED_FOR,
@@ -48,6 +57,8 @@ from node.store.base import AttackRecord, Hit
 log = logging.getLogger(__name__)
 
 MAX_STORED_PATH = 2048
+# embedded messages over this many bytes are judged in the large-message lane, off the loop
+LANE_MIN_BYTES = 64 * 1024
 REFUSAL_LOG_INTERVAL = 10.0  # seconds between INFO lines about refused messages of one kind
 _NO_HITS: list[Hit] = []
 # Incoming.headers has lower-cased names.
@@ -63,6 +74,38 @@ class MessageRefused(Exception):
     def __init__(self, status: int, kind: str, reason: str):
         super().__init__(reason)
         self.status, self.kind, self.reason = status, kind, reason
+
+
+class JudgingLane:
+    """One worker thread with its own engine, for large messages (built in that thread at
+    start, so the node does not wait for it; the first large message may)."""
+
+    def __init__(self, make_engine: Callable[[], Any]):
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="judge-large")
+        self._engine = self._pool.submit(make_engine)
+
+    def analyze(self, method: str, msg: RequestMessage | ResponseMessage) -> asyncio.Future[Any]:
+        """`engine.<method>(msg)` in the lane's thread."""
+        return asyncio.get_running_loop().run_in_executor(self._pool, self._call, method, msg)
+
+    def _call(self, method: str, msg: RequestMessage | ResponseMessage) -> Any:
+        return getattr(self._engine.result(), method)(msg)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+@dataclass(slots=True)
+class _Message:
+    """A decoded message that passed the checks, waiting for (or back from) the engine."""
+
+    request_id: str
+    msg: RequestMessage | ResponseMessage
+    delivery: str
+    client_ip: str
+    instance: str
+    host: str = ""
+    mode: str = ""
 
 
 def _error(status: int, reason: str) -> Outgoing:
@@ -105,8 +148,9 @@ def _check_length(msg: RequestMessage | ResponseMessage) -> None:
 
 
 class Endpoint:
-    def __init__(self, ctx: NodeContext, pairing: Pairing):
+    def __init__(self, ctx: NodeContext, pairing: Pairing, lane: JudgingLane | None = None):
         self.ctx = ctx
+        self.lane = lane
         self.settings = ctx.settings
         self.policy: Policy = ctx.policy
         self.engine = ctx.engine
@@ -117,13 +161,39 @@ class Endpoint:
         self._instance = self.settings.instance
         self._last_refusal_log: dict[str, float] = {}
 
-    def respond(self, incoming: Incoming) -> Outgoing:
-        """The server's handler: one complete message in, the answer out."""
+    def respond(self, incoming: Incoming) -> Outgoing | asyncio.Future[Outgoing]:
+        """The server's handler: one complete message in, the answer out (later, for a large one)."""
         try:
-            return self._handle(incoming)
+            m = self._prepare(incoming)
         except MessageRefused as e:
             self._count_refusal(e)
             return _error(e.status, e.reason)
+        if self.lane is not None and len(incoming.body) > LANE_MIN_BYTES and m.mode != "off":
+            return asyncio.ensure_future(self._judge_in_lane(m))
+        started = time.perf_counter()
+        try:
+            if isinstance(m.msg, ResponseMessage):
+                detection = self.engine.analyze_response(m.msg)
+            else:
+                detection = self.engine.analyze_request(m.msg) if m.mode != "off" else None
+        except Exception:  # noqa: BLE001 - one bad message must not take the node down
+            return self._analysis_failed(m)
+        return self._conclude(m, detection, time.perf_counter() - started)
+
+    async def _judge_in_lane(self, m: _Message) -> Outgoing:
+        assert self.lane is not None
+        started = time.perf_counter()
+        method = "analyze_response" if isinstance(m.msg, ResponseMessage) else "analyze_request"
+        try:
+            detection = await self.lane.analyze(method, m.msg)
+        except Exception:  # noqa: BLE001
+            return self._analysis_failed(m)
+        return self._conclude(m, detection, time.perf_counter() - started)
+
+    def _analysis_failed(self, m: _Message) -> Outgoing:
+        self.metrics.analysis_errors.inc()
+        log.exception("analysis failed for request id %s", m.request_id)
+        return _error(500, "analysis failed; see the node log")
 
     def on_bad_request(self, e: BadRequest) -> None:
         """What the HTTP server refused before a message was complete (size, framing, time)."""
@@ -140,7 +210,8 @@ class Endpoint:
         else:
             log.debug("refused message (%s, HTTP %d): %s", e.kind, e.status, e.reason)
 
-    def _handle(self, incoming: Incoming) -> Outgoing:
+    def _prepare(self, incoming: Incoming) -> _Message:
+        """The cheap checks and the decoding; raises MessageRefused."""
         if incoming.method != "POST":
             raise MessageRefused(405, "method", f"method {incoming.method} not allowed: POST protocol v1 messages")
         headers = incoming.headers
@@ -164,32 +235,31 @@ class Endpoint:
         except ProtocolError as e:
             raise MessageRefused(400, "protocol", str(e)) from None
         _check_length(msg)
-        sync = delivery == DELIVERY_SYNC
         self.metrics.messages.inc(msgtype, delivery)
-        instance = headers.get(_INSTANCE, "")[:200]
+        m = _Message(request_id, msg, delivery, client_ip, headers.get(_INSTANCE, "")[:200])
+        if isinstance(msg, RequestMessage):
+            m.host = normalise_host(headers.get(_FORWARDED_HOST) or msg.header("host"))
+            m.mode = self.policy.mode_for(m.host, normalise_path(msg.target))
+        return m
+
+    def _conclude(self, m: _Message, detection: Any, seconds: float) -> Outgoing:
+        """Policy, pairing, store and metrics for a judged message (on the loop)."""
         try:
-            if isinstance(msg, ResponseMessage):
-                verdict = self._on_response(request_id, msg)
+            hits = self._hits(detection, seconds)
+            if isinstance(m.msg, ResponseMessage):
+                verdict = self._on_response(m.request_id, m.msg, hits)
             else:
-                host = normalise_host(headers.get(_FORWARDED_HOST) or msg.header("host"))
-                verdict = self._on_request(request_id, msg, client_ip, host, sync, instance)
+                verdict = self._on_request(m, m.msg, hits)
         except Exception:  # noqa: BLE001 - one bad message must not take the node down
-            self.metrics.analysis_errors.inc()
-            log.exception("analysis failed for request id %s", request_id)
-            return _error(500, "analysis failed; see the node log")
+            return self._analysis_failed(m)
         self.metrics.verdicts.inc(verdict.action, verdict.reason or "benign")
         return Outgoing(verdict.status, verdict.to_json())
 
     # -- requests: decide (sync) or only record (async)
-    def _on_request(self, request_id: str, msg: RequestMessage, client_ip: str, host: str,
-                    sync: bool, instance: str) -> Verdict:
-        path = normalise_path(msg.target)
-        mode = self.policy.mode_for(host, path)
-        hits = _NO_HITS
-        lists = frozenset()
-        if mode != "off":
-            lists = self.policy.lists_for(client_ip)
-            hits = self._analyze(self.engine.analyze_request, msg)
+    def _on_request(self, m: _Message, msg: RequestMessage, hits: list[Hit]) -> Verdict:
+        request_id, client_ip, host, mode, instance = m.request_id, m.client_ip, m.host, m.mode, m.instance
+        sync = m.delivery == DELIVERY_SYNC
+        lists = self.policy.lists_for(client_ip) if mode != "off" else frozenset()
         decision = self.policy.decide(mode, lists, bool(hits), sync)
         raw_path = msg.target.split("?", 1)[0][:MAX_STORED_PATH]
         masked = mask_hits(hits) if hits else _NO_HITS
@@ -204,8 +274,7 @@ class Endpoint:
         return Verdict(request_id, "block" if decision.block else "pass", mode, masked, decision.reason)
 
     # -- responses: analysed, joined with their request, never blocked
-    def _on_response(self, request_id: str, msg: ResponseMessage) -> Verdict:
-        hits = self._analyze(self.engine.analyze_response, msg)
+    def _on_response(self, request_id: str, msg: ResponseMessage, hits: list[Hit]) -> Verdict:
         masked = mask_hits(hits) if hits else _NO_HITS
         earlier = self.pairing.response_seen(request_id, ResponseSeen(msg.status, masked))
         if earlier is not None:
@@ -216,10 +285,10 @@ class Endpoint:
                 self._record(request_id, earlier, masked, "monitored", "attack", msg.status)
         return Verdict(request_id, "pass", earlier.mode if earlier else "", masked, "response")
 
-    def _analyze(self, analyze, msg: RequestMessage | ResponseMessage) -> list[Hit]:  # noqa: ANN001
-        started = time.perf_counter()
-        detection = analyze(msg)
-        self.metrics.analysis.observe(time.perf_counter() - started)
+    def _hits(self, detection: Any, seconds: float) -> list[Hit]:
+        if detection is None:  # mode off: not judged
+            return _NO_HITS
+        self.metrics.analysis.observe(seconds)
         if not detection.is_attack:
             return _NO_HITS
         for hit in detection.attacks:
