@@ -1,0 +1,221 @@
+"""Content-Type and Content-Disposition values: a media type and its parameters (RFC 9110
+§5.6.6, §8.3; RFC 2231/8187 extended values), read so that every reading a backend makes
+is among ours.
+
+Parameter names are matched whole and case-insensitively, never by substring: `x=multipart/`
+is a parameter, not the media type. Where backends read a malformed value differently, each
+reading is kept (a parameter name may then carry several values), and the caller parses the
+body under each of them:
+
+- the quote-aware split on `;` (RFC 9110, Werkzeug, python-multipart) and, when a quoted value
+  holds a `;`, the naive split on every `;` as well;
+- a quoted value unquoted by the RFC (backslash escapes), and as python-multipart leaves it
+  when it is malformed (no closing quote, text after it: the value stays as written);
+- `%22` read as `"` (Werkzeug, the HTML standard's escaping of quotes in multipart names);
+- `name*=charset'lang'%xx` decoded, `name*0=`/`name*1=` continuations joined (Werkzeug);
+- the media type cut at `;` (everyone) and also at `,` or white space (PHP);
+- `boundary` also as PHP finds it: the first "boundary" substring, then its `=`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from urllib.parse import unquote
+
+MAX_READINGS = 8  # distinct values kept per parameter name
+
+
+@dataclass(frozen=True, slots=True)
+class MediaType:
+    essences: tuple[str, ...]  # "type/subtype" lower-cased: one reading, or two (see above)
+    params: tuple[tuple[str, str], ...]  # (lower-cased name, value), every reading, in order
+
+    def values(self, name: str) -> list[str]:
+        """Every distinct value of parameter `name`, in order."""
+        return _distinct(v for n, v in self.params if n == name)
+
+    def first(self, name: str) -> str | None:
+        for n, v in self.params:
+            if n == name:
+                return v
+        return None
+
+
+def _distinct(values) -> list[str]:
+    out: list[str] = []
+    for v in values:
+        if v not in out:
+            out.append(v)
+            if len(out) >= MAX_READINGS:
+                break
+    return out
+
+
+@lru_cache(maxsize=1024)  # the same few Content-Type values arrive again and again
+def parse_content_type(value: str) -> MediaType:
+    head, _, rest = value.partition(";")
+    essence = head.strip(" \t").lower()
+    essences = [essence]
+    # PHP cuts the media type at the first of ";, " (SAPI), so "multipart/form-data, x" is multipart there
+    php = essence
+    for stop in (",", " ", "\t"):
+        php = php.partition(stop)[0]
+    if php != essence:
+        essences.append(php)
+    params = parse_parameters(rest)
+    php_boundary = _php_boundary(value)
+    if php_boundary is not None and ("boundary", php_boundary) not in params:
+        params.append(("boundary", php_boundary))
+    return MediaType(tuple(essences), tuple(params))
+
+
+def parse_disposition(value: str) -> tuple[str, list[tuple[str, str]]]:
+    """`form-data; name="a"; filename="b"` -> ("form-data", [("name", "a"), ("filename", "b")])."""
+    head, _, rest = value.partition(";")
+    return head.strip(" \t").lower(), parse_parameters(rest)
+
+
+def parse_parameters(text: str) -> list[tuple[str, str]]:
+    """`a=1; b="x;y"` -> [("a", "1"), ("b", "x;y")] plus the other readings (module doc)."""
+    segments, quoted_semicolon = _split_quote_aware(text)
+    params = _read_segments(segments)
+    if quoted_semicolon:
+        for pair in _read_segments(text.split(";")):
+            if pair not in params:
+                params.append(pair)
+    return params
+
+
+def _split_quote_aware(text: str) -> tuple[list[str], bool]:
+    """Split on `;` outside quoted strings (str.find, no per-character loop in Python);
+    also says whether a quoted string held a `;`."""
+    segments: list[str] = []
+    start = i = 0
+    quoted_semicolon = False
+    n = len(text)
+    while True:
+        semi = text.find(";", i)
+        quote = text.find('"', i)
+        if quote < 0 or (0 <= semi < quote):
+            if semi < 0:
+                segments.append(text[start:])
+                return segments, quoted_semicolon
+            segments.append(text[start:semi])
+            start = i = semi + 1
+            continue
+        close = closing_quote(text, quote + 1)
+        end = n if close < 0 else close + 1
+        if text.find(";", quote, end) >= 0:
+            quoted_semicolon = True
+        if close < 0:  # unterminated: the rest is one segment
+            segments.append(text[start:])
+            return segments, quoted_semicolon
+        i = end
+
+
+def closing_quote(text: str, i: int) -> int:
+    """Index of the first '"' at or after i not escaped by a backslash, or -1."""
+    while True:
+        q = text.find('"', i)
+        if q < 0:
+            return -1
+        backslashes = 0
+        p = q - 1
+        while p >= i and text[p] == "\\":
+            backslashes += 1
+            p -= 1
+        if backslashes % 2 == 0:
+            return q
+        i = q + 1
+
+
+def _read_segments(segments: list[str]) -> list[tuple[str, str]]:
+    params: list[tuple[str, str]] = []
+    continued: dict[str, list[str]] = {}
+    for seg in segments:
+        name, eq, raw = seg.partition("=")
+        name = name.strip(" \t").lower()
+        if not eq or not name:
+            continue
+        raw = raw.strip(" \t")
+        base, star, _ = name.partition("*")
+        if star:
+            # RFC 2231 / 8187: name*=charset'lang'%xx, name*0=, name*1*=...
+            readings = [_extended(v) if name.endswith("*") else v for v in _value_readings(raw)]
+            params.extend((base, v) for v in readings)
+            if name != base + "*":  # a numbered continuation
+                continued.setdefault(base, []).append(readings[0])
+            continue
+        for value in _value_readings(raw):
+            pair = (name, value)
+            if pair not in params:
+                params.append(pair)
+    for base, pieces in continued.items():
+        params.append((base, "".join(pieces)))
+    return params
+
+
+def _value_readings(raw: str) -> list[str]:
+    """The readings of one parameter value as written (token or quoted-string)."""
+    readings: list[str] = []
+    if raw.startswith('"'):
+        close = closing_quote(raw, 1)
+        inner = raw[1:close] if close > 0 else raw[1:]
+        readings.append(_unescape(inner))  # RFC 9110 quoted-string
+        if close != len(raw) - 1:
+            readings.append(raw)  # malformed: python-multipart keeps it as written
+        elif "\\" in inner:  # python-multipart only undoes \\ and \"
+            readings.append(inner.replace("\\\\", "\\").replace('\\"', '"'))
+    else:
+        readings.append(raw)
+    if "%22" in raw:
+        readings.append(readings[0].replace("%22", '"'))  # Werkzeug, HTML's quote escaping
+    return _distinct(readings)
+
+
+def _unescape(inner: str) -> str:
+    if "\\" not in inner:
+        return inner
+    out: list[str] = []
+    i = 0
+    while True:
+        b = inner.find("\\", i)
+        if b < 0 or b + 1 >= len(inner):
+            out.append(inner[i:])
+            return "".join(out)
+        out.append(inner[i:b])
+        out.append(inner[b + 1])
+        i = b + 2
+
+
+def _extended(value: str) -> str:
+    """`utf-8'en'%e2%82%ac` -> "€"; a value without the two quotes stays as written."""
+    charset, q1, rest = value.partition("'")
+    _lang, q2, encoded = rest.partition("'")
+    if not (q1 and q2):
+        return value
+    try:
+        return unquote(encoded, encoding=charset.strip() or "utf-8", errors="replace")
+    except LookupError:  # an unknown charset: the bytes as UTF-8
+        return unquote(encoded, errors="replace")
+
+
+def _php_boundary(value: str) -> str | None:
+    """PHP's reading (main/rfc1867.c): the first "boundary" substring (case-sensitive, else
+    case-insensitive), the text after the next '=': up to the next '"' when quoted, else up
+    to ',' or ';'."""
+    at = value.find("boundary")
+    if at < 0:
+        at = value.lower().find("boundary")
+        if at < 0:
+            return None
+    eq = value.find("=", at)
+    if eq < 0:
+        return None
+    rest = value[eq + 1 :]
+    if rest.startswith('"'):
+        return rest[1:].partition('"')[0]
+    for stop in (",", ";"):
+        rest = rest.partition(stop)[0]
+    return rest

@@ -1,0 +1,194 @@
+"""multipart/form-data bodies (RFC 2046 §5.1, RFC 7578), split as the backends split them.
+
+A delimiter is `--boundary` at the start of a line, followed by `--` (the close delimiter,
+which ends the body: the rest is epilogue) or by optional spaces/tabs and a line break;
+`--boundary` inside a line, or followed by anything else, is part data. The first delimiter
+may follow a preamble of any text. Backends disagree on what a line break is, so a body is
+read twice when it holds any line break other than CRLF:
+
+- strict (RFC, python-multipart, busboy): CRLF only, a part's headers end at CRLF CRLF;
+- lenient (Werkzeug): CRLF, LF or CR before and after a delimiter, headers end at the first
+  blank line of any of them, folded header lines unfolded.
+
+A part's name and filename come from its own Content-Disposition header (content_type.py
+reads its parameters: exact names, quoted strings, RFC 2231/5987 `filename*`). Every scan is
+str/bytes.find or a regular expression of fixed alternatives: linear in the body.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from node.detect.content_type import parse_disposition
+
+MAX_PART_HEADER = 16 * 1024  # bytes searched for the blank line that ends a part's headers
+MAX_PART_HEADER_LINES = 64  # header lines read per part; the rest stay unread as headers
+MAX_DELIMITERS = 1 << 16  # delimiters looked at per boundary; past them the rest is one part
+
+_BLANK_LINE_RE = re.compile(rb"\r\n\r\n|\r\r|\n\n")
+_FOLD_RE = re.compile(rb"(?:\r\n|\n|\r)[ \t]")
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """What a part's header block says."""
+
+    headers: tuple[tuple[str, str], ...] = ()  # (lower-cased name, value)
+    names: tuple[str, ...] = ()
+    filenames: tuple[str, ...] = ()
+    content_type: str = ""
+    # the raw Content-Disposition value when it says more than one name and filename
+    disposition: str = ""
+
+
+NO_HEAD = Head()
+
+
+@dataclass(slots=True)
+class Part:
+    span: tuple[int, int]  # where the part lies in the body (tells a part both readings found)
+    head: Head
+    content: bytes
+    headers_found: bool = True  # False: no blank line within MAX_PART_HEADER, content is it all
+
+
+@dataclass(slots=True)
+class Reading:
+    parts: list[Part]
+    preamble: bytes
+    epilogue: bytes
+    closed: bool  # a close delimiter was found
+
+
+# A delimiter found in the body, as a tuple (one per part: cheaper than an object):
+# (start: its preceding line break, or `--` when there is none; end: past its trailing line
+#  break, or past `--boundary--`; close; line_start: 0 not at a line start, 1 after a bare
+#  LF/CR, 2 after CRLF; crlf_after: followed by CRLF or `--`)
+_Delimiter = tuple[int, int, bool, int, bool]
+
+
+def split(body: bytes, boundary: bytes) -> list[Reading]:
+    """The body's readings under `boundary` (one, or two when line breaks are mixed);
+    empty when no delimiter is found."""
+    if not boundary or len(boundary) > 256:  # RFC 2046 allows 70; python-multipart refuses > 256
+        return []
+    delimiters = _delimiters(body, b"--" + boundary)
+    if not delimiters:
+        return []
+    readings = [_read(body, delimiters, strict=True)]
+    if _mixed_line_breaks(body):
+        readings.append(_read(body, delimiters, strict=False))
+    return [r for r in readings if r is not None]
+
+
+def _mixed_line_breaks(body: bytes) -> bool:
+    crlf = body.count(b"\r\n")
+    return body.count(b"\n") != crlf or body.count(b"\r") != crlf
+
+
+def _delimiters(body: bytes, dash: bytes) -> list[_Delimiter]:
+    out: list[_Delimiter] = []
+    append = out.append
+    find = body.find
+    startswith = body.startswith
+    size = len(dash)
+    pos = find(dash)
+    while pos >= 0 and len(out) < MAX_DELIMITERS:
+        after = pos + size
+        before = body[pos - 2 : pos] if pos >= 2 else body[:pos]
+        if before == b"\r\n":
+            line_start, start = 2, pos - 2
+        elif before[-1:] == b"\n" or before[-1:] == b"\r":
+            line_start, start = 1, pos - 1
+        else:
+            line_start, start = 0, pos
+        if startswith(b"\r\n", after):  # the usual delimiter
+            append((start, after + 2, False, line_start, True))
+        elif startswith(b"--", after):
+            append((start, after + 2, True, line_start, True))
+        else:
+            j = after
+            while body[j : j + 1] in (b" ", b"\t"):  # transport padding (RFC 2046)
+                j += 1
+            if startswith(b"\r\n", j):
+                append((start, j + 2, False, line_start, True))
+            elif body[j : j + 1] in (b"\n", b"\r"):
+                append((start, j + 1, False, line_start, False))
+            # else: `--boundary` followed by other text is data
+        pos = find(dash, after)
+    return out
+
+
+def _read(body: bytes, delimiters: list[_Delimiter], strict: bool) -> Reading | None:
+    usable = [d for d in delimiters if d[4]] if strict else delimiters
+    if not usable:
+        return None
+    first_start, start, first_close, _, _ = usable[0]  # any text may precede it (preamble)
+    preamble = body[:first_start]
+    parts: list[Part] = []
+    if first_close:
+        return Reading(parts, preamble, body[start:], True)
+    needed = 2 if strict else 1  # the line break before a delimiter: CRLF, or any
+    for d_start, d_end, close, line_start, _ in usable[1:]:
+        if d_start < start or line_start < needed:
+            continue
+        parts.append(_part(body, start, d_start, strict))
+        if close:
+            return Reading(parts, preamble, body[d_end:], True)
+        start = d_end
+    parts.append(_part(body, start, len(body), strict))  # no close delimiter: the rest is a part
+    return Reading(parts, preamble, b"", False)
+
+
+def _part(body: bytes, start: int, end: int, strict: bool) -> Part:
+    if body.startswith(b"\r\n", start):  # no headers at all: the blank line comes first
+        return Part((start, end), NO_HEAD, body[start + 2 : end])
+    if not strict and body[start : start + 1] in (b"\n", b"\r"):
+        return Part((start, end), NO_HEAD, body[start + 1 : end])
+    limit = min(end, start + MAX_PART_HEADER)
+    if strict:
+        head_end = body.find(b"\r\n\r\n", start, limit)
+        content_start = head_end + 4
+    else:
+        m = _BLANK_LINE_RE.search(body, start, limit)
+        head_end, content_start = (m.start(), m.end()) if m else (-1, -1)
+    if head_end < 0:
+        return Part((start, end), NO_HEAD, body[start:end], False)
+    head = body[start:head_end]
+    return Part((start, end), _cached_head(head, strict) if len(head) <= 512 else _read_head(head, strict),
+                body[content_start:end])
+
+
+@lru_cache(maxsize=1024)  # a form's parts repeat their header blocks (`name="tags[]"`)
+def _cached_head(head: bytes, strict: bool) -> Head:
+    return _read_head(head, strict)
+
+
+def _read_head(head: bytes, strict: bool) -> Head:
+    headers: list[tuple[str, str]] = []
+    names: list[str] = []
+    filenames: list[str] = []
+    content_type = disposition = ""
+    lines = head.split(b"\r\n") if strict else _FOLD_RE.sub(b" ", head).splitlines()
+    for line in lines[:MAX_PART_HEADER_LINES]:
+        raw_name, colon, raw_value = line.partition(b":")
+        if not colon:
+            continue
+        name = raw_name.strip(b" \t").decode("latin-1").lower()
+        value = raw_value.strip(b" \t").decode("utf-8", "surrogateescape")
+        headers.append((name, value))
+        if name == "content-disposition":
+            _kind, params = parse_disposition(value)
+            for pname, pvalue in params:
+                found = names if pname == "name" else filenames if pname == "filename" else None
+                if found is None:
+                    disposition = value  # other parameters: judge the whole header too
+                elif pvalue not in found:
+                    found.append(pvalue)
+        elif name == "content-type" and not content_type:
+            content_type = value
+    if len(names) > 1 or len(filenames) > 1:
+        disposition = disposition or ", ".join(h[1] for h in headers if h[0] == "content-disposition")
+    return Head(tuple(headers), tuple(names), tuple(filenames), content_type, disposition)
