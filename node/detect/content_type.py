@@ -19,6 +19,7 @@ body under each of them:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import unquote
@@ -80,11 +81,87 @@ def parse_parameters(text: str) -> list[tuple[str, str]]:
     """`a=1; b="x;y"` -> [("a", "1"), ("b", "x;y")] plus the other readings (module doc)."""
     segments, quoted_semicolon = _split_quote_aware(text)
     params = _read_segments(segments)
+    others = []
     if quoted_semicolon:
-        for pair in _read_segments(text.split(";")):
-            if pair not in params:
-                params.append(pair)
+        others.append(text.split(";"))
+    if '"' in text:  # where quotes are, the references' scanners may disagree with the RFC's
+        others.append(_split_like_email(text))
+        others.append(_split_like_werkzeug(text))
+    for other in others:
+        if other != segments:
+            for pair in _read_segments(other):
+                if pair not in params:
+                    params.append(pair)
     return params
+
+
+_WZ_KEY_RE = re.compile(r"([\w!#$%&'*+\-.^`|~]+)=", re.ASCII)
+_WZ_TOKEN_RE = re.compile(r"[\w!#$%&'*+\-.^`|~]+", re.ASCII)
+
+
+def _split_like_werkzeug(text: str) -> list[str]:
+    """`key=value` segments as Werkzeug's parse_options_header scans them: a key and `=` at
+    the scan position, a token or quoted string, then on to the next `;` whatever lies
+    between (quotes there open nothing)."""
+    rest = text.strip(" \t")
+    segments: list[str] = []
+    pos, n = 0, len(rest)
+    while pos < n:
+        key = _WZ_KEY_RE.match(rest, pos)
+        if key is not None:
+            pos = key.end()
+            token = _WZ_TOKEN_RE.match(rest, pos)
+            if token is not None:
+                segments.append(rest[key.start() : token.end()])
+            elif rest.startswith('"', pos):
+                close = _closing_quote_pairs(rest, pos + 1)
+                if close < 0:
+                    break
+                segments.append(rest[key.start() : close + 1])
+                pos = close + 1
+        semi = rest.find(";", pos)
+        if semi < 0:
+            break
+        pos = semi + 1
+        while pos < n and rest[pos] in " \t":
+            pos += 1
+    return segments
+
+
+def _closing_quote_pairs(text: str, i: int) -> int:
+    """Werkzeug's quoted-string end: a backslash and the `\\` or `"` after it are consumed
+    together, then a quote ends it; -1 if none does. Linear: both searches only move on."""
+    q = text.find('"', i)
+    while q >= 0:
+        b = text.find("\\", i, q)
+        if b < 0:
+            return q
+        i = b + 2 if text.startswith(("\\\\", '\\"'), b) else b + 1
+        if i > q:
+            q = text.find('"', i)
+    return -1
+
+
+def _split_like_email(text: str) -> list[str]:
+    """The split of the standard library's email.message._parseparam, which python-multipart
+    vendors: a `;` ends a segment once its quotes, less those after a backslash, pair up."""
+    s = ";" + text
+    segments: list[str] = []
+    start = 0
+    while s.find(";", start) == start:
+        start += 1
+        end = s.find(";", start)
+        ind, diff = start, 0
+        while end > 0:
+            diff += s.count('"', ind, end) - s.count('\\"', ind, end)
+            if diff % 2 == 0:
+                break
+            end, ind = ind, s.find(";", end + 1)
+        if end < 0:
+            end = len(s)
+        segments.append(s[start:end])
+        start = end
+    return segments
 
 
 def _split_quote_aware(text: str) -> tuple[list[str], bool]:
@@ -163,10 +240,12 @@ def _value_readings(raw: str) -> list[str]:
         close = closing_quote(raw, 1)
         inner = raw[1:close] if close > 0 else raw[1:]
         readings.append(_unescape(inner))  # RFC 9110 quoted-string
-        if close != len(raw) - 1:
-            readings.append(raw)  # malformed: python-multipart keeps it as written
-        elif "\\" in inner:  # python-multipart only undoes \\ and \"
-            readings.append(inner.replace("\\\\", "\\").replace('\\"', '"'))
+        # python-multipart: the outer quotes go when both are there (else the value stays as
+        # written), then only \\ and \" are undone
+        if len(raw) >= 2 and raw.endswith('"'):
+            readings.append(raw[1:-1].replace("\\\\", "\\").replace('\\"', '"'))
+        else:
+            readings.append(raw)
     else:
         readings.append(raw)
     if "%22" in raw:

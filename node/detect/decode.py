@@ -52,6 +52,10 @@ def _multibyte(m: re.Match[str]) -> str:
             return seq  # real text (e.g. %e4%b8%ad): leave it to url_decode
         except UnicodeDecodeError:
             pass
+        if any(b < 0x80 for b in raw[1:]):
+            # broken, not overlong: a backend keeps the ASCII bytes after the lead byte
+            # (%c9%3c is U+FFFD then "<"), so they stay, to be decoded with the rest
+            return "/" + "".join("%" + p for p in pairs[1:])
         low = int(pairs[-1], 16) & 0x3F
         code = low | ((int(pairs[0], 16) & 0x1F) << 6 if len(pairs) == 2 else 0)
         if chr(low) in "./\\" and chr(code) not in "./\\":

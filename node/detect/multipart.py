@@ -3,12 +3,17 @@
 A delimiter is `--boundary` at the start of a line, followed by `--` (the close delimiter,
 which ends the body: the rest is epilogue) or by optional spaces/tabs and a line break;
 `--boundary` inside a line, or followed by anything else, is part data. The first delimiter
-may follow a preamble of any text. Backends disagree on what a line break is, so a body is
-read twice when it holds any line break other than CRLF:
+may follow a preamble of any text. Backends disagree on what a line break is and on where a
+part's headers end, so every body is read twice:
 
 - strict (RFC, python-multipart, busboy): CRLF only, a part's headers end at CRLF CRLF;
 - lenient (Werkzeug): CRLF, LF or CR before and after a delimiter, headers end at the first
-  blank line of any of them, folded header lines unfolded.
+  blank line of any of them (a part that starts with a line break has headers too), the
+  search for the next delimiter starts half-way through that blank line, folded header
+  lines are unfolded.
+
+Parts are read one after the other, as a streaming parser reads them: a delimiter inside a
+part's header block is not one. Parts both readings find alike are judged once.
 
 A part's name and filename come from its own Content-Disposition header (content_type.py
 reads its parameters: exact names, quoted strings, RFC 2231/5987 `filename*`). Every scan is
@@ -70,22 +75,17 @@ _Delimiter = tuple[int, int, bool, int, bool]
 
 
 def split(body: bytes, boundary: bytes) -> list[Reading]:
-    """The body's readings under `boundary` (one, or two when line breaks are mixed);
-    empty when no delimiter is found."""
+    """The body's strict and lenient readings under `boundary`; empty when no delimiter is
+    found."""
     if not boundary or len(boundary) > 256:  # RFC 2046 allows 70; python-multipart refuses > 256
         return []
     delimiters = _delimiters(body, b"--" + boundary)
     if not delimiters:
         return []
-    readings = [_read(body, delimiters, strict=True)]
-    if _mixed_line_breaks(body):
-        readings.append(_read(body, delimiters, strict=False))
+    # both readings always: even with CRLF only they differ (a part that starts with CRLF,
+    # a delimiter right after the blank line, folded header lines)
+    readings = [_read(body, delimiters, strict=True), _read(body, delimiters, strict=False)]
     return [r for r in readings if r is not None]
-
-
-def _mixed_line_breaks(body: bytes) -> bool:
-    crlf = body.count(b"\r\n")
-    return body.count(b"\n") != crlf or body.count(b"\r") != crlf
 
 
 def _delimiters(body: bytes, dash: bytes) -> list[_Delimiter]:
@@ -122,41 +122,60 @@ def _delimiters(body: bytes, dash: bytes) -> list[_Delimiter]:
 
 
 def _read(body: bytes, delimiters: list[_Delimiter], strict: bool) -> Reading | None:
+    """Part after part, as a streaming parser goes: a part's headers first, then the first
+    delimiter after them (one inside the header block is not a delimiter)."""
     usable = [d for d in delimiters if d[4]] if strict else delimiters
     if not usable:
         return None
-    first_start, start, first_close, _, _ = usable[0]  # any text may precede it (preamble)
+    first_start, pos, first_close, _, _ = usable[0]  # any text may precede it (preamble)
     preamble = body[:first_start]
     parts: list[Part] = []
     if first_close:
-        return Reading(parts, preamble, body[start:], True)
+        return Reading(parts, preamble, body[pos:], True)
     needed = 2 if strict else 1  # the line break before a delimiter: CRLF, or any
-    for d_start, d_end, close, line_start, _ in usable[1:]:
-        if d_start < start or line_start < needed:
-            continue
-        parts.append(_part(body, start, d_start, strict))
+    i, n = 1, len(usable)
+    while True:
+        head_end, content_start, data_from = _head_bounds(body, pos, strict)
+        while i < n and (usable[i][0] < data_from or usable[i][3] < needed):
+            i += 1
+        if i == n:  # no close delimiter: the rest is a part
+            parts.append(_part(body, pos, len(body), head_end, content_start, strict))
+            return Reading(parts, preamble, b"", False)
+        d_start, d_end, close, _, _ = usable[i]
+        parts.append(_part(body, pos, d_start, head_end, content_start, strict))
         if close:
             return Reading(parts, preamble, body[d_end:], True)
-        start = d_end
-    parts.append(_part(body, start, len(body), strict))  # no close delimiter: the rest is a part
-    return Reading(parts, preamble, b"", False)
+        pos = d_end
+        i += 1
 
 
-def _part(body: bytes, start: int, end: int, strict: bool) -> Part:
-    if body.startswith(b"\r\n", start):  # no headers at all: the blank line comes first
-        return Part((start, end), NO_HEAD, body[start + 2 : end])
-    if not strict and body[start : start + 1] in (b"\n", b"\r"):
-        return Part((start, end), NO_HEAD, body[start + 1 : end])
-    limit = min(end, start + MAX_PART_HEADER)
+def _head_bounds(body: bytes, start: int, strict: bool) -> tuple[int, int, int]:
+    """(end of a part's header block, start of its content, where the search for the next
+    delimiter starts); (-1, -1, start) when no blank line ends the headers within
+    MAX_PART_HEADER bytes."""
+    limit = start + MAX_PART_HEADER
     if strict:
+        if body.startswith(b"\r\n", start):  # no headers at all: the blank line comes first
+            return start, start + 2, start + 2
         head_end = body.find(b"\r\n\r\n", start, limit)
-        content_start = head_end + 4
-    else:
-        m = _BLANK_LINE_RE.search(body, start, limit)
-        head_end, content_start = (m.start(), m.end()) if m else (-1, -1)
+        # the delimiter's CRLF belongs to the data: the search starts at the content
+        return (head_end, head_end + 4, head_end + 4) if head_end >= 0 else (-1, -1, start)
+    m = _BLANK_LINE_RE.search(body, start, limit)
+    if not m:
+        return -1, -1, start
+    # Werkzeug: the headers end half-way through the blank line, where the search for the
+    # delimiter starts (its line break may be the blank line's second one); the content
+    # starts one line break later
+    middle = (m.start() + m.end()) // 2
+    return m.start(), middle + (2 if body.startswith(b"\r\n", middle) else 1), middle
+
+
+def _part(body: bytes, start: int, end: int, head_end: int, content_start: int, strict: bool) -> Part:
     if head_end < 0:
         return Part((start, end), NO_HEAD, body[start:end], False)
     head = body[start:head_end]
+    if not head:
+        return Part((start, end), NO_HEAD, body[content_start:end])
     return Part((start, end), _cached_head(head, strict) if len(head) <= 512 else _read_head(head, strict),
                 body[content_start:end])
 

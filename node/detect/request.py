@@ -455,15 +455,16 @@ def parse_lenient_json(text: str, sink: FieldSink) -> None:
 def _parse_multipart(body: bytes, media: MediaType, sink: FieldSink) -> bool:
     """Fields of every part under every boundary reading; False when no reading finds a part."""
     found = False
-    seen: set[tuple[int, int]] = set()
+    seen: set[tuple] = set()
     names_seen: set[str] = set()  # a name repeated by many parts (`tags[]`) is judged once
     for boundary in media.values("boundary"):
         for reading in multipart.split(body, boundary.encode("utf-8", "surrogateescape")):
             for part in reading.parts:
                 found = True
-                if part.span in seen:
+                key = (part.span, len(part.content), part.head)
+                if key in seen:
                     continue  # both line-break readings found this part
-                seen.add(part.span)
+                seen.add(key)
                 if len(sink.fields) >= MAX_FIELDS:
                     sink.dropped += 1
                     return True
