@@ -84,9 +84,9 @@ def parse_parameters(text: str) -> list[tuple[str, str]]:
     others = []
     if quoted_semicolon:
         others.append(text.split(";"))
-    if '"' in text:  # where quotes are, the references' scanners may disagree with the RFC's
+    if '"' in text:  # where quotes are, the stdlib's email scanner may disagree with the RFC's
         others.append(_split_like_email(text))
-        others.append(_split_like_werkzeug(text))
+    others.append(_split_like_werkzeug(text))  # ASCII tokens only, stray quotes open nothing
     for other in others:
         if other != segments:
             for pair in _read_segments(other):

@@ -206,6 +206,11 @@ def _read_head(head: bytes, strict: bool) -> Head:
                     disposition = value  # other parameters: judge the whole header too
                 elif pvalue not in found:
                     found.append(pvalue)
+                    if found is filenames and (pvalue[1:3] == ":\\" or pvalue[:2] == "\\\\"):
+                        # python-multipart keeps the last part of a Windows path (an IE6 habit)
+                        base = pvalue.rsplit("\\", 1)[-1]
+                        if base not in found:
+                            found.append(base)
         elif name == "content-type" and not content_type:
             content_type = value
     if len(names) > 1 or len(filenames) > 1:
