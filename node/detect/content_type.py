@@ -25,6 +25,10 @@ from functools import lru_cache
 from urllib.parse import unquote
 
 MAX_READINGS = 8  # distinct values kept per parameter name
+# parameter text read under the references' scanners too; a longer value (no client sends
+# one) gets the RFC's reading, and the caller judges the whole value
+MAX_READINGS_TEXT = 1024
+MAX_PARAMETERS = 64  # parameters read per value (a form-data header has two or three)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,20 +85,28 @@ def parse_parameters(text: str) -> list[tuple[str, str]]:
     """`a=1; b="x;y"` -> [("a", "1"), ("b", "x;y")] plus the other readings (module doc)."""
     segments, quoted_semicolon = _split_quote_aware(text)
     params = _read_segments(segments)
+    if len(text) > MAX_READINGS_TEXT:
+        return params  # the RFC's reading alone (callers judge such a value whole)
     others = []
     if quoted_semicolon:
         others.append(text.split(";"))
     if '"' in text:  # where quotes are, the stdlib's email scanner may disagree with the RFC's
         others.append(_split_like_email(text))
     others.append(_split_like_werkzeug(text))  # ASCII tokens only, stray quotes open nothing
+    known = set(params)
     for other in others:
         if other != segments:
             for pair in _read_segments(other):
-                if pair not in params:
+                if pair not in known:
+                    known.add(pair)
                     params.append(pair)
     return params
 
 
+_QUOTED_PAIR_RE = re.compile(r"\\(.)", re.S)
+# the rest of a quoted string after its opening quote; possessive: no backtracking
+_SEGMENT_RE = re.compile(r'(?:[^;"]++|"(?:[^"\\]++|\\.?)*+"?)*+', re.S)
+_QUOTED_REST_RE = re.compile(r'(?:[^"\\]++|\\.)*+"', re.S)
 _WZ_KEY_RE = re.compile(r"([\w!#$%&'*+\-.^`|~]+)=", re.ASCII)
 _WZ_TOKEN_RE = re.compile(r"[\w!#$%&'*+\-.^`|~]+", re.ASCII)
 
@@ -165,52 +177,34 @@ def _split_like_email(text: str) -> list[str]:
 
 
 def _split_quote_aware(text: str) -> tuple[list[str], bool]:
-    """Split on `;` outside quoted strings (str.find, no per-character loop in Python);
-    also says whether a quoted string held a `;`."""
+    """Split on `;` outside quoted strings (an unterminated one runs to the end), at most
+    MAX_PARAMETERS segments; also says whether a quoted string held a `;`."""
+    if '"' not in text:
+        return text.split(";", MAX_PARAMETERS)[:MAX_PARAMETERS], False
     segments: list[str] = []
-    start = i = 0
     quoted_semicolon = False
-    n = len(text)
-    while True:
-        semi = text.find(";", i)
-        quote = text.find('"', i)
-        if quote < 0 or (0 <= semi < quote):
-            if semi < 0:
-                segments.append(text[start:])
-                return segments, quoted_semicolon
-            segments.append(text[start:semi])
-            start = i = semi + 1
-            continue
-        close = closing_quote(text, quote + 1)
-        end = n if close < 0 else close + 1
-        if text.find(";", quote, end) >= 0:
-            quoted_semicolon = True
-        if close < 0:  # unterminated: the rest is one segment
-            segments.append(text[start:])
-            return segments, quoted_semicolon
-        i = end
+    pos, n = 0, len(text)
+    while len(segments) < MAX_PARAMETERS:
+        m = _SEGMENT_RE.match(text, pos)
+        segment = m.group()  # type: ignore[union-attr]  # it matches the empty string too
+        segments.append(segment)
+        quoted_semicolon = quoted_semicolon or ('"' in segment and ";" in segment)
+        pos = m.end() + 1  # type: ignore[union-attr]  # past the `;`
+        if pos > n:
+            break
+    return segments, quoted_semicolon
 
 
 def closing_quote(text: str, i: int) -> int:
     """Index of the first '"' at or after i not escaped by a backslash, or -1."""
-    while True:
-        q = text.find('"', i)
-        if q < 0:
-            return -1
-        backslashes = 0
-        p = q - 1
-        while p >= i and text[p] == "\\":
-            backslashes += 1
-            p -= 1
-        if backslashes % 2 == 0:
-            return q
-        i = q + 1
+    m = _QUOTED_REST_RE.match(text, i)
+    return m.end() - 1 if m else -1
 
 
 def _read_segments(segments: list[str]) -> list[tuple[str, str]]:
     params: list[tuple[str, str]] = []
     continued: dict[str, list[str]] = {}
-    for seg in segments:
+    for seg in segments[:MAX_PARAMETERS]:
         name, eq, raw = seg.partition("=")
         name = name.strip(" \t").lower()
         if not eq or not name:
@@ -225,12 +219,10 @@ def _read_segments(segments: list[str]) -> list[tuple[str, str]]:
                 continued.setdefault(base, []).append(readings[0])
             continue
         for value in _value_readings(raw):
-            pair = (name, value)
-            if pair not in params:
-                params.append(pair)
+            params.append((name, value))
     for base, pieces in continued.items():
         params.append((base, "".join(pieces)))
-    return params
+    return list(dict.fromkeys(params))  # distinct, in order
 
 
 def _value_readings(raw: str) -> list[str]:
@@ -254,18 +246,8 @@ def _value_readings(raw: str) -> list[str]:
 
 
 def _unescape(inner: str) -> str:
-    if "\\" not in inner:
-        return inner
-    out: list[str] = []
-    i = 0
-    while True:
-        b = inner.find("\\", i)
-        if b < 0 or b + 1 >= len(inner):
-            out.append(inner[i:])
-            return "".join(out)
-        out.append(inner[i:b])
-        out.append(inner[b + 1])
-        i = b + 2
+    """A quoted-string's content without its backslash escapes (RFC 9110 §5.6.4)."""
+    return _QUOTED_PAIR_RE.sub(r"\1", inner) if "\\" in inner else inner
 
 
 def _extended(value: str) -> str:

@@ -26,11 +26,14 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from node.detect.content_type import parse_disposition
+from node.detect.content_type import MAX_READINGS_TEXT, parse_disposition
 
 MAX_PART_HEADER = 16 * 1024  # bytes searched for the blank line that ends a part's headers
 MAX_PART_HEADER_LINES = 64  # header lines read per part; the rest stay unread as headers
-MAX_DELIMITERS = 1 << 16  # delimiters looked at per boundary; past them the rest is one part
+# parts read per reading: Werkzeug's and Starlette's default limit (more: 413/400 there);
+# past it the reading says it was cut (Reading.cut) and the caller marks the verdict partial
+MAX_PARTS = 1000
+MAX_DELIMITERS = 4 * MAX_PARTS  # delimiter candidates looked at (a run of dashes is many)
 
 _BLANK_LINE_RE = re.compile(rb"\r\n\r\n|\r\r|\n\n")
 _FOLD_RE = re.compile(rb"(?:\r\n|\n|\r)[ \t]")
@@ -65,6 +68,7 @@ class Reading:
     preamble: bytes
     epilogue: bytes
     closed: bool  # a close delimiter was found
+    cut: bool = False  # MAX_PARTS or MAX_DELIMITERS ended the reading: the rest was not read
 
 
 # A delimiter found in the body, as a tuple (one per part: cheaper than an object):
@@ -134,40 +138,76 @@ def _read(body: bytes, delimiters: list[_Delimiter], strict: bool) -> Reading | 
         return Reading(parts, preamble, body[pos:], True)
     needed = 2 if strict else 1  # the line break before a delimiter: CRLF, or any
     i, n = 1, len(usable)
+    blanks = _BlankLines(body, strict)
     while True:
-        head_end, content_start, data_from = _head_bounds(body, pos, strict)
+        head_end, content_start, data_from = _head_bounds(body, pos, blanks)
         while i < n and (usable[i][0] < data_from or usable[i][3] < needed):
             i += 1
         if i == n:  # no close delimiter: the rest is a part
             parts.append(_part(body, pos, len(body), head_end, content_start, strict))
-            return Reading(parts, preamble, b"", False)
+            return Reading(parts, preamble, b"", False, cut=len(delimiters) >= MAX_DELIMITERS)
         d_start, d_end, close, _, _ = usable[i]
         parts.append(_part(body, pos, d_start, head_end, content_start, strict))
         if close:
             return Reading(parts, preamble, body[d_end:], True)
+        if len(parts) >= MAX_PARTS:
+            return Reading(parts, preamble, b"", False, cut=True)
         pos = d_end
         i += 1
 
 
-def _head_bounds(body: bytes, start: int, strict: bool) -> tuple[int, int, int]:
+class _BlankLines:
+    """Finds the blank line that ends a part's headers, searching each byte of the body at
+    most about once: parts that lie closer together than MAX_PART_HEADER would otherwise
+    search the same bytes again and again (a body of 200,000 empty parts)."""
+
+    __slots__ = ("body", "strict", "searched_from", "searched_to", "hit")
+
+    def __init__(self, body: bytes, strict: bool) -> None:
+        self.body = body
+        self.strict = strict
+        self.searched_from = self.searched_to = -1
+        self.hit: tuple[int, int] | None = None  # the first blank line at or after searched_from
+
+    def find(self, start: int) -> tuple[int, int] | None:
+        """(start, end) of the first blank line at or after `start` that ends within
+        MAX_PART_HEADER bytes of it."""
+        limit = start + MAX_PART_HEADER
+        begin = start
+        if self.searched_from >= 0 and self.searched_from <= start:
+            hit = self.hit
+            if hit is not None and hit[0] >= start:
+                return hit if hit[1] <= limit else None
+            if hit is None and start < self.searched_to:
+                begin = max(start, self.searched_to - 3)  # none wholly before searched_to
+        if self.strict:
+            at = self.body.find(b"\r\n\r\n", begin, limit)
+            hit = (at, at + 4) if at >= 0 else None
+        else:
+            m = _BLANK_LINE_RE.search(self.body, begin, limit)
+            hit = m.span() if m else None
+        self.searched_from, self.searched_to, self.hit = start, limit, hit
+        return hit
+
+
+def _head_bounds(body: bytes, start: int, blanks: _BlankLines) -> tuple[int, int, int]:
     """(end of a part's header block, start of its content, where the search for the next
     delimiter starts); (-1, -1, start) when no blank line ends the headers within
     MAX_PART_HEADER bytes."""
-    limit = start + MAX_PART_HEADER
-    if strict:
+    if blanks.strict:
         if body.startswith(b"\r\n", start):  # no headers at all: the blank line comes first
             return start, start + 2, start + 2
-        head_end = body.find(b"\r\n\r\n", start, limit)
+        hit = blanks.find(start)
         # the delimiter's CRLF belongs to the data: the search starts at the content
-        return (head_end, head_end + 4, head_end + 4) if head_end >= 0 else (-1, -1, start)
-    m = _BLANK_LINE_RE.search(body, start, limit)
-    if not m:
+        return (hit[0], hit[1], hit[1]) if hit else (-1, -1, start)
+    hit = blanks.find(start)
+    if not hit:
         return -1, -1, start
     # Werkzeug: the headers end half-way through the blank line, where the search for the
     # delimiter starts (its line break may be the blank line's second one); the content
     # starts one line break later
-    middle = (m.start() + m.end()) // 2
-    return m.start(), middle + (2 if body.startswith(b"\r\n", middle) else 1), middle
+    middle = (hit[0] + hit[1]) // 2
+    return hit[0], middle + (2 if body.startswith(b"\r\n", middle) else 1), middle
 
 
 def _part(body: bytes, start: int, end: int, head_end: int, content_start: int, strict: bool) -> Part:
@@ -199,6 +239,8 @@ def _read_head(head: bytes, strict: bool) -> Head:
         value = raw_value.strip(b" \t").decode("utf-8", "surrogateescape")
         headers.append((name, value))
         if name == "content-disposition":
+            if len(value) > MAX_READINGS_TEXT:
+                disposition = value  # read the RFC's way only: the whole header is judged too
             _kind, params = parse_disposition(value)
             for pname, pvalue in params:
                 found = names if pname == "name" else filenames if pname == "filename" else None

@@ -459,6 +459,8 @@ def _parse_multipart(body: bytes, media: MediaType, sink: FieldSink) -> bool:
     names_seen: set[str] = set()  # a name repeated by many parts (`tags[]`) is judged once
     for boundary in media.values("boundary"):
         for reading in multipart.split(body, boundary.encode("utf-8", "surrogateescape")):
+            if reading.cut:
+                sink.cut("parts")  # more parts than a backend reads: the rest was not judged
             for part in reading.parts:
                 found = True
                 key = (part.span, len(part.content), part.head)
