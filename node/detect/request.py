@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+from functools import lru_cache
 
 from wallarm_wire.protocol import RequestMessage
 from node.detect import charset, codings, multipart
@@ -357,9 +358,9 @@ def parse_body(body: bytes, content_type: str | None, encoding: str | None, sink
     body = body[:MAX_BODY]
     if content_type and "\n" in content_type:
         for one in content_type.split("\n")[:MAX_CONTENT_TYPES]:
-            _parse_body_as(body, parse_content_type(one), sink)
+            _parse_body_as(body, one, sink)
     else:
-        _parse_body_as(body, parse_content_type(content_type) if content_type else None, sink)
+        _parse_body_as(body, content_type, sink)
     if undecodable and looks_binary(body):
         sink.cut("encoding")  # neither decoded nor readable as it is
 
@@ -378,37 +379,46 @@ def _body_kind(essence: str) -> str:
     return "other"
 
 
-def _parse_body_as(body: bytes, media: MediaType | None, sink: FieldSink) -> None:
-    if media is None:
+@lru_cache(maxsize=1024)  # the same few Content-Type values arrive again and again
+def _body_plan(content_type: str) -> tuple[MediaType, tuple[str, ...], str | None]:
+    """(media type, the distinct kinds its readings name, the charset unless UTF-8)."""
+    media = parse_content_type(content_type)
+    kinds = tuple(dict.fromkeys(_body_kind(essence) for essence in media.essences))
+    declared = media.first("charset")
+    if declared is not None and charset.codec_of(declared) == "utf-8":
+        declared = None  # the default: one reading
+    return media, kinds, declared
+
+
+def _parse_body_as(body: bytes, content_type: str | None, sink: FieldSink) -> None:
+    if not content_type:
         for text in charset.text_readings(body, None):
             _parse_text(text, body, None, sink)
         return
-    kinds: list[str] = []
-    for essence in media.essences:
-        kind = _body_kind(essence)
-        if kind not in kinds:
-            kinds.append(kind)
+    media, kinds, declared = _body_plan(content_type)
     for kind in kinds:
         if kind == "multipart" and _parse_multipart(body, media, sink):
             continue
         # a multipart body without a part under any boundary reading is judged as text
-        declared = "other" if kind == "multipart" else kind
-        for text in charset.text_readings(body, media.first("charset"), sniff_json=kind == "json"):
-            _parse_text(text, body, declared, sink)
+        declared_kind = "other" if kind == "multipart" else kind
+        for text in charset.text_readings(body, declared, sniff_json=kind == "json"):
+            _parse_text(text, body, declared_kind, sink)
 
 
 def _parse_text(text: str, body: bytes, kind: str | None, sink: FieldSink) -> None:
     """One text reading of a body declared as `kind` (None: no Content-Type)."""
-    head = text.lstrip()[:5]
+    head = text[:64].lstrip()[:5] or text.lstrip()[:5]  # no copy of a long text to find its start
     first = head[:1]
     json_like = first == "{" or first == "["
     if kind == "json" or (json_like and kind != "form"):
         if parse_json(text, sink):
             return
-        # declared or shaped as JSON, refused by Python's json: the whole text, what a lenient
-        # backend reads of JSON-shaped text, and the form a mislabelled form body is
+        # declared or shaped as JSON, refused by Python's json: several documents (JSON lines)
+        # are each parsed; else the whole text, what a lenient backend reads of JSON-shaped
+        # text, and the form a mislabelled form body is
         if json_like or first == '"':
-            parse_lenient_json(text, sink)
+            if parse_lenient_json(text, sink):
+                return
         elif _form_shaped(text):
             parse_pairs(text, "body.form", "form", sink)
         if not looks_binary(body):
@@ -437,7 +447,33 @@ def _form_shaped(text: str) -> bool:
     return eq > 0 and len(text[:eq].split()) == 1 and text[:eq].strip() == text[:eq]
 
 
-def parse_lenient_json(text: str, sink: FieldSink) -> None:
+_JSON_DECODER = json.JSONDecoder()
+_JSON_SPACE_RE = re.compile(r"[ \t\n\r]*")
+
+
+def parse_lenient_json(text: str, sink: FieldSink) -> bool:
+    """JSON that json.loads refused: several documents (JSON lines, concatenated JSON) are
+    each parsed (C speed); from the first one that does not parse on, the string literals
+    (json_scan.py: what Express's JSON.parse reads of big numbers and deep nesting). True
+    when every document parsed."""
+    decode = _JSON_DECODER.raw_decode
+    pos, n = 0, len(text)
+    while True:
+        pos = _JSON_SPACE_RE.match(text, pos).end()  # type: ignore[union-attr]
+        if pos >= n:
+            return True
+        try:
+            obj, pos = decode(text, pos)
+        except (ValueError, RecursionError):
+            _json_string_literals(text[pos:] if pos else text, sink)
+            return False
+        if isinstance(obj, str):
+            sink.add("json", obj, "json")
+        else:
+            parse_json_value(obj, "json", sink)
+
+
+def _json_string_literals(text: str, sink: FieldSink) -> None:
     """String keys and values of JSON that Python's json refuses (json_scan.py)."""
     loc = "json"
     fields = sink.fields
