@@ -301,3 +301,8 @@ def test_hostile_bodies_are_linear(engine: Engine, name: str, body: bytes, conte
     start = time.thread_time()
     engine.analyze_request(msg)
     assert time.thread_time() - start < 0.05, name
+
+
+def test_gzip_members_are_bounded() -> None:
+    out = codings.decode_body(gzip.compress(b"a") * (codings.MAX_GZIP_MEMBERS + 10), "gzip", MAX_INFLATED)
+    assert out.over_limit and out.body == b"a" * codings.MAX_GZIP_MEMBERS

@@ -471,6 +471,9 @@ def parse_lenient_json(text: str, sink: FieldSink) -> bool:
             sink.add("json", obj, "json")
         else:
             parse_json_value(obj, "json", sink)
+        if len(sink.fields) >= MAX_FIELDS:
+            sink.dropped += 1
+            return True  # no room for more: the sink says so
 
 
 def _json_string_literals(text: str, sink: FieldSink) -> None:
