@@ -306,3 +306,11 @@ def test_hostile_bodies_are_linear(engine: Engine, name: str, body: bytes, conte
 def test_gzip_members_are_bounded() -> None:
     out = codings.decode_body(gzip.compress(b"a") * (codings.MAX_GZIP_MEMBERS + 10), "gzip", MAX_INFLATED)
     assert out.over_limit and out.body == b"a" * codings.MAX_GZIP_MEMBERS
+
+
+def test_utf16_json_python_refuses_is_judged_as_text(engine: Engine) -> None:
+    # the text reading is judged whole even though the body's bytes are full of zeros
+    body = ('{"n": ' + "1" * 5_000 + ', "q": "' + XSS + '"}').encode("utf-16")
+    sink = extract(req(body, ctype("application/json")))
+    assert any(kind == "body" and XSS in value for kind, _loc, value in sink.fields)
+    assert blocked(engine, req(body, ctype("application/json")))

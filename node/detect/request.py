@@ -393,7 +393,7 @@ def _body_plan(content_type: str) -> tuple[MediaType, tuple[str, ...], str | Non
 def _parse_body_as(body: bytes, content_type: str | None, sink: FieldSink) -> None:
     if not content_type:
         for text in charset.text_readings(body, None):
-            _parse_text(text, body, None, sink)
+            _parse_text(text, None, sink)
         return
     media, kinds, declared = _body_plan(content_type)
     for kind in kinds:
@@ -402,10 +402,10 @@ def _parse_body_as(body: bytes, content_type: str | None, sink: FieldSink) -> No
         # a multipart body without a part under any boundary reading is judged as text
         declared_kind = "other" if kind == "multipart" else kind
         for text in charset.text_readings(body, declared, sniff_json=kind == "json"):
-            _parse_text(text, body, declared_kind, sink)
+            _parse_text(text, declared_kind, sink)
 
 
-def _parse_text(text: str, body: bytes, kind: str | None, sink: FieldSink) -> None:
+def _parse_text(text: str, kind: str | None, sink: FieldSink) -> None:
     """One text reading of a body declared as `kind` (None: no Content-Type)."""
     head = text[:64].lstrip()[:5] or text.lstrip()[:5]  # no copy of a long text to find its start
     first = head[:1]
@@ -421,7 +421,7 @@ def _parse_text(text: str, body: bytes, kind: str | None, sink: FieldSink) -> No
                 return
         elif _form_shaped(text):
             parse_pairs(text, "body.form", "form", sink)
-        if not looks_binary(body):
+        if not _binary_text(text):
             sink.add("body", text, "body")
         return
     if kind == "form":
@@ -436,9 +436,14 @@ def _parse_text(text: str, body: bytes, kind: str | None, sink: FieldSink) -> No
     if kind is None and "=" in text[:256] and first != "<":
         parse_pairs(text, "body.form", "form", sink)
         return
-    if looks_binary(body):
+    if _binary_text(text):
         return
     sink.add("body", text, "body")
+
+
+def _binary_text(text: str) -> bool:
+    """looks_binary of a text reading (a UTF-16 body's bytes are full of zeros, its text not)."""
+    return looks_binary(text[:512].encode("utf-8", "replace"))
 
 
 def _form_shaped(text: str) -> bool:
