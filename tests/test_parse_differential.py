@@ -18,7 +18,7 @@ from urllib.parse import quote, unquote_plus
 
 import python_multipart
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from werkzeug.formparser import parse_form_data
 
