@@ -57,10 +57,16 @@ def _multibyte(m: re.Match[str]) -> str:
         if chr(low) in "./\\" and chr(code) not in "./\\":
             code = low  # %c1%af: fuzzers mean "/" whatever the lead byte says
         ch = chr(code)
+        if ch not in "./\\" and any(b < 0x80 for b in raw[1:]):
+            # broken, not overlong, and no path character to a lenient decoder either: a
+            # strict decoder keeps the ASCII bytes after the lead byte (%c9%3c is U+FFFD
+            # then "<"), so they stay, to be decoded with the rest
+            return "/" + "".join("%" + p for p in pairs[1:])
         if code < 0x20 or code > 0x7E:
             return "/"
         return ch
-    return "/"
+    # not escapes (%c0%qf): a separator for the lead byte, the rest stays as the backend keeps it
+    return "/" + "".join("%" + p for p in pairs[1:])
 
 
 _JS_ESC_RE = re.compile(r"\\(?:u\{?([0-9a-fA-F]{4})\}?|x([0-9a-fA-F]{2})|([0-7]{3}))")

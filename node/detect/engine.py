@@ -22,7 +22,7 @@ from wallarm_wire.protocol import AttackInfo, RequestMessage, ResponseMessage
 from node.detect import decode
 from node.detect.findings import DEFAULT_THRESHOLD, Detection, excerpt
 from node.detect.log4j import detect_log4j
-from node.detect.request import FieldSink, inflate, parse_body, parse_header_line, parse_target
+from node.detect.request import FieldSink, body_headers, inflate, parse_body, parse_header_line, parse_target
 from node.detect.shell import ALONE_COMMANDS, detect_shell
 from node.detect.signatures import SignatureSet, load_signatures
 from node.detect.sqli import detect_sqli
@@ -247,7 +247,7 @@ class Engine:
                     run.apply(found)
             if msg.body and not run.stopped:
                 # what parse_body reads: the bytes and the two headers that say how to read them
-                key = ("body", msg.header("content-type"), msg.header("content-encoding"), msg.body)
+                key = ("body", *body_headers(msg), msg.body)
                 self._judge_unit(run, key, _parse_body_unit, key)
         except Exception:  # the parser must never take the node down: judge what we can
             log.exception("request parser failed; judging the raw target only")

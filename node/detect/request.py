@@ -10,10 +10,13 @@ from __future__ import annotations
 import itertools
 import json
 import re
-import zlib
+from functools import lru_cache
 
 from wallarm_wire.protocol import RequestMessage
+from node.detect import charset, codings, multipart
+from node.detect.content_type import MediaType, parse_content_type
 from node.detect.decode import url_decode
+from node.detect.json_scan import string_literals
 
 MAX_FIELDS = 300  # values judged per request; the rest are ignored (and counted)
 MAX_VALUE = 16 * 1024  # chars of one value that are judged
@@ -34,11 +37,12 @@ class FieldSink:
     `kind` is one of path query cookie header form json multipart filename xml xmlattr doctype
     body key."""
 
-    __slots__ = ("fields", "dropped")
+    __slots__ = ("fields", "dropped", "cuts")
 
     def __init__(self) -> None:
         self.fields: list[tuple[str, str, str]] = []
         self.dropped = 0
+        self.cuts: list[str] = []  # limits that ended part of the parse ("inflated", "encoding")
 
     def add(self, location: str, value: str, kind: str) -> None:
         if not value:
@@ -48,6 +52,11 @@ class FieldSink:
             self.dropped += 1
             return
         fields.append((kind, location, value[:MAX_VALUE]))  # a slice past a str's end is the str
+
+    def cut(self, reason: str) -> None:
+        """A limit ended part of the parse: the verdict must say it is partial."""
+        if reason not in self.cuts:
+            self.cuts.append(reason)
 
 
 def _key(name: str) -> str:
@@ -155,20 +164,11 @@ def parse_headers(msg: RequestMessage, sink: FieldSink) -> None:
 
 # ---------------------------------------------------------------------------- bodies
 
-def inflate(body: bytes, encoding: str) -> bytes | None:
-    """Decode gzip/deflate with an output bound; None if it is not what it claims."""
-    enc = encoding.strip().lower()
-    if enc in ("gzip", "x-gzip"):
-        wbits = 16 + zlib.MAX_WBITS
-    elif enc == "deflate":
-        wbits = zlib.MAX_WBITS if body[:1] == b"\x78" else -zlib.MAX_WBITS
-    else:
-        return None
-    try:
-        d = zlib.decompressobj(wbits)
-        return d.decompress(body, MAX_INFLATED)
-    except zlib.error:
-        return None
+def inflate(body: bytes, encoding: str, limit: int = MAX_INFLATED) -> bytes | None:
+    """Undo the codings `encoding` lists (at most `limit` bytes of output); None if one
+    of them could not be undone."""
+    out = codings.decode_body(body, encoding, limit)
+    return None if out.failed else out.body
 
 
 _BINARY_RE = re.compile(rb"[\x00-\x08\x0e-\x1f\x7f]")
@@ -315,91 +315,240 @@ def parse_xml(text: str, sink: FieldSink) -> None:
                 path.append(name)
 
 
-_BOUNDARY_RE = re.compile(r'boundary="?([^";]+)"?', re.I)
-_DISPO_RE = re.compile(r'\b(name|filename)\*?\s*=\s*(?:"([^"]*)"|([^;\s]*))', re.I)
+# ---------------------------------------------------------------------------- body readings
+# A body is read as its headers say, and again under every other reading a backend may make
+# of an ambiguous message (docs/detection.md, "Parsing bodies as the backends do"): each
+# Content-Type header, each media type and boundary reading of one (content_type.py), each
+# line-break reading of a multipart body (multipart.py), each charset reading (charset.py).
+# What does not parse as its declared type is judged whole as text.
+
+MAX_CONTENT_TYPES = 4  # Content-Type headers of one request read
 
 
-def parse_multipart(body: bytes, content_type: str, sink: FieldSink) -> bool:
-    m = _BOUNDARY_RE.search(content_type)
-    if not m:
-        return False
-    delim = b"--" + m.group(1).strip().encode("latin-1", "replace")
-    parts = body.split(delim)
-    for part in parts[1:]:
-        if part.startswith(b"--"):
-            break
-        head, sep, content = part.partition(b"\r\n\r\n")
-        if not sep:
-            head, sep, content = part.partition(b"\n\n")
-        if content.endswith(b"\r\n"):
-            content = content[:-2]
-        name, filename, ctype = "_", None, ""
-        for line in _text(head).splitlines():
-            hname, _, hval = line.partition(":")
-            hname = hname.strip().lower()
-            if hname == "content-disposition":
-                for dm in _DISPO_RE.finditer(hval):
-                    val = dm.group(2) if dm.group(2) is not None else dm.group(3)
-                    if dm.group(1).lower() == "name":
-                        name = _key(val)
-                    else:
-                        filename = val
-            elif hname == "content-type":
-                ctype = hval.strip().lower()
-            elif hname:
-                sink.add(f"multipart.{name}.header.{_key(hname)}", hval.strip(), "header")
-        loc = f"multipart.{name}"
-        if filename is not None:
-            sink.add(f"{loc}.filename", filename, "filename")
-            # judge text uploads (scripts, web shells); skip binary content
-            if b"\x00" in content[:1024]:
-                continue
-        sub = _text(content)
-        if ctype.startswith("application/json") and parse_json(sub, sink):
+def body_headers(msg: RequestMessage) -> tuple[str | None, str | None]:
+    """(Content-Type, codings) as parse_body takes them: several Content-Type headers are
+    joined by newlines (one reading each); the codings are Content-Encoding's followed by
+    Transfer-Encoding's other than chunked (applied last, so undone first)."""
+    ctypes: list[str] = []
+    encodings: list[str] = []
+    for raw_name, raw_value in msg.headers:
+        if len(raw_name) not in (12, 16, 17):  # the three names' lengths: most headers stop here
             continue
-        sink.add(loc, sub, "multipart")
-        if len(sink.fields) >= MAX_FIELDS:
-            sink.dropped += 1
-            break
-    return True
+        name = raw_name.lower()
+        if name == b"content-type":
+            ctypes.append(raw_value.decode("utf-8", "surrogateescape"))
+        elif name == b"content-encoding" or name == b"transfer-encoding":
+            encodings.append(raw_value.decode("latin-1"))
+    ctype = ctypes[0] if len(ctypes) == 1 else "\n".join(ctypes) if ctypes else None
+    return ctype, ", ".join(encodings) if encodings else None
 
 
 def parse_body(body: bytes, content_type: str | None, encoding: str | None, sink: FieldSink) -> None:
-    """The body's fields, read as its Content-Type and Content-Encoding say (or as it looks)."""
+    """The body's fields, read as its Content-Type and codings say (or as it looks)."""
     if not body:
         return
+    undecodable = False
     if encoding:
-        inflated = inflate(body, encoding)
-        if inflated is not None:
-            body = inflated
+        decoded = codings.decode_body(body, encoding, MAX_INFLATED)
+        if decoded.over_limit:
+            sink.cut("inflated")  # a decompression bomb: judged up to the bound, never clean
+        # a coding that cannot be undone: the bytes as they are (a backend ignoring the header)
+        undecodable = bool(decoded.failed)
+        body = decoded.body
     body = body[:MAX_BODY]
-    raw_ctype = content_type or ""
-    ctype = raw_ctype.lower()
-    stripped = body.lstrip()[:1]
-    if "multipart/" in ctype:
-        if parse_multipart(body, raw_ctype, sink):  # the boundary is case-sensitive
-            return
-    text = _text(body)
-    if "json" in ctype or (not ctype and stripped in (b"{", b"[")):
+    if content_type and "\n" in content_type:
+        for one in content_type.split("\n")[:MAX_CONTENT_TYPES]:
+            _parse_body_as(body, one, sink)
+    else:
+        _parse_body_as(body, content_type, sink)
+    if undecodable and looks_binary(body):
+        sink.cut("encoding")  # neither decoded nor readable as it is
+
+
+def _body_kind(essence: str) -> str:
+    """multipart, json, form, xml or other."""
+    if essence.startswith("multipart/"):
+        return "multipart"
+    subtype = essence.partition("/")[2]
+    if "json" in subtype:  # application/json, x-ndjson, reports+json, x-amz-json-1.1
+        return "json"
+    if essence == "application/x-www-form-urlencoded":
+        return "form"
+    if "xml" in subtype:  # application/xml, text/xml, soap+xml, svg+xml
+        return "xml"
+    return "other"
+
+
+@lru_cache(maxsize=1024)  # the same few Content-Type values arrive again and again
+def _body_plan(content_type: str) -> tuple[MediaType, tuple[str, ...], str | None]:
+    """(media type, the distinct kinds its readings name, the charset unless UTF-8)."""
+    media = parse_content_type(content_type)
+    kinds = tuple(dict.fromkeys(_body_kind(essence) for essence in media.essences))
+    declared = media.first("charset")
+    if declared is not None and charset.codec_of(declared) == "utf-8":
+        declared = None  # the default: one reading
+    return media, kinds, declared
+
+
+def _parse_body_as(body: bytes, content_type: str | None, sink: FieldSink) -> None:
+    if not content_type:
+        for text in charset.text_readings(body, None):
+            _parse_text(text, None, sink)
+        return
+    media, kinds, declared = _body_plan(content_type)
+    for kind in kinds:
+        if kind == "multipart" and _parse_multipart(body, media, sink):
+            continue
+        # a multipart body without a part under any boundary reading is judged as text
+        declared_kind = "other" if kind == "multipart" else kind
+        for text in charset.text_readings(body, declared, sniff_json=kind == "json"):
+            _parse_text(text, declared_kind, sink)
+
+
+def _parse_text(text: str, kind: str | None, sink: FieldSink) -> None:
+    """One text reading of a body declared as `kind` (None: no Content-Type)."""
+    head = text[:64].lstrip()[:5] or text.lstrip()[:5]  # no copy of a long text to find its start
+    first = head[:1]
+    json_like = first == "{" or first == "["
+    if kind == "json" or (json_like and kind != "form"):
         if parse_json(text, sink):
             return
-    if "x-www-form-urlencoded" in ctype or (not ctype and b"=" in body[:256] and b"<" not in body[:1]):
-        parse_pairs(text, "body.form", "form", sink)
+        # declared or shaped as JSON, refused by Python's json: several documents (JSON lines)
+        # are each parsed; else the whole text, what a lenient backend reads of JSON-shaped
+        # text, and the form a mislabelled form body is
+        if json_like or first == '"':
+            if parse_lenient_json(text, sink):
+                return
+        elif _form_shaped(text):
+            parse_pairs(text, "body.form", "form", sink)
+        if not _binary_text(text):
+            sink.add("body", text, "body")
         return
-    if "xml" in ctype or (stripped == b"<" and text.lstrip()[:5].lower() in ("<?xml", "<!doc")):
+    if kind == "form":
+        parse_pairs(text, "body.form", "form", sink)
+        if json_like and not parse_json(text, sink):  # a JSON body labelled as a form
+            parse_lenient_json(text, sink)
+        return
+    if kind == "xml" or (first == "<" and head.lower() in ("<?xml", "<!doc")):
         parse_xml(text, sink)
         sink.add("body", text, "body")
         return
-    if "json" not in ctype and stripped in (b"{", b"[") and parse_json(text, sink):
+    if kind is None and "=" in text[:256] and first != "<":
+        parse_pairs(text, "body.form", "form", sink)
         return
-    if looks_binary(body):
+    if _binary_text(text):
         return
     sink.add("body", text, "body")
+
+
+def _binary_text(text: str) -> bool:
+    """looks_binary of a text reading (a UTF-16 body's bytes are full of zeros, its text not)."""
+    return looks_binary(text[:512].encode("utf-8", "replace"))
+
+
+def _form_shaped(text: str) -> bool:
+    """Starts as `name=`: a name of no white space, its `=` within the first 256 chars."""
+    eq = text.find("=", 0, 256)
+    return eq > 0 and len(text[:eq].split()) == 1 and text[:eq].strip() == text[:eq]
+
+
+_JSON_DECODER = json.JSONDecoder()
+_JSON_SPACE_RE = re.compile(r"[ \t\n\r]*")
+
+
+def parse_lenient_json(text: str, sink: FieldSink) -> bool:
+    """JSON that json.loads refused: several documents (JSON lines, concatenated JSON) are
+    each parsed (C speed); from the first one that does not parse on, the string literals
+    (json_scan.py: what Express's JSON.parse reads of big numbers and deep nesting). True
+    when every document parsed."""
+    decode = _JSON_DECODER.raw_decode
+    pos, n = 0, len(text)
+    while True:
+        pos = _JSON_SPACE_RE.match(text, pos).end()  # type: ignore[union-attr]
+        if pos >= n:
+            return True
+        try:
+            obj, pos = decode(text, pos)
+        except (ValueError, RecursionError):
+            _json_string_literals(text[pos:] if pos else text, sink)
+            return False
+        if isinstance(obj, str):
+            sink.add("json", obj, "json")
+        else:
+            parse_json_value(obj, "json", sink)
+        if len(sink.fields) >= MAX_FIELDS:
+            sink.dropped += 1
+            return True  # no room for more: the sink says so
+
+
+def _json_string_literals(text: str, sink: FieldSink) -> None:
+    """String keys and values of JSON that Python's json refuses (json_scan.py)."""
+    loc = "json"
+    fields = sink.fields
+    for value, is_key in string_literals(text):
+        if len(fields) >= MAX_FIELDS:
+            sink.dropped += 1
+            return
+        if is_key:
+            loc = f"json.{_key(value)}"
+            sink.add(loc, value, "key")
+        else:
+            sink.add(loc, value, "json")
+
+
+def _parse_multipart(body: bytes, media: MediaType, sink: FieldSink) -> bool:
+    """Fields of every part under every boundary reading; False when no reading finds a part."""
+    found = False
+    seen: set[tuple] = set()
+    names_seen: set[str] = set()  # a name repeated by many parts (`tags[]`) is judged once
+    for boundary in media.values("boundary"):
+        for reading in multipart.split(body, boundary.encode("utf-8", "surrogateescape")):
+            if reading.cut:
+                sink.cut("parts")  # more parts than a backend reads: the rest was not judged
+            for part in reading.parts:
+                found = True
+                key = (part.span, len(part.content), part.head)
+                if key in seen:
+                    continue  # both line-break readings found this part
+                seen.add(key)
+                if len(sink.fields) >= MAX_FIELDS:
+                    sink.dropped += 1
+                    return True
+                _part_fields(part, sink, names_seen)
+            for where, extra in (("preamble", reading.preamble), ("epilogue", reading.epilogue)):
+                if extra.strip() and not looks_binary(extra):  # no backend reads it: a place to hide
+                    sink.add(f"multipart.{where}", _text(extra), "body")
+    return found
+
+
+def _part_fields(part: multipart.Part, sink: FieldSink, names_seen: set[str]) -> None:
+    head = part.head
+    loc = f"multipart.{_key(head.names[0])}" if head.names else "multipart._"
+    for name in head.names:
+        if name not in names_seen:
+            names_seen.add(name)
+            sink.add(loc, name, "key")
+    if head.disposition:
+        sink.add(f"{loc}.header.content-disposition", head.disposition, "header")
+    for hname, hval in head.headers:
+        if hname != "content-disposition" and hname != "content-type":
+            sink.add(f"{loc}.header.{_key(hname)}", hval, "header")
+    for filename in head.filenames:
+        sink.add(f"{loc}.filename", filename, "filename")
+    content = part.content
+    if head.filenames and b"\x00" in content[:1024]:
+        return  # a binary upload: its name is judged, its bytes are not text
+    media = parse_content_type(head.content_type) if head.content_type else None
+    is_json = media is not None and _body_kind(media.essences[0]) == "json"
+    for text in charset.text_readings(content, media.first("charset") if media else None, sniff_json=is_json):
+        if is_json and parse_json(text, sink):
+            continue
+        sink.add(loc, text, "multipart")
 
 
 def extract(msg: RequestMessage) -> FieldSink:
     sink = FieldSink()
     parse_target(msg.target, sink)
     parse_headers(msg, sink)
-    parse_body(msg.body, msg.header("content-type"), msg.header("content-encoding"), sink)
+    parse_body(msg.body, *body_headers(msg), sink)
     return sink
