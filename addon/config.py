@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import ssl
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -131,9 +132,33 @@ class PluginSettings(BaseModel):
             raise ValueError(f"{value!r} is not a usable PEM CA bundle ({e})") from None
         return value
 
-    @property
-    def connect_timeout_s(self) -> float:
-        return (self.connect_timeout_ms or self.timeout_ms) / 1000
+
+
+DEFAULT_INLINE_LINGER_MS = 30
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Every time budget of one config, in seconds: the one place milliseconds become seconds."""
+
+    call_s: float  # the whole in-line call, failovers included (timeout_ms)
+    connect_s: float  # TCP + TLS connect per node (connect_timeout_ms, default timeout_ms)
+    mirror_s: float  # per mirrored message; a pipelined batch of N gets N times this
+    mirror_linger_s: float  # how long a mirror worker waits for more messages before sending
+    breaker_cooldown_s: float  # an open breaker's wait before the next liveness check
+    liveness_s: float  # a liveness check's budget: the node must answer a trivial GET this fast
+
+    @classmethod
+    def from_settings(cls, s: PluginSettings) -> Timeouts:
+        # In-line mode mirrors only responses, and lingering for a batch saves a node wake-up per
+        # request at low rates; out-of-band, the backlog batches by itself under load, and
+        # lingering cost throughput at c=50 (docs/decisions.md).
+        linger_ms = s.mirror_linger_ms
+        if linger_ms is None:
+            linger_ms = DEFAULT_INLINE_LINGER_MS if s.blocking else 0
+        return cls(call_s=s.timeout_ms / 1000, connect_s=(s.connect_timeout_ms or s.timeout_ms) / 1000,
+                   mirror_s=s.mirror_timeout_ms / 1000, mirror_linger_s=linger_ms / 1000,
+                   breaker_cooldown_s=s.breaker_cooldown_ms / 1000, liveness_s=s.timeout_ms / 1000)
 
 
 class PluginConfig(BaseModel):

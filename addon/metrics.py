@@ -37,6 +37,7 @@ class Metrics:
         self.killed_streams = 0
         self.fail_open: Counter[str] = Counter()
         self.fail_closed: Counter[str] = Counter()
+        self.node_refusals: Counter[tuple[str, str]] = Counter()  # (status, delivery)
         self.mirror_sent = 0
         self.mirror_failed: Counter[str] = Counter()
         self.mirror_dropped = 0
@@ -69,10 +70,14 @@ class Metrics:
         metric("wallarm_connector_streams_killed_total", "counter",
                "Streamed requests killed because the node blocked them.", [("", self.killed_streams)])
         metric("wallarm_connector_fail_open_total", "counter",
-               "In-line requests forwarded without a verdict, by cause.", by("cause", self.fail_open))
+               "In-line requests forwarded without a verdict (the node could not be reached or gave no usable answer), by cause.", by("cause", self.fail_open))
         metric("wallarm_connector_fail_closed_total", "counter",
                "In-line requests refused (503) without a verdict (fail_open=false), by cause.",
                by("cause", self.fail_closed))
+        metric("wallarm_connector_node_refusals_total", "counter",
+               "Messages the node answered with a 4xx other than 403 (it cannot read them), by status and "
+               "delivery: in-line requests are answered by the connector, never forwarded.",
+               [(f'{{status="{st}",delivery="{d}"}}', v) for (st, d), v in sorted(self.node_refusals.items())])
         metric("wallarm_connector_mirror_sent_total", "counter",
                "Out-of-band messages delivered to the node.", [("", self.mirror_sent)])
         metric("wallarm_connector_mirror_failed_total", "counter",
@@ -88,7 +93,8 @@ class Metrics:
         metric("wallarm_connector_config_errors_total", "counter", "Config file versions rejected.",
                [("", self.config_errors)])
         metric("wallarm_connector_node_breaker_open", "gauge", "1 when the node's circuit breaker is open.",
-               [(f'{{node="{url}"}}', int(state != "closed")) for url, state in sorted(breakers.items())])
+               [(f'{{node="{url}"}}', int(state in ("open", "half_open")))
+                for url, state in sorted(breakers.items())])
 
         name = "wallarm_connector_node_latency_seconds"
         out.append(f"# HELP {name} Node call latency (sync = in-line verdicts, async = mirrored messages, one observation per pipelined batch).")

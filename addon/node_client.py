@@ -3,23 +3,34 @@
 Each node address gets a pool of idle keep-alive connections and a circuit breaker. A call walks
 the addresses round-robin, skipping those whose breaker is open, and fails over to the next one
 while the deadline allows. When every breaker is open the call fails at once, so a dead node
-costs in-line requests almost nothing until a half-open probe finds it alive again.
+costs in-line requests almost nothing until a liveness check finds it alive again.
+
+A breaker opens only for a node that does not answer: a failed call whose node answered another
+call since it started says nothing about the node (one slow message), and when failures do add
+up, a liveness check (`GET <node path>/live`, any answer below 500 counts) must fail too before
+the breaker opens. One slow or refused message can therefore never switch inspection off for
+everyone while the node is up.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
-from addon.config import NodeAddress, PluginSettings
+from addon.config import NodeAddress, Timeouts
 from addon.http1 import Answer, Connection, HTTPClientError, open_connection
+
+log = logging.getLogger("wallarm.node")
 
 MAX_IDLE_PER_NODE = 128
 
 Exchange = Callable[["NodeEndpoint", Connection], Awaitable[list[Answer]]]
+
+CALL, CHECK, REJECT = "call", "check", "reject"  # Breaker.allow's answers
 
 
 class NodeCallError(Exception):
@@ -31,7 +42,12 @@ class NodeCallError(Exception):
 
 
 class Breaker:
-    """closed -> (N consecutive failures) -> open -> (cooldown) -> half-open: one probe decides."""
+    """closed -> (N failures nobody explains, then a failed liveness check) -> open -> (cooldown)
+    -> half-open: a liveness check decides, no call goes through until it has.
+
+    Pure state, no I/O: the endpoint runs the checks and reports back. `started` is when the
+    failed call began; a success recorded after it means the node was answering meanwhile.
+    """
 
     def __init__(self, failures: int, cooldown_s: float):
         self.threshold = failures
@@ -39,33 +55,47 @@ class Breaker:
         self.failures = 0
         self.open_until = 0.0
         self.is_open = False
-        self.probing = False
+        self.checking = False  # a liveness check is in flight
+        self.last_success = float("-inf")
 
-    def allow(self, now: float) -> bool:
+    def allow(self, now: float) -> str:
+        """CALL: go ahead; CHECK: half-open, the caller runs the liveness check first; REJECT."""
         if not self.is_open:
-            return True
-        if now >= self.open_until and not self.probing:
-            self.probing = True  # half-open: exactly one call may try
-            return True
-        return False
+            return CALL
+        if self.checking or now < self.open_until:
+            return REJECT
+        self.checking = True
+        return CHECK
 
-    def success(self) -> None:
+    def success(self, now: float) -> None:
+        self.last_success = now
         self.failures = 0
         self.is_open = False
-        self.probing = False
 
-    def failure(self, now: float) -> None:
+    def failure(self, now: float, started: float) -> bool:
+        """Count a failed call; True when the caller must now start a liveness check."""
+        if self.last_success >= started:
+            return False  # the node answered another call while this one waited: not the node's fault
         self.failures += 1
-        if self.probing or self.failures >= self.threshold:
+        if self.is_open or self.checking or self.failures < self.threshold:
+            return False
+        self.checking = True
+        return True
+
+    def checked(self, now: float, alive: bool, started: float) -> None:
+        """The liveness check that began at `started` is over."""
+        self.checking = False
+        if alive or self.last_success >= started:
+            self.success(now)
+        else:
             self.is_open = True
             self.open_until = now + self.cooldown_s
-        self.probing = False
 
     @property
     def state(self) -> str:
         if not self.is_open:
-            return "closed"
-        return "half_open" if self.probing else "open"
+            return "checking" if self.checking else "closed"
+        return "half_open" if self.checking else "open"
 
 
 def make_ssl_context(ca_file: str | None) -> ssl.SSLContext:
@@ -77,33 +107,38 @@ def make_ssl_context(ca_file: str | None) -> ssl.SSLContext:
 class NodeEndpoint:
     """One node address: its idle connections, its breaker and the request head prefix."""
 
-    def __init__(self, address: NodeAddress, settings: PluginSettings, ssl_context: ssl.SSLContext | None,
+    def __init__(self, address: NodeAddress, breaker: Breaker, ssl_context: ssl.SSLContext | None,
                  static_headers: Sequence[tuple[str, str]]):
         self.address = address
         self.ssl_context = ssl_context if address.tls else None
-        self.breaker = Breaker(settings.breaker_failures, settings.breaker_cooldown_ms / 1000)
+        self.breaker = breaker
         self.idle: deque[Connection] = deque()
         self.closed = False
+        self.check_task: asyncio.Task[bool] | None = None  # a background liveness check
         default_port = 443 if address.tls else 80
         hostport = address.host if address.port == default_port else f"{address.host}:{address.port}"
         if ":" in address.host and address.port != default_port:
             hostport = f"[{address.host}]:{address.port}"
-        lines = [f"POST {address.path} HTTP/1.1", f"Host: {hostport}"]
-        lines += [f"{k}: {v}" for k, v in static_headers]
-        self.head_prefix = ("\r\n".join(lines) + "\r\n").encode("latin-1", "replace")
+        lines = [f"Host: {hostport}"] + [f"{k}: {v}" for k, v in static_headers]
+        common = "\r\n".join(lines) + "\r\n"
+        self.head_prefix = f"POST {address.path} HTTP/1.1\r\n{common}".encode("latin-1", "replace")
+        self.liveness_request = (f"GET {address.path.rstrip('/')}/live HTTP/1.1\r\n{common}"
+                                 "Content-Length: 0\r\n\r\n").encode("latin-1", "replace")
 
     async def acquire(self, connect_timeout_s: float) -> tuple[Connection, bool]:
         while self.idle:
             conn = self.idle.pop()  # LIFO: the warmest connection
             if conn.is_open:
                 return conn, True
-        async with asyncio.timeout(connect_timeout_s):
-            try:
-                conn = await open_connection(self.address.host, self.address.port, self.ssl_context,
+        return await self.connect(connect_timeout_s), False
+
+    async def connect(self, connect_timeout_s: float) -> Connection:
+        try:  # around the timeout block: the TimeoutError is raised as that block exits
+            async with asyncio.timeout(connect_timeout_s):
+                return await open_connection(self.address.host, self.address.port, self.ssl_context,
                                              self.address.host)
-            except TimeoutError:
-                raise HTTPClientError("connect_timeout", f"no connection within {connect_timeout_s:.3f}s") from None
-        return conn, False
+        except TimeoutError:
+            raise HTTPClientError("connect_timeout", f"no connection within {connect_timeout_s:.3f}s") from None
 
     def release(self, conn: Connection) -> None:
         if not self.closed and conn.reusable and conn.is_open and len(self.idle) < MAX_IDLE_PER_NODE:
@@ -111,8 +146,47 @@ class NodeEndpoint:
         else:
             conn.close()
 
+    async def answers_liveness(self, budget_s: float, connect_s: float) -> bool:
+        """Does the node answer a trivial request within `budget_s`? (any status below 500)
+
+        On a fresh connection: a pooled one the node closed while idle would say nothing about it."""
+        conn: Connection | None = None
+        try:
+            async with asyncio.timeout(budget_s):
+                conn = await self.connect(min(connect_s, budget_s))
+                answer = await conn.request(self.liveness_request, b"")
+        except (TimeoutError, HTTPClientError):
+            return False
+        finally:
+            if conn is not None:
+                conn.close()
+        return answer.status < 500
+
+    async def check_liveness(self, budget_s: float, connect_s: float) -> bool:
+        """Run the liveness check the breaker asked for and tell the breaker its outcome."""
+        started = time.monotonic()
+        failures = self.breaker.failures
+        alive = False
+        try:
+            alive = await self.answers_liveness(budget_s, connect_s)
+        finally:  # a cancelled check must not leave the breaker waiting for it forever
+            was_open = self.breaker.is_open
+            self.breaker.checked(time.monotonic(), alive, started)
+        if not alive and not was_open:
+            log.warning("node %s: %d failed call(s) and no answer to a liveness check within %.0f ms: "
+                        "circuit breaker open for %.0f ms", self.address.url, failures, budget_s * 1000,
+                        self.breaker.cooldown_s * 1000)
+        elif alive and was_open:
+            log.info("node %s answers again: circuit breaker closed", self.address.url)
+        elif alive:
+            log.info("node %s: %d failed call(s), but the node answers a liveness check: breaker stays closed",
+                     self.address.url, failures)
+        return alive
+
     def close(self) -> None:
         self.closed = True
+        if self.check_task is not None:
+            self.check_task.cancel()
         while self.idle:
             self.idle.pop().close()
 
@@ -120,15 +194,12 @@ class NodeEndpoint:
 class NodeClient:
     """Sends protocol messages to the nodes of one configuration; immutable once built."""
 
-    def __init__(self, settings: PluginSettings, static_headers: Sequence[tuple[str, str]]):
-        self.settings = settings
-        ssl_context = None
-        if any(a.tls for a in settings.wallarm_node_address):
-            ssl_context = make_ssl_context(settings.node_ca_file)
-        self.endpoints = [NodeEndpoint(a, settings, ssl_context, static_headers)
-                          for a in settings.wallarm_node_address]
+    def __init__(self, addresses: Sequence[NodeAddress], timeouts: Timeouts, breaker_failures: int,
+                 ssl_context: ssl.SSLContext | None, static_headers: Sequence[tuple[str, str]]):
+        self.timeouts = timeouts
+        self.endpoints = [NodeEndpoint(a, Breaker(breaker_failures, timeouts.breaker_cooldown_s), ssl_context,
+                                       static_headers) for a in addresses]
         self._next = 0
-        self.connect_timeout_s = settings.connect_timeout_s
 
     async def send(self, headers: bytes, body: bytes, timeout_s: float) -> Answer:
         """POST one message. `headers` are extra CRLF-terminated header lines (without length).
@@ -154,47 +225,66 @@ class NodeClient:
         return await self._route(exchange, timeout_s)
 
     async def _route(self, exchange: Exchange, timeout_s: float) -> list[Answer]:
-        """Round-robin over the nodes, skipping open breakers, failing over within the deadline."""
+        """Round-robin over the nodes, skipping open breakers, failing over within the deadline.
+
+        A node whose every answer is a 5xx is failed over like one that did not answer; if no
+        node does better, that answer is returned (the caller counts it as the node's error).
+        """
         now = time.monotonic()
         deadline = now + timeout_s
         count = len(self.endpoints)
         start = self._next
         self._next = (start + 1) % count
         last: NodeCallError | None = None
+        server_error: list[Answer] | None = None
         for i in range(count):
             ep = self.endpoints[(start + i) % count]
             now = time.monotonic()
             if now >= deadline:
                 break
-            if not ep.breaker.allow(now):
+            admission = ep.breaker.allow(now)
+            if admission == REJECT:
                 continue
+            if admission == CHECK and not await ep.check_liveness(min(self.timeouts.liveness_s, deadline - now),
+                                                                   self.timeouts.connect_s):
+                continue
+            started = time.monotonic()
+            if started >= deadline:  # the half-open check used the whole budget
+                now = started
+                break
             try:
-                answers = await self._call(ep, exchange, deadline - now)
+                answers = await self._call(ep, exchange, deadline - started)
             except NodeCallError as e:
-                ep.breaker.failure(time.monotonic())
+                self._failed(ep, started)
                 last = e
                 continue
-            except asyncio.CancelledError:
-                if ep.breaker.probing:  # an interrupted probe must not leave the breaker stuck
-                    ep.breaker.failure(time.monotonic())
-                raise
-            if any(a.status >= 500 for a in answers):
-                ep.breaker.failure(time.monotonic())
-            else:
-                ep.breaker.success()
+            if all(a.status >= 500 for a in answers):
+                self._failed(ep, started)
+                server_error = answers
+                continue
+            ep.breaker.success(time.monotonic())
             return answers
+        if server_error is not None:
+            return server_error
         if last is None:
             if now >= deadline:
                 raise NodeCallError("timeout", f"no answer within {timeout_s * 1000:.0f} ms")
             raise NodeCallError("breaker_open", "every node is marked down; waiting for the cooldown")
         raise last
 
+    def _failed(self, ep: NodeEndpoint, started: float) -> None:
+        if ep.breaker.failure(time.monotonic(), started) and not ep.closed:
+            # In the background: the failed call already paid its wait, it must not pay the check's.
+            ep.check_task = asyncio.get_running_loop().create_task(
+                ep.check_liveness(self.timeouts.liveness_s, self.timeouts.connect_s),
+                name=f"wallarm-liveness-{ep.address.url}")
+
     async def _call(self, ep: NodeEndpoint, exchange: Exchange, budget_s: float) -> list[Answer]:
         conn: Connection | None = None
         try:
             async with asyncio.timeout(budget_s):
                 for attempt in (1, 2):
-                    conn, reused = await ep.acquire(min(self.connect_timeout_s, budget_s))
+                    conn, reused = await ep.acquire(min(self.timeouts.connect_s, budget_s))
                     try:
                         answers = await exchange(ep, conn)
                     except HTTPClientError as e:

@@ -16,12 +16,39 @@ from typing import Any
 
 from aiohttp import web
 
+from addon import __version__
+from addon.active import ActiveConfig
+from addon.config import PLUGIN_NAME
+from wallarm_wire import protocol
+
 log = logging.getLogger("wallarm.status")
 
 BIND_ATTEMPTS = 20
 
 for _name in ("aiohttp.access", "aiohttp.server", "aiohttp.web"):
     logging.getLogger(_name).setLevel(logging.WARNING)
+
+
+def root_document(active: ActiveConfig | None, started_at: float) -> dict[str, Any]:
+    """`GET /`: like Kong's admin root."""
+    return {"tagline": "Welcome to the Wallarm connector for mitmproxy",
+            "version": __version__, "connector_type": protocol.CONNECTOR_TYPE,
+            "protocol_version": protocol.PROTOCOL_VERSION,
+            "plugins": {"available_on_server": {PLUGIN_NAME: {"version": __version__}},
+                        "enabled_in_cluster": [PLUGIN_NAME] if active and active.enabled else []},
+            "started_at": started_at}
+
+
+def plugins_document(active: ActiveConfig | None) -> dict[str, Any]:
+    """`GET /plugins`: the active config (secret masked) and its node breakers."""
+    data = []
+    if active is not None:
+        item = active.plugin.public_dict()
+        item["version"] = __version__
+        item["loaded_at"] = active.loaded_at
+        item["node_breakers"] = active.client.breaker_states()
+        data.append(item)
+    return {"data": data, "next": None}
 
 
 class StatusServer:

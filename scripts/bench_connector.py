@@ -57,12 +57,12 @@ async def bench_clients(node_url: str, calls: int = 3000, concurrency: int = 20)
     import httpx
 
     from addon.config import parse_config
-    from addon.node_client import NodeClient
+    from addon.active import ActiveConfig
 
     logging.getLogger("httpx").setLevel(logging.WARNING)
     results: dict[str, float] = {}
     cfg = parse_config(json.dumps({"name": "wallarm-plugin", "config": {"wallarm_node_address": node_url}}))
-    ours = NodeClient(cfg.config, [])
+    ours = ActiveConfig.build(cfg).client
     head = "".join(f"{k}: {v}\r\n" for k, v in HEADERS.items()).encode()
 
     async def call_ours() -> None:
@@ -90,10 +90,10 @@ async def node_rtt(node_url: str, calls: int = 300) -> dict[str, float]:
     """Median wall time of one in-line node call (sequential, c=1), alone and with each
     request's response mirrored right after it (the default `inspect_response: true`)."""
     from addon.config import parse_config
-    from addon.node_client import NodeClient
+    from addon.active import ActiveConfig
 
     cfg = parse_config(json.dumps({"name": "wallarm-plugin", "config": {"wallarm_node_address": node_url}}))
-    client = NodeClient(cfg.config, [])
+    client = ActiveConfig.build(cfg).client
     response = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 13\r\n\r\n{\"users\":[]}\n"
     out: dict[str, float] = {}
     for label, mirror in (("verdict only", False), ("verdict + response mirrored", True)):

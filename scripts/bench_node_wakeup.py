@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))
 
 from wallarm_wire import protocol  # noqa: E402
 from addon.config import parse_config  # noqa: E402
-from addon.node_client import NodeClient  # noqa: E402
+from addon.active import ActiveConfig  # noqa: E402
 from tests.support.procs import ManagedProcess, free_port  # noqa: E402
 
 CALLS = 300
@@ -50,7 +50,7 @@ async def main() -> None:
         node.wait_http(f"http://127.0.0.1:{console}/ready", timeout=120)
         cfg = parse_config(json.dumps({"name": "wallarm-plugin",
                                        "config": {"wallarm_node_address": f"http://127.0.0.1:{port}/"}}))
-        client = NodeClient(cfg.config, [])
+        client = ActiveConfig.build(cfg).client
         wire = protocol.encode_request(protocol.RequestMessage(
             "GET", "/api/v1/users?limit=5", [(b"Host", b"api.test"), (b"User-Agent", b"wrk")], b""))
         for gap in GAPS_S:

@@ -18,9 +18,11 @@ from mitmproxy import exceptions, flow
 from mitmproxy.test import taddons, tflow
 
 from wallarm_wire import protocol
-from addon.config import parse_config
-from addon.connector import ACTIVE, RID, WallarmConnector, client_ip, mirror_linger_s
+from addon.config import Timeouts, parse_config
+from addon.connector import ACTIVE, RID, WallarmConnector
+from addon.encode import client_ip
 from addon.mirror import Mirror
+from addon.status import plugins_document
 from tests.support.fake_node import FakeNode
 from tests.support.procs import free_port
 from tests.support.proxy import write_config
@@ -181,7 +183,7 @@ async def test_node_error_status_fails_open(harness: Harness, node: FakeNode) ->
     await harness.addon.requestheaders(f)
     await harness.addon.request(f)
     assert f.response is None
-    assert harness.addon.metrics.fail_open["status"] == 1
+    assert harness.addon.metrics.fail_open["5xx"] == 1
 
 
 async def test_body_over_limit_is_truncated_and_flagged(harness: Harness, node: FakeNode) -> None:
@@ -385,7 +387,7 @@ async def test_node_secret_and_instance_are_sent(harness: Harness, node: FakeNod
     await harness.addon.request(f)
     h = node.received[-1]["headers"]
     assert h[protocol.H_SECRET] == "s3cret" and h[protocol.H_INSTANCE] == "edge-1"
-    assert harness.addon._status_plugins()["data"][0]["config"]["node_secret"] == "***"
+    assert plugins_document(harness.addon.active)["data"][0]["config"]["node_secret"] == "***"
 
 
 async def test_multiple_nodes_fail_over_in_line(harness: Harness, node: FakeNode) -> None:
@@ -533,4 +535,136 @@ async def test_a_full_batch_does_not_linger() -> None:
 def test_mirror_linger_defaults_by_mode_and_follows_the_config(settings, want) -> None:
     plugin = parse_config(json.dumps({"name": "wallarm-plugin", "config": {
         "wallarm_node_address": "http://127.0.0.1:5050", **settings}}))
-    assert mirror_linger_s(plugin.config) == want
+    assert Timeouts.from_settings(plugin.config).mirror_linger_s == want
+
+
+# ------------------------------------------------------------------------- node refusals and fail-open causes
+
+
+@pytest.mark.parametrize(("node_status", "client_status"), [(431, 431), (413, 413), (400, 400), (401, 503), (415, 503)])
+async def test_a_node_refusal_is_never_forwarded(harness: Harness, node: FakeNode, caplog: pytest.LogCaptureFixture,
+                                                 node_status: int, client_status: int) -> None:
+    node.mode, node.refuse_status = "refuse", node_status
+    f = http_flow("/api/items", Accept="application/json")
+    await harness.addon.requestheaders(f)
+    await harness.addon.request(f)
+    assert f.response is not None and f.response.status_code == client_status  # answered here, not upstream
+    assert json.loads(f.response.content)["request_id"] == f.metadata[RID]
+    m = harness.addon.metrics
+    assert m.node_refusals == {(str(node_status), "sync"): 1} and not m.fail_open and not m.blocked
+    [line] = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert line.startswith(f"[{f.metadata[RID]}] the node refused GET /api/items (HTTP {node_status}: too many headers)")
+    harness.addon.response(f)  # the node never judged it: nothing to pair the answer with
+    assert harness.addon.mirror.depth == 0
+    assert "wallarm_connector_node_refusals_total{" + f'status="{node_status}",delivery="sync"}} 1' in \
+        harness.addon._status_metrics()
+
+
+async def test_a_node_refusal_does_not_depend_on_fail_open(harness: Harness, node: FakeNode) -> None:
+    reconfigure(harness, fail_open=True)
+    node.mode = "refuse"
+    f = http_flow("/upload", "POST", b"x" * 10, Content_Length="10")
+    await harness.addon.requestheaders(f)
+    await harness.addon.request(f)
+    assert f.response is not None and f.response.status_code == 431
+
+
+async def test_a_streamed_request_the_node_refuses_is_killed(harness: Harness, node: FakeNode) -> None:
+    node.mode = "refuse"
+    f = http_flow("/upload", "POST", b"", Content_Length="5000000")
+    f.request.stream = True
+    await harness.addon.requestheaders(f)
+    assert f.error is not None and f.response is None
+    assert harness.addon.metrics.node_refusals[("431", "sync")] == 1
+
+
+async def test_out_of_band_a_refusal_is_counted_and_logged_loudly(harness: Harness, node: FakeNode,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    reconfigure(harness, blocking=False)
+    node.mode = "refuse"
+    f = http_flow("/api/items")
+    await harness.addon.requestheaders(f)
+    await harness.addon.request(f)
+    assert f.response is None  # out-of-band nothing can be blocked: it has gone upstream
+    await asyncio.wait_for(harness.addon.mirror.join(), 5)
+    m = harness.addon.metrics
+    assert m.node_refusals == {("431", "async"): 1} and m.mirror_failed["refusal"] == 1 and m.mirror_sent == 0
+    [rec] = [r for r in caplog.records if "refused a mirrored request" in r.getMessage()]
+    assert rec.levelname == "ERROR" and rec.getMessage().startswith(f"[{f.metadata[RID]}]")
+    assert "NOT inspected" in rec.getMessage()
+
+
+async def test_a_block_status_with_an_unreadable_body_still_blocks(harness: Harness, node: FakeNode) -> None:
+    from addon.http1 import Answer
+    f = http_flow("/api/items")
+    active = harness.addon.active
+    assert active is not None
+    harness.addon.verdicts.settle(f, active, "a" * 32, Answer(403, {}, b"<html>nope</html>"), streamed=False)
+    assert f.response is not None and f.response.status_code == 403
+    g = http_flow("/api/items")
+    harness.addon.verdicts.settle(g, active, "b" * 32, Answer(200, {}, b"<html>ok?</html>"), streamed=False)
+    assert g.response is None and harness.addon.metrics.fail_open["bad_verdict"] == 1
+
+
+@pytest.mark.parametrize(("mode", "cause"), [("down", "connect"), ("500", "5xx"), ("garbage", "protocol"),
+                                             ("reset", "reset"), ("slow", "timeout")])
+async def test_every_fail_open_is_counted_and_logged_with_its_cause(harness: Harness, node: FakeNode,
+                                                                    caplog: pytest.LogCaptureFixture,
+                                                                    mode: str, cause: str) -> None:
+    reconfigure(harness, timeout_ms=200)
+    node.delay_ms = 1000
+    if mode == "down":
+        await node.stop_node()
+    else:
+        node.mode = mode
+    f = http_flow("/etc/passwd")
+    await harness.addon.requestheaders(f)
+    await harness.addon.request(f)
+    assert f.response is None  # forwarded: the node could not be reached or gave no usable answer
+    assert dict(harness.addon.metrics.fail_open) == {cause: 1}
+    [line] = [r.getMessage() for r in caplog.records if "no verdict" in r.getMessage()]
+    assert line.startswith(f"[{f.metadata[RID]}] no verdict for GET /etc/passwd") and "fail-open" in line
+    assert f'wallarm_connector_fail_open_total{{cause="{cause}"}} 1' in harness.addon._status_metrics()
+
+
+async def test_breaker_open_is_a_counted_fail_open_cause(harness: Harness, node: FakeNode) -> None:
+    reconfigure(harness, breaker_failures=1, breaker_cooldown_ms=60_000)
+    await node.stop_node()
+    f = http_flow("/api/items")
+    await harness.run(f)
+    ep = harness.addon.active.client.endpoints[0]  # type: ignore[union-attr]
+    assert ep.check_task is not None
+    await asyncio.wait_for(asyncio.shield(ep.check_task), 5)
+    g = http_flow("/api/items")
+    await harness.run(g)
+    assert g.response is None and dict(harness.addon.metrics.fail_open) == {"connect": 1, "breaker_open": 1}
+
+
+async def test_one_slow_message_leaves_the_other_requests_their_verdicts(harness: Harness, node: FakeNode) -> None:
+    """Issue 13: one slow message opened the breaker; 437 of the next 816 requests went unjudged."""
+    reconfigure(harness, timeout_ms=200, breaker_failures=1, breaker_cooldown_ms=60_000)
+    node.slow_token, node.delay_ms = b"/slow", 3000
+
+    async def one(path: str) -> object:
+        f = http_flow(path)
+        await harness.run(f)
+        return f
+
+    slow = asyncio.create_task(one("/slow/etc/passwd"))
+    others = []
+    for i in range(40):
+        others.append(await one(f"/etc/passwd?i={i}" if i % 2 else f"/api/items?i={i}"))
+        await asyncio.sleep(0.01)
+    await slow
+    for _ in range(2):  # slow messages with nothing else in flight: the liveness check keeps it closed
+        await one("/slow/api")
+        ep = harness.addon.active.client.endpoints[0]  # type: ignore[union-attr]
+        if ep.check_task is not None:
+            await asyncio.wait_for(asyncio.shield(ep.check_task), 5)
+    for i in range(40, 60):
+        others.append(await one(f"/etc/passwd?i={i}" if i % 2 else f"/api/items?i={i}"))
+    m = harness.addon.metrics
+    assert dict(m.fail_open) == {"timeout": 3}  # only the slow messages themselves
+    assert m.blocked == 30 and m.passed == 30  # every other request got the node's verdict
+    assert [f.response.status_code for f in others if f.response is not None] == [403] * 30  # type: ignore[attr-defined]
+    assert harness.addon.active.client.breaker_states() == {f"http://127.0.0.1:{node.port}/": "closed"}  # type: ignore[union-attr]

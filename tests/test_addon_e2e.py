@@ -111,6 +111,22 @@ def test_real_node_benign_passes_byte_for_byte_and_attacks_get_403(real_proxy, u
     assert "/api/items?page=2" in seen and "/etc/passwd" not in seen and SQLI not in seen
 
 
+def test_real_node_a_request_it_cannot_read_never_reaches_the_upstream(real_proxy, upstream: Upstream) -> None:  # type: ignore[no-untyped-def]
+    """Issue 13: 250 header lines (mitmproxy accepts them) made the node answer 400 and the
+    connector forwarded the request unjudged. Now the connector answers the refusal itself (or,
+    once the node reads such requests, the node blocks the attack)."""
+    proxy, _ = real_proxy
+    path = "/api/items?many_headers=1&id=1%27%20OR%20%271%27%3D%271"
+    headers = {f"X-Pad-{i}": "x" for i in range(250)}
+    refused_before = metric(proxy, 'wallarm_connector_node_refusals_total{status="400",delivery="sync"}')
+    r = httpx.get(proxy.url + path, headers=headers, timeout=10)
+    assert r.status_code in (400, 403), r.text[:300]
+    assert path not in upstream.seen()
+    if r.status_code == 400:  # the node's refusal, answered by the connector and counted
+        assert metric(proxy, 'wallarm_connector_node_refusals_total{status="400",delivery="sync"}') == refused_before + 1
+        assert "the node refused GET /api/items?many_headers=1" in proxy.proc.output()
+
+
 def test_flipping_blocking_in_the_file_switches_mode_without_restart(real_proxy, real_node: str) -> None:  # type: ignore[no-untyped-def]
     proxy, cfg = real_proxy
     try:
@@ -128,6 +144,7 @@ def test_real_node_out_of_band_gets_request_and_response_paired(real_proxy, real
     joined = node_metric("wallarm_node_pairing_joined_total")
     async_requests = node_metric('wallarm_node_messages_total{type="request",delivery="async"}')
     async_responses = node_metric('wallarm_node_messages_total{type="response",delivery="async"}')
+    refused_before = node_metric('wallarm_node_parse_errors_total{kind="protocol"}')  # earlier tests' own
     try:
         write_config(cfg, real_node, blocking=False)
         assert wait_until(lambda: get(proxy, "/etc/passwd?oob=real").status_code == 200, timeout=2.5)
@@ -139,8 +156,10 @@ def test_real_node_out_of_band_gets_request_and_response_paired(real_proxy, real
     assert wait_until(lambda: get(proxy, "/etc/passwd").status_code == 403, timeout=2.5)
     text = httpx.get(REAL_NODE_CONSOLE["url"] + "/metrics").text
     assert "# TYPE wallarm_node_parse_errors_total counter" in text
-    refused = [l for l in text.splitlines() if l.startswith("wallarm_node_parse_errors_total") and not l.endswith(" 0")]
+    refused = [l for l in text.splitlines() if l.startswith("wallarm_node_parse_errors_total") and not l.endswith(" 0")
+               and not l.startswith('wallarm_node_parse_errors_total{kind="protocol"}')]
     assert refused == []  # the node understood every message the connector sent
+    assert node_metric('wallarm_node_parse_errors_total{kind="protocol"}') == refused_before
 
 
 def test_seed_upgrade_check_and_metrics(real_proxy) -> None:  # type: ignore[no-untyped-def]
@@ -192,6 +211,17 @@ def test_misbehaving_node_fails_open(fresh_fault_config: Proxy, fake_node: FakeN
     assert f"no verdict for GET /etc/passwd?fault={mode}&i=0" in log
 
 
+def test_a_node_refusal_is_answered_by_the_proxy_and_never_forwarded(fresh_fault_config: Proxy, upstream: Upstream,
+                                                                      fake_node: FakeNodeProc) -> None:
+    fake_node.set_mode("refuse")  # 431 {"error": "too many headers"}
+    r = get(fresh_fault_config, "/api/items?refused=1", headers={"Accept": "application/json"})
+    assert r.status_code == 431 and r.json()["request_id"]
+    assert "/api/items?refused=1" not in upstream.seen()
+    assert metric(fresh_fault_config, 'wallarm_connector_node_refusals_total{status="431",delivery="sync"}') >= 1
+    assert f"[{r.json()['request_id']}] the node refused GET /api/items?refused=1 (HTTP 431" in \
+        fresh_fault_config.proc.output()
+
+
 def test_slow_node_times_out_then_the_breaker_makes_requests_fast(fresh_fault_config: Proxy, fault_proxy,
                                                                   fake_node: FakeNodeProc) -> None:  # type: ignore[no-untyped-def]
     _, cfg = fault_proxy
@@ -206,6 +236,9 @@ def test_slow_node_times_out_then_the_breaker_makes_requests_fast(fresh_fault_co
         assert_upstream_answer(get(fresh_fault_config, f"/api/items?slow={i}"), f"/api/items?slow={i}")
         slow.append(time.monotonic() - started)
     assert all(0.95 <= t < 3.0 for t in slow), slow  # each waited for timeout_ms=1000, not the node's 5 s
+    # The third failure starts a liveness check (GET, timeout_ms); the stalled node does not answer it.
+    breaker = f'wallarm_connector_node_breaker_open{{node="{fake_node.url}"}}'
+    assert wait_until(lambda: metric(fresh_fault_config, breaker) == 1, timeout=5)
     consulted = len(fake_node.received())
     breaker_before = metric(fresh_fault_config, 'wallarm_connector_fail_open_total{cause="breaker_open"}')
     fast = []

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from addon.active import ActiveConfig
 from addon.config import parse_config
 from addon.http1 import Connection, HTTPClientError, open_connection
-from addon.node_client import Breaker, NodeCallError, NodeClient
+from addon.node_client import CALL, CHECK, REJECT, Breaker, NodeCallError, NodeClient
 from tests.support.fake_node import FakeNode
 from tests.support.procs import free_port
 
@@ -95,24 +96,41 @@ async def test_connection_refused_is_a_connect_error() -> None:
     assert e.value.cause == "connect"
 
 
-def test_breaker_opens_probes_and_closes() -> None:
+def test_breaker_opens_only_after_a_failed_liveness_check_and_recovers_through_one() -> None:
     b = Breaker(failures=2, cooldown_s=1.0)
-    assert b.allow(0) and b.state == "closed"
-    b.failure(0.0)
-    assert b.allow(0.1) and b.state == "closed"
-    b.failure(0.1)
-    assert b.state == "open" and not b.allow(0.5)
-    assert b.allow(1.2) and b.state == "half_open"  # one probe after the cooldown
-    assert not b.allow(1.2)  # and only one
-    b.failure(1.3)
-    assert b.state == "open" and not b.allow(2.0) and b.allow(2.4)
-    b.success()
-    assert b.state == "closed" and b.allow(2.5)
+    assert b.allow(0) == CALL and b.state == "closed"
+    assert not b.failure(0.0, started=0.0)
+    assert b.allow(0.1) == CALL and b.state == "closed"
+    assert b.failure(0.1, started=0.05)  # the threshold: the caller must check liveness now
+    assert b.state == "checking" and b.allow(0.1) == CALL  # calls go on while the check runs
+    assert not b.failure(0.2, started=0.15)  # no second check while one is in flight
+    b.checked(0.3, alive=False, started=0.1)
+    assert b.state == "open" and b.allow(0.5) == REJECT
+    assert b.allow(1.4) == CHECK and b.state == "half_open"  # after the cooldown: one check decides
+    assert b.allow(1.4) == REJECT  # and nothing passes while it runs
+    b.checked(1.5, alive=False, started=1.4)
+    assert b.state == "open" and b.allow(2.0) == REJECT and b.allow(2.6) == CHECK
+    b.checked(2.7, alive=True, started=2.6)
+    assert b.state == "closed" and b.allow(2.8) == CALL and b.failures == 0
+
+
+def test_breaker_ignores_a_failure_the_node_outlived_and_closes_when_it_answers_a_check() -> None:
+    b = Breaker(failures=1, cooldown_s=1.0)
+    b.success(5.0)  # another call was answered at t=5 ...
+    assert not b.failure(6.0, started=4.0)  # ... while this one (started at t=4) waited: one slow message
+    assert b.state == "closed" and b.failures == 0
+    assert b.failure(7.0, started=6.5)  # nothing answered since t=6.5: check
+    b.checked(7.2, alive=True, started=7.0)  # the node answers the check: it is up, stay closed
+    assert b.state == "closed" and b.failures == 0
+    assert b.failure(8.0, started=7.5)
+    b.success(8.1)  # a call succeeded while the check ran: the node is up whatever the check says
+    b.checked(8.3, alive=False, started=8.0)
+    assert b.state == "closed"
 
 
 def client_for(*urls: str, **settings: object) -> NodeClient:
     cfg = {"name": "wallarm-plugin", "config": {"wallarm_node_address": list(urls), **settings}}
-    return NodeClient(parse_config(json.dumps(cfg)).config, [("X-Wallarm-Connector-Type", "mitmproxy")])
+    return ActiveConfig.build(parse_config(json.dumps(cfg))).client
 
 
 HEAD = b"Content-Type: message/http; msgtype=request\r\nX-Wallarm-Request-Id: " + b"a" * 32 + b"\r\n"
@@ -144,14 +162,24 @@ async def test_node_restart_is_survived_by_a_retry_on_a_fresh_connection(node: F
     client.close()
 
 
-async def test_timeout_then_breaker_makes_calls_fast(node: FakeNode) -> None:
-    node.mode, node.delay_ms = "slow", 1000
-    client = client_for(f"http://127.0.0.1:{node.port}/", breaker_failures=2, breaker_cooldown_ms=60_000)
+async def settled(client: NodeClient) -> None:
+    """Wait for the liveness checks the client started in the background."""
+    for ep in client.endpoints:
+        if ep.check_task is not None:
+            await asyncio.wait_for(asyncio.shield(ep.check_task), 5)
+
+
+async def test_a_stalled_node_times_out_then_the_breaker_makes_calls_fast(node: FakeNode) -> None:
+    node.mode, node.delay_ms = "slow", 1000  # the whole node stalls: liveness checks too
+    client = client_for(f"http://127.0.0.1:{node.port}/", timeout_ms=100, breaker_failures=2,
+                        breaker_cooldown_ms=60_000)
     for _ in range(2):
         started = time.monotonic()
         with pytest.raises(NodeCallError) as e:
             await client.send(HEAD, MSG, 0.1)
         assert e.value.cause == "timeout" and time.monotonic() - started < 0.5
+    await settled(client)
+    assert node.liveness_checks == 1
     started = time.monotonic()
     with pytest.raises(NodeCallError) as e:
         await client.send(HEAD, MSG, 0.1)
@@ -159,18 +187,79 @@ async def test_timeout_then_breaker_makes_calls_fast(node: FakeNode) -> None:
     client.close()
 
 
-async def test_half_open_probe_recovers(node: FakeNode) -> None:
+async def test_half_open_check_recovers(node: FakeNode) -> None:
     await node.stop_node()
     client = client_for(f"http://127.0.0.1:{node.port}/", breaker_failures=1, breaker_cooldown_ms=100)
-    with pytest.raises(NodeCallError):
+    with pytest.raises(NodeCallError) as e:
         await client.send(HEAD, MSG, 0.5)
+    assert e.value.cause == "connect"
+    await settled(client)
     with pytest.raises(NodeCallError, match="breaker_open"):
         await client.send(HEAD, MSG, 0.5)
     await node.start_node()
     await asyncio.sleep(0.15)
-    assert (await client.send(HEAD, MSG, 0.5)).status == 200
+    assert (await client.send(HEAD, MSG, 0.5)).status == 200  # a liveness check first, then the call
     assert client.breaker_states() == {f"http://127.0.0.1:{node.port}/": "closed"}
+    assert node.liveness_checks == 1 and len(node.received) == 1
     client.close()
+
+
+async def test_one_slow_message_does_not_open_the_breaker_while_the_node_answers(node: FakeNode) -> None:
+    """Issue 13: one slow message opened the breaker and half the next requests went unjudged."""
+    node.slow_token, node.delay_ms = b"/slow", 2000
+    client = client_for(f"http://127.0.0.1:{node.port}/", timeout_ms=200, breaker_failures=1,
+                        breaker_cooldown_ms=60_000)
+    slow_msg = MSG.replace(b"GET / ", b"GET /slow ")
+    slow = [asyncio.create_task(client.send(HEAD, slow_msg, 0.2)) for _ in range(3)]
+    answered = 0
+    for _ in range(20):  # the other calls, meanwhile and after: all get the node's answer
+        assert (await client.send(HEAD, MSG, 0.2)).status == 200
+        answered += 1
+        await asyncio.sleep(0.01)
+    for task in slow:
+        with pytest.raises(NodeCallError, match="timeout"):
+            await task
+    for _ in range(3):  # slow messages alone, nothing else in flight: counted, then the check says "up"
+        with pytest.raises(NodeCallError, match="timeout"):
+            await client.send(HEAD, slow_msg, 0.2)
+        await settled(client)
+        assert client.breaker_states() == {f"http://127.0.0.1:{node.port}/": "closed"}
+    assert node.liveness_checks >= 1
+    assert [(await client.send(HEAD, MSG, 0.2)).status for _ in range(5)] == [200] * 5
+    client.close()
+
+
+async def test_a_node_that_stops_answering_still_opens_the_breaker(node: FakeNode) -> None:
+    client = client_for(f"http://127.0.0.1:{node.port}/", timeout_ms=200, breaker_failures=2,
+                        breaker_cooldown_ms=60_000)
+    assert (await client.send(HEAD, MSG, 0.2)).status == 200
+    await node.stop_node()
+    for _ in range(2):
+        with pytest.raises(NodeCallError, match="connect|reset"):
+            await client.send(HEAD, MSG, 0.2)
+    await settled(client)
+    with pytest.raises(NodeCallError, match="breaker_open"):
+        await client.send(HEAD, MSG, 0.2)
+    client.close()
+
+
+async def test_a_node_answering_5xx_is_failed_over(node: FakeNode) -> None:
+    broken = FakeNode("127.0.0.1", free_port(), mode="500")
+    await broken.start_node()
+    client = client_for(f"http://127.0.0.1:{broken.port}/", f"http://127.0.0.1:{node.port}/")
+    try:
+        assert [(await client.send(HEAD, MSG, 1.0)).status for _ in range(4)] == [200] * 4
+        assert len(node.received) == 4 and len(broken.received) >= 1
+    finally:
+        client.close()
+        await broken.stop_node()
+    alone = client_for(f"http://127.0.0.1:{broken.port}/")
+    await broken.start_node()
+    try:
+        assert (await alone.send(HEAD, MSG, 1.0)).status == 500  # no better node: the caller sees the 5xx
+    finally:
+        alone.close()
+        await broken.stop_node()
 
 
 async def test_failover_and_balancing_across_nodes(node: FakeNode) -> None:

@@ -192,40 +192,50 @@ def test_ci_script_installs_chromium_and_runs_the_readme_test_command() -> None:
     assert "make run" in readme.split("\n## ")[0]
 
 
-# ---------------------------------------------------------------- README stays true to the code
+# ---------------------------------------------------------------- the reference docs stay true to the code
 
-def test_readme_documents_every_plugin_config_field() -> None:
+def _connector_config_section() -> str:
+    doc = (REPO / "docs" / "connector.md").read_text()
+    return doc[doc.index("## `enable-plugin.json`"):doc.index("## Behaviour notes")]
+
+
+def test_connector_doc_documents_every_plugin_config_field() -> None:
     from addon.config import PluginConfig, PluginSettings
-    readme = (REPO / "README.md").read_text()
-    documented = set(re.findall(r"^\| `([a-z_]+)` \|", readme, re.M))
+    documented = set(re.findall(r"^\| `([a-z_]+)` \|", _connector_config_section(), re.M))
     missing = (set(PluginConfig.model_fields) | set(PluginSettings.model_fields)) - documented
-    assert not missing, f"README's config reference lacks: {sorted(missing)}"
+    assert not missing, f"docs/connector.md's config reference lacks: {sorted(missing)}"
 
 
-def test_readme_config_defaults_match_the_code() -> None:
+def test_connector_doc_config_defaults_match_the_code() -> None:
     from addon.config import PluginConfig, PluginSettings
-    readme = (REPO / "README.md").read_text()
-    section = readme[readme.index("## Connector configuration"):readme.index("## The node")]
     fields = {**PluginConfig.model_fields, **PluginSettings.model_fields}
     checked = 0
-    for name, default in re.findall(r"^\| `([a-z_]+)` \| `([^`]+)` \|", section, re.M):
+    for name, default in re.findall(r"^\| `([a-z_]+)` \| `([^`]+)` \|", _connector_config_section(), re.M):
         try:
             documented = json.loads(default)
         except ValueError:  # a reference such as `timeout_ms`, not a literal
             continue
         info = fields[name]
         actual = info.default_factory() if info.default_factory else info.default  # type: ignore[call-arg]
-        assert documented == actual, f"{name}: README says {default}, code says {actual!r}"
+        assert documented == actual, f"{name}: docs/connector.md says {default}, code says {actual!r}"
         checked += 1
     assert checked >= 10
 
 
-def test_readme_documents_every_make_run_variable() -> None:
-    readme = (REPO / "README.md").read_text()
+def test_running_doc_documents_every_make_run_variable() -> None:
+    running = (REPO / "docs" / "running.md").read_text()
     doc = (REPO / "scripts" / "run_system.py").read_text()
     variables = set(re.findall(r'_env\("([A-Z_]+)"', doc)) | set(re.findall(r'os\.environ\.get\("([A-Z_]+)"\)', doc))
-    missing = {v for v in variables if f"`{v}`" not in readme}
-    assert not missing, f"README's make run table lacks: {sorted(missing)}"
+    missing = {v for v in variables if f"`{v}`" not in running}
+    assert not missing, f"docs/running.md's make run table lacks: {sorted(missing)}"
+
+
+def test_readme_links_only_to_files_that_exist() -> None:
+    readme = (REPO / "README.md").read_text()
+    targets = {t.split("#", 1)[0] for t in re.findall(r"\]\(([^)]+)\)", readme) if "://" not in t}
+    assert targets, "the README links to the docs"
+    missing = sorted(t for t in targets if not (REPO / t).exists())
+    assert not missing, f"README links to missing files: {missing}"
 
 
 # ---------------------------------------------------------------- what `pip install .` ships

@@ -5,8 +5,16 @@ protocol v1 (or deliberately fails to), the control port lets a test switch the 
 what the node received.
 
 Modes: pass (200), block (403), match (403 when the message contains a known attack token, else
-200), slow (wait `delay_ms`, then pass), 500, garbage (non-HTTP bytes, then close), reset (close
-the connection with RST, no answer), down (the node port stops listening).
+200), slow (the whole node stalls: every call, liveness checks included, waits `delay_ms`, then
+passes), refuse (answer `refuse_status`, 431 by default, with `{"error": ...}`: "I cannot read
+this message"), 500, garbage (non-HTTP bytes, then close), reset (close the connection with RST,
+no answer), down (the node port stops listening).
+
+`slow_token`: in any mode, a message containing these bytes waits `delay_ms` before it is
+answered while every other call is answered at once (one slow message on a live node).
+Anything but a POST (the connector's liveness check, `GET /live`) is answered 405 like the real
+node's protocol port, after the mode's faults; such calls are counted in `liveness_checks`, not
+recorded in `received`.
 
 Run: python -m tests.support.fake_node --listen 127.0.0.1:P --control 127.0.0.1:Q [--mode pass]
 """
@@ -25,7 +33,7 @@ from aiohttp import web
 
 from wallarm_wire import protocol
 
-MODES = ("pass", "block", "match", "slow", "500", "garbage", "reset", "down")
+MODES = ("pass", "block", "match", "slow", "refuse", "500", "garbage", "reset", "down")
 ATTACK_TOKENS = (b"/etc/passwd", b"' OR '1'='1", b"%27%20OR%20", b"<script>", b"UNION SELECT", b"union+select")
 
 log = logging.getLogger("fake_node")
@@ -36,12 +44,17 @@ class FakeNode:
         self.host, self.port = host, port
         self.mode = mode
         self.delay_ms = delay_ms
+        self.slow_token = b""
+        self.refuse_status = 431
         self.received: list[dict] = []
+        self.liveness_checks = 0
         self._node_runner: web.AppRunner | None = None
 
     # ---------------------------------------------------------------- node side
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
+        if request.method != "POST":
+            return await self.handle_other(request)
         self.received.append({
             "path": request.path,
             "headers": {k: v for k, v in request.headers.items()},
@@ -50,9 +63,11 @@ class FakeNode:
         })
         rid = request.headers.get(protocol.H_REQUEST_ID, "")
         mode = self.mode
-        if mode == "slow":
+        if mode == "slow" or (self.slow_token and self.slow_token in body):
             await asyncio.sleep(self.delay_ms / 1000)
-            mode = "pass"
+            mode = "pass" if mode == "slow" else mode
+        if mode == "refuse":
+            return web.json_response({"error": "too many headers"}, status=self.refuse_status)
         if mode == "500":
             return web.Response(status=500, text="internal error")
         if mode in ("garbage", "reset"):
@@ -76,6 +91,19 @@ class FakeNode:
                                    reason="attack" if block else "")
         return web.Response(status=verdict.status, body=verdict.to_json(), content_type="application/json")
 
+    async def handle_other(self, request: web.Request) -> web.StreamResponse:
+        """A liveness check: the node's faults apply to it too (a stalled node answers nothing)."""
+        self.liveness_checks += 1
+        if self.mode == "slow":
+            await asyncio.sleep(self.delay_ms / 1000)
+        if self.mode == "500":
+            return web.Response(status=500, text="internal error")
+        if self.mode in ("garbage", "reset"):
+            assert request.transport is not None
+            request.transport.close()
+            raise asyncio.CancelledError
+        return web.json_response({"error": f"method {request.method} not allowed"}, status=405)
+
     async def start_node(self) -> None:
         if self._node_runner is not None:
             return
@@ -91,7 +119,7 @@ class FakeNode:
 
     def _node_app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_route("POST", "/{tail:.*}", self.handle)
+        app.router.add_route("*", "/{tail:.*}", self.handle)
         return app
 
     # ---------------------------------------------------------------- control side
@@ -101,6 +129,8 @@ class FakeNode:
         if mode not in MODES:
             return web.json_response({"error": f"unknown mode {mode!r}"}, status=400)
         self.delay_ms = int(data.get("delay_ms", self.delay_ms))
+        self.slow_token = str(data.get("slow_token", self.slow_token.decode())).encode()
+        self.refuse_status = int(data.get("refuse_status", self.refuse_status))
         self.mode = mode
         if mode == "down":
             await self.stop_node()

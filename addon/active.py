@@ -1,0 +1,55 @@
+"""One validated plugin config with everything derived from it, built once, swapped as a whole.
+
+Each flow takes a reference to the `ActiveConfig` current when it starts, so a hot reload never
+shows a request half a config. The flow hooks read the flat fields here, never the settings model.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from addon import __version__
+from addon.config import PluginConfig, Timeouts
+from addon.encode import IPNet, header_safe
+from addon.node_client import NodeClient, make_ssl_context
+from wallarm_wire import protocol
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveConfig:
+    plugin: PluginConfig  # as loaded: for /plugins and the log
+    client: NodeClient
+    enabled: bool
+    protocols: frozenset[str]
+    delivery: str  # protocol.DELIVERY_SYNC (in-line) or DELIVERY_ASYNC (out-of-band)
+    timeouts: Timeouts
+    trusted: tuple[IPNet, ...]
+    max_body_bytes: int
+    inspect_response: bool
+    fail_open: bool
+    block_status: int
+    block_page: str | None
+    loaded_at: float = field(default_factory=time.time)
+
+    @property
+    def in_line(self) -> bool:
+        return self.delivery == protocol.DELIVERY_SYNC
+
+    @classmethod
+    def build(cls, plugin: PluginConfig) -> ActiveConfig:
+        s = plugin.config
+        static = [(protocol.H_CONNECTOR_TYPE, protocol.CONNECTOR_TYPE),
+                  (protocol.H_CONNECTOR_VERSION, __version__)]
+        if plugin.instance_name:
+            static.append((protocol.H_INSTANCE, header_safe(plugin.instance_name)))
+        if s.node_secret:
+            static.append((protocol.H_SECRET, header_safe(s.node_secret)))
+        timeouts = Timeouts.from_settings(s)
+        tls = make_ssl_context(s.node_ca_file) if any(a.tls for a in s.wallarm_node_address) else None
+        client = NodeClient(s.wallarm_node_address, timeouts, s.breaker_failures, tls, static)
+        return cls(plugin=plugin, client=client, enabled=plugin.enabled, protocols=frozenset(plugin.protocols),
+                   delivery=protocol.DELIVERY_SYNC if s.blocking else protocol.DELIVERY_ASYNC,
+                   timeouts=timeouts, trusted=tuple(s.trusted_proxies), max_body_bytes=s.max_body_bytes,
+                   inspect_response=s.inspect_response, fail_open=s.fail_open, block_status=s.block_status,
+                   block_page=s.block_page)
