@@ -81,10 +81,10 @@ def open_store(settings: NodeSettings) -> Store:
     return backend_for(settings.db)
 
 
-def load_engine() -> Any:
+def load_engine(settings: NodeSettings) -> Any:
     from node.detect.engine import Engine
 
-    return Engine()
+    return Engine(max_body=settings.max_body_bytes)
 
 
 async def seed_ip_lists(store: Store, settings: NodeSettings) -> int:
@@ -134,7 +134,7 @@ async def serve(settings: NodeSettings) -> int:
 
 async def _serve_with_store(settings: NodeSettings, store: Store, stop: asyncio.Event) -> int:
     seeded = await seed_ip_lists(store, settings)
-    engine = load_engine()
+    engine = load_engine(settings)
     metrics = NodeMetrics()
     policy = Policy(store, settings.mode_settings())
     source = await policy.load(settings.mode_settings(), settings.mode_forced)

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from wallarm_wire.protocol import (
+    H_BODY_TRUNCATED,
     H_FORWARDED_FOR,
     H_FORWARDED_HOST,
     H_INSTANCE,
@@ -41,16 +42,19 @@ from node.context import NodeContext
 from node.http1server import BadRequest, Incoming, Outgoing, error_body
 from node.masking import mask_hits, request_excerpt
 from node.pairing import Pairing, RequestSeen, ResponseSeen
-from node.policy import Policy, canonical_ip, normalise_host, normalise_path
-from node.store.base import AttackRecord, Hit
+from node.detect.findings import Detection
+from node.policy import Policy, Rules, canonical_ip, normalise_host, normalise_path
+from node.store.base import PARTIAL_TYPE, AttackRecord, Hit
 
 log = logging.getLogger(__name__)
 
 MAX_STORED_PATH = 2048
 REFUSAL_LOG_INTERVAL = 10.0  # seconds between INFO lines about refused messages of one kind
 _NO_HITS: list[Hit] = []
+_NO_REASONS: list[str] = []
 # Incoming.headers has lower-cased names.
 _SECRET, _REQUEST_ID, _DELIVERY = H_SECRET.lower(), H_REQUEST_ID.lower(), H_DELIVERY.lower()
+_BODY_TRUNCATED = H_BODY_TRUNCATED.lower()
 _FORWARDED_FOR, _FORWARDED_HOST, _INSTANCE = H_FORWARDED_FOR.lower(), H_FORWARDED_HOST.lower(), H_INSTANCE.lower()
 # HTTP-level refusals by the server (before a message reaches the endpoint), as metric kinds.
 _HTTP_REFUSAL_KINDS = {413: "too_large", 408: "timeout"}
@@ -171,7 +175,9 @@ class Endpoint:
                 verdict = self._on_response(request_id, msg)
             else:
                 host = normalise_host(headers.get(_FORWARDED_HOST) or msg.header("host"))
-                verdict = self._on_request(request_id, msg, client_ip, host, sync, instance)
+                # the connector cut the body (or streamed it): what it did not send is not inspected
+                cut = _BODY_TRUNCATED in headers
+                verdict = self._on_request(request_id, msg, client_ip, host, sync, instance, cut)
         except Exception:  # noqa: BLE001 - one bad message must not take the node down
             self.metrics.analysis_errors.inc()
             log.exception("analysis failed for request id %s", request_id)
@@ -181,15 +187,16 @@ class Endpoint:
 
     # -- requests: decide (sync) or only record (async)
     def _on_request(self, request_id: str, msg: RequestMessage, client_ip: str, host: str,
-                    sync: bool, instance: str) -> Verdict:
+                    sync: bool, instance: str, body_cut: bool = False) -> Verdict:
         path = normalise_path(msg.target)
-        mode = self.policy.mode_for(host, path)
-        hits = _NO_HITS
+        rules = self.policy.rules_for(host, path)
+        mode = rules.mode
+        hits, partial = _NO_HITS, _NO_REASONS
         lists = frozenset()
         if mode != "off":
             lists = self.policy.lists_for(client_ip)
-            hits = self._analyze(self.engine.analyze_request, msg)
-        decision = self.policy.decide(mode, lists, bool(hits), sync)
+            hits, partial = self._inspect_request(msg, rules, body_cut)
+        decision = self.policy.decide(mode, lists, bool(hits), sync, bool(partial), rules.partial_inspection)
         raw_path = msg.target.split("?", 1)[0][:MAX_STORED_PATH]
         masked = mask_hits(hits) if hits else _NO_HITS
         # The pairing table keeps this summary for up to its TTL: no excerpt in it (memory).
@@ -197,14 +204,28 @@ class Endpoint:
         earlier = self.pairing.request_seen(request_id, seen)
         response_hits = earlier.hits if earlier is not None and mode != "off" else _NO_HITS
         if decision.record or response_hits:
-            reason = "denylist" if decision.reason == "denylist" else "attack"
-            self._record(request_id, seen, masked + response_hits, decision.stored_action, reason,
+            if decision.reason == "denylist":
+                reason = "denylist"
+            else:
+                reason = "attack" if hits or response_hits or not partial else "partial"
+            # a partial inspection is stored as findings of its own type, one per reason
+            partial_hits = [Hit(PARTIAL_TYPE, "request", f"partial.{r}", "", 0) for r in partial]
+            self._record(request_id, seen, masked + partial_hits + response_hits, decision.stored_action, reason,
                          earlier.status if earlier is not None else None, request_excerpt(msg))
-        return Verdict(request_id, "block" if decision.block else "pass", mode, masked, decision.reason)
+        return Verdict(request_id, "block" if decision.block else "pass", mode, masked, decision.reason, partial)
+
+    def _inspect_request(self, msg: RequestMessage, rules: Rules, body_cut: bool) -> tuple[list[Hit], list[str]]:
+        """The request's findings, and why its inspection was partial (empty: judged whole)."""
+        detection = self._timed(self.engine.analyze_request, msg, rules.max_body_bytes)
+        if body_cut:
+            detection.mark_partial("body")
+        for reason in detection.partial:
+            self.metrics.partial.inc(reason)
+        return self._hits(detection), detection.partial or _NO_REASONS
 
     # -- responses: analysed, joined with their request, never blocked
     def _on_response(self, request_id: str, msg: ResponseMessage) -> Verdict:
-        hits = self._analyze(self.engine.analyze_response, msg)
+        hits = self._hits(self._timed(self.engine.analyze_response, msg))
         masked = mask_hits(hits) if hits else _NO_HITS
         earlier = self.pairing.response_seen(request_id, ResponseSeen(msg.status, masked))
         if earlier is not None:
@@ -215,10 +236,13 @@ class Endpoint:
                 self._record(request_id, earlier, masked, "monitored", "attack", msg.status)
         return Verdict(request_id, "pass", earlier.mode if earlier else "", masked, "response")
 
-    def _analyze(self, analyze, msg: RequestMessage | ResponseMessage) -> list[Hit]:  # noqa: ANN001
+    def _timed(self, analyze, *args) -> Detection:  # noqa: ANN001
         started = time.perf_counter()
-        detection = analyze(msg)
+        detection = analyze(*args)
         self.metrics.analysis.observe(time.perf_counter() - started)
+        return detection
+
+    def _hits(self, detection: Detection) -> list[Hit]:
         if not detection.is_attack:
             return _NO_HITS
         for hit in detection.attacks:

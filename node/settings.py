@@ -18,11 +18,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from wallarm_wire.addresses import is_loopback_host, parse_hostport
-from node.store.base import IPEntry, ModeOverride, ModeSettings, NodeMode
+from node.store.base import IPEntry, ModeOverride, ModeSettings, NodeMode, PartialAction
 
 DEFAULT_LISTEN = "127.0.0.1:5050"
 DEFAULT_CONSOLE_LISTEN = "127.0.0.1:8090"
 DEFAULT_DB = "wallarm-node.db"
+# Bytes of a message the endpoint accepts, and of a request body the engine inspects (past it
+# the inspection is partial: see partial_inspection). Overrides may set a lower body limit.
 DEFAULT_MAX_BODY = 8 * 1024 * 1024
 
 
@@ -48,6 +50,8 @@ class OverrideConfig(_Model):
     mode: NodeMode
     host: str | None = None
     path_prefix: str | None = None
+    partial_inspection: PartialAction | None = None  # None: the node's
+    max_body_bytes: int | None = Field(default=None, gt=0)  # None: the node's
 
     _mode_off = field_validator("mode", mode="before")(classmethod(lambda cls, v: _yaml_off(v)))
 
@@ -125,6 +129,8 @@ class NodeSettings(_Model):
     shared_secret: str | None = None  # connectors must send it in X-Wallarm-Secret
     db: str = DEFAULT_DB  # a file path, or sqlite:///path
     mode: NodeMode = "block"
+    # what a request counts as when a limit ended its inspection early (docs/node.md)
+    partial_inspection: PartialAction = "block"
     overrides: list[OverrideConfig] = []
     console_listen: str = DEFAULT_CONSOLE_LISTEN
     console_token: str | None = None
@@ -165,6 +171,14 @@ class NodeSettings(_Model):
             )
         return self
 
+    @model_validator(mode="after")
+    def _override_body_limits(self) -> NodeSettings:
+        for i, o in enumerate(self.overrides):
+            if o.max_body_bytes is not None and o.max_body_bytes > self.max_body_bytes:
+                raise ValueError(f"overrides[{i}].max_body_bytes {o.max_body_bytes} is over max_body_bytes "
+                                 f"{self.max_body_bytes} (the largest message the node accepts)")
+        return self
+
     # -- derived values used by the rest of the node
     @property
     def listen_addr(self) -> tuple[str, int]:
@@ -181,7 +195,9 @@ class NodeSettings(_Model):
     def mode_settings(self) -> ModeSettings:
         return ModeSettings(
             default=self.mode,
-            overrides=[ModeOverride(o.mode, o.host, o.path_prefix) for o in self.overrides],
+            overrides=[ModeOverride(o.mode, o.host, o.path_prefix, o.partial_inspection, o.max_body_bytes)
+                       for o in self.overrides],
+            partial_inspection=self.partial_inspection,
         )
 
     def seed_ip_entries(self, now: float | None = None) -> list[IPEntry]:

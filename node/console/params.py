@@ -17,6 +17,8 @@ from multidict import MultiMapping
 from node.store.base import (
     LIST_NAMES,
     NODE_MODES,
+    PARTIAL_ACTIONS,
+    PARTIAL_TYPE,
     AttackFilter,
     IPEntry,
     ModeOverride,
@@ -31,11 +33,12 @@ MAX_OVERRIDES = 200
 MAX_TTL_SECONDS = 10 * 365 * 86400
 DEFAULT_STATS_RANGE = 24 * 3600
 MAX_BUCKETS = 500
+MAX_OVERRIDE_BODY = 1 << 30  # an override's max_body_bytes; the node's own limit still applies
 
 _TYPE_RE = re.compile(r"^[a-z0-9_.\-]{1,40}$")
 _HOST_RE = re.compile(r"^[A-Za-z0-9.\-_:\[\]]{1,255}$")
 ACTIONS = ("blocked", "monitored")
-ATTACK_PARAMS = {"type", "ip", "action", "host", "since", "until", "q", "cursor", "limit"}
+ATTACK_PARAMS = {"type", "ip", "action", "host", "since", "until", "q", "partial", "cursor", "limit"}
 
 
 class ApiError(Exception):
@@ -146,8 +149,11 @@ def parse_attack_query(query: MultiMapping[str]) -> tuple[AttackFilter, str | No
     if host is not None and not _HOST_RE.match(host):
         raise ApiError("host: not a host name")
     since, until = parse_time_range(query)
+    types = parse_types(query.getall("type", []))
+    if parse_flag("partial", _single(query, "partial")) and PARTIAL_TYPE not in types:
+        types.append(PARTIAL_TYPE)  # partial=1 is type=partial_inspection (types are any-of)
     flt = AttackFilter(
-        types=parse_types(query.getall("type", [])),
+        types=types,
         client_ip=parse_ip(_single(query, "ip")),
         action=action,  # type: ignore[arg-type]
         host=host.lower() if host else None,
@@ -209,6 +215,20 @@ def _require_object(body: Any, allowed: set[str]) -> Mapping[str, Any]:
     return body
 
 
+def parse_flag(name: str, raw: str | None) -> bool:
+    if raw is None or raw.strip().lower() in ("", "0", "false", "no"):
+        return False
+    if raw.strip().lower() in ("1", "true", "yes"):
+        return True
+    raise ApiError(f"{name}: must be 1 or 0")
+
+
+def parse_partial_action(value: Any, where: str) -> str:
+    if value not in PARTIAL_ACTIONS:
+        raise ApiError(f"{where}: partial_inspection must be one of {', '.join(PARTIAL_ACTIONS)}")
+    return value
+
+
 def parse_mode(value: Any, where: str) -> str:
     if value not in NODE_MODES:
         raise ApiError(f"{where}: mode must be one of {', '.join(NODE_MODES)}")
@@ -219,7 +239,7 @@ def parse_override(obj: Any, index: int) -> ModeOverride:
     where = f"overrides[{index}]"
     if not isinstance(obj, dict):
         raise ApiError(f"{where}: must be an object")
-    unknown = sorted(set(obj) - {"mode", "host", "path_prefix"})
+    unknown = sorted(set(obj) - {"mode", "host", "path_prefix", "partial_inspection", "max_body_bytes"})
     if unknown:
         raise ApiError(f"{where}: unknown field(s): {', '.join(map(str, unknown))[:100]}")
     mode = parse_mode(obj.get("mode"), where)
@@ -235,17 +255,28 @@ def parse_override(obj: Any, index: int) -> ModeOverride:
         raise ApiError(f"{where}: host {host[:60]!r} is not a host name")
     if prefix is not None and (not prefix.startswith("/") or len(prefix) > 1024 or any(c.isspace() for c in prefix)):
         raise ApiError(f"{where}: path_prefix must start with '/' and contain no spaces")
-    return ModeOverride(mode=mode, host=host, path_prefix=prefix)  # type: ignore[arg-type]
+    partial = obj.get("partial_inspection")
+    if partial is not None:
+        partial = parse_partial_action(partial, where)
+    max_body = obj.get("max_body_bytes")
+    if max_body is not None and (type(max_body) is not int or not 0 < max_body <= MAX_OVERRIDE_BODY):
+        raise ApiError(f"{where}: max_body_bytes must be an integer from 1 to {MAX_OVERRIDE_BODY}")
+    return ModeOverride(mode=mode, host=host, path_prefix=prefix,  # type: ignore[arg-type]
+                        partial_inspection=partial, max_body_bytes=max_body)  # type: ignore[arg-type]
 
 
 def parse_mode_body(body: Any, current: ModeSettings) -> ModeSettings:
-    """PUT /api/v1/mode: `default` required; `overrides` replaces the list when present."""
-    obj = _require_object(body, {"default", "overrides"})
+    """PUT /api/v1/mode: `default` required; `overrides` (and `partial_inspection`) replace the
+    current ones when present."""
+    obj = _require_object(body, {"default", "overrides", "partial_inspection"})
     if "default" not in obj:
         raise ApiError("default: required")
     default = parse_mode(obj["default"], "default")
+    partial = (parse_partial_action(obj["partial_inspection"], "partial_inspection")
+               if "partial_inspection" in obj else current.partial_inspection)
     if "overrides" not in obj:
-        return ModeSettings(default=default, overrides=list(current.overrides))  # type: ignore[arg-type]
+        return ModeSettings(default=default, overrides=list(current.overrides),  # type: ignore[arg-type]
+                            partial_inspection=partial)  # type: ignore[arg-type]
     raw = obj["overrides"]
     if not isinstance(raw, list):
         raise ApiError("overrides: must be a list")
@@ -258,7 +289,7 @@ def parse_mode_body(body: Any, current: ModeSettings) -> ModeSettings:
         if key in seen:
             raise ApiError(f"overrides: duplicate host/path_prefix {o.host or '*'} {o.path_prefix or '*'}")
         seen.add(key)
-    return ModeSettings(default=default, overrides=overrides)  # type: ignore[arg-type]
+    return ModeSettings(default=default, overrides=overrides, partial_inspection=partial)  # type: ignore[arg-type]
 
 
 def parse_network(raw: Any) -> str:

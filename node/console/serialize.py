@@ -60,7 +60,10 @@ def ip_entry(e: IPEntry) -> dict[str, Any]:
 def mode_settings(s: ModeSettings) -> dict[str, Any]:
     return {
         "default": s.default,
-        "overrides": [{"mode": o.mode, "host": o.host, "path_prefix": o.path_prefix} for o in s.overrides],
+        "partial_inspection": s.partial_inspection,
+        "overrides": [{"mode": o.mode, "host": o.host, "path_prefix": o.path_prefix,
+                       "partial_inspection": o.partial_inspection, "max_body_bytes": o.max_body_bytes}
+                      for o in s.overrides],
     }
 
 

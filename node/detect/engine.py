@@ -101,9 +101,10 @@ class _Run:
     """One request's verdict and work accounting."""
 
     __slots__ = ("det", "seen", "seen_units", "chars", "deadline", "allowed", "cpu_start", "stopped",
-                 "threshold", "cuts")
+                 "threshold", "cuts", "max_body")
 
-    def __init__(self, threshold: int, size: int = 0) -> None:
+    def __init__(self, threshold: int, size: int = 0, max_body: int = MAX_BODY) -> None:
+        self.max_body = max_body
         self.det = Detection(threshold=threshold)
         self.threshold = threshold
         self.seen: set[tuple[str, str, str]] = set()
@@ -251,8 +252,10 @@ class Engine:
 
     # ------------------------------------------------------------------ requests
 
-    def analyze_request(self, msg: RequestMessage) -> Detection:
-        run = _Run(self.threshold, len(msg.target) + len(msg.body))
+    def analyze_request(self, msg: RequestMessage, max_body: int | None = None) -> Detection:
+        """`max_body`: body bytes inspected for this request (a host/path override), else the
+        engine's."""
+        run = _Run(self.threshold, len(msg.target) + len(msg.body), max_body or self.max_body)
         self._budget = MAX_DETECTOR_CALLS
         try:
             # the target and each header line are "units" whose whole verdict is cached: most
@@ -301,7 +304,7 @@ class Engine:
                 if found:
                     run.apply(found)
                 return
-        sink = FieldSink(self.max_body)
+        sink = FieldSink(run.max_body)
         parse(raw, sink)
         for reason in sink.reasons:
             run.cut(reason)

@@ -18,6 +18,12 @@ LIST_NAMES: tuple[ListName, ...] = ("allow", "deny", "gray")
 StoredAction = Literal["blocked", "monitored"]
 NodeMode = Literal["off", "monitoring", "safe_blocking", "block"]
 NODE_MODES: tuple[NodeMode, ...] = ("off", "monitoring", "safe_blocking", "block")
+# What a partially inspected request counts as (docs/node.md, "Partial inspection"): an attack
+# (the mode then decides: block, safe_blocking, monitoring), or a finding that is only recorded.
+PartialAction = Literal["block", "monitor"]
+PARTIAL_ACTIONS: tuple[PartialAction, ...] = ("block", "monitor")
+# The attack type a partially inspected request is recorded under (one hit per reason).
+PARTIAL_TYPE = "partial_inspection"
 
 
 # One finding inside a request (type, location, rule id, masked excerpt, score): the same
@@ -40,7 +46,7 @@ class AttackRecord:
     node_instance: str = ""  # which node recorded it
     response_status: int | None = None
     request_excerpt: str = ""  # masked start line + headers + body excerpt
-    reason: str = "attack"  # "attack" or "denylist"
+    reason: str = "attack"  # "attack", "partial" (partially inspected, no attack found) or "denylist"
     id: int | None = None  # assigned by the store
 
     @property
@@ -83,12 +89,15 @@ class ModeOverride:
     mode: NodeMode
     host: str | None = None  # exact host, case-insensitive; None = any
     path_prefix: str | None = None  # e.g. "/api/admin"; None = any
+    partial_inspection: PartialAction | None = None  # None: the default's
+    max_body_bytes: int | None = None  # body bytes inspected; None: the node's max_body_bytes
 
 
 @dataclass(slots=True)
 class ModeSettings:
     default: NodeMode
     overrides: list[ModeOverride] = field(default_factory=list)
+    partial_inspection: PartialAction = "block"
 
 
 @dataclass(slots=True)

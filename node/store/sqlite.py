@@ -35,6 +35,7 @@ from node.store import ipnet, sqlite_query, sqlite_stats
 from node.store.base import (
     LIST_NAMES,
     NODE_MODES,
+    PARTIAL_ACTIONS,
     AttackFilter,
     AttackPage,
     AttackRecord,
@@ -160,8 +161,13 @@ def _mode_settings_to_json(s: ModeSettings) -> str:
             raise ValueError(f"override mode must be one of {', '.join(NODE_MODES)}, not {o.mode!r}")
         if o.host is None and o.path_prefix is None:
             raise ValueError("an override needs a host, a path_prefix or both")
-        overrides.append({"mode": o.mode, "host": o.host, "path_prefix": o.path_prefix})
-    return json.dumps({"default": s.default, "overrides": overrides})
+        if o.partial_inspection is not None and o.partial_inspection not in PARTIAL_ACTIONS:
+            raise ValueError(f"partial_inspection must be one of {', '.join(PARTIAL_ACTIONS)}, not {o.partial_inspection!r}")
+        overrides.append({"mode": o.mode, "host": o.host, "path_prefix": o.path_prefix,
+                          "partial_inspection": o.partial_inspection, "max_body_bytes": o.max_body_bytes})
+    if s.partial_inspection not in PARTIAL_ACTIONS:
+        raise ValueError(f"partial_inspection must be one of {', '.join(PARTIAL_ACTIONS)}, not {s.partial_inspection!r}")
+    return json.dumps({"default": s.default, "overrides": overrides, "partial_inspection": s.partial_inspection})
 
 
 def _mode_settings_from_json(text: str) -> ModeSettings:
@@ -173,8 +179,18 @@ def _mode_settings_from_json(text: str) -> ModeSettings:
     for o in data.get("overrides", []):
         if o["mode"] not in NODE_MODES:
             raise ValueError(f"unknown mode {o['mode']!r}")
-        overrides.append(ModeOverride(mode=o["mode"], host=o.get("host"), path_prefix=o.get("path_prefix")))
-    return ModeSettings(default=default, overrides=overrides)
+        partial = o.get("partial_inspection")
+        if partial is not None and partial not in PARTIAL_ACTIONS:
+            raise ValueError(f"unknown partial_inspection {partial!r}")
+        max_body = o.get("max_body_bytes")
+        if max_body is not None and (type(max_body) is not int or max_body <= 0):
+            raise ValueError(f"max_body_bytes must be a positive integer, not {max_body!r}")
+        overrides.append(ModeOverride(mode=o["mode"], host=o.get("host"), path_prefix=o.get("path_prefix"),
+                                      partial_inspection=partial, max_body_bytes=max_body))
+    partial = data.get("partial_inspection", "block")  # absent in settings saved before it existed
+    if partial not in PARTIAL_ACTIONS:
+        raise ValueError(f"unknown partial_inspection {partial!r}")
+    return ModeSettings(default=default, overrides=overrides, partial_inspection=partial)
 
 
 def _check_ip_entry(entry: IPEntry) -> tuple[str, str, float | None, str, float]:
