@@ -60,8 +60,8 @@ _CMD_RE = re.compile(
 # what follows a command when it is used as one: an option, a path, a variable, a quote...
 _ARG_RE = re.compile(
     # one separator unit per repetition (no nested quantifier: "\\s+" inside "(...)+" is
-    # exponential on a long run of spaces)
-    r"""(?:\s|\$\{ifs\}|\$ifs\b|\$\{?\d\}?|<|,|%09|\+)+(?:-[\w-]|/|~|\$|['"`<>|&;]|\.{1,2}/|\d|[a-z]+://|\\|\{|%|[a-z]:\\)""",
+    # exponential on a long run of spaces); an option is `-x` or `--word`, not a markdown `-----`
+    r"""(?:\s|\$\{ifs\}|\$ifs\b|\$\{?\d\}?|<|,|%09|\+)+(?:-{1,2}\w|/|~|\$|['"`<>|&;]|\.{1,2}/|\d|[a-z]+://|\\|\{|%|[a-z]:\\)""",
     re.I,
 )
 # ... or nothing: the command ends the value or the pipeline
