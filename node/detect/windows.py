@@ -79,9 +79,18 @@ def judge_windows(text: str, width: int, judge: Callable[[str, int, int], str | 
     are judged."""
     if len(text) <= width:
         return judge(text, 0, len(text))
+    # a window equal to one already judged (same text, same share of it owned, not the value's
+    # start) has the same answer: padding and flood shapes repeat with a short period, so they
+    # cost a hash per window instead of a tokenisation
+    judged: set[tuple[str, int]] = set()
     for window, start, owned in windows(text, width):
         if out_of_time is not None and out_of_time():
             return None
+        if start:
+            key = (window, owned)
+            if key in judged:
+                continue
+            judged.add(key)
         if gate is not None and not gate(window):
             continue
         rule = judge(window, start, owned)
