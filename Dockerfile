@@ -3,7 +3,8 @@
 #   docker build --target connector -t wallarm-mitmproxy-connector .   mitmdump + the addon
 #   docker build --target node      -t wallarm-mitmproxy-node .        the node (endpoint + console)
 #   docker build --target demo-upstream -t wallarm-demo-upstream .     the demo JSON API
-# The install step is `pip install .`, the same command `make install` and CI run.
+# The install step is `pip install -c constraints.txt .`, the same command `make install` and CI
+# run: the versions are the ones the test suite passed with (scripts/lock_constraints.py).
 # Configuration and certificates are mounted at run time (see README.md, "Docker").
 
 FROM python:3.12-slim AS base
@@ -13,11 +14,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
 # Sources only (no .venv, var/, certs/: see .dockerignore).
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY wallarm_wire/ wallarm_wire/
 COPY addon/ addon/
 COPY node/ node/
-RUN pip install . \
+RUN pip install -c constraints.txt . \
  && groupadd --system --gid 10001 wallarm \
  && useradd --system --uid 10001 --gid wallarm --create-home --home-dir /home/wallarm \
             --shell /usr/sbin/nologin wallarm \

@@ -27,23 +27,24 @@ $(PY):
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' || \
 	  { echo "error: $(VENV) uses $$($(PY) --version); remove it (rm -rf $(VENV)) and run make again" >&2; exit 1; }
 
-# `pip install '.[test,bench]'` is the same `pip install .` the Dockerfile runs. A developer venv
-# that already holds an editable install (pip install -e) stays editable.
+# `pip install -c constraints.txt '.[test,bench]'` is the same install the Dockerfile runs, with
+# the same pinned versions (constraints.txt, written by scripts/lock_constraints.py). A developer
+# venv that already holds an editable install (pip install -e) stays editable.
 install: $(PY)
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' || \
 	  { echo "error: $(VENV) uses $$($(PY) --version); remove it (rm -rf $(VENV)) and run make again" >&2; exit 1; }
 	@if $(PY) -m pip show $(PROJECT) 2>/dev/null | grep -q '^Editable project location:'; then \
-	  echo "pip install -e '.[test,bench]' (keeping the existing editable install)"; \
-	  $(PY) -m pip install -q --disable-pip-version-check -e '.[test,bench]'; \
+	  echo "pip install -c constraints.txt -e '.[test,bench]' (keeping the existing editable install)"; \
+	  $(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test,bench]'; \
 	else \
-	  echo "pip install '.[test,bench]'"; \
-	  $(PY) -m pip install -q --disable-pip-version-check '.[test,bench]'; \
+	  echo "pip install -c constraints.txt '.[test,bench]'"; \
+	  $(PY) -m pip install -q --disable-pip-version-check -c constraints.txt '.[test,bench]'; \
 	fi
 	@touch $(STAMP)
 
 # run/test reinstall only when the project's metadata changed (children run the tree's code
 # through PYTHONPATH, so source edits need no reinstall).
-$(STAMP): pyproject.toml | $(PY)
+$(STAMP): pyproject.toml constraints.txt | $(PY)
 	@$(MAKE) --no-print-directory install
 
 certs: | $(STAMP)

@@ -1,3 +1,5 @@
 """Wallarm-style connector for mitmproxy: consults a security node for every request."""
 
-__version__ = "0.1.0"
+from wallarm_wire.version import __version__
+
+__all__ = ["__version__"]

@@ -9,24 +9,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
+from wallarm_wire.prometheus import Histogram, header, number
+
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-
-
-class Histogram:
-    def __init__(self, buckets: tuple[float, ...] = LATENCY_BUCKETS_S):
-        self.buckets = buckets
-        self.counts = [0] * (len(buckets) + 1)  # last slot: +Inf only
-        self.total = 0.0
-        self.n = 0
-
-    def observe(self, value: float) -> None:
-        self.total += value
-        self.n += 1
-        for i, bound in enumerate(self.buckets):
-            if value <= bound:
-                self.counts[i] += 1
-                return
-        self.counts[-1] += 1
+LATENCY_NAME = "wallarm_connector_node_latency_seconds"
+LATENCY_HELP = ("Node call latency (sync = in-line verdicts, async = mirrored messages, one observation per "
+                "pipelined batch).")
 
 
 class Metrics:
@@ -43,17 +31,16 @@ class Metrics:
         self.mirror_dropped = 0
         self.config_reloads = 0
         self.config_errors = 0
-        self.node_latency: dict[str, Histogram] = {"sync": Histogram(), "async": Histogram()}
+        self.node_latency: dict[str, Histogram] = {
+            d: Histogram(LATENCY_NAME, LATENCY_HELP, LATENCY_BUCKETS_S, {"delivery": d}) for d in ("sync", "async")}
 
     def render(self, mirror_depth: int, mirror_capacity: int, breakers: dict[str, str],
                config_active: bool, version: str) -> str:
         out: list[str] = []
 
         def metric(name: str, kind: str, help_: str, samples: list[tuple[str, float]]) -> None:
-            out.append(f"# HELP {name} {help_}")
-            out.append(f"# TYPE {name} {kind}")
-            for labels, value in samples:
-                out.append(f"{name}{labels} {value:g}" if isinstance(value, float) else f"{name}{labels} {value}")
+            out.extend(header(name, help_, kind))
+            out.extend(f"{name}{labels} {number(value)}" for labels, value in samples)
 
         def by(label: str, counter: Counter[str]) -> list[tuple[str, float]]:
             return [(f'{{{label}="{k}"}}', v) for k, v in sorted(counter.items())]
@@ -96,17 +83,9 @@ class Metrics:
                [(f'{{node="{url}"}}', int(state in ("open", "half_open")))
                 for url, state in sorted(breakers.items())])
 
-        name = "wallarm_connector_node_latency_seconds"
-        out.append(f"# HELP {name} Node call latency (sync = in-line verdicts, async = mirrored messages, one observation per pipelined batch).")
-        out.append(f"# TYPE {name} histogram")
-        for delivery, h in self.node_latency.items():
-            cumulative = 0
-            for bound, count in zip(h.buckets, h.counts):
-                cumulative += count
-                out.append(f'{name}_bucket{{delivery="{delivery}",le="{bound:g}"}} {cumulative}')
-            out.append(f'{name}_bucket{{delivery="{delivery}",le="+Inf"}} {h.n}')
-            out.append(f'{name}_sum{{delivery="{delivery}"}} {h.total:.6f}')
-            out.append(f'{name}_count{{delivery="{delivery}"}} {h.n}')
+        out += header(LATENCY_NAME, LATENCY_HELP, "histogram")
+        for h in self.node_latency.values():
+            out += h.samples()
         return "\n".join(out) + "\n"
 
 

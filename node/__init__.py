@@ -1,3 +1,5 @@
 """The security node: detection, modes, IP lists, attack store and console."""
 
-__version__ = "0.1.0"
+from wallarm_wire.version import __version__
+
+__all__ = ["__version__"]

@@ -1,7 +1,7 @@
 """The console/admin listener: health and metrics (never behind the token), then the console.
 
-`/live`: the process answers. `/ready`: the engine is loaded and the store accepts writes
-(what a load balancer or an orchestrator should wait for). `/metrics`: Prometheus text.
+`/live`: the process answers. `/ready`: the store accepts writes (the engine is loaded before
+the listener starts; this is what a load balancer or an orchestrator should wait for). `/metrics`: Prometheus text.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import logging
 
 from aiohttp import web
 
+from node.console.app import setup_console
 from node.context import NodeContext
 from node.metrics import CONTENT_TYPE
 
@@ -23,13 +24,8 @@ def make_admin_app(ctx: NodeContext) -> web.Application:
         return web.json_response({"status": "live"})
 
     async def ready(_: web.Request) -> web.Response:
-        problems = []
-        if ctx.engine is None:
-            problems.append("detection engine not loaded")
         if not await ctx.store.writable():
-            problems.append("attack store not writable")
-        if problems:
-            return web.json_response({"status": "not ready", "problems": problems}, status=503)
+            return web.json_response({"status": "not ready", "problems": ["attack store not writable"]}, status=503)
         return web.json_response({"status": "ready"})
 
     async def metrics(_: web.Request) -> web.Response:
@@ -43,11 +39,6 @@ def make_admin_app(ctx: NodeContext) -> web.Application:
 
 
 def _mount_console(app: web.Application, ctx: NodeContext) -> None:
-    try:
-        from node.console.app import setup_console
-    except ImportError as e:
-        log.warning("console not available (%s): serving health and metrics only", e)
-        return
     try:
         setup_console(app, ctx)
     except Exception:  # noqa: BLE001 - protection must not depend on the console

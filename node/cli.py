@@ -10,30 +10,33 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
-import secrets
 import signal
 import sys
 from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
 from node import __version__
 from node.admin import make_admin_app
+from node.console.auth import resolve_console_token
 from node.context import NodeContext
+from node.detect.engine import Engine
 from node.http1server import HTTPServer
 from node.metrics import NodeMetrics
 from node.pairing import Pairing
 from node.policy import Policy
 from node.server import Endpoint, make_ssl_context
+from node.rules.modes import NODE_MODES
 from node.settings import NodeSettings, SettingsError, load_settings
+from node.store import open_store
+from node.store.base import Store, StoreError
+from node.store.location import resolve_location
 from wallarm_wire.addresses import format_hostport, is_loopback_host
-from node.store.base import NODE_MODES, Store, StoreError
 
 log = logging.getLogger("node")
 
-ENV_TOKEN = "WALLARM_CONSOLE_TOKEN"
 SWEEP_INTERVAL = 5.0
 IP_LISTS_RELOAD_INTERVAL = 30.0
 
@@ -57,34 +60,12 @@ def settings_from_args(args: argparse.Namespace) -> NodeSettings:
         "listen": args.listen,
         "tls_cert": str(args.tls_cert.resolve()) if args.tls_cert else None,
         "tls_key": str(args.tls_key.resolve()) if args.tls_key else None,
-        "db": (args.db if "://" in args.db else str(Path(args.db).resolve())) if args.db else None,
+        "db": resolve_location(args.db, Path.cwd()) if args.db else None,
         "mode": args.mode,
         "console_listen": args.console_listen,
         "mode_forced": True if args.mode else None,
     }
     return load_settings(args.config, overrides)
-
-
-def resolve_token(settings: NodeSettings) -> str:
-    try:
-        from node.console.auth import resolve_console_token
-    except ImportError:
-        # Without the console there is nothing to protect; keep a per-run token so the
-        # context is complete.
-        return settings.console_token or os.environ.get(ENV_TOKEN) or secrets.token_urlsafe(32)
-    return resolve_console_token(settings)
-
-
-def open_store(settings: NodeSettings) -> Store:
-    from node.store import open_store as backend_for
-
-    return backend_for(settings.db)
-
-
-def load_engine(settings: NodeSettings) -> Any:
-    from node.detect.engine import Engine
-
-    return Engine(max_body=settings.max_body_bytes)
 
 
 async def seed_ip_lists(store: Store, settings: NodeSettings) -> int:
@@ -98,7 +79,10 @@ async def seed_ip_lists(store: Store, settings: NodeSettings) -> int:
     return added
 
 
-async def _periodic(interval: float, job: Any, name: str) -> None:
+Job = Callable[[], Awaitable[None]]
+
+
+async def _periodic(interval: float, job: Job, name: str) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
@@ -117,10 +101,7 @@ async def serve(settings: NodeSettings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        try:
-            store = open_store(settings)
-        except ValueError as e:
-            raise SettingsError(f"db: {e}") from e
+        store = open_store(settings.db_file)
         await store.open()
         try:
             return await _serve_with_store(settings, store, stop)
@@ -134,7 +115,7 @@ async def serve(settings: NodeSettings) -> int:
 
 async def _serve_with_store(settings: NodeSettings, store: Store, stop: asyncio.Event) -> int:
     seeded = await seed_ip_lists(store, settings)
-    engine = load_engine(settings)
+    engine = Engine(max_body=settings.max_body_bytes)
     metrics = NodeMetrics()
     policy = Policy(store, settings.mode_settings())
     source = await policy.load(settings.mode_settings(), settings.mode_forced)
@@ -145,15 +126,13 @@ async def _serve_with_store(settings: NodeSettings, store: Store, stop: asyncio.
     pairing = Pairing(settings.pairing.ttl_seconds, settings.pairing.max_entries,
                       on_evict=lambda reason, side: metrics.pairing_evictions.inc(reason, side))
     metrics.add_gauge("wallarm_node_pairing_pending", "Messages waiting for their pair.", lambda: len(pairing))
-    if hasattr(store, "queue_depth"):
-        metrics.add_gauge("wallarm_node_store_queue_depth", "Writes waiting for the store's writer.",
-                          lambda: float(store.queue_depth))  # type: ignore[attr-defined]
-    if hasattr(store, "dropped"):
-        metrics.add_gauge("wallarm_node_store_dropped_writes", "Writes the store refused (queue full or closed).",
-                          lambda: float(store.dropped))  # type: ignore[attr-defined]
+    metrics.add_gauge("wallarm_node_store_queue_depth", "Writes waiting for the store's writer.",
+                      lambda: float(store.gauges().queue_depth))
+    metrics.add_gauge("wallarm_node_store_dropped_writes", "Writes the store refused (queue full or closed).",
+                      lambda: float(store.gauges().dropped_writes))
 
     ctx = NodeContext(settings=settings, store=store, policy=policy, engine=engine, metrics=metrics)
-    ctx.console_token = resolve_token(settings)
+    ctx.console_token = resolve_console_token(settings.console_token, settings.db_file)
     endpoint = Endpoint(ctx, pairing)
 
     ssl_ctx = make_ssl_context(settings.tls_cert, settings.tls_key) if settings.tls_cert and settings.tls_key else None
@@ -207,13 +186,13 @@ def _bound(runner: web.AppRunner) -> str:
     return "?"
 
 
-def _sweeper(pairing: Pairing) -> Any:
+def _sweeper(pairing: Pairing) -> Job:
     async def sweep() -> None:
         pairing.sweep()
     return sweep
 
 
-def _retention(store: Store, settings: NodeSettings) -> Any:
+def _retention(store: Store, settings: NodeSettings) -> Job:
     async def apply() -> None:
         r = settings.retention
         max_age = r.max_age_days * 86400 if r.max_age_days is not None else None

@@ -7,17 +7,19 @@ neither imports the other.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from node.store.base import Store
+from node.detect.engine import Engine
+from node.metrics import NodeMetrics
+from node.policy import Policy
+from node.settings import NodeSettings
+from node.store.base import Store
 
 
 @dataclass(slots=True)
 class NodeContext:
-    settings: Any  # node.settings.NodeSettings
-    store: "Store"
-    policy: Any  # node.policy.Policy: mode settings and IP lists, cached for the hot path
-    engine: Any  # node.detect.engine.Engine
-    metrics: Any  # node.metrics.NodeMetrics
+    settings: NodeSettings
+    store: Store
+    policy: Policy  # mode settings and IP lists, cached for the hot path
+    engine: Engine
+    metrics: NodeMetrics
     console_token: str = ""

@@ -22,26 +22,16 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import ipaddress
 import logging
 import posixpath
 import time
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from node.store.base import (
-    LIST_NAMES,
-    NODE_MODES,
-    PARTIAL_ACTIONS,
-    IPEntry,
-    ListName,
-    ModeSettings,
-    NodeMode,
-    PartialAction,
-    Store,
-    StoredAction,
-)
-from node.store.ipnet import IPAddress, parse_address
+from node.rules.ip_lists import LIST_NAMES, IPEntry, ListName
+from node.rules.modes import ModeSettings, NodeMode, PartialAction
+from node.rules.networks import IPAddress, parse_address, parse_network
+from node.store.base import Store, StoredAction
 
 log = logging.getLogger(__name__)
 
@@ -97,18 +87,6 @@ def normalise_path(target: str) -> str:
     return path + "/" if trailing and path != "/" else path
 
 
-def normalise_host(host: str | None) -> str:
-    """`API.Example.com:8443` -> `api.example.com`; `[::1]:80` -> `::1`."""
-    if not host:
-        return ""
-    host = host.strip().lower()
-    if host.startswith("["):
-        return host[1:].partition("]")[0]
-    if host.count(":") == 1:
-        host = host.partition(":")[0]
-    return host.rstrip(".")
-
-
 def _prefix_matches(prefix: str, path: str) -> bool:
     # Segment-aware: "/api" matches "/api" and "/api/x", not "/apix".
     if prefix.endswith("/"):
@@ -125,11 +103,11 @@ class ModeTable:
 
     def __init__(self, settings: ModeSettings):
         self.settings = settings
+        # Override hosts are already in `normalise_host` form (node/rules/modes.py).
         ordered = sorted(settings.overrides, key=lambda o: (o.host is not None, len(o.path_prefix or "")), reverse=True)
         # (host, path prefix, rules), the rules made once: the hot path allocates nothing
         self._ordered: list[tuple[str | None, str | None, Rules]] = [
-            (normalise_host(o.host) if o.host else None, o.path_prefix,
-             Rules(o.mode, o.partial_inspection or settings.partial_inspection, o.max_body_bytes))
+            (o.host, o.path_prefix, Rules(o.mode, o.partial_inspection or settings.partial_inspection, o.max_body_bytes))
             for o in ordered
         ]
         self._default = Rules(settings.default, settings.partial_inspection)
@@ -158,11 +136,7 @@ class IPLists:
         self._tables: dict[str, dict[int, dict[int, dict[int, float]]]] = {n: {4: {}, 6: {}} for n in LIST_NAMES}
         self.count = 0
         for e in entries:
-            try:
-                net = ipaddress.ip_network(e.network, strict=False)
-            except ValueError:
-                log.warning("ignoring IP list entry %r: not a network", e.network)
-                continue
+            net = parse_network(e.network)  # canonical already: IPEntry checked it when built
             expires = e.expires_at if e.expires_at is not None else float("inf")
             by_len = self._tables[e.list][net.version].setdefault(net.prefixlen, {})
             key = int(net.network_address)
@@ -218,18 +192,8 @@ class Policy:
         return self._modes.settings
 
     async def set_mode_settings(self, settings: ModeSettings) -> None:
-        """Validate, persist, then apply (the next message sees the new settings)."""
-        for mode in (settings.default, *(o.mode for o in settings.overrides)):
-            if mode not in NODE_MODES:
-                raise ValueError(f"unknown node mode {mode!r} (want one of {', '.join(NODE_MODES)})")
-        for action in (settings.partial_inspection, *(o.partial_inspection for o in settings.overrides if o.partial_inspection)):
-            if action not in PARTIAL_ACTIONS:
-                raise ValueError(f"unknown partial_inspection {action!r} (want one of {', '.join(PARTIAL_ACTIONS)})")
-        for o in settings.overrides:
-            if o.host is None and o.path_prefix is None:
-                raise ValueError("an override needs a host, a path_prefix or both")
-            if o.path_prefix is not None and not o.path_prefix.startswith("/"):
-                raise ValueError(f"path_prefix {o.path_prefix!r} must start with '/'")
+        """Persist, then apply (the next message sees the new settings). A ModeSettings
+        validated itself when it was built (node/rules/modes.py)."""
         await self.store.save_mode_settings(settings)
         self._modes = ModeTable(settings)
         log.info("mode settings changed: default=%s, %d override(s)", settings.default, len(settings.overrides))

@@ -43,7 +43,8 @@ from node.http1server import BadRequest, Incoming, Outgoing, error_body
 from node.masking import mask_hits, request_excerpt
 from node.pairing import Pairing, RequestSeen, ResponseSeen
 from node.detect.findings import Detection
-from node.policy import Policy, Rules, canonical_ip, normalise_host, normalise_path
+from node.policy import Policy, Rules, canonical_ip, normalise_path
+from node.rules.modes import normalise_host
 from node.store.base import PARTIAL_TYPE, AttackRecord, Hit
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,6 @@ the working directory, like every other CLI.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import socket
 import time
@@ -17,8 +16,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from node.rules.ip_lists import MAX_COMMENT, IPEntry
+from node.rules.modes import ModeOverride, ModeSettings, NodeMode, PartialAction, override_from_mapping
+from node.rules.networks import parse_network
+from node.store.location import db_file, resolve_location
 from wallarm_wire.addresses import is_loopback_host, parse_hostport
-from node.store.base import IPEntry, ModeOverride, ModeSettings, NodeMode, PartialAction
 
 DEFAULT_LISTEN = "127.0.0.1:5050"
 DEFAULT_CONSOLE_LISTEN = "127.0.0.1:8090"
@@ -32,11 +34,6 @@ class SettingsError(ValueError):
     """A config that cannot be used; `str(err)` names the file and the problem."""
 
 
-def normalise_network(text: str) -> str:
-    """`203.0.113.7` -> `203.0.113.7/32`; `2001:db8::1/32` -> `2001:db8::/32` (host bits dropped)."""
-    return str(ipaddress.ip_network(text.strip(), strict=False))
-
-
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -46,49 +43,30 @@ def _yaml_off(v: Any) -> Any:
     return "off" if v is False else v
 
 
-class OverrideConfig(_Model):
-    mode: NodeMode
-    host: str | None = None
-    path_prefix: str | None = None
-    partial_inspection: PartialAction | None = None  # None: the node's
-    max_body_bytes: int | None = Field(default=None, gt=0)  # None: the node's
-
-    _mode_off = field_validator("mode", mode="before")(classmethod(lambda cls, v: _yaml_off(v)))
-
-    @field_validator("host")
-    @classmethod
-    def _host(cls, v: str | None) -> str | None:
-        return v.strip().lower() or None if v is not None else None
-
-    @field_validator("path_prefix")
-    @classmethod
-    def _path(cls, v: str | None) -> str | None:
-        if v is None:
-            return None
-        if not v.startswith("/"):
-            raise ValueError("path_prefix must start with '/'")
-        return v
-
-    @model_validator(mode="after")
-    def _needs_scope(self) -> OverrideConfig:
-        if self.host is None and self.path_prefix is None:
-            raise ValueError("an override needs a host, a path_prefix or both")
-        return self
+def _overrides(v: Any) -> Any:
+    if not isinstance(v, list):
+        return v  # pydantic says "should be a valid list"
+    out = []
+    for i, item in enumerate(v):
+        if isinstance(item, dict):
+            item = {**item, "mode": _yaml_off(item.get("mode"))}
+        try:
+            out.append(item if isinstance(item, ModeOverride) else override_from_mapping(item))
+        except ValueError as e:
+            raise ValueError(f"[{i}] {e}") from None
+    return out
 
 
 class IPListItem(_Model):
     network: str
-    comment: str = ""
+    comment: str = Field(default="", max_length=MAX_COMMENT)
     expires_at: float | None = None  # unix seconds
     ttl_seconds: float | None = Field(default=None, gt=0)  # relative expiry, from node start
 
     @field_validator("network")
     @classmethod
     def _net(cls, v: str) -> str:
-        try:
-            return normalise_network(v)
-        except ValueError as e:
-            raise ValueError(f"not an IP address or CIDR: {v!r}") from e
+        return str(parse_network(v))
 
 
 def _items(v: Any) -> Any:
@@ -131,7 +109,7 @@ class NodeSettings(_Model):
     mode: NodeMode = "block"
     # what a request counts as when a limit ended its inspection early (docs/node.md)
     partial_inspection: PartialAction = "block"
-    overrides: list[OverrideConfig] = []
+    overrides: list[ModeOverride] = []  # validated by node/rules/modes.py
     console_listen: str = DEFAULT_CONSOLE_LISTEN
     console_token: str | None = None
     instance: str = Field(default_factory=socket.gethostname)
@@ -145,6 +123,13 @@ class NodeSettings(_Model):
     mode_forced: bool = False
 
     _mode_off = field_validator("mode", mode="before")(classmethod(lambda cls, v: _yaml_off(v)))
+    _overrides = field_validator("overrides", mode="before")(classmethod(lambda cls, v: _overrides(v)))
+
+    @field_validator("db")
+    @classmethod
+    def _db(cls, v: str) -> str:
+        db_file(v)
+        return v
 
     @field_validator("listen", "console_listen")
     @classmethod
@@ -158,6 +143,11 @@ class NodeSettings(_Model):
         if v is not None and not v.strip():
             return None
         return v
+
+    @model_validator(mode="after")
+    def _mode_settings(self) -> NodeSettings:
+        self.mode_settings()  # the rules across overrides (no duplicates, a bounded count)
+        return self
 
     @model_validator(mode="after")
     def _tls_pair(self) -> NodeSettings:
@@ -189,16 +179,16 @@ class NodeSettings(_Model):
         return parse_hostport(self.console_listen)
 
     @property
+    def db_file(self) -> Path:
+        """The SQLite file `db` names (a path or sqlite:///path)."""
+        return db_file(self.db)
+
+    @property
     def tls_enabled(self) -> bool:
         return self.tls_cert is not None
 
     def mode_settings(self) -> ModeSettings:
-        return ModeSettings(
-            default=self.mode,
-            overrides=[ModeOverride(o.mode, o.host, o.path_prefix, o.partial_inspection, o.max_body_bytes)
-                       for o in self.overrides],
-            partial_inspection=self.partial_inspection,
-        )
+        return ModeSettings(default=self.mode, overrides=self.overrides, partial_inspection=self.partial_inspection)
 
     def seed_ip_entries(self, now: float | None = None) -> list[IPEntry]:
         now = time.time() if now is None else now
@@ -212,8 +202,7 @@ class NodeSettings(_Model):
         return out
 
 
-_PATH_FIELDS = ("tls_cert", "tls_key", "db")
-_SQLITE_URL = "sqlite:///"
+_PATH_FIELDS = ("tls_cert", "tls_key")
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -233,13 +222,11 @@ def read_config_file(path: Path) -> dict[str, Any]:
     base = path.resolve().parent
     for key in _PATH_FIELDS:
         value = data.get(key)
-        if not isinstance(value, str) or not value:
-            continue
-        if value.startswith(_SQLITE_URL) and not value.startswith(_SQLITE_URL + "/"):
-            # sqlite:///relative.db is relative like a plain path: to the config file's folder
-            data[key] = _SQLITE_URL + str(base / value[len(_SQLITE_URL):])
-        elif "://" not in value and not Path(value).is_absolute():
+        if isinstance(value, str) and value and not Path(value).is_absolute():
             data[key] = str(base / value)
+    if isinstance(data.get("db"), str) and data["db"].strip():
+        # sqlite:///relative.db is relative like a plain path: to the config file's folder
+        data["db"] = resolve_location(data["db"], base)
     return data
 
 

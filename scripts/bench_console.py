@@ -32,7 +32,8 @@ from aiohttp import web  # noqa: E402
 
 from wallarm_wire.protocol import AttackInfo  # noqa: E402
 from node.console.app import setup_console  # noqa: E402
-from node.context import NodeContext  # noqa: E402
+from node.context import NodeContext
+from node.detect.engine import Engine  # noqa: E402
 from node.metrics import NodeMetrics  # noqa: E402
 from node.policy import Policy  # noqa: E402
 from node.settings import NodeSettings  # noqa: E402
@@ -99,7 +100,7 @@ async def main(args: argparse.Namespace) -> int:
         settings = NodeSettings(db=str(db), mode="block", console_token=TOKEN)
         policy = Policy(store, settings.mode_settings())
         await policy.load(settings.mode_settings(), forced=False)
-        ctx = NodeContext(settings=settings, store=store, policy=policy, engine=None,
+        ctx = NodeContext(settings=settings, store=store, policy=policy, engine=Engine(),
                           metrics=NodeMetrics(), console_token=TOKEN)
         app = web.Application()
         setup_console(app, ctx)

@@ -68,10 +68,11 @@ def start_node(work: Path) -> tuple[ManagedProcess, str, str]:
     return proc, f"http://127.0.0.1:{port}/", f"http://127.0.0.1:{console}"
 
 
-def start_proxy(config: Path, upstream_port: int) -> tuple[ManagedProcess, int]:
+def start_proxy(config: Path, upstream_port: int, admin_port: int | None = None) -> tuple[ManagedProcess, int]:
+    """mitmdump in front of the upstream; its status listener (/metrics) on `admin_port`."""
     cmd = [MITMDUMP, "--mode", f"reverse:http://127.0.0.1:{upstream_port}@127.0.0.1:0",
            "-s", str(REPO / "addon" / "wallarm.py"), "--set", f"wallarm_config={config}",
-           "--set", f"wallarm_admin_listen=127.0.0.1:{free_port()}", "--set", "flow_detail=0"]
+           "--set", f"wallarm_admin_listen=127.0.0.1:{admin_port or free_port()}", "--set", "flow_detail=0"]
     proc = ManagedProcess("mitmdump", cmd)
     m = proc.wait_for_log(r"listening at 127\.0\.0\.1:(\d+)", timeout=60)
     return proc, int(m.group(1))

@@ -6,7 +6,6 @@ import os
 import re
 import stat
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -24,27 +23,27 @@ STATIC = Path(__file__).resolve().parents[1] / "node" / "console" / "static"
 
 def test_token_from_config_wins_over_env(monkeypatch, tmp_path):
     monkeypatch.setenv(ENV_TOKEN, "from-the-environment-123456")
-    settings = SimpleNamespace(console_token="from-the-config-1234567", db=str(tmp_path / "n.db"))
-    assert resolve_console_token(settings) == "from-the-config-1234567"
+    token_args = ("from-the-config-1234567", tmp_path / "n.db")
+    assert resolve_console_token(*token_args) == "from-the-config-1234567"
     assert not (tmp_path / "n.db.console-token").exists()
 
 
 def test_token_from_env(monkeypatch, tmp_path):
     monkeypatch.setenv(ENV_TOKEN, "from-the-environment-123456")
-    assert resolve_console_token(SimpleNamespace(console_token=None, db=str(tmp_path / "n.db"))) == \
+    assert resolve_console_token(None, tmp_path / "n.db") == \
         "from-the-environment-123456"
 
 
 def test_token_generated_once_private_and_reused(monkeypatch, tmp_path, capsys):
     monkeypatch.delenv(ENV_TOKEN, raising=False)
-    settings = SimpleNamespace(console_token=None, db=str(tmp_path / "n.db"))
-    first = resolve_console_token(settings)
+    token_args = (None, tmp_path / "n.db")
+    first = resolve_console_token(*token_args)
     path = tmp_path / "n.db.console-token"
     assert path.read_text().strip() == first and len(first) >= 32
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     out = capsys.readouterr().out
     assert str(path) in out and first not in out  # says where to read it, does not print it
-    assert resolve_console_token(settings) == first  # a restart keeps the same token
+    assert resolve_console_token(*token_args) == first  # a restart keeps the same token
 
 
 def test_loose_token_file_is_tightened_and_empty_one_refused(monkeypatch, tmp_path):
@@ -52,12 +51,12 @@ def test_loose_token_file_is_tightened_and_empty_one_refused(monkeypatch, tmp_pa
     path = tmp_path / "n.db.console-token"
     path.write_text("kept-token-abcdefghijklmnop\n")
     os.chmod(path, 0o644)
-    settings = SimpleNamespace(console_token=None, db=str(tmp_path / "n.db"))
-    assert resolve_console_token(settings) == "kept-token-abcdefghijklmnop"
+    token_args = (None, tmp_path / "n.db")
+    assert resolve_console_token(*token_args) == "kept-token-abcdefghijklmnop"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     path.write_text("\n")
     with pytest.raises(ValueError, match="empty"):
-        resolve_console_token(settings)
+        resolve_console_token(*token_args)
 
 
 def test_session_store_expires_and_is_bounded():
@@ -237,4 +236,4 @@ def test_unusable_token_location_is_a_clear_error(monkeypatch, tmp_path):
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("x")  # the DB's directory is a file: the token cannot be stored there
     with pytest.raises(ValueError, match="console token file"):
-        resolve_console_token(SimpleNamespace(console_token=None, db=str(not_a_dir / "n.db")))
+        resolve_console_token(None, not_a_dir / "n.db")

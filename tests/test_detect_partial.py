@@ -138,12 +138,21 @@ def test_target_cap_makes_the_verdict_partial(engine: Engine) -> None:
     assert det.partial == ["value"]
 
 
-def test_detector_budget_makes_the_verdict_partial(engine: Engine) -> None:
-    """Fresh decoys that each need the SQL analyser, then the payload."""
-    decoys = [(f"d{i}", f"x' or {i} apples") for i in range(MAX_DETECTOR_CALLS + 1)]
-    det = engine.analyze_request(form(decoys + [("q", "1' or '1'='1")]))
-    assert det.is_attack or "budget" in det.partial
-    assert "budget" in det.partial
+def decoys(n: int) -> list[tuple[str, str]]:
+    """Clean values that each need the SQL analyser (the budget grows by one per 256 bytes of
+    request: each decoy takes ~30)."""
+    return [(f"d{i}", f"x' or {i} apples") for i in range(n)]
+
+
+def test_detector_budget_makes_the_verdict_partial() -> None:
+    """Fresh decoys that each need the SQL analyser, then the payload: 33 (the issue's shape)
+    are within the budget grown with the request, and the payload is found; 200 are not, and
+    the verdict says so."""
+    fresh = Engine()
+    det = fresh.analyze_request(form(decoys(MAX_DETECTOR_CALLS + 1) + [("q", "1' or '1'='1")]))
+    assert det.is_attack and not det.partial
+    det = Engine().analyze_request(form(decoys(200) + [("q", "1' or '1'='1")]))
+    assert not det.is_attack and det.partial == ["budget"]
 
 
 def test_deadline_makes_the_verdict_partial(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -156,15 +165,12 @@ def test_deadline_makes_the_verdict_partial(engine: Engine, monkeypatch: pytest.
 
 
 def test_partial_verdicts_are_not_cached() -> None:
-    """The payload's value, judged without its detector (budget spent), must not be kept as
-    clean: the second time the decoys' (complete) verdicts come from the cache, the budget
-    lasts, and the payload is found."""
+    """The payload's value, judged without its analyser (budget spent), must not be kept: the
+    same field in a small request is judged afresh, and found."""
     fresh = Engine()
-    decoys = [(f"d{i}", f"x' or {i} apples") for i in range(MAX_DETECTOR_CALLS + 1)]
-    msg = form(decoys + [("q", "1' or '1'='1")])
-    first = fresh.analyze_request(msg)
+    first = fresh.analyze_request(form(decoys(200) + [("q", "1' or '1'='1")]))
     assert "budget" in first.partial and not first.is_attack
-    second = fresh.analyze_request(msg)
+    second = fresh.analyze_request(form([("q", "1' or '1'='1")]))
     assert second.is_attack and not second.partial
 
 

@@ -11,7 +11,8 @@ from wallarm_wire.protocol import RequestMessage
 from node.masking import MASK, mask_body, mask_header_value, mask_hits, mask_text, request_excerpt
 from node.metrics import Histogram, NodeMetrics
 from node.pairing import Pairing, RequestSeen, ResponseSeen
-from node.policy import IPLists, ModeTable, Policy, normalise_host, normalise_path
+from node.policy import IPLists, ModeTable, Policy, normalise_path
+from node.rules.modes import normalise_host
 from node.settings import SettingsError, load_settings, parse_hostport
 from node.store.base import Hit, IPEntry, ModeOverride, ModeSettings
 
@@ -240,17 +241,34 @@ def test_example_config_loads_and_says_what_the_defaults_are():
         assert getattr(example, name) == getattr(defaults, name), name
 
 
-async def test_set_mode_settings_validates_before_saving(tmp_path: Path):
+@pytest.mark.parametrize("build,needle", [
+    (lambda: ModeSettings("paranoid"), "mode must be one of"),  # type: ignore[arg-type]
+    (lambda: ModeOverride("block"), "needs a host, a path_prefix or both"),
+    (lambda: ModeOverride("off", path_prefix="admin"), "must start with '/'"),
+    (lambda: ModeOverride("off", host="a b"), "is not a host name"),
+    (lambda: ModeSettings("block", [ModeOverride("off", host="A"), ModeOverride("block", host="a.")]), "duplicate"),
+    (lambda: IPEntry("deny", "::ffff:1.2.3.4/129"), "invalid IP network"),
+    (lambda: IPEntry("black", "1.2.3.4"), "list must be one of"),  # type: ignore[arg-type]
+])
+def test_invalid_mode_settings_and_ip_entries_cannot_be_built(build, needle):
+    with pytest.raises(ValueError, match=needle):
+        build()
+
+
+def test_rules_normalise_what_they_keep():
+    o = ModeOverride("off", host=" API.Example.com:8443 ", path_prefix=" /admin ")
+    assert (o.host, o.path_prefix) == ("api.example.com", "/admin")
+    e = IPEntry("allow", "::ffff:10.1.2.3/120", comment=" office ")
+    assert (e.network, e.comment) == ("10.1.2.0/24", "office")
+
+
+async def test_set_mode_settings_saves_then_applies(tmp_path: Path):
     from node.store.sqlite import SQLiteStore
 
     store = SQLiteStore(tmp_path / "n.db")
     await store.open()
     try:
         policy = Policy(store, ModeSettings("block"))
-        for bad in (ModeSettings("paranoid"), ModeSettings("block", [ModeOverride("block")]),  # type: ignore[arg-type]
-                    ModeSettings("block", [ModeOverride("off", path_prefix="admin")])):
-            with pytest.raises(ValueError):
-                await policy.set_mode_settings(bad)
         assert await store.load_mode_settings() is None
         good = ModeSettings("monitoring", [ModeOverride("block", host="A.test", path_prefix="/x")])
         await policy.set_mode_settings(good)

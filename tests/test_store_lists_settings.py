@@ -9,7 +9,8 @@ import time
 import pytest
 
 from node.store.base import IPEntry, ModeOverride, ModeSettings
-from node.store.ipnet import ip_key, normalise_network
+from node.rules.networks import parse_network
+from node.store.ipkeys import ip_key
 from store_support import opened
 
 
@@ -31,7 +32,7 @@ async def store(tmp_path):
     ("0.0.0.0/0", "0.0.0.0/0"),
 ])
 async def test_networks_are_normalised(store, given, normalised):
-    assert normalise_network(given) == normalised
+    assert str(parse_network(given)) == normalised
     entry = await store.add_ip_entry(IPEntry(list="deny", network=given))
     assert entry.network == normalised and entry.id is not None and entry.created_at > 0
     assert [e.network for e in await store.list_ip_entries("deny")] == [normalised]
@@ -150,11 +151,12 @@ async def test_mode_settings_persist_across_reopen(tmp_path):
         await s.close()
 
 
+    # The value validates itself when built (node/rules/modes.py): nothing invalid reaches the store.
 async def test_invalid_mode_settings_are_rejected_and_not_saved(store):
     await store.save_mode_settings(ModeSettings(default="block"))
     with pytest.raises(ValueError, match="mode must be one of"):
         await store.save_mode_settings(ModeSettings(default="paranoid"))  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="override mode"):
+    with pytest.raises(ValueError, match="mode must be one of"):
         await store.save_mode_settings(ModeSettings(default="block", overrides=[ModeOverride(mode="x")]))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="host, a path_prefix"):
         await store.save_mode_settings(ModeSettings(default="block", overrides=[ModeOverride(mode="off")]))

@@ -212,12 +212,6 @@ def decode_response(data: bytes) -> ResponseMessage:
     return ResponseMessage(int(code), _parse_headers(head[1:]), body, reason, version)
 
 
-def decode_message(content_type: str | None, data: bytes) -> RequestMessage | ResponseMessage:
-    if msgtype_of(content_type) == MSGTYPE_RESPONSE:
-        return decode_response(data)
-    return decode_request(data)
-
-
 # ---------------------------------------------------------------------------- verdicts
 
 

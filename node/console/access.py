@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Awaitable, Callable
 from urllib.parse import quote, urlsplit
 
 from aiohttp import web
@@ -38,9 +38,6 @@ SECURITY_HEADERS = {
     "Cross-Origin-Resource-Policy": "same-origin",
     "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
 }
-# aiohttp >= 3.12 wants typed request keys; older versions take a plain string.
-PRINCIPAL_KEY: Any = web.RequestKey("wallarm_console_principal", object) if hasattr(web, "RequestKey") \
-    else "wallarm_console_principal"
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -48,6 +45,9 @@ MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 class Principal:
     kind: str  # "bearer" or "session"
     session: Session | None = None
+
+
+PRINCIPAL_KEY = web.RequestKey("wallarm_console_principal", Principal)
 
 
 @dataclass(slots=True)

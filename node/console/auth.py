@@ -17,7 +17,6 @@ import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -31,21 +30,9 @@ CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
 
 
-def _db_path_of(settings: Any) -> str | None:
-    for name in ("db", "db_path", "database"):
-        value = getattr(settings, name, None)
-        if value:
-            return str(value)
-    return None
-
-
-def token_file_for(db_path: str) -> Path | None:
-    """`<db>.console-token`, or None when the DB has no file (":memory:")."""
-    if db_path.startswith("sqlite:///"):
-        db_path = db_path[len("sqlite:///") :]  # SQLAlchemy spelling: 3 slashes relative, 4 absolute
-    if not db_path or db_path == ":memory:" or "://" in db_path:
-        return None
-    return Path(db_path + TOKEN_FILE_SUFFIX)
+def token_file_for(db_file: Path) -> Path:
+    """`<db>.console-token`: the token travels with the database it protects."""
+    return db_file.with_name(db_file.name + TOKEN_FILE_SUFFIX)
 
 
 def _read_token_file(path: Path) -> str:
@@ -70,9 +57,9 @@ def _create_token_file(path: Path) -> str:
     return token
 
 
-def resolve_console_token(settings: Any) -> str:
-    """The console token: config, else $WALLARM_CONSOLE_TOKEN, else the stored/generated one."""
-    configured = getattr(settings, "console_token", None)
+def resolve_console_token(configured: str | None, db_file: Path) -> str:
+    """The console token: `configured` (the config's console_token), else $WALLARM_CONSOLE_TOKEN,
+    else the one stored beside `db_file` (generated on first start)."""
     source = "config console_token"
     if not configured:
         configured = os.environ.get(ENV_TOKEN, "")
@@ -84,16 +71,7 @@ def resolve_console_token(settings: Any) -> str:
                         source, len(configured), MIN_RECOMMENDED_TOKEN_LEN)
         return configured
 
-    db_path = _db_path_of(settings)
-    path = token_file_for(db_path) if db_path else None
-    if path is None:
-        token = secrets.token_urlsafe(32)
-        log.warning("no console token configured and no database file to keep one next to: "
-                    "generated a token for this run only; set %s or console_token to choose one",
-                    ENV_TOKEN)
-        # Without a file, stdout is the only way to learn it (CLI output, not a log line).
-        print(f"console token (this run only): {token}", flush=True)
-        return token
+    path = token_file_for(db_file)
     try:
         if path.exists():
             token = _read_token_file(path)

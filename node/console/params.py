@@ -5,7 +5,6 @@ Every check lives here so the handlers stay thin and the rules are tested in one
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import re
 import time
@@ -14,29 +13,30 @@ from typing import Any, Mapping
 
 from multidict import MultiMapping
 
-from node.store.base import (
-    LIST_NAMES,
-    NODE_MODES,
-    PARTIAL_ACTIONS,
-    PARTIAL_TYPE,
-    AttackFilter,
-    IPEntry,
+from node.rules import RuleError
+from node.rules.ip_lists import LIST_NAMES, IPEntry, ListName
+from node.rules.ip_lists import parse_list_name as list_name_rule
+from node.rules.modes import (
     ModeOverride,
     ModeSettings,
+    NodeMode,
+    PartialAction,
+    is_host_name,
+    override_from_mapping,
+    parse_mode,
+    parse_partial_action,
 )
+from node.rules.networks import parse_address, parse_network
+from node.store.base import PARTIAL_TYPE, AttackFilter
 
 MAX_LIMIT = 200
 DEFAULT_LIMIT = 50
 MAX_TEXT = 256
-MAX_COMMENT = 500
-MAX_OVERRIDES = 200
 MAX_TTL_SECONDS = 10 * 365 * 86400
 DEFAULT_STATS_RANGE = 24 * 3600
 MAX_BUCKETS = 500
-MAX_OVERRIDE_BODY = 1 << 30  # an override's max_body_bytes; the node's own limit still applies
 
 _TYPE_RE = re.compile(r"^[a-z0-9_.\-]{1,40}$")
-_HOST_RE = re.compile(r"^[A-Za-z0-9.\-_:\[\]]{1,255}$")
 ACTIONS = ("blocked", "monitored")
 ATTACK_PARAMS = {"type", "ip", "action", "host", "since", "until", "q", "partial", "cursor", "limit"}
 
@@ -107,10 +107,13 @@ def parse_ip(raw: str | None) -> str | None:
     raw = _text("ip", raw, 64)
     if raw is None:
         return None
+    if "/" not in raw:
+        addr = parse_address(raw)
+        if addr is None:
+            raise ApiError(f"ip: {raw!r} is not an IP address or CIDR")
+        return str(addr)
     try:
-        if "/" not in raw:
-            return str(ipaddress.ip_address(raw))
-        return str(ipaddress.ip_network(raw, strict=False))
+        return str(parse_network(raw))
     except ValueError:
         raise ApiError(f"ip: {raw!r} is not an IP address or CIDR") from None
 
@@ -146,7 +149,7 @@ def parse_attack_query(query: MultiMapping[str]) -> tuple[AttackFilter, str | No
         if action not in ACTIONS:
             raise ApiError(f"action: must be one of {', '.join(ACTIONS)}")
     host = _text("host", _single(query, "host"))
-    if host is not None and not _HOST_RE.match(host):
+    if host is not None and not is_host_name(host):
         raise ApiError("host: not a host name")
     since, until = parse_time_range(query)
     types = parse_types(query.getall("type", []))
@@ -193,14 +196,15 @@ def parse_int_id(raw: str, what: str = "id") -> int:
     return int(raw)
 
 
-def parse_list_name(raw: str | None, required: bool) -> str | None:
+def parse_list_name(raw: str | None, required: bool) -> ListName | None:
     if raw is None or raw == "":
         if required:
             raise ApiError(f"list: required, one of {', '.join(LIST_NAMES)}")
         return None
-    if raw not in LIST_NAMES:
-        raise ApiError(f"list: must be one of {', '.join(LIST_NAMES)}")
-    return raw
+    try:
+        return list_name_rule(raw)
+    except RuleError as e:
+        raise ApiError(f"list: {e}") from None
 
 
 # ---------------------------------------------------------------------------- JSON bodies
@@ -215,91 +219,54 @@ def _require_object(body: Any, allowed: set[str]) -> Mapping[str, Any]:
     return body
 
 
+def _mode(value: Any, where: str) -> NodeMode:
+    try:
+        return parse_mode(value)
+    except RuleError as e:
+        raise ApiError(f"{where}: {e}") from None
+
+
+def parse_override(obj: Any, index: int) -> ModeOverride:
+    try:
+        return override_from_mapping(obj)
+    except RuleError as e:
+        raise ApiError(f"overrides[{index}]: {e}") from None
+
+
 def parse_flag(name: str, raw: str | None) -> bool:
-    if raw is None or raw.strip().lower() in ("", "0", "false", "no"):
+    value = (raw or "").strip().lower()
+    if value in ("", "0", "false", "no"):
         return False
-    if raw.strip().lower() in ("1", "true", "yes"):
+    if value in ("1", "true", "yes"):
         return True
     raise ApiError(f"{name}: must be 1 or 0")
 
 
-def parse_partial_action(value: Any, where: str) -> str:
-    if value not in PARTIAL_ACTIONS:
-        raise ApiError(f"{where}: partial_inspection must be one of {', '.join(PARTIAL_ACTIONS)}")
-    return value
-
-
-def parse_mode(value: Any, where: str) -> str:
-    if value not in NODE_MODES:
-        raise ApiError(f"{where}: mode must be one of {', '.join(NODE_MODES)}")
-    return value
-
-
-def parse_override(obj: Any, index: int) -> ModeOverride:
-    where = f"overrides[{index}]"
-    if not isinstance(obj, dict):
-        raise ApiError(f"{where}: must be an object")
-    unknown = sorted(set(obj) - {"mode", "host", "path_prefix", "partial_inspection", "max_body_bytes"})
-    if unknown:
-        raise ApiError(f"{where}: unknown field(s): {', '.join(map(str, unknown))[:100]}")
-    mode = parse_mode(obj.get("mode"), where)
-    host = obj.get("host")
-    prefix = obj.get("path_prefix")
-    if host is not None and not isinstance(host, str) or prefix is not None and not isinstance(prefix, str):
-        raise ApiError(f"{where}: host and path_prefix must be strings")
-    host = (host or "").strip().lower() or None
-    prefix = (prefix or "").strip() or None
-    if host is None and prefix is None:
-        raise ApiError(f"{where}: give a host, a path_prefix or both")
-    if host is not None and not _HOST_RE.match(host):
-        raise ApiError(f"{where}: host {host[:60]!r} is not a host name")
-    if prefix is not None and (not prefix.startswith("/") or len(prefix) > 1024 or any(c.isspace() for c in prefix)):
-        raise ApiError(f"{where}: path_prefix must start with '/' and contain no spaces")
-    partial = obj.get("partial_inspection")
-    if partial is not None:
-        partial = parse_partial_action(partial, where)
-    max_body = obj.get("max_body_bytes")
-    if max_body is not None and (type(max_body) is not int or not 0 < max_body <= MAX_OVERRIDE_BODY):
-        raise ApiError(f"{where}: max_body_bytes must be an integer from 1 to {MAX_OVERRIDE_BODY}")
-    return ModeOverride(mode=mode, host=host, path_prefix=prefix,  # type: ignore[arg-type]
-                        partial_inspection=partial, max_body_bytes=max_body)  # type: ignore[arg-type]
+def _partial_action(value: Any) -> PartialAction:
+    try:
+        return parse_partial_action(value)
+    except RuleError as e:
+        raise ApiError(f"partial_inspection: {e}") from None
 
 
 def parse_mode_body(body: Any, current: ModeSettings) -> ModeSettings:
-    """PUT /api/v1/mode: `default` required; `overrides` (and `partial_inspection`) replace the
+    """PUT /api/v1/mode: `default` required; `overrides` and `partial_inspection` replace the
     current ones when present."""
     obj = _require_object(body, {"default", "overrides", "partial_inspection"})
     if "default" not in obj:
         raise ApiError("default: required")
-    default = parse_mode(obj["default"], "default")
-    partial = (parse_partial_action(obj["partial_inspection"], "partial_inspection")
-               if "partial_inspection" in obj else current.partial_inspection)
+    default = _mode(obj["default"], "default")
+    partial = _partial_action(obj["partial_inspection"]) if "partial_inspection" in obj else current.partial_inspection
     if "overrides" not in obj:
-        return ModeSettings(default=default, overrides=list(current.overrides),  # type: ignore[arg-type]
-                            partial_inspection=partial)  # type: ignore[arg-type]
+        return ModeSettings(default=default, overrides=current.overrides, partial_inspection=partial)
     raw = obj["overrides"]
     if not isinstance(raw, list):
         raise ApiError("overrides: must be a list")
-    if len(raw) > MAX_OVERRIDES:
-        raise ApiError(f"overrides: at most {MAX_OVERRIDES}")
     overrides = [parse_override(o, i) for i, o in enumerate(raw)]
-    seen: set[tuple[str | None, str | None]] = set()
-    for o in overrides:
-        key = (o.host, o.path_prefix)
-        if key in seen:
-            raise ApiError(f"overrides: duplicate host/path_prefix {o.host or '*'} {o.path_prefix or '*'}")
-        seen.add(key)
-    return ModeSettings(default=default, overrides=overrides, partial_inspection=partial)  # type: ignore[arg-type]
-
-
-def parse_network(raw: Any) -> str:
-    if not isinstance(raw, str) or not raw.strip():
-        raise ApiError("network: required, an IP address or CIDR such as 203.0.113.0/24")
-    raw = raw.strip()
     try:
-        return str(ipaddress.ip_network(raw, strict=False))
-    except ValueError:
-        raise ApiError(f"network: {raw[:60]!r} is not an IP address or CIDR") from None
+        return ModeSettings(default=default, overrides=overrides, partial_inspection=partial)
+    except RuleError as e:
+        raise ApiError(f"{e.field}: {e}") from None
 
 
 def parse_ip_entry_body(body: Any, now: float | None = None) -> IPEntry:
@@ -308,7 +275,6 @@ def parse_ip_entry_body(body: Any, now: float | None = None) -> IPEntry:
     if raw_list is not None and not isinstance(raw_list, str):
         raise ApiError("list: must be one of " + ", ".join(LIST_NAMES))
     list_name = parse_list_name(raw_list, required=True)
-    network = parse_network(obj.get("network"))
     now = time.time() if now is None else now
     expires_at: float | None = None
     has_exp, has_ttl = obj.get("expires_at") is not None, obj.get("ttl_seconds") is not None
@@ -328,10 +294,8 @@ def parse_ip_entry_body(body: Any, now: float | None = None) -> IPEntry:
         if not 1 <= ttl <= MAX_TTL_SECONDS:
             raise ApiError(f"ttl_seconds: must be between 1 and {MAX_TTL_SECONDS}")
         expires_at = now + float(ttl)
-    comment = obj.get("comment", "") or ""
-    if not isinstance(comment, str):
-        raise ApiError("comment: must be a string")
-    if len(comment) > MAX_COMMENT:
-        raise ApiError(f"comment: longer than {MAX_COMMENT} characters")
-    return IPEntry(list=list_name, network=network, expires_at=expires_at,  # type: ignore[arg-type]
-                   comment=comment.strip(), created_at=now)
+    try:
+        return IPEntry(list=list_name, network=obj.get("network"), expires_at=expires_at,  # type: ignore[arg-type]
+                       comment=obj.get("comment", "") or "", created_at=now)
+    except RuleError as e:
+        raise ApiError(f"{e.field}: {e}") from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+from node.rules.modes import override_to_mapping
 from node.store.base import AttackRecord, IPEntry, ModeSettings, Stats
 
 
@@ -61,9 +62,7 @@ def mode_settings(s: ModeSettings) -> dict[str, Any]:
     return {
         "default": s.default,
         "partial_inspection": s.partial_inspection,
-        "overrides": [{"mode": o.mode, "host": o.host, "path_prefix": o.path_prefix,
-                       "partial_inspection": o.partial_inspection, "max_body_bytes": o.max_body_bytes}
-                      for o in s.overrides],
+        "overrides": [override_to_mapping(o) for o in s.overrides],
     }
 
 

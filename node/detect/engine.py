@@ -48,9 +48,12 @@ MAX_UNIT_CACHE = 16384
 MAX_CACHED_UNIT = 2048
 # a young collection per this many cache evictions (see Engine._remember)
 EVICTIONS_PER_COLLECTION = 1024
-# structural detector runs (a value and a detector, all its windows) per request; past it a
-# pre-filter hit only counts as a weak signal and the verdict is partial ("budget")
+# structural detector runs (a value and a detector, all its windows) per request: this many,
+# and one more per BYTES_PER_DETECTOR_CALL of target and body (a 500 KB JSON catalogue whose
+# titles start with "sed" needs ~320: its values start a line in the pre-filter's view); past
+# it a pre-filter hit only counts as a weak signal and the verdict is partial ("budget")
 MAX_DETECTOR_CALLS = 32
+BYTES_PER_DETECTOR_CALL = 256
 # the work bound per request, in thread CPU time: DEADLINE_S, and DEADLINE_S_PER_MIB more per
 # MiB of target and body (a 900 KB JSON document takes ~70 ms on a busy 2-core machine, a
 # 47 KB JSON value of URL-encoded logs ~17 ms: the detectors read it whole). Past it the
@@ -255,8 +258,9 @@ class Engine:
     def analyze_request(self, msg: RequestMessage, max_body: int | None = None) -> Detection:
         """`max_body`: body bytes inspected for this request (a host/path override), else the
         engine's."""
-        run = _Run(self.threshold, len(msg.target) + len(msg.body), max_body or self.max_body)
-        self._budget = MAX_DETECTOR_CALLS
+        size = len(msg.target) + len(msg.body)
+        run = _Run(self.threshold, size, max_body or self.max_body)
+        self._budget = MAX_DETECTOR_CALLS + size // BYTES_PER_DETECTOR_CALL
         try:
             # the target and each header line are "units" whose whole verdict is cached: most
             # traffic repeats them (static paths, User-Agent, Accept, a client's cookies), and a

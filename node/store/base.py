@@ -11,18 +11,19 @@ import abc
 from dataclasses import dataclass, field
 from typing import Literal
 
+from node.rules.ip_lists import LIST_NAMES, IPEntry, ListName
+from node.rules.modes import NODE_MODES, ModeOverride, ModeSettings, NodeMode
 from wallarm_wire.protocol import AttackInfo
 
-ListName = Literal["allow", "deny", "gray"]
-LIST_NAMES: tuple[ListName, ...] = ("allow", "deny", "gray")
+# The domain types the store keeps live with their rules (node/rules/); they are named here
+# too because they are part of the store's interface.
+__all__ = ["LIST_NAMES", "NODE_MODES", "AttackFilter", "AttackPage", "AttackRecord", "Hit", "IPEntry",
+           "ListName", "ModeOverride", "ModeSettings", "NodeMode", "PARTIAL_TYPE", "Stats", "StatsBucket", "Store",
+           "StoreError", "StoreGauges", "StoredAction"]
+
 StoredAction = Literal["blocked", "monitored"]
-NodeMode = Literal["off", "monitoring", "safe_blocking", "block"]
-NODE_MODES: tuple[NodeMode, ...] = ("off", "monitoring", "safe_blocking", "block")
-# What a partially inspected request counts as (docs/node.md, "Partial inspection"): an attack
-# (the mode then decides: block, safe_blocking, monitoring), or a finding that is only recorded.
-PartialAction = Literal["block", "monitor"]
-PARTIAL_ACTIONS: tuple[PartialAction, ...] = ("block", "monitor")
-# The attack type a partially inspected request is recorded under (one hit per reason).
+# The attack type a partially inspected request is recorded under (one hit per reason,
+# docs/node.md "Partial inspection").
 PARTIAL_TYPE = "partial_inspection"
 
 
@@ -73,34 +74,6 @@ class AttackPage:
 
 
 @dataclass(slots=True)
-class IPEntry:
-    list: ListName
-    network: str  # normalised CIDR: "203.0.113.7/32", "2001:db8::/32"
-    expires_at: float | None = None  # unix seconds; None = never
-    comment: str = ""
-    created_at: float = 0.0
-    id: int | None = None
-
-
-@dataclass(slots=True)
-class ModeOverride:
-    """A node mode for a host and/or a path prefix; the most specific match wins."""
-
-    mode: NodeMode
-    host: str | None = None  # exact host, case-insensitive; None = any
-    path_prefix: str | None = None  # e.g. "/api/admin"; None = any
-    partial_inspection: PartialAction | None = None  # None: the default's
-    max_body_bytes: int | None = None  # body bytes inspected; None: the node's max_body_bytes
-
-
-@dataclass(slots=True)
-class ModeSettings:
-    default: NodeMode
-    overrides: list[ModeOverride] = field(default_factory=list)
-    partial_inspection: PartialAction = "block"
-
-
-@dataclass(slots=True)
 class StatsBucket:
     start: float
     by_type: dict[str, int]
@@ -116,6 +89,14 @@ class Stats:
     bucket_seconds: int
     top_paths: list[tuple[str, int]]
     top_ips: list[tuple[str, int]]
+
+
+@dataclass(frozen=True, slots=True)
+class StoreGauges:
+    """What the store reports to /metrics: its write queue and the writes it had to refuse."""
+
+    queue_depth: int  # writes waiting for the store's writer
+    dropped_writes: int  # writes refused since start (queue full or store closed)
 
 
 class StoreError(RuntimeError):
@@ -140,6 +121,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def writable(self) -> bool:
         """Readiness probe: can the store accept writes right now?"""
+
+    @abc.abstractmethod
+    def gauges(self) -> StoreGauges:
+        """Cheap, non-blocking: read at every /metrics scrape."""
 
     # -- attacks (writes are queued, never awaited on the hot path)
     @abc.abstractmethod

@@ -31,22 +31,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from node.store import ipnet, sqlite_query, sqlite_stats
+from node.rules.ip_lists import parse_list_name
+from node.rules.modes import override_from_mapping, override_to_mapping
+from node.store import ipkeys, sqlite_query, sqlite_stats
 from node.store.base import (
-    LIST_NAMES,
-    NODE_MODES,
-    PARTIAL_ACTIONS,
     AttackFilter,
     AttackPage,
     AttackRecord,
     Hit,
     IPEntry,
     ListName,
-    ModeOverride,
     ModeSettings,
     Stats,
     Store,
     StoreError,
+    StoreGauges,
 )
 from node.store.sqlite_query import STORED_ACTIONS, decode_cursor, encode_cursor
 from node.store.sqlite_schema import migrate
@@ -146,67 +145,24 @@ def _attack_row(r: AttackRecord) -> tuple:
     path = str(r.path)
     client_ip = str(r.client_ip)
     return (
-        t, str(r.request_id), client_ip, ipnet.ip_key(client_ip), str(r.host), str(r.method), path,
+        t, str(r.request_id), client_ip, ipkeys.ip_key(client_ip), str(r.host), str(r.method), path,
         path.lower(), r.action, str(r.mode), str(r.instance), str(r.node_instance), status,
         str(r.request_excerpt), str(r.reason), _hits_json(list(r.hits)),
     )
 
 
 def _mode_settings_to_json(s: ModeSettings) -> str:
-    if s.default not in NODE_MODES:
-        raise ValueError(f"mode must be one of {', '.join(NODE_MODES)}, not {s.default!r}")
-    overrides = []
-    for o in s.overrides:
-        if o.mode not in NODE_MODES:
-            raise ValueError(f"override mode must be one of {', '.join(NODE_MODES)}, not {o.mode!r}")
-        if o.host is None and o.path_prefix is None:
-            raise ValueError("an override needs a host, a path_prefix or both")
-        if o.partial_inspection is not None and o.partial_inspection not in PARTIAL_ACTIONS:
-            raise ValueError(f"partial_inspection must be one of {', '.join(PARTIAL_ACTIONS)}, not {o.partial_inspection!r}")
-        overrides.append({"mode": o.mode, "host": o.host, "path_prefix": o.path_prefix,
-                          "partial_inspection": o.partial_inspection, "max_body_bytes": o.max_body_bytes})
-    if s.partial_inspection not in PARTIAL_ACTIONS:
-        raise ValueError(f"partial_inspection must be one of {', '.join(PARTIAL_ACTIONS)}, not {s.partial_inspection!r}")
+    # A ModeSettings validated itself when it was built (node/rules/modes.py).
+    overrides = [override_to_mapping(o) for o in s.overrides]
     return json.dumps({"default": s.default, "overrides": overrides, "partial_inspection": s.partial_inspection})
 
 
 def _mode_settings_from_json(text: str) -> ModeSettings:
     data = json.loads(text)
-    default = data["default"]
-    if default not in NODE_MODES:
-        raise ValueError(f"unknown mode {default!r}")
-    overrides = []
-    for o in data.get("overrides", []):
-        if o["mode"] not in NODE_MODES:
-            raise ValueError(f"unknown mode {o['mode']!r}")
-        partial = o.get("partial_inspection")
-        if partial is not None and partial not in PARTIAL_ACTIONS:
-            raise ValueError(f"unknown partial_inspection {partial!r}")
-        max_body = o.get("max_body_bytes")
-        if max_body is not None and (type(max_body) is not int or max_body <= 0):
-            raise ValueError(f"max_body_bytes must be a positive integer, not {max_body!r}")
-        overrides.append(ModeOverride(mode=o["mode"], host=o.get("host"), path_prefix=o.get("path_prefix"),
-                                      partial_inspection=partial, max_body_bytes=max_body))
-    partial = data.get("partial_inspection", "block")  # absent in settings saved before it existed
-    if partial not in PARTIAL_ACTIONS:
-        raise ValueError(f"unknown partial_inspection {partial!r}")
-    return ModeSettings(default=default, overrides=overrides, partial_inspection=partial)
-
-
-def _check_ip_entry(entry: IPEntry) -> tuple[str, str, float | None, str, float]:
-    if entry.list not in LIST_NAMES:
-        raise ValueError(f"list must be one of {', '.join(LIST_NAMES)}, not {entry.list!r}")
-    network = ipnet.normalise_network(entry.network)
-    expires = entry.expires_at
-    if expires is not None:
-        if isinstance(expires, bool) or not isinstance(expires, int | float) or not math.isfinite(expires):
-            raise ValueError(f"expires_at must be a unix time in seconds or null, not {expires!r}")
-        expires = float(expires)
-    comment = "" if entry.comment is None else str(entry.comment)
-    if len(comment) > 500:
-        raise ValueError("comment is longer than 500 characters")
-    created = float(entry.created_at) if entry.created_at else time.time()
-    return entry.list, network, expires, comment, created
+    return ModeSettings(default=data["default"],
+                        overrides=[override_from_mapping(o) for o in data.get("overrides", [])],
+                        # absent from settings saved before it existed
+                        partial_inspection=data.get("partial_inspection", "block"))
 
 
 # ---------------------------------------------------------------------------- the store
@@ -293,9 +249,8 @@ class SQLiteStore(Store):
             log.warning("attack store not writable: %s", err)
             return False
 
-    @property
-    def queue_depth(self) -> int:
-        return self._queue.qsize()
+    def gauges(self) -> StoreGauges:
+        return StoreGauges(queue_depth=self._queue.qsize(), dropped_writes=self.dropped)
 
     # -- attacks: writes
 
@@ -413,8 +368,8 @@ class SQLiteStore(Store):
     # -- IP lists
 
     async def list_ip_entries(self, list_name: ListName | None = None, include_expired: bool = False) -> list[IPEntry]:
-        if list_name is not None and list_name not in LIST_NAMES:
-            raise ValueError(f"list must be one of {', '.join(LIST_NAMES)}, not {list_name!r}")
+        if list_name is not None:
+            parse_list_name(list_name)
         where, params = [], []
         if list_name is not None:
             where.append("list = ?")
@@ -433,7 +388,11 @@ class SQLiteStore(Store):
 
     async def add_ip_entry(self, entry: IPEntry) -> IPEntry:
         """Adds the entry, or updates expiry and comment if the network is already on that list."""
-        list_name, network, expires, comment, created = _check_ip_entry(entry)
+        if not isinstance(entry, IPEntry):
+            raise ValueError(f"not an IPEntry: {type(entry).__name__}")
+        # An IPEntry validated and normalised itself when it was built (node/rules/ip_lists.py).
+        list_name, network, expires, comment, created = (entry.list, entry.network, entry.expires_at,
+                                                         entry.comment, entry.created_at)
 
         def upsert(conn: sqlite3.Connection) -> IPEntry:
             row = conn.execute(

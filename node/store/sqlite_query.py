@@ -19,7 +19,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from node.store import ipnet
+from node.rules.networks import parse_network
+from node.store import ipkeys
 from node.store.base import AttackFilter
 
 PLAN_CAP = 5000  # at most this many index entries are counted to choose a plan (see plan_cap)
@@ -86,7 +87,7 @@ def parse_filter(flt: AttackFilter) -> ParsedFilter:
         types = tuple(dict.fromkeys(flt.types))
     ip_range = None
     if flt.client_ip:
-        ip_range = ipnet.network_key_range(ipnet.parse_network(flt.client_ip))
+        ip_range = ipkeys.network_key_range(parse_network(flt.client_ip))
     if flt.action and flt.action not in STORED_ACTIONS:
         raise ValueError(f"action must be one of {', '.join(STORED_ACTIONS)}, not {flt.action!r}")
     needle = None

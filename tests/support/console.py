@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from wallarm_wire.protocol import AttackInfo
 from node.console.app import setup_console
 from node.context import NodeContext
+from node.detect.engine import Engine
 from node.metrics import NodeMetrics
 from node.policy import Policy
 from node.settings import NodeSettings
@@ -40,7 +41,7 @@ async def start_console(tmp_path: Path, mode: str = "monitoring") -> Console:
     settings = NodeSettings(db=str(tmp_path / "console.db"), mode=mode, console_token=TOKEN)
     policy = Policy(store, settings.mode_settings())
     await policy.load(settings.mode_settings(), forced=False)
-    ctx = NodeContext(settings=settings, store=store, policy=policy, engine=None, metrics=NodeMetrics(),
+    ctx = NodeContext(settings=settings, store=store, policy=policy, engine=Engine(), metrics=NodeMetrics(),
                       console_token=TOKEN)
     app = web.Application()
     setup_console(app, ctx)
