@@ -27,7 +27,7 @@ from node.http1server import HTTPServer
 from node.metrics import NodeMetrics
 from node.pairing import Pairing
 from node.policy import Policy
-from node.server import Endpoint, make_ssl_context
+from node.server import Endpoint, JudgingLane, make_ssl_context
 from node.rules.modes import NODE_MODES
 from node.settings import NodeSettings, SettingsError, load_settings
 from node.store import open_store
@@ -133,7 +133,9 @@ async def _serve_with_store(settings: NodeSettings, store: Store, stop: asyncio.
 
     ctx = NodeContext(settings=settings, store=store, policy=policy, engine=engine, metrics=metrics)
     ctx.console_token = resolve_console_token(settings.console_token, settings.db_file)
-    endpoint = Endpoint(ctx, pairing)
+    # large messages: judged off the loop, with their own engine
+    lane = JudgingLane(lambda: Engine(max_body=settings.max_body_bytes))
+    endpoint = Endpoint(ctx, pairing, lane)
 
     ssl_ctx = make_ssl_context(settings.tls_cert, settings.tls_key) if settings.tls_cert and settings.tls_key else None
     grace = settings.shutdown_timeout_seconds
@@ -148,6 +150,7 @@ async def _serve_with_store(settings: NodeSettings, store: Store, stop: asyncio.
         await console_site.start()
     except OSError as e:
         endpoint_server.close()
+        lane.close()
         await admin_runner.cleanup()
         raise SettingsError(f"cannot listen: {e.strerror or e}") from e
     if not is_loopback_host(chost):
@@ -175,6 +178,7 @@ async def _serve_with_store(settings: NodeSettings, store: Store, stop: asyncio.
     if left:
         log.warning("%d message(s) still in flight after %.0fs: closing them", left, grace)
     endpoint_server.close()
+    lane.close()
     await admin_runner.cleanup()
     return 0
 

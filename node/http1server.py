@@ -8,9 +8,17 @@ with a Content-Length or chunked body, keep-alive, pipelining, `Expect: 100-cont
 stdlib's, through `loop.create_server`). The handler is synchronous and runs as soon as a
 message is complete: no task, no future. Numbers are in docs/decisions.md ("Node server library").
 
-Limits keep a hostile client cheap: head size, body size (413, then the rest of the body is
-read and dropped for a moment so the client sees the answer), a deadline for a started
-message (408) and an idle timeout for keep-alive connections.
+Limits keep a hostile client cheap: head size and body size (each at most the message limit,
+`max_body`: the head carries the client's Host, which mitmproxy takes at any length; 413/431,
+then the rest of the body is read and dropped for a moment so the client sees the answer),
+a deadline for a started message (408) and an idle timeout for keep-alive connections.
+Parsing is strict where RFC 9112 and h11 are (tests/test_node_http1_differential.py): a
+request target of visible characters, field values without control characters, chunk sizes of
+hex digits only, bounded trailers (wallarm_wire/chunked.py).
+
+A handler may answer later: it returns an asyncio future instead of an Outgoing (the endpoint
+does so for large messages, judged in a worker thread). The connection then holds its further
+pipelined messages until that answer is written, so answers stay in order.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,8 +38,7 @@ from wallarm_wire.protocol import is_token
 
 log = logging.getLogger(__name__)
 
-MAX_HEAD = 64 * 1024
-MAX_HEADERS = 100
+MAX_HEADERS = 100  # lines in the connector's POST head (it sends about eight)
 MESSAGE_TIMEOUT_S = 30.0  # a started message must be complete by then (slow senders)
 KEEPALIVE_TIMEOUT_S = 75.0  # an idle keep-alive connection is closed after this
 LINGER_S = 2.0  # after refusing a body: keep reading (and dropping) it so the client sees the answer
@@ -55,7 +63,11 @@ class Outgoing:
     close: bool = False
 
 
-Handler = Callable[[Incoming], Outgoing]
+Handler = Callable[[Incoming], "Outgoing | asyncio.Future[Outgoing]"]
+# RFC 9112 3.2 / 5: a target of visible ASCII; a field value of visible characters, obs-text,
+# spaces and tabs; NUL, CR and LF are refused (RFC 9110 5.5; other controls pass, as in h11)
+_TARGET_RE = re.compile(rb"[\x21-\x7e]+")
+_FIELD_VALUE_BAD_RE = re.compile(rb"[\x00\r\n]")
 
 
 class BadRequest(Exception):
@@ -111,7 +123,7 @@ def parse_head(raw: bytes) -> _Head:
     """Request line and headers (without the final CRLFCRLF). Raises BadRequest."""
     lines = raw.split(b"\r\n")
     parts = lines[0].split(b" ")
-    if len(parts) != 3 or not parts[1] or not is_token(parts[0]):
+    if len(parts) != 3 or not _TARGET_RE.fullmatch(parts[1]) or not is_token(parts[0]):
         raise BadRequest(400, f"malformed request line {lines[0][:60]!r}")
     version = parts[2]
     if version not in (b"HTTP/1.1", b"HTTP/1.0"):
@@ -125,7 +137,7 @@ def parse_head(raw: bytes) -> _Head:
     chunked = False
     for line in lines[1:]:
         name, colon, value = line.partition(b":")
-        if not colon or not is_token(name):
+        if not colon or not is_token(name) or _FIELD_VALUE_BAD_RE.search(value):
             raise BadRequest(400, f"malformed header line {line[:40]!r}")
         key = name.decode("latin-1").lower()
         text = value.strip(b" \t")
@@ -169,6 +181,8 @@ class ServerConnection(asyncio.Protocol):
         self._head: _Head | None = None  # parsed head of the message being received
         self._body_at = 0  # where that message's body starts in the buffer
         self._chunked: ChunkedBody | None = None
+        self._head_scanned = 0  # the buffer before this holds no end of head (no rescans)
+        self._answering: asyncio.Future[Outgoing] | None = None  # a handler's later answer
         self._continue_sent = False
         self._paused = False  # the client does not read its answers: stop reading its requests
         self.lingering = False  # a refused message's rest is being read and dropped
@@ -193,6 +207,11 @@ class ServerConnection(asyncio.Protocol):
         if not self._buf:
             self.started = self.last_active
         self._buf += data
+        if self._answering is not None:
+            # the current message is being judged: hold the next ones, but not without bound
+            if len(self._buf) > self.server.max_body and self.transport is not None:
+                self.transport.pause_reading()
+            return
         if not self._paused:
             self._serve()
 
@@ -206,7 +225,7 @@ class ServerConnection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._paused = False
-        if self.transport is not None and not self.transport.is_closing():
+        if self.transport is not None and not self.transport.is_closing() and self._answering is None:
             self.transport.resume_reading()
             self._serve()
 
@@ -214,7 +233,7 @@ class ServerConnection(asyncio.Protocol):
     @property
     def receiving(self) -> bool:
         """A message has started arriving and is not answered yet."""
-        return bool(self._buf) and not self.lingering
+        return (bool(self._buf) or self._answering is not None) and not self.lingering
 
     def close(self) -> None:
         if self.transport is not None:
@@ -224,6 +243,8 @@ class ServerConnection(asyncio.Protocol):
         if self.lingering:
             if now - self.started >= LINGER_S:
                 self.close()
+        elif self._answering is not None:
+            pass  # judged now; bounded by the endpoint, not by the client
         elif self.receiving:
             if now - self.started >= MESSAGE_TIMEOUT_S:
                 self._refuse(BadRequest(408, f"message not complete within {MESSAGE_TIMEOUT_S:.0f}s"))
@@ -233,7 +254,8 @@ class ServerConnection(asyncio.Protocol):
     # -- serving
     def _serve(self) -> None:
         """Answer every complete message in the buffer, in order (pipelining)."""
-        while self._buf and self.transport is not None and not self._paused and not self.lingering:
+        while (self._buf and self.transport is not None and not self._paused and not self.lingering
+               and self._answering is None):
             try:
                 message = self._next_message()
             except BadRequest as e:
@@ -243,12 +265,35 @@ class ServerConnection(asyncio.Protocol):
                 return
             incoming, keep_alive = message
             out = self.server.call_handler(incoming)
-            keep_alive = keep_alive and not out.close and not self.server.draining
-            self.transport.write(render(out, keep_alive, self.server.dates.get()))
-            if not keep_alive:
-                self.transport.close()
+            if not isinstance(out, Outgoing):
+                self._answering = out
+                out.add_done_callback(lambda fut, keep=keep_alive: self._answered(fut, keep))
                 return
-            self.started = self.last_active
+            if not self._send(out, keep_alive):
+                return
+
+    def _send(self, out: Outgoing, keep_alive: bool) -> bool:
+        """Write an answer; False when the connection closes after it."""
+        assert self.transport is not None
+        keep_alive = keep_alive and not out.close and not self.server.draining
+        self.transport.write(render(out, keep_alive, self.server.dates.get()))
+        if not keep_alive:
+            self.transport.close()
+            return False
+        self.started = self.last_active = time.monotonic()
+        return True
+
+    def _answered(self, fut: asyncio.Future[Outgoing], keep_alive: bool) -> None:
+        self._answering = None
+        if self.transport is None or self.transport.is_closing():
+            return
+        out = self.server.answer_of(fut)
+        if self._send(out, keep_alive):
+            if not self._buf:
+                self.started = self.last_active
+            if not self._paused:
+                self.transport.resume_reading()
+                self._serve()
 
     def _next_message(self) -> tuple[Incoming, bool] | None:
         buf = self._buf
@@ -281,11 +326,16 @@ class ServerConnection(asyncio.Protocol):
 
     def _read_head(self) -> _Head | None:
         buf = self._buf
-        end = buf.find(b"\r\n\r\n")
-        if end < 0 and len(buf) <= MAX_HEAD:
+        limit = self.server.max_body
+        end = buf.find(b"\r\n\r\n", self._head_scanned)
+        if end < 0:
+            if len(buf) > limit:
+                raise BadRequest(431, f"request head larger than {limit} bytes")
+            self._head_scanned = max(len(buf) - 3, 0)  # the next search starts here, not at 0
             return None
-        if end < 0 or end > MAX_HEAD:
-            raise BadRequest(431, f"request head larger than {MAX_HEAD} bytes")
+        self._head_scanned = 0
+        if end > limit:
+            raise BadRequest(431, f"request head larger than {limit} bytes")
         head = parse_head(bytes(buf[:end]))
         if head.length > self.server.max_body:
             raise BadRequest(413, f"message of {head.length} bytes exceeds the limit of {self.server.max_body}")
@@ -306,6 +356,7 @@ class ServerConnection(asyncio.Protocol):
         self.transport.write(render(Outgoing(e.status, error_body(e.reason)), False, self.server.dates.get()))
         self._buf.clear()
         self._head = self._chunked = None
+        self._head_scanned = 0
         # Keep reading for a moment: closing with unread bytes resets the connection, and a
         # client still sending its body would never see the answer.
         self.lingering = True
@@ -338,12 +389,21 @@ class HTTPServer:
         self._sweeper = loop.create_task(self._sweep_forever())
 
 
-    def call_handler(self, incoming: Incoming) -> Outgoing:
+    def call_handler(self, incoming: Incoming) -> Outgoing | asyncio.Future[Outgoing]:
         try:
             return self.handler(incoming)
         except Exception:  # noqa: BLE001 - the handler has its own; this is the last line of defence
             log.exception("handler failed for %s %s", incoming.method, incoming.target[:100])
             return Outgoing(500, error_body("internal error; see the node log"), close=True)
+
+    @staticmethod
+    def answer_of(fut: asyncio.Future[Outgoing]) -> Outgoing:
+        """A later answer's Outgoing, or a 500 when computing it failed."""
+        if not fut.cancelled() and fut.exception() is None:
+            return fut.result()
+        if not fut.cancelled():
+            log.error("handler failed", exc_info=fut.exception())
+        return Outgoing(500, error_body("internal error; see the node log"), close=True)
 
     async def _sweep_forever(self) -> None:
         while True:

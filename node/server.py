@@ -6,17 +6,26 @@ input the node cannot use gets a 4xx with a JSON `{"error": reason}`; nothing a 
 can crash the handler or be recorded as an attack by mistake.
 
 The HTTP side is `node/http1server.py`: it hands over complete messages and this module answers
-them synchronously. Analysis runs inline on the event loop: the engine bounds its own time per
-message (a few ms at worst), which is cheaper than a thread hop per request.
+them. A message up to LANE_MIN_BYTES is judged inline on the event loop: the engine bounds its
+own time per message (a few ms at worst), which is cheaper than a thread hop per request. A
+larger one is judged in the large-message lane (`JudgingLane`: one worker thread with its own
+engine, since an engine is not for concurrent use) and answered when done, so that while it is
+judged the loop keeps answering the small ones. Only the pure part (the engine, on a decoded
+message) leaves the loop; checks, policy, pairing, metrics and the store stay on it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import ssl
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from wallarm_wire.protocol import (
     H_BODY_TRUNCATED,
@@ -42,14 +51,15 @@ from node.context import NodeContext
 from node.http1server import BadRequest, Incoming, Outgoing, error_body
 from node.masking import mask_hits, request_excerpt
 from node.pairing import Pairing, RequestSeen, ResponseSeen
-from node.detect.findings import Detection
-from node.policy import Policy, Rules, canonical_ip, normalise_path
-from node.rules.modes import normalise_host
+from node.policy import Policy, canonical_ip, normalise_path
+from node.rules.modes import PartialAction, normalise_host
 from node.store.base import PARTIAL_TYPE, AttackRecord, Hit
 
 log = logging.getLogger(__name__)
 
 MAX_STORED_PATH = 2048
+# embedded messages over this many bytes are judged in the large-message lane, off the loop
+LANE_MIN_BYTES = 64 * 1024
 REFUSAL_LOG_INTERVAL = 10.0  # seconds between INFO lines about refused messages of one kind
 _NO_HITS: list[Hit] = []
 _NO_REASONS: list[str] = []
@@ -67,6 +77,44 @@ class MessageRefused(Exception):
     def __init__(self, status: int, kind: str, reason: str):
         super().__init__(reason)
         self.status, self.kind, self.reason = status, kind, reason
+
+
+class JudgingLane:
+    """One worker thread with its own engine, for large messages (built in that thread at
+    start, so the node does not wait for it; the first large message may)."""
+
+    def __init__(self, make_engine: Callable[[], Any]):
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="judge-large")
+        self._engine = self._pool.submit(make_engine)
+
+    def analyze(self, method: str, msg: RequestMessage | ResponseMessage, *args: Any) -> asyncio.Future[Any]:
+        """`engine.<method>(msg, *args)` in the lane's thread."""
+        return asyncio.get_running_loop().run_in_executor(self._pool, self._call, method, msg, *args)
+
+    def _call(self, method: str, msg: RequestMessage | ResponseMessage, *args: Any) -> Any:
+        return getattr(self._engine.result(), method)(msg, *args)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+@dataclass(slots=True)
+class _Message:
+    """A decoded message that passed the checks, waiting for (or back from) the engine."""
+
+    request_id: str
+    msg: RequestMessage | ResponseMessage
+    delivery: str
+    client_ip: str
+    instance: str
+    host: str = ""
+    mode: str = ""
+    body_limit: int | None = None  # body bytes inspected (a host/path override), None: the engine's
+    partial_inspection: PartialAction = "block"  # what a partial inspection counts as here
+    body_cut: bool = False  # the connector cut (or streamed) the body: X-Wallarm-Body-Truncated
+
+
+_LIVE_BODY = b'{"status":"live"}'
 
 
 def _error(status: int, reason: str) -> Outgoing:
@@ -109,8 +157,9 @@ def _check_length(msg: RequestMessage | ResponseMessage) -> None:
 
 
 class Endpoint:
-    def __init__(self, ctx: NodeContext, pairing: Pairing):
+    def __init__(self, ctx: NodeContext, pairing: Pairing, lane: JudgingLane | None = None):
         self.ctx = ctx
+        self.lane = lane
         self.settings = ctx.settings
         self.policy: Policy = ctx.policy
         self.engine = ctx.engine
@@ -121,13 +170,45 @@ class Endpoint:
         self._instance = self.settings.instance
         self._last_refusal_log: dict[str, float] = {}
 
-    def respond(self, incoming: Incoming) -> Outgoing:
-        """The server's handler: one complete message in, the answer out."""
+    def respond(self, incoming: Incoming) -> Outgoing | asyncio.Future[Outgoing]:
+        """The server's handler: one complete message in, the answer out (later, for a large one)."""
+        if incoming.method == "GET" and incoming.target.partition("?")[0].endswith("/live"):
+            # The connector's breaker asks this before it gives up on a node that stays silent
+            # on one message: answered on the loop, so an answer means the node is serving.
+            return Outgoing(200, _LIVE_BODY)
         try:
-            return self._handle(incoming)
+            m = self._prepare(incoming)
         except MessageRefused as e:
             self._count_refusal(e)
             return _error(e.status, e.reason)
+        if self.lane is not None and len(incoming.body) > LANE_MIN_BYTES and m.mode != "off":
+            return asyncio.ensure_future(self._judge_in_lane(m))
+        started = time.perf_counter()
+        try:
+            if isinstance(m.msg, ResponseMessage):
+                detection = self.engine.analyze_response(m.msg)
+            else:
+                detection = self.engine.analyze_request(m.msg, m.body_limit) if m.mode != "off" else None
+        except Exception:  # noqa: BLE001 - one bad message must not take the node down
+            return self._analysis_failed(m)
+        return self._conclude(m, detection, time.perf_counter() - started)
+
+    async def _judge_in_lane(self, m: _Message) -> Outgoing:
+        assert self.lane is not None
+        started = time.perf_counter()
+        try:
+            if isinstance(m.msg, ResponseMessage):
+                detection = await self.lane.analyze("analyze_response", m.msg)
+            else:
+                detection = await self.lane.analyze("analyze_request", m.msg, m.body_limit)
+        except Exception:  # noqa: BLE001
+            return self._analysis_failed(m)
+        return self._conclude(m, detection, time.perf_counter() - started)
+
+    def _analysis_failed(self, m: _Message) -> Outgoing:
+        self.metrics.analysis_errors.inc()
+        log.exception("analysis failed for request id %s", m.request_id)
+        return _error(500, "analysis failed; see the node log")
 
     def on_bad_request(self, e: BadRequest) -> None:
         """What the HTTP server refused before a message was complete (size, framing, time)."""
@@ -144,7 +225,8 @@ class Endpoint:
         else:
             log.debug("refused message (%s, HTTP %d): %s", e.kind, e.status, e.reason)
 
-    def _handle(self, incoming: Incoming) -> Outgoing:
+    def _prepare(self, incoming: Incoming) -> _Message:
+        """The cheap checks and the decoding; raises MessageRefused."""
         if incoming.method != "POST":
             raise MessageRefused(405, "method", f"method {incoming.method} not allowed: POST protocol v1 messages")
         headers = incoming.headers
@@ -168,36 +250,35 @@ class Endpoint:
         except ProtocolError as e:
             raise MessageRefused(400, "protocol", str(e)) from None
         _check_length(msg)
-        sync = delivery == DELIVERY_SYNC
         self.metrics.messages.inc(msgtype, delivery)
-        instance = headers.get(_INSTANCE, "")[:200]
+        m = _Message(request_id, msg, delivery, client_ip, headers.get(_INSTANCE, "")[:200])
+        if isinstance(msg, RequestMessage):
+            m.host = normalise_host(headers.get(_FORWARDED_HOST) or msg.header("host"))
+            rules = self.policy.rules_for(m.host, normalise_path(msg.target))
+            m.mode, m.body_limit, m.partial_inspection = rules.mode, rules.max_body_bytes, rules.partial_inspection
+            # the connector cut the body (or streamed it): what it did not send is not inspected
+            m.body_cut = _BODY_TRUNCATED in headers
+        return m
+
+    def _conclude(self, m: _Message, detection: Any, seconds: float) -> Outgoing:
+        """Policy, pairing, store and metrics for a judged message (on the loop)."""
         try:
-            if isinstance(msg, ResponseMessage):
-                verdict = self._on_response(request_id, msg)
+            hits = self._hits(detection, seconds)
+            if isinstance(m.msg, ResponseMessage):
+                verdict = self._on_response(m.request_id, m.msg, hits)
             else:
-                host = normalise_host(headers.get(_FORWARDED_HOST) or msg.header("host"))
-                # the connector cut the body (or streamed it): what it did not send is not inspected
-                cut = _BODY_TRUNCATED in headers
-                verdict = self._on_request(request_id, msg, client_ip, host, sync, instance, cut)
+                verdict = self._on_request(m, m.msg, hits, self._partial(m, detection))
         except Exception:  # noqa: BLE001 - one bad message must not take the node down
-            self.metrics.analysis_errors.inc()
-            log.exception("analysis failed for request id %s", request_id)
-            return _error(500, "analysis failed; see the node log")
+            return self._analysis_failed(m)
         self.metrics.verdicts.inc(verdict.action, verdict.reason or "benign")
         return Outgoing(verdict.status, verdict.to_json())
 
     # -- requests: decide (sync) or only record (async)
-    def _on_request(self, request_id: str, msg: RequestMessage, client_ip: str, host: str,
-                    sync: bool, instance: str, body_cut: bool = False) -> Verdict:
-        path = normalise_path(msg.target)
-        rules = self.policy.rules_for(host, path)
-        mode = rules.mode
-        hits, partial = _NO_HITS, _NO_REASONS
-        lists = frozenset()
-        if mode != "off":
-            lists = self.policy.lists_for(client_ip)
-            hits, partial = self._inspect_request(msg, rules, body_cut)
-        decision = self.policy.decide(mode, lists, bool(hits), sync, bool(partial), rules.partial_inspection)
+    def _on_request(self, m: _Message, msg: RequestMessage, hits: list[Hit], partial: list[str]) -> Verdict:
+        request_id, client_ip, host, mode, instance = m.request_id, m.client_ip, m.host, m.mode, m.instance
+        sync = m.delivery == DELIVERY_SYNC
+        lists = self.policy.lists_for(client_ip) if mode != "off" else frozenset()
+        decision = self.policy.decide(mode, lists, bool(hits), sync, bool(partial), m.partial_inspection)
         raw_path = msg.target.split("?", 1)[0][:MAX_STORED_PATH]
         masked = mask_hits(hits) if hits else _NO_HITS
         # The pairing table keeps this summary for up to its TTL: no excerpt in it (memory).
@@ -215,18 +296,18 @@ class Endpoint:
                          earlier.status if earlier is not None else None, request_excerpt(msg))
         return Verdict(request_id, "block" if decision.block else "pass", mode, masked, decision.reason, partial)
 
-    def _inspect_request(self, msg: RequestMessage, rules: Rules, body_cut: bool) -> tuple[list[Hit], list[str]]:
-        """The request's findings, and why its inspection was partial (empty: judged whole)."""
-        detection = self._timed(self.engine.analyze_request, msg, rules.max_body_bytes)
-        if body_cut:
+    def _partial(self, m: _Message, detection: Any) -> list[str]:
+        """Why the request's inspection was partial (empty: judged whole, or mode off)."""
+        if detection is None:
+            return _NO_REASONS
+        if m.body_cut:
             detection.mark_partial("body")
         for reason in detection.partial:
             self.metrics.partial.inc(reason)
-        return self._hits(detection), detection.partial or _NO_REASONS
+        return detection.partial or _NO_REASONS
 
     # -- responses: analysed, joined with their request, never blocked
-    def _on_response(self, request_id: str, msg: ResponseMessage) -> Verdict:
-        hits = self._hits(self._timed(self.engine.analyze_response, msg))
+    def _on_response(self, request_id: str, msg: ResponseMessage, hits: list[Hit]) -> Verdict:
         masked = mask_hits(hits) if hits else _NO_HITS
         earlier = self.pairing.response_seen(request_id, ResponseSeen(msg.status, masked))
         if earlier is not None:
@@ -237,13 +318,10 @@ class Endpoint:
                 self._record(request_id, earlier, masked, "monitored", "attack", msg.status)
         return Verdict(request_id, "pass", earlier.mode if earlier else "", masked, "response")
 
-    def _timed(self, analyze, *args) -> Detection:  # noqa: ANN001
-        started = time.perf_counter()
-        detection = analyze(*args)
-        self.metrics.analysis.observe(time.perf_counter() - started)
-        return detection
-
-    def _hits(self, detection: Detection) -> list[Hit]:
+    def _hits(self, detection: Any, seconds: float) -> list[Hit]:
+        if detection is None:  # mode off: not judged
+            return _NO_HITS
+        self.metrics.analysis.observe(seconds)
         if not detection.is_attack:
             return _NO_HITS
         for hit in detection.attacks:

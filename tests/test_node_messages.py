@@ -191,6 +191,17 @@ async def test_get_is_refused_with_405(node):
     assert err.value.code == 405 and "POST" in json.loads(err.value.read())["error"]
 
 
+async def test_live_is_answered_on_the_endpoint_without_counting_a_refusal(node):
+    """The connector's breaker checks `<node path>/live` on the endpoint before opening."""
+    before = metric(node, 'wallarm_node_parse_errors_total{kind="method"}')
+    with urllib.request.urlopen(node.endpoint_url + "live", timeout=5) as r:  # noqa: S310 - loopback
+        assert r.status == 200 and json.loads(r.read()) == {"status": "live"}
+    assert metric(node, 'wallarm_node_parse_errors_total{kind="method"}') == before
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(node.endpoint_url + "live-not", timeout=5)  # noqa: S310 - loopback
+    assert err.value.code == 405
+
+
 async def test_parse_errors_are_counted(node):
     before = metric(node, 'wallarm_node_parse_errors_total{kind="protocol"}')
     with NodeClient(node) as c:

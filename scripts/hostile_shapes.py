@@ -1,0 +1,174 @@
+"""Hostile request shapes of any size, for timing the node on what an attacker would send.
+
+`build(shape, size)` returns a RequestMessage whose variable part is about `size` bytes. The
+shapes: long runs of each character class, `key=value` and `a=b;` runs, nested URL and Base64
+encodings, deep JSON and XML, many fields, many headers, and an attack with padding in each
+place a request carries data (query, form, JSON, multipart, header, cookie, path). Used by
+scripts/bench_hostile.py (through a running node) and tests/test_node_hostile.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from urllib.parse import quote
+
+from wallarm_wire.protocol import RequestMessage
+
+ATTACK = "<script>alert(1);</script>"
+SQLI = "' OR 1=1--"
+FORM = b"application/x-www-form-urlencoded"
+
+
+def _fill(unit: str, size: int) -> str:
+    return (unit * (size // len(unit) + 1))[:size]
+
+
+def _form(value: str) -> RequestMessage:
+    body = ("comment=" + value).encode("utf-8", "surrogateescape")
+    return RequestMessage("POST", "/form", [(b"Host", b"shop.test"), (b"Content-Type", FORM)], body)
+
+
+def _json(body: bytes) -> RequestMessage:
+    return RequestMessage("POST", "/api", [(b"Host", b"api.test"), (b"Content-Type", b"application/json")], body)
+
+
+def _run(unit: str) -> Callable[[int], RequestMessage]:
+    """A run of one character class, then an attack: the issue 13 shape (`AAAA...;<script>`)."""
+    return lambda size: _form(_fill(unit, size) + ";" + ATTACK)
+
+
+def _nested_url(size: int) -> RequestMessage:
+    """The attack URL-encoded 1 to 16 times over, again and again, up to `size`."""
+    levels = [quote(SQLI, safe="")]
+    for _ in range(15):
+        levels.append(levels[-1].replace("%", "%25"))  # what quote() does to an encoded text
+    parts: list[str] = []
+    total = 0
+    while total < size:
+        parts.append(levels[len(parts) % len(levels)])
+        total += len(parts[-1]) + 1
+    return RequestMessage("GET", "/search?q=" + "+".join(parts)[:size], [(b"Host", b"shop.test")])
+
+
+def _nested_base64(size: int) -> RequestMessage:
+    value = ATTACK.encode()
+    while len(value) < size:
+        value = base64.b64encode(value)
+    return _form(value[:size].decode())
+
+
+def _deep_json(size: int) -> RequestMessage:
+    depth = size // 6
+    return _json(b'{"a":' * depth + json.dumps(ATTACK).encode() + b"}" * depth)
+
+
+def _deep_json_arrays(size: int) -> RequestMessage:
+    depth = size // 2
+    return _json(b"[" * depth + json.dumps(SQLI).encode() + b"]" * depth)
+
+
+def _deep_xml(size: int) -> RequestMessage:
+    depth = size // 7
+    body = b"<a><b>" * (depth // 2) + ATTACK.replace("<", "&lt;").encode() + b"</b></a>" * (depth // 2)
+    return RequestMessage("POST", "/xml", [(b"Host", b"api.test"), (b"Content-Type", b"application/xml")], body)
+
+
+def _many_fields(size: int) -> RequestMessage:
+    n = max(size // 12, 1)
+    body = "&".join(f"f{i}=v{i}" for i in range(n)) + "&last=" + quote(SQLI)
+    return RequestMessage("POST", "/form", [(b"Host", b"shop.test"), (b"Content-Type", FORM)], body.encode())
+
+
+def _many_json_fields(size: int) -> RequestMessage:
+    n = max(size // 14, 1)
+    doc = {f"k{i}": i for i in range(n)}
+    doc["last"] = SQLI
+    return _json(json.dumps(doc).encode())
+
+
+def _many_headers(size: int) -> RequestMessage:
+    n = max(size // 20, 1)
+    headers = [(b"Host", b"shop.test")] + [(b"X-H-%d" % i, b"v%d" % i) for i in range(n)]
+    headers.append((b"X-Last", ATTACK.encode()))
+    return RequestMessage("GET", "/", headers)
+
+
+def _pad(size: int) -> str:
+    return _fill("a", size)
+
+
+def _attack_in_query(size: int) -> RequestMessage:
+    return RequestMessage("GET", f"/search?pad={_pad(size)}&q={quote(SQLI)}", [(b"Host", b"shop.test")])
+
+
+def _attack_in_form(size: int) -> RequestMessage:
+    body = f"pad={_pad(size)}&q={quote(SQLI)}".encode()
+    return RequestMessage("POST", "/form", [(b"Host", b"shop.test"), (b"Content-Type", FORM)], body)
+
+
+def _attack_in_json(size: int) -> RequestMessage:
+    return _json(json.dumps({"pad": _pad(size), "q": SQLI}).encode())
+
+
+def _attack_in_multipart(size: int) -> RequestMessage:
+    body = (f"--B\r\nContent-Disposition: form-data; name=\"pad\"\r\n\r\n{_pad(size)}\r\n"
+            f"--B\r\nContent-Disposition: form-data; name=\"q\"\r\n\r\n{ATTACK}\r\n--B--\r\n").encode()
+    return RequestMessage("POST", "/upload", [(b"Host", b"shop.test"),
+                                              (b"Content-Type", b"multipart/form-data; boundary=B")], body)
+
+
+def _attack_in_header(size: int) -> RequestMessage:
+    return RequestMessage("GET", "/", [(b"Host", b"shop.test"), (b"X-Pad", _pad(size).encode()),
+                                       (b"X-Q", ATTACK.encode())])
+
+
+def _attack_in_header_value(size: int) -> RequestMessage:
+    return RequestMessage("GET", "/", [(b"Host", b"shop.test"), (b"Referer", (_pad(size) + ATTACK).encode())])
+
+
+def _attack_in_cookie(size: int) -> RequestMessage:
+    return RequestMessage("GET", "/", [(b"Host", b"shop.test"),
+                                       (b"Cookie", f"pad={_pad(size)}; q={quote(SQLI)}".encode())])
+
+
+def _attack_in_path(size: int) -> RequestMessage:
+    return RequestMessage("GET", f"/{_pad(size)}/../../etc/passwd", [(b"Host", b"shop.test")])
+
+
+SHAPES: dict[str, Callable[[int], RequestMessage]] = {
+    "run:word": _run("A"),
+    "run:digits": _run("7"),
+    "run:spaces": _run(" "),
+    "run:quotes": _run("'\""),
+    "run:lt": _run("<"),
+    "run:percent": _run("%"),
+    "run:backslash": _run("\\"),
+    "run:control": _run("\x01\x02\x1f"),
+    "run:secret-words": _run("password"),
+    "run:key=value": _run("key=value"),
+    "run:a=b;": _run("a=b;"),
+    "nested:url": _nested_url,
+    "nested:base64": _nested_base64,
+    "deep:json-objects": _deep_json,
+    "deep:json-arrays": _deep_json_arrays,
+    "deep:xml": _deep_xml,
+    "many:form-fields": _many_fields,
+    "many:json-fields": _many_json_fields,
+    "many:headers": _many_headers,
+    "padded:query": _attack_in_query,
+    "padded:form": _attack_in_form,
+    "padded:json": _attack_in_json,
+    "padded:multipart": _attack_in_multipart,
+    "padded:header": _attack_in_header,
+    "padded:header-value": _attack_in_header_value,
+    "padded:cookie": _attack_in_cookie,
+    "padded:path": _attack_in_path,
+}
+
+SIZES = [1024, 8 * 1024, 64 * 1024, 256 * 1024, 1024 * 1024]
+
+
+def build(shape: str, size: int) -> RequestMessage:
+    return SHAPES[shape](size)
