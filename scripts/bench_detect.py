@@ -14,9 +14,8 @@ Every request is first shaped the way ../shared/tools/replay.py puts it on the w
 added when missing, Content-Length set, Connection: close), then judged by each engine.
 
 Blocked means: for `node`, what the node answers in mode `block` (`Engine.analyze_request`
-finds an attack, or inspected it only in part: node/server.py `_inspect_request` + node/policy.py
-`decide`); for `modsecurity`, a
-403 intervention after phase 2 (CRS anomaly scoring at its default threshold 5).
+finds an attack, or inspected it only in part: node/server.py `_conclude` + node/policy.py
+`decide`); for `modsecurity`, a 403 intervention after phase 2 (CRS anomaly scoring at its default threshold 5).
 
 Reports per source and class: attacks blocked (TPR), benign passed (TNR), balanced accuracy
 (TPR+TNR)/2 - on a source without benign records TNR is null and the balanced accuracy is

@@ -164,6 +164,12 @@ def test_deadline_makes_the_verdict_partial(engine: Engine, monkeypatch: pytest.
     assert det.partial == ["deadline"] or det.is_attack
 
 
+def test_header_flood_cut_by_time_is_partial(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine_mod._Run, "out_of_time", lambda self: True)
+    msg = req("/", headers=[(f"X-H{i}".encode(), f"v {i}".encode()) for i in range(600)])
+    assert engine.analyze_request(msg).partial == ["deadline"]
+
+
 def test_partial_verdicts_are_not_cached() -> None:
     """The payload's value, judged without its analyser (budget spent), must not be kept: the
     same field in a small request is judged afresh, and found."""

@@ -272,7 +272,7 @@ class Engine:
                 if i & 255 == 255 and run.out_of_time():
                     # thousands of header lines (mitmproxy accepts any number) are bounded in
                     # time too, not only the values judged: what is left unread is a partial verdict
-                    run.det.truncated = run.stopped = True
+                    run.stop()
                     break
                 key = line if type(line) is tuple else tuple(line)
                 found = units.get(key)  # the hot path: a header line seen before
