@@ -61,8 +61,9 @@ BYTES_PER_DETECTOR_CALL = 256
 DEADLINE_S = 0.020
 DEADLINE_S_PER_MIB = 0.200
 _MIB = 1024 * 1024
-# the time bound only cuts a request after this much was judged: a small request (most attacks)
-# is always judged whole, even when a collector pause or a page fault ate its time budget
+# the time bound only cuts a request after this much was judged, and counts from there: a small
+# request (most attacks) is always judged whole, even when a collector pause or a page fault ate
+# its time budget
 MIN_JUDGED_CHARS = 4 * 1024
 UNVERIFIED_SCORE = 5
 # values made only of these characters cannot carry an attack (and are most of the traffic)
@@ -114,8 +115,10 @@ class _Run:
         self.seen_units: set[tuple] = set()
         self.chars = 0
         self.allowed = DEADLINE_S + DEADLINE_S_PER_MIB * size / _MIB
-        self.deadline = time.perf_counter() + self.allowed
-        self.cpu_start = time.thread_time()
+        # the clocks start at the first out_of_time() call, i.e. once MIN_JUDGED_CHARS were
+        # judged: most requests never get there, and never pay for a thread_time() call
+        self.deadline = 0.0
+        self.cpu_start = -1.0
         self.stopped = False
         self.cuts = 0  # limits met so far (a verdict judged while this grew is not cached)
 
@@ -128,6 +131,10 @@ class _Run:
         counts time spent waiting for a core, and the verdict must not depend on the load.
         The wall clock is checked first because it is cheap (no system call)."""
         if time.perf_counter() <= self.deadline:
+            return False
+        if self.cpu_start < 0:
+            self.cpu_start = time.thread_time()
+            self.deadline = time.perf_counter() + self.allowed
             return False
         spent = time.thread_time() - self.cpu_start
         if spent <= self.allowed:
@@ -315,11 +322,13 @@ class Engine:
                 return
         sink = FieldSink(run.max_body)
         parse(raw, sink)
-        for reason in sink.reasons:
-            run.cut(reason)
+        whole = not (sink.cuts or sink.dropped)  # the parse read everything (nearly always)
+        if not whole:
+            for reason in sink.reasons:
+                run.cut(reason)
         collected: list = []
         complete = self._judge_fields(run, sink.fields, collected)
-        if cacheable and complete and not sink.reasons:
+        if cacheable and complete and whole:
             self._remember(cache, key, marshal.dumps(collected) if collected else NOTHING, MAX_UNIT_CACHE)
 
     def _judge_fields(self, run: _Run, fields: list[tuple[str, str, str]],
