@@ -199,11 +199,11 @@ def test_a_small_request_is_judged_whole_even_past_the_deadline(monkeypatch: pyt
     e = Engine()
     monkeypatch.setattr(engine_mod._Run, "out_of_time", lambda self: True)  # time already spent
     det = e.analyze_request(req("/?p=..%2F..%2F..%2F..%2Fproc%2Fself%2Ffd%2F13"))
-    assert det.is_attack and not det.truncated
+    assert det.is_attack and not det.partial
     # a big request is still cut once the guaranteed part is judged
     big = req("/", body=("&".join(f"f{i}=" + "a b " * 3000 for i in range(40))).encode(),
               ctype="application/x-www-form-urlencoded")
-    assert e.analyze_request(big).truncated
+    assert e.analyze_request(big).partial == ["deadline"]
 
 
 def test_isalnum_is_a_subset_of_the_safe_value_class() -> None:
