@@ -450,8 +450,7 @@ def _parse_text(text: str, kind: str | None, sink: FieldSink) -> None:
                 return
         elif _form_shaped(text):
             parse_pairs(text, "body.form", "form", sink)
-        if not _binary_text(text):
-            sink.add("body", text, "body")
+        sink.add("body", _strings(text) if _binary_text(text) else text, "body")
         return
     if kind == "form":
         parse_pairs(text, "body.form", "form", sink)
@@ -465,14 +464,23 @@ def _parse_text(text: str, kind: str | None, sink: FieldSink) -> None:
     if kind is None and "=" in text[:256] and first != "<":
         parse_pairs(text, "body.form", "form", sink)
         return
-    if _binary_text(text):
-        return
-    sink.add("body", text, "body")
+    sink.add("body", _strings(text) if _binary_text(text) else text, "body")
 
 
 def _binary_text(text: str) -> bool:
     """looks_binary of a text reading (a UTF-16 body's bytes are full of zeros, its text not)."""
     return looks_binary(text[:512].encode("utf-8", "replace"))
+
+
+# Binary data is never skipped: it is judged as what `strings` reads of it, runs of 12 or more
+# printable ASCII characters. A text payload hidden in it (`\x00<script>...`) is such a run;
+# random bytes give about one per 150 KB. Measured on random data: runs of 8 (joined) were judged
+# an attack in 3 of 20 MB, of 10 in 1 of 20, of 12 in none of 20 x 1 MB and 10 x 5 MB.
+_STRINGS_RE = re.compile(r"[\x20-\x7e]{12,}")
+
+
+def _strings(text: str) -> str:
+    return " ".join(_STRINGS_RE.findall(text))
 
 
 def _form_shaped(text: str) -> bool:
@@ -545,8 +553,9 @@ def _parse_multipart(body: bytes, media: MediaType, sink: FieldSink) -> bool:
                     return True
                 _part_fields(part, sink, names_seen)
             for where, extra in (("preamble", reading.preamble), ("epilogue", reading.epilogue)):
-                if extra.strip() and not looks_binary(extra):  # no backend reads it: a place to hide
-                    sink.add(f"multipart.{where}", _text(extra), "body")
+                if extra.strip():  # no backend reads it: a place to hide
+                    text = _text(extra)
+                    sink.add(f"multipart.{where}", _strings(text) if looks_binary(extra) else text, "body")
     return found
 
 
@@ -566,7 +575,10 @@ def _part_fields(part: multipart.Part, sink: FieldSink, names_seen: set[str]) ->
         sink.add(f"{loc}.filename", filename, "filename")
     content = part.content
     if head.filenames and b"\x00" in content[:1024]:
-        return  # a binary upload: its name is judged, its bytes are not text
+        # a binary upload: judged as its printable runs (a reading that sees no filename in the
+        # Content-Disposition hands the backend this part as a text field)
+        sink.add(loc, _strings(content.decode("latin-1")), "multipart")
+        return
     media = parse_content_type(head.content_type) if head.content_type else None
     is_json = media is not None and _body_kind(media.essences[0]) == "json"
     for text in charset.text_readings(content, media.first("charset") if media else None, sniff_json=is_json):
