@@ -170,3 +170,13 @@ async def test_a_bare_plugin_config_does_not_route(routed: Routed, nodes) -> Non
     assert f.response is not None and f.response.status_code == 403
     g = await routed.send("/anything")
     assert g.response is None and (g.request.host, g.request.path) == ("address", "/anything")
+
+
+async def test_routing_sets_the_mitmproxy_options_it_needs_and_a_bare_config_restores_them(
+        routed: Routed, nodes) -> None:  # type: ignore[no-untyped-def]
+    options = routed.tctx.options
+    assert options.keep_host_header is True  # routing matches the client's Host
+    routed.write(plugin(nodes[0]))
+    assert options.keep_host_header is False  # the user's value (mitmproxy's default) is back
+    routed.write(declarative(*nodes))
+    assert options.keep_host_header is True
