@@ -17,8 +17,8 @@ from typing import Any
 from aiohttp import web
 
 from addon import __version__
-from addon.active import ActiveConfig
 from addon.config import PLUGIN_NAME
+from addon.runtime import RuntimeConfig
 from wallarm_wire import protocol
 
 log = logging.getLogger("wallarm.status")
@@ -29,20 +29,21 @@ for _name in ("aiohttp.access", "aiohttp.server", "aiohttp.web"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
 
-def root_document(active: ActiveConfig | None, started_at: float) -> dict[str, Any]:
+def root_document(runtime: RuntimeConfig | None, started_at: float) -> dict[str, Any]:
     """`GET /`: like Kong's admin root."""
     return {"tagline": "Welcome to the Wallarm connector for mitmproxy",
             "version": __version__, "connector_type": protocol.CONNECTOR_TYPE,
             "protocol_version": protocol.PROTOCOL_VERSION,
             "plugins": {"available_on_server": {PLUGIN_NAME: {"version": __version__}},
-                        "enabled_in_cluster": [PLUGIN_NAME] if active and active.enabled else []},
+                        "enabled_in_cluster": [PLUGIN_NAME] if runtime and runtime.any_enabled else []},
             "started_at": started_at}
 
 
-def plugins_document(active: ActiveConfig | None) -> dict[str, Any]:
-    """`GET /plugins`: the active config (secret masked) and its node breakers."""
+def plugins_document(runtime: RuntimeConfig | None) -> dict[str, Any]:
+    """`GET /plugins`: every plugin instance of the running config (secrets masked), global first,
+    with its node breakers."""
     data = []
-    if active is not None:
+    for active in runtime.actives if runtime is not None else ():
         item = active.plugin.public_dict()
         item["version"] = __version__
         item["loaded_at"] = active.loaded_at

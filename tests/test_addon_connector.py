@@ -387,7 +387,7 @@ async def test_node_secret_and_instance_are_sent(harness: Harness, node: FakeNod
     await harness.addon.request(f)
     h = node.received[-1]["headers"]
     assert h[protocol.H_SECRET] == "s3cret" and h[protocol.H_INSTANCE] == "edge-1"
-    assert plugins_document(harness.addon.active)["data"][0]["config"]["node_secret"] == "***"
+    assert plugins_document(harness.addon.runtime)["data"][0]["config"]["node_secret"] == "***"
 
 
 async def test_multiple_nodes_fail_over_in_line(harness: Harness, node: FakeNode) -> None:
