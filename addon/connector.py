@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
+import uuid
 from pathlib import Path
 
 from mitmproxy import ctx, exceptions, http
@@ -26,7 +29,9 @@ from addon.http1 import Answer
 from addon.metrics import Metrics
 from addon.mirror import Mirror
 from addon.node_client import NodeCallError
-from addon.status import StatusServer, plugins_document, root_document
+from addon.admin_api import AdminApi
+from addon.admin_store import DeclarativeStore
+from addon.status import StatusServer, root_document
 from addon.verdicts import UNJUDGED, Verdicts
 from addon.watch import ConfigWatcher
 from wallarm_wire import protocol
@@ -40,6 +45,7 @@ JUDGED = "wallarm_judged"  # the request was already judged on its headers (stre
 EARLY = "wallarm_early_verdict"  # a body-less request's verdict, asked for at requestheaders
 
 DEFAULT_ADMIN_LISTEN = "127.0.0.1:8001"
+ADMIN_TOKEN_ENV = "WALLARM_ADMIN_TOKEN"
 
 
 class WallarmConnector:
@@ -49,8 +55,12 @@ class WallarmConnector:
         self.verdicts = Verdicts(self.metrics)
         self.delivery = MirrorDelivery(self.metrics)
         self.mirror: Mirror[MirrorItem] = Mirror(self.delivery.deliver, self.delivery.count_drop)
-        self.status = StatusServer(lambda: root_document(self.active, self._started_at),
-                                   lambda: plugins_document(self.active), self._status_metrics)
+        self.store: DeclarativeStore | None = None  # the Admin API's writer of the config file
+        self.node_id = str(uuid.uuid4())
+        admin = AdminApi(lambda: self.store, self._plugin_runtime, self._admin_token,
+                         lambda: self.status.bound[0] if self.status.bound else None)
+        self.status = StatusServer(lambda: root_document(self.active, self._started_at, self.node_id),
+                                   self._status_document, self._status_metrics, admin)
         self.watcher: ConfigWatcher | None = None
         self._running = False
         self._admin_listen = ""
@@ -62,7 +72,11 @@ class WallarmConnector:
         loader.add_option("wallarm_config", str, "",
                           "Path of the Wallarm plugin config (enable-plugin.json). Empty: connector off.")
         loader.add_option("wallarm_admin_listen", str, DEFAULT_ADMIN_LISTEN,
-                          "HOST:PORT of the read-only status listener (/, /plugins, /metrics). Empty: off.")
+                          "HOST:PORT of the status listener and Admin API (/, /services, /routes, /plugins, "
+                          "/status, /metrics). Empty: off.")
+        loader.add_option("wallarm_admin_token", str, "",
+                          "Token the Admin API requires (header Kong-Admin-Token) from a non-loopback peer or "
+                          f"when listening off loopback. Empty: ${ADMIN_TOKEN_ENV}, else no access off loopback.")
 
     def configure(self, updated: set[str]) -> None:
         if "wallarm_admin_listen" in updated:
@@ -79,6 +93,7 @@ class WallarmConnector:
             path = ctx.options.wallarm_config.strip()
             if not path:
                 self._set_watcher(None)
+                self.store = None
                 self._swap(None)
                 return
             file = Path(path)
@@ -90,7 +105,11 @@ class WallarmConnector:
             self._set_watcher(file)
             assert self.watcher is not None
             self.watcher.prime(raw)  # the exact bytes just loaded: a change after this is seen
+            self.store = DeclarativeStore(file, lambda data: parse_config(data, base_dir=file.resolve().parent,
+                                                                          source=str(file)),
+                                          self._apply_admin_change)
             self._apply(plugin, reason="loaded")
+            self.store.loaded(raw)
 
     def running(self) -> None:
         self._running = True
@@ -125,6 +144,14 @@ class WallarmConnector:
 
     def _on_valid_file(self, plugin: PluginConfig) -> None:
         self._apply(plugin, reason="reloaded")
+        if self.store is not None and self.watcher is not None and self.watcher.seen is not None:
+            self.store.loaded(self.watcher.seen)
+
+    def _apply_admin_change(self, raw: bytes, plugin: PluginConfig) -> None:
+        """A change written by the Admin API: applied now, and the watcher told it is not news."""
+        if self.watcher is not None:
+            self.watcher.prime(raw)
+        self._apply(plugin, reason="changed through the Admin API")
 
     def _on_invalid_file(self, message: str) -> None:
         self.metrics.config_errors += 1
@@ -135,7 +162,7 @@ class WallarmConnector:
         self._swap(active)
         s = plugin.config
         self.mirror.resize(s.mirror_queue_size, s.mirror_workers, active.timeouts.mirror_linger_s)
-        if reason == "reloaded":
+        if reason != "loaded":
             self.metrics.config_reloads += 1
         log.info("config %s: %s, %s mode, nodes %s, timeout %d ms, fail_%s", reason,
                  "enabled" if plugin.enabled else "DISABLED",
@@ -161,6 +188,30 @@ class WallarmConnector:
             return
         host, port = parse_hostport(listen)
         await self.status.start(host, port)
+
+    def _admin_token(self) -> str:
+        return ctx.options.wallarm_admin_token or os.environ.get(ADMIN_TOKEN_ENV, "")
+
+    def _plugin_runtime(self, plugin: dict) -> dict:
+        """What `/plugins` shows of a plugin beside its config: the connector's version and, for the
+        running one, when it was loaded and its node breakers."""
+        out: dict = {"version": __version__}
+        active = self.active
+        if active is not None:
+            out["loaded_at"] = active.loaded_at
+            out["node_breakers"] = active.client.breaker_states()
+        return out
+
+    def _status_document(self) -> dict:
+        """`GET /status`, like Kong's: the server's counters and the running config's hash."""
+        m = self.metrics
+        return {"database": {"reachable": True},
+                "server": {"requests_inspected": m.inspected},
+                "configuration_hash": self.store.running_hash if self.store else "",
+                "hostname": socket.gethostname(), "node_id": self.node_id,
+                "wallarm": {"enabled": bool(self.active and self.active.enabled),
+                            "mirror_queue_depth": self.mirror.depth,
+                            "node_breakers": self.active.client.breaker_states() if self.active else {}}}
 
     def _status_metrics(self) -> str:
         active = self.active
