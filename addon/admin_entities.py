@@ -17,9 +17,10 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from pydantic import ValidationError
 
 from addon.config import PluginSettings
+from addon.declarative import Service
 
 FORMAT_VERSION = "3.0"
 KINDS = ("services", "routes", "plugins")
@@ -92,19 +93,15 @@ def derived_id(kind: str, key: str) -> str:
 
 
 def split_url(url: Any) -> dict[str, Any]:
-    """Kong's `url` shorthand as protocol/host/port/path."""
-    if not isinstance(url, str):
-        raise schema_violation({"url": "expected a string"})
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise schema_violation({"url": "missing host in url" if parts.scheme else "invalid url"})
+    """Kong's `url` shorthand as protocol/host/port/path, expanded by the declarative model itself."""
     try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        raise schema_violation({"url": "invalid port"}) from None
-    out: dict[str, Any] = {"protocol": parts.scheme, "host": parts.hostname, "port": port}
-    if parts.path:
-        out["path"] = parts.path
+        service = Service.model_validate({"url": url})
+    except ValidationError as e:
+        raise schema_violation({"url": "; ".join(err["msg"].removeprefix("Value error, ")
+                                                 for err in e.errors())}) from None
+    out: dict[str, Any] = {"protocol": service.protocol, "host": service.host, "port": service.port}
+    if service.path:
+        out["path"] = service.path
     return out
 
 
@@ -141,52 +138,56 @@ class Entities:
     routes: list[dict[str, Any]] = field(default_factory=list)
     plugins: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)  # other top-level keys, kept as they are
+    _ids: dict[str, str] = field(default_factory=dict, repr=False)
+    _stamp: int = 0
 
     # ----------------------------------------------------------- the document
     @classmethod
-    def from_document(cls, doc: dict[str, Any], stamp: int) -> Entities:
-        """Flatten a declarative document (or a bare plugin object, the seed's file)."""
+    def from_document(cls, doc: dict[str, Any], ids: dict[str, str], stamp: int) -> Entities:
+        """Flatten a declarative document (or a bare plugin object, the seed's file). `ids` are the
+        ids the declarative model gave the services and routes, by where they are written
+        (`services.0.routes.1`), so an entity written without one has the same id everywhere."""
         doc = copy.deepcopy(doc)
         if "_format_version" not in doc and "name" in doc:
             doc = {"_format_version": FORMAT_VERSION, "plugins": [doc]}
         out = cls(extra={k: v for k, v in doc.items() if k not in KINDS and k != "_format_version"})
-        for s in doc.get("services") or []:
+        out._ids, out._stamp = ids, stamp
+        for i, s in enumerate(doc.get("services") or []):
             routes, plugins = s.pop("routes", None) or [], s.pop("plugins", None) or []
-            out._adopt("services", s, stamp, key=str(s.get("name") or len(out.services)))
+            out._adopt("services", s, f"services.{i}")
             sref = {"id": s["id"]}
-            for r in routes:
-                out._adopt_route(r, sref, stamp)
-            for p in plugins:
+            for j, r in enumerate(routes):
+                r.pop("service", None)
+                out._adopt_route(r, sref, f"services.{i}.routes.{j}")
+            for k, p in enumerate(plugins):
                 p["service"] = sref
-                out._adopt_plugin(p, stamp)
-        for r in doc.get("routes") or []:
-            out._adopt_route(r, out._resolve_ref("services", r.pop("service", None)), stamp)
-        for p in doc.get("plugins") or []:
+                out._adopt_plugin(p, f"services.{i}.plugins.{k}")
+        for j, r in enumerate(doc.get("routes") or []):
+            out._adopt_route(r, out._resolve_ref("services", r.pop("service", None)), f"routes.{j}")
+        for k, p in enumerate(doc.get("plugins") or []):
             p["service"] = out._resolve_ref("services", p.get("service"))
             p["route"] = out._resolve_ref("routes", p.get("route"))
-            out._adopt_plugin(p, stamp)
+            out._adopt_plugin(p, f"plugins.{k}")
         return out
 
-    def _adopt(self, kind: str, entity: dict[str, Any], stamp: int, key: str) -> None:
-        entity.setdefault("id", derived_id(kind, key))
-        entity.setdefault("created_at", stamp)
+    def _adopt(self, kind: str, entity: dict[str, Any], loc: str) -> None:
+        entity.setdefault("id", self._ids.get(loc) or derived_id(kind, loc))
+        entity.setdefault("created_at", self._stamp)
         entity.setdefault("updated_at", entity["created_at"])
         getattr(self, kind).append(entity)
 
-    def _adopt_route(self, route: dict[str, Any], sref: dict[str, str] | None, stamp: int) -> None:
+    def _adopt_route(self, route: dict[str, Any], sref: dict[str, str] | None, loc: str) -> None:
         plugins = route.pop("plugins", None) or []
         route["service"] = sref
-        key = route.get("name") or f"{(sref or {}).get('id')}:{len(self.routes)}"
-        self._adopt("routes", route, stamp, key=str(key))
-        for p in plugins:
+        self._adopt("routes", route, loc)
+        for k, p in enumerate(plugins):
             p["route"], p["service"] = {"id": route["id"]}, None
-            self._adopt_plugin(p, stamp)
+            self._adopt_plugin(p, f"{loc}.plugins.{k}")
 
-    def _adopt_plugin(self, plugin: dict[str, Any], stamp: int) -> None:
+    def _adopt_plugin(self, plugin: dict[str, Any], loc: str) -> None:
         plugin.setdefault("service", None)
         plugin.setdefault("route", None)
-        scope = f"{(plugin['service'] or {}).get('id')}:{(plugin['route'] or {}).get('id')}"
-        self._adopt("plugins", plugin, stamp, key=f"{plugin.get('name')}:{scope}:{len(self.plugins)}")
+        self._adopt("plugins", plugin, loc)
 
     def _resolve_ref(self, kind: str, value: Any) -> dict[str, str] | None:
         try:

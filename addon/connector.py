@@ -24,6 +24,7 @@ from mitmproxy import ctx, exceptions, http
 from addon import __version__, encode
 from addon.active import ActiveConfig
 from addon.config import ConfigError, PluginConfig, parse_config, read_config_bytes
+from addon.declarative import Declarative
 from addon.delivery import MirrorDelivery, MirrorItem
 from addon.http1 import Answer
 from addon.metrics import Metrics
@@ -105,11 +106,9 @@ class WallarmConnector:
             self._set_watcher(file)
             assert self.watcher is not None
             self.watcher.prime(raw)  # the exact bytes just loaded: a change after this is seen
-            self.store = DeclarativeStore(file, lambda data: parse_config(data, base_dir=file.resolve().parent,
-                                                                          source=str(file)),
-                                          self._apply_admin_change)
+            self.store = DeclarativeStore(file, self._apply_admin_change)
             self._apply(plugin, reason="loaded")
-            self.store.loaded(raw)
+            self.store.loaded(raw, self.store.validate(raw))
 
     def running(self) -> None:
         self._running = True
@@ -145,13 +144,14 @@ class WallarmConnector:
     def _on_valid_file(self, plugin: PluginConfig) -> None:
         self._apply(plugin, reason="reloaded")
         if self.store is not None and self.watcher is not None and self.watcher.seen is not None:
-            self.store.loaded(self.watcher.seen)
+            self.store.loaded(self.watcher.seen, self.store.validate(self.watcher.seen))
 
-    def _apply_admin_change(self, raw: bytes, plugin: PluginConfig) -> None:
+    def _apply_admin_change(self, raw: bytes, decl: Declarative) -> None:
         """A change written by the Admin API: applied now, and the watcher told it is not news."""
         if self.watcher is not None:
             self.watcher.prime(raw)
-        self._apply(plugin, reason="changed through the Admin API")
+        if decl.global_plugin is not None:
+            self._apply(decl.global_plugin, reason="changed through the Admin API")
 
     def _on_invalid_file(self, message: str) -> None:
         self.metrics.config_errors += 1
