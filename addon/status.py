@@ -17,9 +17,9 @@ from typing import Any
 from aiohttp import web
 
 from addon import __version__
-from addon.active import ActiveConfig
 from addon.admin_api import MAX_BODY, AdminApi, json_response
 from addon.config import PLUGIN_NAME
+from addon.runtime import RuntimeConfig
 from wallarm_wire import protocol
 
 log = logging.getLogger("wallarm.status")
@@ -30,14 +30,14 @@ for _name in ("aiohttp.access", "aiohttp.server", "aiohttp.web"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
 
-def root_document(active: ActiveConfig | None, started_at: float, node_id: str) -> dict[str, Any]:
+def root_document(runtime: RuntimeConfig | None, started_at: float, node_id: str) -> dict[str, Any]:
     """`GET /`: like Kong's admin root."""
     return {"tagline": "Welcome to the Wallarm connector for mitmproxy",
             "version": __version__, "node_id": node_id, "hostname": socket.gethostname(),
             "connector_type": protocol.CONNECTOR_TYPE, "protocol_version": protocol.PROTOCOL_VERSION,
             "configuration": {"database": "off", "role": "traditional"},
             "plugins": {"available_on_server": {PLUGIN_NAME: {"version": __version__, "priority": 1000}},
-                        "enabled_in_cluster": [PLUGIN_NAME] if active and active.enabled else []},
+                        "enabled_in_cluster": [PLUGIN_NAME] if runtime and runtime.any_enabled else []},
             "started_at": started_at}
 
 

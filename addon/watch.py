@@ -1,4 +1,4 @@
-"""Watch the plugin config file and hand every new valid version over; keep the last good one.
+"""Watch the config file (declarative or a single plugin) and hand every new valid version over; keep the last good one.
 
 Polling (about every 0.5 s) instead of inotify: it works the same on every filesystem and for
 editors that replace the file (new inode) as well as those that rewrite it in place. The file
@@ -13,7 +13,8 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from addon.config import ConfigError, PluginConfig, parse_config
+from addon.config import ConfigError
+from addon.declarative import Declarative, load_declarative
 
 log = logging.getLogger("wallarm.config")
 
@@ -22,7 +23,7 @@ _MISSING = b"\0missing"
 
 
 class ConfigWatcher:
-    def __init__(self, path: Path, on_valid: Callable[[PluginConfig], None],
+    def __init__(self, path: Path, on_valid: Callable[[Declarative], None],
                  on_invalid: Callable[[str], None], interval_s: float = POLL_INTERVAL_S):
         self.path = path
         self._on_valid = on_valid
@@ -62,7 +63,7 @@ class ConfigWatcher:
             return
         self._seen = raw
         try:
-            config = parse_config(raw, base_dir=self.path.resolve().parent, source=str(self.path))
+            config = load_declarative(raw, base_dir=self.path.resolve().parent, source=str(self.path))
         except ConfigError as e:
             self._on_invalid(f"{e}; keeping the last good config")
             return
