@@ -105,15 +105,6 @@ def split_url(url: Any) -> dict[str, Any]:
     return out
 
 
-def service_url(service: dict[str, Any]) -> str:
-    protocol = service.get("protocol", "http")
-    port = service.get("port", 443 if protocol == "https" else 80)
-    host = str(service.get("host", ""))
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{protocol}://{host}:{port}{service.get('path') or ''}"
-
-
 def _ref(value: Any) -> dict[str, str] | None:
     if value is None:
         return None

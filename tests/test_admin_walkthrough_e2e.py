@@ -229,3 +229,34 @@ def attack_listed(node: NodeHandle, path: str, timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.25)
     return False
+
+
+def test_two_workers_sharing_the_file_lose_no_write(system: System) -> None:
+    """A second mitmdump on the same declarative file: parallel writes to both are all kept (the
+    lock and the re-read before each write), and each worker's GET shows the other's soon."""
+    s = system
+    second = start_proxy("http://127.0.0.1:1", s.config, name="mitmdump-2")
+    try:
+        async def main() -> list[int]:
+            import asyncio
+            async with httpx.AsyncClient(timeout=30) as c:
+                answers = await asyncio.gather(*(
+                    c.post(f"{admin}/services", data={"name": f"w{n}-{i}", "url": f"http://127.0.0.1:{7100 + i}"})
+                    for i in range(10) for n, admin in ((1, s.proxy.admin), (2, second.admin))))
+            return [a.status_code for a in answers]
+
+        import asyncio
+        assert asyncio.run(main()) == [201] * 20
+        expected = {f"w{n}-{i}" for n in (1, 2) for i in range(10)}
+        assert expected <= {x["name"] for x in json.loads(s.config.read_text())["services"]}
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            seen = [{x["name"] for x in httpx.get(f"{a}/services").json()["data"]} for a in (s.proxy.admin, second.admin)]
+            if all(expected <= names for names in seen):
+                break
+            time.sleep(0.1)
+        assert all(expected <= names for names in seen)
+    finally:
+        second.stop()
+    for name in sorted(expected):
+        assert httpx.delete(f"{s.proxy.admin}/services/{name}").status_code == 204
