@@ -75,6 +75,7 @@ class WallarmConnector:
         self._admin_listen = ""
         self._status_task: asyncio.Task[None] | None = None
         self._started_at = time.time()
+        self._saved_options: dict[str, object] = {}  # mitmproxy options routing changed, as they were
 
     # ------------------------------------------------------------------ lifecycle
     def load(self, loader) -> None:  # type: ignore[no-untyped-def]
@@ -172,8 +173,7 @@ class WallarmConnector:
 
     def _apply(self, decl: Declarative, reason: str) -> None:
         runtime = RuntimeConfig.build(decl)
-        if runtime.router is not None:
-            self._ensure_routing_options()
+        self._routing_options(runtime.router is not None)
         self._swap(runtime)
         sizing = runtime.mirror_sizing()
         if sizing is not None:
@@ -198,12 +198,19 @@ class WallarmConnector:
                  ", ".join(a.url for a in s.wallarm_node_address), s.timeout_ms,
                  "open" if s.fail_open else "closed", f", exclude {s.exclude!r}" if s.exclude else "")
 
-    @staticmethod
-    def _ensure_routing_options() -> None:
-        wrong = {k: v for k, v in ROUTING_OPTIONS.items() if k in ctx.options and getattr(ctx.options, k) != v}
-        if wrong:
-            log.info("routing: setting %s", ", ".join(f"{k}={v}" for k, v in wrong.items()))
-            ctx.options.update(**wrong)
+    def _routing_options(self, routing: bool) -> None:
+        """Routing needs `ROUTING_OPTIONS`; they are set while the config routes and the user's values
+        come back when it stops (a bare plugin config behaves exactly as without routing)."""
+        if routing:
+            wrong = {k: v for k, v in ROUTING_OPTIONS.items() if k in ctx.options and getattr(ctx.options, k) != v}
+            if wrong:
+                self._saved_options = {k: getattr(ctx.options, k) for k in wrong} | self._saved_options
+                log.info("routing: setting %s", ", ".join(f"{k}={v}" for k, v in wrong.items()))
+                ctx.options.update(**wrong)
+        elif self._saved_options:
+            saved, self._saved_options = self._saved_options, {}
+            log.info("no routes: restoring %s", ", ".join(f"{k}={v}" for k, v in saved.items()))
+            ctx.options.update(**saved)
 
     def _swap(self, new: RuntimeConfig | None) -> None:
         old, self.runtime = self.runtime, new  # one assignment: flows see the old or the new, never a mix

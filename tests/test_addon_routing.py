@@ -170,3 +170,17 @@ async def test_a_bare_plugin_config_does_not_route(routed: Routed, nodes) -> Non
     assert f.response is not None and f.response.status_code == 403
     g = await routed.send("/anything")
     assert g.response is None and (g.request.host, g.request.path) == ("address", "/anything")
+
+
+async def test_routing_sets_the_mitmproxy_options_it_needs_and_a_bare_config_restores_them(
+        routed: Routed, nodes) -> None:  # type: ignore[no-untyped-def]
+    options = routed.tctx.options
+    # mitmproxy's proxyserver declares these; taddons does not load it
+    options.add_option("keep_host_header", bool, False, "")
+    options.add_option("connection_strategy", str, "eager", "", choices=("eager", "lazy"))
+    routed.write(declarative(*nodes) | {"services": declarative(*nodes)["services"][:1]})
+    assert (options.keep_host_header, options.connection_strategy) == (True, "lazy")
+    routed.write(plugin(nodes[0]))
+    assert (options.keep_host_header, options.connection_strategy) == (False, "eager")  # the user's values
+    routed.write(declarative(*nodes))
+    assert (options.keep_host_header, options.connection_strategy) == (True, "lazy")

@@ -186,10 +186,13 @@ def _upstream_app():  # type: ignore[no-untyped-def]
     async def any_handler(request: web.Request) -> web.Response:
         body = await request.read()
         seen.append(request.path_qs)
+        # X-Upstream-Host: the Host this upstream saw (routing tests check preserve_host)
+        seen_host = request.headers.get("Host", "")
         if request.method == "POST":
-            return web.json_response({"received": len(body)}, headers={"X-Upstream": "yes"})
+            return web.json_response({"received": len(body)}, headers={"X-Upstream": "yes",
+                                                                         "X-Upstream-Host": seen_host})
         return web.Response(body=upstream_body(request.path_qs), content_type="application/json",
-                            headers={"X-Upstream": "yes", "Set-Cookie": "s=1; Path=/"})
+                            headers={"X-Upstream": "yes", "Set-Cookie": "s=1; Path=/", "X-Upstream-Host": seen_host})
 
     app = web.Application(client_max_size=256 * 1024 * 1024)
     app.router.add_get("/_seen", seen_handler)
