@@ -28,7 +28,6 @@ Every setting has an environment variable (used by `make run`) and a flag (used 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shutil
@@ -256,19 +255,28 @@ def port_free(hp: tuple[str, int]) -> bool:
 # ---------------------------------------------------------------- the system
 
 def check_plugin_config(path: Path, node_listen: tuple[str, int]) -> None:
-    """Catch the common mistake early: the connector pointing at another node than ours."""
+    """Catch the common mistake early: the connector pointing at another node than ours. The file
+    is a bare plugin (enable-plugin.json) or a declarative file; each plugin in it is checked
+    (mitmdump validates the rest when it starts)."""
+    from addon.config import ConfigError, parse_node_address
+    from addon.declarative import _decode, _each_plugin_dict
+
     try:
-        doc = json.loads(path.read_text("utf-8"))
-        addr = str(doc["config"]["wallarm_node_address"]).split(",")[0].strip()
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        plugins = _each_plugin_dict(_decode(path.read_bytes(), str(path)))
+    except (OSError, ConfigError) as e:
         raise SystemExit(f"run_system: cannot read {path}: {e}") from None
-    u = urlsplit(addr)
     want = (connect_host(node_listen[0]), node_listen[1])
-    if (u.hostname, u.port) != want and not (u.hostname == "localhost" and want[0] in ("127.0.0.1", "::1")
-                                             and u.port == want[1]):
-        log.warning("%s points the connector at %s, but this node listens on %s: the proxy will "
-                    "fail open (requests pass unchecked). Set NODE_LISTEN or edit the file.",
-                    path, addr, fmt_hostport(node_listen))
+    for plugin in plugins:
+        try:
+            raw = str(plugin["config"]["wallarm_node_address"])  # type: ignore[index]
+            first = parse_node_address(raw.split(",")[0])
+        except (KeyError, TypeError, ValueError):
+            continue  # mitmdump names the problem when it loads the file
+        if (first.host, first.port) != want and not (first.host == "localhost" and want[0] in ("127.0.0.1", "::1")
+                                                     and first.port == want[1]):
+            log.warning("%s points the connector at %s, but this node listens on %s: the proxy will "
+                        "fail open (requests pass unchecked). Set NODE_LISTEN or edit the file.",
+                        path, first.url, fmt_hostport(node_listen))
 
 
 def read_console_token(db: Path) -> tuple[str, str]:
