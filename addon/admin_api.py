@@ -31,7 +31,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:
-    return web.json_response(body, status=status, dumps=lambda o: json.dumps(o, indent=2))
+    return web.json_response(body, status=status, dumps=lambda o: json.dumps(o, indent=2) + "\n")
 
 
 def is_loopback(host: str | None) -> bool:

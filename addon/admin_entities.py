@@ -347,7 +347,7 @@ class Entities:
             self._check_plugin_unique(entity, existing)
         if kind == "services" and "host" not in entity:
             raise schema_violation({"host": "required field missing"})
-        return entity
+        return _ordered(entity)
 
     def _check_name(self, kind: str, entity: dict[str, Any], existing: dict[str, Any] | None) -> None:
         name = entity.get("name")
@@ -386,6 +386,13 @@ class Entities:
                                        "message": f"UNIQUE violation detected on '{{name=\"{entity.get('name')}\", "
                                                   f"scope={scope}}}'",
                                        "fields": {"name": entity.get("name")}})
+
+
+def _ordered(entity: dict[str, Any]) -> dict[str, Any]:
+    """id and name first, timestamps last: the file reads like Kong's own dumps."""
+    head = {k: entity[k] for k in ("id", "name") if k in entity}
+    tail = {k: entity[k] for k in ("created_at", "updated_at") if k in entity}
+    return {**head, **{k: v for k, v in entity.items() if k not in head and k not in tail}, **tail}
 
 
 def _stored_body(entity: dict[str, Any]) -> dict[str, Any]:
@@ -427,11 +434,13 @@ def _plugin_config_view(config: Any) -> Any:
     if not isinstance(config, dict):
         return config
     out: dict[str, Any] = {}
-    for name, f in PluginSettings.model_fields.items():
-        if not f.is_required():
+    for name, f in PluginSettings.model_fields.items():  # the model's order, every default filled
+        if name in config:
+            out[name] = config[name]
+        elif not f.is_required():
             default = f.get_default(call_default_factory=True)
             out[name] = [str(n) for n in default] if isinstance(default, list) else default
-    out.update(config)
+    out.update({k: v for k, v in config.items() if k not in out})
     addresses = out.get("wallarm_node_address")
     if isinstance(addresses, str):
         out["wallarm_node_address"] = [a.strip() for a in addresses.split(",") if a.strip()]
