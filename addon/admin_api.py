@@ -26,6 +26,7 @@ from addon.config import PLUGIN_NAME
 TOKEN_HEADER = "Kong-Admin-Token"
 OPEN_PATHS = frozenset({"/metrics", "/status"})  # read-only, no configuration: scrapers need no token
 MAX_BODY = 1024 * 1024
+DEFAULT_PAGE, MAX_PAGE = 100, 1000  # Kong's list page sizes
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -41,6 +42,20 @@ def is_loopback(host: str | None) -> bool:
         return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
     except ValueError:
         return host == "localhost"
+
+
+def _page(request: web.Request) -> tuple[int, int]:
+    """(start, size) of a list request: Kong's `size` (1..1000, default 100) and `offset`."""
+    try:
+        size = int(request.query.get("size", DEFAULT_PAGE))
+        start = int(request.query.get("offset", "0"))
+    except ValueError:
+        raise AdminError(400, {"code": 2, "name": "schema violation", "message": "invalid size or offset",
+                               "fields": {"size": "expected an integer", "offset": "invalid offset"}}) from None
+    if not 1 <= size <= MAX_PAGE or start < 0:
+        raise AdminError(400, {"code": 2, "name": "schema violation",
+                               "message": f"size must be from 1 to {MAX_PAGE}", "fields": {"size": "out of range"}})
+    return start, size
 
 
 class AdminApi:
@@ -145,7 +160,13 @@ class AdminApi:
             if parent is not None:
                 (ref, value), = self._scope(entities, parent, request).items()
                 items = [e for e in items if (e.get(ref) or {}).get("id") == value["id"]]
-            return json_response({"data": [self._view(kind, e) for e in items], "next": None})
+            start, size = _page(request)
+            page = items[start:start + size]
+            nxt = None
+            if start + size < len(items):  # Kong's paging: `next` is the path of the following page
+                nxt = str(request.rel_url.update_query(offset=str(start + size)))
+            return json_response({"data": [self._view(kind, e) for e in page], "next": nxt,
+                                  **({"offset": str(start + size)} if nxt else {})})
         return handle
 
     def _read(self, kind: str) -> Handler:

@@ -226,3 +226,19 @@ async def test_token_off_loopback(tmp_path: Path, bound: str, token: str, header
         assert r.status == status
         if status == 401:
             assert "credentials" in (await r.json())["message"].lower()
+
+
+async def test_lists_page_like_kong(admin: tuple[Admin, TestClient]) -> None:
+    _, c = admin
+    for i in range(5):
+        await c.post("/services", json={"name": f"s{i}", "url": f"http://127.0.0.1:{9000 + i}"})
+    first = await (await c.get("/services", params={"size": "2"})).json()
+    assert [s["name"] for s in first["data"]] == ["s0", "s1"] and first["next"].startswith("/services?")
+    names = [s["name"] for s in first["data"]]
+    nxt = first["next"]
+    while nxt:
+        page = await (await c.get(nxt)).json()
+        names += [s["name"] for s in page["data"]]
+        nxt = page["next"]
+    assert names == [f"s{i}" for i in range(5)]
+    assert (await c.get("/services", params={"size": "0"})).status == 400
