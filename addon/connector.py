@@ -304,13 +304,13 @@ class WallarmConnector:
         if match is None:
             return
         req, target = flow.request, match.target
-        client_host = req.host_header
+        client_host = req.host_header if target.preserve_host else None
         up = target.upstream
         req.scheme = up.scheme
         req.host = up.host  # also sets Host to the service's (Kong's preserve_host: false)
         req.port = up.port
         req.path = match.path
-        if target.preserve_host and client_host is not None:
+        if client_host is not None:
             req.host_header = client_host
 
     async def requestheaders(self, flow: http.HTTPFlow) -> None:

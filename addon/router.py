@@ -24,6 +24,8 @@ from addon.declarative import Declarative, ResolvedRoute
 S = TypeVar("S")  # what a route carries for the connector (its plugin scope)
 
 NO_ROUTE_BODY = b'{"message":"no Route matched with those values"}'
+CANDIDATE_CACHE_SIZE = 4096
+MAX_CACHED_HOST = 260
 
 _UNRESERVED_ESCAPE = re.compile(r"%(2[dDeE]|3[0-9]|4[1-9a-fA-F]|5[0-9aA]|5[fF]|6[1-9a-fA-F]|7[0-9aA]|7[eE])")
 
@@ -117,6 +119,9 @@ def _host_matches(pattern: str, host: str) -> bool:
 class Router(Generic[S]):
     def __init__(self, entries: list[_Entry[S]]):
         self._entries = tuple(entries)
+        # (host, method, protocol) -> the entries those allow, in precedence order: a request then
+        # only compares paths. Bounded (cleared when full): random Hosts cost a scan, not memory.
+        self._candidates: dict[tuple[str, str, str], tuple[_Entry[S], ...]] = {}
 
     @classmethod
     def build(cls, decl: Declarative, scope_of: dict[str, S]) -> Router[S]:
@@ -129,27 +134,33 @@ class Router(Generic[S]):
         keyed.sort(key=lambda ke: ke[0])
         return cls([e for _, e in keyed])
 
+    def _allowed(self, host_full: str, method: str, protocol: str) -> tuple[_Entry[S], ...]:
+        key = (host_full, method, protocol)
+        found = self._candidates.get(key)
+        if found is not None:
+            return found
+        host_name = host_full
+        if host_full and not host_full.endswith("]") and ":" in host_full:
+            host_name = host_full.rsplit(":", 1)[0]
+        found = tuple(e for e in self._entries
+                      if protocol in e.protocols and (e.methods is None or method in e.methods)
+                      and (e.host is None or _host_matches(e.host, host_full if e.host_has_port else host_name)))
+        if len(host_full) <= MAX_CACHED_HOST:
+            if len(self._candidates) >= CANDIDATE_CACHE_SIZE:
+                self._candidates.clear()
+            self._candidates[key] = found
+        return found
+
     def match(self, method: str, host_header: str | None, path: str, protocol: str) -> Match[S] | None:
         """The route for a request, by Kong's precedence, and the path to send upstream."""
         raw_path, sep, query = path.partition("?")
         norm = normalize_path(raw_path)
-        host_full = (host_header or "").lower().rstrip(".")
-        host_name = host_full
-        if host_full and not host_full.endswith("]") and ":" in host_full:
-            host_name = host_full.rsplit(":", 1)[0]
-        for e in self._entries:
-            if protocol not in e.protocols:
-                continue
-            if e.methods is not None and method not in e.methods:
-                continue
-            if e.host is not None and not _host_matches(e.host, host_full if e.host_has_port else host_name):
-                continue
+        for e in self._allowed((host_header or "").lower().rstrip("."), method, protocol):
             if e.path is not None and not norm.startswith(e.path):
                 continue
             t = e.target
             remainder = norm[len(e.strip):] if t.strip_path and e.path is not None else norm
-            new_path = upstream_path(t.upstream.path, remainder)
-            return Match(t, new_path + sep + query)
+            return Match(t, upstream_path(t.upstream.path, remainder) + sep + query)
         return None
 
 

@@ -119,3 +119,28 @@ def test_a_plugin_object_with_an_unknown_scope_or_a_consumer_is_refused() -> Non
         load_declarative({**KONG_PLUGIN, "consumer": {"id": "c"}})
     with pytest.raises(ConfigError, match=r"config\.timeout_ms"):
         load_declarative({**KONG_PLUGIN, "config": {**NODE, "timeout_ms": "5"}})
+
+
+def test_the_documented_example_loads_and_routes_as_its_comments_say(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import re
+    from pathlib import Path
+
+    from addon.router import Router
+    from tests.test_addon_config import CA_PEM
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "connector.md").read_text()
+    example = re.search(r"```yaml\n(.*?)```", doc, re.S).group(1)  # type: ignore[union-attr]
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs" / "ca.pem").write_text(CA_PEM)
+    d = load_declarative(example, base_dir=tmp_path)
+    assert d.global_plugin is not None and d.global_plugin.config.node_ca_file == str(tmp_path / "certs" / "ca.pem")
+    r = Router.build(d, {rr.id: rr.route.name for rr in d.routes})
+    m = r.match("GET", "any", "/orders/42", "http")
+    assert m is not None and m.scope == "orders" and m.path == "/api/42"
+    assert (m.target.upstream.scheme, m.target.upstream.host, m.target.upstream.port) == ("https", "orders.internal", 8443)
+    assert r.match("POST", "any", "/orders/webhooks/x", "http").scope == "orders-webhooks"  # type: ignore[union-attr]
+    assert r.match("GET", "any", "/orders/webhooks/x", "http").scope == "orders"  # type: ignore[union-attr]
+    shop = r.match("GET", "a.shop.example", "/legacy/x", "http")
+    assert shop is not None and shop.scope == "shop" and shop.path == "/legacy/x"  # hosts beat paths
+    assert r.match("GET", "other", "/legacy/x", "http").scope == "legacy"  # type: ignore[union-attr]
+    assert [p.enabled for p in d.plugins()] == [True, True, False]

@@ -121,3 +121,14 @@ def test_upstream_path_join() -> None:
     assert upstream_path("/s", "") == "/s"
     assert upstream_path("/s/", "/x") == "/s/x"
     assert upstream_path("/s", "x") == "/s/x"
+
+
+def test_the_per_host_candidate_cache_is_bounded_and_keyed_by_method_and_protocol() -> None:
+    from addon.router import CANDIDATE_CACHE_SIZE
+    r = router({"name": "get", "paths": ["/"], "methods": ["GET"]}, {"name": "tls", "paths": ["/"], "protocols": ["https"]})
+    assert pick(r, "/", "h") == "get" and pick(r, "/", "h", "POST") is None
+    assert pick(r, "/", "h", "POST", "https") == "tls"
+    for i in range(CANDIDATE_CACHE_SIZE + 10):
+        pick(r, "/", f"h{i}.example")
+    assert len(r._candidates) <= CANDIDATE_CACHE_SIZE
+    assert pick(r, "/", "h" * 1000) == "get" and ("h" * 1000, "GET", "http") not in r._candidates
