@@ -14,6 +14,7 @@ import hmac
 import ipaddress
 import json
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -22,6 +23,7 @@ from addon.admin_body import BodyError, parse_body
 from addon.admin_entities import AdminError, Entities, view
 from addon.admin_store import DeclarativeStore
 from addon.config import PLUGIN_NAME
+from addon.declarative import _resolve_ca_paths
 
 TOKEN_HEADER = "Kong-Admin-Token"
 OPEN_PATHS = frozenset({"/metrics", "/status"})  # read-only, no configuration: scrapers need no token
@@ -42,6 +44,15 @@ def is_loopback(host: str | None) -> bool:
         return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
     except ValueError:
         return host == "localhost"
+
+
+def _server_paths(kind: str, body: dict[str, Any]) -> dict[str, Any]:
+    """A relative `node_ca_file` in a plugin sent to the Admin API is relative to the connector's
+    working directory (as Kong resolves paths against its prefix), stored absolute: in the file, a
+    relative path would mean relative to the file's own directory."""
+    if kind == "plugins":
+        _resolve_ca_paths(body, Path.cwd())
+    return body
 
 
 def _page(request: web.Request) -> tuple[int, int]:
@@ -176,7 +187,7 @@ class AdminApi:
 
     def _create(self, kind: str, parent: str | None = None) -> Handler:
         async def handle(request: web.Request) -> web.Response:
-            body = await self._body(request)
+            body = _server_paths(kind, await self._body(request))
             def mutate(entities: Entities) -> dict[str, Any]:
                 return entities.create(kind, body, self._scope(entities, parent, request))
             entity = await self._writable().change(mutate)
@@ -185,7 +196,7 @@ class AdminApi:
 
     def _update(self, kind: str, partial: bool) -> Handler:
         async def handle(request: web.Request) -> web.Response:
-            body = await self._body(request)
+            body = _server_paths(kind, await self._body(request))
             ident = request.match_info["ident"]
             def mutate(entities: Entities) -> tuple[dict[str, Any], bool]:
                 return entities.replace(kind, ident, body, partial)

@@ -242,3 +242,18 @@ async def test_lists_page_like_kong(admin: tuple[Admin, TestClient]) -> None:
         nxt = page["next"]
     assert names == [f"s{i}" for i in range(5)]
     assert (await c.get("/services", params={"size": "0"})).status == 400
+
+
+async def test_relative_ca_file_is_the_servers_working_directory(admin: tuple[Admin, TestClient], tmp_path: Path,
+                                                                 certs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    a, c = admin
+    work = tmp_path / "work"
+    (work / "certs").mkdir(parents=True)
+    (work / "certs" / "ca.pem").write_bytes((certs / "ca.pem").read_bytes())
+    monkeypatch.chdir(work)
+    await c.post("/services", json={"name": "s", "url": "http://127.0.0.1:9000"})
+    body = {**SEED_PLUGIN, "config": {**SEED_PLUGIN["config"], "node_ca_file": "certs/ca.pem"}}
+    r = await c.post("/services/s/plugins", json=body)
+    assert r.status == 201, await r.text()
+    stored = a.file()["services"][0]["plugins"][0]["config"]["node_ca_file"]
+    assert stored == str(work / "certs" / "ca.pem")  # absolute: the file may live elsewhere

@@ -100,7 +100,9 @@ def system(tmp_path_factory: pytest.TempPathFactory, certs: Path) -> Iterator[Sy
         (d / "enable-plugin.json").write_text(json.dumps(seed, indent=2))
         config = d / "kong.json"
         config.write_text('{"_format_version": "3.0"}\n')  # a new Kong: nothing configured
-        proxy = start_proxy("http://127.0.0.1:1", config)  # the reverse target is a placeholder: routes decide
+        # the reverse target is a placeholder (routes decide); the working directory is where the
+        # walkthrough runs, so the seed's relative node_ca_file means what it means under `make run`
+        proxy = start_proxy("http://127.0.0.1:1", config, cwd=d)
         yield System(d, node, up_port, proxy, config)
     finally:
         if proxy is not None:
@@ -235,7 +237,7 @@ def test_two_workers_sharing_the_file_lose_no_write(system: System) -> None:
     """A second mitmdump on the same declarative file: parallel writes to both are all kept (the
     lock and the re-read before each write), and each worker's GET shows the other's soon."""
     s = system
-    second = start_proxy("http://127.0.0.1:1", s.config, name="mitmdump-2")
+    second = start_proxy("http://127.0.0.1:1", s.config, name="mitmdump-2", cwd=s.dir)
     try:
         async def main() -> list[int]:
             import asyncio
