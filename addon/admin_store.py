@@ -163,5 +163,8 @@ class DeclarativeStore:
                 decl = self.validate(raw)
             except ConfigError as e:
                 raise schema_violation(fields_from_problems(problems(str(e), str(self.path)), where)) from None
-            write_atomically(self.path, raw)
+            try:
+                write_atomically(self.path, raw)
+            except OSError as e:  # a read-only mount, a full disk: nothing was replaced
+                raise AdminError(500, {"message": f"cannot write the declarative file: {e.strerror or e}"}) from None
         return result, raw, decl

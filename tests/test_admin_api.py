@@ -210,22 +210,43 @@ async def test_a_write_from_another_process_is_kept(admin: tuple[Admin, TestClie
     assert [s["name"] for s in a.file()["services"]] == ["from-elsewhere", "mine"]
 
 
-@pytest.mark.parametrize("bound,token,header,status", [
-    ("0.0.0.0", "", None, 401),
-    ("0.0.0.0", "t0ken", None, 401),
-    ("0.0.0.0", "t0ken", "wrong", 401),
-    ("0.0.0.0", "t0ken", "t0ken", 200),
-    ("127.0.0.1", "", None, 200),
+@pytest.mark.parametrize("bound,token,header,read,write", [
+    ("0.0.0.0", "", None, 200, 401),  # no token set: reads only, as the read-only listener was
+    ("0.0.0.0", "", "anything", 200, 401),
+    ("0.0.0.0", "t0ken", None, 401, 401),
+    ("0.0.0.0", "t0ken", "wrong", 401, 401),
+    ("0.0.0.0", "t0ken", "t0ken", 200, 201),
+    ("127.0.0.1", "", None, 200, 201),
 ])
-async def test_token_off_loopback(tmp_path: Path, bound: str, token: str, header: str | None, status: int) -> None:
+async def test_token_off_loopback(tmp_path: Path, bound: str, token: str, header: str | None, read: int,
+                                  write: int) -> None:
     path = tmp_path / "kong.json"
     path.write_text(json.dumps(SEED_PLUGIN))
     a = Admin(path, token=token, bound=bound)
+    headers = {"Kong-Admin-Token": header} if header else {}
     async with TestClient(TestServer(a.app())) as c:
-        r = await c.get("/plugins", headers={"Kong-Admin-Token": header} if header else {})
-        assert r.status == status
-        if status == 401:
+        r = await c.get("/plugins", headers=headers)
+        assert r.status == read
+        r = await c.post("/services", json={"name": "s", "url": "http://127.0.0.1:9000"}, headers=headers)
+        assert r.status == write
+        if write == 401:
             assert "credentials" in (await r.json())["message"].lower()
+            assert "services" not in a.file()
+
+
+async def test_unwritable_file_is_a_kong_error_and_changes_nothing(tmp_path: Path) -> None:
+    # a name the file system takes but its temporary sibling (".NAME.XXXXXXXX.tmp") is too long
+    # for: the write fails whoever runs the test (root ignores permission bits)
+    path = tmp_path / ("k" * 240 + ".json")
+    path.write_text(json.dumps(SEED_PLUGIN))
+    a = Admin(path)
+    before = path.read_bytes()
+    async with TestClient(TestServer(a.app())) as c:
+        r = await c.post("/services", json={"name": "s", "url": "http://127.0.0.1:9000"})
+        assert r.status == 500 and "cannot write" in (await r.json())["message"]
+        assert (await (await c.get("/services")).json())["data"] == []
+    assert path.read_bytes() == before and not a.applied
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
 async def test_lists_page_like_kong(admin: tuple[Admin, TestClient]) -> None:
