@@ -339,7 +339,7 @@ class WallarmConnector:
                 flow.metadata[JUDGED] = True
                 await self._judge_or_mirror(flow, active, rid, b"", encode.declared_length(flow.request.headers),
                                             streamed=True)
-        if flow.request.stream:
+        if flow.request.stream and not (flow.response or flow.error):
             self._route(flow)  # the request goes upstream right after this hook
 
     async def request(self, flow: http.HTTPFlow) -> None:

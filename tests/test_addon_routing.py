@@ -184,3 +184,16 @@ async def test_routing_sets_the_mitmproxy_options_it_needs_and_a_bare_config_res
     assert (options.keep_host_header, options.connection_strategy) == (False, "eager")  # the user's values
     routed.write(declarative(*nodes))
     assert (options.keep_host_header, options.connection_strategy) == (True, "lazy")
+
+
+async def test_a_streamed_request_is_judged_then_routed_at_requestheaders(routed: Routed, nodes) -> None:  # type: ignore[no-untyped-def]
+    f = http_flow("/orders/upload", "POST", Host="proxy.example", Content_Length="5")
+    f.request.stream = True
+    await routed.addon.requestheaders(f)  # the body goes upstream right after this hook
+    assert (f.request.host, f.request.port, f.request.path) == ("orders.internal", 9001, "/v1/upload")
+    [rec] = nodes[0].received
+    assert protocol.decode_request(embedded(rec)).target == "/orders/upload"
+    g = http_flow("/orders/etc/passwd", "POST", Host="proxy.example", Content_Length="5")
+    g.request.stream = True
+    await routed.addon.requestheaders(g)
+    assert g.error is not None and g.request.host == "address"  # blocked: killed, not routed

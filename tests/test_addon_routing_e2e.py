@@ -131,3 +131,26 @@ def test_hot_reload_keeps_the_last_good_config_and_applies_a_good_one(routed, up
     assert time.monotonic() - started <= 2.5
     write(path, kong_config(real_node, a, b))
     assert wait_until(lambda: get(proxy, "/api/back").headers.get("x-upstream-host") == f"127.0.0.1:{a.port}", 2.5)
+
+
+def test_a_bare_plugin_file_keeps_todays_behaviour_before_and_after_routing(
+        tmp_path: Path, upstreams, real_node) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    a, b = upstreams
+    path = tmp_path / "enable-plugin.json"
+    bare = {"name": "wallarm-plugin", "config": {"wallarm_node_address": real_node, "timeout_ms": 2000}}
+    write(path, bare)
+    proxy = start_proxy(a.url, path)
+    try:
+        def today() -> bool:
+            r = get(proxy, "/nowhere", host="client.example")
+            # everything goes to the reverse-mode upstream, which gets its own Host (keep_host_header off)
+            return r.status_code == 200 and r.headers["x-upstream-host"] == f"127.0.0.1:{a.port}"
+
+        assert today()
+        assert get(proxy, "/x" + SQLI).status_code == 403
+        write(path, kong_config(real_node, a, b))
+        assert wait_until(lambda: get(proxy, "/nowhere").status_code == 404, 2.5)
+        write(path, bare)
+        assert wait_until(today, 2.5)  # mitmproxy's options are the user's again
+    finally:
+        proxy.stop()
