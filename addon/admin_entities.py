@@ -286,6 +286,8 @@ class Entities:
             merged = _merge(_stored_body(existing), body)
         else:
             merged = dict(body)
+            if kind != "plugins" and not is_uuid(ident):  # PUT /services/NAME: the URL names it
+                merged.setdefault("name", ident)
             if kind == "plugins":
                 for ref in ("service", "route"):
                     merged.setdefault(ref, existing.get(ref))

@@ -165,6 +165,9 @@ async def test_patch_put_delete(admin: tuple[Admin, TestClient]) -> None:
     r = await c.put("/services/other", json={"url": "https://127.0.0.1:8443"})
     put = await r.json()
     assert r.status == 200 and put["name"] == "other" and put["port"] == 8443
+    r = await c.put("/services/other", json={"url": "https://127.0.0.1:8444"})  # PUT again: replaced, same name
+    again = await r.json()
+    assert r.status == 200 and (again["name"], again["id"], again["port"]) == ("other", put["id"], 8444)
     route = await (await c.post("/services/s/routes", json={"name": "r", "paths": ["/x"]})).json()
     plugin = await (await c.post("/routes/r/plugins", json=SEED_PLUGIN)).json()
     r = await c.patch(f"/plugins/{plugin['id']}", json={"config": {"blocking": False}})
