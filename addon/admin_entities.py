@@ -17,10 +17,11 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+
 from pydantic import ValidationError
 
 from addon.config import PluginSettings
-from addon.declarative import Service
+from addon.declarative import Service, is_declarative
 
 FORMAT_VERSION = "3.0"
 KINDS = ("services", "routes", "plugins")
@@ -43,7 +44,7 @@ PLUGIN_DEFAULTS: dict[str, Any] = {
     "name": None, "instance_name": None, "protocols": ["grpc", "grpcs", "http", "https"], "enabled": True,
     "service": None, "route": None, "consumer": None, "tags": None, "ordering": None}
 DEFAULTS = {"services": SERVICE_DEFAULTS, "routes": ROUTE_DEFAULTS, "plugins": PLUGIN_DEFAULTS}
-MANAGED = ("id", "created_at", "updated_at")  # set by the Admin API, never taken from a body
+MANAGED = ("id", "created_at", "updated_at")  # set by the Admin API (a create may name its id)
 
 
 class AdminError(Exception):
@@ -129,6 +130,7 @@ class Entities:
     routes: list[dict[str, Any]] = field(default_factory=list)
     plugins: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)  # other top-level keys, kept as they are
+    format_version: str = FORMAT_VERSION  # the file's, kept
     _ids: dict[str, str] = field(default_factory=dict, repr=False)
     _stamp: int = 0
 
@@ -139,9 +141,10 @@ class Entities:
         ids the declarative model gave the services and routes, by where they are written
         (`services.0.routes.1`), so an entity written without one has the same id everywhere."""
         doc = copy.deepcopy(doc)
-        if "_format_version" not in doc and "name" in doc:
+        if not is_declarative(doc):
             doc = {"_format_version": FORMAT_VERSION, "plugins": [doc]}
-        out = cls(extra={k: v for k, v in doc.items() if k not in KINDS and k != "_format_version"})
+        out = cls(extra={k: v for k, v in doc.items() if k not in KINDS and k != "_format_version"},
+                  format_version=str(doc.get("_format_version", FORMAT_VERSION)))
         out._ids, out._stamp = ids, stamp
         for i, s in enumerate(doc.get("services") or []):
             routes, plugins = s.pop("routes", None) or [], s.pop("plugins", None) or []
@@ -193,7 +196,7 @@ class Entities:
     def to_document(self) -> tuple[dict[str, Any], dict[str, Located]]:
         """The nested declarative document, and where each entity id landed in it."""
         where: dict[str, Located] = {}
-        doc: dict[str, Any] = {"_format_version": FORMAT_VERSION, **self.extra}
+        doc: dict[str, Any] = {"_format_version": self.format_version, **self.extra}
         services_out: list[dict[str, Any]] = []
         top_routes: list[dict[str, Any]] = []
         top_plugins: list[dict[str, Any]] = []
