@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
+import uuid
 from pathlib import Path
 
 from mitmproxy import ctx, exceptions, http
@@ -29,7 +32,9 @@ from addon.mirror import Mirror
 from addon.node_client import NodeCallError
 from addon.router import NO_ROUTE_BODY, Match
 from addon.runtime import RuntimeConfig, Scope
-from addon.status import StatusServer, plugins_document, root_document
+from addon.admin_api import AdminApi
+from addon.admin_store import DeclarativeStore
+from addon.status import StatusServer, root_document
 from addon.verdicts import UNJUDGED, Verdicts
 from addon.watch import ConfigWatcher
 from wallarm_wire import protocol
@@ -49,6 +54,7 @@ NO_ROUTE_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
 ROUTING_OPTIONS = {"keep_host_header": True, "connection_strategy": "lazy"}
 
 DEFAULT_ADMIN_LISTEN = "127.0.0.1:8001"
+ADMIN_TOKEN_ENV = "WALLARM_ADMIN_TOKEN"
 
 
 class WallarmConnector:
@@ -58,8 +64,12 @@ class WallarmConnector:
         self.verdicts = Verdicts(self.metrics)
         self.delivery = MirrorDelivery(self.metrics)
         self.mirror: Mirror[MirrorItem] = Mirror(self.delivery.deliver, self.delivery.count_drop)
-        self.status = StatusServer(lambda: root_document(self.runtime, self._started_at),
-                                   lambda: plugins_document(self.runtime), self._status_metrics)
+        self.store: DeclarativeStore | None = None  # the Admin API's writer of the config file
+        self.node_id = str(uuid.uuid4())
+        admin = AdminApi(lambda: self.store, self._plugin_runtime, self._admin_token,
+                         lambda: self.status.bound[0] if self.status.bound else None)
+        self.status = StatusServer(lambda: root_document(self.runtime, self._started_at, self.node_id),
+                                   self._status_document, self._status_metrics, admin)
         self.watcher: ConfigWatcher | None = None
         self._running = False
         self._admin_listen = ""
@@ -73,7 +83,11 @@ class WallarmConnector:
                           "Path of the Wallarm config: a declarative file (Kong's DB-less format, JSON or YAML) "
                           "or a single plugin (enable-plugin.json). Empty: connector off.")
         loader.add_option("wallarm_admin_listen", str, DEFAULT_ADMIN_LISTEN,
-                          "HOST:PORT of the read-only status listener (/, /plugins, /metrics). Empty: off.")
+                          "HOST:PORT of the status listener and Admin API (/, /services, /routes, /plugins, "
+                          "/status, /metrics). Empty: off.")
+        loader.add_option("wallarm_admin_token", str, "",
+                          "Token the Admin API requires (header Kong-Admin-Token) from a non-loopback peer or "
+                          f"when listening off loopback. Empty: ${ADMIN_TOKEN_ENV}, else no access off loopback.")
 
     def configure(self, updated: set[str]) -> None:
         if "wallarm_admin_listen" in updated:
@@ -90,6 +104,7 @@ class WallarmConnector:
             path = ctx.options.wallarm_config.strip()
             if not path:
                 self._set_watcher(None)
+                self.store = None
                 self._swap(None)
                 return
             file = Path(path)
@@ -101,7 +116,9 @@ class WallarmConnector:
             self._set_watcher(file)
             assert self.watcher is not None
             self.watcher.prime(raw)  # the exact bytes just loaded: a change after this is seen
+            self.store = DeclarativeStore(file, self._apply_admin_change)
             self._apply(decl, reason="loaded")
+            self.store.loaded(raw, decl)
 
     def running(self) -> None:
         self._running = True
@@ -141,6 +158,14 @@ class WallarmConnector:
 
     def _on_valid_file(self, decl: Declarative) -> None:
         self._apply(decl, reason="reloaded")
+        if self.store is not None and self.watcher is not None and self.watcher.seen is not None:
+            self.store.loaded(self.watcher.seen, decl)
+
+    def _apply_admin_change(self, raw: bytes, decl: Declarative) -> None:
+        """A change written by the Admin API: applied now, and the watcher told it is not news."""
+        if self.watcher is not None:
+            self.watcher.prime(raw)
+        self._apply(decl, reason="changed through the Admin API")
 
     def _on_invalid_file(self, message: str) -> None:
         self.metrics.config_errors += 1
@@ -153,7 +178,7 @@ class WallarmConnector:
         sizing = runtime.mirror_sizing()
         if sizing is not None:
             self.mirror.resize(*sizing)
-        if reason == "reloaded":
+        if reason != "loaded":
             self.metrics.config_reloads += 1
         if not decl.bare:
             log.info("config %s: %d service(s), %d route(s), %d plugin instance(s)%s", reason, len(decl.services),
@@ -205,6 +230,37 @@ class WallarmConnector:
             return
         host, port = parse_hostport(listen)
         await self.status.start(host, port)
+
+    def _admin_token(self) -> str:
+        return ctx.options.wallarm_admin_token or os.environ.get(ADMIN_TOKEN_ENV, "")
+
+    def _plugin_runtime(self, plugin: dict) -> dict:
+        """What `/plugins` shows of a plugin beside its config: the connector's version and, while
+        it runs, when it was loaded and its node breakers."""
+        out: dict = {"version": __version__}
+        runtime = self.runtime
+        if runtime is None:
+            return out
+        decl = runtime.decl
+        route, service = (plugin.get("route") or {}).get("id"), (plugin.get("service") or {}).get("id")
+        running = (decl.route_plugins.get(route) if route else decl.service_plugins.get(service) if service
+                   else decl.global_plugin)
+        for active in runtime.actives:
+            if running is not None and active.plugin is running:
+                out["loaded_at"] = active.loaded_at
+                out["node_breakers"] = active.client.breaker_states()
+        return out
+
+    def _status_document(self) -> dict:
+        """`GET /status`, like Kong's: counters and the running config's hash."""
+        runtime = self.runtime
+        return {"database": {"reachable": True},
+                "server": {"requests_inspected": self.metrics.inspected},
+                "configuration_hash": self.store.running_hash if self.store else "",
+                "hostname": socket.gethostname(), "node_id": self.node_id,
+                "wallarm": {"enabled": bool(runtime and runtime.any_enabled),
+                            "mirror_queue_depth": self.mirror.depth,
+                            "node_breakers": runtime.breaker_states() if runtime else {}}}
 
     def _status_metrics(self) -> str:
         runtime = self.runtime

@@ -32,6 +32,11 @@ class ConfigWatcher:
         self._seen: bytes | None = None  # bytes of the version last handled (valid or not)
         self._task: asyncio.Task[None] | None = None
 
+    @property
+    def seen(self) -> bytes | None:
+        """The bytes of the version last handled (the one `on_valid` was just given)."""
+        return self._seen
+
     def prime(self, raw: bytes) -> None:
         """Mark the version loaded at startup as already handled."""
         self._seen = raw

@@ -58,7 +58,7 @@ class Proxy:
 
 
 def start_proxy(upstream: str, config: Path | None, *extra: str, admin_port: int | None = None,
-                name: str = "mitmdump", wait: bool = True) -> Proxy:
+                name: str = "mitmdump", wait: bool = True, cwd: Path = REPO) -> Proxy:
     """mitmdump in reverse mode in front of `upstream` (e.g. http://127.0.0.1:9000) on a free port."""
     admin_port = admin_port or free_port()
     cmd = [MITMDUMP, "--mode", f"reverse:{upstream}@127.0.0.1:0", "-s", str(REPO / "addon" / "wallarm.py"),
@@ -66,7 +66,7 @@ def start_proxy(upstream: str, config: Path | None, *extra: str, admin_port: int
     if config is not None:
         cmd += ["--set", f"wallarm_config={config}"]
     cmd += list(extra)
-    proc = ManagedProcess(name, cmd)
+    proc = ManagedProcess(name, cmd, cwd=cwd)
     port = 0
     if wait:
         try:
