@@ -28,7 +28,6 @@ from addon.declarative import _resolve_ca_paths
 TOKEN_HEADER = "Kong-Admin-Token"
 OPEN_PATHS = frozenset({"/metrics", "/status"})  # read-only, no configuration: scrapers need no token
 MAX_BODY = 1024 * 1024
-READ_METHODS = frozenset({"GET", "HEAD"})
 DEFAULT_PAGE, MAX_PAGE = 100, 1000  # Kong's list page sizes
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -121,15 +120,15 @@ class AdminApi:
             return json_response({"message": "request body too large"}, 413)
 
     def _authorized(self, request: web.Request) -> bool:
-        """On loopback: always. Off loopback: the token; with no token configured, reads only (the
-        status listener was read-only and open before it took writes, e.g. the seed's
-        `curl :8001/plugins | grep wallarm-plugin` from outside a container)."""
+        """On loopback: always. Off loopback: the token, for reads too (the answers carry the
+        node addresses and the whole configuration); with no token configured, nothing but the
+        open paths (set `wallarm_admin_token` or $WALLARM_ADMIN_TOKEN)."""
         bound = self._bound_host()
         if is_loopback(request.remote) and is_loopback(bound):
             return True
         expected = self._token()
         if not expected:
-            return request.method in READ_METHODS
+            return False
         given = request.headers.get(TOKEN_HEADER, "")
         return hmac.compare_digest(given.encode(), expected.encode())
 

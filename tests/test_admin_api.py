@@ -214,8 +214,8 @@ async def test_a_write_from_another_process_is_kept(admin: tuple[Admin, TestClie
 
 
 @pytest.mark.parametrize("bound,token,header,read,write", [
-    ("0.0.0.0", "", None, 200, 401),  # no token set: reads only, as the read-only listener was
-    ("0.0.0.0", "", "anything", 200, 401),
+    ("0.0.0.0", "", None, 401, 401),  # off loopback without a token configured: nothing but /metrics, /status
+    ("0.0.0.0", "", "anything", 401, 401),
     ("0.0.0.0", "t0ken", None, 401, 401),
     ("0.0.0.0", "t0ken", "wrong", 401, 401),
     ("0.0.0.0", "t0ken", "t0ken", 200, 201),
