@@ -92,7 +92,7 @@ class LoginLimiter:
         """A wrong token from this client: take a token; lock it out when none is left."""
         now = self.clock()
         self.failures += 1
-        client = self._entry(key, now)
+        key, client = self._entry(key, now)
         capacity = self._capacity(key)
         refilled = client.tokens + max(0.0, now - client.updated_at) * capacity / self.per_seconds
         if refilled >= capacity:  # quiet long enough since its last lock-out: start the doubling over
@@ -116,20 +116,21 @@ class LoginLimiter:
     def _capacity(self, key: str) -> float:
         return float(self.overflow_attempts if key == OVERFLOW_KEY else self.attempts)
 
-    def _entry(self, key: str, now: float) -> _Client:
+    def _entry(self, key: str, now: float) -> tuple[str, _Client]:
+        """The client's entry (made if new), or the shared overflow entry when the table is full."""
         client = self._clients.get(key)
         if client is not None:
-            return client
+            return key, client
         if len(self._clients) >= self.max_clients:
             self._forget_recovered(now)
         if len(self._clients) >= self.max_clients:
             key = OVERFLOW_KEY
             client = self._clients.get(key)
             if client is not None:
-                return client
+                return key, client
         client = _Client(tokens=self._capacity(key), updated_at=now)
         self._clients[key] = client  # the overflow entry may make the table max_clients + 1
-        return client
+        return key, client
 
     def _forget_recovered(self, now: float) -> None:
         """Drop the clients whose bucket has refilled and who are not locked out; at most once a
