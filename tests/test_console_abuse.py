@@ -12,8 +12,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from node.admin import make_admin_app
 from node.console.app import GATE_KEY
-from node.console.auth import SESSION_COOKIE, session_id_hash
+from node.console.auth import SESSION_COOKIE, SessionStore, session_id_hash
 from node.console.login_limit import OVERFLOW_KEY, LoginLimiter, client_key
+from node.store.base import AttackFilter
 from tests.support.console import TOKEN, Console
 from tests.support.node import start_node
 from tests.test_console_auth import csrf_of, login
@@ -261,3 +262,27 @@ def test_a_session_survives_a_node_restart_and_logout_ends_it(tmp_path):
         node.stop()
     with sqlite3.connect(node.db_path) as conn:
         assert conn.execute("SELECT count(*) FROM console_sessions").fetchone()[0] == 0
+
+
+async def test_a_version_2_store_gains_the_sessions_table_and_keeps_its_attacks(tmp_path):
+    from node.store.sqlite import SQLiteStore
+    from tests.support.console import fill
+
+    path = tmp_path / "v2.db"
+    store = SQLiteStore(path)
+    await store.open()
+    await fill(store, 20)
+    await store.close()
+    with sqlite3.connect(path) as conn:  # a file written before sessions were stored
+        conn.execute("DROP TABLE console_sessions")
+        conn.execute("PRAGMA user_version = 2")
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        sessions = SessionStore(store)
+        session = await sessions.create()
+        assert await sessions.get(session.id) == session
+        page = await store.list_attacks(AttackFilter(), limit=50)
+        assert len(page.items) == 20
+    finally:
+        await store.close()
