@@ -58,9 +58,9 @@ def test_bucket_then_doubling_lockouts_capped_and_success_resets():
     assert all(lim.failed("a").allowed for _ in range(4))
 
 
-def test_the_bucket_refills_and_a_quiet_client_starts_over():
+def test_the_bucket_refills_probation_follows_a_lockout_and_a_quiet_client_starts_over():
     clock = Clock()
-    lim = LoginLimiter(attempts=5, per_seconds=60, lockout_base=30, lockout_max=300, clock=clock)
+    lim = LoginLimiter(attempts=5, per_seconds=60, lockout_base=30, lockout_max=300, forget_after=900, clock=clock)
     for _ in range(4):
         lim.failed("a")
         clock.now += 12  # one token back every 12 s: a slow guesser never runs dry...
@@ -68,11 +68,28 @@ def test_the_bucket_refills_and_a_quiet_client_starts_over():
     assert all(lim.failed("a").allowed for _ in range(3))
     d = lim.failed("a")  # ...a fast one does
     assert not d.allowed and d.retry_after == 30
-    clock.now += 30 + 60  # the lock-out, then a full refill: the doubling starts over
-    for _ in range(4):
-        assert lim.failed("a").allowed
+    # On probation: waiting for the bucket to refill does not buy another five guesses.
+    clock.now += 30 + 120
+    d = lim.failed("a")
+    assert not d.allowed and d.retry_after == 60
+    # Quiet for forget_after past the lock-out: forgotten, the bucket and the doubling start over.
+    clock.now += 60 + 900
+    assert all(lim.failed("a").allowed for _ in range(4))
     d = lim.failed("a")
     assert not d.allowed and d.retry_after == 30
+
+
+def test_a_guesser_gets_few_tries_per_hour():
+    clock = Clock()
+    lim = LoginLimiter(clock=clock)  # the console's defaults
+    tries = 0
+    while clock.now < 1000 + 3600:
+        if lim.check("a").allowed:
+            tries += 1
+            lim.failed("a")
+        clock.now += 1  # one attempt a second, as fast as the lock-outs let it
+    # 10 from the bucket, then one per lock-out: 30+60+120+240 s, then one per 5 min.
+    assert tries == 10 + 4 + (3600 - 450) // 300 + 1 == 25
 
 
 def test_a_spray_from_many_addresses_is_bounded_and_limited_as_a_whole():
@@ -91,7 +108,7 @@ def test_a_spray_from_many_addresses_is_bounded_and_limited_as_a_whole():
     assert allowed == 1000 + 20
     assert not lim.check("192.0.2.1").allowed  # a new address is refused while the spray lasts
     # The spray stops: the shared lock-out ends and recovered clients are forgotten.
-    clock.now += 300 + 60
+    clock.now += 30 + 900
     assert lim.check("192.0.2.1").allowed
     lim.failed("192.0.2.1")
     assert len(lim) == 1  # the table was swept of clients with full buckets

@@ -1,12 +1,13 @@
-"""Failed console logins, limited per client: a token bucket, then lock-outs that double.
+"""Wrong console tokens, limited per client: a token bucket, then lock-outs that double.
 
 Every wrong console token (the login form or a wrong `Authorization: Bearer`) takes one token
 from the client's bucket (`attempts` per `per_seconds`, refilled continuously). When the bucket
-is empty the client is locked out for `lockout_base` seconds, doubling at each further lock-out
-up to `lockout_max`; a lock-out does not refill the bucket, so after the first one each further
-failure locks again (one guess per lock-out). A right token clears the client. A client whose
-bucket has refilled and who is not locked out is forgotten (its entry says nothing a fresh one
-would not), so the table holds only clients that failed recently.
+is empty the client is locked out for `lockout_base` seconds. From then on the client is on
+probation: each further wrong token locks it out again, twice as long each time, up to
+`lockout_max`, until it has been quiet for `forget_after` seconds past its last lock-out. A right
+token clears the client at once (the owner who mistyped waits `lockout_base` at most). A client
+whose bucket is full again, or whose probation is over, is forgotten: its entry would say nothing
+a fresh one does not.
 
 Memory is bounded: at most `max_clients` entries. When they are all taken by recent failures
 (a spray from many addresses), clients not yet in the table share one overflow entry, whose
@@ -29,7 +30,7 @@ class _Client:
     tokens: float
     updated_at: float  # when `tokens` was last brought up to date (a lock-out moves it to its end)
     locked_until: float = 0.0
-    strikes: int = 0  # lock-outs since the client was last forgotten
+    strikes: int = 0  # lock-outs since the client was last forgotten; > 0: on probation
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +56,8 @@ def client_key(remote: str | None) -> str:
 
 class LoginLimiter:
     def __init__(self, attempts: int = 10, per_seconds: float = 60.0, lockout_base: float = 30.0,
-                 lockout_max: float = 300.0, max_clients: int = 10_000, overflow_attempts: int = 60,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 lockout_max: float = 300.0, forget_after: float = 900.0, max_clients: int = 10_000,
+                 overflow_attempts: int = 60, clock: Callable[[], float] = time.monotonic) -> None:
         if attempts < 1 or per_seconds <= 0 or lockout_base <= 0 or lockout_max < lockout_base or max_clients < 1:
             raise ValueError("login limiter: attempts, per_seconds, lockout_base and max_clients must be "
                              "positive and lockout_max >= lockout_base")
@@ -64,6 +65,7 @@ class LoginLimiter:
         self.per_seconds = per_seconds
         self.lockout_base = lockout_base
         self.lockout_max = lockout_max
+        self.forget_after = forget_after
         self.max_clients = max_clients
         self.overflow_attempts = overflow_attempts
         self.clock = clock
@@ -94,14 +96,15 @@ class LoginLimiter:
         self.failures += 1
         key, client = self._entry(key, now)
         capacity = self._capacity(key)
-        refilled = client.tokens + max(0.0, now - client.updated_at) * capacity / self.per_seconds
-        if refilled >= capacity:  # quiet long enough since its last lock-out: start the doubling over
-            client.strikes = 0
-        client.tokens = min(capacity, refilled)
-        client.updated_at = now
-        client.tokens -= 1
-        if client.tokens >= 1:
-            return Decision(True)
+        if self._recovered(key, client, now):
+            client.strikes, client.tokens, client.updated_at = 0, capacity, now
+        if client.strikes == 0:
+            client.tokens = min(capacity, client.tokens + max(0.0, now - client.updated_at) * capacity / self.per_seconds)
+            client.updated_at = now
+            client.tokens -= 1
+            if client.tokens >= 1:
+                return Decision(True)
+        # The bucket ran dry, or a wrong token while on probation: lock out, longer each time.
         client.strikes += 1
         self.lockouts += 1
         lockout = min(self.lockout_base * 2 ** min(client.strikes - 1, 30), self.lockout_max)
@@ -132,13 +135,21 @@ class LoginLimiter:
         self._clients[key] = client  # the overflow entry may make the table max_clients + 1
         return key, client
 
+    def _recovered(self, key: str, client: _Client, now: float) -> bool:
+        """Would a fresh entry say the same? Bucket full again, or probation over."""
+        if now < client.locked_until:
+            return False
+        if client.strikes:
+            return now >= client.locked_until + self.forget_after
+        capacity = self._capacity(key)
+        return client.tokens + (now - client.updated_at) * capacity / self.per_seconds >= capacity
+
     def _forget_recovered(self, now: float) -> None:
-        """Drop the clients whose bucket has refilled and who are not locked out; at most once a
-        second, so a spray against a full table does not cost a scan per request."""
+        """Drop the clients that have recovered; at most once a second, so that a spray against
+        a full table does not cost a scan per request."""
         if now - self._last_sweep < 1.0:
             return
         self._last_sweep = now
-        for key, c in list(self._clients.items()):
-            capacity = self._capacity(key)
-            if now >= c.locked_until and c.tokens + (now - c.updated_at) * capacity / self.per_seconds >= capacity:
+        for key, client in list(self._clients.items()):
+            if self._recovered(key, client, now):
                 del self._clients[key]
