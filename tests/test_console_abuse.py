@@ -303,3 +303,23 @@ async def test_a_version_2_store_gains_the_sessions_table_and_keeps_its_attacks(
         assert len(page.items) == 20
     finally:
         await store.close()
+
+
+@pytest.mark.e2e
+def test_a_real_node_locks_a_guesser_out_and_counts_it(tmp_path):
+    node = start_node(tmp_path, mode="monitoring")
+    try:
+        with httpx.Client(base_url=node.console_url, trust_env=False, timeout=10) as http:
+            wrong = {"Authorization": "Bearer guess-0123456789"}
+            statuses = [http.get("/api/v1/mode", headers=wrong).status_code for _ in range(12)]
+            assert statuses == [401] * 10 + [429] * 2
+            r = http.get("/api/v1/mode", headers={"Authorization": f"Bearer {node.token}"})
+            assert r.status_code == 429 and 1 <= int(r.headers["Retry-After"]) <= 30
+            metrics = http.get("/metrics").text
+    finally:
+        node.stop()
+    assert 'wallarm_node_console_auth_total{via="bearer",result="wrong"} 10' in metrics
+    assert 'wallarm_node_console_auth_total{via="bearer",result="refused"} 3' in metrics
+    assert "wallarm_node_console_lockouts_total 1" in metrics
+    assert "wallarm_node_console_login_clients 1" in metrics
+    assert "locked out for 30s" in node.output()
