@@ -212,6 +212,8 @@ async def test_every_state_changing_route_refuses_cross_site_and_tokenless_reque
             "foreign Origin": {"X-CSRF-Token": csrf, **foreign},
             "foreign Referer": {"X-CSRF-Token": csrf, "Referer": "http://evil.example/x"},
             "opaque Origin": {"X-CSRF-Token": csrf, "Origin": "null"},
+            "malformed Origin": {"X-CSRF-Token": csrf, "Origin": "http://["},
+            "Referer not a URL": {"X-CSRF-Token": csrf, "Referer": "\\\\evil"},
             "cross-site fetch": {"X-CSRF-Token": csrf, **own, "Sec-Fetch-Site": "cross-site"},
             "another port": {"X-CSRF-Token": csrf, "Origin": own["Origin"].rsplit(":", 1)[0] + ":1"},
             "bearer, foreign Origin": {**console.auth, **foreign},

@@ -122,7 +122,10 @@ def locked_out_response(request: web.Request, e: LockedOut) -> web.Response:
 
 
 def _origin_host(value: str) -> str | None:
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # e.g. "http://[": not an origin at all
+        return None
     return parts.netloc.lower() if parts.scheme in ("http", "https") and parts.netloc else None
 
 
