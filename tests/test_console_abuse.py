@@ -236,6 +236,30 @@ async def test_every_state_changing_route_refuses_cross_site_and_tokenless_reque
     assert (await console.client.get("/api/v1/attacks")).status == 200
 
 
+MALFORMED_BODIES = [
+    ("multipart/form-data; boundary=x", b"garbage"),
+    ("multipart/form-data", b"--x\r\n"),
+    ("multipart/form-data; boundary=x", b"--x\r\nContent-Disposition: form-data\r\n\r\nv\r\n--x--\r\n"),
+    ("multipart/form-data; boundary=" + "x" * 100, b"--x"),
+    ("application/x-www-form-urlencoded", b"%ff%fe=\xff\xfe&csrf_token=%zz"),
+    ("application/x-www-form-urlencoded; charset=no-such-charset", b"a=b"),
+    ("application/json", b"{\"default\": "),
+    ("application/json", b"\xff\xfe"),
+    ("text/plain", b"\x00" * 10),
+]
+
+
+async def test_malformed_bodies_on_every_state_changing_route_are_4xx_never_5xx(admin):
+    await login(admin)
+    csrf = await csrf_of(admin)
+    for method, path in _mutating_routes(admin):
+        for ctype, body in MALFORMED_BODIES:
+            for auth in ({"X-CSRF-Token": csrf}, admin.auth):
+                headers = {"Content-Type": ctype, **admin.origin, **auth}
+                r = await admin.client.request(method, path, data=body, headers=headers, allow_redirects=False)
+                assert r.status < 500, (method, path, ctype, body[:40], r.status, (await r.text())[:200])
+
+
 # ---------------------------------------------------------------------------- sessions and restarts
 
 

@@ -6,7 +6,7 @@ import functools
 import logging
 import math
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable
 from urllib.parse import quote, urlsplit
 
 from aiohttp import web
@@ -24,6 +24,9 @@ from node.console.login_limit import LoginLimiter, client_key
 from node.console.params import ApiError
 from node.metrics import NodeMetrics
 from node.store.base import StoreError
+
+if TYPE_CHECKING:
+    from multidict import MultiDictProxy  # aiohttp's form type
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +145,15 @@ def foreign_origin(request: web.Request) -> bool:
     return False
 
 
+async def read_form(request: web.Request) -> MultiDictProxy | None:
+    """The posted form, or None when it cannot be read (a bad boundary, bytes that are not
+    UTF-8, an unknown charset...): the caller answers 400, never 500."""
+    try:
+        return await request.post()
+    except (ValueError, LookupError):  # UnicodeDecodeError is a ValueError
+        return None
+
+
 def names_an_origin(request: web.Request) -> bool:
     """Origin or Referer present: a browser (they are not optional for a browser's POST)."""
     return "Origin" in request.headers or "Referer" in request.headers
@@ -215,7 +227,10 @@ def page_handler(gate: Gate, handler: Handler) -> Handler:
             assert principal.session is not None
             presented = request.headers.get(CSRF_HEADER)
             if presented is None and request.content_type in FORM_TYPES:
-                field_value = (await request.post()).get(CSRF_FIELD)
+                form = await read_form(request)
+                if form is None:
+                    return web.Response(status=400, text="malformed form")
+                field_value = form.get(CSRF_FIELD)
                 presented = field_value if isinstance(field_value, str) else None
             if not csrf_ok(request, principal.session, presented):
                 return web.Response(status=403, text="CSRF check failed")

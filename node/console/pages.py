@@ -15,7 +15,7 @@ import jinja2
 from aiohttp import web
 
 from node.console import serialize
-from node.console.access import PRINCIPAL_KEY, Gate, LockedOut, Principal, safe_next
+from node.console.access import PRINCIPAL_KEY, Gate, LockedOut, Principal, read_form, safe_next
 from node.console.auth import CSRF_FIELD, LOGIN_COOKIE, SESSION_COOKIE, token_matches
 from node.console.params import ApiError, parse_int_id
 from node.context import NodeContext
@@ -64,7 +64,9 @@ class ConsolePages:
     async def login_post(self, request: web.Request) -> web.StreamResponse:
         # Pre-session, so no CSRF token yet: the form's nonce (bound to a cookie) stands for it,
         # and the middleware has already refused a foreign Origin.
-        form = await request.post()
+        form = await read_form(request)
+        if form is None:
+            return self._login_form(request, "The login form could not be read; please try again.", 400)
         nonce = form.get("login_nonce")
         if not isinstance(nonce, str) or not token_matches(request.cookies.get(LOGIN_COOKIE, ""), nonce):
             return self._login_form(request, "The login form expired; please try again.", 403)
