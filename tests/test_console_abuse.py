@@ -339,9 +339,14 @@ def test_a_real_node_locks_a_guesser_out_and_counts_it(tmp_path):
             wrong = {"Authorization": "Bearer guess-0123456789"}
             statuses = [http.get("/api/v1/mode", headers=wrong).status_code for _ in range(12)]
             assert statuses == [401] * 10 + [429] * 2
-            r = http.get("/api/v1/mode", headers={"Authorization": f"Bearer {node.token}"})
+            right = {"Authorization": f"Bearer {node.token}"}
+            r = http.get("/api/v1/mode", headers=right)
             assert r.status_code == 429 and 1 <= int(r.headers["Retry-After"]) <= 30
             metrics = http.get("/metrics").text
+        # Another address (all of 127/8 is loopback) is another client: not locked out.
+        other = httpx.HTTPTransport(local_address="127.0.0.2")
+        with httpx.Client(base_url=node.console_url, trust_env=False, timeout=10, transport=other) as http:
+            assert http.get("/api/v1/mode", headers=right).status_code == 200
     finally:
         node.stop()
     assert 'wallarm_node_console_auth_total{via="bearer",result="wrong"} 10' in metrics
