@@ -354,3 +354,12 @@ def test_a_real_node_locks_a_guesser_out_and_counts_it(tmp_path):
     assert "wallarm_node_console_lockouts_total 1" in metrics
     assert "wallarm_node_console_login_clients 1" in metrics
     assert "locked out for 30s" in node.output()
+
+
+async def test_a_closed_store_is_503_for_cookie_sessions_not_a_crash(console):
+    await login(console)
+    await console.store.close()  # sessions cannot be read any more
+    r = await console.client.get("/api/v1/attacks")
+    assert r.status == 503 and "store" in (await r.json())["error"]
+    r = await console.client.get("/attacks", allow_redirects=False)
+    assert r.status == 503

@@ -168,7 +168,7 @@ def csrf_ok(request: web.Request, session: Session, presented: str | None) -> bo
 @web.middleware
 async def guard_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """For every route, present or future: a state change from a foreign origin is refused
-    whatever its credentials, and a locked-out client gets 429."""
+    whatever its credentials, a locked-out client gets 429, an unavailable store 503."""
     if request.method in MUTATING and foreign_origin(request):
         message = "cross-origin request refused: the Origin/Referer is not this console"
         if request.path.startswith("/api/"):
@@ -178,6 +178,11 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except LockedOut as e:
         return locked_out_response(request, e)
+    except StoreError as e:  # sessions are in the store: without it nobody can be authenticated
+        log.error("console %s %s: %s", request.method, request.path, e)
+        if request.path.startswith("/api/"):
+            return json_error(503, "the node's store is unavailable")
+        return web.Response(status=503, text="the node's store is unavailable")
 
 
 def api_handler(gate: Gate, handler: Handler) -> Handler:
@@ -185,11 +190,7 @@ def api_handler(gate: Gate, handler: Handler) -> Handler:
 
     @functools.wraps(handler)
     async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            principal = await gate.authenticate(request)
-        except StoreError as e:
-            log.error("console: cannot read sessions: %s", e)
-            return json_error(503, "the node's store is unavailable")
+        principal = await gate.authenticate(request)  # the middleware answers LockedOut, StoreError
         if principal is None:
             return json_error(401, "authentication required: Authorization: Bearer <console token>",
                               {"WWW-Authenticate": 'Bearer realm="wallarm-console"'})
