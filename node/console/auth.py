@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from node.store.base import SessionRecord, Store
+from node.store.base import SessionRecord, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,10 @@ class SessionStore:
             return None
         expiry = self._expiry(record.created_at, now)
         if expiry - record.expires_at >= self.renew_after_seconds:
-            await self.store.renew_session(record.id_hash, expiry)
+            try:
+                await self.store.renew_session(record.id_hash, expiry)
+            except StoreError as e:  # a full disk: the session stays valid until its stored expiry
+                log.warning("console: could not extend a session's expiry: %s", e)
         return Session(session_id, csrf_token_for(session_id))
 
     async def delete(self, session_id: str | None) -> None:
