@@ -175,8 +175,9 @@ def test_url_decode_fast_path_equals_the_general_path_on_random_values() -> None
     rng = random.Random(11)
     atoms = ["%", "%2", "%25", "%zz", "%E4%B8%AD", "%e4%b8", "%C3%A9", "%c0%ae", "%0a", "%00", "%7F",
              "%80", "%FF", "%u0041", "%U0041", "\\", "\\x41", "%5c", "\udcff", "中", "é", "a", "/", "=",
-             "\n", "x", "N"]
-    for _ in range(30_000):
+             "\n", "x", "N", "%c0%qf", "%c3", "%C3", "%a9", "%e0%80%af", "%f8%80%80%80%ae", "%fc", "%c1%af",
+             "%c9%3c", "\u00c3", "\x80"]
+    for _ in range(60_000):
         v = "".join(rng.choice(atoms) for _ in range(rng.randint(1, 12)))
         assert decode.url_decode(v) == decode.url_decode_repairing(v), v
 
@@ -263,3 +264,22 @@ def test_unquote_bytes_is_urllibs_unquote_to_bytes() -> None:
     for _ in range(20_000):
         data = bytes(rnd.choice(alphabet) for _ in range(rnd.randint(0, 12)))
         assert unquote_bytes(data) == unquote_to_bytes(data), data
+
+
+def test_escape_shape_prefilters_change_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """url_decode_repairing, unquote_bytes and path_canonical skip a regex when the text's
+    escape shapes (one bytes.translate) say it cannot match; the reference runs every regex
+    (a shape that holds every pattern looked for)."""
+    rng = random.Random(23)
+    atoms = ["%", "%%", "%c0", "%ae", "%c0%ae", "%e0%80%af", "%f0%80%80%af", "%f8%80%80%80%ae", "%c0%qf", "%qf",
+             "%bg", "%gz", "%2f", "%4", "%u002f", "%U002F", "%ſ0", "%\u212a0", "%\u0131x", "%\u0130a", "%aſ", "a",
+             "Z", "9", "/", "\\", "\udcff", "中", "é", "\ue123", "\uff0f", "0x2f", "%C1%AF", "%e4%b8%ad", "%zz"]
+    for _ in range(40_000):
+        v = "".join(rng.choice(atoms) for _ in range(rng.randint(1, 10)))
+        fast = decode.url_decode_repairing(v), decode.path_canonical(v), decode.unquote_bytes(v.encode("utf-8", "surrogatepass"))
+        with monkeypatch.context() as m:
+            m.setattr(decode, "_shapes", lambda text, table: b"%lh% %ll% %g %hg %lg %hh")
+            m.setattr(decode, "_HEX_SHAPES", bytes(37 if i == 37 else ord("h") for i in range(256)))  # '%' and 'h'
+
+            ref = decode.url_decode_repairing(v), decode.path_canonical(v), decode.unquote_bytes(v.encode("utf-8", "surrogatepass"))
+        assert fast == ref, v
