@@ -90,7 +90,7 @@ def url_decode(value: str) -> str:
     """One round of %XX / %uXXXX decoding; UTF-8 sequences are rebuilt when valid."""
     if "%" not in value:
         return value
-    if "%u" not in value and "%U" not in value:
+    if not _has_pct_u(value):
         # fast path, all in C: the valid %XX decoded (unquote_bytes), the bytes read as UTF-8.
         # When they are valid UTF-8, every escaped lead byte in them starts a valid sequence,
         # so the repairing path's overlong/broken-sequence rewrite would change nothing, and
@@ -140,12 +140,25 @@ def _shapes(text: str, table: bytes) -> bytes:
     return text.encode("utf-8", "surrogatepass").translate(table)
 
 
+def _has_hex_prefix(text: str) -> bool:
+    """'0x' or '0X' in text ('x' first: see _has_pct_u)."""
+    return ("x" in text and "0x" in text) or ("X" in text and "0X" in text)
+
+
+def _has_pct_u(text: str) -> bool:
+    # a one-character test first: a two-character one walks a run of '%' at every position
+    return ("u" in text and "%u" in text) or ("U" in text and "%U" in text)
+
+
 def unquote_bytes(data: bytes) -> bytes:
     """urllib's unquote_to_bytes (valid %XX decoded, anything else kept) in C-level steps only:
     its Python loop per '%' took 0.5 s on 1 MB of '%'. Backslashes are doubled, each valid %XX
     becomes \\xXX, and the unicode_escape codec decodes both (other bytes pass as latin-1, so
     .encode("latin-1") gives the bytes back)."""
-    if b"%" not in data or b"%hh" not in data.translate(_HEX_SHAPES):
+    if b"%" not in data:
+        return data
+    shapes = data.translate(_HEX_SHAPES)
+    if b"h" not in shapes or b"%hh" not in shapes:
         return data  # no valid escape: nothing to decode (one C pass, not a regex walk per '%')
     data = _PCT_ESCAPE_RE.sub(rb"\\x\1", data.replace(b"\\", b"\\\\"))
     return data.decode("unicode_escape").encode("latin-1")
@@ -155,9 +168,9 @@ def url_decode_repairing(value: str) -> str:
     """url_decode's general path: overlong and broken sequences, %uXXXX, invalid UTF-8."""
     out = value
     shapes = _shapes(value, _ESCAPE_SHAPES)
-    if b"%lh%" in shapes or b"%ll%" in shapes:
+    if b"l" in shapes and (b"%lh%" in shapes or b"%ll%" in shapes):
         out = _MULTIBYTE_RE.sub(_multibyte, value)
-    if "%u" in out or "%U" in out:
+    if _has_pct_u(out):
         out = _PCT_U_RE.sub(lambda m: chr(int(m.group(1), 16)), out)
     if "%" not in out:
         return out
@@ -298,7 +311,7 @@ def _pathish(text: str) -> bool:
     if text.isascii():
         if "%" in text or "\x00" in text:
             return True
-        if "0x" not in text and "0X" not in text:
+        if not _has_hex_prefix(text):
             return False
     return _PATHISH_RE.search(text) is not None
 
@@ -314,9 +327,9 @@ def path_canonical(value: str) -> str:
         out = _PRIVATE_USE_RE.sub("/", out)  # IIS %uF025-style separators
     if "%" in out:
         shapes = _shapes(out, _ESCAPE_SHAPES)
-        if b"%g" in shapes or b"%hg" in shapes or b"%lg" in shapes:
+        if b"g" in shapes and (b"%g" in shapes or b"%hg" in shapes or b"%lg" in shapes):
             out = _BAD_ESCAPE_RE.sub("/", out)  # %bg%qf: broken escapes used as separators
-    if "0x" in out or "0X" in out:
+    if _has_hex_prefix(out):
         out = _HEX_TEXT_RE.sub(lambda m: _HEX_TEXT_MAP[m.group(1).lower()], out)
     return out
 
@@ -364,7 +377,7 @@ def _decodable(value: str, try_base64: bool) -> bool:
     only NUL, % & \\ + and '0x' of _DECODE_CHARS can occur, by substring tests first."""
     if not value.isascii():
         return (_DECODABLE_B64_RE if try_base64 else _DECODABLE_RE).search(value) is not None
-    if _needs_decode(value) or "\x00" in value or "0x" in value or "0X" in value:
+    if _needs_decode(value) or "\x00" in value or _has_hex_prefix(value):
         return True
     return try_base64 and _B64_RUN_RE.search(value) is not None
 
