@@ -283,3 +283,18 @@ def test_escape_shape_prefilters_change_nothing(monkeypatch: pytest.MonkeyPatch)
 
             ref = decode.url_decode_repairing(v), decode.path_canonical(v), decode.unquote_bytes(v.encode("utf-8", "surrogatepass"))
         assert fast == ref, v
+
+
+def test_translate_checks_equal_their_regexes_on_random_text() -> None:
+    """_safe, _b64_whole, _decodable's base64 run and js_unescape's escape test answer ASCII
+    text by bytes.translate; they must say what the regexes they stand for say."""
+    rng = random.Random(29)
+    atoms = ["A", "z", "9", "_", "-", ".", "+", "/", "=", "==", "===", "\n", " ", "\t", "\x1c", "\x0b", "\\",
+             "\\u", "\\x", "\\7", "\\8", "u", "x", "0041", "41", "{", "}", ";", "<", "é", "\xa0", "\u2003",
+             "\u212a", "中", "abcdefghijklmn", "ABCDEFGHIJ0123", "%", "&", "0x"]
+    for _ in range(40_000):
+        v = "".join(rng.choice(atoms) for _ in range(rng.randint(0, 12)))
+        assert engine_mod._safe(v) == bool(engine_mod._SAFE_RE.fullmatch(v)), v
+        assert decode._b64_whole(v) == bool(decode._B64_WHOLE_RE.match(v)), v
+        assert decode._decodable(v, True) == bool(decode._DECODABLE_B64_RE.search(v)), v
+        assert decode.js_unescape(v) == decode._JS_ESC_RE.sub(decode._js_esc, v), v

@@ -107,13 +107,12 @@ _PCT_ESCAPE_RE = re.compile(rb"%([0-9A-Fa-f]{2})")
 
 
 def _class_table(classes: dict[str, str]) -> bytes:
-    """A bytes.translate table: each byte of a key string becomes its value, '%' stays '%',
-    any other byte becomes '.'."""
+    """A bytes.translate table: each byte of a key string becomes its value, any other byte
+    becomes '.'."""
     table = bytearray(b"." * 256)
     for chars, cls in classes.items():
         for c in chars:
             table[ord(c)] = ord(cls)
-    table[ord("%")] = ord("%")
     return bytes(table)
 
 
@@ -121,10 +120,10 @@ def _class_table(classes: dict[str, str]) -> bytes:
 # test on it then says whether an escape regex can match at all, so a regex whose search
 # restarts at every '%' (~50 ms on 1 MB of '%') only runs where it has something to change.
 # Valid escapes: '%hh'.
-_HEX_SHAPES = _class_table({"0123456789abcdefABCDEF": "h"})
+_HEX_SHAPES = _class_table({"%": "%", "0123456789abcdefABCDEF": "h"})
 # UTF-8 lead bytes (%c0-%ff: 'l'), other hex digits ('h'), other letters ('g'): _MULTIBYTE_RE
 # needs '%l' and a hex digit then '%'; _BAD_ESCAPE_RE '%' and a letter pair with a non-hex one
-_ESCAPE_SHAPES = _class_table({"cdefCDEF": "l", "0123456789abAB": "h", "ghijklmnopqrstuvwxyzGHIJKLMNOPQRSTUVWXYZ": "g"})
+_ESCAPE_SHAPES = _class_table({"%": "%", "cdefCDEF": "l", "0123456789abAB": "h", "ghijklmnopqrstuvwxyzGHIJKLMNOPQRSTUVWXYZ": "g"})
 
 
 # non-ASCII letters that re.IGNORECASE matches to an ASCII letter ([g-z] in _BAD_ESCAPE_RE)
@@ -196,9 +195,16 @@ def _js_esc(m: re.Match[str]) -> str:
     return chr(int(m.group(3), 8))
 
 
+# _JS_ESC_RE needs a backslash then 'u', 'x' or an octal digit ('o')
+_JS_ESC_SHAPES = _class_table({"\\": "\\", "u": "u", "x": "x", "01234567": "o"})
+
+
 def js_unescape(value: str) -> str:
     if "\\" not in value:
         return value
+    shapes = _shapes(value, _JS_ESC_SHAPES)
+    if b"\\u" not in shapes and b"\\x" not in shapes and b"\\o" not in shapes:
+        return value  # a backslash but no escape (a run of them costs one C pass, not a regex walk)
     return _JS_ESC_RE.sub(_js_esc, value)
 
 
@@ -224,6 +230,25 @@ def _printable_ratio(text: str) -> float:
         return 0.0
     good = sum(1 for c in text if c.isprintable() or c in "\r\n\t")
     return good / len(text)
+
+
+# base64 characters and the ASCII characters str regexes' \s matches
+_B64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-"
+_B64_OR_SPACE = (_B64_ALPHABET + " \t\n\r\f\v\x1c\x1d\x1e\x1f").encode()
+_B64_SHAPES = _class_table({_B64_ALPHABET: "b"})
+_B64_RUN_SHAPE = b"b" * 14  # _B64_RUN
+
+
+def _b64_whole(value: str) -> bool:
+    """_B64_WHOLE_RE.match(value) without its backtracking walk: on ASCII text, by one
+    bytes.translate (6+ base64 or space characters, at most two '=' at the end, and `$` may
+    stand before a final newline); other text goes to the regex."""
+    if not value.isascii():
+        return _B64_WHOLE_RE.match(value) is not None
+    if value.endswith("=\n"):
+        value = value[:-1]
+    core = value.rstrip("=")
+    return len(value) - len(core) <= 2 and len(core) >= 6 and not core.encode().translate(None, _B64_OR_SPACE)
 
 
 def b64_decode(token: str) -> str | None:
@@ -256,7 +281,7 @@ def b64_decode(token: str) -> str | None:
 def b64_candidates(value: str) -> list[str]:
     """Decoded forms of base64 in the value: the whole value, else its long tokens."""
     out: list[str] = []
-    whole = value[:1] != "/" and _B64_WHOLE_RE.match(value) is not None
+    whole = value[:1] != "/" and _b64_whole(value)
     if whole:
         d = b64_decode(value)
         if d:
@@ -369,7 +394,6 @@ _DECODABLE_RE = re.compile(_DECODE_CHARS)
 # ... or a token b64_candidates would try (it skips tokens shorter than 16 with their "=")
 _B64_RUN = "[A-Za-z0-9+/_\\-]{14,}"
 _DECODABLE_B64_RE = re.compile(_DECODE_CHARS + "|" + _B64_RUN)
-_B64_RUN_RE = re.compile(_B64_RUN)
 
 
 def _decodable(value: str, try_base64: bool) -> bool:
@@ -379,7 +403,7 @@ def _decodable(value: str, try_base64: bool) -> bool:
         return (_DECODABLE_B64_RE if try_base64 else _DECODABLE_RE).search(value) is not None
     if _needs_decode(value) or "\x00" in value or _has_hex_prefix(value):
         return True
-    return try_base64 and _B64_RUN_RE.search(value) is not None
+    return try_base64 and _B64_RUN_SHAPE in value.encode("ascii").translate(_B64_SHAPES)
 
 
 def variants(value: str, try_base64: bool = True) -> list[str]:
@@ -388,7 +412,7 @@ def variants(value: str, try_base64: bool = True) -> list[str]:
     `try_base64=False` for places that never carry base64 payloads in practice (paths,
     browser headers): base64 attempts are the costliest part of decoding."""
     if not _decodable(value, try_base64):
-        if not try_base64 or not (_B64_WHOLE_RE.match(value) or value[:1] in "{["):
+        if not try_base64 or not (_b64_whole(value) or value[:1] in "{["):
             return [value]  # nothing any decoder below would change: the common case, cheaply
     out = [value]
     frontier = [value]

@@ -68,6 +68,15 @@ MIN_JUDGED_CHARS = 4 * 1024
 UNVERIFIED_SCORE = 5
 # values made only of these characters cannot carry an attack (and are most of the traffic)
 _SAFE_RE = re.compile(r"[\w\-.]*")
+_SAFE_ASCII = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-."
+
+
+def _safe(value: str) -> bool:
+    """_SAFE_RE.fullmatch(value): on ASCII text by deleting the safe bytes (one C pass; the
+    regex tests \\w's Unicode property per character: 20 ms on 1 MB)."""
+    if value.isascii():
+        return not value.encode("ascii").translate(None, _SAFE_ASCII)
+    return _SAFE_RE.fullmatch(value) is not None
 # browser-made headers: structured text that never carries base64 payloads
 _NO_BASE64_HEADERS = frozenset(
     "header.user-agent header.accept header.accept-language header.sec-ch-ua "
@@ -337,7 +346,7 @@ class Engine:
         (time bound reached, detector budget spent): such a verdict must not be cached."""
         cache = self._cache
         seen = run.seen
-        safe = _SAFE_RE.fullmatch
+        safe = _safe
         judge = self._judge_field
         complete = True
         for key in fields:
@@ -388,7 +397,7 @@ class Engine:
     def _judge_field(self, run: _Run, location: str, value: str, kind: str) -> Found:
         """Per attack type found in this value: (type, summed score, findings)."""
         b64 = kind != "path" and location not in _NO_BASE64_HEADERS
-        if _SAFE_RE.fullmatch(value) and ".." not in value and kind != "filename" and location != "header.user-agent":
+        if _safe(value) and ".." not in value and kind != "filename" and location != "header.user-agent":
             if value.lower() in ALONE_COMMANDS:
                 forms = [value]
             elif len(value) < 8 or not (_mixed_case(value) or "0x" in value.lower()):
