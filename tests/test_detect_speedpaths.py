@@ -298,3 +298,108 @@ def test_translate_checks_equal_their_regexes_on_random_text() -> None:
         assert decode._b64_whole(v) == bool(decode._B64_WHOLE_RE.match(v)), v
         assert decode._decodable(v, True) == bool(decode._DECODABLE_B64_RE.search(v)), v
         assert decode.js_unescape(v) == decode._JS_ESC_RE.sub(decode._js_esc, v), v
+
+
+# ---------------------------------------------------------------------------- trivial fields
+
+_TOKEN_ATOMS = ["a", "B", "z", "7", "_", "-", ".", "..", "0x", "0X", "whoami", "WhoAmI", "uname", "netstat",
+                "ifconfig", "IFCONFIG", "abcdefgh", "ABCDEFGH", "%41", "+", "<", "'", "é", "=", "&", ";", " "]
+
+
+def _judged_fields(fields: list[tuple[str, str, str]]) -> set[tuple[str, str, str]]:
+    """The fields Engine._judge_fields sends to judging (the others it dismisses unjudged)."""
+    e = _ENGINE
+    judged: list[tuple[str, str, str]] = []
+    original = e._judge_field
+    e._judge_field = lambda run, location, value, kind: judged.append((kind, location, value)) or b""  # type: ignore[method-assign]
+    try:
+        e._cache.clear()
+        e._judge_fields(engine_mod._Run(e.threshold), fields)
+    finally:
+        e._judge_field = original  # type: ignore[method-assign]
+    return set(judged)
+
+
+_ENGINE = Engine()
+
+
+def test_every_trivial_token_is_dismissed_by_the_engine() -> None:
+    from node.detect import trivial
+    from node.detect.trivial import TOKEN_RE
+
+    rng = random.Random(37)
+    tokens = 0
+    for _ in range(20_000):
+        v = "".join(rng.choice(_TOKEN_ATOMS) for _ in range(rng.randint(1, 5)))
+        if TOKEN_RE.fullmatch(v):
+            tokens += 1
+            for kind, loc in (("form", "body.form.x"), ("key", "json.x"), ("json", "json.x"), ("header", "header.x-a"),
+                              ("query", "query.q"), ("cookie", "cookie.c")):
+                assert not _judged_fields([(kind, loc, v)]), (kind, v)
+            if trivial.SHORT_TOKEN_BYTES_RE.fullmatch(v.encode()):
+                assert not _judged_fields([("header", "header.user-agent", v)]), v
+    assert tokens > 2000
+    # the bulk filters find exactly the values that are not tokens
+    values = ["".join(rng.choice(_TOKEN_ATOMS) for _ in range(rng.randint(0, 4))) for _ in range(5000)]
+    values = [v for v in values if "\n" not in v]
+    assert trivial.nontrivial_keys(values) == {v for v in values if not TOKEN_RE.fullmatch(v)}
+    raw = [v.encode("utf-8") for v in values]
+    assert trivial.nontrivial_header_values(raw) == {v for v in raw if not trivial.SHORT_TOKEN_BYTES_RE.fullmatch(v)}
+    assert trivial.nontrivial_keys(["a", "b\nc"]) is None
+
+
+def test_stripped_pairs_and_filtered_objects_leave_the_judged_fields_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
+    """parse_pairs without the trivial pairs, and large JSON objects without their trivial
+    members, hand the engine exactly the fields it judges without the shortcut."""
+    import json
+
+    from node.detect import request, trivial
+
+    rng = random.Random(41)
+
+    def token() -> str:
+        return "".join(rng.choice(_TOKEN_ATOMS) for _ in range(rng.randint(0, 4)))
+
+    def parsed(text: str, is_json: bool, shortcut: bool) -> list[tuple[str, str, str]]:
+        with monkeypatch.context() as m:
+            if not shortcut:
+                m.setattr(request, "strip_trivial_pairs", lambda t: t)
+                m.setattr(request, "MIN_FILTERED_OBJECT", 1 << 30)
+            sink = request.FieldSink()
+            if is_json:
+                request.parse_json(text, sink)
+            else:
+                request.parse_pairs(text, "body.form", "form", sink)
+            return sink.fields
+
+    for n in range(300):
+        count = rng.randint(60, 200)
+        if n % 2:
+            doc = {token(): rng.choice([1, None, True, token(), [token()], {token(): token()}]) for _ in range(count)}
+            text, is_json = json.dumps(doc), True
+        else:
+            text, is_json = "&".join(f"{token()}={token()}" if rng.random() < 0.9 else token() for _ in range(count)), False
+            text += "&pad=" + "p" * trivial.MIN_STRIPPED_TEXT
+        fast, slow = parsed(text, is_json, True), parsed(text, is_json, False)
+        assert len(fast) <= len(slow)
+        assert _judged_fields(fast) == _judged_fields(slow), text
+
+
+def test_filtered_header_lines_give_the_same_verdict(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(43)
+    found = 0
+    attacks = [b"<script>alert(1)</script>", b"' OR 1=1--", b"${jndi:ldap://x/a}", b"whoami", b"; cat /etc/passwd"]
+    for n in range(40):
+        lines = [(b"Host", b"h.test")] + [
+            (rng.choice([b"X-A", b"Cookie", b"Referer", b"User-Agent"]),
+             rng.choice(attacks) if rng.random() < 0.02 else "".join(rng.choice(_TOKEN_ATOMS) for _ in range(rng.randint(1, 3))).encode())
+            for _ in range(rng.randint(65, 200))]
+        msg = RequestMessage("GET", "/", lines)
+        verdicts = []
+        for limit in (engine_mod.MIN_FILTERED_HEADERS, 1 << 30):
+            monkeypatch.setattr(engine_mod, "MIN_FILTERED_HEADERS", limit)
+            det = _ENGINE.analyze_request(msg)
+            verdicts.append((det.score, sorted((a.type, a.location, a.rule_id) for a in det.attacks), det.partial))
+        assert verdicts[0] == verdicts[1], lines
+        found += bool(verdicts[0][1])
+    assert found > 10
