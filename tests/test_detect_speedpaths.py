@@ -170,8 +170,11 @@ def test_substring_prefilters_equal_their_regexes_on_random_text() -> None:
         assert decode._decodable(v, False) == bool(decode._DECODABLE_RE.search(v)), v
 
 
-def test_url_decode_fast_path_equals_the_general_path_on_random_values() -> None:
-    """The codec-based fast path against the general (repairing) decoder it short-cuts."""
+@pytest.mark.parametrize("codec_path", [True, False])
+def test_url_decode_fast_path_equals_the_general_path_on_random_values(codec_path: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fast paths (codec, unquote_bytes) against the general (repairing) decoder they short-cut."""
+    if not codec_path:
+        monkeypatch.setattr(decode, "MAX_CODEC_FAST_PATH", -1)
     rng = random.Random(11)
     atoms = ["%", "%2", "%25", "%zz", "%E4%B8%AD", "%e4%b8", "%C3%A9", "%c0%ae", "%0a", "%00", "%7F",
              "%80", "%FF", "%u0041", "%U0041", "\\", "\\x41", "%5c", "\udcff", "中", "é", "a", "/", "=",

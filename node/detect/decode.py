@@ -86,10 +86,23 @@ def _lone_bytes(m: re.Match[str]) -> str:
     return m.group(0).encode("utf-8", "surrogateescape").decode("latin-1")
 
 
+MAX_CODEC_FAST_PATH = 4096
+
+
 def url_decode(value: str) -> str:
     """One round of %XX / %uXXXX decoding; UTF-8 sequences are rebuilt when valid."""
     if "%" not in value:
         return value
+    if len(value) <= MAX_CODEC_FAST_PATH and "%u" not in value and "%U" not in value and "\\" not in value:
+        # the cheapest path for ordinary values, all in C: %XX becomes \xXX for the
+        # unicode_escape codec (which keeps every other byte as is, as latin-1), and the bytes
+        # are then read as UTF-8. Anything else (an invalid escape, a lone surrogate, invalid
+        # UTF-8) raises, and the paths below decide. Not for long values: a failure there
+        # would have cost a copy of the whole text (1 MB of '%': 20 ms)
+        try:
+            return value.replace("%", "\\x").encode().decode("unicode_escape").encode("latin-1").decode("utf-8")
+        except UnicodeError:
+            pass
     if not _has_pct_u(value):
         # fast path, all in C: the valid %XX decoded (unquote_bytes), the bytes read as UTF-8.
         # When they are valid UTF-8, every escaped lead byte in them starts a valid sequence,
