@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from itertools import groupby
+from itertools import groupby, zip_longest
 
 
 _ESCAPE_RE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|(.))", re.S)
@@ -49,10 +49,7 @@ def _tokens(text: str) -> Iterator[tuple[str, bool]]:
     # followed by the text up to the next quote (None after an unterminated last literal);
     # repeats of a (literal, what follows) pair are dropped before any Python step
     pieces = text.split('"')
-    gaps: list[str | None] = pieces[2::2]
-    if len(pieces) % 2 == 0:
-        gaps.append(None)
-    for (body, gap), _ in groupby(zip(pieces[1::2], gaps)):
+    for (body, gap), _ in groupby(zip_longest(pieces[1::2], pieces[2::2])):
         yield body, gap is not None and gap.lstrip(" \t\r\n")[:1] == ":"
 
 

@@ -229,10 +229,9 @@ def parse_json_value(obj: object, prefix: str, sink: FieldSink) -> None:
                     sink.cut("depth")
                 continue
             room = MAX_FIELDS - n
-            if len(node) > MIN_FILTERED_OBJECT:  # type: ignore[arg-type]
-                node = _judged_members(node)  # type: ignore[arg-type]
-            items = list(node.items()) if len(node) <= room else list(itertools.islice(node.items(), room))  # type: ignore[attr-defined]
-            sink.dropped += len(node) - len(items)  # type: ignore[arg-type]
+            members = _judged_members(node) if len(node) > MIN_FILTERED_OBJECT else list(node.items())  # type: ignore[arg-type,attr-defined]
+            items = members if len(members) <= room else members[:room]
+            sink.dropped += len(members) - len(items)
             depth += 1
             # at most `room` keys are added: the sink cannot overflow inside this loop
             # json.loads makes every key a str
@@ -260,7 +259,7 @@ _JSON_PAYLOAD = frozenset({str, dict, list})
 MIN_FILTERED_OBJECT = 64
 
 
-def _judged_members(node: dict) -> dict:
+def _judged_members(node: dict) -> list[tuple[str, object]]:
     """The members of a large object that make a field the engine judges: those whose value
     can carry a payload or whose key is not a trivial token (`"k123": 1` makes only a key
     field the engine dismisses). Every step is a C call (one regex pass over the joined keys,
@@ -269,7 +268,7 @@ def _judged_members(node: dict) -> dict:
     nontrivial = nontrivial_keys(keys)
     judged = nontrivial.__contains__ if nontrivial is not None else _not_token
     keep = map(operator.or_, map(_JSON_PAYLOAD.__contains__, map(type, node.values())), map(judged, keys))
-    return dict(itertools.compress(node.items(), keep))
+    return list(itertools.compress(node.items(), keep))
 
 
 def _not_token(key: str) -> bool:
