@@ -115,3 +115,13 @@ def test_header_fast_path_reads_as_the_line_by_line_parser(seed: int) -> None:
         except p.ProtocolError:
             got = p.ProtocolError
         assert got == want, head
+
+
+def test_header_lookup_on_many_lines_finds_what_a_walk_finds():
+    """Above INDEXED_HEADERS lines a lookup goes through a dict built once: same answers."""
+    headers = [(f"X-{i % 50}".encode(), f"v{i}".encode()) for i in range(200)] + [(b"Host", b"h"), (b"host", b"second")]
+    msg = p.RequestMessage("GET", "/", headers)
+    assert len(headers) > p.INDEXED_HEADERS
+    for name in ("x-0", "X-49", "HOST", "missing"):
+        assert msg.header(name) == p.header_value(headers, name)
+    assert msg.header("missing", "d") == "d"

@@ -72,12 +72,18 @@ HeaderFields = list[tuple[bytes, bytes]]
 class RequestMessage:
     method: str
     target: str  # raw request target as sent by the client: path and query, still percent-encoded
-    headers: HeaderFields
+    headers: HeaderFields  # not changed after the message is made (the lookup index relies on it)
     body: bytes = b""
     http_version: str = "HTTP/1.1"
+    _index: dict[bytes, bytes] | None = field(default=None, repr=False, compare=False)
 
     def header(self, name: str, default: str | None = None) -> str | None:
-        return header_value(self.headers, name, default)
+        if len(self.headers) <= INDEXED_HEADERS:
+            return header_value(self.headers, name, default)
+        if self._index is None:  # 50,000 header lines made each lookup a long walk
+            self._index = first_values(self.headers)
+        value = self._index.get(name.lower().encode("latin-1"))
+        return default if value is None else value.decode("utf-8", "surrogateescape")
 
 
 @dataclass(slots=True)
@@ -90,6 +96,17 @@ class ResponseMessage:
 
     def header(self, name: str, default: str | None = None) -> str | None:
         return header_value(self.headers, name, default)
+
+
+INDEXED_HEADERS = 32  # above this many header lines, lookups go through a dict built once
+
+
+def first_values(headers: HeaderFields) -> dict[bytes, bytes]:
+    """Lower-cased name -> the first value of that name (as header_value finds it)."""
+    index: dict[bytes, bytes] = {}
+    for key, value in headers:
+        index.setdefault(key.lower(), value)
+    return index
 
 
 def header_value(headers: HeaderFields, name: str, default: str | None = None) -> str | None:
@@ -169,7 +186,7 @@ def _split_head(data: bytes) -> tuple[bytes, bytes]:
 
 # one header line each (the head is split on LF; a CR inside a value stays in it); `.` stops at
 # the line's end, so every match is linear and the lines are found in one pass of C code
-_HEADER_LINE_RE = re.compile(rb"^([!#$%&'*+\-.^_`|~0-9A-Za-z]+):(.*)$", re.MULTILINE)
+_HEADER_LINE_RE = re.compile(rb"^([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*(.*)$", re.MULTILINE)
 
 
 def _start_line(head: bytes) -> str:
@@ -184,7 +201,9 @@ def _parse_head_lines(head: bytes) -> HeaderFields:
     if b"\n " not in head and b"\n\t" not in head:  # no folded line: the fast path
         found = _HEADER_LINE_RE.findall(head, first_end + 1)
         if len(found) == head.count(b"\n"):
-            return [(name, value.strip(b" \t")) for name, value in found]
+            if b" \n" in head or b"\t\n" in head or head.endswith((b" ", b"\t")):
+                return [(name, value.rstrip(b" \t")) for name, value in found]
+            return found  # no white space at any line's end: findall's tuples are the fields
     return _parse_headers(head[first_end + 1:].split(b"\n"))  # folding, or a malformed line to name
 
 
