@@ -47,7 +47,8 @@ class ActiveConfig:
             static.append((protocol.H_SECRET, header_safe(s.node_secret)))
         timeouts = Timeouts.from_settings(s)
         tls = make_ssl_context(s.node_ca_file) if any(a.tls for a in s.wallarm_node_address) else None
-        client = NodeClient(s.wallarm_node_address, timeouts, s.breaker_failures, tls, static)
+        client = NodeClient(s.wallarm_node_address, timeouts, s.breaker_failures, tls, static,
+                            s.max_in_flight_per_node)
         return cls(plugin=plugin, client=client, enabled=plugin.enabled, protocols=frozenset(plugin.protocols),
                    delivery=protocol.DELIVERY_SYNC if s.blocking else protocol.DELIVERY_ASYNC,
                    timeouts=timeouts, trusted=tuple(s.trusted_proxies), max_body_bytes=s.max_body_bytes,

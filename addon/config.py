@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from wallarm_wire.addresses import is_loopback_host
+from wallarm_wire.config_file import ConfigFileError, read_config_file
 from pydantic import BaseModel, StrictBool, StrictStr, ConfigDict, Field, ValidationError, field_validator
 
 PLUGIN_NAME = "wallarm-plugin"
@@ -85,6 +86,9 @@ class PluginSettings(BaseModel):
     block_page: StrictStr | None = None
     connect_timeout_ms: PositiveInt | None = None  # default: timeout_ms
     mirror_queue_size: PositiveInt = 10_000
+    mirror_queue_bytes: PositiveInt = 64 * 1024 * 1024  # the queue's second bound: queued bytes
+    # calls to one node at once (each holds a connection); past it a call waits, then fails "overload"
+    max_in_flight_per_node: Annotated[int, Field(ge=1, le=10_000, strict=True)] = 128
     mirror_workers: Annotated[int, Field(ge=1, le=64, strict=True)] = 4
     mirror_timeout_ms: PositiveInt = 2_000
     # default: 30 in in-line mode, 0 out-of-band (measured; docs/decisions.md)
@@ -227,10 +231,11 @@ def parse_config(raw: bytes | str, base_dir: Path | None = None, source: str = "
 
 
 def read_config_bytes(path: Path) -> bytes:
+    """The file's bytes, bounded and never blocking (wallarm_wire/config_file.py)."""
     try:
-        return path.read_bytes()
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
+        return read_config_file(path)
+    except ConfigFileError as e:
+        raise ConfigError(f"{path}: {e}") from None
 
 
 def load_config(path: str | Path) -> PluginConfig:

@@ -48,7 +48,8 @@ class WallarmConnector:
         self.metrics = Metrics()
         self.verdicts = Verdicts(self.metrics)
         self.delivery = MirrorDelivery(self.metrics)
-        self.mirror: Mirror[MirrorItem] = Mirror(self.delivery.deliver, self.delivery.count_drop)
+        self.mirror: Mirror[MirrorItem] = Mirror(self.delivery.deliver, self.delivery.count_drop,
+                                                 size_of=MirrorItem.size)
         self.status = StatusServer(lambda: root_document(self.active, self._started_at),
                                    lambda: plugins_document(self.active), self._status_metrics)
         self.watcher: ConfigWatcher | None = None
@@ -134,7 +135,8 @@ class WallarmConnector:
         active = ActiveConfig.build(plugin)
         self._swap(active)
         s = plugin.config
-        self.mirror.resize(s.mirror_queue_size, s.mirror_workers, active.timeouts.mirror_linger_s)
+        self.mirror.resize(s.mirror_queue_size, s.mirror_workers, active.timeouts.mirror_linger_s,
+                           s.mirror_queue_bytes)
         if reason == "reloaded":
             self.metrics.config_reloads += 1
         log.info("config %s: %s, %s mode, nodes %s, timeout %d ms, fail_%s", reason,
@@ -166,7 +168,8 @@ class WallarmConnector:
         active = self.active
         return self.metrics.render(self.mirror.depth, self.mirror.capacity,
                                    active.client.breaker_states() if active else {},
-                                   active is not None, __version__)
+                                   active is not None, __version__, self.mirror.bytes,
+                                   active.client.in_flight() if active else {})
 
     # ------------------------------------------------------------------ flow hooks
     def _in_scope(self, flow: http.HTTPFlow) -> ActiveConfig | None:

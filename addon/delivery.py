@@ -28,6 +28,10 @@ class MirrorItem:
     request_id: str
     msgtype: str  # protocol.MSGTYPE_REQUEST or MSGTYPE_RESPONSE
 
+    def size(self) -> int:
+        """What the item holds in memory, for the mirror queue's byte bound."""
+        return len(self.head) + len(self.body)
+
 
 class MirrorDelivery:
     def __init__(self, metrics: Metrics):

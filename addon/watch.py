@@ -1,24 +1,33 @@
 """Watch the plugin config file and hand every new valid version over; keep the last good one.
 
 Polling (about every 0.5 s) instead of inotify: it works the same on every filesystem and for
-editors that replace the file (new inode) as well as those that rewrite it in place. The file
-is small, so each poll simply reads it and compares the bytes: a half-written version that is
-later completed is never missed, whatever the mtime granularity.
+editors that replace the file (new inode) as well as those that rewrite it in place. Each poll
+reads the file (bounded and non-blocking: wallarm_wire/config_file.py, so a FIFO, a directory or
+a 50 MB file costs microseconds) and compares the bytes: a half-written version that is later
+completed is never missed, whatever the mtime granularity.
+
+One error per bad version, not one per poll: a version is the file's bytes, or the read error's
+identity (missing, not a regular file, too large). A bad version already reported since the
+config in force was applied is not reported again, so a file flapping between a good and a bad
+version (or a writer swapping it 100 times a second) logs each bad version once; going back to
+the bytes in force is no reload at all.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
 
 from addon.config import ConfigError, PluginConfig, parse_config
+from wallarm_wire.config_file import ConfigFileError, read_config_file
 
 log = logging.getLogger("wallarm.config")
 
 POLL_INTERVAL_S = 0.5
-_MISSING = b"\0missing"
+MAX_REPORTED = 1024  # bad versions remembered (digests): a bound, not a policy
 
 
 class ConfigWatcher:
@@ -28,12 +37,14 @@ class ConfigWatcher:
         self._on_valid = on_valid
         self._on_invalid = on_invalid
         self.interval_s = interval_s
-        self._seen: bytes | None = None  # bytes of the version last handled (valid or not)
+        self._seen: object = None  # what the last poll found: the bytes, or the read error's identity
+        self._in_force: bytes | None = None  # the bytes of the config in force
+        self._reported: set[object] = set()  # bad versions reported since it was applied
         self._task: asyncio.Task[None] | None = None
 
     def prime(self, raw: bytes) -> None:
         """Mark the version loaded at startup as already handled."""
-        self._seen = raw
+        self._seen = self._in_force = raw
 
     def start(self) -> None:
         if self._task is None:
@@ -47,27 +58,39 @@ class ConfigWatcher:
     def check(self) -> None:
         """One poll: read the file; if it changed, validate it and report the outcome once."""
         try:
-            raw = self.path.read_bytes()
-        except OSError as e:
-            if self._seen != _MISSING:
-                self._seen = _MISSING
-                self._on_invalid(f"{self.path}: cannot read: {e.strerror or e}; keeping the last good config")
+            raw = read_config_file(self.path)
+        except ConfigFileError as e:
+            if e.identity != self._seen:
+                self._seen = e.identity
+                self._reject(e.identity, f"{self.path}: {e}; keeping the last good config")
             return
         if raw == self._seen:
             return
         self._seen = raw
+        if raw == self._in_force:
+            return  # back to the version in force: nothing to apply
         try:
             config = parse_config(raw, base_dir=self.path.resolve().parent, source=str(self.path))
         except ConfigError as e:
-            self._on_invalid(f"{e}; keeping the last good config")
+            self._reject(hashlib.sha256(raw).digest(), f"{e}; keeping the last good config")
             return
+        self._in_force = raw
+        self._reported.clear()
         self._on_valid(config)
+
+    def _reject(self, version: object, message: str) -> None:
+        if version in self._reported:
+            return
+        if len(self._reported) >= MAX_REPORTED:
+            self._reported.clear()
+        self._reported.add(version)
+        self._on_invalid(message)
 
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.interval_s)
             try:
-                self.check()  # a small local file: reading it inline costs microseconds
+                self.check()  # bounded and non-blocking: microseconds for a small local file
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -1,0 +1,118 @@
+"""Config faults, in process: the bounded reader and the watcher's one-error-per-bad-version rule.
+
+The end-to-end run (real mitmdump, node and upstream under traffic) is in
+tests/test_config_faults_e2e.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from addon.config import PluginConfig
+from addon.watch import ConfigWatcher
+from wallarm_wire.config_file import MAX_CONFIG_BYTES, ConfigFileError, read_config_file
+from tests.support.proxy import write_config
+
+GOOD_URL = "http://127.0.0.1:9/"
+
+
+def test_reader_refuses_what_is_not_a_small_regular_file(tmp_path: Path) -> None:
+    good = write_config(tmp_path / "good.json", GOOD_URL)
+    assert read_config_file(good) == good.read_bytes()
+    cases: dict[str, Path] = {}
+    (tmp_path / "dir").mkdir()
+    cases["a directory"] = tmp_path / "dir"
+    os.mkfifo(tmp_path / "fifo")  # would block a plain open() until a writer came
+    cases["a FIFO"] = tmp_path / "fifo"
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    cases["No such file"] = tmp_path / "dangling"
+    big = tmp_path / "big.json"
+    sparse(big, 50 * 1024 * 1024)  # 50 MB: the size alone must refuse it
+    cases[f"over the {MAX_CONFIG_BYTES}-byte limit"] = big
+    for expected, path in cases.items():
+        started = time.perf_counter()
+        with pytest.raises(ConfigFileError, match=expected):
+            read_config_file(path)
+        assert time.perf_counter() - started < 0.05, path  # never a stall
+
+
+def test_reader_cuts_a_file_at_the_limit(tmp_path: Path) -> None:
+    p = tmp_path / "c.json"
+    p.write_bytes(b"x" * 1001)
+    assert read_config_file(p, limit=1001) == b"x" * 1001
+    with pytest.raises(ConfigFileError, match="over the 1000-byte limit"):
+        read_config_file(p, limit=1000)
+
+
+def sparse(path: Path, size: int) -> None:
+    with open(path, "wb") as f:
+        f.truncate(size)
+
+
+def remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        path.rmdir()
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+class Recorder:
+    def __init__(self, path: Path):
+        self.valid: list[PluginConfig] = []
+        self.errors: list[str] = []
+        self.watcher = ConfigWatcher(path, self.valid.append, self.errors.append)
+        self.watcher.prime(path.read_bytes())
+
+
+def test_each_fault_is_reported_once_and_the_good_version_is_not_reapplied(tmp_path: Path) -> None:
+    path = write_config(tmp_path / "enable-plugin.json", GOOD_URL)
+    good = path.read_bytes()
+    r = Recorder(path)
+    faults = [
+        ("truncated", lambda: path.write_bytes(good[: len(good) // 2]), "invalid JSON"),
+        ("garbage", lambda: path.write_bytes(os.urandom(300)), "invalid JSON"),
+        ("deleted", lambda: None, "No such file"),  # the loop removed it
+        ("a directory", lambda: path.mkdir(), "a directory"),
+        ("a FIFO", lambda: os.mkfifo(path), "a FIFO"),
+        ("dangling symlink", lambda: path.symlink_to(tmp_path / "nowhere"), "No such file"),  # ENOENT again
+        ("50 MB", lambda: sparse(path, 50 * 1024 * 1024), "byte limit"),
+    ]
+    for name, make, message in faults:
+        remove(path)
+        make()
+        before = len(r.errors)
+        for _ in range(5):  # polls: the same bad version is reported once
+            r.watcher.check()
+        # a dangling symlink reads as a missing file: the same fault, already reported
+        assert len(r.errors) == before + (name != "dangling symlink"), (name, r.errors[before:])
+        assert any(message in e and "keeping the last good config" in e for e in r.errors), name
+    assert r.valid == []
+    # back to the version in force: nothing to apply, nothing to report
+    remove(path)
+    path.write_bytes(good)
+    r.watcher.check()
+    assert r.valid == [] and len(r.errors) == len(faults) - 1
+
+
+def test_flapping_between_good_and_bad_reports_each_bad_version_once(tmp_path: Path) -> None:
+    path = write_config(tmp_path / "enable-plugin.json", GOOD_URL)
+    good = path.read_bytes()
+    bad = [b"{", good[:-5], b"\x00" * 40]
+    r = Recorder(path)
+    for i in range(300):  # a writer swapping the file as fast as polls come
+        path.write_bytes(good if i % 2 == 0 else bad[i % 3])
+        r.watcher.check()
+    assert r.valid == [] and len(r.errors) == 3
+    # a new good version is applied once; after it, an old bad version is news again
+    write_config(path, GOOD_URL, timeout_ms=700)
+    r.watcher.check()
+    r.watcher.check()
+    assert [c.config.timeout_ms for c in r.valid] == [700]
+    path.write_bytes(bad[0])
+    r.watcher.check()
+    assert len(r.errors) == 4
