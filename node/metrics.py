@@ -22,6 +22,8 @@ class NodeMetrics:
         self.analysis_errors = Counter("wallarm_node_analysis_errors_total", "Messages whose analysis raised an error.")
         self.pairing_evictions = Counter("wallarm_node_pairing_evictions_total", "Unpaired messages dropped, by reason and side.", ("reason", "side"))
         self.pairing_joined = Counter("wallarm_node_pairing_joined_total", "Requests joined with their response.")
+        self.config_reloads = Counter("wallarm_node_config_reloads_total", "Config reloads applied (SIGHUP).")
+        self.config_errors = Counter("wallarm_node_config_errors_total", "Config reloads refused: the file could not be read or validated; the last good config stayed.")
         self.analysis = Histogram("wallarm_node_analysis_seconds", "Detection engine time per message.", LATENCY_BUCKETS)
         self._gauges: list[Gauge] = [Gauge("wallarm_node_start_time_seconds", "Unix time the node started.", lambda: self.started)]
 
@@ -31,6 +33,7 @@ class NodeMetrics:
     def render(self) -> str:
         lines: list[str] = []
         for metric in (self.messages, self.verdicts, self.attacks, self.recorded, self.parse_errors,
-                       self.analysis_errors, self.pairing_evictions, self.pairing_joined, self.analysis, *self._gauges):
+                       self.analysis_errors, self.pairing_evictions, self.pairing_joined, self.config_reloads,
+                       self.config_errors, self.analysis, *self._gauges):
             lines.extend(metric.render())
         return "\n".join(lines) + "\n"

@@ -21,6 +21,7 @@ from node.rules.modes import ModeOverride, ModeSettings, NodeMode, override_from
 from node.rules.networks import parse_network
 from node.store.location import db_file, resolve_location
 from wallarm_wire.addresses import is_loopback_host, parse_hostport
+from wallarm_wire.config_file import ConfigFileError, read_config_file as read_bounded
 
 DEFAULT_LISTEN = "127.0.0.1:5050"
 DEFAULT_CONSOLE_LISTEN = "127.0.0.1:8090"
@@ -194,10 +195,12 @@ _PATH_FIELDS = ("tls_cert", "tls_key")
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text("utf-8")
-    except OSError as e:
-        raise SettingsError(f"cannot read config {path}: {e.strerror or e}") from e
+    try:  # bounded and non-blocking: a FIFO, a directory or a 50 MB file is refused at once
+        text = read_bounded(path).decode("utf-8")
+    except ConfigFileError as e:
+        raise SettingsError(f"config {path}: {e}") from None
+    except UnicodeDecodeError as e:
+        raise SettingsError(f"config {path} is not UTF-8: {e}") from None
     try:
         if path.suffix.lower() == ".json":
             data = json.loads(text) if text.strip() else {}

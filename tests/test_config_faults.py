@@ -16,6 +16,7 @@ import pytest
 from addon.config import PluginConfig
 from addon.watch import ConfigWatcher
 from wallarm_wire.config_file import MAX_CONFIG_BYTES, ConfigFileError, read_config_file
+from tests.support import config_faults
 from tests.support.proxy import write_config
 
 GOOD_URL = "http://127.0.0.1:9/"
@@ -32,7 +33,7 @@ def test_reader_refuses_what_is_not_a_small_regular_file(tmp_path: Path) -> None
     (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
     cases["No such file"] = tmp_path / "dangling"
     big = tmp_path / "big.json"
-    sparse(big, 50 * 1024 * 1024)  # 50 MB: the size alone must refuse it
+    config_faults.sparse(big)  # 50 MB: the size alone must refuse it
     cases[f"over the {MAX_CONFIG_BYTES}-byte limit"] = big
     for expected, path in cases.items():
         started = time.perf_counter()
@@ -49,18 +50,6 @@ def test_reader_cuts_a_file_at_the_limit(tmp_path: Path) -> None:
         read_config_file(p, limit=1000)
 
 
-def sparse(path: Path, size: int) -> None:
-    with open(path, "wb") as f:
-        f.truncate(size)
-
-
-def remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        path.rmdir()
-    elif path.exists() or path.is_symlink():
-        path.unlink()
-
-
 class Recorder:
     def __init__(self, path: Path):
         self.valid: list[PluginConfig] = []
@@ -73,30 +62,24 @@ def test_each_fault_is_reported_once_and_the_good_version_is_not_reapplied(tmp_p
     path = write_config(tmp_path / "enable-plugin.json", GOOD_URL)
     good = path.read_bytes()
     r = Recorder(path)
-    faults = [
-        ("truncated", lambda: path.write_bytes(good[: len(good) // 2]), "invalid JSON"),
-        ("garbage", lambda: path.write_bytes(os.urandom(300)), "invalid JSON"),
-        ("deleted", lambda: None, "No such file"),  # the loop removed it
-        ("a directory", lambda: path.mkdir(), "a directory"),
-        ("a FIFO", lambda: os.mkfifo(path), "a FIFO"),
-        ("dangling symlink", lambda: path.symlink_to(tmp_path / "nowhere"), "No such file"),  # ENOENT again
-        ("50 MB", lambda: sparse(path, 50 * 1024 * 1024), "byte limit"),
-    ]
-    for name, make, message in faults:
-        remove(path)
-        make()
+    messages = {"truncated": "invalid JSON", "garbage": "invalid JSON", "deleted": "No such file",
+                "a directory": "a directory", "a FIFO": "a FIFO", "dangling symlink": "No such file",
+                "50 MB": "byte limit"}
+    bad = config_faults.faults(good)
+    for name, make in bad.items():
+        config_faults.apply(path, make)
         before = len(r.errors)
         for _ in range(5):  # polls: the same bad version is reported once
             r.watcher.check()
         # a dangling symlink reads as a missing file: the same fault, already reported
         assert len(r.errors) == before + (name != "dangling symlink"), (name, r.errors[before:])
-        assert any(message in e and "keeping the last good config" in e for e in r.errors), name
+        assert any(messages[name] in e and "keeping the last good config" in e for e in r.errors), name
     assert r.valid == []
     # back to the version in force: nothing to apply, nothing to report
-    remove(path)
+    config_faults.remove(path)
     path.write_bytes(good)
     r.watcher.check()
-    assert r.valid == [] and len(r.errors) == len(faults) - 1
+    assert r.valid == [] and len(r.errors) == len(bad) - 1
 
 
 def test_flapping_between_good_and_bad_reports_each_bad_version_once(tmp_path: Path) -> None:

@@ -1,0 +1,81 @@
+"""Reload the node's config on SIGHUP: apply what can change live, keep the last good on error.
+
+Live (the next message sees it): `mode` and `overrides` (unless the console saved its own, which
+win as at start; `--mode` still wins over both), `ip_lists` seeds (entries added, like at start;
+an entry removed from the file stays in the store: the console removes it), `log_level`,
+`shared_secret`, `instance`, `pairing.*`, `retention.*`.
+
+Needs a restart (a changed value is logged and ignored; the running value stays): the listeners
+and their TLS (`listen`, `console_listen`, `tls_cert`, `tls_key`), the store (`db`),
+`console_token` (sessions hang on it), `max_body_bytes` (the server's buffers are sized by it)
+and `shutdown_timeout_seconds`.
+
+A config that cannot be read or validated changes nothing: one ERROR line names the file and the
+problem, `wallarm_node_config_errors_total` counts it. A reload that applied counts in
+`wallarm_node_config_reloads_total`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from node.context import NodeContext
+from node.pairing import Pairing
+from node.settings import NodeSettings
+
+log = logging.getLogger("node.reload")
+
+RESTART_FIELDS = ("listen", "console_listen", "tls_cert", "tls_key", "db", "console_token", "max_body_bytes",
+                  "shutdown_timeout_seconds")
+
+SeedLists = Callable[[NodeSettings], Awaitable[int]]
+
+
+class ConfigReloader:
+    def __init__(self, ctx: NodeContext, load: Callable[[], NodeSettings], pairing: Pairing,
+                 apply_endpoint: Callable[[NodeSettings], None], seed_lists: SeedLists):
+        self.ctx = ctx
+        self._load = load
+        self._pairing = pairing
+        self._apply_endpoint = apply_endpoint
+        self._seed_lists = seed_lists
+        self._lock = asyncio.Lock()  # SIGHUPs in a burst: one reload at a time, each sees the file as it is
+
+    async def reload(self) -> bool:
+        """Read the config again and apply it; False (and one ERROR line) when it cannot be used."""
+        async with self._lock:
+            metrics = self.ctx.metrics
+            try:
+                new = await asyncio.to_thread(self._load)  # a bounded read, off the loop all the same
+            except ValueError as e:  # SettingsError, or a value no validator named
+                metrics.config_errors.inc()
+                log.error("config reload refused: %s; keeping the last good config", " ".join(str(e).split()))
+                return False
+            old = self.ctx.settings
+            ignored = [f for f in RESTART_FIELDS if getattr(new, f) != getattr(old, f)]
+            applied = new.model_copy(update={f: getattr(old, f) for f in RESTART_FIELDS})
+            await self._apply(old, applied)
+            metrics.config_reloads.inc()
+            if ignored:
+                log.warning("config reloaded; changed but needing a restart (running values kept): %s",
+                            ", ".join(ignored))
+            else:
+                log.info("config reloaded")
+            return True
+
+    async def _apply(self, old: NodeSettings, new: NodeSettings) -> None:
+        logging.getLogger().setLevel(new.log_level)
+        self._pairing.ttl = new.pairing.ttl_seconds
+        self._pairing.cap = new.pairing.max_entries
+        self._apply_endpoint(new)
+        self.ctx.settings = new
+        seeded = await self._seed_lists(new)
+        policy = self.ctx.policy
+        source = await policy.load(new.mode_settings(), new.mode_forced)  # the start's rules; reloads IP lists
+        modes = await policy.get_mode_settings()
+        if new.mode_settings() != old.mode_settings() and not source.startswith(("config", "command line")):
+            log.warning("config mode settings changed, but those saved by the console win: %s", source)
+        log.info("mode %s with %d override(s) (from %s); %d IP entries seeded from config",
+                 modes.default, len(modes.overrides), source, seeded)

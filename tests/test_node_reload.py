@@ -1,0 +1,74 @@
+"""The node's config on SIGHUP, with a real node process: live changes apply, faults keep the last good."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.support import config_faults
+from tests.support.node import NodeClient, NodeHandle, start_node
+
+
+def metric(node: NodeHandle, name: str) -> float:
+    with urllib.request.urlopen(node.console_url + "/metrics", timeout=5) as r:  # noqa: S310 - loopback
+        text = r.read().decode()
+    m = re.search(rf"^{name} (\S+)$", text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def hup_and_wait(node: NodeHandle, name: str, want: float, timeout: float = 10.0) -> None:
+    os.kill(node.proc.proc.pid, signal.SIGHUP)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if metric(node, name) >= want:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{name} never reached {want}:\n{node.output()[-3000:]}")
+
+
+def attack_verdict(c: NodeClient) -> str:
+    status, verdict = c.request("GET", "/etc/passwd")
+    assert status in (200, 403)
+    return verdict["action"]
+
+
+def test_sighup_applies_live_settings_and_keeps_the_last_good_on_faults(tmp_path: Path) -> None:
+    node = start_node(tmp_path, mode="block")
+    try:
+        config = json.loads(node.config_path.read_text())
+        with NodeClient(node) as c:
+            assert attack_verdict(c) == "block"
+            # a live change: the mode, a denylist seed and the log level
+            config.update(mode="monitoring", log_level="DEBUG", ip_lists={"deny": ["198.51.100.0/24"]})
+            node.config_path.write_text(json.dumps(config))
+            hup_and_wait(node, "wallarm_node_config_reloads_total", 1)
+            assert attack_verdict(c) == "pass"
+            assert c.request("GET", "/", ip="198.51.100.7")[1]["action"] == "block"
+            # faults: each refused with one ERROR line, the monitoring config keeps serving
+            good = node.config_path.read_bytes()
+            bad = {**config_faults.faults(good), "invalid value": lambda p: p.write_text(json.dumps({**config, "mode": "x"}))}
+            del bad["dangling symlink"]  # reads as "deleted": the node reports every SIGHUP's outcome anyway
+            for i, (name, make) in enumerate(bad.items(), start=1):
+                config_faults.apply(node.config_path, make)
+                hup_and_wait(node, "wallarm_node_config_errors_total", i)
+                assert attack_verdict(c) == "pass", name
+            errors = [line for line in node.output().splitlines() if "config reload refused" in line]
+            assert len(errors) == len(bad), errors
+            assert all("keeping the last good config" in e and str(node.config_path) in e for e in errors)
+            assert any("byte limit" in e for e in errors) and any("a FIFO" in e for e in errors)
+            assert metric(node, "wallarm_node_config_reloads_total") == 1
+            # back to a good file; a field that needs a restart is named and not applied
+            config_faults.remove(node.config_path)
+            config.update(mode="block", max_body_bytes=1234)
+            node.config_path.write_text(json.dumps(config))
+            hup_and_wait(node, "wallarm_node_config_reloads_total", 2)
+            assert attack_verdict(c) == "block"
+            assert re.search(r"needing a restart \(running values kept\): max_body_bytes", node.output())
+        assert node.proc.proc.poll() is None
+    finally:
+        assert node.stop() == 0
