@@ -13,8 +13,9 @@ everyone while the node is up.
 
 Calls to one node at once are bounded (`max_in_flight`; each holds its own connection, and the
 node answers one message per connection at a time). At the bound a call waits for a slot within
-its own deadline; if none frees up it fails with cause `overload` (fail-open or 503 like any
-call without a verdict, counted by cause). An overload says nothing about the node's health, so
+its own deadline; if none frees up, or one frees up with less time left than the node's recent
+answer time (the node would work for a caller already gone), it fails with cause `overload`
+(fail-open or 503 like any call without a verdict, counted by cause). An overload says nothing about the node's health, so
 it never counts toward the breaker. Nothing queues without bound: the waiters are the callers
 themselves, each bounded by its deadline.
 """
@@ -36,6 +37,7 @@ log = logging.getLogger("wallarm.node")
 MAX_IDLE_PER_NODE = 128
 DEFAULT_MAX_IN_FLIGHT = 128
 OVERLOAD = "overload"  # NodeCallError.cause when no call slot freed up within the deadline
+ANSWER_TIME_WEIGHT = 0.2  # of the newest answered call in the node's moving-average answer time
 
 Exchange = Callable[["NodeEndpoint", Connection], Awaitable[list[Answer]]]
 
@@ -122,6 +124,7 @@ class NodeEndpoint:
         self.max_in_flight = max_in_flight
         self.slots = asyncio.Semaphore(max_in_flight)
         self.in_flight = 0
+        self.answer_time_s = 0.0  # moving average of answered calls' durations (0: nothing known yet)
         self.ssl_context = ssl_context if address.tls else None
         self.breaker = breaker
         self.idle: deque[Connection] = deque()
@@ -149,6 +152,9 @@ class NodeEndpoint:
             await self.slots.acquire()  # free: returns without suspending
         self.in_flight += 1
         return True
+
+    def answered_in(self, seconds: float) -> None:
+        self.answer_time_s += ANSWER_TIME_WEIGHT * (seconds - self.answer_time_s)
 
     def release_slot(self) -> None:
         self.in_flight -= 1
@@ -311,12 +317,23 @@ class NodeClient:
                 name=f"wallarm-liveness-{ep.address.url}")
 
     async def _call(self, ep: NodeEndpoint, exchange: Exchange, budget_s: float) -> list[Answer]:
-        waited = time.monotonic()
+        started = time.monotonic()
+        contended = ep.slots.locked()
         if not await ep.take_slot(budget_s):
             raise NodeCallError(OVERLOAD, f"{ep.address.url}: {ep.max_in_flight} calls in flight, none ended "
                                           f"within {budget_s * 1000:.0f} ms")
         try:
-            return await self._exchange(ep, exchange, budget_s - (time.monotonic() - waited))
+            now = time.monotonic()
+            left = budget_s - (now - started)
+            if contended and left < ep.answer_time_s:
+                # A slot came too late for the node's usual answer time: sending would only make
+                # the node work for a caller that is gone, deepening the overload.
+                raise NodeCallError(OVERLOAD, f"{ep.address.url}: waited {(now - started) * 1000:.0f} ms for one of "
+                                              f"{ep.max_in_flight} call slots; {left * 1000:.0f} ms left, the node "
+                                              f"answers in about {ep.answer_time_s * 1000:.0f} ms")
+            answers = await self._exchange(ep, exchange, left)
+            ep.answered_in(time.monotonic() - now)
+            return answers
         finally:
             ep.release_slot()
 

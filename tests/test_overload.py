@@ -102,3 +102,18 @@ def test_max_in_flight_setting_is_validated(value: object) -> None:
     with pytest.raises(ValueError, match="max_in_flight_per_node"):
         parse_config(json.dumps(cfg))
 
+
+
+async def test_a_slot_that_comes_too_late_for_the_node_is_not_used(slow_node: FakeNode) -> None:
+    """Past the bound, a call whose slot frees up with less time left than the node's usual answer
+    time fails as overload at once: the node never works for a caller already gone."""
+    slow_node.delay_ms = 200
+    client = client_for(slow_node, max_in_flight_per_node=1)
+    try:
+        assert await outcome(client, 2.0) == "answered"  # the node's answer time is now known: ~200 ms
+        results = await asyncio.gather(*(outcome(client, 0.5) for _ in range(5)))
+        # the 1st is sent at once, the 2nd after 200 ms (300 ms left), the rest after 400 ms (100 ms left)
+        assert results == ["answered", "answered", OVERLOAD, OVERLOAD, OVERLOAD]
+        assert slow_node.posts == 3 and slow_node.max_in_flight == 1
+    finally:
+        client.close()
