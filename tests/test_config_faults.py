@@ -99,3 +99,14 @@ def test_flapping_between_good_and_bad_reports_each_bad_version_once(tmp_path: P
     path.write_bytes(bad[0])
     r.watcher.check()
     assert len(r.errors) == 4
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a chmod 000 file: the directory, FIFO and dangling "
+                                               "symlink cases make a file unreadable for root instead")
+def test_chmod_000_is_refused_once(tmp_path: Path) -> None:
+    path = write_config(tmp_path / "enable-plugin.json", GOOD_URL)
+    r = Recorder(path)
+    path.chmod(0)
+    for _ in range(3):
+        r.watcher.check()
+    assert len(r.errors) == 1 and "Permission denied" in r.errors[0]

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -69,6 +70,52 @@ def test_sighup_applies_live_settings_and_keeps_the_last_good_on_faults(tmp_path
             hup_and_wait(node, "wallarm_node_config_reloads_total", 2)
             assert attack_verdict(c) == "block"
             assert re.search(r"needing a restart \(running values kept\): max_body_bytes", node.output())
+        assert node.proc.proc.poll() is None
+    finally:
+        assert node.stop() == 0
+
+
+def test_sighup_storm_while_the_file_is_swapped(tmp_path: Path) -> None:
+    """100 swaps and 100 SIGHUPs a second for 2 s under traffic: every verdict is one of the two
+    good configs', never an error; each reload either applies or is refused and counted."""
+    node = start_node(tmp_path, mode="monitoring")
+    try:
+        config = json.loads(node.config_path.read_text())
+        good_monitoring = json.dumps(config).encode()
+        good_block = json.dumps({**config, "mode": "block"}).encode()
+        versions = [good_block, b"{", good_monitoring, b"mode: [", good_block[:-9]]
+        stop = threading.Event()
+
+        def storm() -> None:
+            tmp = node.config_path.with_name("swap.tmp")
+            i = 0
+            while not stop.is_set():
+                tmp.write_bytes(versions[i % len(versions)])
+                os.replace(tmp, node.config_path)
+                os.kill(node.proc.proc.pid, signal.SIGHUP)
+                i += 1
+                time.sleep(0.01)
+
+        thread = threading.Thread(target=storm, daemon=True)
+        thread.start()
+        actions = []
+        deadline = time.monotonic() + 2.0
+        with NodeClient(node) as c:
+            while time.monotonic() < deadline:
+                actions.append(attack_verdict(c))
+        stop.set()
+        thread.join(5)
+        node.config_path.write_bytes(good_block)
+        before = metric(node, "wallarm_node_config_reloads_total")
+        hup_and_wait(node, "wallarm_node_config_reloads_total", before + 1)
+        with NodeClient(node) as c:
+            assert attack_verdict(c) == "block"
+        assert set(actions) <= {"pass", "block"} and len(actions) > 20
+        reloads = metric(node, "wallarm_node_config_reloads_total")
+        errors = metric(node, "wallarm_node_config_errors_total")
+        attempts = node.output().count("SIGHUP: reloading the config")
+        assert reloads >= 1 and errors >= 1 and reloads + errors == attempts
+        assert node.output().count("config reload refused") == errors
         assert node.proc.proc.poll() is None
     finally:
         assert node.stop() == 0
