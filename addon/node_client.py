@@ -154,7 +154,10 @@ class NodeEndpoint:
         return True
 
     def answered_in(self, seconds: float) -> None:
-        self.answer_time_s += ANSWER_TIME_WEIGHT * (seconds - self.answer_time_s)
+        if self.answer_time_s == 0.0:  # the first answer is the whole estimate
+            self.answer_time_s = seconds
+        else:
+            self.answer_time_s += ANSWER_TIME_WEIGHT * (seconds - self.answer_time_s)
 
     def release_slot(self) -> None:
         self.in_flight -= 1
@@ -325,7 +328,7 @@ class NodeClient:
         try:
             now = time.monotonic()
             left = budget_s - (now - started)
-            if contended and left < ep.answer_time_s:
+            if contended and (left <= 0 or left < ep.answer_time_s):
                 # A slot came too late for the node's usual answer time: sending would only make
                 # the node work for a caller that is gone, deepening the overload.
                 raise NodeCallError(OVERLOAD, f"{ep.address.url}: waited {(now - started) * 1000:.0f} ms for one of "
