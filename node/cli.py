@@ -123,7 +123,7 @@ async def serve(settings: NodeSettings, reload: Callable[[], NodeSettings] | Non
 async def _serve_with_store(settings: NodeSettings, store: Store, stop: asyncio.Event, hup: asyncio.Event,
                             reload: Callable[[], NodeSettings]) -> int:
     seeded = await seed_ip_lists(store, settings)
-    engine = Engine()
+    engine = Engine(max_body=settings.max_body_bytes)
     metrics = NodeMetrics()
     policy = Policy(store, settings.mode_settings())
     source = await policy.load(settings.mode_settings(), settings.mode_forced)
@@ -141,7 +141,8 @@ async def _serve_with_store(settings: NodeSettings, store: Store, stop: asyncio.
 
     ctx = NodeContext(settings=settings, store=store, policy=policy, engine=engine, metrics=metrics)
     ctx.console_token = resolve_console_token(settings.console_token, settings.db_file)
-    lane = JudgingLane(Engine)  # large messages: judged off the loop, with their own engine
+    # large messages: judged off the loop, with their own engine
+    lane = JudgingLane(lambda: Engine(max_body=settings.max_body_bytes))
     endpoint = Endpoint(ctx, pairing, lane)
 
     ssl_ctx = make_ssl_context(settings.tls_cert, settings.tls_key) if settings.tls_cert and settings.tls_key else None

@@ -6,12 +6,16 @@ changes something (`set_mode_settings`, `reload_ip_lists`).
 
 Decision table (sync messages; async messages are only recorded, never blocked):
   mode off            -> pass, no analysis, nothing recorded (the IP lists are not consulted)
-  allowlisted IP      -> pass; attacks are recorded as "monitored"
+  allowlisted IP      -> pass; attacks (and partial inspections) are recorded as "monitored"
   denylisted IP       -> block (monitoring and safe_blocking too), recorded even without attack
   attack, block       -> block
   attack, safe_blocking -> block only when the IP is graylisted, else monitored
   attack, monitoring  -> monitored
-The allowlist beats the denylist beats the graylist when an address is on several.
+  partially inspected, no attack found (a limit ended inspection early):
+    partial_inspection: block   -> as an attack (so: block / safe_blocking / monitoring above)
+    partial_inspection: monitor -> monitored (recorded, never blocked)
+The allowlist beats the denylist beats the graylist when an address is on several. Overrides
+(host and/or path prefix) set the mode, and may set partial_inspection and the body limit.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 from node.rules.ip_lists import LIST_NAMES, IPEntry, ListName
-from node.rules.modes import ModeOverride, ModeSettings, NodeMode
+from node.rules.modes import ModeSettings, NodeMode, PartialAction
 from node.rules.networks import IPAddress, parse_address, parse_network
 from node.store.base import Store, StoredAction
 
@@ -38,7 +42,17 @@ class Decision:
     block: bool  # what the node answers (always False for async messages)
     record: bool  # store an attack record
     stored_action: StoredAction
-    reason: str  # "attack", "denylist", "allowlist", "mode off", "" (benign)
+    reason: str  # "attack", "partial", "denylist", "allowlist", "mode off", "" (benign)
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """What applies to one host and path: the mode, what a partial inspection counts as, and
+    the body bytes inspected (None: the node's max_body_bytes)."""
+
+    mode: NodeMode
+    partial_inspection: PartialAction
+    max_body_bytes: int | None = None
 
 
 @functools.lru_cache(maxsize=4096)
@@ -90,20 +104,25 @@ class ModeTable:
     def __init__(self, settings: ModeSettings):
         self.settings = settings
         # Override hosts are already in `normalise_host` form (node/rules/modes.py).
-        self._ordered: list[ModeOverride] = sorted(
-            settings.overrides,
-            key=lambda o: (o.host is not None, len(o.path_prefix or "")),
-            reverse=True,
-        )
+        ordered = sorted(settings.overrides, key=lambda o: (o.host is not None, len(o.path_prefix or "")), reverse=True)
+        # (host, path prefix, rules), the rules made once: the hot path allocates nothing
+        self._ordered: list[tuple[str | None, str | None, Rules]] = [
+            (o.host, o.path_prefix, Rules(o.mode, o.partial_inspection or settings.partial_inspection, o.max_body_bytes))
+            for o in ordered
+        ]
+        self._default = Rules(settings.default, settings.partial_inspection)
+
+    def rules_for(self, host: str, path: str) -> Rules:
+        for o_host, prefix, rules in self._ordered:
+            if o_host is not None and o_host != host:
+                continue
+            if prefix is not None and not _prefix_matches(prefix, path):
+                continue
+            return rules
+        return self._default
 
     def mode_for(self, host: str, path: str) -> NodeMode:
-        for o in self._ordered:
-            if o.host is not None and o.host != host:
-                continue
-            if o.path_prefix is not None and not _prefix_matches(o.path_prefix, path):
-                continue
-            return o.mode
-        return self.settings.default
+        return self.rules_for(host, path).mode
 
 
 _NO_LISTS: frozenset[ListName] = frozenset()
@@ -188,6 +207,9 @@ class Policy:
         log.log(logging.DEBUG if periodic else logging.INFO, "IP lists loaded: %d entries", self._lists.count)
 
     # -- hot path
+    def rules_for(self, host: str, path: str) -> Rules:
+        return self._modes.rules_for(host, path)
+
     def mode_for(self, host: str, path: str) -> NodeMode:
         return self._modes.mode_for(host, path)
 
@@ -195,15 +217,20 @@ class Policy:
         return self._lists.lists_for(ip)
 
     @staticmethod
-    def decide(mode: NodeMode, lists: frozenset[ListName], is_attack: bool, sync: bool) -> Decision:
+    def decide(mode: NodeMode, lists: frozenset[ListName], is_attack: bool, sync: bool,
+               partial: bool = False, partial_inspection: PartialAction = "block") -> Decision:
+        """`partial`: a limit ended the inspection early (Detection.partial)."""
         if mode == "off":
             return Decision(mode, False, False, "monitored", "mode off")
         if "allow" in lists:
-            return Decision(mode, False, is_attack, "monitored", "allowlist")
+            return Decision(mode, False, is_attack or partial, "monitored", "allowlist")
         if "deny" in lists:
             return Decision(mode, sync, True, "blocked" if sync else "monitored", "denylist")
         if not is_attack:
-            return Decision(mode, False, False, "monitored", "")
+            if not partial:
+                return Decision(mode, False, False, "monitored", "")
+            if partial_inspection == "monitor":
+                return Decision(mode, False, True, "monitored", "partial")
         blocks = mode == "block" or (mode == "safe_blocking" and "gray" in lists)
         block = blocks and sync
-        return Decision(mode, block, True, "blocked" if block else "monitored", "attack")
+        return Decision(mode, block, True, "blocked" if block else "monitored", "attack" if is_attack else "partial")

@@ -1,14 +1,15 @@
 """Reload the node's config on SIGHUP: apply what can change live, keep the last good on error.
 
-Live (the next message sees it): `mode` and `overrides` (unless the console saved its own, which
-win as at start; `--mode` still wins over both), `ip_lists` seeds (entries added, like at start;
+Live (the next message sees it): `mode`, `overrides` and `partial_inspection` (unless the console
+saved its own, which win as at start; `--mode` still wins over both), `ip_lists` seeds (entries added, like at start;
 an entry removed from the file stays in the store: the console removes it), `log_level`,
 `shared_secret`, `instance`, `pairing.*`, `retention.*`.
 
 Needs a restart (a changed value is logged and ignored; the running value stays): the listeners
 and their TLS (`listen`, `console_listen`, `tls_cert`, `tls_key`), the store (`db`),
-`console_token` (sessions hang on it), `max_body_bytes` (the server's buffers are sized by it)
-and `shutdown_timeout_seconds`.
+`console_token` (sessions hang on it), `max_body_bytes` (the server's buffers and the engines are
+sized by it; a reloaded override's body limit must fit the running one) and
+`shutdown_timeout_seconds`.
 
 A config that cannot be read or validated changes nothing: one ERROR line names the file and the
 problem, `wallarm_node_config_errors_total` counts it. A reload that applied counts in
@@ -21,9 +22,11 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from pydantic import ValidationError
+
 from node.context import NodeContext
 from node.pairing import Pairing
-from node.settings import NodeSettings
+from node.settings import NodeSettings, format_validation
 
 log = logging.getLogger("node.reload")
 
@@ -50,12 +53,14 @@ class ConfigReloader:
             try:
                 new = await asyncio.to_thread(self._load)  # a bounded read, off the loop all the same
             except ValueError as e:  # SettingsError, or a value no validator named
-                metrics.config_errors.inc()
-                log.error("config reload refused: %s; keeping the last good config", " ".join(str(e).split()))
-                return False
+                return self._refuse(str(e))
             old = self.ctx.settings
             ignored = [f for f in RESTART_FIELDS if getattr(new, f) != getattr(old, f)]
-            applied = new.model_copy(update={f: getattr(old, f) for f in RESTART_FIELDS})
+            try:  # validated again with the running values: an override's body limit must fit the running one
+                applied = NodeSettings.model_validate({**dict(new), **{f: getattr(old, f) for f in RESTART_FIELDS}})
+            except ValidationError as e:
+                return self._refuse(f"with the running values of {', '.join(ignored)} (they need a restart): "
+                                    f"{format_validation(e, 'reloaded config')}")
             await self._apply(old, applied)
             metrics.config_reloads.inc()
             if ignored:
@@ -64,6 +69,11 @@ class ConfigReloader:
             else:
                 log.info("config reloaded")
             return True
+
+    def _refuse(self, problem: str) -> bool:
+        self.ctx.metrics.config_errors.inc()
+        log.error("config reload refused: %s; keeping the last good config", " ".join(problem.split()))
+        return False
 
     async def _apply(self, old: NodeSettings, new: NodeSettings) -> None:
         logging.getLogger().setLevel(new.log_level)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from wallarm_wire.protocol import (
+    H_BODY_TRUNCATED,
     H_FORWARDED_FOR,
     H_FORWARDED_HOST,
     H_INSTANCE,
@@ -51,9 +52,9 @@ from node.http1server import BadRequest, Incoming, Outgoing, error_body
 from node.masking import mask_hits, request_excerpt
 from node.pairing import Pairing, RequestSeen, ResponseSeen
 from node.policy import Policy, canonical_ip, normalise_path
-from node.rules.modes import normalise_host
+from node.rules.modes import PartialAction, normalise_host
 from node.settings import NodeSettings
-from node.store.base import AttackRecord, Hit
+from node.store.base import PARTIAL_TYPE, AttackRecord, Hit
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +63,10 @@ MAX_STORED_PATH = 2048
 LANE_MIN_BYTES = 64 * 1024
 REFUSAL_LOG_INTERVAL = 10.0  # seconds between INFO lines about refused messages of one kind
 _NO_HITS: list[Hit] = []
+_NO_REASONS: list[str] = []
 # Incoming.headers has lower-cased names.
 _SECRET, _REQUEST_ID, _DELIVERY = H_SECRET.lower(), H_REQUEST_ID.lower(), H_DELIVERY.lower()
+_BODY_TRUNCATED = H_BODY_TRUNCATED.lower()
 _FORWARDED_FOR, _FORWARDED_HOST, _INSTANCE = H_FORWARDED_FOR.lower(), H_FORWARDED_HOST.lower(), H_INSTANCE.lower()
 # HTTP-level refusals by the server (before a message reaches the endpoint), as metric kinds.
 _HTTP_REFUSAL_KINDS = {413: "too_large", 408: "timeout"}
@@ -85,12 +88,12 @@ class JudgingLane:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="judge-large")
         self._engine = self._pool.submit(make_engine)
 
-    def analyze(self, method: str, msg: RequestMessage | ResponseMessage) -> asyncio.Future[Any]:
-        """`engine.<method>(msg)` in the lane's thread."""
-        return asyncio.get_running_loop().run_in_executor(self._pool, self._call, method, msg)
+    def analyze(self, method: str, msg: RequestMessage | ResponseMessage, *args: Any) -> asyncio.Future[Any]:
+        """`engine.<method>(msg, *args)` in the lane's thread."""
+        return asyncio.get_running_loop().run_in_executor(self._pool, self._call, method, msg, *args)
 
-    def _call(self, method: str, msg: RequestMessage | ResponseMessage) -> Any:
-        return getattr(self._engine.result(), method)(msg)
+    def _call(self, method: str, msg: RequestMessage | ResponseMessage, *args: Any) -> Any:
+        return getattr(self._engine.result(), method)(msg, *args)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -107,6 +110,9 @@ class _Message:
     instance: str
     host: str = ""
     mode: str = ""
+    body_limit: int | None = None  # body bytes inspected (a host/path override), None: the engine's
+    partial_inspection: PartialAction = "block"  # what a partial inspection counts as here
+    body_cut: bool = False  # the connector cut (or streamed) the body: X-Wallarm-Body-Truncated
 
 
 _LIVE_BODY = b'{"status":"live"}'
@@ -188,7 +194,7 @@ class Endpoint:
             if isinstance(m.msg, ResponseMessage):
                 detection = self.engine.analyze_response(m.msg)
             else:
-                detection = self.engine.analyze_request(m.msg) if m.mode != "off" else None
+                detection = self.engine.analyze_request(m.msg, m.body_limit) if m.mode != "off" else None
         except Exception:  # noqa: BLE001 - one bad message must not take the node down
             return self._analysis_failed(m)
         return self._conclude(m, detection, time.perf_counter() - started)
@@ -196,9 +202,11 @@ class Endpoint:
     async def _judge_in_lane(self, m: _Message) -> Outgoing:
         assert self.lane is not None
         started = time.perf_counter()
-        method = "analyze_response" if isinstance(m.msg, ResponseMessage) else "analyze_request"
         try:
-            detection = await self.lane.analyze(method, m.msg)
+            if isinstance(m.msg, ResponseMessage):
+                detection = await self.lane.analyze("analyze_response", m.msg)
+            else:
+                detection = await self.lane.analyze("analyze_request", m.msg, m.body_limit)
         except Exception:  # noqa: BLE001
             return self._analysis_failed(m)
         return self._conclude(m, detection, time.perf_counter() - started)
@@ -252,7 +260,10 @@ class Endpoint:
         m = _Message(request_id, msg, delivery, client_ip, headers.get(_INSTANCE, "")[:200])
         if isinstance(msg, RequestMessage):
             m.host = normalise_host(headers.get(_FORWARDED_HOST) or msg.header("host"))
-            m.mode = self.policy.mode_for(m.host, normalise_path(msg.target))
+            rules = self.policy.rules_for(m.host, normalise_path(msg.target))
+            m.mode, m.body_limit, m.partial_inspection = rules.mode, rules.max_body_bytes, rules.partial_inspection
+            # the connector cut the body (or streamed it): what it did not send is not inspected
+            m.body_cut = _BODY_TRUNCATED in headers
         return m
 
     def _conclude(self, m: _Message, detection: Any, seconds: float) -> Outgoing:
@@ -262,18 +273,18 @@ class Endpoint:
             if isinstance(m.msg, ResponseMessage):
                 verdict = self._on_response(m.request_id, m.msg, hits)
             else:
-                verdict = self._on_request(m, m.msg, hits)
+                verdict = self._on_request(m, m.msg, hits, self._partial(m, detection))
         except Exception:  # noqa: BLE001 - one bad message must not take the node down
             return self._analysis_failed(m)
         self.metrics.verdicts.inc(verdict.action, verdict.reason or "benign")
         return Outgoing(verdict.status, verdict.to_json())
 
     # -- requests: decide (sync) or only record (async)
-    def _on_request(self, m: _Message, msg: RequestMessage, hits: list[Hit]) -> Verdict:
+    def _on_request(self, m: _Message, msg: RequestMessage, hits: list[Hit], partial: list[str]) -> Verdict:
         request_id, client_ip, host, mode, instance = m.request_id, m.client_ip, m.host, m.mode, m.instance
         sync = m.delivery == DELIVERY_SYNC
         lists = self.policy.lists_for(client_ip) if mode != "off" else frozenset()
-        decision = self.policy.decide(mode, lists, bool(hits), sync)
+        decision = self.policy.decide(mode, lists, bool(hits), sync, bool(partial), m.partial_inspection)
         raw_path = msg.target.split("?", 1)[0][:MAX_STORED_PATH]
         masked = mask_hits(hits) if hits else _NO_HITS
         # The pairing table keeps this summary for up to its TTL: no excerpt in it (memory).
@@ -281,10 +292,25 @@ class Endpoint:
         earlier = self.pairing.request_seen(request_id, seen)
         response_hits = earlier.hits if earlier is not None and mode != "off" else _NO_HITS
         if decision.record or response_hits:
-            reason = "denylist" if decision.reason == "denylist" else "attack"
-            self._record(request_id, seen, masked + response_hits, decision.stored_action, reason,
+            if decision.reason == "denylist":
+                reason = "denylist"
+            else:
+                reason = "attack" if hits or response_hits or not partial else "partial"
+            # a partial inspection is stored as findings of its own type, one per reason
+            partial_hits = [Hit(PARTIAL_TYPE, "request", f"partial.{r}", "", 0) for r in partial]
+            self._record(request_id, seen, masked + partial_hits + response_hits, decision.stored_action, reason,
                          earlier.status if earlier is not None else None, request_excerpt(msg))
-        return Verdict(request_id, "block" if decision.block else "pass", mode, masked, decision.reason)
+        return Verdict(request_id, "block" if decision.block else "pass", mode, masked, decision.reason, partial)
+
+    def _partial(self, m: _Message, detection: Any) -> list[str]:
+        """Why the request's inspection was partial (empty: judged whole, or mode off)."""
+        if detection is None:
+            return _NO_REASONS
+        if m.body_cut:
+            detection.mark_partial("body")
+        for reason in detection.partial:
+            self.metrics.partial.inc(reason)
+        return detection.partial or _NO_REASONS
 
     # -- responses: analysed, joined with their request, never blocked
     def _on_response(self, request_id: str, msg: ResponseMessage, hits: list[Hit]) -> Verdict:

@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from node.rules.ip_lists import MAX_COMMENT, IPEntry
-from node.rules.modes import ModeOverride, ModeSettings, NodeMode, override_from_mapping
+from node.rules.modes import ModeOverride, ModeSettings, NodeMode, PartialAction, override_from_mapping
 from node.rules.networks import parse_network
 from node.store.location import db_file, resolve_location
 from wallarm_wire.addresses import is_loopback_host, parse_hostport
@@ -26,6 +26,8 @@ from wallarm_wire.config_file import ConfigFileError, read_config_file as read_b
 DEFAULT_LISTEN = "127.0.0.1:5050"
 DEFAULT_CONSOLE_LISTEN = "127.0.0.1:8090"
 DEFAULT_DB = "wallarm-node.db"
+# Bytes of a message the endpoint accepts, and of a request body the engine inspects (past it
+# the inspection is partial: see partial_inspection). Overrides may set a lower body limit.
 DEFAULT_MAX_BODY = 8 * 1024 * 1024
 
 
@@ -106,6 +108,8 @@ class NodeSettings(_Model):
     shared_secret: str | None = None  # connectors must send it in X-Wallarm-Secret
     db: str = DEFAULT_DB  # a file path, or sqlite:///path
     mode: NodeMode = "block"
+    # what a request counts as when a limit ended its inspection early (docs/node.md)
+    partial_inspection: PartialAction = "block"
     overrides: list[ModeOverride] = []  # validated by node/rules/modes.py
     console_listen: str = DEFAULT_CONSOLE_LISTEN
     console_token: str | None = None
@@ -158,6 +162,14 @@ class NodeSettings(_Model):
             )
         return self
 
+    @model_validator(mode="after")
+    def _override_body_limits(self) -> NodeSettings:
+        for i, o in enumerate(self.overrides):
+            if o.max_body_bytes is not None and o.max_body_bytes > self.max_body_bytes:
+                raise ValueError(f"overrides[{i}].max_body_bytes {o.max_body_bytes} is over max_body_bytes "
+                                 f"{self.max_body_bytes} (the largest message the node accepts)")
+        return self
+
     # -- derived values used by the rest of the node
     @property
     def listen_addr(self) -> tuple[str, int]:
@@ -177,7 +189,7 @@ class NodeSettings(_Model):
         return self.tls_cert is not None
 
     def mode_settings(self) -> ModeSettings:
-        return ModeSettings(default=self.mode, overrides=self.overrides)
+        return ModeSettings(default=self.mode, overrides=self.overrides, partial_inspection=self.partial_inspection)
 
     def seed_ip_entries(self, now: float | None = None) -> list[IPEntry]:
         now = time.time() if now is None else now
@@ -221,7 +233,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def _format_validation(err: ValidationError, source: str) -> str:
+def format_validation(err: ValidationError, source: str) -> str:
     lines = [f"invalid node config ({source}):"]
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
@@ -242,4 +254,4 @@ def load_settings(config_path: Path | None = None, overrides: dict[str, Any] | N
     try:
         return NodeSettings.model_validate(data)
     except ValidationError as e:
-        raise SettingsError(_format_validation(e, source)) from None
+        raise SettingsError(format_validation(e, source)) from None

@@ -14,8 +14,8 @@ Every request is first shaped the way ../shared/tools/replay.py puts it on the w
 added when missing, Content-Length set, Connection: close), then judged by each engine.
 
 Blocked means: for `node`, what the node answers in mode `block` (`Engine.analyze_request`
-finds an attack: node/server.py `_analyze` + node/policy.py `decide`); for `modsecurity`, a
-403 intervention after phase 2 (CRS anomaly scoring at its default threshold 5).
+finds an attack, or inspected it only in part: node/server.py `_conclude` + node/policy.py
+`decide`); for `modsecurity`, a 403 intervention after phase 2 (CRS anomaly scoring at its default threshold 5).
 
 Reports per source and class: attacks blocked (TPR), benign passed (TNR), balanced accuracy
 (TPR+TNR)/2 - on a source without benign records TNR is null and the balanced accuracy is
@@ -133,8 +133,8 @@ def sample(records: list[LabelledRequest], limit: int) -> list[LabelledRequest]:
 
 def node_blocks(det: Detection) -> bool:
     # node/server.py hands `detection.attacks` on only when `is_attack`; policy.decide blocks
-    # in mode `block` on any hit
-    return det.is_attack and bool(det.attacks)
+    # in mode `block` on any hit, and on a partial inspection (partial_inspection: block)
+    return (det.is_attack and bool(det.attacks)) or bool(det.partial)
 
 
 def node_judge(engine: Engine) -> Judge:

@@ -95,12 +95,17 @@ class Outcome:
 
 def judge_in_process(recs: list[dict]) -> list[tuple[bool, list[str]]]:
     from node.detect.engine import Engine
+    from node.policy import Policy
+    from node.settings import NodeSettings
 
-    engine = Engine()
+    # what the node in `block` mode with its default settings answers an in-line request:
+    # the engine under the node's body limit, then the policy (a partial inspection blocks too)
+    engine = Engine(max_body=NodeSettings().max_body_bytes)
     out = []
     for r in recs:
         det = engine.analyze_request(to_message(r))
-        out.append((det.is_attack, sorted({a.rule_id for a in det.attacks})))
+        decision = Policy.decide("block", frozenset(), det.is_attack, True, bool(det.partial))
+        out.append((decision.block, sorted({a.rule_id for a in det.attacks} | {f"partial.{p}" for p in det.partial})))
     return out
 
 

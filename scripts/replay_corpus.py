@@ -64,28 +64,33 @@ def main() -> int:
             rows = [r for r in rows if r["class"] == args.only_class]
         if args.limit:
             rows = rows[: args.limit]
-        stats: dict[tuple[str, str, str], list[int]] = collections.defaultdict(lambda: [0, 0])
+        # per (source, label, class): blocked, total, of the blocked only partly inspected
+        stats: dict[tuple[str, str, str], list[int]] = collections.defaultdict(lambda: [0, 0, 0])
         misses, fps = [], []
         t0 = time.perf_counter()
         for r in rows:
             det = engine.analyze_request(to_message(r))
             key = (r["source"], r["label"], r["class"])
-            stats[key][0] += det.is_attack
+            # what the node answers in mode block (partial_inspection: block, the default there)
+            blocked = det.is_attack or bool(det.partial)
+            stats[key][0] += blocked
             stats[key][1] += 1
-            if r["label"] == "attack" and not det.is_attack:
+            stats[key][2] += blocked and not det.is_attack
+            if r["label"] == "attack" and not blocked:
                 misses.append(r)
-            elif r["label"] == "benign" and det.is_attack:
+            elif r["label"] == "benign" and blocked:
                 fps.append((r, det))
         elapsed = time.perf_counter() - t0
         print(f"\n== {half} half: {len(rows)} records in {elapsed:.1f} s")
-        print(f"{'source':10} {'label':7} {'class':11} {'blocked':>8} {'total':>7} {'rate':>7}")
-        agg: dict[tuple[str, str], list[int]] = collections.defaultdict(lambda: [0, 0])
-        for (src, lab, cls), (b, n) in sorted(stats.items()):
-            print(f"{src:10} {lab:7} {cls:11} {b:8d} {n:7d} {100 * b / n:6.1f}%")
+        print(f"{'source':10} {'label':7} {'class':11} {'blocked':>8} {'total':>7} {'rate':>7} {'partial':>8}")
+        agg: dict[tuple[str, str], list[int]] = collections.defaultdict(lambda: [0, 0, 0])
+        for (src, lab, cls), (b, n, p) in sorted(stats.items()):
+            print(f"{src:10} {lab:7} {cls:11} {b:8d} {n:7d} {100 * b / n:6.1f}% {p:8d}")
             agg[(src, lab)][0] += b
             agg[(src, lab)][1] += n
-        for (src, lab), (b, n) in sorted(agg.items()):
-            print(f"{src:10} {lab:7} {'ALL':11} {b:8d} {n:7d} {100 * b / n:6.1f}%")
+            agg[(src, lab)][2] += p
+        for (src, lab), (b, n, p) in sorted(agg.items()):
+            print(f"{src:10} {lab:7} {'ALL':11} {b:8d} {n:7d} {100 * b / n:6.1f}% {p:8d}")
         if half == "dev":
             import random
             random.Random(7).shuffle(misses)
@@ -94,7 +99,7 @@ def main() -> int:
                 body = base64.b64decode(r.get("body_b64") or "")[:300]
                 print("MISS", r["class"], r["uri"][:300], body)
             for r, det in fps[: args.show_fp]:
-                print("FP", r["uri"][:200], [(a.type, a.location, a.rule_id, a.excerpt) for a in det.attacks])
+                print("FP", r["uri"][:200], det.partial, [(a.type, a.location, a.rule_id, a.excerpt) for a in det.attacks])
     return 0
 
 

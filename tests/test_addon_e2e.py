@@ -46,7 +46,11 @@ def node_metric(sample: str) -> float:
 def real_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     d = tmp_path_factory.mktemp("node")
     port, console = free_port(), free_port()
-    proc = ManagedProcess("node", [sys.executable, "-m", "node", "--listen", f"127.0.0.1:{port}",
+    # a streamed body is not inspected (a partial inspection: blocked in mode block); /upload
+    # lets it through recorded, as a deployment that streams uploads would configure it
+    config = d / "node.json"
+    config.write_text('{"overrides": [{"path_prefix": "/upload", "mode": "block", "partial_inspection": "monitor"}]}')
+    proc = ManagedProcess("node", [sys.executable, "-m", "node", "--config", str(config), "--listen", f"127.0.0.1:{port}",
                                    "--console-listen", f"127.0.0.1:{console}", "--db", str(d / "node.db"),
                                    "--mode", "block"])
     try:
@@ -299,6 +303,14 @@ def test_streamed_request_is_killed_when_blocked(body_proxy: Proxy, upstream: Up
         httpx.post(body_proxy.url + "/etc/passwd?streamed=1", content=b"a" * 500_000, timeout=10)
     assert "/etc/passwd?streamed=1" not in upstream.seen()
     assert metric(body_proxy, "wallarm_connector_streams_killed_total") == 1
+
+
+def test_streamed_request_body_is_not_inspected_so_it_is_blocked(body_proxy: Proxy, upstream: Upstream) -> None:
+    """Outside /upload (partial_inspection: monitor there) a body the node never saw is a partial
+    inspection: in mode block the stream is killed, never forwarded unjudged."""
+    with pytest.raises(httpx.TransportError):
+        httpx.post(body_proxy.url + "/data?streamed=1", content=b"a" * 500_000, timeout=10)
+    assert "/data?streamed=1" not in upstream.seen()
 
 
 def test_streamed_response_and_body_over_limit(body_proxy: Proxy) -> None:

@@ -28,7 +28,7 @@ DOC = json.loads(OPENAPI_PATH.read_text("utf-8"))
 SAMPLE_VALUES = {
     "type": "sqli", "ip": "203.0.113.0/24", "action": "blocked", "host": "api.test",
     "since": "1764136800", "until": "2026-11-26T12:00:00", "q": "/etc", "cursor": "", "limit": "5",
-    "buckets": "10", "list": "deny", "include_expired": "1",
+    "buckets": "10", "list": "deny", "include_expired": "1", "partial": "1",
 }
 MAX_EXAMPLES = 50  # per operation: the 9 operations take ~10 s on the 2-core CI machine
 

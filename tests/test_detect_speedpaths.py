@@ -199,11 +199,11 @@ def test_a_small_request_is_judged_whole_even_past_the_deadline(monkeypatch: pyt
     e = Engine()
     monkeypatch.setattr(engine_mod._Run, "out_of_time", lambda self: True)  # time already spent
     det = e.analyze_request(req("/?p=..%2F..%2F..%2F..%2Fproc%2Fself%2Ffd%2F13"))
-    assert det.is_attack and not det.truncated
+    assert det.is_attack and not det.partial
     # a big request is still cut once the guaranteed part is judged
     big = req("/", body=("&".join(f"f{i}=" + "a b " * 3000 for i in range(40))).encode(),
               ctype="application/x-www-form-urlencoded")
-    assert e.analyze_request(big).truncated
+    assert e.analyze_request(big).partial == ["deadline"]
 
 
 def test_isalnum_is_a_subset_of_the_safe_value_class() -> None:
@@ -249,3 +249,17 @@ def test_sql_head_of_the_token_stream_judges_like_the_whole_stream() -> None:
                 from_start += len(head) <= 2
     # the fuzz reached both shortcuts (a head, the first two tokens), firing rules too
     assert shortened - from_start > 500 and from_start > 500 and fired > 20
+
+
+def test_unquote_bytes_is_urllibs_unquote_to_bytes() -> None:
+    """decode.unquote_bytes replaces urllib's per-'%' Python loop with C-level steps."""
+    import random
+    from urllib.parse import unquote_to_bytes
+
+    from node.detect.decode import unquote_bytes
+
+    alphabet = b"%%%%%\\\\0123456789abcdefABCDEFxyz\x80\xff\x00 uU+"
+    rnd = random.Random(1)
+    for _ in range(20_000):
+        data = bytes(rnd.choice(alphabet) for _ in range(rnd.randint(0, 12)))
+        assert unquote_bytes(data) == unquote_to_bytes(data), data

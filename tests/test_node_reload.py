@@ -70,6 +70,14 @@ def test_sighup_applies_live_settings_and_keeps_the_last_good_on_faults(tmp_path
             hup_and_wait(node, "wallarm_node_config_reloads_total", 2)
             assert attack_verdict(c) == "block"
             assert re.search(r"needing a restart \(running values kept\): max_body_bytes", node.output())
+            # an override's body limit over the running limit (only the file's new one allows it): refused
+            running = 8 * 1024 * 1024  # the default max_body_bytes the node started with
+            config.update(max_body_bytes=2 * running, partial_inspection="monitor",
+                          overrides=[{"path_prefix": "/big", "mode": "block", "max_body_bytes": running + 1}])
+            node.config_path.write_text(json.dumps(config))
+            hup_and_wait(node, "wallarm_node_config_errors_total", len(bad) + 1)
+            assert "with the running values of max_body_bytes (they need a restart)" in node.output()
+            assert attack_verdict(c) == "block"
         assert node.proc.proc.poll() is None
     finally:
         assert node.stop() == 0

@@ -276,3 +276,46 @@ async def test_set_mode_settings_saves_then_applies(tmp_path: Path):
         assert policy.mode_for("a.test", "/x/y") == "block" and policy.mode_for("b", "/") == "monitoring"
     finally:
         await store.close()
+
+
+# ---------------------------------------------------------------------------- partial inspection
+
+@pytest.mark.parametrize("mode,lists,action,want", [
+    ("block", (), "block", (True, True, "blocked", "partial")),
+    ("block", (), "monitor", (False, True, "monitored", "partial")),
+    ("safe_blocking", (), "block", (False, True, "monitored", "partial")),
+    ("safe_blocking", ("gray",), "block", (True, True, "blocked", "partial")),
+    ("monitoring", (), "block", (False, True, "monitored", "partial")),
+    ("block", ("allow",), "block", (False, True, "monitored", "allowlist")),
+    ("off", (), "block", (False, False, "monitored", "mode off")),
+])
+def test_a_partial_inspection_is_decided_by_partial_inspection_and_the_mode(mode, lists, action, want) -> None:
+    d = Policy.decide(mode, frozenset(lists), False, True, partial=True, partial_inspection=action)
+    assert (d.block, d.record, d.stored_action, d.reason) == want
+    # an attack stays an attack whatever partial_inspection says
+    assert Policy.decide(mode, frozenset(lists), True, True, True, "monitor").reason in ("attack", "allowlist", "mode off")
+
+
+def test_overrides_carry_partial_inspection_and_a_body_limit() -> None:
+    table = ModeTable(ModeSettings("block", [
+        ModeOverride("block", path_prefix="/upload", max_body_bytes=4096),
+        ModeOverride("monitoring", host="tele.example", partial_inspection="monitor"),
+    ], partial_inspection="block"))
+    up, tele, other = table.rules_for("a", "/upload/x"), table.rules_for("tele.example", "/"), table.rules_for("a", "/")
+    assert (up.mode, up.partial_inspection, up.max_body_bytes) == ("block", "block", 4096)
+    assert (tele.mode, tele.partial_inspection, tele.max_body_bytes) == ("monitoring", "monitor", None)
+    assert (other.mode, other.partial_inspection, other.max_body_bytes) == ("block", "block", None)
+
+
+@pytest.mark.parametrize("config,message", [
+    ({"partial_inspection": "drop"}, "partial_inspection"),
+    ({"overrides": [{"path_prefix": "/a", "mode": "block", "partial_inspection": "maybe"}]}, "partial_inspection"),
+    ({"max_body_bytes": 1000, "overrides": [{"path_prefix": "/a", "mode": "block", "max_body_bytes": 2000}]},
+     "over max_body_bytes"),
+    ({"overrides": [{"path_prefix": "/a", "mode": "block", "max_body_bytes": 0}]}, "max_body_bytes"),
+])
+def test_partial_inspection_settings_are_checked(tmp_path: Path, config: dict, message: str) -> None:
+    path = tmp_path / "node.json"
+    path.write_text(json.dumps(config))
+    with pytest.raises(SettingsError, match=message):
+        load_settings(path)

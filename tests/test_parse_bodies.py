@@ -314,3 +314,34 @@ def test_utf16_json_python_refuses_is_judged_as_text(engine: Engine) -> None:
     sink = extract(req(body, ctype("application/json")))
     assert any(kind == "body" and XSS in value for kind, _loc, value in sink.fields)
     assert blocked(engine, req(body, ctype("application/json")))
+
+
+# ---------------------------------------------------------------------------- binary data
+
+def test_a_binary_upload_is_judged_by_its_printable_runs(engine: Engine) -> None:
+    """A NUL up front once made a file part "binary" and unjudged; a reading that sees no
+    filename (`dummy="; filename=a.bin"`) hands the backend that part as a text field."""
+    noise = bytes((i * 7) % 32 for i in range(1024))  # control bytes: no printable run of its own
+    for disposition in ('form-data; name="file"; filename="photo.jpg"',
+                        'form-data; dummy="; filename=a.bin"; name="q"'):
+        part = (f"Content-Disposition: {disposition}\r\n\r\n".encode() + b"\x00" + noise
+                + XSS.encode() + noise)
+        body = b"--B\r\n" + part + b"\r\n--B--\r\n"
+        assert engine.analyze_request(req(body, ctype("multipart/form-data; boundary=B"))).is_attack, disposition
+
+
+def test_a_binary_body_is_judged_by_its_printable_runs(engine: Engine) -> None:
+    body = b"\x00\x01\x02\x03" * 64 + TRAVERSAL.encode() + b"\x00" * 64
+    assert engine.analyze_request(req(body, ctype("application/octet-stream"))).is_attack
+
+
+def test_random_binary_uploads_stay_clean() -> None:
+    import random
+
+    engine = Engine(max_body=8 * 1024 * 1024)
+    for seed in range(3):
+        data = random.Random(seed).randbytes(2 * 1024 * 1024)
+        body = (b'--B\r\nContent-Disposition: form-data; name="f"; filename="x.bin"\r\n\r\n' + data
+                + b"\r\n--B--\r\n")
+        det = engine.analyze_request(req(body, ctype("multipart/form-data; boundary=B")))
+        assert not det.is_attack and not det.partial, seed

@@ -16,6 +16,7 @@ def reference_json(v: p.Verdict) -> bytes:
         "reason": v.reason,
         "attacks": [{"type": a.type, "location": a.location, "rule_id": a.rule_id, "excerpt": a.excerpt,
                      "score": a.score} for a in v.attacks],
+        "partial": v.partial,
     }, separators=(",", ":")).encode()
 
 
@@ -27,6 +28,8 @@ VERDICTS = [
         p.AttackInfo("xss", 'json.a"b', "xss:1", '<img src=x onerror="alert(1)">\\', 12),
         p.AttackInfo("ptrav", "path", "pt:1", "..\u2215..\u0000\u001f\u2028é\U0001f600", 5),
     ], "attack"),
+    p.Verdict("c" * 32, "block", "block", [p.AttackInfo("partial_inspection", "request", "partial.fields", "", 0)],
+              "partial", ["fields", "dead\"line"]),
 ]
 
 
@@ -35,6 +38,14 @@ def test_verdict_json_is_exactly_what_json_dumps_writes_and_reads_back(verdict):
     data = verdict.to_json()
     assert data == reference_json(verdict)
     assert p.Verdict.from_json(data) == verdict
+
+
+@pytest.mark.parametrize("partial,want", [(None, []), ("fields", []), ([1, "body"], ["1", "body"])])
+def test_verdict_from_json_is_tolerant_of_the_partial_field(partial, want):
+    obj = {"protocol": 1, "request_id": "0" * 32, "action": "pass"}
+    if partial is not None:
+        obj["partial"] = partial
+    assert p.Verdict.from_json(json.dumps(obj).encode()).partial == want
 
 
 @pytest.mark.parametrize("content_type,want", [

@@ -249,7 +249,10 @@ class Verdict:
     action: Action = "pass"
     mode: str = ""
     attacks: list[AttackInfo] = field(default_factory=list)
-    reason: str = ""  # e.g. "attack", "denylist", "allowlist", "mode off"
+    reason: str = ""  # e.g. "attack", "partial", "denylist", "allowlist", "mode off"
+    # why the request was only partly inspected (a limit ended inspection early): e.g.
+    # ["fields", "deadline"]; empty when it was judged whole
+    partial: list[str] = field(default_factory=list)
 
     @property
     def status(self) -> int:
@@ -264,8 +267,9 @@ class Verdict:
             f'"excerpt":{_q(a.excerpt)},"score":{int(a.score)}}}'
             for a in self.attacks
         )
+        partial = ",".join(map(_q, self.partial))
         return (f'{{"protocol":{PROTOCOL_VERSION},"request_id":{_q(self.request_id)},"action":{_q(self.action)},'
-                f'"mode":{_q(self.mode)},"reason":{_q(self.reason)},"attacks":[{attacks}]}}').encode()
+                f'"mode":{_q(self.mode)},"reason":{_q(self.reason)},"attacks":[{attacks}],"partial":[{partial}]}}').encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> Verdict:
@@ -279,7 +283,10 @@ class Verdict:
                            str(a.get("excerpt", "")), int(a.get("score", 0)))
                 for a in obj.get("attacks", [])
             ]
+            # absent from nodes before it existed; anything but a list of strings is ignored
+            partial = obj.get("partial")
+            partial = [str(p) for p in partial] if isinstance(partial, list) else []
             return cls(str(obj.get("request_id", "")), action, str(obj.get("mode", "")), attacks,
-                       str(obj.get("reason", "")))
+                       str(obj.get("reason", "")), partial)
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise ProtocolError(f"unreadable verdict: {e}") from e

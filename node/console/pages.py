@@ -102,7 +102,7 @@ class ConsolePages:
     async def attacks(self, request: web.Request) -> web.Response:
         q = request.query
         return self.render(request, "attacks.html", f={
-            k: q.get(k, "") for k in ("type", "ip", "action", "host", "since", "until", "q", "range")})
+            k: q.get(k, "") for k in ("type", "ip", "action", "host", "since", "until", "q", "partial", "range")})
 
     async def attack_detail(self, request: web.Request) -> web.Response:
         try:

@@ -16,9 +16,18 @@ from multidict import MultiMapping
 from node.rules import RuleError
 from node.rules.ip_lists import LIST_NAMES, IPEntry, ListName
 from node.rules.ip_lists import parse_list_name as list_name_rule
-from node.rules.modes import ModeOverride, ModeSettings, NodeMode, is_host_name, override_from_mapping, parse_mode
+from node.rules.modes import (
+    ModeOverride,
+    ModeSettings,
+    NodeMode,
+    PartialAction,
+    is_host_name,
+    override_from_mapping,
+    parse_mode,
+    parse_partial_action,
+)
 from node.rules.networks import parse_address, parse_network
-from node.store.base import AttackFilter
+from node.store.base import PARTIAL_TYPE, AttackFilter
 
 MAX_LIMIT = 200
 DEFAULT_LIMIT = 50
@@ -29,7 +38,7 @@ MAX_BUCKETS = 500
 
 _TYPE_RE = re.compile(r"^[a-z0-9_.\-]{1,40}$")
 ACTIONS = ("blocked", "monitored")
-ATTACK_PARAMS = {"type", "ip", "action", "host", "since", "until", "q", "cursor", "limit"}
+ATTACK_PARAMS = {"type", "ip", "action", "host", "since", "until", "q", "partial", "cursor", "limit"}
 
 
 class ApiError(Exception):
@@ -143,8 +152,11 @@ def parse_attack_query(query: MultiMapping[str]) -> tuple[AttackFilter, str | No
     if host is not None and not is_host_name(host):
         raise ApiError("host: not a host name")
     since, until = parse_time_range(query)
+    types = parse_types(query.getall("type", []))
+    if parse_flag("partial", _single(query, "partial")) and PARTIAL_TYPE not in types:
+        types.append(PARTIAL_TYPE)  # partial=1 is type=partial_inspection (types are any-of)
     flt = AttackFilter(
-        types=parse_types(query.getall("type", [])),
+        types=types,
         client_ip=parse_ip(_single(query, "ip")),
         action=action,  # type: ignore[arg-type]
         host=host.lower() if host else None,
@@ -221,20 +233,38 @@ def parse_override(obj: Any, index: int) -> ModeOverride:
         raise ApiError(f"overrides[{index}]: {e}") from None
 
 
+def parse_flag(name: str, raw: str | None) -> bool:
+    value = (raw or "").strip().lower()
+    if value in ("", "0", "false", "no"):
+        return False
+    if value in ("1", "true", "yes"):
+        return True
+    raise ApiError(f"{name}: must be 1 or 0")
+
+
+def _partial_action(value: Any) -> PartialAction:
+    try:
+        return parse_partial_action(value)
+    except RuleError as e:
+        raise ApiError(f"partial_inspection: {e}") from None
+
+
 def parse_mode_body(body: Any, current: ModeSettings) -> ModeSettings:
-    """PUT /api/v1/mode: `default` required; `overrides` replaces the list when present."""
-    obj = _require_object(body, {"default", "overrides"})
+    """PUT /api/v1/mode: `default` required; `overrides` and `partial_inspection` replace the
+    current ones when present."""
+    obj = _require_object(body, {"default", "overrides", "partial_inspection"})
     if "default" not in obj:
         raise ApiError("default: required")
     default = _mode(obj["default"], "default")
+    partial = _partial_action(obj["partial_inspection"]) if "partial_inspection" in obj else current.partial_inspection
     if "overrides" not in obj:
-        return ModeSettings(default=default, overrides=current.overrides)
+        return ModeSettings(default=default, overrides=current.overrides, partial_inspection=partial)
     raw = obj["overrides"]
     if not isinstance(raw, list):
         raise ApiError("overrides: must be a list")
     overrides = [parse_override(o, i) for i, o in enumerate(raw)]
     try:
-        return ModeSettings(default=default, overrides=overrides)
+        return ModeSettings(default=default, overrides=overrides, partial_inspection=partial)
     except RuleError as e:
         raise ApiError(f"{e.field}: {e}") from None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+from node.rules.modes import override_to_mapping
 from node.store.base import AttackRecord, IPEntry, ModeSettings, Stats
 
 
@@ -60,7 +61,8 @@ def ip_entry(e: IPEntry) -> dict[str, Any]:
 def mode_settings(s: ModeSettings) -> dict[str, Any]:
     return {
         "default": s.default,
-        "overrides": [{"mode": o.mode, "host": o.host, "path_prefix": o.path_prefix} for o in s.overrides],
+        "partial_inspection": s.partial_inspection,
+        "overrides": [override_to_mapping(o) for o in s.overrides],
     }
 
 

@@ -14,7 +14,6 @@ import html
 import html.entities
 import json
 import re
-from urllib.parse import unquote_to_bytes
 
 MAX_ROUNDS = 4
 MAX_B64_DEPTH = 2
@@ -103,6 +102,20 @@ def url_decode(value: str) -> str:
     return url_decode_repairing(value)
 
 
+_PCT_ESCAPE_RE = re.compile(rb"%([0-9A-Fa-f]{2})")
+
+
+def unquote_bytes(data: bytes) -> bytes:
+    """urllib's unquote_to_bytes (valid %XX decoded, anything else kept) in C-level steps only:
+    its Python loop per '%' took 0.5 s on 1 MB of '%'. Backslashes are doubled, each valid %XX
+    becomes \\xXX, and the unicode_escape codec decodes both (other bytes pass as latin-1, so
+    .encode("latin-1") gives the bytes back)."""
+    if b"%" not in data:
+        return data
+    data = _PCT_ESCAPE_RE.sub(rb"\\x\1", data.replace(b"\\", b"\\\\"))
+    return data.decode("unicode_escape").encode("latin-1")
+
+
 def url_decode_repairing(value: str) -> str:
     """url_decode's general path: overlong and broken sequences, %uXXXX, invalid UTF-8."""
     out = _MULTIBYTE_RE.sub(_multibyte, value)
@@ -113,7 +126,7 @@ def url_decode_repairing(value: str) -> str:
         data = out.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError:
         data = out.encode("utf-8", "surrogatepass")
-    raw = unquote_to_bytes(data)  # one split/join, much cheaper than a per-escape callback
+    raw = unquote_bytes(data)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:

@@ -3,8 +3,12 @@
 Per request: the parser yields (location, value) fields; a value made only of harmless
 characters is skipped; the rest are decoded into their variants, which one hyperscan scan
 per value matches against all signatures at once. Signature hits either score directly or
-call a structural detector (SQL, shell, Log4j) on that value. Scores add up per value and
-attack type; the request's score is the highest of those sums.
+call a structural detector (SQL, shell, Log4j) on that value, whole (each detector normalises
+it and reads it in overlapping windows: node/detect/windows.py). Scores add up per value and attack type; the
+request's score is the highest of those sums.
+
+Every limit that ends inspection early (fields, body, depth, detector budget, CPU deadline...)
+is recorded in Detection.partial; such a verdict is never cached.
 """
 
 from __future__ import annotations
@@ -22,10 +26,11 @@ from wallarm_wire.protocol import AttackInfo, RequestMessage, ResponseMessage
 from node.detect import decode
 from node.detect.findings import DEFAULT_THRESHOLD, Detection, excerpt
 from node.detect.log4j import detect_log4j
-from node.detect.request import FieldSink, body_headers, inflate, parse_body, parse_header_line, parse_target
+from node.detect.request import MAX_BODY, FieldSink, body_headers, inflate, parse_body, parse_header_line, parse_target
 from node.detect.shell import ALONE_COMMANDS, detect_shell
 from node.detect.signatures import SignatureSet, load_signatures
 from node.detect.sqli import detect_sqli
+from node.detect.windows import normalise
 
 __all__ = ["Engine", "Detection"]
 
@@ -43,13 +48,22 @@ MAX_UNIT_CACHE = 16384
 MAX_CACHED_UNIT = 2048
 # a young collection per this many cache evictions (see Engine._remember)
 EVICTIONS_PER_COLLECTION = 1024
-# structural detector runs per request; past it a pre-filter hit only counts as a weak signal
+# structural detector runs (a value and a detector, all its windows) per request: this many,
+# and one more per BYTES_PER_DETECTOR_CALL of target and body (a 500 KB JSON catalogue whose
+# titles start with "sed" needs ~320: its values start a line in the pre-filter's view); past
+# it a pre-filter hit only counts as a weak signal and the verdict is partial ("budget")
 MAX_DETECTOR_CALLS = 32
-# work bounds per request: characters decoded and scanned, and a wall-clock backstop
-MAX_SCAN_CHARS = 256 * 1024
-DEADLINE_S = 0.010
-# the time bound only cuts a request after this much was judged: a small request (most attacks)
-# is always judged whole, even when a collector pause or a page fault ate its time budget
+BYTES_PER_DETECTOR_CALL = 256
+# the work bound per request, in thread CPU time: DEADLINE_S, and DEADLINE_S_PER_MIB more per
+# MiB of target and body (a 900 KB JSON document takes ~70 ms on a busy 2-core machine, a
+# 47 KB JSON value of URL-encoded logs ~17 ms: the detectors read it whole). Past it the
+# verdict is partial ("deadline").
+DEADLINE_S = 0.020
+DEADLINE_S_PER_MIB = 0.200
+_MIB = 1024 * 1024
+# the time bound only cuts a request after this much was judged, and counts from there: a small
+# request (most attacks) is always judged whole, even when a collector pause or a page fault ate
+# its time budget
 MIN_JUDGED_CHARS = 4 * 1024
 UNVERIFIED_SCORE = 5
 # values made only of these characters cannot carry an attack (and are most of the traffic)
@@ -64,7 +78,6 @@ _NO_BASE64_HEADERS = frozenset(
 # two linear searches (one "lower then upper" regex would be quadratic on "AAAA...")
 _LOWER_RE = re.compile(r"[a-z]")
 _UPPER_RE = re.compile(r"[A-Z]")
-_CONTROL_RE = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f\ufffd]")
 # What one value (or unit) was found to carry: b"" for nothing (nearly every value), else
 # [[type, summed score, [[type, location, rule_id, excerpt, score], ...]], ...] marshalled,
 # made into AttackInfo objects only when applied. Bytes, not nested tuples or lists: the
@@ -80,7 +93,8 @@ def _encode_found(by_type: dict[str, list[list]]) -> Found:
     return marshal.dumps([[typ, sum(info[4] for info in infos), infos] for typ, infos in by_type.items()])
 
 
-_DETECTORS: dict[str, Callable[[str, str], str | None]] = {
+# (value, kind, out_of_time, gate) -> rule name or None
+_DETECTORS: dict[str, Callable[[str, str, Callable[[], bool], Callable[[str], bool]], str | None]] = {
     "sqli": detect_sqli,
     "shell": detect_shell,
     "log4j": detect_log4j,
@@ -90,17 +104,27 @@ _DETECTORS: dict[str, Callable[[str, str], str | None]] = {
 class _Run:
     """One request's verdict and work accounting."""
 
-    __slots__ = ("det", "seen", "seen_units", "chars", "deadline", "cpu_start", "stopped", "threshold")
+    __slots__ = ("det", "seen", "seen_units", "chars", "deadline", "allowed", "cpu_start", "stopped",
+                 "threshold", "cuts", "max_body")
 
-    def __init__(self, threshold: int) -> None:
+    def __init__(self, threshold: int, size: int = 0, max_body: int = MAX_BODY) -> None:
+        self.max_body = max_body
         self.det = Detection(threshold=threshold)
         self.threshold = threshold
         self.seen: set[tuple[str, str, str]] = set()
         self.seen_units: set[tuple] = set()
         self.chars = 0
-        self.deadline = time.perf_counter() + DEADLINE_S
-        self.cpu_start = time.thread_time()
+        self.allowed = DEADLINE_S + DEADLINE_S_PER_MIB * size / _MIB
+        # the clocks start at the first out_of_time() call, i.e. once MIN_JUDGED_CHARS were
+        # judged: most requests never get there, and never pay for a thread_time() call
+        self.deadline = 0.0
+        self.cpu_start = -1.0
         self.stopped = False
+        self.cuts = 0  # limits met so far (a verdict judged while this grew is not cached)
+
+    def cut(self, reason: str) -> None:
+        self.det.mark_partial(reason)
+        self.cuts += 1
 
     def out_of_time(self) -> bool:
         """The bound is on this thread's CPU time: on a busy machine the wall clock also
@@ -108,11 +132,28 @@ class _Run:
         The wall clock is checked first because it is cheap (no system call)."""
         if time.perf_counter() <= self.deadline:
             return False
+        if self.cpu_start < 0:
+            self.cpu_start = time.thread_time()
+            self.deadline = time.perf_counter() + self.allowed
+            return False
         spent = time.thread_time() - self.cpu_start
-        if spent <= DEADLINE_S:
-            self.deadline = time.perf_counter() + (DEADLINE_S - spent)
+        if spent <= self.allowed:
+            self.deadline = time.perf_counter() + (self.allowed - spent)
             return False
         return True
+
+    def stop(self) -> None:
+        """The time bound is reached: nothing more is judged."""
+        self.cut("deadline")
+        self.stopped = True
+
+    def check_time(self) -> bool:
+        """For the detectors' window loops: True (and the run stopped) once the time bound is
+        reached; a small request is always judged whole (MIN_JUDGED_CHARS)."""
+        if self.chars > MIN_JUDGED_CHARS and self.out_of_time():
+            self.stop()
+            return True
+        return False
 
     def apply(self, found: Found) -> list:
         """Add a non-empty `found` to the verdict; returns its entries (for a unit's cache)."""
@@ -163,8 +204,9 @@ def _to_bytes(text: str) -> bytes:
 class Engine:
     """One engine per node; not for concurrent use from several threads (hyperscan scratch)."""
 
-    def __init__(self, threshold: int = DEFAULT_THRESHOLD) -> None:
+    def __init__(self, threshold: int = DEFAULT_THRESHOLD, max_body: int = MAX_BODY) -> None:
         self.threshold = threshold
+        self.max_body = max_body  # bytes of (decompressed) body judged; past it: partial "body"
         self.request_sigs = SignatureSet(load_signatures("request.yaml"))
         self.response_sigs = SignatureSet(load_signatures("response.yaml"))
         self._budget = MAX_DETECTOR_CALLS
@@ -220,9 +262,12 @@ class Engine:
 
     # ------------------------------------------------------------------ requests
 
-    def analyze_request(self, msg: RequestMessage) -> Detection:
-        run = _Run(self.threshold)
-        self._budget = MAX_DETECTOR_CALLS
+    def analyze_request(self, msg: RequestMessage, max_body: int | None = None) -> Detection:
+        """`max_body`: body bytes inspected for this request (a host/path override), else the
+        engine's."""
+        size = len(msg.target) + len(msg.body)
+        run = _Run(self.threshold, size, max_body or self.max_body)
+        self._budget = MAX_DETECTOR_CALLS + size // BYTES_PER_DETECTOR_CALL
         try:
             # the target and each header line are "units" whose whole verdict is cached: most
             # traffic repeats them (static paths, User-Agent, Accept, a client's cookies), and a
@@ -234,7 +279,7 @@ class Engine:
                 if i & 255 == 255 and run.out_of_time():
                     # thousands of header lines (mitmproxy accepts any number) are bounded in
                     # time too, not only the values judged: what is left unread is a partial verdict
-                    run.det.truncated = run.stopped = True
+                    run.stop()
                     break
                 key = line if type(line) is tuple else tuple(line)
                 found = units.get(key)  # the hot path: a header line seen before
@@ -251,13 +296,14 @@ class Engine:
                 self._judge_unit(run, key, _parse_body_unit, key)
         except Exception:  # the parser must never take the node down: judge what we can
             log.exception("request parser failed; judging the raw target only")
+            run.cut("error")
             if not run.det.attacks:
                 self._judge_fields(run, [("path", "path", msg.target[:MAX_CACHED_UNIT])])
         return run.det
 
     def analyze_value(self, value: str, location: str = "query.x", kind: str = "query") -> Detection:
         """Judge one value (tests, tools)."""
-        run = _Run(self.threshold)
+        run = _Run(self.threshold, len(value))
         self._budget = MAX_DETECTOR_CALLS
         self._judge_fields(run, [(kind, location, value)])
         return run.det
@@ -274,17 +320,21 @@ class Engine:
                 if found:
                     run.apply(found)
                 return
-        sink = FieldSink()
+        sink = FieldSink(run.max_body)
         parse(raw, sink)
+        whole = not (sink.cuts or sink.dropped)  # the parse read everything (nearly always)
+        if not whole:
+            for reason in sink.reasons:
+                run.cut(reason)
         collected: list = []
         complete = self._judge_fields(run, sink.fields, collected)
-        if cacheable and complete:
+        if cacheable and complete and whole:
             self._remember(cache, key, marshal.dumps(collected) if collected else NOTHING, MAX_UNIT_CACHE)
 
     def _judge_fields(self, run: _Run, fields: list[tuple[str, str, str]],
                       collected: list | None = None) -> bool:
         """Judge `fields` into run.det (and `collected`); False when the verdict is partial
-        (work bound reached, detector budget spent): such a verdict must not be cached."""
+        (time bound reached, detector budget spent): such a verdict must not be cached."""
         cache = self._cache
         seen = run.seen
         safe = _SAFE_RE.fullmatch
@@ -303,10 +353,11 @@ class Engine:
                 elif _plain_token(value, key[1]):
                     continue
             run.chars += len(value)
-            if run.chars > MAX_SCAN_CHARS or (run.chars > MIN_JUDGED_CHARS and run.out_of_time()):
-                # bounded cost: a request built to be slow gets judged on what came first
-                log.debug("detection budget spent after %d of %d values", fields.index(key), len(fields))
-                run.det.truncated = run.stopped = True
+            if run.chars > MIN_JUDGED_CHARS and run.out_of_time():
+                # bounded cost: a request built to be slow gets judged on what came first, and
+                # its verdict says so
+                log.debug("detection time spent after %d of %d values", fields.index(key), len(fields))
+                run.stop()
                 return False
             judged_before = len(seen)
             seen.add(key)
@@ -315,22 +366,26 @@ class Engine:
             small = len(value) <= MAX_CACHED_VALUE
             found = cache.get(key) if small else None
             if found is None:
+                cuts = run.cuts
                 try:
-                    found = judge(key[1], value, key[0])
+                    found = judge(run, key[1], value, key[0])
                 except Exception:  # a detector bug must not take the node down: log, go on
                     log.exception("detection failed on %s; value skipped", key[1])
+                    run.cut("error")
                     found = NOTHING
-                if self._budget <= 0:
-                    complete = False
+                if run.cuts != cuts:
+                    complete = False  # judged in part (budget, time): not a verdict to keep
                 elif small:
                     self._remember(cache, key, found, MAX_CACHE)
             if found:
                 entries = run.apply(found)
                 if collected is not None:
                     collected.extend(entries)
+            if run.stopped:
+                return False
         return complete
 
-    def _judge_field(self, location: str, value: str, kind: str) -> Found:
+    def _judge_field(self, run: _Run, location: str, value: str, kind: str) -> Found:
         """Per attack type found in this value: (type, summed score, findings)."""
         b64 = kind != "path" and location not in _NO_BASE64_HEADERS
         if _SAFE_RE.fullmatch(value) and ".." not in value and kind != "filename" and location != "header.user-agent":
@@ -350,26 +405,27 @@ class Engine:
         if not hits:
             return NOTHING
         sigs = self.request_sigs.signatures
-        # compressed or binary data: signatures may speak, structure has nothing to parse
-        binary = len(_CONTROL_RE.findall(value[:256])) > 12
         by_type: dict[str, list[list]] = {}
+        texts: list[str] | None = None
         for idx in sorted(hits):
             sig = sigs[idx]
             if not sig.applies_to(kind, location):
                 continue
             rule_id, score = sig.id, sig.score
             if sig.detector:
-                if binary:
-                    continue
                 if self._budget <= 0:
+                    run.cut("budget")
                     rule_id, score = f"{sig.id}.unverified", UNVERIFIED_SCORE
                 else:
                     self._budget -= 1
                     judge = _DETECTORS[sig.detector]
+                    gate = self._gate(idx)
                     rule = None
-                    for form in forms:
-                        rule = judge(form, kind)
-                        if rule:
+                    if texts is None:  # the forms as the detectors read them, each once
+                        texts = list(dict.fromkeys(map(normalise, forms)))
+                    for text in texts:
+                        rule = judge(text, kind, run.check_time, gate)
+                        if rule or run.stopped:
                             break
                     if not rule:
                         continue
@@ -377,6 +433,11 @@ class Engine:
             shown = forms[-1] if len(forms) > 1 else value
             by_type.setdefault(sig.type, []).append([sig.type, location, rule_id, excerpt(shown), score])
         return _encode_found(by_type) if by_type else NOTHING
+
+    def _gate(self, idx: int) -> Callable[[str], bool]:
+        """Does signature `idx` (the one calling a detector) match this window of a long value?"""
+        scan = self.request_sigs.scan
+        return lambda window: idx in scan(_to_bytes("\n" + window + "\n"))
 
     # ------------------------------------------------------------------ responses
 

@@ -11,17 +11,35 @@ from wallarm_wire.protocol import AttackInfo
 DEFAULT_THRESHOLD = 10
 MAX_EXCERPT = 120
 
+# Why a request was only partly inspected: a limit ended its inspection early. The policy,
+# not the engine, decides what a partial verdict means (node setting `partial_inspection`).
+PARTIAL_REASONS = (
+    "fields",    # more fields than MAX_FIELDS: the rest were not judged
+    "value",     # a value (the request target) longer than the parser reads
+    "body",      # a body over max_body (cut by the node, or by the connector before it)
+    "inflated",  # a compressed body that decompresses past its bound
+    "depth",     # JSON nested deeper than MAX_JSON_DEPTH
+    "budget",    # structural detector runs per request spent: a later hit went unverified
+    "deadline",  # the per-request CPU time bound: later values were not judged
+    "error",     # the parser failed: only the raw target was judged
+)
+
 
 @dataclass(slots=True)
 class Detection:
     attacks: list[AttackInfo] = field(default_factory=list)
     score: int = 0
     threshold: int = DEFAULT_THRESHOLD
-    truncated: bool = False  # the work bound was reached: later values were not judged
+    # PARTIAL_REASONS met while judging this request, in the order met; empty = judged whole
+    partial: list[str] = field(default_factory=list)
 
     @property
     def is_attack(self) -> bool:
         return self.score >= self.threshold
+
+    def mark_partial(self, reason: str) -> None:
+        if reason not in self.partial:
+            self.partial.append(reason)
 
 
 def excerpt(value: str, start: int = 0) -> str:

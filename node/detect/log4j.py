@@ -8,6 +8,9 @@ first (bounded rounds), then `${jndi:ldap:...}` (or rmi, dns, ...) is searched.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+
+from node.detect.windows import Gate, judge_windows, normalise
 
 MAX_LEN = 2048
 MAX_ROUNDS = 8
@@ -32,8 +35,16 @@ def _resolve(m: re.Match[str]) -> str:
     return body
 
 
-def detect_log4j(value: str, kind: str = "query") -> str | None:
-    value = value[:MAX_LEN]
+def detect_log4j(value: str, kind: str = "query", out_of_time: Callable[[], bool] | None = None,
+                 gate: Gate | None = None) -> str | None:
+    """A rule name if `value` holds a Log4j JNDI lookup; the whole value, window by window
+    past MAX_LEN characters (node/detect/windows.py)."""
+    if "${" not in value:
+        return None
+    return judge_windows(normalise(value), MAX_LEN, _detect_window, out_of_time, gate)
+
+
+def _detect_window(value: str, _start: int = 0, _owned: int = 0) -> str | None:
     if "${" not in value:
         return None
     if _JNDI_RE.search(value):

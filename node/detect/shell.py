@@ -7,15 +7,19 @@ is what a shell would accept: end of value, a separator, or an argument that loo
 one (`-x`, `/path`, `$VAR`, a quote, a redirection, a URL, `${IFS}`). Prose fails it:
 `cats & dogs`, `Tom & Jerry`, `rock|paper` (no command) or `I love dogs; cat lovers too`
 (`cat` followed by a plain word).
+
+The whole value is judged: normalised and, past MAX_SHELL_LEN characters, window by window
+(node/detect/windows.py).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+
+from node.detect.windows import Gate, judge_windows, normalise
 
 MAX_SHELL_LEN = 2048
-MAX_SEPARATORS = 48  # separators examined per value
-
 # commands that are plain English words too: they need an argument that looks like one
 _AMBIGUOUS = frozenset(
     "cat ls id echo dir type sleep more less head tail find sort kill env set time date touch "
@@ -56,8 +60,8 @@ _CMD_RE = re.compile(
 # what follows a command when it is used as one: an option, a path, a variable, a quote...
 _ARG_RE = re.compile(
     # one separator unit per repetition (no nested quantifier: "\\s+" inside "(...)+" is
-    # exponential on a long run of spaces)
-    r"""(?:\s|\$\{ifs\}|\$ifs\b|\$\{?\d\}?|<|,|%09|\+)+(?:-[\w-]|/|~|\$|['"`<>|&;]|\.{1,2}/|\d|[a-z]+://|\\|\{|%|[a-z]:\\)""",
+    # exponential on a long run of spaces); an option is `-x` or `--word`, not a markdown `-----`
+    r"""(?:\s|\$\{ifs\}|\$ifs\b|\$\{?\d\}?|<|,|%09|\+)+(?:-{1,2}\w|/|~|\$|['"`<>|&;]|\.{1,2}/|\d|[a-z]+://|\\|\{|%|[a-z]:\\)""",
     re.I,
 )
 # ... or nothing: the command ends the value or the pipeline
@@ -68,7 +72,8 @@ _EMPTY_VAR_RE = re.compile(r"\$(?!ifs)[a-z_]\w*", re.I)
 
 
 def _command_name(raw: str) -> str:
-    name = _CLEAN_RE.sub("", raw).lower()
+    # the quoting tricks need one of these characters; without them no substitution to run
+    name = (_CLEAN_RE.sub("", raw) if "\\" in raw or "'" in raw or '"' in raw or "$" in raw else raw).lower()
     if name.endswith(".exe"):
         name = name[:-4]
     return name
@@ -86,14 +91,18 @@ def _is_prose(value: str) -> bool:
     return len(_PROSE_WORD_RE.findall(value)) >= 4 and not _SHELL_META_RE.search(value)
 
 
-def _judge(value: str, kind: str) -> str | None:
+def _judge(value: str, kind: str, value_start: bool = True, owned: int | None = None) -> str | None:
+    """The separators of `value` before `owned` (all by default), each with the rest of
+    `value` after it; `value_start`: `value` starts the value (not a window inside it)."""
     has_sep = _QUICK_RE.search(value) is not None
     prose = None
     seps = _TEXT_SEP_RE if kind in TEXT_KINDS else _SEP_RE
-    for n, sep in enumerate(seps.finditer(value)):
-        if n >= MAX_SEPARATORS:
-            break
+    for sep in seps.finditer(value):
+        if owned is not None and sep.start() >= owned:
+            break  # the next window judges it
         at_start = sep.start() == 0 and sep.group(0) == ""
+        if at_start and not value_start:
+            continue  # a window's first character is no command line's start
         if sep.group(0) == "`":
             if value[sep.end() : sep.end() + 1] == "`" or value[sep.start() - 1 : sep.start()] == "`":
                 continue  # a markdown code fence
@@ -129,13 +138,19 @@ def _judge(value: str, kind: str) -> str | None:
     return None
 
 
-def detect_shell(value: str, kind: str = "query") -> str | None:
-    """A rule name if `value` injects an OS command, else None."""
-    value = value[:MAX_SHELL_LEN]
-    rule = _judge(value, kind)
+def detect_shell(value: str, kind: str = "query", out_of_time: Callable[[], bool] | None = None,
+                 gate: Gate | None = None) -> str | None:
+    """A rule name if `value` injects an OS command, else None (also when `out_of_time()`
+    stopped the windows of a long value; see windows.judge_windows for `gate`)."""
+    return judge_windows(normalise(value), MAX_SHELL_LEN,
+                         lambda window, start, owned: _detect_window(window, kind, start, owned), out_of_time, gate)
+
+
+def _detect_window(value: str, kind: str, start: int, owned: int) -> str | None:
+    rule = _judge(value, kind, start == 0, owned)
     if rule is None and "$" in value:
         # $u, $aaaa: unset variables expand to nothing (`/bin$u/cat /etc$u/passwd`)
         stripped = _EMPTY_VAR_RE.sub("", value)
         if stripped != value:
-            rule = _judge(stripped, kind)
+            rule = _judge(stripped, kind, start == 0, owned)
     return rule

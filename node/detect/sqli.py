@@ -8,12 +8,18 @@ directly by an operator, comment, `UNION SELECT` or a new statement; a tautology
 `1 or 1=1`; `UNION SELECT`; a complete `SELECT ... FROM`. Prose fails those shapes:
 `O'Reilly` (break-out followed by a word), `union was a great select` (UNION not followed
 by SELECT), `1 or 2 apples` (no comparison, trailing word).
+
+The whole value is judged: normalised and, past MAX_SQL_LEN characters, window by window
+(node/detect/windows.py); each window is tokenised in the three contexts.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from operator import itemgetter
+
+from node.detect.windows import Gate, judge_windows, normalise
 
 MAX_SQL_LEN = 1024
 MAX_TOKENS = 48
@@ -413,15 +419,22 @@ def _contexts(value: str) -> list[tuple[list[Tok], bool]]:
 _QUICK_RE = re.compile(r"['\"`;#()=<>|&*/@-]|\b(?:union|select|or|and|order|group|having|insert|update|delete|drop|exec|declare|waitfor|xor|sleep|benchmark)\b", re.I)
 
 
-def detect_sqli(value: str, kind: str = "query") -> str | None:
-    """A rule name if `value` is SQL injection, else None."""
-    if len(value) < 2:
+def detect_sqli(value: str, kind: str = "query", out_of_time: Callable[[], bool] | None = None,
+                gate: Gate | None = None) -> str | None:
+    """A rule name if `value` is SQL injection, else None (also when `out_of_time()` stopped
+    the windows of a long value; see windows.judge_windows for `gate`)."""
+    text = normalise(value)
+    if len(text) < 2:
         return None
-    value = value[:MAX_SQL_LEN]
+    # a URL (a page address carried in a parameter): only a quote break-out counts, in every
+    # window of it
+    is_url = text.startswith(("http://", "https://"))
+    return judge_windows(text, MAX_SQL_LEN, lambda window, _start, _owned: _detect_window(window, is_url), out_of_time, gate)
+
+
+def _detect_window(value: str, is_url: bool) -> str | None:
     if not _QUICK_RE.search(value):
         return None
-    # a URL (a page address carried in a parameter): only a quote break-out counts
-    is_url = value.startswith(("http://", "https://"))
     candidates = [value]
     if "/**/" in value:
         candidates.append(value.replace("/**/", ""))  # comments splitting keywords: un/**/ion

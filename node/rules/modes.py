@@ -1,5 +1,8 @@
 """Node modes and their per-host / per-path overrides: the one place that validates them.
 
+An override sets the mode, and may set what a partially inspected request counts as
+(`partial_inspection`) and the body bytes inspected (`max_body_bytes`) for its host/path.
+
 `ModeOverride` and `ModeSettings` check and normalise themselves when built, so the config
 file, the console API, the policy and the store all hold settings that passed the same rule.
 """
@@ -15,10 +18,15 @@ from node.rules import RuleError
 
 NodeMode = Literal["off", "monitoring", "safe_blocking", "block"]
 NODE_MODES: tuple[NodeMode, ...] = ("off", "monitoring", "safe_blocking", "block")
+# What a partially inspected request counts as (docs/node.md, "Partial inspection"): an attack
+# (the mode then decides: block, safe_blocking, monitoring), or a finding that is only recorded.
+PartialAction = Literal["block", "monitor"]
+PARTIAL_ACTIONS: tuple[PartialAction, ...] = ("block", "monitor")
 
 MAX_OVERRIDES = 200
 MAX_PATH_PREFIX = 1024
-OVERRIDE_FIELDS = frozenset({"mode", "host", "path_prefix"})
+MAX_OVERRIDE_BODY = 1 << 30  # an override's max_body_bytes; the node's own limit still applies
+OVERRIDE_FIELDS = frozenset({"mode", "host", "path_prefix", "partial_inspection", "max_body_bytes"})
 _HOST_RE = re.compile(r"^[A-Za-z0-9.\-_:\[\]]{1,255}$")
 
 
@@ -26,6 +34,21 @@ def parse_mode(value: Any) -> NodeMode:
     if value not in NODE_MODES:
         raise RuleError("mode", f"mode must be one of {', '.join(NODE_MODES)}, not {str(value)[:40]!r}")
     return value  # type: ignore[no-any-return]
+
+
+def parse_partial_action(value: Any) -> PartialAction:
+    if value not in PARTIAL_ACTIONS:
+        raise RuleError("partial_inspection", f"partial_inspection must be one of {', '.join(PARTIAL_ACTIONS)}, "
+                        f"not {str(value)[:40]!r}")
+    return value  # type: ignore[no-any-return]
+
+
+def _override_body_limit(value: Any) -> int | None:
+    if value is None:
+        return None
+    if type(value) is not int or not 0 < value <= MAX_OVERRIDE_BODY:
+        raise RuleError("max_body_bytes", f"max_body_bytes must be an integer from 1 to {MAX_OVERRIDE_BODY}")
+    return value
 
 
 def is_host_name(text: str) -> bool:
@@ -82,11 +105,16 @@ class ModeOverride:
     mode: NodeMode
     host: str | None = None  # exact host, normalised (lower case, no port); None = any
     path_prefix: str | None = None  # e.g. "/api/admin"; None = any
+    partial_inspection: PartialAction | None = None  # None: the settings' own
+    max_body_bytes: int | None = None  # body bytes inspected here; None: the node's max_body_bytes
 
     def __post_init__(self) -> None:
         self.mode = parse_mode(self.mode)
         self.host = _override_host(self.host)
         self.path_prefix = _override_path_prefix(self.path_prefix)
+        if self.partial_inspection is not None:
+            self.partial_inspection = parse_partial_action(self.partial_inspection)
+        self.max_body_bytes = _override_body_limit(self.max_body_bytes)
         if self.host is None and self.path_prefix is None:
             raise RuleError("override", "an override needs a host, a path_prefix or both")
 
@@ -95,9 +123,11 @@ class ModeOverride:
 class ModeSettings:
     default: NodeMode
     overrides: list[ModeOverride] = field(default_factory=list)
+    partial_inspection: PartialAction = "block"
 
     def __post_init__(self) -> None:
         self.default = parse_mode(self.default)
+        self.partial_inspection = parse_partial_action(self.partial_inspection)
         self.overrides = list(self.overrides)
         if len(self.overrides) > MAX_OVERRIDES:
             raise RuleError("overrides", f"at most {MAX_OVERRIDES}")
@@ -112,10 +142,18 @@ class ModeSettings:
 
 
 def override_from_mapping(obj: Any) -> ModeOverride:
-    """An override from a JSON/YAML object `{mode, host?, path_prefix?}`; RuleError says what is wrong."""
+    """An override from a JSON/YAML object `{mode, host?, path_prefix?, partial_inspection?,
+    max_body_bytes?}`; RuleError says what is wrong."""
     if not isinstance(obj, Mapping):
         raise RuleError("override", "an override must be an object with mode, host and/or path_prefix")
     unknown = sorted(map(str, set(obj) - OVERRIDE_FIELDS))
     if unknown:
         raise RuleError("override", f"unknown field(s): {', '.join(unknown)[:100]}")
-    return ModeOverride(mode=obj.get("mode"), host=obj.get("host"), path_prefix=obj.get("path_prefix"))
+    return ModeOverride(mode=obj.get("mode"), host=obj.get("host"), path_prefix=obj.get("path_prefix"),
+                        partial_inspection=obj.get("partial_inspection"), max_body_bytes=obj.get("max_body_bytes"))
+
+
+def override_to_mapping(o: ModeOverride) -> dict[str, Any]:
+    """What override_from_mapping reads (the store's JSON, the console's answers)."""
+    return {"mode": o.mode, "host": o.host, "path_prefix": o.path_prefix,
+            "partial_inspection": o.partial_inspection, "max_body_bytes": o.max_body_bytes}

@@ -18,10 +18,13 @@ from wallarm_wire.protocol import AttackInfo
 # The domain types the store keeps live with their rules (node/rules/); they are named here
 # too because they are part of the store's interface.
 __all__ = ["LIST_NAMES", "NODE_MODES", "AttackFilter", "AttackPage", "AttackRecord", "Hit", "IPEntry",
-           "ListName", "ModeOverride", "ModeSettings", "NodeMode", "Stats", "StatsBucket", "Store",
+           "ListName", "ModeOverride", "ModeSettings", "NodeMode", "PARTIAL_TYPE", "Stats", "StatsBucket", "Store",
            "StoreError", "StoreGauges", "StoredAction"]
 
 StoredAction = Literal["blocked", "monitored"]
+# The attack type a partially inspected request is recorded under (one hit per reason,
+# docs/node.md "Partial inspection").
+PARTIAL_TYPE = "partial_inspection"
 
 
 # One finding inside a request (type, location, rule id, masked excerpt, score): the same
@@ -44,7 +47,7 @@ class AttackRecord:
     node_instance: str = ""  # which node recorded it
     response_status: int | None = None
     request_excerpt: str = ""  # masked start line + headers + body excerpt
-    reason: str = "attack"  # "attack" or "denylist"
+    reason: str = "attack"  # "attack", "partial" (partially inspected, no attack found) or "denylist"
     id: int | None = None  # assigned by the store
 
     @property

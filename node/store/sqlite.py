@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from node.rules.ip_lists import parse_list_name
-from node.rules.modes import override_from_mapping
+from node.rules.modes import override_from_mapping, override_to_mapping
 from node.store import ipkeys, sqlite_query, sqlite_stats
 from node.store.base import (
     AttackFilter,
@@ -153,14 +153,16 @@ def _attack_row(r: AttackRecord) -> tuple:
 
 def _mode_settings_to_json(s: ModeSettings) -> str:
     # A ModeSettings validated itself when it was built (node/rules/modes.py).
-    overrides = [{"mode": o.mode, "host": o.host, "path_prefix": o.path_prefix} for o in s.overrides]
-    return json.dumps({"default": s.default, "overrides": overrides})
+    overrides = [override_to_mapping(o) for o in s.overrides]
+    return json.dumps({"default": s.default, "overrides": overrides, "partial_inspection": s.partial_inspection})
 
 
 def _mode_settings_from_json(text: str) -> ModeSettings:
     data = json.loads(text)
     return ModeSettings(default=data["default"],
-                        overrides=[override_from_mapping(o) for o in data.get("overrides", [])])
+                        overrides=[override_from_mapping(o) for o in data.get("overrides", [])],
+                        # absent from settings saved before it existed
+                        partial_inspection=data.get("partial_inspection", "block"))
 
 
 # ---------------------------------------------------------------------------- the store

@@ -22,7 +22,7 @@
 
   function filterParams() {
     const p = new URLSearchParams();
-    for (const name of ["type", "ip", "action", "host", "q"]) {
+    for (const name of ["type", "ip", "action", "host", "q", "partial"]) {
       const v = form.elements[name].value.trim();
       if (v) p.set(name, v);
     }
@@ -41,7 +41,7 @@
   // The page URL mirrors the filter form so a filtered view can be bookmarked or shared.
   function syncUrl() {
     const p = new URLSearchParams();
-    for (const name of ["type", "ip", "action", "host", "q", "range"]) {
+    for (const name of ["type", "ip", "action", "host", "q", "partial", "range"]) {
       const v = form.elements[name].value.trim();
       if (v) p.set(name, v);
     }

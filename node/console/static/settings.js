@@ -6,6 +6,7 @@
   const { api, el, fmtTime, utcInputToUnix, showError, showNotice } = Console;
   const MODES = ["off", "monitoring", "safe_blocking", "block"];
   const modeSelect = document.getElementById("mode-default");
+  const partialSelect = document.getElementById("partial-default");
   const overridesBody = document.querySelector("#overrides tbody");
   const ipForm = document.getElementById("ip-form");
   const ipBody = document.querySelector("#iplist tbody");
@@ -20,11 +21,16 @@
   function overrideRow(o = { host: "", path_prefix: "", mode: "monitoring" }) {
     const mode = el("select", { class: "ov-mode" });
     modeOptions(mode, o.mode);
+    const partial = el("select", { class: "ov-partial" },
+      ...[["", "the default's"], ["block", "block"], ["monitor", "monitor"]].map(([v, label]) =>
+        el("option", { value: v, selected: (o.partial_inspection || "") === v }, label)));
     const remove = el("button", { type: "button", class: "ov-remove" }, "Remove");
     const tr = el("tr", {},
       el("td", {}, el("input", { class: "ov-host", value: o.host || "", placeholder: "any host", size: 20 })),
       el("td", {}, el("input", { class: "ov-prefix", value: o.path_prefix || "", placeholder: "any path, e.g. /api/admin", size: 24 })),
       el("td", {}, mode),
+      el("td", {}, partial),
+      el("td", {}, el("input", { class: "ov-body", type: "number", min: 1, value: o.max_body_bytes || "", placeholder: "the node's", size: 10 })),
       el("td", {}, remove));
     remove.addEventListener("click", () => tr.remove());
     return tr;
@@ -33,6 +39,7 @@
   async function loadMode() {
     const m = await api("/api/v1/mode");
     modeOptions(modeSelect, m.default);
+    partialSelect.value = m.partial_inspection;
     overridesBody.replaceChildren(...m.overrides.map(overrideRow));
   }
 
@@ -42,10 +49,14 @@
       host: tr.querySelector(".ov-host").value.trim() || null,
       path_prefix: tr.querySelector(".ov-prefix").value.trim() || null,
       mode: tr.querySelector(".ov-mode").value,
+      partial_inspection: tr.querySelector(".ov-partial").value || null,
+      max_body_bytes: tr.querySelector(".ov-body").value ? Number(tr.querySelector(".ov-body").value) : null,
     }));
     try {
-      const m = await api("/api/v1/mode", { method: "PUT", body: { default: modeSelect.value, overrides } });
+      const body = { default: modeSelect.value, partial_inspection: partialSelect.value, overrides };
+      const m = await api("/api/v1/mode", { method: "PUT", body });
       modeOptions(modeSelect, m.default);
+      partialSelect.value = m.partial_inspection;
       overridesBody.replaceChildren(...m.overrides.map(overrideRow));
       showError("");
       showNotice(`Saved: default mode ${m.default}, ${m.overrides.length} override(s).`);
