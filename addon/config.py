@@ -215,7 +215,7 @@ def parse_config(raw: bytes | str, base_dir: Path | None = None, source: str = "
     """Validate raw JSON text. Relative `node_ca_file` paths resolve against `base_dir`."""
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:  # RecursionError: nesting deeper than the stack
         raise ConfigError(f"{source}: invalid JSON: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a JSON object")

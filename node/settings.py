@@ -218,7 +218,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
             data = json.loads(text) if text.strip() else {}
         else:
             data = yaml.safe_load(text) or {}
-    except (json.JSONDecodeError, yaml.YAMLError) as e:
+    except (ValueError, yaml.YAMLError, RecursionError) as e:  # RecursionError: nesting deeper than the stack
         raise SettingsError(f"config {path} is not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {e}") from e
     if not isinstance(data, dict):
         raise SettingsError(f"config {path}: the top level must be a mapping, got {type(data).__name__}")

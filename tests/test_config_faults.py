@@ -62,7 +62,8 @@ def test_each_fault_is_reported_once_and_the_good_version_is_not_reapplied(tmp_p
     path = write_config(tmp_path / "enable-plugin.json", GOOD_URL)
     good = path.read_bytes()
     r = Recorder(path)
-    messages = {"truncated": "invalid JSON", "garbage": "invalid JSON", "deleted": "No such file",
+    messages = {"truncated": "invalid JSON", "garbage": "invalid JSON", "nested too deep": "invalid JSON",
+                "deleted": "No such file",
                 "a directory": "a directory", "a FIFO": "a FIFO", "dangling symlink": "No such file",
                 "50 MB": "byte limit"}
     bad = config_faults.faults(good)
