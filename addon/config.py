@@ -64,6 +64,7 @@ def parse_node_address(raw: str) -> NodeAddress:
 
 
 PositiveInt = Annotated[int, Field(gt=0, strict=True)]
+MAX_CA_FILE_BYTES = 4 * 1024 * 1024  # a system-wide bundle is ~200 KB
 
 
 class PluginSettings(BaseModel):
@@ -130,6 +131,8 @@ class PluginSettings(BaseModel):
             return value
         if not Path(value).is_file():
             raise ValueError(f"{value!r} is not a readable file")
+        if Path(value).stat().st_size > MAX_CA_FILE_BYTES:  # loaded on the proxy's event loop at each reload
+            raise ValueError(f"{value!r} is over {MAX_CA_FILE_BYTES} bytes: not a CA bundle")
         try:
             ssl.create_default_context(cafile=value)
         except (ssl.SSLError, OSError) as e:

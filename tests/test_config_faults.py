@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from addon.config import PluginConfig
+from addon.config import ConfigError, PluginConfig, load_config
 from addon.watch import ConfigWatcher
 from wallarm_wire.config_file import MAX_CONFIG_BYTES, ConfigFileError, read_config_file
 from tests.support import config_faults
@@ -111,3 +111,13 @@ def test_chmod_000_is_refused_once(tmp_path: Path) -> None:
     for _ in range(3):
         r.watcher.check()
     assert len(r.errors) == 1 and "Permission denied" in r.errors[0]
+
+
+def test_a_huge_ca_file_is_refused_without_loading_it(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    config_faults.sparse(ca)
+    path = write_config(tmp_path / "enable-plugin.json", "https://node.example:5050", node_ca_file=str(ca))
+    started = time.perf_counter()
+    with pytest.raises(ConfigError, match="node_ca_file: .* is over 4194304 bytes: not a CA bundle"):
+        load_config(path)
+    assert time.perf_counter() - started < 0.05
