@@ -69,14 +69,20 @@ class ConfigWatcher:
         self._seen = raw
         if raw == self._in_force:
             return  # back to the version in force: nothing to apply
+        version = hashlib.sha256(raw).digest()
         try:
             config = parse_config(raw, base_dir=self.path.resolve().parent, source=str(self.path))
         except ConfigError as e:
-            self._reject(hashlib.sha256(raw).digest(), f"{e}; keeping the last good config")
+            self._reject(version, f"{e}; keeping the last good config")
+            return
+        try:
+            self._on_valid(config)
+        except Exception as e:  # valid, but cannot be built (e.g. the CA file changed meanwhile)
+            log.debug("applying %s failed", self.path, exc_info=True)
+            self._reject(version, f"{self.path}: cannot apply: {e}; keeping the last good config")
             return
         self._in_force = raw
         self._reported.clear()
-        self._on_valid(config)
 
     def _reject(self, version: object, message: str) -> None:
         if version in self._reported:

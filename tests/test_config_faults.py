@@ -121,3 +121,25 @@ def test_a_huge_ca_file_is_refused_without_loading_it(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="node_ca_file: .* is over 4194304 bytes: not a CA bundle"):
         load_config(path)
     assert time.perf_counter() - started < 0.05
+
+
+def test_a_version_that_cannot_be_applied_is_reported_once(tmp_path: Path) -> None:
+    path = write_config(tmp_path / "enable-plugin.json", GOOD_URL)
+    applied: list[int] = []
+    errors: list[str] = []
+
+    def apply(config: PluginConfig) -> None:
+        if config.config.timeout_ms == 999:
+            raise ssl_error  # what building the node client's TLS context may raise
+        applied.append(config.config.timeout_ms)
+
+    ssl_error = OSError("the CA file changed meanwhile")
+    watcher = ConfigWatcher(path, apply, errors.append)
+    watcher.prime(path.read_bytes())
+    write_config(path, GOOD_URL, timeout_ms=999)
+    for _ in range(3):
+        watcher.check()
+    assert applied == [] and len(errors) == 1 and "cannot apply: the CA file changed meanwhile" in errors[0]
+    write_config(path, GOOD_URL, timeout_ms=700)
+    watcher.check()
+    assert applied == [700] and len(errors) == 1
