@@ -61,7 +61,11 @@ class ConfigReloader:
             except ValidationError as e:
                 return self._refuse(f"with the running values of {', '.join(ignored)} (they need a restart): "
                                     f"{format_validation(e, 'reloaded config')}")
-            await self._apply(old, applied)
+            try:
+                await self._apply(old, applied)
+            except Exception as e:  # noqa: BLE001 - the store failed (disk full, closed): say so, count it
+                log.exception("config reload failed while applying it")
+                return self._refuse(f"cannot apply: {e}")
             metrics.config_reloads.inc()
             if ignored:
                 log.warning("config reloaded; changed but needing a restart (running values kept): %s",
@@ -76,15 +80,16 @@ class ConfigReloader:
         return False
 
     async def _apply(self, old: NodeSettings, new: NodeSettings) -> None:
+        # The steps that touch the store first: if it fails, the in-memory settings are still the old ones.
+        seeded = await self._seed_lists(new)
+        policy = self.ctx.policy
+        source = await policy.load(new.mode_settings(), new.mode_forced)  # the start's rules; reloads IP lists
+        modes = await policy.get_mode_settings()
         logging.getLogger().setLevel(new.log_level)
         self._pairing.ttl = new.pairing.ttl_seconds
         self._pairing.cap = new.pairing.max_entries
         self._apply_endpoint(new)
         self.ctx.settings = new
-        seeded = await self._seed_lists(new)
-        policy = self.ctx.policy
-        source = await policy.load(new.mode_settings(), new.mode_forced)  # the start's rules; reloads IP lists
-        modes = await policy.get_mode_settings()
         if new.mode_settings() != old.mode_settings() and not source.startswith(("config", "command line")):
             log.warning("config mode settings changed, but those saved by the console win: %s", source)
         log.info("mode %s with %d override(s) (from %s); %d IP entries seeded from config",
