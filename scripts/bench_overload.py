@@ -19,13 +19,15 @@ In-line at capacity: one mitmdump in-line (`blocking: true`, `max_in_flight_per_
 `--inline-bound`) to a fake node that takes `--inline-delay-ms` per message, driven by more
 clients than the bound (`--inline-connections`): the most calls the node ever had at once (must
 not exceed the bound), the connector's in-flight gauge sampled during the run, fail-opens by
-cause (`overload` past the bound), client latency.
+cause (`overload` past the bound), client latency. The node's count includes calls the
+connector gave up on (timeouts) that it is still working on.
 
 Bounded: every process is stopped on the way out (scripts/benchproc.py), the run lasts about
 warm-up + 2 x duration + start-up; `--duration` is capped at 600 s.
 
     python scripts/bench_overload.py [--duration 20] [--connections 20] [--slow-factor 10]
-        [--queue-size 10000] [--inline-connections 48] [--inline-bound 8] [--json]
+        [--queue-size 10000] [--inline-connections 48] [--inline-bound 8] [--inline-delay-ms 100]
+        [--inline-timeout-ms 1000] [--json]
 
 Exit status: 0 every check met, 1 a check missed, 2 error. Checks: slow-side drops counted and
 RSS growth after warm-up under `--rss-growth-mb`; slow-side p50 and p95 within 10% of healthy
