@@ -37,7 +37,7 @@ ENV UPSTREAM=http://upstream:9000 \
 USER 10001:10001
 EXPOSE 8000 8001
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:8001/', timeout=2)"]
+    CMD ["python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:8001/status', timeout=2)"]
 # sh expands the variables (MITMDUMP_ARGS unquoted, so it splits into words); `exec` makes
 # mitmdump the process that gets SIGTERM.
 CMD ["sh", "-c", "exec mitmdump --mode \"reverse:${UPSTREAM}@0.0.0.0:8000\" -s /app/addon/wallarm.py --set \"wallarm_config=${WALLARM_CONFIG}\" --set wallarm_admin_listen=0.0.0.0:8001 --certs \"*=/etc/wallarm/certs/proxy.pem\" $MITMDUMP_ARGS"]

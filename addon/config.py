@@ -11,17 +11,22 @@ import json
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from wallarm_wire.addresses import is_loopback_host
 from wallarm_wire.config_file import ConfigFileError, read_config_file
-from pydantic import BaseModel, StrictBool, StrictStr, ConfigDict, Field, ValidationError, field_validator
+from mitmproxy import flowfilter
+from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError,
+                      field_serializer, field_validator, model_validator)
 
 PLUGIN_NAME = "wallarm-plugin"
 DEFAULT_BLOCK_STATUS = 403
 
-Protocol = Literal["http", "https"]
+# Kong's plugin protocols. gRPC rides on HTTP/2, which mitmproxy handles as HTTP: `grpc` counts as
+# `http` and `grpcs` as `https` (the plugin never acts on fewer flows than listed).
+Protocol = Literal["grpc", "grpcs", "http", "https"]
+KONG_DEFAULT_PROTOCOLS: tuple[str, ...] = ("grpc", "grpcs", "http", "https")
 
 
 class ConfigError(ValueError):
@@ -67,6 +72,38 @@ PositiveInt = Annotated[int, Field(gt=0, strict=True)]
 MAX_CA_FILE_BYTES = 4 * 1024 * 1024  # a system-wide bundle is ~200 KB
 
 
+def compile_filter(expression: str) -> flowfilter.TFilter:
+    """A mitmproxy flow-filter expression, compiled (ValueError with the reason if it is not one)."""
+    if not expression.strip():
+        raise ValueError("empty filter expression")
+    return flowfilter.parse(expression)
+
+
+class EntityRef(BaseModel):
+    """A reference to a service or route, as Kong returns it (`{"id": ...}`); a declarative file may
+    also give the bare name or id as a string, or `{"name": ...}`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: StrictStr | None = None
+    name: StrictStr | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_string(cls, value: object) -> object:
+        return {"name": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one_key(self) -> EntityRef:
+        if (self.id is None) == (self.name is None):
+            raise ValueError("give exactly one of id or name")
+        return self
+
+    @property
+    def key(self) -> str:
+        return self.id if self.id is not None else self.name  # type: ignore[return-value]
+
+
 class PluginSettings(BaseModel):
     """The `config` object of the plugin (Kong's per-plugin settings)."""
 
@@ -97,6 +134,19 @@ class PluginSettings(BaseModel):
     breaker_failures: PositiveInt = 3
     breaker_cooldown_ms: PositiveInt = 1_000
     node_secret: StrictStr | None = None
+    # mitmproxy flow-filter expression: matching requests are never sent to the node (counted)
+    exclude: StrictStr | None = None
+
+    @field_serializer("wallarm_node_address")
+    def _addresses_as_urls(self, value: list[NodeAddress]) -> list[str]:
+        return [a.url for a in value]  # as written, so a dumped config loads again
+
+    @field_validator("exclude")
+    @classmethod
+    def _filter_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            compile_filter(value)  # ValueError names the expression; pydantic adds the field
+        return value
 
     @field_validator("wallarm_node_address", mode="before")
     @classmethod
@@ -169,15 +219,32 @@ class Timeouts:
 
 
 class PluginConfig(BaseModel):
-    """The whole `enable-plugin.json` (what `curl :8001/plugins` would show in Kong)."""
+    """One plugin object: the whole `enable-plugin.json`, or the plugin as Kong's Admin API returns
+    it (with `id`, timestamps, `service`/`route`/`consumer` scope, `tags`, `ordering`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: StrictStr
     instance_name: StrictStr | None = None
-    protocols: list[Protocol] = Field(default_factory=lambda: ["http", "https"], min_length=1)
+    protocols: list[Protocol] = Field(default_factory=lambda: list(KONG_DEFAULT_PROTOCOLS), min_length=1)
     enabled: StrictBool = True
     config: PluginSettings
+    # --- Kong's plugin object fields (kept as given; the scope refs are resolved by addon.declarative)
+    id: StrictStr | None = None
+    created_at: StrictInt | None = None
+    updated_at: StrictInt | None = None
+    service: EntityRef | None = None
+    route: EntityRef | None = None
+    consumer: EntityRef | None = None
+    tags: list[StrictStr] | None = None
+    ordering: dict[str, Any] | None = None
+
+    @field_validator("consumer")
+    @classmethod
+    def _no_consumers(cls, value: EntityRef | None) -> EntityRef | None:
+        if value is not None:
+            raise ValueError("consumer-scoped plugins are not supported (there are no consumers here)")
+        return value
 
     @field_validator("name")
     @classmethod
@@ -196,13 +263,12 @@ class PluginConfig(BaseModel):
     def public_dict(self) -> dict:
         """The config as JSON-able data, secrets masked (served by the status listener)."""
         data = self.model_dump(mode="json")
-        data["config"]["wallarm_node_address"] = [a.url for a in self.config.wallarm_node_address]
         if data["config"].get("node_secret"):
             data["config"]["node_secret"] = "***"
         return data
 
 
-def _format_validation_error(err: ValidationError) -> str:
+def format_validation_error(err: ValidationError) -> str:
     problems = []
     for e in err.errors():
         where = ".".join(str(p) for p in e["loc"]) or "(top level)"
@@ -230,7 +296,7 @@ def parse_config(raw: bytes | str, base_dir: Path | None = None, source: str = "
     try:
         return PluginConfig.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(f"{source}: {_format_validation_error(e)}") from None
+        raise ConfigError(f"{source}: {format_validation_error(e)}") from None
 
 
 def read_config_bytes(path: Path) -> bytes:

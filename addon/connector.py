@@ -13,20 +13,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
+import uuid
 from pathlib import Path
 
 from mitmproxy import ctx, exceptions, http
 
 from addon import __version__, encode
 from addon.active import ActiveConfig
-from addon.config import ConfigError, PluginConfig, parse_config, read_config_bytes
+from addon.config import ConfigError, read_config_bytes
+from addon.declarative import Declarative, load_declarative
 from addon.delivery import MirrorDelivery, MirrorItem
 from addon.http1 import Answer
 from addon.metrics import Metrics
 from addon.mirror import Mirror
 from addon.node_client import NodeCallError
-from addon.status import StatusServer, plugins_document, root_document
+from addon.router import NO_ROUTE_BODY, Match
+from addon.runtime import RuntimeConfig, Scope
+from addon.admin_api import AdminApi
+from addon.admin_store import DeclarativeStore
+from addon.status import StatusServer, root_document
 from addon.verdicts import UNJUDGED, Verdicts
 from addon.watch import ConfigWatcher
 from wallarm_wire import protocol
@@ -38,32 +46,49 @@ RID = "wallarm_request_id"  # flow.metadata keys
 ACTIVE = "wallarm_config"
 JUDGED = "wallarm_judged"  # the request was already judged on its headers (streamed body)
 EARLY = "wallarm_early_verdict"  # a body-less request's verdict, asked for at requestheaders
+ROUTE = "wallarm_route"  # the route matched at requestheaders, applied once the node has the request
+
+NO_ROUTE_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
+# What routing needs from mitmproxy: the client's Host (to match `hosts`, `preserve_host`), and no
+# connection to the reverse-mode placeholder before the route has chosen the upstream.
+ROUTING_OPTIONS = {"keep_host_header": True, "connection_strategy": "lazy"}
 
 DEFAULT_ADMIN_LISTEN = "127.0.0.1:8001"
+ADMIN_TOKEN_ENV = "WALLARM_ADMIN_TOKEN"
 
 
 class WallarmConnector:
     def __init__(self) -> None:
-        self.active: ActiveConfig | None = None
+        self.runtime: RuntimeConfig | None = None
         self.metrics = Metrics()
         self.verdicts = Verdicts(self.metrics)
         self.delivery = MirrorDelivery(self.metrics)
         self.mirror: Mirror[MirrorItem] = Mirror(self.delivery.deliver, self.delivery.count_drop,
                                                  size_of=MirrorItem.size)
-        self.status = StatusServer(lambda: root_document(self.active, self._started_at),
-                                   lambda: plugins_document(self.active), self._status_metrics)
+        self.store: DeclarativeStore | None = None  # the Admin API's writer of the config file
+        self.node_id = str(uuid.uuid4())
+        admin = AdminApi(lambda: self.store, self._plugin_runtime, self._admin_token,
+                         lambda: self.status.bound[0] if self.status.bound else None)
+        self.status = StatusServer(lambda: root_document(self.runtime, self._started_at, self.node_id),
+                                   self._status_document, self._status_metrics, admin)
         self.watcher: ConfigWatcher | None = None
         self._running = False
         self._admin_listen = ""
         self._status_task: asyncio.Task[None] | None = None
         self._started_at = time.time()
+        self._saved_options: dict[str, object] = {}  # mitmproxy options routing changed, as they were
 
     # ------------------------------------------------------------------ lifecycle
     def load(self, loader) -> None:  # type: ignore[no-untyped-def]
         loader.add_option("wallarm_config", str, "",
-                          "Path of the Wallarm plugin config (enable-plugin.json). Empty: connector off.")
+                          "Path of the Wallarm config: a declarative file (Kong's DB-less format, JSON or YAML) "
+                          "or a single plugin (enable-plugin.json). Empty: connector off.")
         loader.add_option("wallarm_admin_listen", str, DEFAULT_ADMIN_LISTEN,
-                          "HOST:PORT of the read-only status listener (/, /plugins, /metrics). Empty: off.")
+                          "HOST:PORT of the status listener and Admin API (/, /services, /routes, /plugins, "
+                          "/status, /metrics). Empty: off.")
+        loader.add_option("wallarm_admin_token", str, "",
+                          "Token the Admin API requires (header Kong-Admin-Token) from a non-loopback peer or "
+                          f"when listening off loopback. Empty: ${ADMIN_TOKEN_ENV}, else no access off loopback.")
 
     def configure(self, updated: set[str]) -> None:
         if "wallarm_admin_listen" in updated:
@@ -80,18 +105,21 @@ class WallarmConnector:
             path = ctx.options.wallarm_config.strip()
             if not path:
                 self._set_watcher(None)
+                self.store = None
                 self._swap(None)
                 return
             file = Path(path)
             try:
                 raw = read_config_bytes(file)
-                plugin = parse_config(raw, base_dir=file.resolve().parent, source=str(file))
+                decl = load_declarative(raw, base_dir=file.resolve().parent, source=str(file))
             except ConfigError as e:
                 raise exceptions.OptionsError(f"wallarm_config: {e}") from None
             self._set_watcher(file)
             assert self.watcher is not None
             self.watcher.prime(raw)  # the exact bytes just loaded: a change after this is seen
-            self._apply(plugin, reason="loaded")
+            self.store = DeclarativeStore(file, self._apply_admin_change)
+            self._apply(decl, reason="loaded")
+            self.store.loaded(raw, decl)
 
     def running(self) -> None:
         self._running = True
@@ -113,8 +141,13 @@ class WallarmConnector:
             asyncio.get_running_loop().create_task(self.status.stop())
         except RuntimeError:
             pass
-        if self.active is not None:
-            self.active.client.close()
+        if self.runtime is not None:
+            self.runtime.close()
+
+    @property
+    def active(self) -> ActiveConfig | None:
+        """The global plugin of the running config (what applies when nothing narrower does)."""
+        return self.runtime.default if self.runtime is not None else None
 
     # ------------------------------------------------------------------ config swap
     def _set_watcher(self, path: Path | None) -> None:
@@ -124,31 +157,66 @@ class WallarmConnector:
         if self.watcher is not None and self._running:
             self.watcher.start()
 
-    def _on_valid_file(self, plugin: PluginConfig) -> None:
-        self._apply(plugin, reason="reloaded")
+    def _on_valid_file(self, decl: Declarative) -> None:
+        self._apply(decl, reason="reloaded")
+        if self.store is not None and self.watcher is not None and self.watcher.seen is not None:
+            self.store.loaded(self.watcher.seen, decl)
+
+    def _apply_admin_change(self, raw: bytes, decl: Declarative) -> None:
+        """A change written by the Admin API: applied now, and the watcher told it is not news."""
+        if self.watcher is not None:
+            self.watcher.prime(raw)
+        self._apply(decl, reason="changed through the Admin API")
 
     def _on_invalid_file(self, message: str) -> None:
         self.metrics.config_errors += 1
         log.error("config: %s", message)
 
-    def _apply(self, plugin: PluginConfig, reason: str) -> None:
-        active = ActiveConfig.build(plugin)
-        self._swap(active)
-        s = plugin.config
-        self.mirror.resize(s.mirror_queue_size, s.mirror_workers, active.timeouts.mirror_linger_s,
-                           s.mirror_queue_bytes)
-        if reason == "reloaded":
+    def _apply(self, decl: Declarative, reason: str) -> None:
+        runtime = RuntimeConfig.build(decl)
+        self._routing_options(runtime.router is not None)
+        self._swap(runtime)
+        sizing = runtime.mirror_sizing()
+        if sizing is not None:
+            self.mirror.resize(*sizing)
+        if reason != "loaded":
             self.metrics.config_reloads += 1
-        log.info("config %s: %s, %s mode, nodes %s, timeout %d ms, fail_%s", reason,
-                 "enabled" if plugin.enabled else "DISABLED",
+        if not decl.bare:
+            log.info("config %s: %d service(s), %d route(s), %d plugin instance(s)%s", reason, len(decl.services),
+                     len(decl.routes), len(runtime.actives),
+                     "" if decl.routing else "; no routes: everything goes to the reverse-mode upstream")
+        for active in runtime.actives:
+            self._log_plugin(active, reason if decl.bare else "plugin")
+
+    @staticmethod
+    def _log_plugin(active: ActiveConfig, what: str) -> None:
+        plugin, s = active.plugin, active.plugin.config
+        scope = (f"route {plugin.route.key}" if plugin.route else f"service {plugin.service.key}" if plugin.service
+                 else "global")
+        log.info("config %s: %s%s, %s mode, nodes %s, timeout %d ms, fail_%s%s", what,
+                 "enabled" if plugin.enabled else "DISABLED", "" if what != "plugin" else f" ({scope})",
                  "in-line (blocking)" if s.blocking else "out-of-band (monitoring)",
                  ", ".join(a.url for a in s.wallarm_node_address), s.timeout_ms,
-                 "open" if s.fail_open else "closed")
+                 "open" if s.fail_open else "closed", f", exclude {s.exclude!r}" if s.exclude else "")
 
-    def _swap(self, new: ActiveConfig | None) -> None:
-        old, self.active = self.active, new  # one assignment: flows see the old or the new, never a mix
+    def _routing_options(self, routing: bool) -> None:
+        """Routing needs `ROUTING_OPTIONS`; they are set while the config routes and the user's values
+        come back when it stops (a bare plugin config behaves exactly as without routing)."""
+        if routing:
+            wrong = {k: v for k, v in ROUTING_OPTIONS.items() if k in ctx.options and getattr(ctx.options, k) != v}
+            if wrong:
+                self._saved_options = {k: getattr(ctx.options, k) for k in wrong} | self._saved_options
+                log.info("routing: setting %s", ", ".join(f"{k}={v}" for k, v in wrong.items()))
+                ctx.options.update(**wrong)
+        elif self._saved_options:
+            saved, self._saved_options = self._saved_options, {}
+            log.info("no routes: restoring %s", ", ".join(f"{k}={v}" for k, v in saved.items()))
+            ctx.options.update(**saved)
+
+    def _swap(self, new: RuntimeConfig | None) -> None:
+        old, self.runtime = self.runtime, new  # one assignment: flows see the old or the new, never a mix
         if old is not None:
-            old.client.close()
+            old.close()
 
     # ------------------------------------------------------------------ status listener
     def _restart_status(self) -> None:
@@ -164,58 +232,134 @@ class WallarmConnector:
         host, port = parse_hostport(listen)
         await self.status.start(host, port)
 
+    def _admin_token(self) -> str:
+        return ctx.options.wallarm_admin_token or os.environ.get(ADMIN_TOKEN_ENV, "")
+
+    def _plugin_runtime(self, plugin: dict) -> dict:
+        """What `/plugins` shows of a plugin beside its config: the connector's version and, while
+        it runs, when it was loaded and its node breakers."""
+        out: dict = {"version": __version__}
+        runtime = self.runtime
+        if runtime is None:
+            return out
+        decl = runtime.decl
+        route, service = (plugin.get("route") or {}).get("id"), (plugin.get("service") or {}).get("id")
+        running = (decl.route_plugins.get(route) if route else decl.service_plugins.get(service) if service
+                   else decl.global_plugin)
+        for active in runtime.actives:
+            if running is not None and active.plugin is running:
+                out["loaded_at"] = active.loaded_at
+                out["node_breakers"] = active.client.breaker_states()
+        return out
+
+    def _status_document(self) -> dict:
+        """`GET /status`, like Kong's: counters and the running config's hash."""
+        runtime = self.runtime
+        return {"database": {"reachable": True},
+                "server": {"requests_inspected": self.metrics.inspected},
+                "configuration_hash": self.store.running_hash if self.store else "",
+                "hostname": socket.gethostname(), "node_id": self.node_id,
+                "wallarm": {"enabled": bool(runtime and runtime.any_enabled),
+                            "mirror_queue_depth": self.mirror.depth,
+                            "node_breakers": runtime.breaker_states() if runtime else {}}}
+
     def _status_metrics(self) -> str:
-        active = self.active
+        runtime = self.runtime
         return self.metrics.render(self.mirror.depth, self.mirror.capacity,
-                                   active.client.breaker_states() if active else {},
-                                   active is not None, __version__, self.mirror.bytes,
-                                   active.client.in_flight() if active else {})
+                                   runtime.breaker_states() if runtime else {},
+                                   runtime is not None, __version__, self.mirror.bytes,
+                                   runtime.in_flight() if runtime else {})
 
     # ------------------------------------------------------------------ flow hooks
-    def _in_scope(self, flow: http.HTTPFlow) -> ActiveConfig | None:
-        active = self.active
-        if active is None or not active.enabled:
+    def _in_scope(self, flow: http.HTTPFlow, scope: Scope) -> ActiveConfig | None:
+        """The plugin config that judges this flow, or None (no plugin, disabled, other protocol,
+        excluded: the node never sees the request)."""
+        if scope is None or not scope.enabled:
             return None
-        if encode.client_protocol(flow) not in active.protocols:
+        if encode.client_protocol(flow) not in scope.protocols:
             return None
-        return active
+        if scope.exclude is not None and scope.exclude(flow):
+            self.metrics.excluded += 1
+            return None
+        return scope
+
+    def _scope(self, flow: http.HTTPFlow, runtime: RuntimeConfig) -> tuple[bool, Scope]:
+        """(routed, scope): the route's plugin scope, remembered for `_route`; (False, _) when no
+        route matches (the flow then has Kong's 404)."""
+        if runtime.router is None:
+            return True, runtime.default
+        req = flow.request
+        match = runtime.router.match(req.method, req.host_header, req.path, encode.client_protocol(flow))
+        if match is None:
+            self.metrics.unrouted += 1
+            flow.response = http.Response.make(404, NO_ROUTE_BODY, NO_ROUTE_HEADERS)
+            return False, None
+        flow.metadata[ROUTE] = match
+        return True, match.scope
+
+    @staticmethod
+    def _route(flow: http.HTTPFlow) -> None:
+        """Send the flow to its route's service (mitmproxy's way: set the request's scheme, host
+        and port) with the path Kong would send. Runs after the node has the request as the client
+        sent it."""
+        match: Match[Scope] | None = flow.metadata.pop(ROUTE, None)
+        if match is None:
+            return
+        req, target = flow.request, match.target
+        client_host = req.host_header if target.preserve_host else None
+        up = target.upstream
+        req.scheme = up.scheme
+        req.host = up.host  # also sets Host to the service's (Kong's preserve_host: false)
+        req.port = up.port
+        req.path = match.path
+        if client_host is not None:
+            req.host_header = client_host
 
     async def requestheaders(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live:
             return
         rid = protocol.new_request_id()
         flow.metadata[RID] = rid
-        active = self._in_scope(flow)
-        if active is None:
+        runtime = self.runtime
+        if runtime is None:
             return
-        flow.metadata[ACTIVE] = active  # this flow keeps this config until it ends
-        if not flow.request.stream:
-            if active.in_line and encode.has_no_body(flow.request):
-                # The whole request is known already: ask now, so the node works while mitmproxy
-                # finishes reading the request; `request` awaits the answer. Eager: the message is
-                # written before this hook returns, not on a later turn of the loop.
-                flow.metadata[EARLY] = asyncio.eager_task_factory(
-                    asyncio.get_running_loop(), self._ask_node(flow, active, rid, b"", encode.NOT_TRUNCATED))
+        routed, scope = self._scope(flow, runtime)
+        if not routed:
             return
-        # A streamed body goes upstream as it arrives, so the request is judged on its headers now.
-        flow.metadata[JUDGED] = True
-        await self._judge_or_mirror(flow, active, rid, b"", encode.declared_length(flow.request.headers),
-                                    streamed=True)
+        active = self._in_scope(flow, scope)
+        if active is not None:
+            flow.metadata[ACTIVE] = active  # this flow keeps this config until it ends
+            if not flow.request.stream:
+                if active.in_line and encode.has_no_body(flow.request):
+                    # The whole request is known already: ask now, so the node works while mitmproxy
+                    # finishes reading the request; `request` awaits the answer. Eager: the message is
+                    # written before this hook returns, not on a later turn of the loop.
+                    flow.metadata[EARLY] = asyncio.eager_task_factory(
+                        asyncio.get_running_loop(), self._ask_node(flow, active, rid, b"", encode.NOT_TRUNCATED))
+            else:
+                # A streamed body goes upstream as it arrives, so the request is judged on its headers now.
+                flow.metadata[JUDGED] = True
+                await self._judge_or_mirror(flow, active, rid, b"", encode.declared_length(flow.request.headers),
+                                            streamed=True)
+        if flow.request.stream and not (flow.response or flow.error):
+            self._route(flow)  # the request goes upstream right after this hook
 
     async def request(self, flow: http.HTTPFlow) -> None:
         early: asyncio.Task[Answer | NodeCallError] | None = flow.metadata.pop(EARLY, None)
         if flow.response or flow.error or not flow.live:
             return
         active: ActiveConfig | None = flow.metadata.get(ACTIVE)
-        if active is None or flow.metadata.get(JUDGED):
-            return
-        rid = flow.metadata.get(RID) or protocol.new_request_id()
-        flow.metadata[RID] = rid
-        if early is not None:
-            self.verdicts.settle(flow, active, rid, await early, streamed=False)
-            return
-        body, truncated = encode.cut_body(flow.request.raw_content or b"", active.max_body_bytes)
-        await self._judge_or_mirror(flow, active, rid, body, truncated, streamed=False)
+        if active is not None and not flow.metadata.get(JUDGED):
+            rid = flow.metadata.get(RID) or protocol.new_request_id()
+            flow.metadata[RID] = rid
+            if early is not None:
+                self.verdicts.settle(flow, active, rid, await early, streamed=False)
+            else:
+                body, truncated = encode.cut_body(flow.request.raw_content or b"", active.max_body_bytes)
+                await self._judge_or_mirror(flow, active, rid, body, truncated, streamed=False)
+            if flow.response or flow.error or not flow.live:
+                return
+        self._route(flow)
 
     def response(self, flow: http.HTTPFlow) -> None:
         active: ActiveConfig | None = flow.metadata.get(ACTIVE)

@@ -23,6 +23,8 @@ class Metrics:
         self.passed = 0
         self.blocked = 0
         self.killed_streams = 0
+        self.excluded = 0  # matched a plugin's `exclude` filter: never sent to the node
+        self.unrouted = 0  # matched no route: answered 404
         self.fail_open: Counter[str] = Counter()
         self.fail_closed: Counter[str] = Counter()
         self.node_refusals: Counter[tuple[str, str]] = Counter()  # (status, delivery)
@@ -55,6 +57,10 @@ class Metrics:
                "In-line requests the node let through.", [("", self.passed)])
         metric("wallarm_connector_requests_blocked_total", "counter",
                "In-line requests the node blocked.", [("", self.blocked)])
+        metric("wallarm_connector_requests_excluded_total", "counter",
+               "Requests a plugin's exclude filter kept from the node.", [("", self.excluded)])
+        metric("wallarm_connector_requests_unrouted_total", "counter",
+               "Requests that matched no route (answered 404).", [("", self.unrouted)])
         metric("wallarm_connector_streams_killed_total", "counter",
                "Streamed requests killed because the node blocked them.", [("", self.killed_streams)])
         metric("wallarm_connector_fail_open_total", "counter",

@@ -1,14 +1,14 @@
-"""The read-only status listener, like Kong's admin API root: `/`, `/plugins`, `/metrics`.
+"""The status listener, like Kong's admin listener: `/`, `/status`, `/metrics` and the Admin API.
 
-`curl -s http://localhost:8001/plugins | grep wallarm-plugin` (the seed's upgrade check) works.
-Served by aiohttp's server on the proxy's own event loop; it only reads state.
+`curl -s http://localhost:8001/plugins | grep wallarm-plugin` (the seed's upgrade check) works;
+services, routes and plugins are read and written as in Kong (`addon.admin_api`).
+Served by aiohttp's server on the proxy's own event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
-import json
 import logging
 import socket
 from collections.abc import Callable
@@ -17,8 +17,9 @@ from typing import Any
 from aiohttp import web
 
 from addon import __version__
-from addon.active import ActiveConfig
+from addon.admin_api import MAX_BODY, AdminApi, json_response
 from addon.config import PLUGIN_NAME
+from addon.runtime import RuntimeConfig
 from wallarm_wire import protocol
 
 log = logging.getLogger("wallarm.status")
@@ -29,47 +30,37 @@ for _name in ("aiohttp.access", "aiohttp.server", "aiohttp.web"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
 
-def root_document(active: ActiveConfig | None, started_at: float) -> dict[str, Any]:
+def root_document(runtime: RuntimeConfig | None, started_at: float, node_id: str) -> dict[str, Any]:
     """`GET /`: like Kong's admin root."""
     return {"tagline": "Welcome to the Wallarm connector for mitmproxy",
-            "version": __version__, "connector_type": protocol.CONNECTOR_TYPE,
-            "protocol_version": protocol.PROTOCOL_VERSION,
-            "plugins": {"available_on_server": {PLUGIN_NAME: {"version": __version__}},
-                        "enabled_in_cluster": [PLUGIN_NAME] if active and active.enabled else []},
+            "version": __version__, "node_id": node_id, "hostname": socket.gethostname(),
+            "connector_type": protocol.CONNECTOR_TYPE, "protocol_version": protocol.PROTOCOL_VERSION,
+            "configuration": {"database": "off", "role": "traditional"},
+            "plugins": {"available_on_server": {PLUGIN_NAME: {"version": __version__, "priority": 1000}},
+                        "enabled_in_cluster": [PLUGIN_NAME] if runtime and runtime.any_enabled else []},
             "started_at": started_at}
 
 
-def plugins_document(active: ActiveConfig | None) -> dict[str, Any]:
-    """`GET /plugins`: the active config (secret masked) and its node breakers."""
-    data = []
-    if active is not None:
-        item = active.plugin.public_dict()
-        item["version"] = __version__
-        item["loaded_at"] = active.loaded_at
-        item["node_breakers"] = active.client.breaker_states()
-        data.append(item)
-    return {"data": data, "next": None}
-
-
 class StatusServer:
-    def __init__(self, root: Callable[[], dict[str, Any]], plugins: Callable[[], dict[str, Any]],
-                 metrics: Callable[[], str]):
-        self._root, self._plugins, self._metrics = root, plugins, metrics
+    def __init__(self, root: Callable[[], dict[str, Any]], status: Callable[[], dict[str, Any]],
+                 metrics: Callable[[], str], admin: AdminApi):
+        self._root, self._status, self._metrics, self._admin = root, status, metrics, admin
         self._runner: web.AppRunner | None = None
         self.bound: tuple[str, int] | None = None
 
     def _app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self._admin.middleware], client_max_size=MAX_BODY)
         app.router.add_get("/", self._handle_root)
-        app.router.add_get("/plugins", self._handle_plugins)
+        app.router.add_get("/status", self._handle_status)
         app.router.add_get("/metrics", self._handle_metrics)
+        self._admin.add_routes(app)
         return app
 
     async def _handle_root(self, _: web.Request) -> web.Response:
-        return web.json_response(self._root(), dumps=lambda o: json.dumps(o, indent=2))
+        return json_response(self._root())
 
-    async def _handle_plugins(self, _: web.Request) -> web.Response:
-        return web.json_response(self._plugins(), dumps=lambda o: json.dumps(o, indent=2))
+    async def _handle_status(self, _: web.Request) -> web.Response:
+        return json_response(self._status())
 
     async def _handle_metrics(self, _: web.Request) -> web.Response:
         return web.Response(text=self._metrics(), content_type="text/plain", charset="utf-8",
@@ -101,7 +92,7 @@ class StatusServer:
         await site.start()
         self._runner = runner
         self.bound = sock.getsockname()[:2]
-        log.info("status listener at http://%s:%d/ (/, /plugins, /metrics)", self.bound[0], self.bound[1])
+        log.info("status listener at http://%s:%d/ (/, /status, /metrics, Admin API)", self.bound[0], self.bound[1])
 
     async def stop(self) -> None:
         if self._runner is not None:

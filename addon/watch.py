@@ -1,4 +1,4 @@
-"""Watch the plugin config file and hand every new valid version over; keep the last good one.
+"""Watch the config file (declarative or a single plugin) and hand every new valid version over; keep the last good one.
 
 Polling (about every 0.5 s) instead of inotify: it works the same on every filesystem and for
 editors that replace the file (new inode) as well as those that rewrite it in place. Each poll
@@ -21,7 +21,8 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from addon.config import ConfigError, PluginConfig, parse_config
+from addon.config import ConfigError
+from addon.declarative import Declarative, load_declarative
 from wallarm_wire.config_file import ConfigFileError, read_config_file
 
 log = logging.getLogger("wallarm.config")
@@ -31,7 +32,7 @@ MAX_REPORTED = 1024  # bad versions remembered (digests): a bound, not a policy
 
 
 class ConfigWatcher:
-    def __init__(self, path: Path, on_valid: Callable[[PluginConfig], None],
+    def __init__(self, path: Path, on_valid: Callable[[Declarative], None],
                  on_invalid: Callable[[str], None], interval_s: float = POLL_INTERVAL_S):
         self.path = path
         self._on_valid = on_valid
@@ -42,9 +43,15 @@ class ConfigWatcher:
         self._reported: set[object] = set()  # bad versions reported since it was applied
         self._task: asyncio.Task[None] | None = None
 
+    @property
+    def seen(self) -> bytes | None:
+        """The bytes of the version last read (the one `on_valid` is being given), None after a read error."""
+        return self._seen if isinstance(self._seen, bytes) else None
+
     def prime(self, raw: bytes) -> None:
-        """Mark the version loaded at startup as already handled."""
+        """Mark a version applied elsewhere (at startup, by the Admin API) as the one in force."""
         self._seen = self._in_force = raw
+        self._reported.clear()
 
     def start(self) -> None:
         if self._task is None:
@@ -71,7 +78,7 @@ class ConfigWatcher:
             return  # back to the version in force: nothing to apply
         version = hashlib.sha256(raw).digest()
         try:
-            config = parse_config(raw, base_dir=self.path.resolve().parent, source=str(self.path))
+            config = load_declarative(raw, base_dir=self.path.resolve().parent, source=str(self.path))
         except ConfigError as e:
             self._reject(version, f"{e}; keeping the last good config")
             return

@@ -26,16 +26,19 @@ class NodeMetrics:
         self.pairing_joined = Counter("wallarm_node_pairing_joined_total", "Requests joined with their response.")
         self.config_reloads = Counter("wallarm_node_config_reloads_total", "Config reloads applied (SIGHUP).")
         self.config_errors = Counter("wallarm_node_config_errors_total", "Config reloads refused: the file could not be read or validated; the last good config stayed.")
+        self.console_auth = Counter("wallarm_node_console_auth_total", "Console token checks (via login form or bearer), by result: ok, wrong, refused (429, client locked out).", ("via", "result"))
+        self.console_lockouts = Counter("wallarm_node_console_lockouts_total", "Console clients locked out after too many wrong tokens.")
         self.analysis = Histogram("wallarm_node_analysis_seconds", "Detection engine time per message.", LATENCY_BUCKETS)
         self._gauges: list[Gauge] = [Gauge("wallarm_node_start_time_seconds", "Unix time the node started.", lambda: self.started)]
 
     def add_gauge(self, name: str, help_text: str, read: Callable[[], float]) -> None:
-        self._gauges.append(Gauge(name, help_text, read))
+        """Register a gauge; one registered again under the same name replaces the first."""
+        self._gauges = [g for g in self._gauges if g.name != name] + [Gauge(name, help_text, read)]
 
     def render(self) -> str:
         lines: list[str] = []
         for metric in (self.messages, self.verdicts, self.attacks, self.partial, self.recorded, self.parse_errors,
-                       self.analysis_errors, self.pairing_evictions, self.pairing_joined, self.config_reloads,
-                       self.config_errors, self.analysis, *self._gauges):
+                       self.analysis_errors, self.pairing_evictions, self.pairing_joined, self.console_auth,
+                       self.console_lockouts, self.config_reloads, self.config_errors, self.analysis, *self._gauges):
             lines.extend(metric.render())
         return "\n".join(lines) + "\n"

@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
-"""Proxy benchmark: plain mitmdump vs the connector (out-of-band, in-line, in-line with the node down).
+"""Proxy benchmark: plain mitmdump vs the connector (out-of-band, in-line, in-line routed, node down).
 
 One run starts on loopback the demo upstream (scripts/demo_upstream.py), the real node
-(`python -m node`, mode block, temp SQLite store) and four mitmdump reverse proxies in front of
+(`python -m node`, mode block, temp SQLite store) and five mitmdump reverse proxies in front of
 the upstream, all kept running for the whole run:
   plain             no addon
   oob               the connector, `blocking: false` (request + response mirrored to the node)
   inline            the connector, `blocking: true`, consulting the local node
+  inline_routed     the same plugin in a declarative config (benchproc.write_declarative_config:
+                    6 services, 18 routes of every kind); mitmdump's reverse-mode upstream is a
+                    placeholder nothing listens on, the route picks the demo upstream
   inline_node_down  the connector, `blocking: true`, pointed at a port nothing listens on;
                     measured only once its status listener's /metrics shows the circuit breaker
                     open and `fail_open_total{cause="breaker_open"}` counting
@@ -14,7 +17,7 @@ Each is driven with the same keep-alive benign GET at c=50 and c=1 for `--durati
 when installed, else scripts/loadgen.py's asyncio generator; `--loadgen`), after a short unmeasured
 warm-up. The CPU time that mitmdump, the node and the upstream spend per request is read from /proc.
 
-Interleaving: every round measures all four configurations at c=50, then all four at c=1; odd
+Interleaving: every round measures all configurations at c=50, then all at c=1; odd
 rounds run the configurations in reverse order (ABCD, DCBA, ...), so a linear drift of the
 machine's speed (a neighbour's benchmark starting, thermal changes) hits every configuration
 alike over two rounds.
@@ -31,7 +34,8 @@ plus ~7 s of start-up took 3 min 12 s wall on a 2-core machine with load average
 2026-11-26); `--rounds 3` would take ~4 min 45 s, too close to the 5-minute budget.
 
 Targets (issue 2, c=50 keep-alive benign GET): oob >= 0.85x plain req/s; inline >= 0.60x; at c=1
-inline adds <= 1 ms to the median latency. Exit status: 0 all met, 1 a target missed, 2 error.
+inline adds <= 1 ms to the median latency; (issue 15) inline_routed >= 0.95x inline req/s at c=50.
+Exit status: 0 all met, 1 a target missed, 2 error.
 
     python scripts/bench_proxy.py [--duration 10] [--rounds 2] [--loadgen auto|builtin|wrk]
                                   [--json FILE] [--plot FILE.png] [--no-progress]
@@ -62,23 +66,25 @@ from benchproc import (
     start_proxy,
     start_upstream,
     wait_ready,
+    write_declarative_config,
     write_plugin_config,
 )
 from loadgen import LOADGENS, LoadResult, resolve_loadgen, run_load
 
 from tests.support.procs import ManagedProcess, free_port
 
-CONFIGS = ("plain", "oob", "inline", "inline_node_down")
+CONFIGS = ("plain", "oob", "inline", "inline_routed", "inline_node_down")
 LEVELS = (("c50", 50), ("c1", 1))
 BREAKER_WAIT_S = 20.0
 MIRROR_DRAIN_S = 30.0
 IDLE_WAIT_S = 3.0
 
-# (configuration, ratio key, comparison, threshold, text)
+# (configuration, ratios to, ratio key, comparison, threshold, text)
 TARGETS = (
-    ("oob", "c50_rps", ">=", 0.85, "oob c=50 req/s >= 0.85x plain"),
-    ("inline", "c50_rps", ">=", 0.60, "inline c=50 req/s >= 0.60x plain"),
-    ("inline", "c1_p50_added_ms", "<=", 1.0, "inline c=1 median latency +<= 1 ms over plain"),
+    ("oob", "plain", "c50_rps", ">=", 0.85, "oob c=50 req/s >= 0.85x plain"),
+    ("inline", "plain", "c50_rps", ">=", 0.60, "inline c=50 req/s >= 0.60x plain"),
+    ("inline", "plain", "c1_p50_added_ms", "<=", 1.0, "inline c=1 median latency +<= 1 ms over plain"),
+    ("inline_routed", "inline", "c50_rps", ">=", 0.95, "inline_routed c=50 req/s >= 0.95x inline"),
 )
 
 
@@ -213,7 +219,8 @@ def summarize_level(ms: list[Measurement]) -> dict:
     }
 
 
-def ratio_to_plain(mine: dict, plain: dict) -> dict[str, float]:
+def ratios(mine: dict, plain: dict) -> dict[str, float]:
+    """Figures of one configuration relative to another's (`plain` unless said otherwise)."""
     def ratio(a: float, b: float) -> float:
         return round(a / b, 3) if b else float("nan")
 
@@ -234,12 +241,14 @@ def summarize(measurements: list[Measurement]) -> dict[str, dict]:
         out[config] = {level: summarize_level([m for m in measurements if m.config == config and m.level == level])
                        for level, _ in LEVELS}
     for config in CONFIGS:
-        out[config]["ratio_to_plain"] = ratio_to_plain(out[config], out["plain"])
+        out[config]["ratio_to_plain"] = ratios(out[config], out["plain"])
         out[config]["ratio_to_plain"].update(per_round_ratios(measurements, config))
+    out["inline_routed"]["ratio_to_inline"] = ratios(out["inline_routed"], out["inline"])
+    out["inline_routed"]["ratio_to_inline"].update(per_round_ratios(measurements, "inline_routed", "inline"))
     return out
 
 
-def per_round_ratios(measurements: list[Measurement], config: str) -> dict[str, list[float]]:
+def per_round_ratios(measurements: list[Measurement], config: str, base: str = "plain") -> dict[str, list[float]]:
     """Each round's own ratio to plain (measured minutes apart at most): their spread shows how
     much of a difference between configurations the machine's noise can explain."""
     def pick(cfg: str, level: str) -> list[Measurement]:
@@ -247,20 +256,20 @@ def per_round_ratios(measurements: list[Measurement], config: str) -> dict[str, 
 
     out: dict[str, list[float]] = {}
     for level, _ in LEVELS:
-        pairs = list(zip(pick(config, level), pick("plain", level)))
+        pairs = list(zip(pick(config, level), pick(base, level)))
         out[f"{level}_rps_rounds"] = [round(m.load.rps / p.load.rps, 3) for m, p in pairs]
     out["c1_p50_added_ms_rounds"] = [round(m.load.p50_ms - p.load.p50_ms, 3)
-                                     for m, p in zip(pick(config, "c1"), pick("plain", "c1"))]
+                                     for m, p in zip(pick(config, "c1"), pick(base, "c1"))]
     return out
 
 
 def evaluate_targets(summary: dict[str, dict]) -> list[dict]:
     results = []
-    for config, key, op, threshold, text in TARGETS:
-        value = summary[config]["ratio_to_plain"][key]
+    for config, base, key, op, threshold, text in TARGETS:
+        value = summary[config][f"ratio_to_{base}"][key]
         ok = value >= threshold if op == ">=" else value <= threshold
-        results.append({"target": text, "config": config, "metric": key, "op": op, "threshold": threshold,
-                        "value": value, "pass": bool(ok)})
+        results.append({"target": text, "config": config, "base": base, "metric": key, "op": op,
+                        "threshold": threshold, "value": value, "pass": bool(ok)})
     return results
 
 
@@ -290,6 +299,9 @@ def table(summary: dict[str, dict]) -> str:
         r = summary[config]["ratio_to_plain"]
         lines.append(f"{config:17s} per round: c50 x plain {r['c50_rps_rounds']}, c1 x plain {r['c1_rps_rounds']}, "
                      f"c1 p50 +ms {r['c1_p50_added_ms_rounds']}")
+    r = summary["inline_routed"]["ratio_to_inline"]
+    lines.append(f"inline_routed x inline: c50 {r['c50_rps']:.3f} (rounds {r['c50_rps_rounds']}), c1 {r['c1_rps']:.3f}, "
+                 f"c1 p50 +ms {r['c1_p50_added_ms']:+.3f}")
     lines.append("(p50/p90/p99 in ms; us/req: CPU per request at c=50 from /proc; cpu x: plain mitmdump's CPU per "
                  "request / this one's,\n the req/s ratio a CPU-bound mitmdump would reach without competition "
                  "for its core)")
@@ -308,7 +320,7 @@ def plot(report: dict, path: Path) -> None:
     for col, level in enumerate(("c50", "c1")):
         ax = axes[0][col]
         rps = [report[n][level]["rps"] for n in names]
-        bars = ax.bar(x, rps, color=["#888888", "#4c72b0", "#dd8452", "#c44e52"])
+        bars = ax.bar(x, rps, color=["#888888", "#4c72b0", "#dd8452", "#55a868", "#c44e52"])
         for bar, n in zip(bars, names):
             ax.annotate(f"{report[n]['ratio_to_plain'][level + '_rps']:.2f}x", (bar.get_x() + bar.get_width() / 2,
                         bar.get_height()), ha="center", va="bottom", fontsize=9)
@@ -332,17 +344,19 @@ def plot(report: dict, path: Path) -> None:
 
 # ------------------------------------------------------------------ main
 def start_setups(tmp: Path, upstream_url: str, node_url: str, procs: list[ManagedProcess]) -> dict[str, Proxy]:
-    """All four proxies, started together so their start-ups overlap; kept for the whole run."""
+    """All the proxies, started together so their start-ups overlap; kept for the whole run."""
     down_url = f"http://127.0.0.1:{free_port()}/"  # nothing listens here
     configs = {
         "plain": None,
         "oob": write_plugin_config(tmp / "oob.json", node_url, blocking=False),
         "inline": write_plugin_config(tmp / "inline.json", node_url, blocking=True),
+        "inline_routed": write_declarative_config(tmp / "routed.json", node_url, upstream_url),
         "inline_node_down": write_plugin_config(tmp / "down.json", down_url, blocking=True),
     }
+    placeholder = f"http://127.0.0.1:{free_port()}"  # routing: the reverse-mode upstream is never used
     proxies = {}
     for name, cfg in configs.items():
-        proxies[name] = start_proxy(name, upstream_url, cfg)
+        proxies[name] = start_proxy(name, placeholder if name == "inline_routed" else upstream_url, cfg)
         procs.append(proxies[name].proc)
     for proxy in proxies.values():
         wait_ready(proxy)

@@ -47,6 +47,32 @@ def write_plugin_config(path: Path, node_url: str, blocking: bool, **settings: o
     return path
 
 
+ROUTED_SERVICES = 6  # the declarative benchmark config: services x routes each, of every kind
+
+
+def write_declarative_config(path: Path, node_url: str, upstream_url: str) -> Path:
+    """A declarative config (Kong's DB-less format) with several services and routes of every
+    kind (hosts, paths, methods) in front of the benchmark's in-line plugin, the same as
+    `write_plugin_config(blocking=True)`'s: the benign GET is routed past host, host+path and
+    longer-prefix routes to a `/api` route of the upstream's service (strip_path: false, so the
+    upstream gets the same path as without routing); the other services are never reached."""
+    plugin = json.loads(write_plugin_config(path, node_url, blocking=True).read_text())
+    services = []
+    for i in range(ROUTED_SERVICES - 1):
+        services.append({"name": f"svc{i}", "url": f"http://127.0.0.1:9/s{i}", "routes": [
+            {"name": f"svc{i}-host", "hosts": [f"svc{i}.example", f"*.svc{i}.example"]},
+            {"name": f"svc{i}-host-path", "hosts": [f"api{i}.example"], "paths": ["/api"]},
+            {"name": f"svc{i}-path", "paths": [f"/api/v{i + 2}", f"/svc{i}"], "methods": ["GET", "POST"]},
+        ]})
+    services.append({"name": "demo", "url": upstream_url, "routes": [
+        {"name": "demo-api", "paths": ["/api"], "strip_path": False},
+        {"name": "demo-root", "paths": ["/"], "strip_path": False},
+        {"name": "demo-admin", "paths": ["/admin"], "methods": ["DELETE"]},
+    ]})
+    path.write_text(json.dumps({"_format_version": "3.0", "services": services, "plugins": [plugin]}))
+    return path
+
+
 def ready_or_stopped(proc: ManagedProcess, url: str, timeout: float) -> ManagedProcess:
     """Wait until `url` answers 200; a process that never gets ready is stopped, not leaked."""
     try:

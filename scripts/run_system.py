@@ -17,7 +17,8 @@ Every setting has an environment variable (used by `make run`) and a flag (used 
   CONSOLE_LISTEN=127.0.0.1:8090    the node's console, API, /live, /ready, /metrics
   DEMO_LISTEN=127.0.0.1:9000       the demo upstream
   PLUGIN_CONFIG=enable-plugin.json the connector's config (its wallarm_node_address must point
-                                   at NODE_LISTEN)
+                                   at NODE_LISTEN); a bare plugin file is copied once to
+                                   VAR_DIR/kong.json, the declarative file the Admin API writes
   NODE_CONFIG=                     optional node config file (YAML/JSON), passed as --config
   NODE_MODE=                       optional node mode override (off|monitoring|safe_blocking|block)
   UPSTREAM_CA=                     CA bundle to verify an https UPSTREAM with a private CA
@@ -256,19 +257,56 @@ def port_free(hp: tuple[str, int]) -> bool:
 # ---------------------------------------------------------------- the system
 
 def check_plugin_config(path: Path, node_listen: tuple[str, int]) -> None:
-    """Catch the common mistake early: the connector pointing at another node than ours."""
+    """Catch the common mistake early: the connector pointing at another node than ours. The file
+    is a bare plugin (enable-plugin.json) or a declarative file; each plugin in it is checked
+    (mitmdump validates the rest when it starts)."""
+    from addon.config import ConfigError, parse_node_address
+    from addon.declarative import _decode, _each_plugin_dict
+
     try:
-        doc = json.loads(path.read_text("utf-8"))
-        addr = str(doc["config"]["wallarm_node_address"]).split(",")[0].strip()
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        plugins = _each_plugin_dict(_decode(path.read_bytes(), str(path)))
+    except (OSError, ConfigError) as e:
         raise SystemExit(f"run_system: cannot read {path}: {e}") from None
-    u = urlsplit(addr)
     want = (connect_host(node_listen[0]), node_listen[1])
-    if (u.hostname, u.port) != want and not (u.hostname == "localhost" and want[0] in ("127.0.0.1", "::1")
-                                             and u.port == want[1]):
-        log.warning("%s points the connector at %s, but this node listens on %s: the proxy will "
-                    "fail open (requests pass unchecked). Set NODE_LISTEN or edit the file.",
-                    path, addr, fmt_hostport(node_listen))
+    for plugin in plugins:
+        try:
+            raw = str(plugin["config"]["wallarm_node_address"])  # type: ignore[index]
+            first = parse_node_address(raw.split(",")[0])
+        except (KeyError, TypeError, ValueError):
+            continue  # mitmdump names the problem when it loads the file
+        if (first.host, first.port) != want and not (first.host == "localhost" and want[0] in ("127.0.0.1", "::1")
+                                                     and first.port == want[1]):
+            log.warning("%s points the connector at %s, but this node listens on %s: the proxy will "
+                        "fail open (requests pass unchecked). Set NODE_LISTEN or edit the file.",
+                        path, first.url, fmt_hostport(node_listen))
+
+
+def connector_config(plugin_config: Path, var_dir: Path) -> Path:
+    """The declarative file the connector runs on, which its Admin API (:8001) writes. A declarative
+    PLUGIN_CONFIG is used as it is. A bare plugin (the seed's enable-plugin.json) is never written:
+    the first start copies it, as the one global plugin, to VAR_DIR/kong.json (a relative
+    node_ca_file made absolute, since the copy lives elsewhere), and later starts keep that file
+    with whatever was changed through the Admin API (`make clean` starts over)."""
+    from addon.atomic_file import write_atomically
+    from addon.config import ConfigError
+    from addon.declarative import FORMAT_VERSIONS, _decode, _resolve_ca_paths, is_declarative
+
+    try:
+        data = _decode(plugin_config.read_bytes(), str(plugin_config))
+    except (OSError, ConfigError) as e:
+        raise SystemExit(f"run_system: cannot read {plugin_config}: {e}") from None
+    if is_declarative(data):
+        return plugin_config
+    target = var_dir / "kong.json"
+    if target.exists():
+        if plugin_config.stat().st_mtime > target.stat().st_mtime:
+            log.warning("%s changed after %s was made from it; the connector runs on %s (remove it to start "
+                        "from %s again)", plugin_config, target, target, plugin_config)
+        return target
+    _resolve_ca_paths(data, plugin_config.resolve().parent)
+    doc = {"_format_version": FORMAT_VERSIONS[-1], "plugins": [data]}
+    write_atomically(target, (json.dumps(doc, indent=2) + "\n").encode())
+    return target
 
 
 def read_console_token(db: Path) -> tuple[str, str]:
@@ -335,9 +373,10 @@ class System:
             upstream = f"http://{fmt_hostport((connect_host(a.demo_listen[0]), a.demo_listen[1]))}"
             wait_until("ready", http_ok(upstream + "/health"), demo, a.ready_timeout)
 
+        config = connector_config(a.plugin_config, a.var_dir)
         proxy_cmd = [find_mitmdump(), "--mode", f"reverse:{upstream}@{fmt_hostport(a.listen)}",
                      "-s", str(REPO / "addon" / "wallarm.py"),
-                     "--set", f"wallarm_config={a.plugin_config}",
+                     "--set", f"wallarm_config={config}",
                      "--set", f"wallarm_admin_listen={fmt_hostport(a.admin_listen)}",
                      "--certs", f"*={proxy_pem}"]
         if a.upstream_ca:
@@ -353,7 +392,8 @@ class System:
         print(f"""
 ================ Wallarm mitmproxy system is up ================
   proxy (connector)  http://{pl}  ->  {upstream}
-  connector status   {admin}/plugins
+  connector status   {admin}/plugins  (Kong's Admin API: /services, /routes, /plugins)
+  connector config   {config}  (the Admin API writes here)
   node endpoint      https://{fmt_hostport(a.node_listen)}  (TLS, {node_cert})
   console            {console_url}
   console token      {token or '?'}

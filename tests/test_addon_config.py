@@ -80,15 +80,15 @@ def test_unknown_config_field_is_named(field: str) -> None:
 
 def test_unknown_top_level_field_is_named() -> None:
     data = cfg()
-    data["route"] = "x"
-    with pytest.raises(ConfigError, match=r"route: unknown field"):
+    data["routes"] = "x"
+    with pytest.raises(ConfigError, match=r"routes: unknown field"):
         parse(data)
 
 
 @pytest.mark.parametrize(("override", "message"), [
     ({"name": "other-plugin"}, r"name: must be 'wallarm-plugin'"),
     ({"protocols": []}, r"protocols"),
-    ({"protocols": ["grpc"]}, r"protocols\.0"),
+    ({"protocols": ["tcp"]}, r"protocols\.0"),
     ({"protocols": ["http", "http"]}, r"duplicate"),
     ({"timeout_ms": 0}, r"config\.timeout_ms"),
     ({"timeout_ms": -5}, r"config\.timeout_ms"),

@@ -23,7 +23,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 import benchproc
 import loadgen
 
-CONFIGS = ("plain", "oob", "inline", "inline_node_down")
+CONFIGS = ("plain", "oob", "inline", "inline_routed", "inline_node_down")
 FIGURES = ("rps", "p50_ms", "p90_ms", "p99_ms")
 
 
@@ -68,6 +68,8 @@ def test_short_run_writes_complete_json_and_png_and_stops_everything(tmp_path):
     for level in ("c50", "c1"):
         inline, down, oob = (report[c][level]["connector"] for c in ("inline", "inline_node_down", "oob"))
         assert inline["passed"] == report["inline"][level]["requests"] and inline["fail_open"] == 0, (level, inline)
+        routed = report["inline_routed"][level]["connector"]  # every request routed and judged in-line
+        assert routed["passed"] == report["inline_routed"][level]["requests"] and routed["fail_open"] == 0, routed
         assert down["fail_open"] == report["inline_node_down"][level]["requests"] and down["passed"] == 0, (level, down)
         assert oob["inspected"] == report["oob"][level]["requests"] and oob["passed"] == 0, (level, oob)
         assert report["plain"][level]["connector"] == {}
@@ -76,13 +78,13 @@ def test_short_run_writes_complete_json_and_png_and_stops_everything(tmp_path):
     meta = report["meta"]
     assert meta["loadgen"] == "builtin" and meta["rounds"] == 1 and meta["duration_s"] == 1
     assert {"nproc", "load_average", "python", "mitmproxy"} <= set(meta["machine"])
-    assert len(report["targets"]) == 3
+    assert len(report["targets"]) == 4
     assert report["all_targets_pass"] == all(t["pass"] for t in report["targets"])
     assert run.returncode == (0 if report["all_targets_pass"] else 1)
     for t in report["targets"]:
-        value = report[t["config"]]["ratio_to_plain"][t["metric"]]
+        value = report[t["config"]][f"ratio_to_{t['base']}"][t["metric"]]
         assert t["value"] == value and t["pass"] == (value >= t["threshold"] if t["op"] == ">=" else value <= t["threshold"])
-    for name in ("plain", "oob", "inline", "inline_node_down"):
+    for name in CONFIGS:
         assert name in run.stdout  # the printed table
 
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -193,6 +193,12 @@ def test_console_end_to_end(system, browser):
         page.locator("#chart-type svg rect").first.wait_for(timeout=3000)
         shot(page, "09-overview")
         assert page.locator("img").count() == 0
+
+        # -- log out: a real browser's form POST passes the CSRF and Origin checks
+        page.click("form.logout button")
+        page.wait_for_url(re.compile(r"/login$"))
+        page.goto(node.console_url + "/settings")
+        assert "/login" in page.url  # the session is gone
         assert dialogs == [], f"a dialog fired: {dialogs}"
         assert errors == [], f"page errors: {errors}"
     finally:

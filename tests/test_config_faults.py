@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from addon.config import ConfigError, PluginConfig, load_config
+from addon.config import ConfigError, load_config
+from addon.declarative import Declarative
 from addon.watch import ConfigWatcher
 from wallarm_wire.config_file import MAX_CONFIG_BYTES, ConfigFileError, read_config_file
 from tests.support import config_faults
@@ -52,7 +53,7 @@ def test_reader_cuts_a_file_at_the_limit(tmp_path: Path) -> None:
 
 class Recorder:
     def __init__(self, path: Path):
-        self.valid: list[PluginConfig] = []
+        self.valid: list[Declarative] = []
         self.errors: list[str] = []
         self.watcher = ConfigWatcher(path, self.valid.append, self.errors.append)
         self.watcher.prime(path.read_bytes())
@@ -63,6 +64,7 @@ def test_each_fault_is_reported_once_and_the_good_version_is_not_reapplied(tmp_p
     good = path.read_bytes()
     r = Recorder(path)
     messages = {"truncated": "invalid JSON", "garbage": "invalid JSON", "nested too deep": "invalid JSON",
+                "YAML nested too deep": "invalid YAML",
                 "deleted": "No such file",
                 "a directory": "a directory", "a FIFO": "a FIFO", "dangling symlink": "No such file",
                 "50 MB": "byte limit"}
@@ -96,7 +98,7 @@ def test_flapping_between_good_and_bad_reports_each_bad_version_once(tmp_path: P
     write_config(path, GOOD_URL, timeout_ms=700)
     r.watcher.check()
     r.watcher.check()
-    assert [c.config.timeout_ms for c in r.valid] == [700]
+    assert [d.global_plugin.config.timeout_ms for d in r.valid] == [700]  # type: ignore[union-attr]
     path.write_bytes(bad[0])
     r.watcher.check()
     assert len(r.errors) == 4
@@ -128,10 +130,11 @@ def test_a_version_that_cannot_be_applied_is_reported_once(tmp_path: Path) -> No
     applied: list[int] = []
     errors: list[str] = []
 
-    def apply(config: PluginConfig) -> None:
-        if config.config.timeout_ms == 999:
+    def apply(decl: Declarative) -> None:
+        timeout_ms = decl.global_plugin.config.timeout_ms  # type: ignore[union-attr]
+        if timeout_ms == 999:
             raise ssl_error  # what building the node client's TLS context may raise
-        applied.append(config.config.timeout_ms)
+        applied.append(timeout_ms)
 
     ssl_error = OSError("the CA file changed meanwhile")
     watcher = ConfigWatcher(path, apply, errors.append)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 import stat
 from pathlib import Path
 
@@ -11,8 +12,9 @@ import pytest
 
 from wallarm_wire.protocol import AttackInfo
 from tests.support.console import TOKEN, Console
-from node.console.auth import ENV_TOKEN, SessionStore, resolve_console_token
+from node.console.auth import ENV_TOKEN, SessionStore, resolve_console_token, session_id_hash
 from node.store.base import AttackRecord
+from node.store.sqlite import SQLiteStore
 
 XSS = "<img src=x onerror=alert(1)>"
 STATIC = Path(__file__).resolve().parents[1] / "node" / "console" / "static"
@@ -59,14 +61,47 @@ def test_loose_token_file_is_tightened_and_empty_one_refused(monkeypatch, tmp_pa
         resolve_console_token(*token_args)
 
 
-def test_session_store_expires_and_is_bounded():
-    sessions = SessionStore(idle_seconds=60, max_age_seconds=3600, max_sessions=3)
-    made = [sessions.create() for _ in range(5)]
-    assert len(sessions) == 3
-    assert sessions.get(made[0].id) is None and sessions.get(made[-1].id) is made[-1]
-    made[-1].last_seen -= 61
-    assert sessions.get(made[-1].id) is None
-    assert sessions.get("") is None and sessions.get(None) is None
+async def test_session_store_hashes_expires_and_is_bounded(tmp_path):
+    store = SQLiteStore(tmp_path / "s.db")
+    await store.open()
+    now = [1_800_000_000.0]
+    try:
+        sessions = SessionStore(store, idle_seconds=60, max_age_seconds=3600, max_sessions=3,
+                                renew_after_seconds=10, clock=lambda: now[0])
+        made = []
+        for _ in range(5):
+            made.append(await sessions.create())
+            now[0] += 1
+        await store.flush()
+        with sqlite3.connect(tmp_path / "s.db") as conn:
+            rows = conn.execute("SELECT id_hash FROM console_sessions").fetchall()
+        assert len(rows) == 3  # bounded: the two oldest made room
+        assert {r[0] for r in rows} == {session_id_hash(s.id) for s in made[2:]}
+        assert not any(s.id.encode() in r[0] for s in made for r in rows)  # only hashes are stored
+        assert await sessions.get(made[0].id) is None
+        got = await sessions.get(made[-1].id)
+        assert got == made[-1] and got.csrf_token != got.id
+        # Used within the idle time: kept alive past the first idle deadline.
+        now[0] += 50
+        assert await sessions.get(made[-1].id) is not None
+        now[0] += 50
+        assert await sessions.get(made[-1].id) is not None
+        assert await sessions.get(made[2].id) is None  # idle > 60 s
+        now[0] += 61
+        assert await sessions.get(made[-1].id) is None
+        assert await sessions.sweep() == 3  # made[2..4]: expired, not yet deleted
+        assert await sessions.sweep() == 0
+        assert await sessions.get("") is None and await sessions.get(None) is None
+        assert await sessions.get("x" * 10_000) is None
+        # The absolute limit holds however busy the session is.
+        s = await sessions.create()
+        for _ in range(70):
+            now[0] += 55
+            alive = await sessions.get(s.id)
+        assert alive is None and now[0] - 1_800_000_000.0 > 3600
+        await sessions.delete(made[-1].id)  # deleting an unknown session is fine
+    finally:
+        await store.close()
 
 
 # ---------------------------------------------------------------------------- browser login
@@ -126,29 +161,40 @@ async def test_csrf_on_state_changes_with_a_cookie_session(console):
     await login(console)
     csrf = await csrf_of(console)
     body = {"default": "block"}
-    r = await console.client.put("/api/v1/mode", json=body)
+    own = console.origin
+    r = await console.client.put("/api/v1/mode", json=body, headers=own)
     assert r.status == 403 and "CSRF" in (await r.json())["error"]
-    r = await console.client.put("/api/v1/mode", json=body, headers={"X-CSRF-Token": "wrong"})
+    r = await console.client.put("/api/v1/mode", json=body, headers={"X-CSRF-Token": "wrong", **own})
     assert r.status == 403
-    r = await console.client.post("/api/v1/iplists", json={"list": "deny", "network": "10.1.1.1"})
+    r = await console.client.post("/api/v1/iplists", json={"list": "deny", "network": "10.1.1.1"}, headers=own)
     assert r.status == 403
-    r = await console.client.delete("/api/v1/iplists/1")
+    r = await console.client.delete("/api/v1/iplists/1", headers=own)
     assert r.status == 403
     r = await console.client.put("/api/v1/mode", json=body,
                                  headers={"X-CSRF-Token": csrf, "Origin": "http://evil.example"})
     assert r.status == 403
-    assert (await console.policy.get_mode_settings()).default == "monitoring"
+    # The right token without any Origin or Referer: not what a browser sends, refused.
     r = await console.client.put("/api/v1/mode", json=body, headers={"X-CSRF-Token": csrf})
+    assert r.status == 403
+    assert (await console.policy.get_mode_settings()).default == "monitoring"
+    r = await console.client.put("/api/v1/mode", json=body, headers={"X-CSRF-Token": csrf, **own})
     assert r.status == 200
     assert (await console.policy.get_mode_settings()).default == "block"
+    referer = {"Referer": own["Origin"] + "/settings"}  # Referer alone will do (same origin)
+    r = await console.client.put("/api/v1/mode", json=body, headers={"X-CSRF-Token": csrf, **referer})
+    assert r.status == 200
 
 
 async def test_logout_needs_csrf_and_ends_the_session(console):
     await login(console)
     csrf = await csrf_of(console)
-    r = await console.client.post("/logout", data={"csrf_token": "wrong"}, allow_redirects=False)
+    r = await console.client.post("/logout", data={"csrf_token": "wrong"}, headers=console.origin,
+                                  allow_redirects=False)
     assert r.status == 403
     r = await console.client.post("/logout", data={"csrf_token": csrf}, allow_redirects=False)
+    assert r.status == 403  # no Origin
+    r = await console.client.post("/logout", data={"csrf_token": csrf}, headers=console.origin,
+                                  allow_redirects=False)
     assert r.status == 303
     r = await console.client.get("/attacks", allow_redirects=False)
     assert r.status == 303
@@ -164,7 +210,7 @@ async def test_security_headers_and_strict_csp(console):
         assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "unsafe-eval" not in csp
         assert "frame-ancestors 'none'" in csp
         assert r.headers["X-Content-Type-Options"] == "nosniff"
-        assert r.headers["Referrer-Policy"] == "no-referrer"
+        assert r.headers["Referrer-Policy"] == "same-origin"
     r = await console.client.get("/api/v1/attacks")
     assert r.headers["Cache-Control"] == "no-store"
 

@@ -6,25 +6,35 @@ here is behind the console token (see `access.py`).
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
 
-from node.console.access import Gate, add_security_headers, api_handler, page_handler
+from node.console.access import Gate, add_security_headers, api_handler, guard_middleware, page_handler
 from node.console.api import ConsoleApi
 from node.console.auth import SessionStore
+from node.console.login_limit import LoginLimiter
 from node.console.pages import ConsolePages
 from node.context import NodeContext
 
+log = logging.getLogger(__name__)
+
 STATIC = Path(__file__).with_name("static")
 GATE_KEY = web.AppKey("wallarm_console_gate", Gate)
+SESSION_SWEEP_INTERVAL = 600.0  # seconds between deletions of expired sessions from the store
 
 
 def setup_console(app: web.Application, ctx: NodeContext) -> None:
     if not ctx.console_token:
         raise ValueError("the console needs a token: resolve it with node.console.auth.resolve_console_token")
-    gate = Gate(ctx.console_token, SessionStore())
+    limiter = LoginLimiter()
+    gate = Gate(ctx.console_token, SessionStore(ctx.store), limiter, ctx.metrics)
     app[GATE_KEY] = gate
+    ctx.metrics.add_gauge("wallarm_node_console_login_clients", "Clients with recent wrong console tokens "
+                          "being tracked (bounded).", lambda: float(len(limiter)))
     api = ConsoleApi(ctx)
     pages = ConsolePages(ctx, gate)
 
@@ -57,3 +67,24 @@ def setup_console(app: web.Application, ctx: NodeContext) -> None:
     r.add_static("/static/", STATIC, name="console_static", append_version=False)
 
     app.on_response_prepare.append(add_security_headers)
+    app.middlewares.append(guard_middleware)
+    app.cleanup_ctx.append(_session_sweeper(gate.sessions))
+
+
+def _session_sweeper(sessions: SessionStore):  # noqa: ANN202 - an aiohttp cleanup context
+    async def sweep_forever() -> None:
+        while True:
+            try:
+                swept = await sessions.sweep()
+                if swept:
+                    log.info("console: %d expired session(s) deleted", swept)
+            except Exception as e:  # noqa: BLE001 - a store hiccup must not end the sweeper
+                log.warning("console: session sweep failed: %s", e)
+            await asyncio.sleep(SESSION_SWEEP_INTERVAL)
+
+    async def context(_: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(sweep_forever())
+        yield
+        task.cancel()
+
+    return context

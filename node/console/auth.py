@@ -5,18 +5,24 @@ The token comes from the config (`console_token`), else the environment
 `<db>.console-token` (mode 0600), so a restart does not lock the operator out.
 The API takes the token as `Authorization: Bearer`; a browser trades it once for a session
 cookie (HttpOnly, SameSite=Strict) and proves every state change with the session's CSRF token.
+Sessions live in the node's store, hashed (see `SessionStore`).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 import logging
 import os
 import secrets
 import stat
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+
+from node.store.base import SessionRecord, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +34,7 @@ SESSION_COOKIE = "wallarm_console_session"
 LOGIN_COOKIE = "wallarm_console_login"  # pre-session nonce: protects the login form itself
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
+MAX_SESSION_ID_LEN = 256  # ours are 43 characters; a longer cookie is not worth hashing
 
 
 def token_file_for(db_file: Path) -> Path:
@@ -109,55 +116,69 @@ def bearer_token(authorization: str | None) -> str | None:
 # ---------------------------------------------------------------------------- sessions
 
 
-@dataclass(slots=True)
+def session_id_hash(session_id: str) -> bytes:
+    """What the store keeps of a session id: its SHA-256 (the id has 256 random bits, so a
+    plain hash cannot be reversed by guessing)."""
+    return hashlib.sha256(session_id.encode("utf-8", "surrogateescape")).digest()
+
+
+def csrf_token_for(session_id: str) -> str:
+    """The session's CSRF token, derived from its id: nothing more to store, and the token
+    (shown in every page) does not reveal the id (kept in an HttpOnly cookie)."""
+    mac = hmac.new(session_id.encode("utf-8", "surrogateescape"), b"wallarm-console-csrf", hashlib.sha256)
+    return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
 class Session:
     id: str
     csrf_token: str
-    created_at: float = field(default_factory=time.time)
-    last_seen: float = field(default_factory=time.time)
 
 
 class SessionStore:
-    """Browser sessions in memory: a node restart logs browsers out, which is acceptable."""
+    """Browser sessions, kept in the node's store (hashed) so that a restart does not log
+    browsers out: `idle_seconds` without use or `max_age_seconds` in all ends one; at most
+    `max_sessions` (the oldest make room)."""
 
-    def __init__(self, idle_seconds: float = 8 * 3600, max_age_seconds: float = 24 * 3600,
-                 max_sessions: int = 1000) -> None:
+    def __init__(self, store: Store, idle_seconds: float = 8 * 3600, max_age_seconds: float = 24 * 3600,
+                 max_sessions: int = 1000, renew_after_seconds: float = 60.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
         self.idle_seconds = idle_seconds
         self.max_age_seconds = max_age_seconds
         self.max_sessions = max_sessions
-        self._sessions: dict[str, Session] = {}
+        # The pages poll every second: write the new expiry only when it moved this much.
+        self.renew_after_seconds = renew_after_seconds
+        self.clock = clock
 
-    def create(self) -> Session:
-        self._drop_expired()
-        while len(self._sessions) >= self.max_sessions:  # bounded memory: evict the oldest
-            oldest = min(self._sessions.values(), key=lambda s: s.created_at)
-            del self._sessions[oldest.id]
-        session = Session(secrets.token_urlsafe(32), secrets.token_urlsafe(32))
-        self._sessions[session.id] = session
-        return session
+    def _expiry(self, created_at: float, now: float) -> float:
+        return min(created_at + self.max_age_seconds, now + self.idle_seconds)
 
-    def get(self, session_id: str | None) -> Session | None:
-        if not session_id:
-            return None
-        session = self._sessions.get(session_id)
-        if session is None:
-            return None
-        now = time.time()
-        if now - session.last_seen > self.idle_seconds or now - session.created_at > self.max_age_seconds:
-            del self._sessions[session.id]
-            return None
-        session.last_seen = now
-        return session
+    async def create(self) -> Session:
+        session_id = secrets.token_urlsafe(32)
+        now = self.clock()
+        await self.store.add_session(SessionRecord(session_id_hash(session_id), now, self._expiry(now, now)),
+                                     self.max_sessions)
+        return Session(session_id, csrf_token_for(session_id))
 
-    def delete(self, session_id: str | None) -> None:
+    async def get(self, session_id: str | None) -> Session | None:
+        if not session_id or len(session_id) > MAX_SESSION_ID_LEN:
+            return None
+        now = self.clock()
+        record = await self.store.get_session(session_id_hash(session_id), now)
+        if record is None:
+            return None
+        expiry = self._expiry(record.created_at, now)
+        if expiry - record.expires_at >= self.renew_after_seconds:
+            try:
+                await self.store.renew_session(record.id_hash, expiry)
+            except StoreError as e:  # a full disk: the session stays valid until its stored expiry
+                log.warning("console: could not extend a session's expiry: %s", e)
+        return Session(session_id, csrf_token_for(session_id))
+
+    async def delete(self, session_id: str | None) -> None:
         if session_id:
-            self._sessions.pop(session_id, None)
+            await self.store.delete_session(session_id_hash(session_id))
 
-    def __len__(self) -> int:
-        return len(self._sessions)
-
-    def _drop_expired(self) -> None:
-        now = time.time()
-        for sid, s in list(self._sessions.items()):
-            if now - s.last_seen > self.idle_seconds or now - s.created_at > self.max_age_seconds:
-                del self._sessions[sid]
+    async def sweep(self) -> int:
+        return await self.store.sweep_sessions(self.clock())

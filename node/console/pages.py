@@ -6,7 +6,6 @@ are rendered as text. The only page rendered completely on the server is the att
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 from pathlib import Path
@@ -16,7 +15,7 @@ import jinja2
 from aiohttp import web
 
 from node.console import serialize
-from node.console.access import PRINCIPAL_KEY, Gate, Principal, csrf_ok, safe_next
+from node.console.access import PRINCIPAL_KEY, Gate, LockedOut, Principal, read_form, safe_next
 from node.console.auth import CSRF_FIELD, LOGIN_COOKIE, SESSION_COOKIE, token_matches
 from node.console.params import ApiError, parse_int_id
 from node.context import NodeContext
@@ -24,7 +23,6 @@ from node.context import NodeContext
 log = logging.getLogger(__name__)
 
 TEMPLATES = Path(__file__).with_name("templates")
-FAILED_LOGIN_DELAY = 0.5  # seconds; slows down guessing a weak configured token
 
 
 def make_environment() -> jinja2.Environment:
@@ -58,22 +56,31 @@ class ConsolePages:
         return response
 
     async def login_get(self, request: web.Request) -> web.StreamResponse:
-        principal = self.gate.authenticate(request)
+        principal = await self.gate.authenticate(request)
         if principal is not None and principal.kind == "session":  # already logged in
             raise web.HTTPSeeOther(safe_next(request.query.get("next")))
         return self._login_form(request)
 
     async def login_post(self, request: web.Request) -> web.StreamResponse:
-        form = await request.post()
+        # Pre-session, so no CSRF token yet: the form's nonce (bound to a cookie) stands for it,
+        # and the middleware has already refused a foreign Origin.
+        form = await read_form(request)
+        if form is None:
+            return self._login_form(request, "The login form could not be read; please try again.", 400)
         nonce = form.get("login_nonce")
         if not isinstance(nonce, str) or not token_matches(request.cookies.get(LOGIN_COOKIE, ""), nonce):
             return self._login_form(request, "The login form expired; please try again.", 403)
         token = form.get("token")
-        if not isinstance(token, str) or not token_matches(self.gate.token, token.strip()):
-            log.warning("console: failed login from %s", request.remote)
-            await asyncio.sleep(FAILED_LOGIN_DELAY)
+        try:
+            ok = self.gate.check_token(request, token.strip() if isinstance(token, str) else None, "login")
+        except LockedOut as e:
+            response = self._login_form(request, f"Too many wrong tokens from your address: try again in "
+                                                 f"{e.retry_after_header} s.", 429)
+            response.headers["Retry-After"] = e.retry_after_header
+            return response
+        if not ok:
             return self._login_form(request, "Wrong console token.", 401)
-        session = self.gate.sessions.create()
+        session = await self.gate.sessions.create()
         next_raw = form.get("next")
         response = web.HTTPSeeOther(safe_next(next_raw if isinstance(next_raw, str) else None))
         response.set_cookie(SESSION_COOKIE, session.id, httponly=True, samesite="Strict", path="/",
@@ -83,13 +90,9 @@ class ConsolePages:
         raise response
 
     async def logout(self, request: web.Request) -> web.StreamResponse:
-        principal: Principal = request[PRINCIPAL_KEY]
-        form = await request.post()
-        presented = form.get(CSRF_FIELD)
+        principal: Principal = request[PRINCIPAL_KEY]  # page_handler checked the CSRF token
         assert principal.session is not None
-        if not csrf_ok(request, principal.session, presented if isinstance(presented, str) else None):
-            return web.Response(status=403, text="CSRF check failed")
-        self.gate.sessions.delete(principal.session.id)
+        await self.gate.sessions.delete(principal.session.id)
         response = web.HTTPSeeOther("/login")
         response.del_cookie(SESSION_COOKIE, path="/")
         raise response

@@ -12,6 +12,7 @@ from node.store.base import (
     IPEntry,
     ModeOverride,
     ModeSettings,
+    SessionRecord,
     Stats,
     Store,
     StoreError,
@@ -20,7 +21,7 @@ from node.store.base import (
 from node.store.location import db_file
 
 __all__ = ["AttackFilter", "AttackPage", "AttackRecord", "Hit", "IPEntry", "ModeOverride",
-           "ModeSettings", "Stats", "Store", "StoreError", "StoreGauges", "open_store"]
+           "ModeSettings", "SessionRecord", "Stats", "Store", "StoreError", "StoreGauges", "open_store"]
 
 
 def open_store(location: str | Path, **options: object) -> Store:

@@ -18,7 +18,8 @@ from wallarm_wire.protocol import AttackInfo
 # The domain types the store keeps live with their rules (node/rules/); they are named here
 # too because they are part of the store's interface.
 __all__ = ["LIST_NAMES", "NODE_MODES", "AttackFilter", "AttackPage", "AttackRecord", "Hit", "IPEntry",
-           "ListName", "ModeOverride", "ModeSettings", "NodeMode", "PARTIAL_TYPE", "Stats", "StatsBucket", "Store",
+           "ListName", "ModeOverride", "ModeSettings", "NodeMode", "PARTIAL_TYPE", "SessionRecord", "Stats",
+           "StatsBucket", "Store",
            "StoreError", "StoreGauges", "StoredAction"]
 
 StoredAction = Literal["blocked", "monitored"]
@@ -99,6 +100,15 @@ class StoreGauges:
     dropped_writes: int  # writes refused since start (queue full or store closed)
 
 
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """A console session as stored: the hash of its id, never the id itself."""
+
+    id_hash: bytes  # sha256(session id)
+    created_at: float  # unix seconds
+    expires_at: float  # unix seconds; the console moves it forward while the session is used
+
+
 class StoreError(RuntimeError):
     """The store cannot do what was asked (file unreadable, disk full, closed); the message says why."""
 
@@ -163,3 +173,22 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def save_mode_settings(self, settings: ModeSettings) -> None: ...
+
+    # -- console sessions (kept so that a restart does not log browsers out)
+    @abc.abstractmethod
+    async def add_session(self, record: SessionRecord, max_sessions: int) -> None:
+        """Store a new session; first drop the expired ones, then the oldest beyond `max_sessions`."""
+
+    @abc.abstractmethod
+    async def get_session(self, id_hash: bytes, now: float) -> SessionRecord | None:
+        """The session with this id hash, if it has not expired at `now`."""
+
+    @abc.abstractmethod
+    async def renew_session(self, id_hash: bytes, expires_at: float) -> None: ...
+
+    @abc.abstractmethod
+    async def delete_session(self, id_hash: bytes) -> bool: ...
+
+    @abc.abstractmethod
+    async def sweep_sessions(self, now: float) -> int:
+        """Delete the sessions expired at `now`; returns how many."""

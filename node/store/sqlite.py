@@ -42,6 +42,7 @@ from node.store.base import (
     IPEntry,
     ListName,
     ModeSettings,
+    SessionRecord,
     Stats,
     Store,
     StoreError,
@@ -432,6 +433,44 @@ class SQLiteStore(Store):
         await self._write(lambda conn: conn.execute(
             "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (MODE_SETTINGS_KEY, text)))
+
+    # -- console sessions
+
+    async def add_session(self, record: SessionRecord, max_sessions: int) -> None:
+        if max_sessions < 1:
+            raise ValueError("max_sessions must be >= 1")
+        now = time.time()
+
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM console_sessions WHERE expires_at <= ?", (now,))
+            count = conn.execute("SELECT count(*) FROM console_sessions").fetchone()[0]
+            if count >= max_sessions:  # bounded: the oldest sessions make room
+                conn.execute("DELETE FROM console_sessions WHERE id_hash IN (SELECT id_hash FROM console_sessions "
+                             "ORDER BY created_at LIMIT ?)", (count - max_sessions + 1,))
+            conn.execute("INSERT OR REPLACE INTO console_sessions (id_hash, created_at, expires_at) VALUES (?, ?, ?)",
+                         (record.id_hash, record.created_at, record.expires_at))
+
+        await self._write(insert)
+
+    async def get_session(self, id_hash: bytes, now: float) -> SessionRecord | None:
+        def query(conn: sqlite3.Connection) -> SessionRecord | None:
+            row = conn.execute("SELECT created_at, expires_at FROM console_sessions WHERE id_hash = ? AND expires_at > ?",
+                               (id_hash, now)).fetchone()
+            return None if row is None else SessionRecord(id_hash, row[0], row[1])
+
+        return await self._read(query)
+
+    async def renew_session(self, id_hash: bytes, expires_at: float) -> None:
+        await self._write(lambda conn: conn.execute(
+            "UPDATE console_sessions SET expires_at = ? WHERE id_hash = ?", (expires_at, id_hash)))
+
+    async def delete_session(self, id_hash: bytes) -> bool:
+        return await self._write(lambda conn: conn.execute(
+            "DELETE FROM console_sessions WHERE id_hash = ?", (id_hash,)).rowcount > 0)
+
+    async def sweep_sessions(self, now: float) -> int:
+        return await self._write(lambda conn: conn.execute(
+            "DELETE FROM console_sessions WHERE expires_at <= ?", (now,)).rowcount)
 
     # -- plumbing: awaited writes and reads
 

@@ -100,8 +100,25 @@ def _v2(conn: sqlite3.Connection) -> None:
     rebuild_all(conn)
 
 
+def _v3(conn: sqlite3.Connection) -> None:
+    # Console sessions, so that a node restart does not log browsers out. Only the SHA-256 of
+    # the session id is kept: a copy of the file does not hand out live sessions.
+    _run_statements(
+        conn,
+        """
+        CREATE TABLE console_sessions (
+            id_hash BLOB PRIMARY KEY,             -- sha256(session id)
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL              -- min(created + max age, last use + idle time)
+        ) WITHOUT ROWID;
+        CREATE INDEX console_sessions_expires ON console_sessions(expires_at);
+        CREATE INDEX console_sessions_created ON console_sessions(created_at);
+        """,
+    )
+
+
 # MIGRATIONS[i] upgrades a file from user_version i to i + 1.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -33,6 +33,7 @@ def faults(good: bytes) -> dict[str, Callable[[Path], None]]:
         "truncated": lambda p: p.write_bytes(good[: len(good) // 2]),
         "garbage": lambda p: p.write_bytes(os.urandom(500)),
         "nested too deep": lambda p: p.write_bytes(b"[" * 200_000),  # valid start, deeper than any stack
+        "YAML nested too deep": lambda p: p.write_bytes(b"a: " + b"[" * 200_000),
         "deleted": lambda p: None,
         "a directory": lambda p: p.mkdir(),
         "a FIFO": lambda p: os.mkfifo(p),  # a plain open() would block until a writer came

@@ -34,6 +34,12 @@ class Console:
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {TOKEN}"}
 
+    @property
+    def origin(self) -> dict[str, str]:
+        """The Origin header a browser sends with the console's own state changes."""
+        url = self.client.make_url("/")
+        return {"Origin": f"{url.scheme}://{url.host}:{url.port}"}
+
 
 async def start_console(tmp_path: Path, mode: str = "monitoring") -> Console:
     store = SQLiteStore(tmp_path / "console.db")

@@ -58,7 +58,7 @@ class Proxy:
 
 
 def start_proxy(upstream: str, config: Path | None, *extra: str, admin_port: int | None = None,
-                name: str = "mitmdump", wait: bool = True) -> Proxy:
+                name: str = "mitmdump", wait: bool = True, cwd: Path = REPO) -> Proxy:
     """mitmdump in reverse mode in front of `upstream` (e.g. http://127.0.0.1:9000) on a free port."""
     admin_port = admin_port or free_port()
     cmd = [MITMDUMP, "--mode", f"reverse:{upstream}@127.0.0.1:0", "-s", str(REPO / "addon" / "wallarm.py"),
@@ -66,7 +66,7 @@ def start_proxy(upstream: str, config: Path | None, *extra: str, admin_port: int
     if config is not None:
         cmd += ["--set", f"wallarm_config={config}"]
     cmd += list(extra)
-    proc = ManagedProcess(name, cmd)
+    proc = ManagedProcess(name, cmd, cwd=cwd)
     port = 0
     if wait:
         try:
@@ -190,10 +190,13 @@ def _upstream_app():  # type: ignore[no-untyped-def]
     async def any_handler(request: web.Request) -> web.Response:
         body = await request.read()
         seen.append(request.path_qs)
+        # X-Upstream-Host: the Host this upstream saw (routing tests check preserve_host)
+        seen_host = request.headers.get("Host", "")
         if request.method == "POST":
-            return web.json_response({"received": len(body)}, headers={"X-Upstream": "yes"})
+            return web.json_response({"received": len(body)}, headers={"X-Upstream": "yes",
+                                                                         "X-Upstream-Host": seen_host})
         return web.Response(body=upstream_body(request.path_qs), content_type="application/json",
-                            headers={"X-Upstream": "yes", "Set-Cookie": "s=1; Path=/"})
+                            headers={"X-Upstream": "yes", "Set-Cookie": "s=1; Path=/", "X-Upstream-Host": seen_host})
 
     app = web.Application(client_max_size=256 * 1024 * 1024)
     app.router.add_get("/_seen", seen_handler)
