@@ -4,7 +4,8 @@ Polling (about every 0.5 s) instead of inotify: it works the same on every files
 editors that replace the file (new inode) as well as those that rewrite it in place. Each poll
 reads the file (bounded and non-blocking: wallarm_wire/config_file.py, so a FIFO, a directory or
 a 50 MB file costs microseconds) and compares the bytes: a half-written version that is later
-completed is never missed, whatever the mtime granularity.
+completed is never missed, whatever the mtime granularity. A changed version is parsed in a
+thread (1 MiB of YAML is most of a second of pure-Python parsing) and applied on the loop.
 
 One error per bad version, not one per poll: a version is the file's bytes, or the read error's
 identity (missing, not a regular file, too large). A bad version already reported since the
@@ -63,27 +64,53 @@ class ConfigWatcher:
             self._task = None
 
     def check(self) -> None:
-        """One poll: read the file; if it changed, validate it and report the outcome once."""
+        """One poll, all on the caller's thread: read the file; if it changed, validate it and
+        report the outcome once (tests; the running watcher parses off the loop, `_poll`)."""
+        raw = self._read()
+        if raw is not None:
+            self._settle(raw, self._parse(raw))
+
+    async def _poll(self) -> None:
+        """One poll of the running watcher: the read here (bounded, non-blocking), the parse in a
+        thread. Parsing 1 MiB of YAML takes PyYAML's pure-Python loader most of a second, which
+        would stall every flow on the proxy's loop."""
+        raw = self._read()
+        if raw is None:
+            return
+        outcome = await asyncio.to_thread(self._parse, raw)
+        if self._seen is raw:  # not superseded meanwhile (the Admin API primed a newer version)
+            self._settle(raw, outcome)
+
+    def _read(self) -> bytes | None:
+        """The file's bytes when they are a version to parse; None when there is nothing to do
+        (unchanged, back to the version in force, or a read error, reported here once)."""
         try:
             raw = read_config_file(self.path)
         except ConfigFileError as e:
             if e.identity != self._seen:
                 self._seen = e.identity
                 self._reject(e.identity, f"{self.path}: {e}; keeping the last good config")
-            return
+            return None
         if raw == self._seen:
-            return
+            return None
         self._seen = raw
         if raw == self._in_force:
-            return  # back to the version in force: nothing to apply
-        version = hashlib.sha256(raw).digest()
+            return None  # back to the version in force: nothing to apply
+        return raw
+
+    def _parse(self, raw: bytes) -> Declarative | ConfigError:
         try:
-            config = load_declarative(raw, base_dir=self.path.resolve().parent, source=str(self.path))
+            return load_declarative(raw, base_dir=self.path.resolve().parent, source=str(self.path))
         except ConfigError as e:
-            self._reject(version, f"{e}; keeping the last good config")
+            return e
+
+    def _settle(self, raw: bytes, outcome: Declarative | ConfigError) -> None:
+        version = hashlib.sha256(raw).digest()
+        if isinstance(outcome, ConfigError):
+            self._reject(version, f"{outcome}; keeping the last good config")
             return
         try:
-            self._on_valid(config)
+            self._on_valid(outcome)
         except Exception as e:  # valid, but cannot be built (e.g. the CA file changed meanwhile)
             log.debug("applying %s failed", self.path, exc_info=True)
             self._reject(version, f"{self.path}: cannot apply: {e}; keeping the last good config")
@@ -103,7 +130,7 @@ class ConfigWatcher:
         while True:
             await asyncio.sleep(self.interval_s)
             try:
-                self.check()  # bounded and non-blocking: microseconds for a small local file
+                await self._poll()
             except asyncio.CancelledError:
                 raise
             except Exception:

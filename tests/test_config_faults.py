@@ -6,6 +6,7 @@ tests/test_config_faults_e2e.py.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -146,3 +147,25 @@ def test_a_version_that_cannot_be_applied_is_reported_once(tmp_path: Path) -> No
     write_config(path, GOOD_URL, timeout_ms=700)
     watcher.check()
     assert applied == [700] and len(errors) == 1
+
+
+async def test_the_running_watcher_parses_off_the_event_loop(tmp_path: Path) -> None:
+    """A 1 MiB YAML version costs PyYAML's pure-Python loader most of a second: the running watcher
+    parses it in a thread, so the proxy's loop keeps turning meanwhile."""
+    path = write_config(tmp_path / "enable-plugin.json", GOOD_URL)
+    errors: list[str] = []
+    watcher = ConfigWatcher(path, lambda d: None, errors.append, interval_s=0.02)
+    watcher.prime(path.read_bytes())
+    path.write_bytes(b"a: " + b"x" * (MAX_CONFIG_BYTES - 10))  # valid YAML, not a config
+    started = time.perf_counter()
+    watcher.start()
+    worst_gap, last = 0.0, time.perf_counter()
+    try:
+        while not errors and time.perf_counter() - started < 20:
+            await asyncio.sleep(0.005)
+            now = time.perf_counter()
+            worst_gap, last = max(worst_gap, now - last), now
+    finally:
+        watcher.stop()
+    assert len(errors) == 1 and "keeping the last good config" in errors[0]
+    assert worst_gap < 0.15, f"the loop stalled {worst_gap * 1000:.0f} ms"
