@@ -1,6 +1,6 @@
 """Config faults end to end: real mitmdump + the connector + the real node + an upstream, under
-light continuous traffic. The plugin file is truncated, garbage, deleted, a directory, a FIFO, a
-dangling symlink, 50 MB, then swapped 100 times a second; every request is answered correctly
+light continuous traffic. The plugin file is truncated, garbage, nested too deep (JSON and YAML),
+deleted, a directory, a FIFO, a dangling symlink, 50 MB, then swapped 100 times a second; every request is answered correctly
 throughout (benign: the upstream's exact body; attack: the block), the last good config keeps
 serving, each bad version is one ERROR line and one count, and the proxy's loop never stalls.
 """
@@ -128,6 +128,7 @@ def test_plugin_file_faults_under_traffic(tmp_path: Path) -> None:
     assert len(errors) == after_swaps["wallarm_connector_config_errors_total"], errors
     assert traffic.wrong == [] and traffic.sent > 200, (traffic.sent, traffic.wrong[:10])
     worst = max(traffic.latencies)
-    assert worst < 1.0, f"the proxy stalled: slowest answer {worst:.3f} s"  # a FIFO or 50 MB read would hang it
+    # a FIFO would hang the loop, a 50 MB read or a YAML parse on it would stall it for a second
+    assert worst < 0.5, f"the proxy stalled: slowest answer {worst:.3f} s"
     print(f"config faults: {traffic.sent} requests, 0 wrong, slowest {worst * 1000:.0f} ms, {swaps} swaps, "
           f"{int(after_swaps['wallarm_connector_config_errors_total'])} errors")
