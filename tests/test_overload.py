@@ -14,6 +14,8 @@ import pytest
 
 from addon.active import ActiveConfig
 from addon.config import parse_config
+from addon.delivery import MirrorDelivery
+from addon.metrics import Metrics
 from addon.mirror import Mirror
 from addon.node_client import OVERLOAD, NodeCallError, NodeClient
 from tests.support.fake_node import FakeNode
@@ -117,3 +119,15 @@ async def test_a_slot_that_comes_too_late_for_the_node_is_not_used(slow_node: Fa
         assert slow_node.posts == 3 and slow_node.max_in_flight == 1
     finally:
         client.close()
+
+
+def test_drops_are_counted_each_and_logged_once_per_interval(caplog: pytest.LogCaptureFixture) -> None:
+    metrics = Metrics()
+    delivery = MirrorDelivery(metrics)
+    with caplog.at_level("WARNING", logger="wallarm.mirror"):
+        for _ in range(500):
+            delivery.count_drop()
+    assert metrics.mirror_dropped == 500
+    lines = [r.getMessage() for r in caplog.records if "mirror queue full" in r.getMessage()]
+    assert lines == ["mirror queue full (the node takes messages slower than they come): dropping; "
+                     "1 dropped so far (wallarm_connector_mirror_dropped_total)"]
