@@ -99,9 +99,13 @@ def test_log4j_after_padding(engine: Engine) -> None:
 # ---------------------------------------------------------------------------- or partial, never clean
 
 def test_field_cap_makes_the_verdict_partial(engine: Engine) -> None:
-    pairs = [(f"{i}", "v") for i in range(MAX_FIELDS // 2 + 1)] + [("q", SQLI)]
+    # values the engine judges: trivial ones ('v') are never fields (node/detect/trivial.py)
+    pairs = [(f"{i}", "v;") for i in range(MAX_FIELDS // 2 + 1)] + [("q", SQLI)]
     det = engine.analyze_request(form(pairs))
     assert "fields" in det.partial
+    # trivial pairs take no room: the attack after 50,000 of them is judged, the verdict whole
+    det = engine.analyze_request(form([(f"{i}", "v") for i in range(MAX_FIELDS // 2 + 1)] + [("q", SQLI)]))
+    assert det.is_attack and not det.partial
 
 
 def test_body_cap_makes_the_verdict_partial() -> None:

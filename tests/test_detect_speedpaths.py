@@ -170,13 +170,17 @@ def test_substring_prefilters_equal_their_regexes_on_random_text() -> None:
         assert decode._decodable(v, False) == bool(decode._DECODABLE_RE.search(v)), v
 
 
-def test_url_decode_fast_path_equals_the_general_path_on_random_values() -> None:
-    """The codec-based fast path against the general (repairing) decoder it short-cuts."""
+@pytest.mark.parametrize("codec_path", [True, False])
+def test_url_decode_fast_path_equals_the_general_path_on_random_values(codec_path: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fast paths (codec, unquote_bytes) against the general (repairing) decoder they short-cut."""
+    if not codec_path:
+        monkeypatch.setattr(decode, "MAX_CODEC_FAST_PATH", -1)
     rng = random.Random(11)
     atoms = ["%", "%2", "%25", "%zz", "%E4%B8%AD", "%e4%b8", "%C3%A9", "%c0%ae", "%0a", "%00", "%7F",
              "%80", "%FF", "%u0041", "%U0041", "\\", "\\x41", "%5c", "\udcff", "中", "é", "a", "/", "=",
-             "\n", "x", "N"]
-    for _ in range(30_000):
+             "\n", "x", "N", "%c0%qf", "%c3", "%C3", "%a9", "%e0%80%af", "%f8%80%80%80%ae", "%fc", "%c1%af",
+             "%c9%3c", "\u00c3", "\x80"]
+    for _ in range(60_000):
         v = "".join(rng.choice(atoms) for _ in range(rng.randint(1, 12)))
         assert decode.url_decode(v) == decode.url_decode_repairing(v), v
 
@@ -263,3 +267,142 @@ def test_unquote_bytes_is_urllibs_unquote_to_bytes() -> None:
     for _ in range(20_000):
         data = bytes(rnd.choice(alphabet) for _ in range(rnd.randint(0, 12)))
         assert unquote_bytes(data) == unquote_to_bytes(data), data
+
+
+def test_escape_shape_prefilters_change_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """url_decode_repairing, unquote_bytes and path_canonical skip a regex when the text's
+    escape shapes (one bytes.translate) say it cannot match; the reference runs every regex
+    (a shape that holds every pattern looked for)."""
+    rng = random.Random(23)
+    atoms = ["%", "%%", "%c0", "%ae", "%c0%ae", "%e0%80%af", "%f0%80%80%af", "%f8%80%80%80%ae", "%c0%qf", "%qf",
+             "%bg", "%gz", "%2f", "%4", "%u002f", "%U002F", "%ſ0", "%\u212a0", "%\u0131x", "%\u0130a", "%aſ", "a",
+             "Z", "9", "/", "\\", "\udcff", "中", "é", "\ue123", "\uff0f", "0x2f", "%C1%AF", "%e4%b8%ad", "%zz"]
+    for _ in range(40_000):
+        v = "".join(rng.choice(atoms) for _ in range(rng.randint(1, 10)))
+        fast = decode.url_decode_repairing(v), decode.path_canonical(v), decode.unquote_bytes(v.encode("utf-8", "surrogatepass"))
+        with monkeypatch.context() as m:
+            m.setattr(decode, "_shapes", lambda text, table: b"%lh% %ll% %g %hg %lg %hh")
+            m.setattr(decode, "_HEX_SHAPES", bytes(37 if i == 37 else ord("h") for i in range(256)))  # '%' and 'h'
+
+            ref = decode.url_decode_repairing(v), decode.path_canonical(v), decode.unquote_bytes(v.encode("utf-8", "surrogatepass"))
+        assert fast == ref, v
+
+
+def test_translate_checks_equal_their_regexes_on_random_text() -> None:
+    """_safe, _b64_whole, _decodable's base64 run and js_unescape's escape test answer ASCII
+    text by bytes.translate; they must say what the regexes they stand for say."""
+    rng = random.Random(29)
+    atoms = ["A", "z", "9", "_", "-", ".", "+", "/", "=", "==", "===", "\n", " ", "\t", "\x1c", "\x0b", "\\",
+             "\\u", "\\x", "\\7", "\\8", "u", "x", "0041", "41", "{", "}", ";", "<", "é", "\xa0", "\u2003",
+             "\u212a", "中", "abcdefghijklmn", "ABCDEFGHIJ0123", "%", "&", "0x"]
+    for _ in range(40_000):
+        v = "".join(rng.choice(atoms) for _ in range(rng.randint(0, 12)))
+        assert engine_mod._safe(v) == bool(engine_mod._SAFE_RE.fullmatch(v)), v
+        assert decode._b64_whole(v) == bool(decode._B64_WHOLE_RE.match(v)), v
+        assert decode._decodable(v, True) == bool(decode._DECODABLE_B64_RE.search(v)), v
+        assert decode.js_unescape(v) == decode._JS_ESC_RE.sub(decode._js_esc, v), v
+
+
+# ---------------------------------------------------------------------------- trivial fields
+
+_TOKEN_ATOMS = ["a", "B", "z", "7", "_", "-", ".", "..", "0x", "0X", "whoami", "WhoAmI", "uname", "netstat",
+                "ifconfig", "IFCONFIG", "abcdefgh", "ABCDEFGH", "%41", "+", "<", "'", "é", "=", "&", ";", " "]
+
+
+def _judged_fields(fields: list[tuple[str, str, str]]) -> set[tuple[str, str, str]]:
+    """The fields Engine._judge_fields sends to judging (the others it dismisses unjudged)."""
+    e = _ENGINE
+    judged: list[tuple[str, str, str]] = []
+    original = e._judge_field
+    e._judge_field = lambda run, location, value, kind: judged.append((kind, location, value)) or b""  # type: ignore[method-assign]
+    try:
+        e._cache.clear()
+        e._judge_fields(engine_mod._Run(e.threshold), fields)
+    finally:
+        e._judge_field = original  # type: ignore[method-assign]
+    return set(judged)
+
+
+_ENGINE = Engine()
+
+
+def test_every_trivial_token_is_dismissed_by_the_engine() -> None:
+    from node.detect import trivial
+    from node.detect.trivial import TOKEN_RE
+
+    rng = random.Random(37)
+    tokens = 0
+    for _ in range(20_000):
+        v = "".join(rng.choice(_TOKEN_ATOMS) for _ in range(rng.randint(1, 5)))
+        if TOKEN_RE.fullmatch(v):
+            tokens += 1
+            for kind, loc in (("form", "body.form.x"), ("key", "json.x"), ("json", "json.x"), ("header", "header.x-a"),
+                              ("query", "query.q"), ("cookie", "cookie.c")):
+                assert not _judged_fields([(kind, loc, v)]), (kind, v)
+            if trivial.SHORT_TOKEN_BYTES_RE.fullmatch(v.encode()):
+                assert not _judged_fields([("header", "header.user-agent", v)]), v
+    assert tokens > 2000
+    # the bulk filters find exactly the values that are not tokens
+    values = ["".join(rng.choice(_TOKEN_ATOMS) for _ in range(rng.randint(0, 4))) for _ in range(5000)]
+    values = [v for v in values if "\n" not in v]
+    assert trivial.nontrivial_keys(values) == {v for v in values if not TOKEN_RE.fullmatch(v)}
+    raw = [v.encode("utf-8") for v in values]
+    assert trivial.nontrivial_header_values(raw) == {v for v in raw if not trivial.SHORT_TOKEN_BYTES_RE.fullmatch(v)}
+    assert trivial.nontrivial_keys(["a", "b\nc"]) is None
+
+
+def test_stripped_pairs_and_filtered_objects_leave_the_judged_fields_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
+    """parse_pairs without the trivial pairs, and large JSON objects without their trivial
+    members, hand the engine exactly the fields it judges without the shortcut."""
+    import json
+
+    from node.detect import request, trivial
+
+    rng = random.Random(41)
+
+    def token() -> str:
+        return "".join(rng.choice(_TOKEN_ATOMS) for _ in range(rng.randint(0, 4)))
+
+    def parsed(text: str, is_json: bool, shortcut: bool) -> list[tuple[str, str, str]]:
+        with monkeypatch.context() as m:
+            if not shortcut:
+                m.setattr(request, "strip_trivial_pairs", lambda t: t)
+                m.setattr(request, "MIN_FILTERED_OBJECT", 1 << 30)
+            sink = request.FieldSink()
+            if is_json:
+                request.parse_json(text, sink)
+            else:
+                request.parse_pairs(text, "body.form", "form", sink)
+            return sink.fields
+
+    for n in range(300):
+        count = rng.randint(60, 200)
+        if n % 2:
+            doc = {token(): rng.choice([1, None, True, token(), [token()], {token(): token()}]) for _ in range(count)}
+            text, is_json = json.dumps(doc), True
+        else:
+            text, is_json = "&".join(f"{token()}={token()}" if rng.random() < 0.9 else token() for _ in range(count)), False
+            text += "&pad=" + "p" * trivial.MIN_STRIPPED_TEXT
+        fast, slow = parsed(text, is_json, True), parsed(text, is_json, False)
+        assert len(fast) <= len(slow)
+        assert _judged_fields(fast) == _judged_fields(slow), text
+
+
+def test_filtered_header_lines_give_the_same_verdict(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(43)
+    found = 0
+    attacks = [b"<script>alert(1)</script>", b"' OR 1=1--", b"${jndi:ldap://x/a}", b"whoami", b"; cat /etc/passwd"]
+    for n in range(40):
+        lines = [(b"Host", b"h.test")] + [
+            (rng.choice([b"X-A", b"Cookie", b"Referer", b"User-Agent"]),
+             rng.choice(attacks) if rng.random() < 0.02 else "".join(rng.choice(_TOKEN_ATOMS) for _ in range(rng.randint(1, 3))).encode())
+            for _ in range(rng.randint(65, 200))]
+        msg = RequestMessage("GET", "/", lines)
+        verdicts = []
+        for limit in (engine_mod.MIN_FILTERED_HEADERS, 1 << 30):
+            monkeypatch.setattr(engine_mod, "MIN_FILTERED_HEADERS", limit)
+            det = _ENGINE.analyze_request(msg)
+            verdicts.append((det.score, sorted((a.type, a.location, a.rule_id) for a in det.attacks), det.partial))
+        assert verdicts[0] == verdicts[1], lines
+        found += bool(verdicts[0][1])
+    assert found > 10

@@ -345,3 +345,43 @@ def test_random_binary_uploads_stay_clean() -> None:
                 + b"\r\n--B--\r\n")
         det = engine.analyze_request(req(body, ctype("multipart/form-data; boundary=B")))
         assert not det.is_attack and not det.partial, seed
+
+
+def _string_literals_by_find(text: str) -> list[tuple[str, bool]]:
+    """The str.find scan json_scan used before its one-regex pass: the reference."""
+    from itertools import groupby
+
+    from node.detect.content_type import closing_quote
+    from node.detect.json_scan import decode_literal
+
+    out: list[tuple[str, bool]] = []
+    i, n = 0, len(text)
+    while True:
+        q = text.find('"', i)
+        if q < 0:
+            break
+        close = closing_quote(text, q + 1)
+        if close < 0:
+            out.append((decode_literal(text[q + 1:]), False))
+            break
+        j = close + 1
+        while j < n and text[j] in " \t\r\n":
+            j += 1
+        out.append((decode_literal(text[q + 1:close]), j < n and text[j] == ":"))
+        i = close + 1
+    return [item for item, _ in groupby(out)]  # consecutive repeats given once
+
+
+def test_string_literals_equal_the_find_scan_on_random_text() -> None:
+    import random
+
+    rng = random.Random(31)
+    atoms = ['"', '"', '\\', '\\"', ':', ' ', '\n', 'a', 'b', '{', '}', '[', ']', ',', '\\u0041', '\\x', '1', 'é']
+    for _ in range(30_000):
+        text = "".join(rng.choice(atoms) for _ in range(rng.randint(0, 14)))
+        assert list(string_literals(text)) == _string_literals_by_find(text), text
+
+
+def test_repeated_literals_are_one_item() -> None:
+    deep = '{"a":' * 50_000 + '"<script>"' + "}" * 50_000
+    assert list(string_literals(deep)) == [("a", True), ("<script>", False)]

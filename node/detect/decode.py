@@ -86,23 +86,80 @@ def _lone_bytes(m: re.Match[str]) -> str:
     return m.group(0).encode("utf-8", "surrogateescape").decode("latin-1")
 
 
+MAX_CODEC_FAST_PATH = 4096
+
+
 def url_decode(value: str) -> str:
     """One round of %XX / %uXXXX decoding; UTF-8 sequences are rebuilt when valid."""
     if "%" not in value:
         return value
-    if "%u" not in value and "%U" not in value and "\\" not in value:
-        # fast path, all in C: %XX becomes \xXX for the unicode_escape codec (which keeps every
-        # other byte as is, as latin-1), and the bytes are then read as UTF-8. Anything else
-        # (an invalid escape, a lone surrogate, invalid UTF-8: an overlong or broken sequence
-        # the slow path repairs) raises, and the slow path below decides
+    if len(value) <= MAX_CODEC_FAST_PATH and "%u" not in value and "%U" not in value and "\\" not in value:
+        # the cheapest path for ordinary values, all in C: %XX becomes \xXX for the
+        # unicode_escape codec (which keeps every other byte as is, as latin-1), and the bytes
+        # are then read as UTF-8. Anything else (an invalid escape, a lone surrogate, invalid
+        # UTF-8) raises, and the paths below decide. Not for long values: a failure there
+        # would have cost a copy of the whole text (1 MB of '%': 20 ms)
         try:
             return value.replace("%", "\\x").encode().decode("unicode_escape").encode("latin-1").decode("utf-8")
+        except UnicodeError:
+            pass
+    if not _has_pct_u(value):
+        # fast path, all in C: the valid %XX decoded (unquote_bytes), the bytes read as UTF-8.
+        # When they are valid UTF-8, every escaped lead byte in them starts a valid sequence,
+        # so the repairing path's overlong/broken-sequence rewrite would change nothing, and
+        # its result is this one (checked equal on generated values in the tests); anything
+        # else (invalid UTF-8, %uXXXX, surrogate-escaped bytes) takes the repairing path
+        try:
+            return unquote_bytes(value.encode()).decode("utf-8")
         except UnicodeError:
             pass
     return url_decode_repairing(value)
 
 
 _PCT_ESCAPE_RE = re.compile(rb"%([0-9A-Fa-f]{2})")
+
+
+def _class_table(classes: dict[str, str]) -> bytes:
+    """A bytes.translate table: each byte of a key string becomes its value, any other byte
+    becomes '.'."""
+    table = bytearray(b"." * 256)
+    for chars, cls in classes.items():
+        for c in chars:
+            table[ord(c)] = ord(cls)
+    return bytes(table)
+
+
+# The shape of a text as %-escapes see it, made in one C pass (bytes.translate): a substring
+# test on it then says whether an escape regex can match at all, so a regex whose search
+# restarts at every '%' (~50 ms on 1 MB of '%') only runs where it has something to change.
+# Valid escapes: '%hh'.
+_HEX_SHAPES = _class_table({"%": "%", "0123456789abcdefABCDEF": "h"})
+# UTF-8 lead bytes (%c0-%ff: 'l'), other hex digits ('h'), other letters ('g'): _MULTIBYTE_RE
+# needs '%l' and a hex digit then '%'; _BAD_ESCAPE_RE '%' and a letter pair with a non-hex one
+_ESCAPE_SHAPES = _class_table({"%": "%", "cdefCDEF": "l", "0123456789abAB": "h", "ghijklmnopqrstuvwxyzGHIJKLMNOPQRSTUVWXYZ": "g"})
+
+
+# non-ASCII letters that re.IGNORECASE matches to an ASCII letter ([g-z] in _BAD_ESCAPE_RE)
+_FOLDS_TO_ASCII = ("\u0130", "\u0131", "\u017f", "\u212a")
+
+
+def _shapes(text: str, table: bytes) -> bytes:
+    if not text.isascii():
+        for c in _FOLDS_TO_ASCII:
+            if c in text:
+                text = text.replace(c, "k")  # a letter to the regexes too
+    # surrogatepass: any str encodes; other non-ASCII characters are bytes >= 0x80, class '.'
+    return text.encode("utf-8", "surrogatepass").translate(table)
+
+
+def _has_hex_prefix(text: str) -> bool:
+    """'0x' or '0X' in text ('x' first: see _has_pct_u)."""
+    return ("x" in text and "0x" in text) or ("X" in text and "0X" in text)
+
+
+def _has_pct_u(text: str) -> bool:
+    # a one-character test first: a two-character one walks a run of '%' at every position
+    return ("u" in text and "%u" in text) or ("U" in text and "%U" in text)
 
 
 def unquote_bytes(data: bytes) -> bytes:
@@ -112,14 +169,21 @@ def unquote_bytes(data: bytes) -> bytes:
     .encode("latin-1") gives the bytes back)."""
     if b"%" not in data:
         return data
+    shapes = data.translate(_HEX_SHAPES)
+    if b"h" not in shapes or b"%hh" not in shapes:
+        return data  # no valid escape: nothing to decode (one C pass, not a regex walk per '%')
     data = _PCT_ESCAPE_RE.sub(rb"\\x\1", data.replace(b"\\", b"\\\\"))
     return data.decode("unicode_escape").encode("latin-1")
 
 
 def url_decode_repairing(value: str) -> str:
     """url_decode's general path: overlong and broken sequences, %uXXXX, invalid UTF-8."""
-    out = _MULTIBYTE_RE.sub(_multibyte, value)
-    out = _PCT_U_RE.sub(lambda m: chr(int(m.group(1), 16)), out)
+    out = value
+    shapes = _shapes(value, _ESCAPE_SHAPES)
+    if b"l" in shapes and (b"%lh%" in shapes or b"%ll%" in shapes):
+        out = _MULTIBYTE_RE.sub(_multibyte, value)
+    if _has_pct_u(out):
+        out = _PCT_U_RE.sub(lambda m: chr(int(m.group(1), 16)), out)
     if "%" not in out:
         return out
     try:
@@ -144,9 +208,16 @@ def _js_esc(m: re.Match[str]) -> str:
     return chr(int(m.group(3), 8))
 
 
+# _JS_ESC_RE needs a backslash then 'u', 'x' or an octal digit ('o')
+_JS_ESC_SHAPES = _class_table({"\\": "\\", "u": "u", "x": "x", "01234567": "o"})
+
+
 def js_unescape(value: str) -> str:
     if "\\" not in value:
         return value
+    shapes = _shapes(value, _JS_ESC_SHAPES)
+    if b"\\u" not in shapes and b"\\x" not in shapes and b"\\o" not in shapes:
+        return value  # a backslash but no escape (a run of them costs one C pass, not a regex walk)
     return _JS_ESC_RE.sub(_js_esc, value)
 
 
@@ -172,6 +243,25 @@ def _printable_ratio(text: str) -> float:
         return 0.0
     good = sum(1 for c in text if c.isprintable() or c in "\r\n\t")
     return good / len(text)
+
+
+# base64 characters and the ASCII characters str regexes' \s matches
+_B64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-"
+_B64_OR_SPACE = (_B64_ALPHABET + " \t\n\r\f\v\x1c\x1d\x1e\x1f").encode()
+_B64_SHAPES = _class_table({_B64_ALPHABET: "b"})
+_B64_RUN_SHAPE = b"b" * 14  # _B64_RUN
+
+
+def _b64_whole(value: str) -> bool:
+    """_B64_WHOLE_RE.match(value) without its backtracking walk: on ASCII text, by one
+    bytes.translate (6+ base64 or space characters, at most two '=' at the end, and `$` may
+    stand before a final newline); other text goes to the regex."""
+    if not value.isascii():
+        return _B64_WHOLE_RE.match(value) is not None
+    if value.endswith("=\n"):
+        value = value[:-1]
+    core = value.rstrip("=")
+    return len(value) - len(core) <= 2 and len(core) >= 6 and not core.encode().translate(None, _B64_OR_SPACE)
 
 
 def b64_decode(token: str) -> str | None:
@@ -204,7 +294,7 @@ def b64_decode(token: str) -> str | None:
 def b64_candidates(value: str) -> list[str]:
     """Decoded forms of base64 in the value: the whole value, else its long tokens."""
     out: list[str] = []
-    whole = value[:1] != "/" and _B64_WHOLE_RE.match(value) is not None
+    whole = value[:1] != "/" and _b64_whole(value)
     if whole:
         d = b64_decode(value)
         if d:
@@ -255,12 +345,14 @@ _HEX_TEXT_MAP = {"2f": "/", "5c": "\\", "2e": "."}
 
 def _pathish(text: str) -> bool:
     """_PATHISH_RE.search(text). ASCII text can only hold its NUL, '%' and '0x..' members,
-    which substring tests find far faster than the regex's large character class."""
+    which substring tests find far faster than the regex (a walk of ~8 ms per MB)."""
     if text.isascii():
         if "%" in text or "\x00" in text:
             return True
-        if "0x" not in text and "0X" not in text:
+        if not _has_hex_prefix(text):
             return False
+        low = text.lower()  # ASCII: the regex's 0[xX](2[efEF]|5[cC]) as three substring tests
+        return "0x2e" in low or "0x2f" in low or "0x5c" in low
     return _PATHISH_RE.search(text) is not None
 
 
@@ -271,11 +363,13 @@ def path_canonical(value: str) -> str:
     for char, repl in _PATHISH_PAIRS:  # str.replace per character present: C speed
         if char in out:
             out = out.replace(char, repl)
-    if _PRIVATE_USE_RE.search(out):
+    if not out.isascii() and _PRIVATE_USE_RE.search(out):
         out = _PRIVATE_USE_RE.sub("/", out)  # IIS %uF025-style separators
     if "%" in out:
-        out = _BAD_ESCAPE_RE.sub("/", out)  # %bg%qf: broken escapes used as separators
-    if "0x" in out or "0X" in out:
+        shapes = _shapes(out, _ESCAPE_SHAPES)
+        if b"g" in shapes and (b"%g" in shapes or b"%hg" in shapes or b"%lg" in shapes):
+            out = _BAD_ESCAPE_RE.sub("/", out)  # %bg%qf: broken escapes used as separators
+    if _has_hex_prefix(out):
         out = _HEX_TEXT_RE.sub(lambda m: _HEX_TEXT_MAP[m.group(1).lower()], out)
     return out
 
@@ -315,7 +409,6 @@ _DECODABLE_RE = re.compile(_DECODE_CHARS)
 # ... or a token b64_candidates would try (it skips tokens shorter than 16 with their "=")
 _B64_RUN = "[A-Za-z0-9+/_\\-]{14,}"
 _DECODABLE_B64_RE = re.compile(_DECODE_CHARS + "|" + _B64_RUN)
-_B64_RUN_RE = re.compile(_B64_RUN)
 
 
 def _decodable(value: str, try_base64: bool) -> bool:
@@ -323,9 +416,9 @@ def _decodable(value: str, try_base64: bool) -> bool:
     only NUL, % & \\ + and '0x' of _DECODE_CHARS can occur, by substring tests first."""
     if not value.isascii():
         return (_DECODABLE_B64_RE if try_base64 else _DECODABLE_RE).search(value) is not None
-    if _needs_decode(value) or "\x00" in value or "0x" in value or "0X" in value:
+    if _needs_decode(value) or "\x00" in value or _has_hex_prefix(value):
         return True
-    return try_base64 and _B64_RUN_RE.search(value) is not None
+    return try_base64 and _B64_RUN_SHAPE in value.encode("ascii").translate(_B64_SHAPES)
 
 
 def variants(value: str, try_base64: bool = True) -> list[str]:
@@ -334,7 +427,7 @@ def variants(value: str, try_base64: bool = True) -> list[str]:
     `try_base64=False` for places that never carry base64 payloads in practice (paths,
     browser headers): base64 attempts are the costliest part of decoding."""
     if not _decodable(value, try_base64):
-        if not try_base64 or not (_B64_WHOLE_RE.match(value) or value[:1] in "{["):
+        if not try_base64 or not (_b64_whole(value) or value[:1] in "{["):
             return [value]  # nothing any decoder below would change: the common case, cheaply
     out = [value]
     frontier = [value]

@@ -3,7 +3,7 @@
 Express (body-parser, JSON.parse) accepts documents that json.loads rejects: numbers past
 Python's 4,300-digit int limit, nesting past its recursion limit; newline-delimited JSON is
 several documents. Their string leaves and keys still reach the application, so they are
-found here by a linear scan for "..." literals (str.find, no backtracking), each decoded as
+found here by one scan for "..." literals (a possessive regex: no backtracking), each decoded as
 JSON.parse would, leniently where it is malformed.
 """
 
@@ -12,31 +12,45 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from itertools import groupby, zip_longest
 
-from node.detect.content_type import closing_quote
 
 _ESCAPE_RE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|(.))", re.S)
 _SIMPLE = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 
 
+# a literal: its body (escapes kept), then its closing quote and a ':' after white space (an
+# object key), or no closing quote: an unterminated literal runs to the end of the text (a
+# lone backslash at the very end included). Possessive, so no backtracking: one C pass finds
+# every literal of the text, with no Python step per character or per quote.
+_LITERAL_RE = re.compile(r'"((?:[^"\\]++|\\.)*+)(?:(")[ \t\r\n]*+(:?)|(\\?)\Z)', re.S)
+
+
 def string_literals(text: str) -> Iterator[tuple[str, bool]]:
     """(decoded literal, is it an object key) for each literal in order; an unterminated
-    literal runs to the end of the text."""
-    i = 0
-    n = len(text)
-    while True:
-        q = text.find('"', i)
-        if q < 0:
-            return
-        close = closing_quote(text, q + 1)
-        if close < 0:
-            yield decode_literal(text[q + 1 :]), False
-            return
-        j = close + 1
-        while j < n and text[j] in " \t\r\n":
-            j += 1
-        yield decode_literal(text[q + 1 : close]), j < n and text[j] == ":"
-        i = close + 1
+    literal runs to the end of the text. A literal repeated right after itself (`{"a":{"a":...`
+    or `["x","x",...]`) is given once: to a reader that tracks the last key, the repeat says
+    nothing new, and a megabyte of it is then one item, not 100,000."""
+    prev = None
+    # groupby (C) drops repeats of the same token; `prev` those that read the same (`"aA"`
+    # after `"a\u0041"`)
+    for item, _ in groupby(_tokens(text)):
+        if item != prev:
+            yield item
+            prev = item
+
+
+def _tokens(text: str) -> Iterator[tuple[str, bool]]:
+    if "\\" in text:
+        for raw, closed, colon, tail in _LITERAL_RE.findall(text):
+            yield decode_literal(raw + tail), bool(colon) and bool(closed)
+        return
+    # no escapes: the literals are the odd pieces between quotes (str.split, a C pass), each
+    # followed by the text up to the next quote (None after an unterminated last literal);
+    # repeats of a (literal, what follows) pair are dropped before any Python step
+    pieces = text.split('"')
+    for (body, gap), _ in groupby(zip_longest(pieces[1::2], pieces[2::2])):
+        yield body, gap is not None and gap.lstrip(" \t\r\n")[:1] == ":"
 
 
 def decode_literal(raw: str) -> str:
