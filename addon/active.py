@@ -49,7 +49,7 @@ class ActiveConfig:
         """Plugin instances with equal keys talk to the node the same way: one client serves them."""
         s = plugin.config
         return (tuple(a.url for a in s.wallarm_node_address), Timeouts.from_settings(s), s.breaker_failures,
-                s.node_ca_file, plugin.instance_name, s.node_secret)
+                s.node_ca_file, plugin.instance_name, s.node_secret, s.max_in_flight_per_node)
 
     @staticmethod
     def make_client(plugin: PluginConfig) -> NodeClient:
@@ -61,7 +61,8 @@ class ActiveConfig:
         if s.node_secret:
             static.append((protocol.H_SECRET, header_safe(s.node_secret)))
         tls = make_ssl_context(s.node_ca_file) if any(a.tls for a in s.wallarm_node_address) else None
-        return NodeClient(s.wallarm_node_address, Timeouts.from_settings(s), s.breaker_failures, tls, static)
+        return NodeClient(s.wallarm_node_address, Timeouts.from_settings(s), s.breaker_failures, tls, static,
+                          s.max_in_flight_per_node)
 
     @classmethod
     def build(cls, plugin: PluginConfig, client: NodeClient | None = None) -> ActiveConfig:

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from wallarm_wire.addresses import is_loopback_host
+from wallarm_wire.config_file import ConfigFileError, read_config_file
 from mitmproxy import flowfilter
 from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError,
                       field_serializer, field_validator, model_validator)
@@ -68,6 +69,7 @@ def parse_node_address(raw: str) -> NodeAddress:
 
 
 PositiveInt = Annotated[int, Field(gt=0, strict=True)]
+MAX_CA_FILE_BYTES = 4 * 1024 * 1024  # a system-wide bundle is ~200 KB
 
 
 def compile_filter(expression: str) -> flowfilter.TFilter:
@@ -122,6 +124,9 @@ class PluginSettings(BaseModel):
     block_page: StrictStr | None = None
     connect_timeout_ms: PositiveInt | None = None  # default: timeout_ms
     mirror_queue_size: PositiveInt = 10_000
+    mirror_queue_bytes: PositiveInt = 64 * 1024 * 1024  # the queue's second bound: queued bytes
+    # calls to one node at once (each holds a connection); past it a call waits, then fails "overload"
+    max_in_flight_per_node: Annotated[int, Field(ge=1, le=10_000, strict=True)] = 128
     mirror_workers: Annotated[int, Field(ge=1, le=64, strict=True)] = 4
     mirror_timeout_ms: PositiveInt = 2_000
     # default: 30 in in-line mode, 0 out-of-band (measured; docs/decisions.md)
@@ -176,6 +181,8 @@ class PluginSettings(BaseModel):
             return value
         if not Path(value).is_file():
             raise ValueError(f"{value!r} is not a readable file")
+        if Path(value).stat().st_size > MAX_CA_FILE_BYTES:  # loaded on the proxy's event loop at each reload
+            raise ValueError(f"{value!r} is over {MAX_CA_FILE_BYTES} bytes: not a CA bundle")
         try:
             ssl.create_default_context(cafile=value)
         except (ssl.SSLError, OSError) as e:
@@ -277,7 +284,7 @@ def parse_config(raw: bytes | str, base_dir: Path | None = None, source: str = "
     """Validate raw JSON text. Relative `node_ca_file` paths resolve against `base_dir`."""
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:  # RecursionError: nesting deeper than the stack
         raise ConfigError(f"{source}: invalid JSON: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a JSON object")
@@ -293,10 +300,11 @@ def parse_config(raw: bytes | str, base_dir: Path | None = None, source: str = "
 
 
 def read_config_bytes(path: Path) -> bytes:
+    """The file's bytes, bounded and never blocking (wallarm_wire/config_file.py)."""
     try:
-        return path.read_bytes()
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
+        return read_config_file(path)
+    except ConfigFileError as e:
+        raise ConfigError(f"{path}: {e}") from None
 
 
 def load_config(path: str | Path) -> PluginConfig:

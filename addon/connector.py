@@ -63,7 +63,8 @@ class WallarmConnector:
         self.metrics = Metrics()
         self.verdicts = Verdicts(self.metrics)
         self.delivery = MirrorDelivery(self.metrics)
-        self.mirror: Mirror[MirrorItem] = Mirror(self.delivery.deliver, self.delivery.count_drop)
+        self.mirror: Mirror[MirrorItem] = Mirror(self.delivery.deliver, self.delivery.count_drop,
+                                                 size_of=MirrorItem.size)
         self.store: DeclarativeStore | None = None  # the Admin API's writer of the config file
         self.node_id = str(uuid.uuid4())
         admin = AdminApi(lambda: self.store, self._plugin_runtime, self._admin_token,
@@ -266,7 +267,8 @@ class WallarmConnector:
         runtime = self.runtime
         return self.metrics.render(self.mirror.depth, self.mirror.capacity,
                                    runtime.breaker_states() if runtime else {},
-                                   runtime is not None, __version__)
+                                   runtime is not None, __version__, self.mirror.bytes,
+                                   runtime.in_flight() if runtime else {})
 
     # ------------------------------------------------------------------ flow hooks
     def _in_scope(self, flow: http.HTTPFlow, scope: Scope) -> ActiveConfig | None:

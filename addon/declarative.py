@@ -403,6 +403,9 @@ def _decode(raw: bytes | str, source: str) -> dict:
         raise ConfigError(f"{source}: invalid JSON: {e}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{source}: invalid YAML: {e}") from None
+    except RecursionError:  # nesting deeper than the stack: garbage, not a config
+        raise ConfigError(f"{source}: invalid {'JSON' if stripped.startswith(('{', '[')) else 'YAML'}: "
+                          "nested too deep") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be an object")
     return data

@@ -19,6 +19,8 @@ from wallarm_wire import protocol
 
 log = logging.getLogger("wallarm.mirror")
 
+DROP_LOG_INTERVAL_S = 10.0  # drops come in floods: one line per interval, the count in the metric
+
 
 @dataclass(slots=True)
 class MirrorItem:
@@ -28,13 +30,24 @@ class MirrorItem:
     request_id: str
     msgtype: str  # protocol.MSGTYPE_REQUEST or MSGTYPE_RESPONSE
 
+    def size(self) -> int:
+        """What the item holds in memory, for the mirror queue's byte bound."""
+        return len(self.head) + len(self.body)
+
 
 class MirrorDelivery:
     def __init__(self, metrics: Metrics):
         self.metrics = metrics
+        self._last_drop_log = float("-inf")
 
     def count_drop(self) -> None:
+        """A message the full queue refused: counted always, logged at most every DROP_LOG_INTERVAL_S."""
         self.metrics.mirror_dropped += 1
+        now = time.monotonic()
+        if now - self._last_drop_log >= DROP_LOG_INTERVAL_S:
+            self._last_drop_log = now
+            log.warning("mirror queue full (the node takes messages slower than they come): dropping; "
+                        "%d dropped so far (wallarm_connector_mirror_dropped_total)", self.metrics.mirror_dropped)
 
     async def deliver(self, items: list[MirrorItem]) -> None:
         """Send a backlog; consecutive messages of the same config share one pipelined write."""

@@ -37,7 +37,8 @@ class Metrics:
             d: Histogram(LATENCY_NAME, LATENCY_HELP, LATENCY_BUCKETS_S, {"delivery": d}) for d in ("sync", "async")}
 
     def render(self, mirror_depth: int, mirror_capacity: int, breakers: dict[str, str],
-               config_active: bool, version: str) -> str:
+               config_active: bool, version: str, mirror_bytes: int = 0,
+               in_flight: dict[str, int] | None = None) -> str:
         out: list[str] = []
 
         def metric(name: str, kind: str, help_: str, samples: list[tuple[str, float]]) -> None:
@@ -76,11 +77,16 @@ class Metrics:
         metric("wallarm_connector_mirror_failed_total", "counter",
                "Out-of-band messages the node did not take, by cause.", by("cause", self.mirror_failed))
         metric("wallarm_connector_mirror_dropped_total", "counter",
-               "Out-of-band messages dropped because the queue was full.", [("", self.mirror_dropped)])
+               "Out-of-band messages dropped because the queue was full (its count or its bytes).", [("", self.mirror_dropped)])
         metric("wallarm_connector_mirror_queue_depth", "gauge", "Messages waiting in the mirror queue.",
                [("", mirror_depth)])
         metric("wallarm_connector_mirror_queue_capacity", "gauge", "Size of the mirror queue.",
                [("", mirror_capacity)])
+        metric("wallarm_connector_mirror_queue_bytes", "gauge", "Bytes held by the messages in the mirror queue.",
+               [("", mirror_bytes)])
+        metric("wallarm_connector_node_in_flight", "gauge",
+               "Calls to the node in flight (each holds a connection), bounded by max_in_flight_per_node.",
+               [(f'{{node="{url}"}}', n) for url, n in sorted((in_flight or {}).items())])
         metric("wallarm_connector_config_reloads_total", "counter", "Config file versions applied.",
                [("", self.config_reloads)])
         metric("wallarm_connector_config_errors_total", "counter", "Config file versions rejected.",

@@ -1,7 +1,9 @@
 """The out-of-band queue: bounded, drained by background workers, drop-and-count when full.
 
 The client's latency never depends on the node: `offer` never waits, and a full queue drops the
-message (and counts it) instead of growing without bound. A worker takes whatever backlog is
+message (and counts it) instead of growing without bound. Full means either bound: a count of
+messages and a total of bytes (a message may carry up to `max_body_bytes` twice, so a count
+alone would let 10,000 large messages hold gigabytes while the node is slow). A worker takes whatever backlog is
 waiting (up to `batch`) and hands it over in one go, so under load the node client can pipeline
 it in one write instead of paying a round of syscalls per message.
 
@@ -24,13 +26,19 @@ log = logging.getLogger("wallarm.mirror")
 
 T = TypeVar("T")
 
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+
 
 class Mirror(Generic[T]):
     def __init__(self, deliver: Callable[[list[T]], Awaitable[None]], on_drop: Callable[[], None],
-                 capacity: int = 10_000, workers: int = 4, batch: int = 32, linger_s: float = 0.0):
+                 capacity: int = 10_000, workers: int = 4, batch: int = 32, linger_s: float = 0.0,
+                 max_bytes: int = DEFAULT_MAX_BYTES, size_of: Callable[[T], int] = lambda item: 0):
         self._deliver = deliver
         self._on_drop = on_drop
+        self._size_of = size_of
         self.capacity = capacity
+        self.max_bytes = max_bytes
+        self.bytes = 0  # the queued messages' sizes, by `size_of`
         self.worker_count = workers
         self.batch = batch
         self.linger_s = linger_s
@@ -48,13 +56,24 @@ class Mirror(Generic[T]):
         return bool(self._workers)
 
     def offer(self, item: T) -> bool:
+        size = self._size_of(item)
+        if self.bytes + size > self.max_bytes and self.bytes:  # a lone message always fits
+            self._on_drop()
+            return False
         try:
             self._queue.put_nowait(item)
         except asyncio.QueueFull:
             self._on_drop()
             return False
+        self.bytes += size
         self._arrived.set()
         return True
+
+    def _take(self, queue: asyncio.Queue[T]) -> T:
+        item = queue.get_nowait()
+        if queue is self._queue:
+            self.bytes -= self._size_of(item)
+        return item
 
     def start(self) -> None:
         if self._workers:
@@ -62,9 +81,11 @@ class Mirror(Generic[T]):
         self._workers = [asyncio.get_running_loop().create_task(self._work(), name=f"wallarm-mirror-{i}")
                          for i in range(self.worker_count)]
 
-    def resize(self, capacity: int, workers: int, linger_s: float) -> None:
+    def resize(self, capacity: int, workers: int, linger_s: float, max_bytes: int | None = None) -> None:
         """Apply a reloaded config's sizes, keeping queued messages that still fit."""
         self.linger_s = linger_s
+        if max_bytes is not None:
+            self.max_bytes = max_bytes  # applies to the next offers; what is queued stays
         if capacity == self.capacity and workers == self.worker_count:
             return
         was_running = self.running
@@ -72,6 +93,7 @@ class Mirror(Generic[T]):
         old = self._queue
         self._queue = asyncio.Queue(capacity)
         self.capacity, self.worker_count = capacity, workers
+        self.bytes = 0
         while not old.empty():
             self.offer(old.get_nowait())
         if was_running:
@@ -96,7 +118,7 @@ class Mirror(Generic[T]):
                 await asyncio.sleep(self.linger_s)
             items: list[T] = []
             while len(items) < self.batch and not queue.empty():
-                items.append(queue.get_nowait())
+                items.append(self._take(queue))
             return items
 
     async def _work(self) -> None:

@@ -10,6 +10,14 @@ call since it started says nothing about the node (one slow message), and when f
 up, a liveness check (`GET <node path>/live`, any answer below 500 counts) must fail too before
 the breaker opens. One slow or refused message can therefore never switch inspection off for
 everyone while the node is up.
+
+Calls to one node at once are bounded (`max_in_flight`; each holds its own connection, and the
+node answers one message per connection at a time). At the bound a call waits for a slot within
+its own deadline; if none frees up, or one frees up with less time left than the node's recent
+answer time (the node would work for a caller already gone), it fails with cause `overload`
+(fail-open or 503 like any call without a verdict, counted by cause). An overload says nothing about the node's health, so
+it never counts toward the breaker. Nothing queues without bound: the waiters are the callers
+themselves, each bounded by its deadline.
 """
 
 from __future__ import annotations
@@ -27,6 +35,9 @@ from addon.http1 import Answer, Connection, HTTPClientError, open_connection
 log = logging.getLogger("wallarm.node")
 
 MAX_IDLE_PER_NODE = 128
+DEFAULT_MAX_IN_FLIGHT = 128
+OVERLOAD = "overload"  # NodeCallError.cause when no call slot freed up within the deadline
+ANSWER_TIME_WEIGHT = 0.2  # of the newest answered call in the node's moving-average answer time
 
 Exchange = Callable[["NodeEndpoint", Connection], Awaitable[list[Answer]]]
 
@@ -108,8 +119,12 @@ class NodeEndpoint:
     """One node address: its idle connections, its breaker and the request head prefix."""
 
     def __init__(self, address: NodeAddress, breaker: Breaker, ssl_context: ssl.SSLContext | None,
-                 static_headers: Sequence[tuple[str, str]]):
+                 static_headers: Sequence[tuple[str, str]], max_in_flight: int = DEFAULT_MAX_IN_FLIGHT):
         self.address = address
+        self.max_in_flight = max_in_flight
+        self.slots = asyncio.Semaphore(max_in_flight)
+        self.in_flight = 0
+        self.answer_time_s = 0.0  # moving average of answered calls' durations (0: nothing known yet)
         self.ssl_context = ssl_context if address.tls else None
         self.breaker = breaker
         self.idle: deque[Connection] = deque()
@@ -124,6 +139,29 @@ class NodeEndpoint:
         self.head_prefix = f"POST {address.path} HTTP/1.1\r\n{common}".encode("latin-1", "replace")
         self.liveness_request = (f"GET {address.path.rstrip('/')}/live HTTP/1.1\r\n{common}"
                                  "Content-Length: 0\r\n\r\n").encode("latin-1", "replace")
+
+    async def take_slot(self, budget_s: float) -> bool:
+        """A call slot, waiting up to `budget_s` for one at the bound; False when none freed up."""
+        if self.slots.locked():
+            try:
+                async with asyncio.timeout(budget_s):
+                    await self.slots.acquire()
+            except TimeoutError:
+                return False
+        else:
+            await self.slots.acquire()  # free: returns without suspending
+        self.in_flight += 1
+        return True
+
+    def answered_in(self, seconds: float) -> None:
+        if self.answer_time_s == 0.0:  # the first answer is the whole estimate
+            self.answer_time_s = seconds
+        else:
+            self.answer_time_s += ANSWER_TIME_WEIGHT * (seconds - self.answer_time_s)
+
+    def release_slot(self) -> None:
+        self.in_flight -= 1
+        self.slots.release()
 
     async def acquire(self, connect_timeout_s: float) -> tuple[Connection, bool]:
         while self.idle:
@@ -195,10 +233,11 @@ class NodeClient:
     """Sends protocol messages to the nodes of one configuration; immutable once built."""
 
     def __init__(self, addresses: Sequence[NodeAddress], timeouts: Timeouts, breaker_failures: int,
-                 ssl_context: ssl.SSLContext | None, static_headers: Sequence[tuple[str, str]]):
+                 ssl_context: ssl.SSLContext | None, static_headers: Sequence[tuple[str, str]],
+                 max_in_flight: int = DEFAULT_MAX_IN_FLIGHT):
         self.timeouts = timeouts
         self.endpoints = [NodeEndpoint(a, Breaker(breaker_failures, timeouts.breaker_cooldown_s), ssl_context,
-                                       static_headers) for a in addresses]
+                                       static_headers, max_in_flight) for a in addresses]
         self._next = 0
 
     async def send(self, headers: bytes, body: bytes, timeout_s: float) -> Answer:
@@ -255,7 +294,8 @@ class NodeClient:
             try:
                 answers = await self._call(ep, exchange, deadline - started)
             except NodeCallError as e:
-                self._failed(ep, started)
+                if e.cause != OVERLOAD:  # busy is not down: the breaker hears only of the node's failures
+                    self._failed(ep, started)
                 last = e
                 continue
             if all(a.status >= 500 for a in answers):
@@ -280,6 +320,27 @@ class NodeClient:
                 name=f"wallarm-liveness-{ep.address.url}")
 
     async def _call(self, ep: NodeEndpoint, exchange: Exchange, budget_s: float) -> list[Answer]:
+        started = time.monotonic()
+        contended = ep.slots.locked()
+        if not await ep.take_slot(budget_s):
+            raise NodeCallError(OVERLOAD, f"{ep.address.url}: {ep.max_in_flight} calls in flight, none ended "
+                                          f"within {budget_s * 1000:.0f} ms")
+        try:
+            now = time.monotonic()
+            left = budget_s - (now - started)
+            if contended and (left <= 0 or left < ep.answer_time_s):
+                # A slot came too late for the node's usual answer time: sending would only make
+                # the node work for a caller that is gone, deepening the overload.
+                raise NodeCallError(OVERLOAD, f"{ep.address.url}: waited {(now - started) * 1000:.0f} ms for one of "
+                                              f"{ep.max_in_flight} call slots; {left * 1000:.0f} ms left, the node "
+                                              f"answers in about {ep.answer_time_s * 1000:.0f} ms")
+            answers = await self._exchange(ep, exchange, left)
+            ep.answered_in(time.monotonic() - now)
+            return answers
+        finally:
+            ep.release_slot()
+
+    async def _exchange(self, ep: NodeEndpoint, exchange: Exchange, budget_s: float) -> list[Answer]:
         conn: Connection | None = None
         try:
             async with asyncio.timeout(budget_s):
@@ -303,6 +364,9 @@ class NodeClient:
         except HTTPClientError as e:
             raise NodeCallError(e.cause, f"{ep.address.url}: {e}") from None
         raise NodeCallError("reset", f"{ep.address.url}: connection closed")  # pragma: no cover
+
+    def in_flight(self) -> dict[str, int]:
+        return {ep.address.url: ep.in_flight for ep in self.endpoints}
 
     def breaker_states(self) -> dict[str, str]:
         return {ep.address.url: ep.breaker.state for ep in self.endpoints}

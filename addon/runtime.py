@@ -58,15 +58,24 @@ class RuntimeConfig:
     def any_enabled(self) -> bool:
         return any(a.enabled for a in self.actives)
 
-    def mirror_sizing(self) -> tuple[int, int, float] | None:
-        """The one mirror queue serves every scope: the largest queue and worker count, the
-        shortest linger among the enabled plugins (None: none is enabled)."""
+    def mirror_sizing(self) -> tuple[int, int, float, int] | None:
+        """The one mirror queue serves every scope: the largest queue (count and bytes) and worker
+        count, the shortest linger among the enabled plugins (None: none is enabled)."""
         enabled = [a for a in self.actives if a.enabled] or list(self.actives)
         if not enabled:
             return None
         return (max(a.plugin.config.mirror_queue_size for a in enabled),
                 max(a.plugin.config.mirror_workers for a in enabled),
-                min(a.timeouts.mirror_linger_s for a in enabled))
+                min(a.timeouts.mirror_linger_s for a in enabled),
+                max(a.plugin.config.mirror_queue_bytes for a in enabled))
+
+    def in_flight(self) -> dict[str, int]:
+        """Calls in flight per node address (summed over the clients that share an address)."""
+        counts: dict[str, int] = {}
+        for c in self.clients:
+            for url, n in c.in_flight().items():
+                counts[url] = counts.get(url, 0) + n
+        return counts
 
     def breaker_states(self) -> dict[str, str]:
         states: dict[str, str] = {}

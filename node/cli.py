@@ -2,7 +2,9 @@
 
 Start order: settings -> store (open, seed IP lists) -> engine -> policy -> listeners. Stop
 order on SIGTERM/SIGINT: stop accepting on both listeners, let in-flight messages finish (up
-to `shutdown_timeout_seconds`), then flush and close the store.
+to `shutdown_timeout_seconds`), then flush and close the store. SIGHUP reloads the config file
+(node/reload.py: what applies live, what needs a restart); a SIGHUP during start-up is applied
+once the node is ready.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from node.http1server import HTTPServer
 from node.metrics import NodeMetrics
 from node.pairing import Pairing
 from node.policy import Policy
+from node.reload import ConfigReloader
 from node.server import Endpoint, JudgingLane, make_ssl_context
 from node.rules.modes import NODE_MODES
 from node.settings import NodeSettings, SettingsError, load_settings
@@ -82,9 +85,9 @@ async def seed_ip_lists(store: Store, settings: NodeSettings) -> int:
 Job = Callable[[], Awaitable[None]]
 
 
-async def _periodic(interval: float, job: Job, name: str) -> None:
+async def _periodic(interval: Callable[[], float], job: Job, name: str) -> None:
     while True:
-        await asyncio.sleep(interval)
+        await asyncio.sleep(interval())  # read each round: a config reload may change it
         try:
             await job()
         except asyncio.CancelledError:
@@ -93,27 +96,32 @@ async def _periodic(interval: float, job: Job, name: str) -> None:
             log.exception("%s failed", name)
 
 
-async def serve(settings: NodeSettings) -> int:
+async def serve(settings: NodeSettings, reload: Callable[[], NodeSettings] | None = None) -> int:
+    """Run until SIGTERM/SIGINT. `reload` reads the settings again (on SIGHUP)."""
     # Signals are caught from the very start, so a SIGTERM during start-up still ends in a
-    # clean stop (the node finishes starting, then stops at once) rather than a killed store.
+    # clean stop (the node finishes starting, then stops at once) rather than a killed store,
+    # and a SIGHUP (whose default action would kill the node) waits until the node is ready.
     stop = asyncio.Event()
+    hup = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, hup.set)
     try:
         store = open_store(settings.db_file)
         await store.open()
         try:
-            return await _serve_with_store(settings, store, stop)
+            return await _serve_with_store(settings, store, stop, hup, reload or (lambda: settings))
         finally:
             await store.close()
             log.info("attack store flushed and closed")
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
 
 
-async def _serve_with_store(settings: NodeSettings, store: Store, stop: asyncio.Event) -> int:
+async def _serve_with_store(settings: NodeSettings, store: Store, stop: asyncio.Event, hup: asyncio.Event,
+                            reload: Callable[[], NodeSettings]) -> int:
     seeded = await seed_ip_lists(store, settings)
     engine = Engine(max_body=settings.max_body_bytes)
     metrics = NodeMetrics()
@@ -161,12 +169,15 @@ async def _serve_with_store(settings: NodeSettings, store: Store, stop: asyncio.
     log.info("console listening on http://%s (health: /live /ready, metrics: /metrics)", console_addr)
 
     jobs = [
-        asyncio.create_task(_periodic(SWEEP_INTERVAL, _sweeper(pairing), "pairing sweep")),
-        asyncio.create_task(_periodic(settings.retention.interval_seconds, _retention(store, settings), "retention")),
-        asyncio.create_task(_periodic(IP_LISTS_RELOAD_INTERVAL, lambda: policy.reload_ip_lists(periodic=True),
-                                      "IP list reload")),
+        asyncio.create_task(_periodic(lambda: SWEEP_INTERVAL, _sweeper(pairing), "pairing sweep")),
+        asyncio.create_task(_periodic(lambda: ctx.settings.retention.interval_seconds, _retention(store, ctx),
+                                      "retention")),
+        asyncio.create_task(_periodic(lambda: IP_LISTS_RELOAD_INTERVAL,
+                                      lambda: policy.reload_ip_lists(periodic=True), "IP list reload")),
+        asyncio.create_task(_reload_on_hup(hup, ConfigReloader(
+            ctx, reload, pairing, endpoint.apply_settings, lambda s: seed_ip_lists(store, s)))),
     ]
-    await _retention(store, settings)()
+    await _retention(store, ctx)()
     log.info("node ready (instance %s)", settings.instance)
     await stop.wait()
 
@@ -196,9 +207,20 @@ def _sweeper(pairing: Pairing) -> Job:
     return sweep
 
 
-def _retention(store: Store, settings: NodeSettings) -> Job:
+async def _reload_on_hup(hup: asyncio.Event, reloader: ConfigReloader) -> None:
+    while True:
+        await hup.wait()
+        hup.clear()  # SIGHUPs during a reload make one more reload, not one each
+        log.info("SIGHUP: reloading the config")
+        try:
+            await reloader.reload()
+        except Exception:  # noqa: BLE001 - a failed reload must not end the loop
+            log.exception("config reload failed; keeping the last good config")
+
+
+def _retention(store: Store, ctx: NodeContext) -> Job:
     async def apply() -> None:
-        r = settings.retention
+        r = ctx.settings.retention
         max_age = r.max_age_days * 86400 if r.max_age_days is not None else None
         deleted = await store.apply_retention(max_age, r.max_count)
         if deleted:
@@ -216,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     try:
-        return asyncio.run(serve(settings))
+        return asyncio.run(serve(settings, lambda: settings_from_args(args)))
     except (SettingsError, StoreError, ValueError) as e:
         log.error("%s", e)
         print(f"wallarm-node: {e}", file=sys.stderr)

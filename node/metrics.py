@@ -24,6 +24,8 @@ class NodeMetrics:
         self.analysis_errors = Counter("wallarm_node_analysis_errors_total", "Messages whose analysis raised an error.")
         self.pairing_evictions = Counter("wallarm_node_pairing_evictions_total", "Unpaired messages dropped, by reason and side.", ("reason", "side"))
         self.pairing_joined = Counter("wallarm_node_pairing_joined_total", "Requests joined with their response.")
+        self.config_reloads = Counter("wallarm_node_config_reloads_total", "Config reloads applied (SIGHUP).")
+        self.config_errors = Counter("wallarm_node_config_errors_total", "Config reloads refused: the file could not be read or validated; the last good config stayed.")
         self.console_auth = Counter("wallarm_node_console_auth_total", "Console token checks (via login form or bearer), by result: ok, wrong, refused (429, client locked out).", ("via", "result"))
         self.console_lockouts = Counter("wallarm_node_console_lockouts_total", "Console clients locked out after too many wrong tokens.")
         self.analysis = Histogram("wallarm_node_analysis_seconds", "Detection engine time per message.", LATENCY_BUCKETS)
@@ -37,6 +39,6 @@ class NodeMetrics:
         lines: list[str] = []
         for metric in (self.messages, self.verdicts, self.attacks, self.partial, self.recorded, self.parse_errors,
                        self.analysis_errors, self.pairing_evictions, self.pairing_joined, self.console_auth,
-                       self.console_lockouts, self.analysis, *self._gauges):
+                       self.console_lockouts, self.config_reloads, self.config_errors, self.analysis, *self._gauges):
             lines.extend(metric.render())
         return "\n".join(lines) + "\n"

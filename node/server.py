@@ -53,6 +53,7 @@ from node.masking import mask_hits, request_excerpt
 from node.pairing import Pairing, RequestSeen, ResponseSeen
 from node.policy import Policy, canonical_ip, normalise_path
 from node.rules.modes import PartialAction, normalise_host
+from node.settings import NodeSettings
 from node.store.base import PARTIAL_TYPE, AttackRecord, Hit
 
 log = logging.getLogger(__name__)
@@ -166,9 +167,14 @@ class Endpoint:
         self.store = ctx.store
         self.metrics = ctx.metrics
         self.pairing = pairing
-        self._secret = (self.settings.shared_secret or "").encode()
-        self._instance = self.settings.instance
+        self.apply_settings(ctx.settings)
         self._last_refusal_log: dict[str, float] = {}
+
+    def apply_settings(self, settings: NodeSettings) -> None:
+        """The settings the endpoint reads per message (at start, and on a config reload)."""
+        self.settings = settings
+        self._secret = (settings.shared_secret or "").encode()
+        self._instance = settings.instance
 
     def respond(self, incoming: Incoming) -> Outgoing | asyncio.Future[Outgoing]:
         """The server's handler: one complete message in, the answer out (later, for a large one)."""

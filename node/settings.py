@@ -21,6 +21,7 @@ from node.rules.modes import ModeOverride, ModeSettings, NodeMode, PartialAction
 from node.rules.networks import parse_network
 from node.store.location import db_file, resolve_location
 from wallarm_wire.addresses import is_loopback_host, parse_hostport
+from wallarm_wire.config_file import ConfigFileError, read_config_file as read_bounded
 
 DEFAULT_LISTEN = "127.0.0.1:5050"
 DEFAULT_CONSOLE_LISTEN = "127.0.0.1:8090"
@@ -206,16 +207,18 @@ _PATH_FIELDS = ("tls_cert", "tls_key")
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text("utf-8")
-    except OSError as e:
-        raise SettingsError(f"cannot read config {path}: {e.strerror or e}") from e
+    try:  # bounded and non-blocking: a FIFO, a directory or a 50 MB file is refused at once
+        text = read_bounded(path).decode("utf-8")
+    except ConfigFileError as e:
+        raise SettingsError(f"config {path}: {e}") from None
+    except UnicodeDecodeError as e:
+        raise SettingsError(f"config {path} is not UTF-8: {e}") from None
     try:
         if path.suffix.lower() == ".json":
             data = json.loads(text) if text.strip() else {}
         else:
             data = yaml.safe_load(text) or {}
-    except (json.JSONDecodeError, yaml.YAMLError) as e:
+    except (ValueError, yaml.YAMLError, RecursionError) as e:  # RecursionError: nesting deeper than the stack
         raise SettingsError(f"config {path} is not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {e}") from e
     if not isinstance(data, dict):
         raise SettingsError(f"config {path}: the top level must be a mapping, got {type(data).__name__}")
@@ -230,7 +233,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def _format_validation(err: ValidationError, source: str) -> str:
+def format_validation(err: ValidationError, source: str) -> str:
     lines = [f"invalid node config ({source}):"]
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
@@ -251,4 +254,4 @@ def load_settings(config_path: Path | None = None, overrides: dict[str, Any] | N
     try:
         return NodeSettings.model_validate(data)
     except ValidationError as e:
-        raise SettingsError(_format_validation(e, source)) from None
+        raise SettingsError(format_validation(e, source)) from None

@@ -35,13 +35,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def write_plugin_config(path: Path, node_url: str, blocking: bool) -> Path:
-    """An enable-plugin.json for the connector; everything but the mode, the address and the
-    timeout at its default. The timeout is 2 s, not the seed's 500 ms: on a saturated machine a
-    slow verdict would otherwise fail open, and in-line mode would be measured not waiting."""
+def write_plugin_config(path: Path, node_url: str, blocking: bool, **settings: object) -> Path:
+    """An enable-plugin.json for the connector; everything but the mode, the address, the
+    timeout and `settings` at its default. The timeout is 2 s, not the seed's 500 ms: on a
+    saturated machine a slow verdict would otherwise fail open, and in-line mode would be
+    measured not waiting."""
     path.write_text(json.dumps({
         "name": "wallarm-plugin", "instance_name": "bench", "protocols": ["http", "https"], "enabled": True,
-        "config": {"blocking": blocking, "wallarm_node_address": node_url, "timeout_ms": 2000},
+        "config": {"blocking": blocking, "wallarm_node_address": node_url, "timeout_ms": 2000, **settings},
     }))
     return path
 

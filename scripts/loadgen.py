@@ -41,6 +41,7 @@ class LoadResult:
     non_2xx: int  # answers outside 2xx/3xx
     socket_errors: int  # connect/read/write errors and timeouts
     client_cpu_s: float  # CPU the load generator itself used
+    p95_ms: float = math.nan  # the built-in generator only (wrk does not print it)
 
     @property
     def rps(self) -> float:
@@ -213,6 +214,7 @@ async def run_builtin_async(url: str, connections: int, duration: float) -> Load
         tool="builtin", connections=connections, requests=len(lat_ms), seconds=seconds,
         p50_ms=percentile(lat_ms, 50), p90_ms=percentile(lat_ms, 90), p99_ms=percentile(lat_ms, 99),
         non_2xx=tally.non_2xx, socket_errors=tally.socket_errors, client_cpu_s=time.process_time() - cpu0,
+        p95_ms=percentile(lat_ms, 95),
     )
 
 

@@ -190,7 +190,7 @@ def test_config_errors_are_clear(tmp_path):
     r = run_cli("--config", str(broken))
     assert r.returncode == 2 and "not valid JSON" in r.stderr
     r = run_cli("--config", str(tmp_path / "missing.yaml"))
-    assert r.returncode == 2 and "cannot read config" in r.stderr
+    assert r.returncode == 2 and "cannot read: No such file" in r.stderr and "missing.yaml" in r.stderr
     r = run_cli("--mode", "paranoid")
     assert r.returncode == 2 and "invalid choice" in r.stderr
 

@@ -10,6 +10,8 @@ passes), refuse (answer `refuse_status`, 431 by default, with `{"error": ...}`: 
 this message"), 500, garbage (non-HTTP bytes, then close), reset (close the connection with RST,
 no answer), down (the node port stops listening).
 
+`/stats` on the control port: POSTs received, in flight now and the most ever at once.
+
 `slow_token`: in any mode, a message containing these bytes waits `delay_ms` before it is
 answered while every other call is answered at once (one slow message on a live node).
 Anything but a POST (the connector's liveness check, `GET /live`) is answered 405 like the real
@@ -48,6 +50,9 @@ class FakeNode:
         self.refuse_status = 431
         self.received: list[dict] = []
         self.liveness_checks = 0
+        self.in_flight = 0  # POSTs being handled now, and the most ever at once (overload tests)
+        self.max_in_flight = 0
+        self.posts = 0
         self._node_runner: web.AppRunner | None = None
 
     # ---------------------------------------------------------------- node side
@@ -55,6 +60,15 @@ class FakeNode:
         body = await request.read()
         if request.method != "POST":
             return await self.handle_other(request)
+        self.posts += 1
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await self.answer(request, body)
+        finally:
+            self.in_flight -= 1
+
+    async def answer(self, request: web.Request, body: bytes) -> web.StreamResponse:
         self.received.append({
             "path": request.path,
             "headers": {k: v for k, v in request.headers.items()},
@@ -143,12 +157,18 @@ class FakeNode:
 
     async def control_clear(self, request: web.Request) -> web.Response:
         self.received.clear()
+        self.posts = self.max_in_flight = 0
         return web.json_response({"ok": True})
+
+    async def control_stats(self, request: web.Request) -> web.Response:
+        return web.json_response({"posts": self.posts, "in_flight": self.in_flight,
+                                  "max_in_flight": self.max_in_flight, "liveness_checks": self.liveness_checks})
 
     def control_app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/mode", self.control_mode)
         app.router.add_get("/received", self.control_received)
+        app.router.add_get("/stats", self.control_stats)
         app.router.add_post("/clear", self.control_clear)
         app.router.add_get("/ready", lambda r: web.json_response({"mode": self.mode}))
         return app

@@ -103,6 +103,10 @@ class FakeNodeProc:
     def clear(self) -> None:
         _post_json(f"http://127.0.0.1:{self.control_port}/clear", {})
 
+    def stats(self) -> dict[str, int]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.control_port}/stats", timeout=5) as r:
+            return json.load(r)
+
     def stop(self) -> int | None:
         return self.proc.stop()
 
