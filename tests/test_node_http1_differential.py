@@ -15,33 +15,7 @@ import h11
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from node.http1server import HTTPServer, Incoming, Outgoing, ServerConnection
-
-
-class _Transport:
-    """Collects what the server writes (the connection is driven in-process, byte for byte)."""
-
-    def __init__(self) -> None:
-        self.out = bytearray()
-        self.closing = False
-
-    def get_extra_info(self, name: str) -> object:
-        return ("127.0.0.1", 1) if name == "peername" else None
-
-    def write(self, data: bytes) -> None:
-        self.out += data
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-    def close(self) -> None:
-        self.closing = True
-
-    def can_write_eof(self) -> bool:
-        return False
-
-    def pause_reading(self) -> None: ...
-
-    def resume_reading(self) -> None: ...
+from tests.support.inprocess_http1 import RecordingTransport
 
 
 def ours(raw: bytes) -> tuple:
@@ -52,7 +26,7 @@ def ours(raw: bytes) -> tuple:
         return Outgoing(200, b"{}")
 
     conn = ServerConnection(HTTPServer(handler, max_body=1 << 20))
-    transport = _Transport()
+    transport = RecordingTransport()
     conn.connection_made(transport)  # type: ignore[arg-type]
     conn.data_received(raw)
     if seen:
