@@ -281,5 +281,7 @@ class Verdict:
             ]
             return cls(str(obj.get("request_id", "")), action, str(obj.get("mode", "")), attacks,
                        str(obj.get("reason", "")))
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
+        # OverflowError: a score of 1e400 (json reads inf); RecursionError: arrays nested past
+        # the interpreter's depth (json's C scanner gives up cleanly); both found by tests/fuzz
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError) as e:
             raise ProtocolError(f"unreadable verdict: {e}") from e
