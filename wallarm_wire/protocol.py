@@ -118,7 +118,8 @@ def encode_request(msg: RequestMessage) -> bytes:
 
 def encode_response(msg: ResponseMessage) -> bytes:
     reason = msg.reason or ""
-    start = f"{msg.http_version} {msg.status} {reason}".rstrip().encode("utf-8", "surrogateescape")
+    # three digits always: a status of 000 decodes as 0, and "0" is not a status line (tests/fuzz)
+    start = f"{msg.http_version} {msg.status:03d} {reason}".rstrip().encode("utf-8", "surrogateescape")
     return b"\r\n".join([start, *_head_lines(msg.headers, len(msg.body))]) + b"\r\n\r\n" + msg.body
 
 
@@ -132,7 +133,7 @@ def is_token(value: bytes) -> bool:
     return bool(value) and not value.translate(None, TOKEN_CHARS)
 
 
-_VERSION_RE = re.compile(r"^HTTP/\d(\.\d)?$")
+_VERSION_RE = re.compile(r"^HTTP/[0-9](\.[0-9])?$")  # ASCII digits: \d takes any script's (tests/fuzz)
 
 
 def msgtype_of(content_type: str | None) -> str:
@@ -224,7 +225,7 @@ def decode_response(data: bytes) -> ResponseMessage:
     start = _start_line(head)
     version, _, rest = start.partition(" ")
     code, _, reason = rest.partition(" ")
-    if not _VERSION_RE.match(version) or not (code.isdigit() and len(code) == 3):
+    if not _VERSION_RE.match(version) or not (code.isascii() and code.isdigit() and len(code) == 3):
         raise ProtocolError(f"malformed status line {start[:60]!r}")
     return ResponseMessage(int(code), _parse_head_lines(head), body, reason, version)
 
