@@ -202,7 +202,9 @@ def _parse_headers(lines: list[bytes]) -> HeaderFields:
             raise ProtocolError(f"malformed header line {line[:40]!r}")
         fields.append((name, value.strip(b" \t")))
     for i, parts in folded.items():
-        fields[i] = (fields[i][0], b" ".join(parts))
+        # RFC 9112 5.2: each fold becomes a space, then the value is trimmed (an empty
+        # continuation line would otherwise leave a trailing space; tests/fuzz)
+        fields[i] = (fields[i][0], b" ".join(parts).strip(b" \t"))
     return fields
 
 
