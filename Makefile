@@ -72,11 +72,12 @@ bench: $(STAMP)
 # tests/fuzz/findings/; exit status 1 when anything was found (docs/reliability.md, "Fuzzing").
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= wire http1 engine
+FUZZ_ENGINE ?= auto
 fuzz: $(STAMP)
 	@$(PY) -c 'import atheris' 2>/dev/null || \
 	  $(PY) -m pip install -q --disable-pip-version-check -c constraints.txt atheris || \
 	  echo "atheris did not install; the harness falls back to hypothesis"
-	$(PY) -m tests.fuzz.harness $(FUZZ_TARGETS) --seconds $(FUZZ_SECONDS)
+	$(PY) -m tests.fuzz.harness $(FUZZ_TARGETS) --seconds $(FUZZ_SECONDS) --engine $(FUZZ_ENGINE)
 
 # var/ holds make run's database and console token; certs/ is kept (see certs/README.md).
 clean:

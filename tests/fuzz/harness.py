@@ -101,7 +101,7 @@ def main() -> int:
     args = p.parse_args()
     FINDINGS.mkdir(exist_ok=True)
     use_atheris = args.engine == "atheris" or (args.engine == "auto" and importlib.util.find_spec("atheris"))
-    if not use_atheris:
+    if not use_atheris and args.engine == "auto":
         print("atheris is not installed (pip install -c constraints.txt '.[fuzz]'): running the targets under "
               "hypothesis instead, without coverage guidance", file=sys.stderr)
     failed = []
