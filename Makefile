@@ -15,7 +15,7 @@ help:
 	@echo "make install  create .venv (Python >= 3.12) and install the project with test extras"
 	@echo "make certs    generate development certificates in certs/ (FORCE=1 regenerates)"
 	@echo "make bench    run the benchmark scripts (scripts/bench_*.py, bounded)"
-	@echo "make fuzz     fuzz the wire decoders, the node's HTTP server and the engine (FUZZ_SECONDS each)"
+	@echo "make fuzz     fuzz the wire decoders, the node's HTTP server, engine and endpoint (FUZZ_SECONDS each)"
 	@echo "make clean    remove var/ (database, console token) and build artefacts; certs/ is kept"
 	@echo "make distclean  clean, and remove .venv too"
 
@@ -71,7 +71,7 @@ bench: $(STAMP)
 # targets under hypothesis). Corpora grow in tests/fuzz/corpus/<target>/, crashes land in
 # tests/fuzz/findings/; exit status 1 when anything was found (docs/reliability.md, "Fuzzing").
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= wire http1 engine
+FUZZ_TARGETS ?= wire http1 engine endpoint
 FUZZ_ENGINE ?= auto
 fuzz: $(STAMP)
 	@$(PY) -c 'import atheris' 2>/dev/null || \

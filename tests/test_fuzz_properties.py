@@ -275,3 +275,17 @@ def test_engine_judges_any_request(msg: RequestMessage) -> None:
 @given(st.binary(max_size=400))
 def test_engine_judges_any_bytes(data: bytes) -> None:
     targets.engine(data)
+
+
+# ---------------------------------------------------------------------------- the node's endpoint
+
+@fuzz(300)
+@given(request_messages(), st.binary(min_size=2, max_size=2))
+def test_endpoint_answers_any_request_with_a_verdict(msg: RequestMessage, choice: bytes) -> None:
+    targets.endpoint(choice + encode_request(msg))
+
+
+@fuzz(200)
+@given(mutated_messages(), st.binary(min_size=2, max_size=2))
+def test_endpoint_answers_any_message_with_a_verdict_or_a_4xx(wire: bytes, choice: bytes) -> None:
+    targets.endpoint(choice + wire)

@@ -34,6 +34,27 @@ def test_a_charset_label_with_a_non_utf8_byte_leaves_the_body_judged() -> None:
     assert "xxe" in {a.type for a in engine_instance().analyze_request(msg).attacks}
 
 
+async def test_a_record_holding_bytes_that_are_not_utf8_is_stored_with_its_batch(tmp_path: Path) -> None:
+    """The endpoint finding, in its effect: a path or Host with a byte that is not UTF-8 reaches
+    the record as a surrogate escape, SQLite refused to bind it, and the whole batch was lost
+    (the other requests' attacks with it)."""
+    from node.store.base import AttackFilter, Hit
+    from tests.store_support import opened, record
+
+    store = await opened(tmp_path / "a.db", flush_interval=1.0)  # both records in one batch
+    try:
+        store.add_attack(record(1))
+        store.add_attack(record(2, path="/\udcf5?q=1", host="h\udcbd.example", request_excerpt="GET /\udcf5",
+                                hits=[Hit(type="sqli", location="json.k\udcf5", rule_id="r", excerpt="x")]))
+        await store.flush()
+        stored = {r.request_id: r for r in (await store.list_attacks(AttackFilter(), limit=10)).items}
+    finally:
+        await store.close()
+    assert set(stored) == {f"{1:032x}", f"{2:032x}"} and store.write_errors == 0
+    kept = stored[f"{2:032x}"]
+    assert (kept.path, kept.host, kept.hits[0].location) == ("/\\udcf5?q=1", "h\\udcbd.example", "json.k\udcf5")
+
+
 SEED_FILES = sorted(Path(__file__).parent.joinpath("fuzz", "corpus").glob("*/seed-*"))
 
 

@@ -19,8 +19,8 @@ with atheris.instrument_imports(include=["wallarm_wire", "node"]):
 def main() -> None:
     name = sys.argv[1]
     target = targets.TARGETS[name]
-    if name == "engine":
-        targets.engine_instance()  # compile the signatures before the first input is timed
+    if name in ("engine", "endpoint"):
+        targets.endpoint_instance()  # compile the signatures, open the store: before the first input is timed
     atheris.Setup([sys.argv[0], *sys.argv[2:]], target)
     atheris.Fuzz()
 

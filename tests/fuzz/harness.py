@@ -1,6 +1,6 @@
 """`make fuzz`: each target of tests/fuzz/targets.py for a bounded time, one line of numbers each.
 
-    python -m tests.fuzz.harness wire http1 engine --seconds 60
+    python -m tests.fuzz.harness wire http1 engine endpoint --seconds 60
 
 With atheris installed (the `fuzz` extra) libFuzzer runs each target in a child process
 (tests/fuzz/atheris_main.py): it grows tests/fuzz/corpus/<target>/ (the committed seed-* files
@@ -28,10 +28,10 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 CORPUS = HERE / "corpus"
 FINDINGS = HERE / "findings"
-MAX_LEN = {"wire": 4096, "http1": 4096, "engine": 16384}  # libFuzzer's input size bound per target
+MAX_LEN = {"wire": 4096, "http1": 4096, "engine": 16384, "endpoint": 16384}  # libFuzzer's input size bound per target
 # the engine's bodies (compressed, multipart, nested JSON) want long inputs from the start: libFuzzer
 # otherwise grows its length bound slowly (382 bytes after 120 s); 1,487 edges in 180 s against 1,452
-EXTRA_ARGS = {"engine": ["-len_control=0"]}
+EXTRA_ARGS = {"engine": ["-len_control=0"], "endpoint": ["-len_control=0"]}
 PER_INPUT_TIMEOUT_S = 10  # an input that takes longer is a finding (a hang)
 
 

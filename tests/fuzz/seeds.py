@@ -61,6 +61,12 @@ SEEDS: dict[str, dict[str, bytes]] = {
         "utf16-json": _request("POST", "/j", [(b"Content-Type", b"application/json; charset=utf-16")],
                                '{"a": "1 union select 1"}'.encode("utf-16")),
     },
+    "endpoint": {  # flags: bit 0 response, 1 async, 5 forwarded host, 6 forwarded client
+        "request-block": b"\x00\x00" + _request("GET", "/?q=1%27%20or%201=1--", []),
+        "request-monitoring-async": b"\x62\x01" + _request("POST", "/f", [(b"Content-Type", b"application/json")],
+                                                          b'{"a": "<script>"}'),
+        "response": b"\x01\x00" + encode_response(ResponseMessage(500, [], b"You have an error in your SQL syntax")),
+    },
 }
 
 

@@ -20,19 +20,30 @@ call) through `Choices`, so any input replays exactly, with or without atheris.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+from node.context import NodeContext
 from node.detect.engine import Engine
 from node.detect.findings import Detection
 from node.detect.request import MAX_FIELDS, MAX_VALUE, extract
 from node.http1server import (KEEPALIVE_TIMEOUT_S, LINGER_S, MESSAGE_TIMEOUT_S, HTTPServer, Incoming, Outgoing,
                               ServerConnection)
+from node.metrics import NodeMetrics
+from node.pairing import Pairing
+from node.policy import Policy
+from node.server import Endpoint
+from node.settings import NodeSettings
+from node.store.sqlite import SQLiteStore
 from tests.support.inprocess_http1 import RecordingTransport
 from wallarm_wire.chunked import ChunkedBody, ChunkedError
-from wallarm_wire.protocol import (MSGTYPE_REQUEST, MSGTYPE_RESPONSE, AttackInfo, ProtocolError, RequestMessage,
+from wallarm_wire.protocol import (CONTENT_TYPE_REQUEST, CONTENT_TYPE_RESPONSE, DELIVERY_ASYNC, DELIVERY_SYNC,
+                                   MSGTYPE_REQUEST, MSGTYPE_RESPONSE, AttackInfo, ProtocolError, RequestMessage,
                                    Verdict, decode_request, decode_response, encode_request, encode_response,
                                    msgtype_of)
 
@@ -285,8 +296,8 @@ def http1(data: bytes) -> None:
 
 
 class _ErrorRecords(logging.Handler):
-    """Errors logged under node.detect: the engine logs (and survives) a parser or detector
-    exception, so for the fuzzer a logged error is a failure like a raised one."""
+    """Errors logged under node: the engine logs (and survives) a parser or detector exception,
+    the endpoint an analysis that failed; for the fuzzer a logged error is a failure like a raised one."""
 
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
@@ -304,7 +315,7 @@ def engine_instance() -> Engine:
     """One engine per process (building one compiles every signature)."""
     global _ENGINE
     if _ENGINE is None:
-        logging.getLogger("node.detect").addHandler(_ERRORS)
+        logging.getLogger("node").addHandler(_ERRORS)
         _ENGINE = Engine()
     return _ENGINE
 
@@ -342,4 +353,66 @@ def engine(data: bytes) -> None:
     check_message(message_of(data))
 
 
-TARGETS: dict[str, Callable[[bytes], None]] = {"wire": wire, "http1": http1, "engine": engine}
+# ---------------------------------------------------------------------------- endpoint
+
+ENDPOINT_REFUSALS = {400, 401, 405, 413, 415}
+_REQUEST_IDS = ["%032x" % i for i in range(1, 5)]  # few, so responses meet their requests (pairing)
+_HOSTS = ["shop.example", "off.test", "mon.test", "safe.test"]  # the modes, through overrides
+_ENDPOINT: Endpoint | None = None
+
+
+def endpoint_instance() -> Endpoint:
+    """The node's real endpoint (policy, pairing, a SQLite store in a temporary directory) on
+    the process's engine, without a judging lane: every answer comes back at once."""
+    global _ENDPOINT
+    if _ENDPOINT is None:
+        loop = _loop()
+        shm = Path("/dev/shm")
+        db = Path(tempfile.mkdtemp(prefix="fuzz-node-", dir=shm if shm.is_dir() else None)) / "node.db"
+        store = SQLiteStore(db, flush_interval=0)  # each input's records are written before the next input
+        loop.run_until_complete(store.open())
+        settings = NodeSettings(db=str(db), mode="block", overrides=[
+            {"host": "off.test", "mode": "off"}, {"host": "mon.test", "mode": "monitoring"},
+            {"host": "safe.test", "mode": "safe_blocking"}])
+        policy = Policy(store, settings.mode_settings())
+        loop.run_until_complete(policy.load(settings.mode_settings(), forced=False))
+        ctx = NodeContext(settings=settings, store=store, policy=policy, engine=engine_instance(),
+                          metrics=NodeMetrics())
+        _ENDPOINT = Endpoint(ctx, Pairing(settings.pairing.ttl_seconds, settings.pairing.max_entries))
+    return _ENDPOINT
+
+
+def check_posted(incoming: Incoming) -> Outgoing:
+    """The endpoint answers a verdict (200 pass / 403 block, its JSON agreeing) or a clear 4xx."""
+    _ERRORS.records.clear()
+    out = endpoint_instance().respond(incoming)
+    assert isinstance(out, Outgoing), out
+    assert not _ERRORS.records, [r.getMessage() + "\n" + str(r.exc_info) for r in _ERRORS.records]
+    if out.status in (200, 403):
+        # what the verdict recorded is in the store now, or its write failed (and logged): this input's
+        _loop().run_until_complete(endpoint_instance().store.flush())
+        assert not _ERRORS.records, [r.getMessage() for r in _ERRORS.records]
+        verdict = Verdict.from_json(out.body)
+        assert verdict.status == out.status and verdict.request_id == incoming.headers["x-wallarm-request-id"]
+    else:
+        assert out.status in ENDPOINT_REFUSALS and set(json.loads(out.body)) == {"error"}, out
+    return out
+
+
+def endpoint(data: bytes) -> None:
+    """A POST to the node's endpoint carrying `data` as the embedded message; the first two
+    bytes choose its headers (msgtype, delivery, request id, forwarded host and client)."""
+    choices = Choices(data, 2)
+    headers = {
+        "content-type": CONTENT_TYPE_RESPONSE if choices.flag(0) else CONTENT_TYPE_REQUEST,
+        "x-wallarm-delivery": DELIVERY_ASYNC if choices.flag(1) else DELIVERY_SYNC,
+        "x-wallarm-request-id": "not-an-id" if choices.flags & 0b11100 == 0b11100 else choices.rng.choice(_REQUEST_IDS),
+    }
+    if choices.flag(5):
+        headers["x-wallarm-forwarded-host"] = choices.rng.choice(_HOSTS)
+    if choices.flag(6):
+        headers["x-wallarm-forwarded-for"] = choices.rng.choice(["203.0.113.9", "2001:db8::1", "999.1.1.1", ""])
+    check_posted(Incoming("POST", "/", "HTTP/1.1", headers, choices.payload, "127.0.0.1"))
+
+
+TARGETS: dict[str, Callable[[bytes], None]] = {"wire": wire, "http1": http1, "engine": engine, "endpoint": endpoint}
