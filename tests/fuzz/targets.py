@@ -218,7 +218,7 @@ def parse_answers(out: bytes) -> list[tuple[int, dict[bytes, bytes], bytes]]:
 
 def serve_stream(stream: bytes, cuts: list[int], later: bool, pause: bool, max_body: int) -> tuple:
     """Feed `stream` in pieces to one connection, let the client go quiet, and return
-    (answers, messages the handler saw, closed, bytes left unread)."""
+    (answers as (status, Connection header, body), messages the handler saw, closed)."""
     loop = _loop()
     seen: list[Incoming] = []
     waiting: list[tuple[asyncio.Future[Outgoing], int]] = []  # later answers and their message's number
