@@ -7,7 +7,7 @@ STAMP     := $(VENV)/.installed
 PROJECT   := wallarm-mitmproxy-connector
 PYTEST_ARGS ?=
 
-.PHONY: help install run test certs bench clean distclean which-python
+.PHONY: help install run test certs bench fuzz clean distclean which-python
 
 help:
 	@echo "make run      start node + demo upstream + mitmdump with the addon (proxy on :8000)"
@@ -15,6 +15,7 @@ help:
 	@echo "make install  create .venv (Python >= 3.12) and install the project with test extras"
 	@echo "make certs    generate development certificates in certs/ (FORCE=1 regenerates)"
 	@echo "make bench    run the benchmark scripts (scripts/bench_*.py, bounded)"
+	@echo "make fuzz     fuzz the wire decoders, the node's HTTP server, engine and endpoint (FUZZ_SECONDS each)"
 	@echo "make clean    remove var/ (database, console token) and build artefacts; certs/ is kept"
 	@echo "make distclean  clean, and remove .venv too"
 
@@ -65,9 +66,22 @@ bench: $(STAMP)
 	done; \
 	if [ -n "$$failed" ]; then echo "benchmarks that failed or missed their target:$$failed"; exit 1; fi
 
+# Each target of tests/fuzz/targets.py for FUZZ_SECONDS under libFuzzer (atheris, the `fuzz` extra,
+# installed here at its pinned version if missing; without it the harness says why and runs the
+# targets under hypothesis). Corpora grow in tests/fuzz/corpus/<target>/, crashes land in
+# tests/fuzz/findings/; exit status 1 when anything was found (docs/reliability.md, "Fuzzing").
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= wire http1 engine endpoint
+FUZZ_ENGINE ?= auto
+fuzz: $(STAMP)
+	@$(PY) -c 'import atheris' 2>/dev/null || \
+	  $(PY) -m pip install -q --disable-pip-version-check -c constraints.txt atheris || \
+	  echo "atheris did not install; the harness falls back to hypothesis"
+	$(PY) -m tests.fuzz.harness $(FUZZ_TARGETS) --seconds $(FUZZ_SECONDS) --engine $(FUZZ_ENGINE)
+
 # var/ holds make run's database and console token; certs/ is kept (see certs/README.md).
 clean:
-	rm -rf var build dist .pytest_cache artifacts
+	rm -rf var build dist .pytest_cache artifacts tests/fuzz/findings
 	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +
 
 distclean: clean

@@ -15,33 +15,7 @@ import h11
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from node.http1server import HTTPServer, Incoming, Outgoing, ServerConnection
-
-
-class _Transport:
-    """Collects what the server writes (the connection is driven in-process, byte for byte)."""
-
-    def __init__(self) -> None:
-        self.out = bytearray()
-        self.closing = False
-
-    def get_extra_info(self, name: str) -> object:
-        return ("127.0.0.1", 1) if name == "peername" else None
-
-    def write(self, data: bytes) -> None:
-        self.out += data
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-    def close(self) -> None:
-        self.closing = True
-
-    def can_write_eof(self) -> bool:
-        return False
-
-    def pause_reading(self) -> None: ...
-
-    def resume_reading(self) -> None: ...
+from tests.support.inprocess_http1 import RecordingTransport
 
 
 def ours(raw: bytes) -> tuple:
@@ -52,7 +26,7 @@ def ours(raw: bytes) -> tuple:
         return Outgoing(200, b"{}")
 
     conn = ServerConnection(HTTPServer(handler, max_body=1 << 20))
-    transport = _Transport()
+    transport = RecordingTransport()
     conn.connection_made(transport)  # type: ignore[arg-type]
     conn.data_received(raw)
     if seen:
@@ -143,8 +117,11 @@ def test_mutated_requests_read_as_h11_reads_them(raw: bytes, at: int, insert: by
     mutated = raw[:at] + insert + raw[at + 1:]
     if b"\n " in mutated or b"\n\t" in mutated or b"HTTP/1.1" not in mutated:
         return  # folding and other versions: deliberate differences
-    if insert in (b"\x00", b"\r") and b"chunked" in raw and at > raw.find(b"\r\n\r\n"):
-        return  # NUL or CR in a chunk extension: refused by us, taken by h11 (deliberate)
+    head_end = raw.find(b"\r\n\r\n")
+    if b"chunked" in raw and at > head_end and (insert in (b"\x00", b"\r") or re.search(rb"\r(?!\n)", mutated[head_end:])):
+        # NUL or CR in a chunk extension: refused by us, taken by h11 (deliberate); a lone CR in
+        # a trailer line: refused by us once the line ends, by h11 once the section ends
+        return
     if b"\r\nHost: node" not in mutated or re.search(rb"(?<!\r)\n", mutated):
         return  # no Host (h11 wants one), bare-LF line ends (we want CRLF, trailers too): deliberate
     check(mutated)

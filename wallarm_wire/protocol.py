@@ -135,7 +135,8 @@ def encode_request(msg: RequestMessage) -> bytes:
 
 def encode_response(msg: ResponseMessage) -> bytes:
     reason = msg.reason or ""
-    start = f"{msg.http_version} {msg.status} {reason}".rstrip().encode("utf-8", "surrogateescape")
+    # three digits always: a status of 000 decodes as 0, and "0" is not a status line (tests/fuzz)
+    start = f"{msg.http_version} {msg.status:03d} {reason}".rstrip().encode("utf-8", "surrogateescape")
     return b"\r\n".join([start, *_head_lines(msg.headers, len(msg.body))]) + b"\r\n\r\n" + msg.body
 
 
@@ -149,7 +150,7 @@ def is_token(value: bytes) -> bool:
     return bool(value) and not value.translate(None, TOKEN_CHARS)
 
 
-_VERSION_RE = re.compile(r"^HTTP/\d(\.\d)?$")
+_VERSION_RE = re.compile(r"^HTTP/[0-9](\.[0-9])?$")  # ASCII digits: \d takes any script's (tests/fuzz)
 
 
 def msgtype_of(content_type: str | None) -> str:
@@ -220,7 +221,9 @@ def _parse_headers(lines: list[bytes]) -> HeaderFields:
             raise ProtocolError(f"malformed header line {line[:40]!r}")
         fields.append((name, value.strip(b" \t")))
     for i, parts in folded.items():
-        fields[i] = (fields[i][0], b" ".join(parts))
+        # RFC 9112 5.2: each fold becomes a space, then the value is trimmed (an empty
+        # continuation line would otherwise leave a trailing space; tests/fuzz)
+        fields[i] = (fields[i][0], b" ".join(parts).strip(b" \t"))
     return fields
 
 
@@ -243,7 +246,7 @@ def decode_response(data: bytes) -> ResponseMessage:
     start = _start_line(head)
     version, _, rest = start.partition(" ")
     code, _, reason = rest.partition(" ")
-    if not _VERSION_RE.match(version) or not (code.isdigit() and len(code) == 3):
+    if not _VERSION_RE.match(version) or not (code.isascii() and code.isdigit() and len(code) == 3):
         raise ProtocolError(f"malformed status line {start[:60]!r}")
     return ResponseMessage(int(code), _parse_head_lines(head), body, reason, version)
 
@@ -307,5 +310,7 @@ class Verdict:
             partial = [str(p) for p in partial] if isinstance(partial, list) else []
             return cls(str(obj.get("request_id", "")), action, str(obj.get("mode", "")), attacks,
                        str(obj.get("reason", "")), partial)
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
+        # OverflowError: a score of 1e400 (json reads inf); RecursionError: arrays nested past
+        # the interpreter's depth (json's C scanner gives up cleanly); both found by tests/fuzz
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError) as e:
             raise ProtocolError(f"unreadable verdict: {e}") from e

@@ -40,7 +40,7 @@ def codec_of(charset: str) -> str | None:
     """Python's codec name for a charset label ("UTF8" -> "utf-8"); None if unknown."""
     try:
         return codecs.lookup(charset.strip(" \t\"'")).name
-    except LookupError:
+    except (LookupError, ValueError):  # ValueError: a label with a NUL or a non-UTF-8 byte (tests/fuzz)
         return None
 
 

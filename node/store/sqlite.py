@@ -105,6 +105,21 @@ _STOP = object()
 
 # ---------------------------------------------------------------------------- row mapping
 
+def _storable(value: object) -> str:
+    """`value` as text SQLite can bind: a request's bytes that are not UTF-8 reach a record as
+    surrogate escapes (a Host, a path, a JSON key), and one such string made the whole batch's
+    INSERT fail, every record in it lost (found by tests/fuzz, endpoint); they are kept visible
+    as backslash escapes instead."""
+    text = str(value)
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _hits_json(hits: list[Hit]) -> str:
     return json.dumps(
         [{"type": h.type, "location": h.location, "rule_id": h.rule_id, "excerpt": h.excerpt, "score": h.score}
@@ -143,12 +158,12 @@ def _attack_row(r: AttackRecord) -> tuple:
     if r.action not in STORED_ACTIONS:
         raise ValueError(f"action {r.action!r} is not one of {STORED_ACTIONS}")
     status = None if r.response_status is None else int(r.response_status)
-    path = str(r.path)
+    path = _storable(r.path)
     client_ip = str(r.client_ip)
     return (
-        t, str(r.request_id), client_ip, ipkeys.ip_key(client_ip), str(r.host), str(r.method), path,
-        path.lower(), r.action, str(r.mode), str(r.instance), str(r.node_instance), status,
-        str(r.request_excerpt), str(r.reason), _hits_json(list(r.hits)),
+        t, _storable(r.request_id), client_ip, ipkeys.ip_key(client_ip), _storable(r.host), _storable(r.method), path,
+        path.lower(), r.action, _storable(r.mode), _storable(r.instance), _storable(r.node_instance), status,
+        _storable(r.request_excerpt), _storable(r.reason), _storable(_hits_json(list(r.hits))),
     )
 
 
