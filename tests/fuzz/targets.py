@@ -31,7 +31,7 @@ from pathlib import Path
 from node.context import NodeContext
 from node.detect.engine import Engine
 from node.detect.findings import Detection
-from node.detect.request import MAX_FIELDS, MAX_VALUE, extract
+from node.detect.request import MAX_BODY, MAX_FIELDS, extract
 from node.http1server import (KEEPALIVE_TIMEOUT_S, LINGER_S, MESSAGE_TIMEOUT_S, HTTPServer, Incoming, Outgoing,
                               ServerConnection)
 from node.metrics import NodeMetrics
@@ -339,7 +339,10 @@ def check_message(msg: RequestMessage) -> Detection:
     _ERRORS.records.clear()
     sink = extract(msg)  # the parser alone, as tools and tests call it
     assert len(sink.fields) <= MAX_FIELDS
-    assert all(type(v) is str and len(v) <= MAX_VALUE for _, _, v in sink.fields)
+    # values are judged whole now (no per-value cap): a value is text, never longer than its
+    # message and its decompressed body (at most MAX_BODY) could make it
+    size = len(msg.target) + len(msg.body) + sum(len(k) + len(v) + 2 for k, v in msg.headers) + MAX_BODY
+    assert all(type(v) is str and len(v) <= size for _, _, v in sink.fields)
     det = engine.analyze_request(msg)
     assert not _ERRORS.records, [r.getMessage() + "\n" + str(r.exc_info) for r in _ERRORS.records]
     assert isinstance(det, Detection) and det.score >= 0
