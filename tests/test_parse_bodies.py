@@ -385,3 +385,16 @@ def test_string_literals_equal_the_find_scan_on_random_text() -> None:
 def test_repeated_literals_are_one_item() -> None:
     deep = '{"a":' * 50_000 + '"<script>"' + "}" * 50_000
     assert list(string_literals(deep)) == [("a", True), ("<script>", False)]
+
+
+def test_a_body_binary_past_its_first_512_bytes_is_judged_by_its_printable_runs(engine: Engine) -> None:
+    """A PDF starts as text and goes on as compressed streams: read whole as text, the random
+    bytes scored as an attack (a benign 124 KB PDF sent as JSON was blocked)."""
+    import random
+
+    noise = random.Random(3).randbytes(120_000)
+    body = b"%PDF-1.7\n" + b"1 0 obj <</Type/Font/BaseFont/Helvetica>> endobj\n" * 12 + noise
+    det = engine.analyze_request(req(body, ctype("application/json")))
+    assert not det.is_attack and not det.partial
+    attack = body + b"\n" + XSS.encode() + b"\n" + noise[:2000]
+    assert engine.analyze_request(req(attack, ctype("application/json"))).is_attack

@@ -194,10 +194,18 @@ def inflate(body: bytes, encoding: str, limit: int = MAX_INFLATED) -> bytes | No
 _BINARY_RE = re.compile(rb"[\x00-\x08\x0e-\x1f\x7f]")
 
 
+_NOT_CONTROL = bytes(b for b in range(256) if not _BINARY_RE.match(bytes([b])))
+
+
 def looks_binary(body: bytes) -> bool:
-    """Protobuf, images, archives: no text payload to judge as a whole."""
+    """Protobuf, images, archives, PDF streams: judged as their printable runs, not as one text.
+    The start decides, or the whole: a PDF's first 512 bytes are text, its streams are not (a
+    124 KB PDF sent as JSON, read as text, scored as an attack)."""
     head = body[:512]
-    return len(_BINARY_RE.findall(head)) > max(2, len(head) // 20)
+    if len(_BINARY_RE.findall(head)) > max(2, len(head) // 20):
+        return True
+    # one C pass: what is left once every non-control byte is deleted
+    return len(body) > 512 and len(body.translate(None, _NOT_CONTROL)) > len(body) // 20
 
 
 def _text(body: bytes) -> str:
@@ -490,7 +498,7 @@ def _parse_text(text: str, kind: str | None, sink: FieldSink) -> None:
 
 def _binary_text(text: str) -> bool:
     """looks_binary of a text reading (a UTF-16 body's bytes are full of zeros, its text not)."""
-    return looks_binary(text[:512].encode("utf-8", "replace"))
+    return looks_binary(text.encode("utf-8", "surrogatepass"))  # any lone surrogate encodes
 
 
 # Binary data is never skipped: it is judged as what `strings` reads of it, runs of 12 or more
