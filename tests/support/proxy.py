@@ -133,12 +133,18 @@ class Upstream:
         with urllib.request.urlopen(f"{self.url}/_seen", timeout=5) as r:
             return json.load(r)
 
+    def tag_counts(self) -> dict[str, int]:
+        """How many times each `X-Test-Seq` tag reached the upstream (tagged requests only)."""
+        with urllib.request.urlopen(f"{self.url}/_tags", timeout=5) as r:
+            return json.load(r)
+
     def stop(self) -> int | None:
         return self.proc.stop()
 
 
-def start_upstream() -> Upstream:
-    port = free_port()
+def start_upstream(port: int | None = None) -> Upstream:
+    """The test upstream on `port` (a free one by default; a fixed one to restart it in place)."""
+    port = port or free_port()
     proc = ManagedProcess("upstream", [sys.executable, "-m", "tests.support.proxy", "--upstream", f"127.0.0.1:{port}"])
     try:
         proc.wait_http(f"http://127.0.0.1:{port}/_seen")
@@ -161,10 +167,19 @@ def upstream_body(path: str) -> bytes:
                       separators=(",", ":")).encode()
 
 
+TAG_HEADER = "X-Test-Seq"  # a unique tag per client request: the upstream counts each one it gets
+
+
 def _upstream_app():  # type: ignore[no-untyped-def]
+    from collections import Counter
+
     from aiohttp import WSMsgType, web
 
     seen: list[str] = []
+    tags: Counter[str] = Counter()
+
+    async def tags_handler(request: web.Request) -> web.Response:
+        return web.json_response(tags)
 
     async def seen_handler(request: web.Request) -> web.Response:
         return web.json_response(seen)
@@ -186,6 +201,9 @@ def _upstream_app():  # type: ignore[no-untyped-def]
     async def any_handler(request: web.Request) -> web.Response:
         body = await request.read()
         seen.append(request.path_qs)
+        tag = request.headers.get(TAG_HEADER)
+        if tag is not None:
+            tags[tag] += 1
         if request.method == "POST":
             return web.json_response({"received": len(body)}, headers={"X-Upstream": "yes"})
         return web.Response(body=upstream_body(request.path_qs), content_type="application/json",
@@ -193,6 +211,7 @@ def _upstream_app():  # type: ignore[no-untyped-def]
 
     app = web.Application(client_max_size=256 * 1024 * 1024)
     app.router.add_get("/_seen", seen_handler)
+    app.router.add_get("/_tags", tags_handler)
     app.router.add_get("/ws", ws_handler)
     app.router.add_get("/big", big_handler)
     app.router.add_route("*", "/{tail:.*}", any_handler)
