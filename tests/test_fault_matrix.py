@@ -197,6 +197,7 @@ class Cell:
     required: frozenset[str] = frozenset()  # in-line: at least one of these must be seen (the fault bit)
     foreign_ca: bool = False
     upstream_down: bool = False
+    proxy_args: tuple[str, ...] = ()  # mitmproxy options of a proxy started for this cell alone
     disk_full: bool = False
     new_node_pid: bool = False
 
@@ -223,10 +224,17 @@ CELLS = [
     Cell("node TLS certificate not trusted", "real", no_fault, _causes("tls", "breaker_open"), _causes("tls"),
          foreign_ca=True),
     Cell("node address not resolvable", "unresolvable", no_fault,
-         _causes("connect", "connect_timeout", "breaker_open"), _causes("connect", "connect_timeout")),
-    Cell("upstream down", "real", no_fault, upstream_down=True),
+         # timeout: under load the lookups queue for the resolver threads past the call's budget
+         _causes("connect", "connect_timeout", "timeout", "breaker_open"), _causes("connect", "connect_timeout")),
+    # mitmproxy's default (eager) opens the upstream connection when the client connects: with the
+    # upstream down it closes the client's connection before reading a request, so the connector
+    # never sees one. With connection_strategy=lazy it reads the request (the connector judges it)
+    # and answers 502.
+    Cell("upstream down, connection_strategy=eager (mitmproxy's default)", "real", no_fault, upstream_down=True),
+    Cell("upstream down, connection_strategy=lazy", "real", no_fault, upstream_down=True,
+         proxy_args=("--set", "connection_strategy=lazy")),
 ]
-PARAMS = [pytest.param(cell, mode, id=f"{i:02d}-{mode}-{cell.name.split(' (')[0].replace(' ', '_')}")
+PARAMS = [pytest.param(cell, mode, id=f"{i:02d}-{mode}-{cell.name.split(' (')[0].split(',')[0].replace(' ', '_')}")
           for i, cell in enumerate(CELLS) for mode in (INLINE, OUT_OF_BAND)]
 
 
@@ -270,20 +278,20 @@ def _mirror_settled(before: Samples, after: Samples) -> bool:
     return done == counter_delta(before, after, "wallarm_connector_requests_inspected_total")
 
 
-def _settled_metrics(rig: Rig, before: Samples, mode: str) -> Samples:
+def _settled_metrics(proxy: Proxy, before: Samples, mode: str) -> Samples:
     """The metrics once the out-of-band queue has delivered (or failed) everything queued in the cell."""
-    after = fetch_metrics(rig.proxy.admin)
+    after = fetch_metrics(proxy.admin)
     deadline = time.monotonic() + 60
     while mode == OUT_OF_BAND and not _mirror_settled(before, after) and time.monotonic() < deadline:
         time.sleep(0.2)
-        after = fetch_metrics(rig.proxy.admin)
+        after = fetch_metrics(proxy.admin)
     return after
 
 
-async def _load_with_fault(rig: Rig, cell: Cell, prefix: str) -> LoadTally:
+async def _load_with_fault(rig: Rig, proxy: Proxy, cell: Cell, prefix: str) -> LoadTally:
     fault = asyncio.create_task(cell.fault(rig))
     try:
-        tally = await run_tagged_load("127.0.0.1", rig.proxy.port, prefix, CONNECTIONS, LOAD_S)
+        tally = await run_tagged_load("127.0.0.1", proxy.port, prefix, CONNECTIONS, LOAD_S)
     finally:
         await fault  # recovery (restart, SIGCONT, mode back) completes even if the load failed
     return tally
@@ -295,22 +303,26 @@ def test_fault_cell(rig: Rig, cell: Cell, mode: str) -> None:
         pytest.skip(rig.disk_limited)
     prefix = f"{CELLS.index(cell):02d}{'i' if mode == INLINE else 'o'}{int(time.time() * 1000) % 100000}"
     _apply_config(rig, cell, mode, prefix)
+    # A cell with its own mitmproxy options gets its own proxy; it loads the config just written.
+    proxy = start_proxy(rig.upstream.url, rig.config, *cell.proxy_args) if cell.proxy_args else rig.proxy
     node_pid, node_log_at = rig.node.pid, len(rig.node.output())
     filler = _fill_disk(rig.disk) if cell.disk_full else None
     upstream_port = rig.upstream.port
     if cell.upstream_down:
         rig.upstream.stop()
-    log_at = len(rig.proxy.proc.output())
-    before = fetch_metrics(rig.proxy.admin)
+    log_at = len(proxy.proc.output())
+    before = fetch_metrics(proxy.admin)
     try:
-        tally = asyncio.run(_load_with_fault(rig, cell, prefix))
-        after = _settled_metrics(rig, before, mode)
+        tally = asyncio.run(_load_with_fault(rig, proxy, cell, prefix))
+        after = _settled_metrics(proxy, before, mode)
+        log = count_log(proxy.proc.output()[log_at:])
     finally:
         if filler is not None:
             filler.unlink()
         if cell.upstream_down:
             rig.upstream = start_upstream(upstream_port)
-    log = count_log(rig.proxy.proc.output()[log_at:])
+        if proxy is not rig.proxy:
+            proxy.stop()
     seen = {tag: n for tag, n in rig.upstream.tag_counts().items() if tag.startswith(prefix + "-")}
 
     def delta(name: str) -> int:
@@ -320,7 +332,7 @@ def test_fault_cell(rig: Rig, cell: Cell, mode: str) -> None:
     mirror_failed = by_label_delta(before, after, "wallarm_connector_mirror_failed_total", "cause")
     row = CellRow(
         cell.name, mode, round(tally.seconds, 1), tally.total, tally.outcomes["upstream"], tally.outcomes["blocked"],
-        tally.outcomes["bad_gateway"], tally.outcomes["error"], tally.outcomes["altered"], tally.outcomes["other"],
+        tally.outcomes["bad_gateway"], tally.outcomes["closed"], tally.outcomes["error"], tally.outcomes["altered"], tally.outcomes["other"],
         duplicates=sum(1 for n in seen.values() if n > 1), unexpected_upstream=len(set(seen) - tally.upstream_tags),
         fail_open=fail_open, mirror_failed=mirror_failed, mirror_sent=delta("wallarm_connector_mirror_sent_total"),
         breakers_opened=log.breakers_opened)
@@ -333,12 +345,16 @@ def test_fault_cell(rig: Rig, cell: Cell, mode: str) -> None:
         if not ok:
             problems.append(what)
 
-    # The client: every request answered by the upstream (hash checked), the block answer or the 502.
+    # The client: every request answered by the upstream (hash checked), the block answer or the 502;
+    # upstream down under the eager strategy: every connection closed before a request was read.
+    eager_closed = cell.upstream_down and not cell.proxy_args
     check(tally.total > CONNECTIONS, f"too little load to judge: {tally.total} requests")
     check(tally.proxy_connect_errors == 0, f"{tally.proxy_connect_errors} connects to the proxy failed")
-    for bad in ("error", "altered", "other"):
+    for bad in ("error", "altered", "other") + (() if eager_closed else ("closed",)):
         check(tally.outcomes[bad] == 0, f"{tally.outcomes[bad]} request(s) {bad}: {tally.problems[:5]}")
-    if cell.upstream_down:
+    if eager_closed:
+        check(tally.outcomes["closed"] == tally.total, "upstream down (eager): a connection was answered")
+    elif cell.upstream_down:
         check(tally.outcomes["upstream"] == 0 and tally.outcomes["bad_gateway"] > 0, "upstream down, yet answers")
     else:
         check(tally.outcomes["bad_gateway"] == 0, f"{tally.outcomes['bad_gateway']} 502s with the upstream up")
@@ -348,8 +364,9 @@ def test_fault_cell(rig: Rig, cell: Cell, mode: str) -> None:
           f"upstream saw {len(seen)} tags, client got {len(tally.upstream_tags)} upstream answers "
           f"({len(set(seen) - tally.upstream_tags)} unanswered, {len(tally.upstream_tags - set(seen))} unseen)")
     # The connector's counters agree with both.
-    check(delta("wallarm_connector_requests_inspected_total") == tally.total,
-          f"inspected {delta('wallarm_connector_requests_inspected_total')} != {tally.total} requests")
+    read_by_proxy = tally.total - tally.outcomes["closed"]
+    check(delta("wallarm_connector_requests_inspected_total") == read_by_proxy,
+          f"inspected {delta('wallarm_connector_requests_inspected_total')} != {read_by_proxy} requests")
     check(not by_label_delta(before, after, "wallarm_connector_fail_closed_total", "cause"), "fail-closed answers")
     check(not by_label_delta(before, after, "wallarm_connector_node_refusals_total", "status"), "node refusals")
     check(delta("wallarm_connector_mirror_dropped_total") == 0, "mirror drops")
@@ -363,7 +380,7 @@ def test_fault_cell(rig: Rig, cell: Cell, mode: str) -> None:
         check(set(fail_open) <= cell.allowed, f"fail-open causes {dict(fail_open)} outside {set(cell.allowed)}")
         check(not cell.required or bool(set(fail_open) & cell.required),
               f"the fault never showed: fail-open {dict(fail_open)}, expected one of {set(cell.required)}")
-        if not cell.allowed:
+        if not cell.allowed and not eager_closed:
             check(tally.outcomes["blocked"] > 0, "a healthy node blocked none of the attacks")
         # Every fail-open logged with its cause; breaker_open ones at most once per 5 s, at least once.
         per_request = Counter({c: n for c, n in fail_open.items() if c != "breaker_open"})
@@ -372,7 +389,7 @@ def test_fault_cell(rig: Rig, cell: Cell, mode: str) -> None:
               f"breaker_open fail-opens {fail_open['breaker_open']}, log lines {log.breaker_fail_open_lines}")
     else:
         check(tally.outcomes["blocked"] == 0, "out-of-band mode blocked a request")
-        check(reached_upstream_or_502 == tally.total, "out-of-band: a request did not go upstream")
+        check(reached_upstream_or_502 == read_by_proxy, "out-of-band: a request did not go upstream")
         for name in ("passed", "blocked"):
             check(delta(f"wallarm_connector_requests_{name}_total") == 0, f"out-of-band counted {name}")
         check(not fail_open, f"out-of-band counted fail-opens {dict(fail_open)}")

@@ -96,7 +96,8 @@ class CellRow:
     forwarded: int  # answered by the upstream (hash checked)
     blocked: int
     bad_gateway: int
-    lost: int  # no answer at all
+    closed: int  # connection closed before an answer (mitmproxy could not open the upstream eagerly)
+    lost: int  # no answer at all, in any other way
     altered: int
     other: int
     duplicates: int  # tags the upstream saw more than once
@@ -112,10 +113,10 @@ def _causes(c: Counter[str]) -> str:
 
 
 def render_table(rows: list[CellRow]) -> str:
-    head = ("| cell | mode | requests | forwarded (hash ok) | blocked | 502 | lost | altered | duplicated "
+    head = ("| cell | mode | requests | forwarded (hash ok) | blocked | 502 | closed | lost | altered | duplicated "
             "| fail-open by cause | mirror failed by cause | breaker opened |\n"
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|\n")
-    lines = [f"| {r.cell} | {r.mode} | {r.requests} | {r.forwarded} | {r.blocked} | {r.bad_gateway} | "
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|\n")
+    lines = [f"| {r.cell} | {r.mode} | {r.requests} | {r.forwarded} | {r.blocked} | {r.bad_gateway} | {r.closed} | "
              f"{r.lost + r.other} | {r.altered} | {r.duplicates + r.unexpected_upstream} | {_causes(r.fail_open)} | "
              f"{_causes(r.mirror_failed) if r.mode == 'out-of-band' else '-'} | {r.breakers_opened} |"
              for r in rows]

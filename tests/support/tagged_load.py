@@ -12,7 +12,8 @@ Each request ends in exactly one outcome:
   bad_gateway  mitmproxy's own 502 (the upstream could not be reached)
   altered      a 200 whose body or marker differs from the upstream's
   other        any other answer (e.g. a 503 refusal)
-  error        no answer: connection error or timeout (the request may be lost)
+  closed       the connection ended (FIN or RST) before a whole answer head
+  error        no answer: another connection error or a timeout (the request may be lost)
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 
 from tests.support.proxy import TAG_HEADER, upstream_body
 
-OUTCOMES = ("upstream", "blocked", "bad_gateway", "altered", "other", "error")
+OUTCOMES = ("upstream", "blocked", "bad_gateway", "altered", "other", "closed", "error")
 ATTACK_QUERY = "?id=1%27%20OR%20%271%27%3D%271"  # ' OR '1'='1: the real and the fake node both block it
 BLOCK_PAGE_MARK = b"blocked by the API security policy"
 ANSWER_TIMEOUT_S = 15.0  # longer than any node timeout: a request still waiting after this is lost
@@ -55,7 +56,7 @@ class LoadTally:
         self.outcomes[outcome] += 1
         if outcome == "upstream":
             self.upstream_tags.add(tag)
-        elif outcome not in ("blocked", "bad_gateway") and len(self.problems) < 20:
+        elif outcome not in ("blocked", "bad_gateway", "closed") and len(self.problems) < 20:
             self.problems.append(f"{tag}: {outcome}: {detail}")
 
 
@@ -67,8 +68,15 @@ class Answer:
     reusable: bool
 
 
+class HeadNotReceived(Exception):
+    """The connection ended before a whole answer head arrived."""
+
+
 async def read_answer(reader: asyncio.StreamReader) -> Answer:
-    head = await reader.readuntil(b"\r\n\r\n")
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except (asyncio.IncompleteReadError, ConnectionResetError) as e:
+        raise HeadNotReceived() from e
     lines = head.decode("latin-1").split("\r\n")
     version, status = lines[0].split(" ", 2)[:2]
     headers: dict[str, str] = {}
@@ -131,6 +139,13 @@ async def _connection(host: str, port: int, tally: LoadTally, deadline: float, a
             try:
                 async with asyncio.timeout(ANSWER_TIMEOUT_S):
                     answer = await read_answer(reader)
+            except HeadNotReceived as e:
+                # Ended (FIN or RST) before an answer head: mitmproxy does this when it cannot
+                # open the upstream connection eagerly.
+                tally.record(tag, "closed", repr(e.__cause__))
+                writer.close()
+                writer = None
+                continue
             except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as e:
                 tally.record(tag, "error", repr(e))
                 writer.close()
