@@ -50,7 +50,7 @@ FAULT_AT_S = LOAD_S * 0.25  # healthy traffic first, then the fault ...
 RECOVER_AT_S = LOAD_S * 0.65  # ... and healthy again before the end (where the fault allows)
 TIMEOUT_MS = 500
 UNRESOLVABLE = "https://nonexistent.invalid:5050"
-TMPFS_SIZE = "2m"
+TMPFS_SIZE = "32m"  # room for every cell's attacks; the disk-full cell fills what is left
 INLINE, OUT_OF_BAND = "in-line", "out-of-band"
 
 ROWS: list[CellRow] = []
