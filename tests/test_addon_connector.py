@@ -607,7 +607,7 @@ async def test_a_block_status_with_an_unreadable_body_still_blocks(harness: Harn
 
 
 @pytest.mark.parametrize(("mode", "cause"), [("down", "connect"), ("500", "5xx"), ("garbage", "protocol"),
-                                             ("reset", "reset"), ("cut", "protocol"), ("slow", "timeout")])
+                                             ("reset", "reset"), ("cut", "reset"), ("slow", "timeout")])
 async def test_every_fail_open_is_counted_and_logged_with_its_cause(harness: Harness, node: FakeNode,
                                                                     caplog: pytest.LogCaptureFixture,
                                                                     mode: str, cause: str) -> None:
