@@ -34,8 +34,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.fault_matrix import (CellRow, Samples, by_label_delta, count_log, counter_delta, fetch_metrics,
-                                        render_table)
+from tests.support.fault_matrix import (CellRow, LogCounts, Samples, by_label_delta, count_log, counter_delta,
+                                        fetch_metrics, render_table)
 from tests.support.node import NodeHandle, start_node
 from tests.support.procs import REPO, child_env
 from tests.support.proxy import (FakeNodeProc, Proxy, Upstream, start_fake_node, start_proxy, start_upstream,
@@ -263,18 +263,18 @@ def _apply_config(rig: Rig, cell: Cell, mode: str, prefix: str) -> None:
 
 
 def _fill_disk(path: Path) -> Path:
-    """Take every free byte of the node's filesystem; the filler file is returned for removal."""
+    """Take every free byte of the node's filesystem; the filler file is returned for removal.
+
+    Unbuffered writes, smaller and smaller: nothing is left in a buffer to fail on close."""
     filler = path / "filler"
-    with open(filler, "wb") as f:
-        with contextlib.suppress(OSError):  # ENOSPC: the disk is full
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
-    with contextlib.suppress(OSError):
-        with open(filler, "ab") as f:  # the last partial block
-            while True:
-                f.write(b"\0" * 512)
-                f.flush()
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for size in (1 << 20, 1 << 16, 1 << 12, 1 << 9, 1):
+            with contextlib.suppress(OSError):  # ENOSPC: full at this size, try a smaller one
+                while True:
+                    os.write(fd, b"\0" * size)
+    finally:
+        os.close(fd)
     return filler
 
 
@@ -304,29 +304,52 @@ async def _load_with_fault(rig: Rig, proxy: Proxy, cell: Cell, prefix: str) -> L
     return tally
 
 
-@pytest.mark.parametrize(("cell", "mode"), PARAMS)
-def test_fault_cell(rig: Rig, cell: Cell, mode: str) -> None:
-    if cell.disk_full and rig.disk_limited:
-        pytest.skip(rig.disk_limited)
+@dataclass
+class Measured:
+    """What one cell produced: the client's tally, the connector's metrics and log, the upstream's tags."""
+
+    tally: LoadTally
+    before: Samples
+    after: Samples
+    log: LogCounts
+    seen: dict[str, int]  # the upstream's count per tag of this cell
+    node_log: str  # what the node wrote during the cell
+    node_restarted: bool
+
+    def delta(self, name: str) -> int:
+        return counter_delta(self.before, self.after, name)
+
+    def by_cause(self, name: str, label: str = "cause") -> Counter[str]:
+        return by_label_delta(self.before, self.after, name, label)
+
+
+def _cell_proxy(rig: Rig, cell: Cell) -> Proxy:
+    """The shared proxy, or a warmed one of the cell's own for cells with their own mitmproxy options
+    (it loads the config just written)."""
+    if not cell.proxy_args:
+        return rig.proxy
+    proxy = start_proxy(rig.upstream.url, rig.config, *cell.proxy_args)
+    try:
+        warm_up(proxy)
+    except BaseException:
+        proxy.stop()
+        raise
+    return proxy
+
+
+def _measure(rig: Rig, cell: Cell, mode: str) -> Measured:
     prefix = f"{CELLS.index(cell):02d}{'i' if mode == INLINE else 'o'}{int(time.time() * 1000) % 100000}"
     _apply_config(rig, cell, mode, prefix)
-    # A cell with its own mitmproxy options gets its own proxy; it loads the config just written.
-    proxy = rig.proxy
-    if cell.proxy_args:
-        proxy = start_proxy(rig.upstream.url, rig.config, *cell.proxy_args)
-        try:
-            warm_up(proxy)
-        except BaseException:
-            proxy.stop()
-            raise
+    proxy = _cell_proxy(rig, cell)
     node_pid, node_log_at = rig.node.pid, len(rig.node.output())
-    filler = _fill_disk(rig.disk) if cell.disk_full else None
     upstream_port = rig.upstream.port
-    if cell.upstream_down:
-        rig.upstream.stop()
-    log_at = len(proxy.proc.output())
-    before = fetch_metrics(proxy.admin)
+    filler: Path | None = None
     try:
+        filler = _fill_disk(rig.disk) if cell.disk_full else None
+        if cell.upstream_down:
+            rig.upstream.stop()
+        log_at = len(proxy.proc.output())
+        before = fetch_metrics(proxy.admin)
         tally = asyncio.run(_load_with_fault(rig, proxy, cell, prefix))
         after = _settled_metrics(proxy, before, mode)
         log = count_log(proxy.proc.output()[log_at:])
@@ -338,83 +361,112 @@ def test_fault_cell(rig: Rig, cell: Cell, mode: str) -> None:
         if proxy is not rig.proxy:
             proxy.stop()
     seen = {tag: n for tag, n in rig.upstream.tag_counts().items() if tag.startswith(prefix + "-")}
+    return Measured(tally, before, after, log, seen, rig.node.output()[node_log_at:], rig.node.pid != node_pid)
 
-    def delta(name: str) -> int:
-        return counter_delta(before, after, name)
 
-    fail_open = by_label_delta(before, after, "wallarm_connector_fail_open_total", "cause")
-    mirror_failed = by_label_delta(before, after, "wallarm_connector_mirror_failed_total", "cause")
-    row = CellRow(
-        cell.name, mode, round(tally.seconds, 1), tally.total, tally.outcomes["upstream"], tally.outcomes["blocked"],
-        tally.outcomes["bad_gateway"], tally.outcomes["closed"], tally.outcomes["error"], tally.outcomes["altered"], tally.outcomes["other"],
-        duplicates=sum(1 for n in seen.values() if n > 1), unexpected_upstream=len(set(seen) - tally.upstream_tags),
-        fail_open=fail_open, mirror_failed=mirror_failed, mirror_sent=delta("wallarm_connector_mirror_sent_total"),
-        breakers_opened=log.breakers_opened)
+def _row(cell: Cell, mode: str, m: Measured) -> CellRow:
+    t = m.tally
+    return CellRow(
+        cell.name, mode, round(t.seconds, 1), t.total, t.outcomes["upstream"], t.outcomes["blocked"],
+        t.outcomes["bad_gateway"], t.outcomes["closed"], t.outcomes["error"], t.outcomes["altered"],
+        t.outcomes["other"], duplicates=sum(1 for n in m.seen.values() if n > 1),
+        unexpected_upstream=len(set(m.seen) - t.upstream_tags),
+        fail_open=m.by_cause("wallarm_connector_fail_open_total"),
+        mirror_failed=m.by_cause("wallarm_connector_mirror_failed_total"),
+        mirror_sent=m.delta("wallarm_connector_mirror_sent_total"), breakers_opened=m.log.breakers_opened)
+
+
+class Problems(list[str]):
+    def check(self, ok: bool, what: str) -> None:
+        if not ok:
+            self.append(what)
+
+
+def _eager_closed(cell: Cell) -> bool:
+    """Upstream down under mitmproxy's eager strategy: every connection closed before a request is read."""
+    return cell.upstream_down and not cell.proxy_args
+
+
+def _client_upstream_connector(cell: Cell, m: Measured, p: Problems) -> None:
+    """Every request answered by the upstream (hash checked), the block answer or the 502, the
+    upstream saw exactly those tags once each, and the connector's counters agree."""
+    t = m.tally
+    p.check(t.total > CONNECTIONS, f"too little load to judge: {t.total} requests")
+    p.check(t.proxy_connect_errors == 0, f"{t.proxy_connect_errors} connects to the proxy failed")
+    for bad in ("error", "altered", "other") + (() if _eager_closed(cell) else ("closed",)):
+        p.check(t.outcomes[bad] == 0, f"{t.outcomes[bad]} request(s) {bad}: {t.problems[:5]}")
+    if _eager_closed(cell):
+        p.check(t.outcomes["closed"] == t.total, "upstream down (eager): a connection was answered")
+    elif cell.upstream_down:
+        p.check(t.outcomes["upstream"] == 0 and t.outcomes["bad_gateway"] > 0, "upstream down, yet answers")
+    else:
+        p.check(t.outcomes["bad_gateway"] == 0, f"{t.outcomes['bad_gateway']} 502s with the upstream up")
+    duplicates = [tag for tag, n in m.seen.items() if n > 1]
+    p.check(not duplicates, f"{len(duplicates)} tag(s) reached the upstream more than once: {duplicates[:5]}")
+    p.check(set(m.seen) == t.upstream_tags,
+            f"upstream saw {len(m.seen)} tags, client got {len(t.upstream_tags)} upstream answers "
+            f"({len(set(m.seen) - t.upstream_tags)} unanswered, {len(t.upstream_tags - set(m.seen))} unseen)")
+    inspected = m.delta("wallarm_connector_requests_inspected_total")
+    p.check(inspected == t.total - t.outcomes["closed"], f"inspected {inspected} != {t.total} requests read")
+    p.check(not m.by_cause("wallarm_connector_fail_closed_total"), "fail-closed answers")
+    p.check(not m.by_cause("wallarm_connector_node_refusals_total", "status"), "node refusals")
+    p.check(m.delta("wallarm_connector_mirror_dropped_total") == 0, "mirror drops")
+
+
+def _in_line(cell: Cell, m: Measured, p: Problems) -> None:
+    """Passed + fail-open = forwarded, blocked = block answers; every fail-open logged with its cause."""
+    t, fail_open, log = m.tally, m.by_cause("wallarm_connector_fail_open_total"), m.log
+    forwarded = t.outcomes["upstream"] + t.outcomes["bad_gateway"]
+    passed, blocked = m.delta("wallarm_connector_requests_passed_total"), m.delta("wallarm_connector_requests_blocked_total")
+    p.check(passed + sum(fail_open.values()) == forwarded,
+            f"passed {passed} + fail-open {sum(fail_open.values())} != {forwarded} forwarded")
+    p.check(blocked == t.outcomes["blocked"], f"blocked metric {blocked} != {t.outcomes['blocked']} block answers")
+    p.check(set(fail_open) <= cell.allowed, f"fail-open causes {dict(fail_open)} outside {set(cell.allowed)}")
+    p.check(not cell.required or bool(set(fail_open) & cell.required),
+            f"the fault never showed: fail-open {dict(fail_open)}, expected one of {set(cell.required)}")
+    if not cell.allowed and not _eager_closed(cell):
+        p.check(t.outcomes["blocked"] > 0, "a healthy node blocked none of the attacks")
+    # One line per request and cause; breaker_open ones at most once per 5 s, but at least once.
+    per_request = Counter({c: n for c, n in fail_open.items() if c != "breaker_open"})
+    p.check(log.fail_open == per_request, f"fail-open log lines {dict(log.fail_open)} != metric {dict(per_request)}")
+    p.check((log.breaker_fail_open_lines > 0) == (fail_open["breaker_open"] > 0),
+            f"breaker_open fail-opens {fail_open['breaker_open']}, log lines {log.breaker_fail_open_lines}")
+
+
+def _out_of_band(cell: Cell, m: Measured, p: Problems) -> None:
+    """Everything forwarded, nothing judged in-line; every mirrored message delivered or counted as
+    failed, and every failure logged with its cause."""
+    t, mirror_failed = m.tally, m.by_cause("wallarm_connector_mirror_failed_total")
+    p.check(t.outcomes["blocked"] == 0, "out-of-band mode blocked a request")
+    p.check(t.outcomes["upstream"] + t.outcomes["bad_gateway"] == t.total - t.outcomes["closed"],
+            "out-of-band: a request did not go upstream")
+    for name in ("passed", "blocked"):
+        p.check(m.delta(f"wallarm_connector_requests_{name}_total") == 0, f"out-of-band counted {name}")
+    p.check(not m.by_cause("wallarm_connector_fail_open_total"), "out-of-band counted fail-opens")
+    p.check(_mirror_settled(m.before, m.after), "mirrored messages neither delivered nor counted as failed")
+    p.check(set(mirror_failed) <= cell.allowed, f"mirror failures {dict(mirror_failed)} outside {set(cell.allowed)}")
+    logged = Counter({c: n for c, n in mirror_failed.items() if c != "breaker_open"})
+    p.check(m.log.mirror_failed == logged, f"mirror failure log {dict(m.log.mirror_failed)} != metric {dict(logged)}")
+
+
+def _fault_happened(cell: Cell, m: Measured, p: Problems) -> None:
+    if cell.disk_full:
+        p.check("attack store: a batch of" in m.node_log or "attack store not writable" in m.node_log,
+                f"the node's store never hit the full disk:\n{m.node_log[-2000:]}")
+    if cell.new_node_pid:
+        p.check(m.node_restarted, "the node was not restarted")
+
+
+@pytest.mark.parametrize(("cell", "mode"), PARAMS)
+def test_fault_cell(rig: Rig, cell: Cell, mode: str) -> None:
+    if cell.disk_full and rig.disk_limited:
+        pytest.skip(rig.disk_limited)
+    m = _measure(rig, cell, mode)
+    row = _row(cell, mode, m)
     ROWS.append(row)
     print(f"\n{row}")
-
-    problems: list[str] = []
-
-    def check(ok: bool, what: str) -> None:
-        if not ok:
-            problems.append(what)
-
-    # The client: every request answered by the upstream (hash checked), the block answer or the 502;
-    # upstream down under the eager strategy: every connection closed before a request was read.
-    eager_closed = cell.upstream_down and not cell.proxy_args
-    check(tally.total > CONNECTIONS, f"too little load to judge: {tally.total} requests")
-    check(tally.proxy_connect_errors == 0, f"{tally.proxy_connect_errors} connects to the proxy failed")
-    for bad in ("error", "altered", "other") + (() if eager_closed else ("closed",)):
-        check(tally.outcomes[bad] == 0, f"{tally.outcomes[bad]} request(s) {bad}: {tally.problems[:5]}")
-    if eager_closed:
-        check(tally.outcomes["closed"] == tally.total, "upstream down (eager): a connection was answered")
-    elif cell.upstream_down:
-        check(tally.outcomes["upstream"] == 0 and tally.outcomes["bad_gateway"] > 0, "upstream down, yet answers")
-    else:
-        check(tally.outcomes["bad_gateway"] == 0, f"{tally.outcomes['bad_gateway']} 502s with the upstream up")
-    # The upstream: exactly the tags the client got its answer for, each once.
-    check(row.duplicates == 0, f"{row.duplicates} tag(s) reached the upstream more than once")
-    check(set(seen) == tally.upstream_tags,
-          f"upstream saw {len(seen)} tags, client got {len(tally.upstream_tags)} upstream answers "
-          f"({len(set(seen) - tally.upstream_tags)} unanswered, {len(tally.upstream_tags - set(seen))} unseen)")
-    # The connector's counters agree with both.
-    read_by_proxy = tally.total - tally.outcomes["closed"]
-    check(delta("wallarm_connector_requests_inspected_total") == read_by_proxy,
-          f"inspected {delta('wallarm_connector_requests_inspected_total')} != {read_by_proxy} requests")
-    check(not by_label_delta(before, after, "wallarm_connector_fail_closed_total", "cause"), "fail-closed answers")
-    check(not by_label_delta(before, after, "wallarm_connector_node_refusals_total", "status"), "node refusals")
-    check(delta("wallarm_connector_mirror_dropped_total") == 0, "mirror drops")
-    reached_upstream_or_502 = tally.outcomes["upstream"] + tally.outcomes["bad_gateway"]
-    if mode == INLINE:
-        check(delta("wallarm_connector_requests_passed_total") + sum(fail_open.values()) == reached_upstream_or_502,
-              f"passed {delta('wallarm_connector_requests_passed_total')} + fail-open {sum(fail_open.values())} "
-              f"!= {reached_upstream_or_502} forwarded")
-        check(delta("wallarm_connector_requests_blocked_total") == tally.outcomes["blocked"],
-              f"blocked metric {delta('wallarm_connector_requests_blocked_total')} != {tally.outcomes['blocked']}")
-        check(set(fail_open) <= cell.allowed, f"fail-open causes {dict(fail_open)} outside {set(cell.allowed)}")
-        check(not cell.required or bool(set(fail_open) & cell.required),
-              f"the fault never showed: fail-open {dict(fail_open)}, expected one of {set(cell.required)}")
-        if not cell.allowed and not eager_closed:
-            check(tally.outcomes["blocked"] > 0, "a healthy node blocked none of the attacks")
-        # Every fail-open logged with its cause; breaker_open ones at most once per 5 s, at least once.
-        per_request = Counter({c: n for c, n in fail_open.items() if c != "breaker_open"})
-        check(log.fail_open == per_request, f"fail-open log lines {dict(log.fail_open)} != metric {dict(per_request)}")
-        check((log.breaker_fail_open_lines > 0) == (fail_open["breaker_open"] > 0),
-              f"breaker_open fail-opens {fail_open['breaker_open']}, log lines {log.breaker_fail_open_lines}")
-    else:
-        check(tally.outcomes["blocked"] == 0, "out-of-band mode blocked a request")
-        check(reached_upstream_or_502 == read_by_proxy, "out-of-band: a request did not go upstream")
-        for name in ("passed", "blocked"):
-            check(delta(f"wallarm_connector_requests_{name}_total") == 0, f"out-of-band counted {name}")
-        check(not fail_open, f"out-of-band counted fail-opens {dict(fail_open)}")
-        check(_mirror_settled(before, after), "mirrored messages neither delivered nor counted as failed")
-        check(set(mirror_failed) <= cell.allowed, f"mirror failures {dict(mirror_failed)} outside {set(cell.allowed)}")
-        logged = Counter({c: n for c, n in mirror_failed.items() if c != "breaker_open"})
-        check(log.mirror_failed == logged, f"mirror failure log {dict(log.mirror_failed)} != metric {dict(logged)}")
-    if cell.disk_full:
-        node_log = rig.node.output()[node_log_at:]
-        check("attack store: a batch of" in node_log or "attack store not writable" in node_log,
-              f"the node's store never hit the full disk:\n{node_log[-2000:]}")
-    if cell.new_node_pid:
-        check(rig.node.pid != node_pid, "the node was not restarted")
+    problems = Problems()
+    _client_upstream_connector(cell, m, problems)
+    (_in_line if mode == INLINE else _out_of_band)(cell, m, problems)
+    _fault_happened(cell, m, problems)
     assert not problems, f"{cell.name} / {mode}: {row}\n" + "\n".join(problems)
