@@ -53,6 +53,7 @@ class LoadTally:
         return f"{self.prefix}-{n}", path
 
     def record(self, tag: str, outcome: str, detail: str) -> None:
+        assert outcome in OUTCOMES, outcome
         self.outcomes[outcome] += 1
         if outcome == "upstream":
             self.upstream_tags.add(tag)
