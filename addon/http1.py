@@ -140,6 +140,8 @@ class Connection(asyncio.Protocol):
         try:  # the last answer may be delimited by the end of the connection
             self._collect(eof=True)
         except HTTPClientError as e:
+            if isinstance(exc, OSError):  # a reset cut the answer short: not an unreadable answer
+                e = HTTPClientError("reset", f"{exc or 'connection reset'} ({e})")
             self._waiter.set_exception(e)
             return
         if not self._waiter.done():

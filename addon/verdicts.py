@@ -73,14 +73,14 @@ class Verdicts:
         elif kind == VERDICT:
             self._verdict(flow, active, rid, outcome, streamed)
         else:
-            self._no_verdict(flow, active, rid, kind, f"node answered HTTP {outcome.status}", streamed)
+            self._no_verdict(flow, active, rid, kind, f"{kind}: node answered HTTP {outcome.status}", streamed)
 
     def _verdict(self, flow: http.HTTPFlow, active: ActiveConfig, rid: str, answer: Answer, streamed: bool) -> None:
         try:
             verdict: protocol.Verdict | None = protocol.Verdict.from_json(answer.body)
         except protocol.ProtocolError as e:
             if answer.status == protocol.STATUS_PASS:
-                self._no_verdict(flow, active, rid, "bad_verdict", str(e), streamed)
+                self._no_verdict(flow, active, rid, "bad_verdict", f"bad_verdict: {e}", streamed)
                 return
             verdict = None  # a block status with an unreadable body still blocks
         if answer.status == protocol.STATUS_PASS:
@@ -117,6 +117,8 @@ class Verdicts:
 
     def _no_verdict(self, flow: http.HTTPFlow, active: ActiveConfig, rid: str, cause: str, detail: str,
                     streamed: bool) -> None:
+        """`detail` starts with `cause:` (as a NodeCallError's text does), so each log line names the
+        metric label it was counted under."""
         if cause == "breaker_open":
             # One line per interval, not per request: the breaker opening was already logged.
             now = time.monotonic()

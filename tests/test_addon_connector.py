@@ -608,7 +608,7 @@ async def test_a_block_status_with_an_unreadable_body_still_blocks(harness: Harn
 
 
 @pytest.mark.parametrize(("mode", "cause"), [("down", "connect"), ("500", "5xx"), ("garbage", "protocol"),
-                                             ("reset", "reset"), ("slow", "timeout")])
+                                             ("reset", "reset"), ("cut", "reset"), ("slow", "timeout")])
 async def test_every_fail_open_is_counted_and_logged_with_its_cause(harness: Harness, node: FakeNode,
                                                                     caplog: pytest.LogCaptureFixture,
                                                                     mode: str, cause: str) -> None:
@@ -624,7 +624,7 @@ async def test_every_fail_open_is_counted_and_logged_with_its_cause(harness: Har
     assert f.response is None  # forwarded: the node could not be reached or gave no usable answer
     assert dict(harness.addon.metrics.fail_open) == {cause: 1}
     [line] = [r.getMessage() for r in caplog.records if "no verdict" in r.getMessage()]
-    assert line.startswith(f"[{f.metadata[RID]}] no verdict for GET /etc/passwd") and "fail-open" in line
+    assert line.startswith(f"[{f.metadata[RID]}] no verdict for GET /etc/passwd ({cause}: ") and "fail-open" in line
     assert f'wallarm_connector_fail_open_total{{cause="{cause}"}} 1' in harness.addon._status_metrics()
 
 

@@ -8,7 +8,8 @@ Modes: pass (200), block (403), match (403 when the message contains a known att
 200), slow (the whole node stalls: every call, liveness checks included, waits `delay_ms`, then
 passes), refuse (answer `refuse_status`, 431 by default, with `{"error": ...}`: "I cannot read
 this message"), 500, garbage (non-HTTP bytes, then close), reset (close the connection with RST,
-no answer), down (the node port stops listening).
+no answer), cut (the start of a 200 answer, then RST: a reset mid-answer), down (the node port
+stops listening).
 
 `/stats` on the control port: POSTs received, in flight now and the most ever at once.
 
@@ -35,7 +36,10 @@ from aiohttp import web
 
 from wallarm_wire import protocol
 
-MODES = ("pass", "block", "match", "slow", "refuse", "500", "garbage", "reset", "down")
+MODES = ("pass", "block", "match", "slow", "refuse", "500", "garbage", "reset", "cut", "down")
+# What "cut" sends before the reset: a head promising more body than ever comes.
+CUT_ANSWER = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n"
+              b'{"verdict":"pa')
 ATTACK_TOKENS = (b"/etc/passwd", b"' OR '1'='1", b"%27%20OR%20", b"<script>", b"UNION SELECT", b"union+select")
 
 log = logging.getLogger("fake_node")
@@ -84,13 +88,16 @@ class FakeNode:
             return web.json_response({"error": "too many headers"}, status=self.refuse_status)
         if mode == "500":
             return web.Response(status=500, text="internal error")
-        if mode in ("garbage", "reset"):
+        if mode in ("garbage", "reset", "cut"):
             transport = request.transport
             assert transport is not None
             if mode == "garbage":
                 transport.write(b"\x00\x17garbage, not HTTP at all\r\n\r\n")
                 transport.close()
             else:
+                if mode == "cut":
+                    transport.write(CUT_ANSWER)
+                    await asyncio.sleep(0.01)  # let the partial answer leave before the RST
                 sock = transport.get_extra_info("socket")
                 if sock is not None:
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -112,7 +119,7 @@ class FakeNode:
             await asyncio.sleep(self.delay_ms / 1000)
         if self.mode == "500":
             return web.Response(status=500, text="internal error")
-        if self.mode in ("garbage", "reset"):
+        if self.mode in ("garbage", "reset", "cut"):
             assert request.transport is not None
             request.transport.close()
             raise asyncio.CancelledError

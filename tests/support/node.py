@@ -8,7 +8,8 @@
 
 `extra` is merged into the config file (e.g. {"ip_lists": {"deny": ["10.0.0.0/8"]}});
 `tls=(cert_pem, key_pem)` serves the endpoint over TLS. Calling `start_node` again with the
-same `tmp_path` reuses the same database (restart tests).
+same `tmp_path` reuses the same database (restart tests); pass the first handle's `port` and
+`console_port` to restart it on the same addresses.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ class NodeHandle:
     token: str  # console token (Authorization: Bearer ...)
     db_path: Path
     config_path: Path
+    port: int
+    console_port: int
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
         return self.proc.stop(sig, timeout)
@@ -41,11 +44,12 @@ class NodeHandle:
 
 
 def start_node(tmp_path: Path, mode: str = "block", extra: dict[str, Any] | None = None,
-               tls: tuple[str | Path, str | Path] | None = None, timeout: float = 30.0) -> NodeHandle:
+               tls: tuple[str | Path, str | Path] | None = None, timeout: float = 30.0,
+               port: int | None = None, console_port: int | None = None) -> NodeHandle:
     tmp_path = Path(tmp_path)
     tmp_path.mkdir(parents=True, exist_ok=True)
     db_path = tmp_path / "node.db"
-    port, console_port = free_port(), free_port()
+    port, console_port = port or free_port(), console_port or free_port()
     token = secrets.token_urlsafe(24)
     config: dict[str, Any] = {
         "listen": f"127.0.0.1:{port}",
@@ -69,7 +73,8 @@ def start_node(tmp_path: Path, mode: str = "block", extra: dict[str, Any] | None
         proc.stop()
         raise
     scheme = "https" if tls is not None else "http"
-    return NodeHandle(proc, f"{scheme}://127.0.0.1:{port}/", console_url, token, db_path, config_path)
+    return NodeHandle(proc, f"{scheme}://127.0.0.1:{port}/", console_url, token, db_path, config_path, port,
+                      console_port)
 
 
 class NodeClient:

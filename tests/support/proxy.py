@@ -137,12 +137,18 @@ class Upstream:
         with urllib.request.urlopen(f"{self.url}/_seen", timeout=5) as r:
             return json.load(r)
 
+    def tag_counts(self) -> dict[str, int]:
+        """How many times each `X-Test-Seq` tag reached the upstream (tagged requests only)."""
+        with urllib.request.urlopen(f"{self.url}/_tags", timeout=5) as r:
+            return json.load(r)
+
     def stop(self) -> int | None:
         return self.proc.stop()
 
 
-def start_upstream() -> Upstream:
-    port = free_port()
+def start_upstream(port: int | None = None) -> Upstream:
+    """The test upstream on `port` (a free one by default; a fixed one to restart it in place)."""
+    port = port or free_port()
     proc = ManagedProcess("upstream", [sys.executable, "-m", "tests.support.proxy", "--upstream", f"127.0.0.1:{port}"])
     try:
         proc.wait_http(f"http://127.0.0.1:{port}/_seen")
@@ -165,10 +171,19 @@ def upstream_body(path: str) -> bytes:
                       separators=(",", ":")).encode()
 
 
+TAG_HEADER = "X-Test-Seq"  # a unique tag per client request: the upstream counts each one it gets
+
+
 def _upstream_app():  # type: ignore[no-untyped-def]
+    from collections import Counter
+
     from aiohttp import WSMsgType, web
 
     seen: list[str] = []
+    tags: Counter[str] = Counter()
+
+    async def tags_handler(request: web.Request) -> web.Response:
+        return web.json_response(tags)
 
     async def seen_handler(request: web.Request) -> web.Response:
         return web.json_response(seen)
@@ -192,6 +207,9 @@ def _upstream_app():  # type: ignore[no-untyped-def]
         seen.append(request.path_qs)
         # X-Upstream-Host: the Host this upstream saw (routing tests check preserve_host)
         seen_host = request.headers.get("Host", "")
+        tag = request.headers.get(TAG_HEADER)
+        if tag is not None:
+            tags[tag] += 1
         if request.method == "POST":
             return web.json_response({"received": len(body)}, headers={"X-Upstream": "yes",
                                                                          "X-Upstream-Host": seen_host})
@@ -200,6 +218,7 @@ def _upstream_app():  # type: ignore[no-untyped-def]
 
     app = web.Application(client_max_size=256 * 1024 * 1024)
     app.router.add_get("/_seen", seen_handler)
+    app.router.add_get("/_tags", tags_handler)
     app.router.add_get("/ws", ws_handler)
     app.router.add_get("/big", big_handler)
     app.router.add_route("*", "/{tail:.*}", any_handler)
