@@ -345,19 +345,38 @@ def growth(values: list[float]) -> float | None:
     return 100.0 * (last - first) / first if first else None
 
 
-def node_plateaus(samples: list[Sample], key: str, after: float) -> list[float]:
-    """For each node incarnation that started after `after`: the mean of its second half. A
-    restarted node starts small again, so incarnations are compared with each other."""
-    by_pid: dict[int, list[float]] = {}
+def incarnations(samples: list[Sample], key: str, after: float) -> list[list[float]]:
+    """The node's samples of `key`, one list per incarnation (pid) that started after `after`,
+    without its first fifth (start-up: the engine and the store warm up)."""
+    by_pid: dict[int, list[tuple[float, float]]] = {}
     for s in samples:
         v = getattr(s, key)
         if v is not None:
-            by_pid.setdefault(s.node_pid, []).append((s.t, v))  # type: ignore[arg-type]
-    out = []
-    for series in by_pid.values():
-        if series[0][0] >= after and len(series) >= 4:
-            half = [v for _, v in series[len(series) // 2:]]
-            out.append(statistics.fmean(half))
+            by_pid.setdefault(s.node_pid, []).append((s.t, v))
+    return [[v for _, v in series[len(series) // 5:]] for series in by_pid.values()
+            if series[0][0] >= after and len(series) >= 5]
+
+
+def growth_figures(samples: list[Sample], warmup_s: float) -> dict:
+    """RSS and fd growth after warm-up. mitmdump lives through the run: its first vs its last fifth.
+    The node is restarted, which hides a leak from a whole-run view, so two figures: within each
+    incarnation (the median; a leak grows every incarnation) and across incarnations (the last
+    one's level vs the first after warm-up; a leak through the store or the files persists)."""
+    steady = [s for s in samples if s.t >= warmup_s]
+    out: dict = {}
+    for name, key in (("proxy_rss", "proxy_rss_kib"), ("proxy_fds", "proxy_fds")):
+        vals = [getattr(s, key) for s in steady if getattr(s, key) is not None]
+        out[f"{name}_growth_pct"] = growth(vals)
+        out[f"{name}_first_last"] = (vals[0], vals[-1]) if vals else None
+    for name, key in (("node_rss", "node_rss_kib"), ("node_fds", "node_fds")):
+        lives = incarnations(samples, key, warmup_s)
+        within = [g for g in (growth(v) for v in lives) if g is not None]
+        out[f"{name}_within_incarnation_pct"] = [round(g, 2) for g in within]
+        out[f"{name}_growth_pct"] = statistics.median(within) if within else None
+        levels = [statistics.fmean(v[len(v) // 2:]) for v in lives]
+        out[f"{name}_across_incarnations_pct"] = (100.0 * (levels[-1] - levels[0]) / levels[0]
+                                                  if len(levels) >= 2 else None)
+        out[f"{name}_levels"] = [round(x, 1) for x in levels]
     return out
 
 
@@ -378,18 +397,7 @@ def summarize(samples: list[Sample], events: list[dict], tally: Tally, metrics: 
                      "node_restarts": sum(1 for e in events if e["event"] == "node_restart"),
                      "config_changes": sum(1 for e in events if e["event"] == "config_change"),
                      "by_shape": dict(sorted(tally.by_shape.items()))}
-    for name, key in (("proxy_rss", "proxy_rss_kib"), ("proxy_fds", "proxy_fds")):
-        vals = [getattr(s, key) for s in steady if getattr(s, key) is not None]
-        summary[f"{name}_growth_pct"] = growth(vals)
-        summary[f"{name}_first_last"] = (vals[0], vals[-1]) if vals else None
-    for name, key in (("node_rss", "node_rss_kib"), ("node_fds", "node_fds")):
-        plateaus = node_plateaus(samples, key, warmup_s)
-        if len(plateaus) >= 2:  # compare incarnations: the first after warm-up with the last
-            summary[f"{name}_growth_pct"] = 100.0 * (plateaus[-1] - plateaus[0]) / plateaus[0]
-            summary[f"{name}_plateaus"] = [round(p, 1) for p in plateaus]
-        else:  # one incarnation (a short run): its own first and last fifth
-            vals = [getattr(s, key) for s in steady if getattr(s, key) is not None]
-            summary[f"{name}_growth_pct"] = growth(vals)
+    summary.update(growth_figures(samples, warmup_s))
     lat = [s.client_p99_ms for s in steady if s.client_p99_ms is not None]
     summary["client_p99_ms_median_interval"] = statistics.median(lat) if lat else None
     p50 = [s.client_p50_ms for s in steady if s.client_p50_ms is not None]
@@ -411,7 +419,8 @@ attacks             sent {s['attacks_sent']}  blocked {s['attacks_blocked']}  pa
 fail-open           {int(sum(fo.values()))} by cause {fo or '{}'}  (fail-closed {s['fail_closed_by_cause'] or 0})
 node restarts       {s['node_restarts']}   config changes {s['config_changes']} (connector reloads {s['config_reloads']:.0f}, errors {s['config_errors']:.0f})
 mitmdump RSS growth {pct(s['proxy_rss_growth_pct'])}  fds growth {pct(s['proxy_fds_growth_pct'])}
-node RSS growth     {pct(s['node_rss_growth_pct'])}  fds growth {pct(s['node_fds_growth_pct'])}
+node RSS growth     {pct(s['node_rss_growth_pct'])} within an incarnation (median), {pct(s['node_rss_across_incarnations_pct'])} across incarnations
+node fds growth     {pct(s['node_fds_growth_pct'])} within an incarnation (median), {pct(s['node_fds_across_incarnations_pct'])} across incarnations
 client latency      p50 {s['client_p50_ms_median_interval']} ms, p99 {s['client_p99_ms_median_interval']} ms (median over intervals)
 store bytes         {s['store_bytes_first_last']}
 ==============================================""", flush=True)
@@ -458,6 +467,14 @@ def plot(samples: list[Sample], events: list[dict], path: Path, warmup_s: float)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)
     plt.close(fig)
+
+
+def write_report(path: Path, head: dict, samples: list[dict]) -> None:
+    """JSON with one sample per line: a 30-minute run stays small and diffable in the docs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = json.dumps(head, indent=1)[:-2]  # reopen the object to append the samples
+    rows = ",\n  ".join(json.dumps(s) for s in samples)
+    path.write_text(f'{body},\n "samples": [\n  {rows}\n ]\n}}\n', "utf-8")
 
 
 # ---------------------------------------------------------------- main loop
@@ -546,6 +563,8 @@ def build_parser() -> argparse.ArgumentParser:
     length = ap.add_mutually_exclusive_group(required=True)
     length.add_argument("--minutes", type=float, help="how long the load runs")
     length.add_argument("--seconds", type=float, help="the same in seconds (short CI runs)")
+    length.add_argument("--from-json", type=Path, help="run nothing: recompute the growth figures of a saved "
+                                                       "run (--json FILE), rewrite it, redraw --plot")
     ap.add_argument("--rate", type=float, default=40.0, help="requests per second, all workers (default 40)")
     ap.add_argument("--concurrency", type=int, default=12, help="client workers / connections (default 12)")
     ap.add_argument("--attack-ratio", type=float, default=0.1)
@@ -562,8 +581,26 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def report_again(args: argparse.Namespace) -> int:
+    """--from-json: the same figures and plot from a saved run, e.g. after changing how growth is
+    computed, without another 30 minutes of load."""
+    doc = json.loads(args.from_json.read_text("utf-8"))
+    samples = [Sample(**d) for d in doc.pop("samples")]
+    summary = doc["summary"]
+    warmup = args.warmup if args.warmup is not None else summary["warmup_s"]
+    summary["warmup_s"] = warmup
+    summary.update(growth_figures(samples, warmup))
+    write_report(args.json or args.from_json, doc, [asdict(s) for s in samples])
+    if args.plot:
+        plot(samples, doc["events"], args.plot, warmup)
+    print_summary(summary)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.from_json:
+        return report_again(args)
     args.duration_s = args.seconds if args.seconds is not None else args.minutes * 60
     if args.duration_s <= 0 or args.concurrency < 1 or args.rate <= 0:
         raise SystemExit("soak: duration, concurrency and rate must be positive")
@@ -594,10 +631,8 @@ def main(argv: list[str] | None = None) -> int:
         pids = {"mitmdump": proxy.proc.proc.pid, "upstream": upstream.proc.pid,
                 "node": [p.proc.pid for p in node.procs]}
         if args.json:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                             "summary": summary, "events": events, "processes": pids,
-                                             "samples": [asdict(s) for s in samples]}, indent=1))
+            write_report(args.json, {"args": {k: str(v) for k, v in vars(args).items()}, "summary": summary,
+                                     "events": events, "processes": pids}, [asdict(s) for s in samples])
         if args.csv:
             with args.csv.open("w", newline="") as f:
                 w = csv.DictWriter(f, fieldnames=list(Sample.__dataclass_fields__))

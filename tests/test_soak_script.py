@@ -49,3 +49,13 @@ def test_short_soak_restarts_the_node_changes_the_config_and_reports(tmp_path):
 
     pids = [report["processes"]["mitmdump"], report["processes"]["upstream"], *report["processes"]["node"]]
     assert not [p for p in pids if group_alive(p)]
+
+    # a saved run is summarised and plotted again from its JSON alone, with the same figures
+    again, png2 = tmp_path / "again.json", tmp_path / "again.png"
+    rerun = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "soak.py"), "--from-json", str(out), "--json", str(again),
+         "--plot", str(png2)], check=False, capture_output=True, text=True, timeout=60, env=child_env(), cwd=REPO)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    redone = json.loads(again.read_text())
+    assert redone["summary"] == s and redone["samples"] == samples and redone["events"] == events
+    assert png2.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "soak summary" in rerun.stdout
