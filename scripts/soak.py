@@ -346,15 +346,21 @@ def growth(values: list[float]) -> float | None:
 
 
 def incarnations(samples: list[Sample], key: str, after: float) -> list[list[float]]:
-    """The node's samples of `key`, one list per incarnation (pid) that started after `after`,
-    without its first fifth (start-up: the engine and the store warm up)."""
+    """The node's samples of `key` after `after`, one list per incarnation (pid); a node restarted
+    after `after` loses its first fifth (start-up: the engine and the store warm up)."""
     by_pid: dict[int, list[tuple[float, float]]] = {}
     for s in samples:
         v = getattr(s, key)
         if v is not None:
             by_pid.setdefault(s.node_pid, []).append((s.t, v))
-    return [[v for _, v in series[len(series) // 5:]] for series in by_pid.values()
-            if series[0][0] >= after and len(series) >= 5]
+    out = []
+    for series in by_pid.values():
+        post = [v for t, v in series if t >= after]
+        if series[0][0] >= after:
+            post = post[len(post) // 5:]
+        if len(post) >= 4:
+            out.append(post)
+    return out
 
 
 def growth_figures(samples: list[Sample], warmup_s: float) -> dict:
@@ -500,12 +506,12 @@ async def run(args: argparse.Namespace, node: Node, proxy_pid: int, proxy_url: s
                 now = time.monotonic() - t0
                 if now >= args.duration_s:
                     return
-                if now >= next_config:
+                if args.config_every and now >= next_config:
                     flip ^= 1
                     write_config_atomically(config, node.url, TIMEOUTS_MS[flip])
                     events.append({"t": round(now, 1), "event": "config_change", "timeout_ms": TIMEOUTS_MS[flip]})
                     next_config += args.config_every
-                if now >= next_restart:
+                if args.restart_every and now >= next_restart:
                     down = await asyncio.to_thread(node.restart)
                     events.append({"t": round(now, 1), "event": "node_restart", "down_s": round(down, 2),
                                    "pid": node.current.proc.pid})
@@ -568,8 +574,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--rate", type=float, default=40.0, help="requests per second, all workers (default 40)")
     ap.add_argument("--concurrency", type=int, default=12, help="client workers / connections (default 12)")
     ap.add_argument("--attack-ratio", type=float, default=0.1)
-    ap.add_argument("--restart-every", type=float, default=300.0, help="node restart period, s (default 300)")
-    ap.add_argument("--config-every", type=float, default=120.0, help="plugin config change period, s (default 120)")
+    ap.add_argument("--restart-every", type=float, default=300.0, help="node restart period, s (default 300; 0: never)")
+    ap.add_argument("--config-every", type=float, default=120.0, help="plugin config change period, s (default 120; 0: never)")
     ap.add_argument("--sample-every", type=float, default=5.0, help="sampling period, s (default 5)")
     ap.add_argument("--warmup", type=float, help="seconds excluded from growth (default: 300, or 20%% of "
                                                   "a run shorter than 25 minutes)")
