@@ -463,8 +463,9 @@ def plot(samples: list[Sample], events: list[dict], path: Path, warmup_s: float)
     ax[4].set_xlabel("minutes")
     for a in ax:
         for e in events:
-            a.axvline(e["t"] / 60, color="grey" if e["event"] == "node_restart" else "lightblue",
-                      linestyle="--" if e["event"] == "node_restart" else ":", linewidth=0.8)
+            restart = e["event"] == "node_restart"
+            a.axvline(e["t"] / 60, color="grey" if restart else "tab:blue", linestyle="--" if restart else ":",
+                      linewidth=0.8, alpha=1.0 if restart else 0.5)
         a.axvspan(0, warmup_s / 60, color="0.93")
         a.legend(loc="upper left", fontsize=8)
         a.grid(alpha=0.3)
