@@ -20,6 +20,7 @@ that the upstream or the block page would not give) is an error.
 
     python scripts/soak.py --minutes 30 --plot docs/img/soak.png --json docs/soak.json
     python scripts/soak.py --seconds 30 --restart-every 10 --config-every 6 --sample-every 1
+    python scripts/soak.py --from-json docs/soak.json --plot docs/img/soak.png   # no load: redo figures
 """
 
 from __future__ import annotations
