@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import statistics
 import subprocess
@@ -16,7 +15,7 @@ import sys
 
 import pytest
 
-from tests.support.procs import REPO, child_env
+from tests.support.procs import REPO, child_env, group_alive
 
 sys.path.insert(0, str(REPO / "scripts"))
 
@@ -25,14 +24,6 @@ import loadgen
 
 CONFIGS = ("plain", "oob", "inline", "inline_routed", "inline_node_down")
 FIGURES = ("rps", "p50_ms", "p90_ms", "p99_ms")
-
-
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 @pytest.mark.e2e
