@@ -72,7 +72,10 @@ def check(raw: bytes) -> None:
             {k: v for k, v in ref[3].items() if k != "transfer-encoding"}, (raw, mine, ref)
     elif mine[0] == "refused":
         assert 400 <= mine[1] < 500 or mine[1] == 501, (raw, mine)
-        assert ref[0] == "refused", (raw, mine, ref)
+        if mine[1] == 413:  # a chunk past our body limit is refused at its size line; h11 has no
+            assert ref[0] != "ok" or len(ref[4]) > (1 << 20), (raw, mine, ref)  # limit, it waits
+        else:
+            assert ref[0] == "refused", (raw, mine, ref)
     else:
         assert ref[0] != "ok", (raw, mine, ref)
 
@@ -104,13 +107,13 @@ def requests(draw: st.DrawFn) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n" + body).encode("utf-8", "surrogateescape")
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1500, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(requests())
 def test_generated_requests_read_as_h11_reads_them(raw: bytes) -> None:
     check(raw)
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1500, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(requests(), st.integers(0, 400), st.sampled_from([b"", b"\r", b"\n", b"\x00", b" ", b":", b"0", b";"]))
 def test_mutated_requests_read_as_h11_reads_them(raw: bytes, at: int, insert: bytes) -> None:
     at = at % (len(raw) + 1)
