@@ -28,7 +28,6 @@ import importlib.util
 import json
 import logging
 import re
-import shutil
 import sys
 import tempfile
 import time
@@ -43,7 +42,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(SCRIPTS))
 
 from replay_corpus import half_of, to_message  # noqa: E402
-from replay_system import start_node, start_proxy, write_plugin_config  # noqa: E402
+from replay_system import start_node, start_proxy, stop_all, write_plugin_config  # noqa: E402
 from tests.support.procs import ManagedProcess, free_port  # noqa: E402
 
 # the shared tree sits beside the main checkout (../shared) or beside the worktrees' parent
@@ -234,13 +233,7 @@ def main() -> int:
         clean = summary["outcomes"].get("agree", 0) == len(outcomes) and not summary["fail_open_total"]
         return 0 if clean else 1
     finally:
-        for p in reversed(procs):  # proxy first, then the node
-            p.stop()
-        if args.keep_logs:
-            args.keep_logs.mkdir(parents=True, exist_ok=True)
-            for p in procs:
-                (args.keep_logs / f"{p.name}.log").write_text(p.output(), "utf-8")
-        shutil.rmtree(work, ignore_errors=True)
+        stop_all(procs, args.keep_logs, work)
 
 
 if __name__ == "__main__":

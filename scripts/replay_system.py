@@ -133,14 +133,19 @@ def main() -> int:
         log.exception("system replay failed")
         rc = rc or 1
     finally:
-        for p in reversed(procs):  # proxy first, then the node, so it flushes its store
-            p.stop()
-        if args.keep_logs:
-            args.keep_logs.mkdir(parents=True, exist_ok=True)
-            for p in procs:
-                (args.keep_logs / f"{p.name}.log").write_text(p.output(), "utf-8")
-        shutil.rmtree(work, ignore_errors=True)
+        stop_all(procs, args.keep_logs, work)
     return rc
+
+
+def stop_all(procs: list[ManagedProcess], keep_logs: Path | None, work: Path) -> None:
+    """Stop the proxy first, then the node (so it flushes its store); keep their logs if asked."""
+    for p in reversed(procs):
+        p.stop()
+    if keep_logs:
+        keep_logs.mkdir(parents=True, exist_ok=True)
+        for p in procs:
+            (keep_logs / f"{p.name}.log").write_text(p.output(), "utf-8")
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
