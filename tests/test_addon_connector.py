@@ -346,6 +346,14 @@ def test_invalid_config_option_raises_options_error(tmp_path: Path) -> None:
         assert addon.active is None
 
 
+async def status_listener_bound(addon: WallarmConnector) -> None:
+    """Wait (at most 2 s) until the addon's status listener, started by running(), is bound."""
+    for _ in range(100):
+        if addon.status.bound:
+            return
+        await asyncio.sleep(0.02)
+
+
 async def test_status_endpoints(tmp_path: Path, node: FakeNode) -> None:
     import aiohttp
     path = write_config(tmp_path / "enable-plugin.json", f"http://127.0.0.1:{node.port}/")
@@ -355,10 +363,7 @@ async def test_status_endpoints(tmp_path: Path, node: FakeNode) -> None:
         tctx.configure(addon, wallarm_config=str(path), wallarm_admin_listen=f"127.0.0.1:{port}")
         addon.running()
         try:
-            for _ in range(100):
-                if addon.status.bound:
-                    break
-                await asyncio.sleep(0.02)
+            await status_listener_bound(addon)
             f = http_flow("/etc/passwd")
             await tctx.cycle(addon, f)
             async with aiohttp.ClientSession() as s:

@@ -16,7 +16,7 @@ from addon.watch import ConfigWatcher
 from tests.support.fake_node import FakeNode
 from tests.support.procs import free_port
 from tests.support.proxy import write_config
-from tests.test_addon_connector import http_flow
+from tests.test_addon_connector import http_flow, status_listener_bound
 
 
 @pytest.fixture
@@ -38,10 +38,7 @@ async def test_a_write_is_applied_before_the_watcher_could_see_it(tmp_path: Path
         tctx.configure(addon, wallarm_config=str(path), wallarm_admin_listen=f"127.0.0.1:{port}")
         addon.running()
         try:
-            for _ in range(100):
-                if addon.status.bound:
-                    break
-                await asyncio.sleep(0.02)
+            await status_listener_bound(addon)
             admin = f"http://127.0.0.1:{port}"
             async with aiohttp.ClientSession() as s:
                 r = await s.post(f"{admin}/services", data={"name": "up", "url": "http://127.0.0.1:9999/base"})
