@@ -25,9 +25,9 @@ from itertools import compress
 from operator import itemgetter
 
 from wallarm_wire.protocol import AttackInfo, RequestMessage, ResponseMessage
-from node.detect import decode
 from node.detect.findings import DEFAULT_THRESHOLD, Detection, excerpt
 from node.detect.log4j import detect_log4j
+from node.detect.readings import readings
 from node.detect.request import MAX_BODY, FieldSink, body_headers, inflate, parse_body, parse_header_line, parse_target
 from node.detect.shell import ALONE_COMMANDS, detect_shell
 from node.detect.signatures import SignatureSet, load_signatures
@@ -83,13 +83,6 @@ def _safe(value: str) -> bool:
     if value.isascii():
         return not value.encode("ascii").translate(None, _SAFE_ASCII)
     return _SAFE_RE.fullmatch(value) is not None
-# browser-made headers: structured text that never carries base64 payloads
-_NO_BASE64_HEADERS = frozenset(
-    "header.user-agent header.accept header.accept-language header.sec-ch-ua "
-    "header.sec-ch-ua-platform header.sec-ch-ua-mobile header.sec-fetch-site header.sec-fetch-mode "
-    "header.sec-fetch-dest header.origin header.cache-control header.pragma header.content-type "
-    "header.sec-ch-ua-full-version-list header.if-modified-since header.date".split()
-)
 # two linear searches (one "lower then upper" regex would be quadratic on "AAAA...")
 _LOWER_RE = re.compile(r"[a-z]")
 _UPPER_RE = re.compile(r"[A-Z]")
@@ -421,7 +414,7 @@ class Engine:
 
     def _judge_field(self, run: _Run, location: str, value: str, kind: str) -> Found:
         """Per attack type found in this value: (type, summed score, findings)."""
-        b64 = kind != "path" and location not in _NO_BASE64_HEADERS
+        path = kind == "path"
         if _safe(value) and ".." not in value and kind != "filename" and location != "header.user-agent":
             if value.lower() in ALONE_COMMANDS:
                 forms = [value]
@@ -430,11 +423,11 @@ class Engine:
                 # text has) or fuzzers' text hex (0x2e0x2e0x2f) could hide something
                 return NOTHING
             else:
-                forms = decode.variants(value, b64)
+                forms = self._readings(run, value, path)
             if len(forms) == 1:
                 return NOTHING
         else:
-            forms = decode.variants(value, b64)
+            forms = self._readings(run, value, path)
         hits = self.request_sigs.scan(_to_bytes("\n" + "\n".join(forms) + "\n"))
         if not hits:
             return NOTHING
@@ -467,6 +460,14 @@ class Engine:
             shown = forms[-1] if len(forms) > 1 else value
             by_type.setdefault(sig.type, []).append([sig.type, location, rule_id, excerpt(shown), score])
         return _encode_found(by_type) if by_type else NOTHING
+
+    @staticmethod
+    def _readings(run: _Run, value: str, path: bool) -> list[str]:
+        """The value and its readings (readings.py); a decoding bound reached is a partial verdict."""
+        found = readings(value, path)
+        if found.cut:
+            run.cut("decode")
+        return found.forms
 
     def _gate(self, idx: int) -> Callable[[str], bool]:
         """Does signature `idx` (the one calling a detector) match this window of a long value?"""

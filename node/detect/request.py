@@ -16,7 +16,7 @@ import re
 from functools import lru_cache
 
 from wallarm_wire.protocol import RequestMessage
-from node.detect import charset, codings, multipart
+from node.detect import charset, codings, multipart, xml_scan
 from node.detect.content_type import MediaType, parse_content_type
 from node.detect.decode import url_decode
 from node.detect.json_scan import string_literals
@@ -295,50 +295,10 @@ def parse_json(text: str, sink: FieldSink) -> bool:
     return True
 
 
-_XML_ATTR_RE = re.compile(r"([\w:.\-]+)\s*=\s*(?:\"([^\"<>]*)\"|'([^'<>]*)')")
-_XML_NAME_RE = re.compile(r"</?\s*([\w:.\-]+)")
-MAX_XML_TAG = 4096  # chars of one tag searched for attributes
-
-
-def _xml_tokens(text: str):
-    """(kind, token) pairs, found with str.find so that unclosed constructs cost one scan,
-    not one scan per '<' (a regex tokenizer is quadratic on "<!--<!--<!--...")."""
-    i, n = 0, len(text)
-    while i < n:
-        lt = text.find("<", i)
-        if lt < 0:
-            yield "text", text[i:]
-            return
-        if lt > i:
-            yield "text", text[i:lt]
-        if text.startswith("<!--", lt):
-            end, close = text.find("-->", lt + 4), 3
-            kind = "comment"
-        elif text.startswith("<![CDATA[", lt):
-            end, close = text.find("]]>", lt + 9), 3
-            kind = "cdata"
-        elif text[lt : lt + 9].upper() == "<!DOCTYPE":
-            bracket, gt = text.find("[", lt), text.find(">", lt)
-            if 0 <= bracket < gt or (bracket >= 0 and gt < 0):
-                end = text.find("]", bracket)
-                end = text.find(">", end) if end >= 0 else -1
-            else:
-                end = gt
-            close, kind = 1, "doctype"
-        else:
-            end, close = text.find(">", lt + 1), 1
-            kind = "tag"
-        if end < 0:  # unclosed: the rest is one token
-            yield kind, text[lt:]
-            return
-        yield kind, text[lt : end + close]
-        i = end + close
-
-
 def parse_xml(text: str, sink: FieldSink) -> None:
     """A tolerant scanner, not a parser: no entity expansion, so no billion laughs."""
     path: list[str] = []
-    for n, (kind, tok) in enumerate(_xml_tokens(text)):
+    for n, (kind, tok) in enumerate(xml_scan.tokens(text)):
         if len(sink.fields) >= MAX_FIELDS:
             sink.dropped += 1
             return
@@ -348,7 +308,7 @@ def parse_xml(text: str, sink: FieldSink) -> None:
         if kind == "doctype":
             sink.add("xml.doctype", tok, "doctype")
         elif kind == "cdata":
-            sink.add(loc, tok[9:].removesuffix("]]>"), "xml")
+            sink.add(loc, xml_scan.cdata_text(tok), "xml")
         elif kind == "comment":
             sink.add(loc, tok, "xml")
         elif kind == "text":
@@ -357,15 +317,14 @@ def parse_xml(text: str, sink: FieldSink) -> None:
         elif tok.startswith("<?"):
             sink.add("xml.pi", tok, "xml")
         else:
-            nm = _XML_NAME_RE.match(tok)
+            nm = xml_scan.NAME_RE.match(tok)
             name = _key(nm.group(1)) if nm else "_"
             if tok.startswith("</"):
                 if path:
                     path.pop()
                 continue
-            for am in _XML_ATTR_RE.finditer(tok[:MAX_XML_TAG]):
-                sink.add(f"xml.{'.'.join((path + [name])[-4:])}.@{_key(am.group(1))}",
-                         am.group(2) if am.group(2) is not None else am.group(3), "xmlattr")
+            for attr, value in xml_scan.attributes(tok):
+                sink.add(f"xml.{'.'.join((path + [name])[-4:])}.@{_key(attr)}", value, "xmlattr")
             if not tok.endswith("/>") and len(path) < 64:
                 path.append(name)
 

@@ -1,0 +1,312 @@
+"""Decoding as a search: every plausible reading of a value, layered, within bounds.
+
+A value (path, parameter, header, cookie, form field, multipart part, JSON or XML leaf) is
+judged as it is and under each reading that decodes cleanly:
+
+* escapes, undone round after round until nothing changes (at most MAX_ROUNDS): URL (`%XX`,
+  `%uXXXX`, overlong UTF-8), JS (`\\uXXXX`, `\\u{...}`, `\\xXX`, octal), HTML/XML entities
+  (named, decimal, hex, without `;` where browsers accept it); see decode.decode_round;
+* structural layers, each reading then unescaped in its turn: base64 / base64url (padded or
+  not; the whole value, or its long tokens; in a path its segments and the run after each
+  slash, since base64 holds '/'), a JSON document serialized into the value (its strings,
+  keys included), a JSON string literal (`"\\u003c..."`), an XML or SOAP text (its text nodes,
+  CDATA and attribute values);
+* the path-canonical form (look-alike slashes, NUL, `0x2f` text) of every unescaped reading.
+
+A reading is kept only when its decoding is clean (base64 that decodes to mostly printable
+UTF-8 text, JSON that parses, XML that closes a tag), so tokens, hashes and images do not
+multiply the work or the false positives. Several pieces of one layer (the base64 tokens of
+a text, the strings of a JSON document) beyond the first few make one reading, joined by
+a separator no signature or analyser reads across: the number of readings depends on the
+layers, not on the value's size.
+
+Bounds: MAX_LAYERS structural layers, MAX_ROUNDS escape rounds per reading, MAX_FORMS
+readings, and WORK_BASE + WORK_FACTOR x len(value) characters of readings in all. Every
+decoder is linear (C passes, or one Python step per token), so the total cost is linear in the
+value. Reaching a bound while something was still left to decode sets `Readings.cut`: the
+engine then marks the verdict partial ("decode"), never silently clean.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from node.detect import decode, xml_scan
+
+MAX_LAYERS = 4  # base64 / JSON / XML layers stacked on one reading
+MAX_ROUNDS = 8  # escape rounds (URL, JS, entities) on one reading
+MAX_FORMS = 48  # readings of one value, the value itself included
+SEPARATE_PIECES = 6  # pieces of one layer (JSON strings, base64 tokens) read alone; the rest together
+WORK_FACTOR = 8  # characters of readings per character of the value ...
+WORK_BASE = 64 * 1024  # ... plus this many
+MAX_PATH_SUFFIXES = 16  # runs after a slash tried as base64 in one path (that start as text)
+MAX_XML_TOKENS = 100_000  # tokens of an XML text inside a value walked
+# readings longer than this get no path-canonical form (a copy that differs mostly where a
+# date format's `%Y-%m` became slashes): a traversal has no reason to hide in 64 KiB of text
+MAX_CANONICAL = 64 * 1024
+
+
+@dataclass(slots=True)
+class Readings:
+    forms: list[str]  # the value first, then each distinct reading
+    cut: bool  # a bound was reached with something left to decode
+
+
+def variants(value: str, path: bool = False) -> list[str]:
+    """The value and its distinct readings (readings(value).forms)."""
+    return readings(value, path).forms
+
+
+def _start(text: str) -> str:
+    """The first character that is not white space ('' for none), without copying a long text."""
+    return text[:64].lstrip()[:1] or text.lstrip()[:1]
+
+
+def readings(value: str, path: bool = False) -> Readings:
+    """Every clean reading of `value` (a URL path when `path`), within the bounds above."""
+    if (not decode._decodable(value, True) and not decode._b64_whole(value) and _start(value) not in _OPENERS
+            and not (path and _has_segment_token(value))):
+        return Readings([value], False)  # nothing any decoder below would change: the common case
+    return _Search(value, path).run()
+
+
+# base64 characters but '/': a path segment token of 8 of them is tried (_path_base64)
+_SEGMENT_SHAPES = decode._class_table({"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+_-": "b"})
+
+
+def _has_segment_token(path: str) -> bool:
+    return b"bbbbbbbb" in path.encode("utf-8", "surrogatepass").translate(_SEGMENT_SHAPES)
+
+
+# between pieces joined into one reading: not white space, so no signature's `\s*` spans it
+# (`)` ending one piece and `(|` starting the next are no LDAP filter), not a line break
+# (which starts a shell command or a mail header); the analysers read it as a space
+PIECE_SEPARATOR = "\x1f"
+
+# first characters of a JSON document, a JSON string literal, an XML text
+_OPENERS = ("{", "[", '"', "<")
+
+
+class _Search:
+    __slots__ = ("forms", "seen", "budget", "cut", "path")
+
+    def __init__(self, value: str, path: bool) -> None:
+        self.forms = [value]
+        self.seen = {value}
+        self.budget = WORK_BASE + WORK_FACTOR * len(value)
+        self.cut = False
+        self.path = path
+
+    def add(self, text: str) -> bool:
+        """Keep a new reading; False when it was known already or a bound refused it."""
+        if text in self.seen:
+            return False
+        if len(self.forms) >= MAX_FORMS or len(text) > self.budget:
+            self.cut = True
+            return False
+        self.budget -= len(text)
+        self.seen.add(text)
+        self.forms.append(text)
+        return True
+
+    def run(self) -> Readings:
+        frontier = [self.forms[0]]
+        for layer in range(MAX_LAYERS + 1):
+            nxt: list[str] = []
+            for text in frontier:
+                plain = self.unescaped(text)
+                for child in _layer_readings(text, plain, layer, self):
+                    if child in self.seen:
+                        continue
+                    if layer == MAX_LAYERS:
+                        self.cut = True  # one more layer would decode: not judged
+                        break
+                    if self.add(child):
+                        nxt.append(child)
+                if self.cut and (len(self.forms) >= MAX_FORMS or self.budget <= 0):
+                    return Readings(self.forms, True)
+            if not nxt:
+                break
+            frontier = nxt
+        return Readings(self.forms, self.cut)
+
+    def unescaped(self, text: str) -> str:
+        """`text` with its escapes undone (kept as a reading), and its path-canonical form."""
+        cur = text
+        for _ in range(MAX_ROUNDS):
+            if not decode._needs_decode(cur):
+                break
+            nxt = decode.decode_round(cur)
+            if nxt == cur:
+                break
+            cur = nxt
+        else:
+            if decode._needs_decode(cur) and decode.decode_round(cur) != cur:
+                self.cut = True  # escapes nested deeper than MAX_ROUNDS
+        if "\xa0" in cur:
+            cur = cur.replace("\xa0", " ")  # no-break space: white space to SQL and shells
+        self.add(cur)
+        if (len(cur) <= MAX_CANONICAL or self.path) and decode._pathish(cur):
+            self.add(decode.path_canonical(cur))
+        return cur
+
+
+def _layer_readings(raw: str, plain: str, layer: int, search: _Search) -> list[str]:
+    """The structural readings of one reading (`raw`, and `plain`, its unescaped form) at
+    `layer` (0: the value itself)."""
+    pieces: list[str] = []
+    if _start(plain) in _OPENERS or _start(raw) in _OPENERS:
+        for text in (raw, plain) if raw != plain else (raw,):
+            found = _json_strings_of(text)
+            if found is None:
+                found = _xml_texts(text, search)
+            if found:
+                pieces += found
+                break  # the raw text parsed: its unescaped form is the same document, broken
+    if layer == 0 and search.path:
+        pieces += _path_base64(plain, search)
+    else:
+        pieces += _base64_pieces(plain)
+    return _grouped(pieces)
+
+
+def _grouped(pieces: list[str]) -> list[str]:
+    """Pieces of one layer as readings: the first SEPARATE_PIECES that may carry something on
+    their own are read alone (a JSON string is judged as a whole value is: `1 or 1=1` at its
+    start, a base64 token as a whole value), the rest joined into one reading, so the count
+    of readings stays small. They are joined by PIECE_SEPARATOR."""
+    pieces = [p for p in pieces if p]
+    if len(pieces) <= 1:
+        return pieces
+    alone = [p for p in pieces if _alone(p)][:SEPARATE_PIECES]
+    if not alone:
+        return [PIECE_SEPARATOR.join(pieces)]
+    taken = set(alone)
+    rest = [p for p in pieces if p not in taken]
+    return alone + ([PIECE_SEPARATOR.join(rest)] if rest else [])
+
+
+def _alone(piece: str) -> bool:
+    """Not a plain word: has a character other than a letter or digit, or may be base64."""
+    return not piece.isalnum() or (len(piece) >= 8 and _worth(piece))
+
+
+# ---------------------------------------------------------------------------- base64
+
+_B64_TOKEN_RE = re.compile(r"[A-Za-z0-9+/_\-]{16,}={0,2}")
+_B64_SEGMENT_RE = re.compile(r"[A-Za-z0-9+_\-]{8,}={0,2}")  # within a path segment
+_HEXISH_RE = re.compile(r"[0-9a-fA-F\-]+")
+_B64_PATH_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-="
+
+
+def _worth(token: str) -> bool:
+    """A token that may be base64 of text: words, numbers, hex ids and hashes are not tried."""
+    return not (token.isalpha() or token.isdigit() or _HEXISH_RE.fullmatch(token))
+
+
+def _tokens_decoded(text: str, token_re: re.Pattern[str], stops: str) -> list[str]:
+    """The base64 tokens of `text` decoded. A token that is a whole path segment (`stops`: what
+    ends one) is read as a whole value is (8 characters or more); one inside other text from
+    16 characters on, when its decoding is not a mere word."""
+    out: list[str] = []
+    n = len(text)
+    for m in token_re.finditer(text):
+        tok = m.group(0)
+        start, end = m.span()
+        whole = bool(stops) and (start == 0 or text[start - 1] in stops) and (end == n or text[end] in stops)
+        if (whole or len(tok) >= 16) and _worth(tok):
+            d = decode.b64_decode(tok)
+            if d and (whole or not d.isalnum()):
+                out.append(d)
+    return out
+
+
+def _base64_pieces(text: str) -> list[str]:
+    """The whole text as base64, else its base64 tokens decoded."""
+    if text[:1] != "/" and decode._b64_whole(text):
+        d = decode.b64_decode(text)
+        if d:
+            return [d]
+    return _tokens_decoded(text, _B64_TOKEN_RE, "")
+
+
+def _path_base64(path: str, search: _Search) -> list[str]:
+    """Base64 in a URL path: in a segment (a token without '/'), or the run of base64
+    characters that ends the path, read from after any of its slashes (base64 holds '/',
+    and a catch-all route hands the rest of the path to the application)."""
+    pieces = _tokens_decoded(path, _B64_SEGMENT_RE, "/")
+    run = path[len(path.rstrip(_B64_PATH_CHARS)):]
+    tried = 0
+    pos = -1
+    while True:
+        start = pos + 1
+        pos = run.find("/", start)
+        if pos < 0 and start == 0:
+            break  # no slash in the run: its segment was tried above
+        suffix = run[start:]
+        if "/" in suffix and len(suffix) >= 12 and not suffix.startswith("/"):
+            # only a suffix whose first bytes decode as text is worth the whole decode
+            if decode.b64_decode(suffix[:16]):
+                tried += 1
+                if tried > MAX_PATH_SUFFIXES:
+                    search.cut = True
+                    break
+                d = decode.b64_decode(suffix)
+                if d and not d.isalnum():
+                    pieces.append(d)
+        if pos < 0:
+            break
+    return pieces
+
+
+# ---------------------------------------------------------------------------- JSON and XML
+
+_JSON_DECODER = json.JSONDecoder()
+_JSON_SPACE_RE = re.compile(r"[ \t\n\r]*")
+
+
+def _json_strings_of(text: str) -> list[str] | None:
+    """A JSON document (or several: JSON lines) in the text: its strings (values first, then
+    keys); a JSON string literal: its text. None when the text is not JSON."""
+    first = _start(text)
+    if first not in ('{', '[', '"'):
+        return None
+    decode_doc = _JSON_DECODER.raw_decode
+    strings: list[str] = []
+    keys: list[str] = []
+    pos, n = 0, len(text)
+    while True:
+        pos = _JSON_SPACE_RE.match(text, pos).end()  # type: ignore[union-attr]
+        if pos >= n:
+            break
+        try:
+            obj, pos = decode_doc(text, pos)
+        except (ValueError, RecursionError):
+            return None  # not JSON (or not only JSON): the text itself is judged anyway
+        _json_strings(obj, strings, keys)
+    return strings + keys
+
+
+def _json_strings(obj: object, values: list[str], keys: list[str]) -> None:
+    stack = [obj]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            values.append(node)
+        elif isinstance(node, dict):
+            keys.extend(node)
+            stack.extend(reversed(node.values()))
+        elif isinstance(node, list):
+            stack.extend(reversed(node))
+
+
+def _xml_texts(text: str, search: _Search) -> list[str]:
+    """The text nodes, CDATA and attribute values of an XML (SOAP) text."""
+    if not xml_scan.looks_like_xml(text):
+        return []
+    texts, cut = xml_scan.texts(text, MAX_XML_TOKENS)
+    if cut:
+        search.cut = True
+    return texts
