@@ -414,7 +414,6 @@ class Engine:
 
     def _judge_field(self, run: _Run, location: str, value: str, kind: str) -> Found:
         """Per attack type found in this value: (type, summed score, findings)."""
-        path = kind == "path"
         if _safe(value) and ".." not in value and kind != "filename" and location != "header.user-agent":
             if value.lower() in ALONE_COMMANDS:
                 forms = [value]
@@ -423,11 +422,11 @@ class Engine:
                 # text has) or fuzzers' text hex (0x2e0x2e0x2f) could hide something
                 return NOTHING
             else:
-                forms = self._readings(run, value, path)
+                forms = self._readings(run, value, kind)
             if len(forms) == 1:
                 return NOTHING
         else:
-            forms = self._readings(run, value, path)
+            forms = self._readings(run, value, kind)
         hits = self.request_sigs.scan(_to_bytes("\n" + "\n".join(forms) + "\n"))
         if not hits:
             return NOTHING
@@ -462,9 +461,9 @@ class Engine:
         return _encode_found(by_type) if by_type else NOTHING
 
     @staticmethod
-    def _readings(run: _Run, value: str, path: bool) -> list[str]:
+    def _readings(run: _Run, value: str, kind: str) -> list[str]:
         """The value and its readings (readings.py); a decoding bound reached is a partial verdict."""
-        found = readings(value, path)
+        found = readings(value, kind)
         if found.cut:
             run.cut("decode")
         return found.forms

@@ -42,7 +42,8 @@ SEPARATE_PIECES = 6  # pieces of one layer (JSON strings, base64 tokens) read al
 WORK_FACTOR = 8  # characters of readings per character of the value ...
 WORK_BASE = 64 * 1024  # ... plus this many
 MAX_PATH_SUFFIXES = 16  # runs after a slash tried as base64 in one path (that start as text)
-MAX_XML_TOKENS = 100_000  # tokens of an XML text inside a value walked
+MAX_XML_TOKENS = 10_000  # tokens of an XML text inside a value walked (not of a body: request.py)
+MAX_JSON_NODES = 50_000  # nodes of a JSON document inside a value walked
 # readings longer than this get no path-canonical form (a copy that differs mostly where a
 # date format's `%Y-%m` became slashes): a traversal has no reason to hide in 64 KiB of text
 MAX_CANONICAL = 64 * 1024
@@ -54,9 +55,9 @@ class Readings:
     cut: bool  # a bound was reached with something left to decode
 
 
-def variants(value: str, path: bool = False) -> list[str]:
-    """The value and its distinct readings (readings(value).forms)."""
-    return readings(value, path).forms
+def variants(value: str, kind: str = "query") -> list[str]:
+    """The value and its distinct readings (readings(value, kind).forms)."""
+    return readings(value, kind).forms
 
 
 def _start(text: str) -> str:
@@ -64,12 +65,15 @@ def _start(text: str) -> str:
     return text[:64].lstrip()[:1] or text.lstrip()[:1]
 
 
-def readings(value: str, path: bool = False) -> Readings:
-    """Every clean reading of `value` (a URL path when `path`), within the bounds above."""
+def readings(value: str, kind: str = "query") -> Readings:
+    """Every clean reading of a `kind` field's `value` (request.FieldSink's kinds), within the
+    bounds above. A path is searched for base64 segment by segment; a body is not read as
+    XML here (request.py reads an XML-shaped body's nodes as fields of their own)."""
+    path = kind == "path"
     if (not decode._decodable(value, True) and not decode._b64_whole(value) and _start(value) not in _OPENERS
             and not (path and _has_segment_token(value))):
         return Readings([value], False)  # nothing any decoder below would change: the common case
-    return _Search(value, path).run()
+    return _Search(value, path, kind != "body").run()
 
 
 # base64 characters but '/': a path segment token of 8 of them is tried (_path_base64)
@@ -90,9 +94,10 @@ _OPENERS = ("{", "[", '"', "<")
 
 
 class _Search:
-    __slots__ = ("forms", "seen", "budget", "cut", "path")
+    __slots__ = ("forms", "seen", "budget", "cut", "path", "xml")
 
-    def __init__(self, value: str, path: bool) -> None:
+    def __init__(self, value: str, path: bool, xml: bool) -> None:
+        self.xml = xml
         self.forms = [value]
         self.seen = {value}
         self.budget = WORK_BASE + WORK_FACTOR * len(value)
@@ -159,8 +164,8 @@ def _layer_readings(raw: str, plain: str, layer: int, search: _Search) -> list[s
     pieces: list[str] = []
     if _start(plain) in _OPENERS or _start(raw) in _OPENERS:
         for text in (raw, plain) if raw != plain else (raw,):
-            found = _json_strings_of(text)
-            if found is None:
+            found = _json_strings_of(text, search)
+            if found is None and (search.xml or layer):
                 found = _xml_texts(text, search)
             if found:
                 pieces += found
@@ -263,35 +268,24 @@ def _path_base64(path: str, search: _Search) -> list[str]:
 
 # ---------------------------------------------------------------------------- JSON and XML
 
-_JSON_DECODER = json.JSONDecoder()
-_JSON_SPACE_RE = re.compile(r"[ \t\n\r]*")
-
-
-def _json_strings_of(text: str) -> list[str] | None:
-    """A JSON document (or several: JSON lines) in the text: its strings (values first, then
-    keys); a JSON string literal: its text. None when the text is not JSON."""
-    first = _start(text)
-    if first not in ('{', '[', '"'):
+def _json_strings_of(text: str, search: _Search) -> list[str] | None:
+    """A JSON document serialized in the text: its strings (values first, then keys); a JSON
+    string literal: its text. None when the text is not one JSON document."""
+    if _start(text) not in ('{', '[', '"'):
         return None
-    decode_doc = _JSON_DECODER.raw_decode
-    strings: list[str] = []
+    try:
+        obj = json.loads(text)  # C speed; a text that is not JSON fails in one pass
+    except (ValueError, RecursionError):
+        return None
+    values: list[str] = []
     keys: list[str] = []
-    pos, n = 0, len(text)
-    while True:
-        pos = _JSON_SPACE_RE.match(text, pos).end()  # type: ignore[union-attr]
-        if pos >= n:
-            break
-        try:
-            obj, pos = decode_doc(text, pos)
-        except (ValueError, RecursionError):
-            return None  # not JSON (or not only JSON): the text itself is judged anyway
-        _json_strings(obj, strings, keys)
-    return strings + keys
-
-
-def _json_strings(obj: object, values: list[str], keys: list[str]) -> None:
     stack = [obj]
+    walked = 0
     while stack:
+        walked += 1
+        if walked > MAX_JSON_NODES:
+            search.cut = True  # the rest of the document is judged in the value's other forms only
+            break
         node = stack.pop()
         if isinstance(node, str):
             values.append(node)
@@ -300,6 +294,7 @@ def _json_strings(obj: object, values: list[str], keys: list[str]) -> None:
             stack.extend(reversed(node.values()))
         elif isinstance(node, list):
             stack.extend(reversed(node))
+    return values + keys
 
 
 def _xml_texts(text: str, search: _Search) -> list[str]:

@@ -445,13 +445,14 @@ def _parse_text(text: str, kind: str | None, sink: FieldSink) -> None:
         if json_like and not parse_json(text, sink):  # a JSON body labelled as a form
             parse_lenient_json(text, sink)
         return
-    if kind == "xml" or (first == "<" and head.lower() in ("<?xml", "<!doc")):
+    if kind == "xml" or (first == "<" and (head.lower() in ("<?xml", "<!doc") or xml_scan.looks_like_xml(text))):
+        # declared XML, or XML-shaped (a SOAP envelope sent as text/plain or without a type)
         parse_xml(text, sink)
         sink.add("body", text, "body")
         return
     if kind is None and "=" in text[:256] and first != "<":
+        # no Content-Type: a backend may read a form, or the raw text (judged below as well)
         parse_pairs(text, "body.form", "form", sink)
-        return
     sink.add("body", _strings(text) if _binary_text(text) else text, "body")
 
 
