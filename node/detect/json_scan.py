@@ -70,3 +70,26 @@ def _unescape(m: re.Match[str]) -> str:
         return chr(int(m.group(1), 16))
     c = m.group(2)
     return _SIMPLE.get(c, c)
+
+
+class Repeated(dict):
+    """A JSON object that repeats a key. Python's json (and Express, Go) keep the last value,
+    other parsers the first (Jackson's default was, PHP's some versions): a payload written
+    first and "overwritten" by a harmless value still reaches some backend, so `dropped`
+    keeps the earlier (key, value) pairs, which are judged too."""
+
+    __slots__ = ("dropped",)
+
+
+def _object(pairs: list[tuple[str, object]]) -> dict:
+    obj = dict(pairs)
+    if len(obj) == len(pairs):
+        return obj  # nearly always: one len() more than json's own dict building
+    repeated = Repeated(obj)
+    repeated.dropped = [(k, v) for k, v in pairs if obj[k] is not v]
+    return repeated
+
+
+# json.loads / raw_decode with repeated keys kept (a shared decoder: no per-call set-up)
+DECODER = json.JSONDecoder(object_pairs_hook=_object)
+loads = DECODER.decode

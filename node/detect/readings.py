@@ -29,11 +29,10 @@ engine then marks the verdict partial ("decode"), never silently clean.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 
-from node.detect import decode, xml_scan
+from node.detect import decode, json_scan, xml_scan
 
 MAX_LAYERS = 4  # base64 / JSON / XML layers stacked on one reading
 MAX_ROUNDS = 8  # escape rounds (URL, JS, entities) on one reading
@@ -71,7 +70,7 @@ def readings(value: str, kind: str = "query") -> Readings:
     XML here (request.py reads an XML-shaped body's nodes as fields of their own)."""
     path = kind == "path"
     if (not decode._decodable(value, True) and not decode._b64_whole(value) and _start(value) not in _OPENERS
-            and not (path and _has_segment_token(value))):
+            and not (path and (_has_segment_token(value) or _path_tail(value)))):
         return Readings([value], False)  # nothing any decoder below would change: the common case
     return _Search(value, path, kind != "body").run()
 
@@ -171,6 +170,9 @@ def _layer_readings(raw: str, plain: str, layer: int, search: _Search) -> list[s
                 pieces += found
                 break  # the raw text parsed: its unescaped form is the same document, broken
     if layer == 0 and search.path:
+        tail = _path_tail(plain)
+        if tail:
+            pieces.append(tail)
         pieces += _path_base64(plain, search)
     else:
         pieces += _base64_pieces(plain)
@@ -198,6 +200,20 @@ def _alone(piece: str) -> bool:
     return not piece.isalnum() or (len(piece) >= 8 and _worth(piece))
 
 
+# a segment with a character that route names do not use (the regex's class: one C pass)
+_ODD_SEGMENT_RE = re.compile(r"/[\w.~\-]*[^\w.~/\-]")
+
+
+def _path_tail(path: str) -> str | None:
+    """The path from its first segment that is not a plain name on: what a catch-all route
+    (`/files/<path:rest>`) hands the application, and where a payload starts (`1) AND ...`
+    is judged at its start, not after `/api/v1/files/`)."""
+    m = _ODD_SEGMENT_RE.search(path)
+    if m is None or m.start() == 0:
+        return None
+    return path[m.start() + 1 :]
+
+
 # ---------------------------------------------------------------------------- base64
 
 _B64_TOKEN_RE = re.compile(r"[A-Za-z0-9+/_\-]{16,}={0,2}")
@@ -207,8 +223,11 @@ _B64_PATH_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012345678
 
 
 def _worth(token: str) -> bool:
-    """A token that may be base64 of text: words, numbers, hex ids and hashes are not tried."""
-    return not (token.isalpha() or token.isdigit() or _HEXISH_RE.fullmatch(token))
+    """A token that may be base64 of text: one-case words, numbers, hex ids and hashes are
+    not tried (base64 of text mixes cases, and may be all letters: `fGxccyAtbGEgLyAj`)."""
+    if token.isalpha():
+        return not (token.islower() or token.isupper())
+    return not (token.isdigit() or _HEXISH_RE.fullmatch(token))
 
 
 def _tokens_decoded(text: str, token_re: re.Pattern[str], stops: str) -> list[str]:
@@ -274,7 +293,7 @@ def _json_strings_of(text: str, search: _Search) -> list[str] | None:
     if _start(text) not in ('{', '[', '"'):
         return None
     try:
-        obj = json.loads(text)  # C speed; a text that is not JSON fails in one pass
+        obj = json_scan.loads(text)  # C speed; a text that is not JSON fails in one pass
     except (ValueError, RecursionError):
         return None
     values: list[str] = []
@@ -292,6 +311,8 @@ def _json_strings_of(text: str, search: _Search) -> list[str] | None:
         elif isinstance(node, dict):
             keys.extend(node)
             stack.extend(reversed(node.values()))
+            if type(node) is json_scan.Repeated:
+                stack.extend(v for _, v in node.dropped)
         elif isinstance(node, list):
             stack.extend(reversed(node))
     return values + keys

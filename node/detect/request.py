@@ -10,7 +10,6 @@ partial instead of passing for clean. Locations are dotted paths (`query.id`, `j
 from __future__ import annotations
 
 import itertools
-import json
 import operator
 import re
 from functools import lru_cache
@@ -19,7 +18,8 @@ from wallarm_wire.protocol import RequestMessage
 from node.detect import charset, codings, multipart, xml_scan
 from node.detect.content_type import MediaType, parse_content_type
 from node.detect.decode import url_decode
-from node.detect.json_scan import string_literals
+from node.detect.json_scan import DECODER as JSON_DECODER, Repeated, string_literals
+from node.detect.json_scan import loads as json_loads
 from node.detect.trivial import TOKEN_RE, nontrivial_keys, strip_trivial_pairs
 
 # Fields judged per request; past it: partial "fields". A 900 KB JSON document of small
@@ -231,13 +231,15 @@ def parse_json_value(obj: object, prefix: str, sink: FieldSink) -> None:
         if kind is str:
             if node:
                 append(("json", loc, node))
-        elif kind is dict:
+        elif kind is dict or kind is Repeated:
             if depth >= MAX_JSON_DEPTH:
                 if node:
                     sink.cut("depth")
                 continue
             room = MAX_FIELDS - n
             members = _judged_members(node) if len(node) > MIN_FILTERED_OBJECT else list(node.items())  # type: ignore[arg-type,attr-defined]
+            if kind is Repeated:
+                members += node.dropped  # type: ignore[attr-defined]
             items = members if len(members) <= room else members[:room]
             sink.dropped += len(members) - len(items)
             depth += 1
@@ -262,7 +264,7 @@ def parse_json_value(obj: object, prefix: str, sink: FieldSink) -> None:
 
 
 # what json.loads builds that can carry a payload (str, or containers of it)
-_JSON_PAYLOAD = frozenset({str, dict, list})
+_JSON_PAYLOAD = frozenset({str, dict, list, Repeated})
 # objects with more members than this are filtered in C first (_judged_members)
 MIN_FILTERED_OBJECT = 64
 
@@ -285,7 +287,7 @@ def _not_token(key: str) -> bool:
 
 def parse_json(text: str, sink: FieldSink) -> bool:
     try:
-        obj = json.loads(text)
+        obj = json_loads(text)
     except (ValueError, RecursionError):
         return False
     if isinstance(obj, str):
@@ -478,7 +480,6 @@ def _form_shaped(text: str) -> bool:
     return eq > 0 and len(text[:eq].split()) == 1 and text[:eq].strip() == text[:eq]
 
 
-_JSON_DECODER = json.JSONDecoder()
 _JSON_SPACE_RE = re.compile(r"[ \t\n\r]*")
 
 
@@ -487,7 +488,7 @@ def parse_lenient_json(text: str, sink: FieldSink) -> bool:
     each parsed (C speed); from the first one that does not parse on, the string literals
     (json_scan.py: what Express's JSON.parse reads of big numbers and deep nesting). True
     when every document parsed."""
-    decode = _JSON_DECODER.raw_decode
+    decode = JSON_DECODER.raw_decode
     pos, n = 0, len(text)
     while True:
         pos = _JSON_SPACE_RE.match(text, pos).end()  # type: ignore[union-attr]
