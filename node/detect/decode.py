@@ -262,23 +262,36 @@ def b64_decode(token: str) -> str | None:
     t = token.strip()
     if len(t) < 8:
         return None
-    t = t.replace("-", "+").replace("_", "/")
     if not t.isascii():
         return None
     if not t.isalnum():
         t = "".join(t.split())
+    return b64_token(t)
+
+
+_URLSAFE_TO_STD = str.maketrans("-_", "+/")
+
+
+def b64_token(t: str) -> str | None:
+    """b64_decode of a token already made only of base64 (either alphabet) and '=' characters."""
     if len(t.rstrip("=")) % 4 == 1:
         return None  # no base64 has this length: skip the exception
+    if "-" in t or "_" in t:
+        t = t.translate(_URLSAFE_TO_STD)
     t += "=" * (-len(t) % 4)
     try:
         # base64.b64decode(t, validate=True) without its Python-level argument handling
         raw = binascii.a2b_base64(t, strict_mode=True)
     except (binascii.Error, ValueError):
         return None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
+    if raw.isascii():
+        text = raw.decode("ascii")
+    else:
+        # most tokens that are not base64 of text end here: without raising (an exception
+        # per token costs more than the decoding)
+        text = raw.decode("utf-8", "replace")
+        if "\ufffd" in text and b"\xef\xbf\xbd" not in raw:
+            return None
     if _NONPRINT_RE.search(text) and _printable_ratio(text) < 0.95:
         return None
     return text

@@ -432,7 +432,7 @@ class Engine:
             return NOTHING
         sigs = self.request_sigs.signatures
         by_type: dict[str, list[list]] = {}
-        texts: list[str] | None = None
+        form_hits: list[set[int]] | None = None  # each form's own hits, once a detector needs them
         for idx in sorted(hits):
             sig = sigs[idx]
             if not sig.applies_to(kind, location):
@@ -447,9 +447,10 @@ class Engine:
                     judge = _DETECTORS[sig.detector]
                     gate = self._gate(idx)
                     rule = None
-                    if texts is None:  # the forms as the detectors read them, each once
-                        texts = list(dict.fromkeys(map(normalise, forms)))
-                    for text in texts:
+                    if form_hits is None:
+                        form_hits = self._hits_per_form(forms, hits)
+                    # the forms the signature matched, as the detectors read them, each once
+                    for text in dict.fromkeys(normalise(f) for f, h in zip(forms, form_hits) if idx in h):
                         rule = judge(text, kind, run.check_time, gate)
                         if rule or run.stopped:
                             break
@@ -459,6 +460,15 @@ class Engine:
             shown = forms[-1] if len(forms) > 1 else value
             by_type.setdefault(sig.type, []).append([sig.type, location, rule_id, excerpt(shown), score])
         return _encode_found(by_type) if by_type else NOTHING
+
+    def _hits_per_form(self, forms: list[str], hits: set[int]) -> list[set[int]]:
+        """The signatures each form matches on its own (`hits`: all forms'): a structural
+        detector reads only the forms its pre-filter matched (of a value's many readings, one
+        or two)."""
+        if len(forms) == 1:
+            return [hits]
+        scan = self.request_sigs.scan
+        return [scan(_to_bytes("\n" + form + "\n")) for form in forms]
 
     @staticmethod
     def _readings(run: _Run, value: str, kind: str) -> list[str]:

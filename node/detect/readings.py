@@ -61,6 +61,9 @@ def variants(value: str, kind: str = "query") -> list[str]:
 
 def _start(text: str) -> str:
     """The first character that is not white space ('' for none), without copying a long text."""
+    first = text[:1]
+    if not first.isspace():
+        return first
     return text[:64].lstrip()[:1] or text.lstrip()[:1]
 
 
@@ -69,18 +72,32 @@ def readings(value: str, kind: str = "query") -> Readings:
     bounds above. A path is searched for base64 segment by segment; a body is not read as
     XML here (request.py reads an XML-shaped body's nodes as fields of their own)."""
     path = kind == "path"
-    if (not decode._decodable(value, True) and not decode._b64_whole(value) and _start(value) not in _OPENERS
-            and not (path and (_has_segment_token(value) or _path_tail(value)))):
+    if path:
+        # escapes, a segment worth a base64 decode, a tail after the route's plain names
+        upper = value.lower() != value  # base64 of text has upper-case letters
+        if not (decode._decodable(value, False) or _start(value) in _OPENERS or _path_tail(value)
+                or (upper and (_has_segment_token(value) or _worth_run(_base64_run(value))))):
+            return Readings([value], False)
+    elif not decode._decodable(value, True) and not decode._b64_whole(value) and _start(value) not in _OPENERS:
         return Readings([value], False)  # nothing any decoder below would change: the common case
     return _Search(value, path, kind != "body").run()
 
 
-# base64 characters but '/': a path segment token of 8 of them is tried (_path_base64)
-_SEGMENT_SHAPES = decode._class_table({"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+_-": "b"})
+# base64 characters but '/' ('b'; upper-case letters 'U'): a path token of 8 of them with an
+# upper-case letter is tried (_path_base64)
+_SEGMENT_SHAPES = decode._class_table({"abcdefghijklmnopqrstuvwxyz0123456789+_-": "b",
+                                       "ABCDEFGHIJKLMNOPQRSTUVWXYZ": "U"})
+
+
+# some 8 consecutive run characters hold a 'U' (bounded lookahead: linear)
+_SEGMENT_TOKEN_RE = re.compile(rb"(?=[bU]{8})b{0,7}U")
 
 
 def _has_segment_token(path: str) -> bool:
-    return b"bbbbbbbb" in path.encode("utf-8", "surrogatepass").translate(_SEGMENT_SHAPES)
+    """A run of 8+ base64 characters (no '/') holding an upper-case letter, by a translate
+    and one bounded regex search."""
+    shapes = path.encode("utf-8", "surrogatepass").translate(_SEGMENT_SHAPES)
+    return b"U" in shapes and _SEGMENT_TOKEN_RE.search(shapes) is not None
 
 
 # between pieces joined into one reading: not white space, so no signature's `\s*` spans it
@@ -93,10 +110,11 @@ _OPENERS = ("{", "[", '"', "<")
 
 
 class _Search:
-    __slots__ = ("forms", "seen", "budget", "cut", "path", "xml")
+    __slots__ = ("forms", "seen", "budget", "cut", "path", "xml", "tried")
 
     def __init__(self, value: str, path: bool, xml: bool) -> None:
         self.xml = xml
+        self.tried: set[str] = set()  # base64 tokens decoded already (a nested reading repeats them)
         self.forms = [value]
         self.seen = {value}
         self.budget = WORK_BASE + WORK_FACTOR * len(value)
@@ -175,7 +193,7 @@ def _layer_readings(raw: str, plain: str, layer: int, search: _Search) -> list[s
             pieces.append(tail)
         pieces += _path_base64(plain, search)
     else:
-        pieces += _base64_pieces(plain)
+        pieces += _base64_pieces(plain, search)
     return _grouped(pieces)
 
 
@@ -184,15 +202,19 @@ def _grouped(pieces: list[str]) -> list[str]:
     their own are read alone (a JSON string is judged as a whole value is: `1 or 1=1` at its
     start, a base64 token as a whole value), the rest joined into one reading, so the count
     of readings stays small. They are joined by PIECE_SEPARATOR."""
-    pieces = [p for p in pieces if p]
     if len(pieces) <= 1:
-        return pieces
-    alone = [p for p in pieces if _alone(p)][:SEPARATE_PIECES]
+        return [p for p in pieces if p]
+    alone: list[int] = []
+    for i, piece in enumerate(pieces):  # stops at the SEPARATE_PIECES-th: no step per piece
+        if piece and _alone(piece):
+            alone.append(i)
+            if len(alone) == SEPARATE_PIECES:
+                break
     if not alone:
-        return [PIECE_SEPARATOR.join(pieces)]
+        return [PIECE_SEPARATOR.join(filter(None, pieces))]
     taken = set(alone)
-    rest = [p for p in pieces if p not in taken]
-    return alone + ([PIECE_SEPARATOR.join(rest)] if rest else [])
+    rest = [p for i, p in enumerate(pieces) if p and i not in taken]
+    return [pieces[i] for i in alone] + ([PIECE_SEPARATOR.join(rest)] if rest else [])
 
 
 def _alone(piece: str) -> bool:
@@ -200,8 +222,9 @@ def _alone(piece: str) -> bool:
     return not piece.isalnum() or (len(piece) >= 8 and _worth(piece))
 
 
-# a segment with a character that route names do not use (the regex's class: one C pass)
-_ODD_SEGMENT_RE = re.compile(r"/[\w.~\-]*[^\w.~/\-]")
+# a segment with a character that route names and matrix or date parameters do not use, and
+# injections do (quotes, brackets, white space, shell and template syntax): one C pass
+_ODD_SEGMENT_RE = re.compile(r"/[^/\s'\"<>()|&$\\{}\[\]`^;]*[\s'\"<>()|&$\\{}\[\]`^;]")
 
 
 def _path_tail(path: str) -> str | None:
@@ -230,58 +253,86 @@ def _worth(token: str) -> bool:
     return not (token.isdigit() or _HEXISH_RE.fullmatch(token))
 
 
-def _tokens_decoded(text: str, token_re: re.Pattern[str], stops: str) -> list[str]:
-    """The base64 tokens of `text` decoded. A token that is a whole path segment (`stops`: what
-    ends one) is read as a whole value is (8 characters or more); one inside other text from
-    16 characters on, when its decoding is not a mere word."""
+def _tokens_decoded(text: str, token_re: re.Pattern[str], stops: str, tried: set[str]) -> list[str]:
+    """The base64 tokens of `text` decoded: those with an upper-case letter (base64 of text
+    has one in any 8 characters but by rare chance), each once per search. A token that is a
+    whole path segment (`stops`: what ends one) is read as a whole value is (8 characters or
+    more); one inside other text from 16 characters on, when its decoding is not a mere word."""
     out: list[str] = []
+    if not stops:
+        # tokens of 16+ characters (the regex's bound), each tried once per search
+        for tok in dict.fromkeys(token_re.findall(text)):
+            if tok.lower() != tok and tok not in tried and _worth(tok):
+                tried.add(tok)
+                d = decode.b64_token(tok)
+                if d and not d.isalnum():
+                    out.append(d)
+        return out
     n = len(text)
     for m in token_re.finditer(text):
         tok = m.group(0)
         start, end = m.span()
-        whole = bool(stops) and (start == 0 or text[start - 1] in stops) and (end == n or text[end] in stops)
-        if (whole or len(tok) >= 16) and _worth(tok):
-            d = decode.b64_decode(tok)
+        whole = (start == 0 or text[start - 1] in stops) and (end == n or text[end] in stops)
+        if (whole or len(tok) >= 16) and tok.lower() != tok and tok not in tried and _worth(tok):
+            tried.add(tok)
+            d = decode.b64_token(tok)
             if d and (whole or not d.isalnum()):
                 out.append(d)
     return out
 
 
-def _base64_pieces(text: str) -> list[str]:
+def _base64_pieces(text: str, search: _Search) -> list[str]:
     """The whole text as base64, else its base64 tokens decoded."""
-    if text[:1] != "/" and decode._b64_whole(text):
+    if text[:1] != "/" and PIECE_SEPARATOR not in text and decode._b64_whole(text) and _worth(text.strip()):
         d = decode.b64_decode(text)
         if d:
             return [d]
-    return _tokens_decoded(text, _B64_TOKEN_RE, "")
+    return _tokens_decoded(text, _B64_TOKEN_RE, "", search.tried)
+
+
+def _base64_run(path: str) -> str:
+    """The run of base64 characters ('/' included) that ends the path."""
+    return path[len(path.rstrip(_B64_PATH_CHARS)):]
+
+
+def _worth_run(run: str) -> bool:
+    """A run worth reading after its slashes: a slash inside, 12+ characters, upper case."""
+    return len(run) >= 13 and "/" in run[1:] and run.lower() != run
 
 
 def _path_base64(path: str, search: _Search) -> list[str]:
     """Base64 in a URL path: in a segment (a token without '/'), or the run of base64
     characters that ends the path, read from after any of its slashes (base64 holds '/',
     and a catch-all route hands the rest of the path to the application)."""
-    pieces = _tokens_decoded(path, _B64_SEGMENT_RE, "/")
-    run = path[len(path.rstrip(_B64_PATH_CHARS)):]
+    if path.lower() == path:
+        return []  # base64 of text has upper-case letters (every token tried below has one)
+    pieces = _tokens_decoded(path, _B64_SEGMENT_RE, "/", search.tried)
+    run = _base64_run(path)
+    if not _worth_run(run):
+        return pieces
+    # the starts of the suffixes that hold a slash: the run's start, and after each slash but
+    # the last; only one whose first 16 characters decode as text is decoded whole (no slice
+    # of the rest per slash: a path of many slashes stays linear)
+    starts = [0] if run[:1] != "/" else []
+    pos = run.find("/")
+    while pos >= 0:
+        nxt = run.find("/", pos + 1)
+        if nxt < 0:
+            break  # the last segment: tried as a token above
+        starts.append(pos + 1)
+        pos = nxt
     tried = 0
-    pos = -1
-    while True:
-        start = pos + 1
-        pos = run.find("/", start)
-        if pos < 0 and start == 0:
-            break  # no slash in the run: its segment was tried above
-        suffix = run[start:]
-        if "/" in suffix and len(suffix) >= 12 and not suffix.startswith("/"):
-            # only a suffix whose first bytes decode as text is worth the whole decode
-            if decode.b64_decode(suffix[:16]):
-                tried += 1
-                if tried > MAX_PATH_SUFFIXES:
-                    search.cut = True
-                    break
-                d = decode.b64_decode(suffix)
-                if d and not d.isalnum():
-                    pieces.append(d)
-        if pos < 0:
+    for start in starts:
+        head = run[start : start + 16]
+        if len(head) < 16 or head[:1] == "/" or head.lower() == head or not decode.b64_token(head):
+            continue
+        tried += 1
+        if tried > MAX_PATH_SUFFIXES:
+            search.cut = True  # more base64-looking suffixes than tried: not all judged
             break
+        d = decode.b64_token(run[start:])
+        if d and not d.isalnum():
+            pieces.append(d)
     return pieces
 
 
