@@ -169,17 +169,27 @@ def test_work_past_the_budget_is_a_cut(monkeypatch: pytest.MonkeyPatch) -> None:
     assert rd.readings(value).cut
 
 
-def test_json_and_xml_walks_past_their_bounds_are_a_cut(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_json_walk_past_its_bound_is_a_cut(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(rd, "MAX_JSON_NODES", 10)
     assert rd.readings(json.dumps([f"x{i}!" for i in range(50)])).cut
+
+
+def test_an_xml_walk_stops_at_its_bound_and_the_text_is_still_judged(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(rd, "MAX_XML_TOKENS", 10)
-    assert rd.readings("<a>" + "<b>x!</b>" * 20 + "</a>").cut
+    value = "<a>" + "<b>x!</b>" * 20 + "<q>" + SQL.replace("'", "&apos;") + "</q></a>"
+    found = rd.readings(value)
+    assert not found.cut and SQL not in found.forms  # not cut into pieces that far ...
+    assert any(SQL in form for form in found.forms)  # ... but judged, entities undone
 
 
-def test_path_suffixes_past_their_bound_are_a_cut() -> None:
-    text_b64 = b64("<svg/onload=alert(1)>")  # its first 16 characters decode as text
-    path = "/" + "/".join([text_b64[:16]] * (rd.MAX_PATH_SUFFIXES + 3)) + "/x"
-    assert rd.readings(path, "path").cut
+def test_a_path_is_read_as_base64_after_its_first_slashes() -> None:
+    encoded = b64("<svg/onload=alert(1)>???>>>>>?")
+    assert "/" in encoded  # the base64 run spans segments
+    near = "/" + "/".join(["r"] * (rd.MAX_PATH_SUFFIXES - 2)) + "/" + encoded
+    assert "<svg/onload=alert(1)>???>>>>>?" in forms(near, "path")
+    # a route's fixed prefix is shorter: later starts are not read (and cost nothing)
+    far = "/" + "/".join(["r"] * (rd.MAX_PATH_SUFFIXES + 2)) + "/" + encoded
+    assert "<svg/onload=alert(1)>???>>>>>?" not in forms(far, "path")
 
 
 def test_a_cut_makes_the_verdict_partial_and_uncached(engine: Engine) -> None:

@@ -40,7 +40,7 @@ MAX_FORMS = 48  # readings of one value, the value itself included
 SEPARATE_PIECES = 6  # pieces of one layer (JSON strings, base64 tokens) read alone; the rest together
 WORK_FACTOR = 8  # characters of readings per character of the value ...
 WORK_BASE = 64 * 1024  # ... plus this many
-MAX_PATH_SUFFIXES = 16  # runs after a slash tried as base64 in one path (that start as text)
+MAX_PATH_SUFFIXES = 16  # a path is read as base64 from after each of its first this many slashes
 MAX_XML_TOKENS = 10_000  # tokens of an XML text inside a value walked (not of a body: request.py)
 MAX_JSON_NODES = 50_000  # nodes of a JSON document inside a value walked
 # readings longer than this get no path-canonical form (a copy that differs mostly where a
@@ -183,7 +183,7 @@ def _layer_readings(raw: str, plain: str, layer: int, search: _Search) -> list[s
         for text in (raw, plain) if raw != plain else (raw,):
             found = _json_strings_of(text, search)
             if found is None and (search.xml or layer):
-                found = _xml_texts(text, search)
+                found = _xml_texts(text)
             if found:
                 pieces += found
                 break  # the raw text parsed: its unescaped form is the same document, broken
@@ -191,7 +191,7 @@ def _layer_readings(raw: str, plain: str, layer: int, search: _Search) -> list[s
         tail = _path_tail(plain)
         if tail:
             pieces.append(tail)
-        pieces += _path_base64(plain, search)
+        pieces += _path_base64(plain, search.tried)
     else:
         pieces += _base64_pieces(plain, search)
     return _grouped(pieces)
@@ -300,39 +300,38 @@ def _worth_run(run: str) -> bool:
     return len(run) >= 13 and "/" in run[1:] and run.lower() != run
 
 
-def _path_base64(path: str, search: _Search) -> list[str]:
+def _path_base64(path: str, tried: set[str]) -> list[str]:
     """Base64 in a URL path: in a segment (a token without '/'), or the run of base64
     characters that ends the path, read from after any of its slashes (base64 holds '/',
     and a catch-all route hands the rest of the path to the application)."""
     if path.lower() == path:
         return []  # base64 of text has upper-case letters (every token tried below has one)
-    pieces = _tokens_decoded(path, _B64_SEGMENT_RE, "/", search.tried)
+    pieces = _tokens_decoded(path, _B64_SEGMENT_RE, "/", tried)
     run = _base64_run(path)
     if not _worth_run(run):
         return pieces
-    # the starts of the suffixes that hold a slash: the run's start, and after each slash but
-    # the last; only one whose first 16 characters decode as text is decoded whole (no slice
-    # of the rest per slash: a path of many slashes stays linear)
-    starts = [0] if run[:1] != "/" else []
-    pos = run.find("/")
-    while pos >= 0:
-        nxt = run.find("/", pos + 1)
-        if nxt < 0:
-            break  # the last segment: tried as a token above
-        starts.append(pos + 1)
-        pos = nxt
-    tried = 0
+    # suffixes that start after one of the path's first MAX_PATH_SUFFIXES slashes (a route's
+    # fixed prefix is shorter: what a catch-all route hands on starts there), within the run,
+    # and hold a slash; only one whose first 16 characters decode as text is decoded whole
+    offset = len(path) - len(run)
+    starts: list[int] = []
+    pos = path.find("/")
+    for _ in range(MAX_PATH_SUFFIXES):
+        if pos < 0:
+            break
+        if pos + 1 >= offset:
+            starts.append(pos + 1 - offset)
+        pos = path.find("/", pos + 1)
+    if offset == 0 and run[:1] != "/":
+        starts.insert(0, 0)
     for start in starts:
         head = run[start : start + 16]
-        if len(head) < 16 or head[:1] == "/" or head.lower() == head or not decode.b64_token(head):
+        if len(head) < 16 or head[:1] == "/" or head.lower() == head or run.find("/", start) < 0:
             continue
-        tried += 1
-        if tried > MAX_PATH_SUFFIXES:
-            search.cut = True  # more base64-looking suffixes than tried: not all judged
-            break
-        d = decode.b64_token(run[start:])
-        if d and not d.isalnum():
-            pieces.append(d)
+        if decode.b64_token(head):
+            d = decode.b64_token(run[start:])
+            if d and not d.isalnum():
+                pieces.append(d)
     return pieces
 
 
@@ -369,11 +368,10 @@ def _json_strings_of(text: str, search: _Search) -> list[str] | None:
     return values + keys
 
 
-def _xml_texts(text: str, search: _Search) -> list[str]:
-    """The text nodes, CDATA and attribute values of an XML (SOAP) text."""
+def _xml_texts(text: str) -> list[str]:
+    """The text nodes, CDATA and attribute values of an XML (SOAP, HTML) text, from its first
+    MAX_XML_TOKENS tokens: past them no reading is lost, only its cut into pieces (the text
+    is judged whole, its entities undone, as the value's escaped reading)."""
     if not xml_scan.looks_like_xml(text):
         return []
-    texts, cut = xml_scan.texts(text, MAX_XML_TOKENS)
-    if cut:
-        search.cut = True
-    return texts
+    return xml_scan.texts(text, MAX_XML_TOKENS)[0]
