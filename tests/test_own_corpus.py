@@ -24,8 +24,7 @@ import pytest
 from werkzeug.wrappers import Request
 
 from node.detect.request import extract
-from node.http1server import HTTPServer, Incoming, Outgoing, ServerConnection
-from tests.support.inprocess_http1 import RecordingTransport
+from tests.support.inprocess_http1 import feed
 from tests.support.procs import REPO
 from wallarm_wire.protocol import RequestMessage
 
@@ -115,16 +114,7 @@ def raw_request(r: Rendered) -> bytes:
 
 
 def node_parse(raw: bytes) -> RequestMessage:
-    seen: list[Incoming] = []
-
-    def handler(incoming: Incoming) -> Outgoing:
-        seen.append(incoming)
-        return Outgoing(200, b"{}")
-
-    conn = ServerConnection(HTTPServer(handler, max_body=1 << 20))
-    transport = RecordingTransport()
-    conn.connection_made(transport)  # type: ignore[arg-type]
-    conn.data_received(raw)
+    seen, transport = feed(raw)
     assert seen, f"the node's parser did not accept it: {bytes(transport.out[:80])!r}"
     m = seen[0]
     return RequestMessage(m.method, m.target, [(k.encode(), v.encode("latin-1")) for k, v in m.headers.items()], m.body)
@@ -245,6 +235,15 @@ def check_node(placement: str, r: Rendered, msg: RequestMessage) -> None:
             assert text.strip() in values or text in values, (text, values)
 
 
+def check_both(what: str, placement: str, r: Rendered) -> None:
+    raw = raw_request(r)
+    try:
+        check_node(placement, r, node_parse(raw))
+        check_werkzeug(placement, r, werkzeug_parse(raw))
+    except AssertionError as exc:
+        raise AssertionError(f"{what}: {raw[:300]!r}") from exc
+
+
 def _one_per_class(attacks: dict[str, list[Attack]], placement: str, encoding: str):
     """Per class: its first attack, and its first of each other shape (a NoSQL value, ...)."""
     rng = __import__("random").Random(f"test:{placement}:{encoding}")
@@ -263,12 +262,7 @@ def _one_per_class(attacks: dict[str, list[Attack]], placement: str, encoding: s
 @pytest.mark.parametrize(("placement", "encoding"), COMBOS, ids=[f"{p}-{e}" for p, e in COMBOS])
 def test_attacks_arrive_in_their_placement_for_node_and_werkzeug(attacks, placement, encoding):
     for cls, r in _one_per_class(attacks, placement, encoding):
-        raw = raw_request(r)
-        try:
-            check_node(placement, r, node_parse(raw))
-            check_werkzeug(placement, r, werkzeug_parse(raw))
-        except AssertionError as exc:
-            raise AssertionError(f"{cls} {placement} {encoding}: {raw[:300]!r}") from exc
+        check_both(f"{cls} {placement} {encoding}", placement, r)
 
 
 def test_benign_requests_parse_and_arrive_in_their_placement(benign):
@@ -276,12 +270,7 @@ def test_benign_requests_parse_and_arrive_in_their_placement(benign):
     for rec, item, r in benign:
         by_combo.setdefault((item.group, rec["placement"], rec["encoding"]), r)
     for (group, placement, encoding), r in by_combo.items():
-        raw = raw_request(r)
-        try:
-            check_node(placement, r, node_parse(raw))
-            check_werkzeug(placement, r, werkzeug_parse(raw))
-        except AssertionError as exc:
-            raise AssertionError(f"{group} {placement} {encoding}: {raw[:300]!r}") from exc
+        check_both(f"{group} {placement} {encoding}", placement, r)
 
 
 # ---------------------------------------------------------------------------- report
