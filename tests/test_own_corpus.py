@@ -287,8 +287,11 @@ def test_benign_requests_parse_and_arrive_in_their_placement(benign):
 def test_bench_detect_own_reports_class_placement_encoding_and_benign(tmp_path: Path):
     import bench_detect
 
-    out = tmp_path / "own.json"
-    assert bench_detect.main(["--own", "--own-per-cell", "1", "--no-progress", "--json", str(out)]) == 0
+    out, md = tmp_path / "own.json", tmp_path / "own.md"
+    assert bench_detect.main(["--own", "--own-per-cell", "1", "--no-progress", "--json", str(out),
+                              "--own-markdown", str(md)]) == 0
+    table = md.read_text()
+    assert all(f"| {cls} | {p} |" in table for cls in render.CLASSES for p in PLACEMENTS_ORDER)
     own = json.loads(out.read_text())["engines"]["node"]["own"]
     assert set(own["cells"]) == set(render.CLASSES)
     for cls, by_p in own["cells"].items():
