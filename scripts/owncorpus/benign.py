@@ -333,9 +333,9 @@ def look_alikes(rng: random.Random) -> Iterator[Benign]:
                        ((JSONREQUEST, JSUNICODE), (JSONBODY, JSUNICODE), (XMLBODY, XMLENTITY), (SOAPBODY, XMLENTITY),
                         (URLPARAM, URL), (HTMLFORM, PLAIN), (MULTIPART, PLAIN)), 3)
     for _ in range(70):
-        yield Benign("soap", soap_call(rng), SOAPBODY, PLAIN, "call", DOCUMENT)
+        yield Benign("soap-call", soap_call(rng), SOAPBODY, PLAIN, "call", DOCUMENT)
     for _ in range(70):
-        yield Benign("xml", xml_document(rng), XMLBODY, PLAIN, "doc", DOCUMENT)
+        yield Benign("xml-document", xml_document(rng), XMLBODY, PLAIN, "doc", DOCUMENT)
     for _ in range(120):
         doc = json.dumps(json_document(rng), ensure_ascii=False)
-        yield Benign("json", doc, rng.choice((JSONBODY, JSONREQUEST)), rng.choice((PLAIN, PLAIN, JSUNICODE)), "data", STRUCT)
+        yield Benign("json-document", doc, rng.choice((JSONBODY, JSONREQUEST)), rng.choice((PLAIN, PLAIN, JSUNICODE)), "data", STRUCT)
