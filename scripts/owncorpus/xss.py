@@ -105,6 +105,8 @@ def _attribute_breakout(rng: random.Random) -> str:
 
 def _js_string_breakout(rng: random.Random) -> str:
     sink = one(rng, SINKS)
+    if "=" in sink:
+        sink = "(" + sink + ")"  # an assignment inside `'-...-'` must be an expression
     return one(rng, (f"';{sink};//", f"\";{sink};//", f"'-{sink}-'", f"\"-{sink}-\"", f"\\';{sink}//",
                      f"</script><script>{sink}</script>", f"${{{sink}}}", f"'}};{sink};{{'", f"\");{sink};(\""))
 
