@@ -319,3 +319,11 @@ def test_the_payload_name_is_never_repeated_in_the_request(attacks):
                     assert req.get_data(as_text=True).count(f'"{name}":') == 1, (name, r.body)
                 else:
                     assert len((req.args if placement == URLPARAM else req.form).getlist(name)) == 1, name
+
+
+def test_gen_corpus_shows_a_record_as_its_http_request(capsys):
+    rec = next(render.records(per_class=5))
+    assert gen_corpus.show([rec["id"]], render.DEFAULT_SEED, 5) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"# {rec['id']}\n{rec['method']} {rec['uri']} HTTP/1.1\n")
+    assert gen_corpus.show(["own:attack:no-such-record"], render.DEFAULT_SEED, 5) == 1
