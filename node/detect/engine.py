@@ -218,6 +218,12 @@ def _mixed_case(value: str) -> bool:
     return bool(_LOWER_RE.search(value) and _UPPER_RE.search(value))
 
 
+def _detector_texts(forms: list[str], form_hits: list[set[int]], prefilters: frozenset[int]) -> list[str]:
+    """The readings any of a detector's pre-filter signatures matched, normalised, each once:
+    the same for each of its pre-filters, so one verdict per detector and value holds."""
+    return list(dict.fromkeys(normalise(f) for f, h in zip(forms, form_hits) if not prefilters.isdisjoint(h)))
+
+
 def _to_bytes(text: str) -> bytes:
     try:
         return text.encode("utf-8", "surrogateescape")
@@ -234,6 +240,9 @@ class Engine:
         self.request_sigs = SignatureSet(load_signatures("request.yaml"))
         self.response_sigs = SignatureSet(load_signatures("response.yaml"))
         self._budget = MAX_DETECTOR_CALLS
+        # detector name -> the indexes of the signatures that call it (its pre-filters)
+        self._detector_sigs = {name: frozenset(i for i, sig in enumerate(self.request_sigs.signatures)
+                                               if sig.detector == name) for name in _DETECTORS}
         self._evictions = 0
         self._cache: OrderedDict[tuple[str, str, str], Found] = OrderedDict()
         self._unit_cache: OrderedDict[tuple, Found] = OrderedDict()
@@ -432,6 +441,7 @@ class Engine:
             return NOTHING
         sigs = self.request_sigs.signatures
         by_type: dict[str, list[list]] = {}
+        texts: list[str] | None = None
         form_hits: list[set[int]] | None = None  # each form's own hits, once a detector needs them
         for idx in sorted(hits):
             sig = sigs[idx]
@@ -449,8 +459,9 @@ class Engine:
                     rule = None
                     if form_hits is None:
                         form_hits = self._hits_per_form(forms, hits)
-                    # the forms the signature matched, as the detectors read them, each once
-                    for text in dict.fromkeys(normalise(f) for f, h in zip(forms, form_hits) if idx in h):
+                    # the forms a pre-filter of this detector matched, as the detectors read them
+                    texts = _detector_texts(forms, form_hits, self._detector_sigs[sig.detector])
+                    for text in texts:
                         rule = judge(text, kind, run.check_time, gate)
                         if rule or run.stopped:
                             break
