@@ -138,8 +138,7 @@ class _Search:
         for layer in range(MAX_LAYERS + 1):
             nxt: list[str] = []
             for text in frontier:
-                plain = self.unescaped(text)
-                for child in _layer_readings(text, plain, layer, self):
+                for child in self.children(text, layer):
                     if child in self.seen:
                         continue
                     if layer == MAX_LAYERS:
@@ -153,6 +152,16 @@ class _Search:
                 break
             frontier = nxt
         return Readings(self.forms, self.cut)
+
+    def children(self, text: str, layer: int) -> list[str]:
+        """The readings one layer down. A text that is a JSON document is read as its strings
+        only: each of them is unescaped and searched in its turn, so the document's own
+        unescaped copy (and its base64 tokens, the strings' tokens) would judge the same
+        text again, at the size of the whole document."""
+        doc = _json_strings_of(text, self)
+        if doc is not None:
+            return _grouped(doc)
+        return _layer_readings(text, self.unescaped(text), layer, self)
 
     def unescaped(self, text: str) -> str:
         """`text` with its escapes undone (kept as a reading), and its path-canonical form."""
@@ -176,14 +185,15 @@ class _Search:
 
 
 def _layer_readings(raw: str, plain: str, layer: int, search: _Search) -> list[str]:
-    """The structural readings of one reading (`raw`, and `plain`, its unescaped form) at
-    `layer` (0: the value itself)."""
+    """The structural readings of one reading that is not JSON (`raw`, and `plain`, its
+    unescaped form) at `layer` (0: the value itself)."""
     pieces: list[str] = []
-    if _start(plain) in _OPENERS or _start(raw) in _OPENERS:
+    doc = _json_strings_of(plain, search) if plain != raw else None  # JSON once unescaped (%7B%22...)
+    if doc is not None:
+        pieces += doc
+    elif search.xml or layer:
         for text in (raw, plain) if raw != plain else (raw,):
-            found = _json_strings_of(text, search)
-            if found is None and (search.xml or layer):
-                found = _xml_texts(text)
+            found = _xml_texts(text)
             if found:
                 pieces += found
                 break  # the raw text parsed: its unescaped form is the same document, broken
