@@ -136,8 +136,10 @@ async def _serve_with_store(settings: NodeSettings, store: Store, stop: asyncio.
     metrics.add_gauge("wallarm_node_pairing_pending", "Messages waiting for their pair.", lambda: len(pairing))
     metrics.add_gauge("wallarm_node_store_queue_depth", "Writes waiting for the store's writer.",
                       lambda: float(store.gauges().queue_depth))
-    metrics.add_gauge("wallarm_node_store_dropped_writes", "Writes the store refused (queue full or closed).",
-                      lambda: float(store.gauges().dropped_writes))
+    metrics.add_counter("wallarm_node_store_dropped_writes", "Writes the store refused (queue full or closed).",
+                        lambda: float(store.gauges().dropped_writes))
+    metrics.add_counter("wallarm_node_store_write_errors", "Batches of writes the store failed to commit.",
+                        lambda: float(store.gauges().write_errors))
 
     ctx = NodeContext(settings=settings, store=store, policy=policy, engine=engine, metrics=metrics)
     ctx.console_token = resolve_console_token(settings.console_token, settings.db_file)
