@@ -17,8 +17,8 @@ import pytest
 
 from tests.support.procs import MITMDUMP, REPO, ManagedProcess, free_port
 from tests.support.proxy import (FakeNodeProc, Proxy, Upstream, start_fake_node, start_proxy, start_upstream,
-from tests.support.prom import samples
                                  upstream_body, write_config)
+from tests.support.prom import samples
 
 pytestmark = pytest.mark.e2e
 
