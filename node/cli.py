@@ -22,23 +22,32 @@ from aiohttp import web
 
 from node import __version__
 from node.admin import make_admin_app
+from node.check_config import run_checks
 from node.console.auth import resolve_console_token
 from node.context import NodeContext
 from node.detect.engine import Engine
+from node.events import EventStream
 from node.http1server import HTTPServer
 from node.metrics import NodeMetrics
 from node.pairing import Pairing
 from node.policy import Policy
 from node.reload import ConfigReloader
-from node.server import Endpoint, JudgingLane, make_ssl_context
+from node.server import Endpoint, JudgingLane, endpoint_ssl_context
 from node.rules.modes import NODE_MODES
 from node.settings import NodeSettings, SettingsError, load_settings
 from node.store import open_store
 from node.store.base import Store, StoreError
 from node.store.location import resolve_location
 from wallarm_wire.addresses import format_hostport, is_loopback_host
+from wallarm_wire.jsonlog import JSONFormatter
 
 log = logging.getLogger("node")
+
+# subcommands before the flags (`wallarm-node check-config --config node.yaml`); none = serve
+COMMANDS = {
+    "check-config": "Check a node config (file, WALLARM_NODE_* variables, flags) without starting: "
+                    "TLS pair, signatures, store. Exit 0 when valid, 2 otherwise.",
+}
 
 SWEEP_INTERVAL = 5.0
 IP_LISTS_RELOAD_INTERVAL = 30.0
@@ -54,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", metavar="PATH", help="SQLite attack store file or sqlite:///path (default wallarm-node.db)")
     p.add_argument("--mode", choices=NODE_MODES, help="default node mode; wins over the mode saved by the console")
     p.add_argument("--console-listen", metavar="HOST:PORT", help="console, API, /live, /ready, /metrics (default 127.0.0.1:8090)")
+    p.add_argument("--log-format", choices=("text", "json"), help="log lines as text (default) or one JSON object each")
     p.add_argument("--version", action="version", version=f"wallarm-node {__version__}")
     return p
 
@@ -66,6 +76,7 @@ def settings_from_args(args: argparse.Namespace) -> NodeSettings:
         "db": resolve_location(args.db, Path.cwd()) if args.db else None,
         "mode": args.mode,
         "console_listen": args.console_listen,
+        "log_format": args.log_format,
         "mode_forced": True if args.mode else None,
     }
     return load_settings(args.config, overrides)
@@ -136,16 +147,19 @@ async def _serve_with_store(settings: NodeSettings, store: Store, stop: asyncio.
     metrics.add_gauge("wallarm_node_pairing_pending", "Messages waiting for their pair.", lambda: len(pairing))
     metrics.add_gauge("wallarm_node_store_queue_depth", "Writes waiting for the store's writer.",
                       lambda: float(store.gauges().queue_depth))
-    metrics.add_gauge("wallarm_node_store_dropped_writes", "Writes the store refused (queue full or closed).",
-                      lambda: float(store.gauges().dropped_writes))
+    metrics.add_counter("wallarm_node_store_dropped_writes", "Writes the store refused (queue full or closed).",
+                        lambda: float(store.gauges().dropped_writes))
+    metrics.add_counter("wallarm_node_store_write_errors", "Batches of writes the store failed to commit.",
+                        lambda: float(store.gauges().write_errors))
 
-    ctx = NodeContext(settings=settings, store=store, policy=policy, engine=engine, metrics=metrics)
+    events = EventStream(settings.events, settings.instance, metrics.events.inc)
+    ctx = NodeContext(settings=settings, store=store, policy=policy, engine=engine, metrics=metrics, events=events)
     ctx.console_token = resolve_console_token(settings.console_token, settings.db_file)
     # large messages: judged off the loop, with their own engine
     lane = JudgingLane(lambda: Engine(max_body=settings.max_body_bytes))
     endpoint = Endpoint(ctx, pairing, lane)
 
-    ssl_ctx = make_ssl_context(settings.tls_cert, settings.tls_key) if settings.tls_cert and settings.tls_key else None
+    ssl_ctx = endpoint_ssl_context(settings)
     grace = settings.shutdown_timeout_seconds
     endpoint_server = HTTPServer(endpoint.respond, settings.max_body_bytes, endpoint.on_bad_request)
     admin_runner = web.AppRunner(make_admin_app(ctx), access_log=None, shutdown_timeout=grace, handle_signals=False)
@@ -168,6 +182,7 @@ async def _serve_with_store(settings: NodeSettings, store: Store, stop: asyncio.
     log.info("connector endpoint listening on %s://%s", "https" if ssl_ctx else "http", ep_addr)
     log.info("console listening on http://%s (health: /live /ready, metrics: /metrics)", console_addr)
 
+    events.start()
     jobs = [
         asyncio.create_task(_periodic(lambda: SWEEP_INTERVAL, _sweeper(pairing), "pairing sweep")),
         asyncio.create_task(_periodic(lambda: ctx.settings.retention.interval_seconds, _retention(store, ctx),
@@ -190,6 +205,7 @@ async def _serve_with_store(settings: NodeSettings, store: Store, stop: asyncio.
         log.warning("%d message(s) still in flight after %.0fs: closing them", left, grace)
     endpoint_server.close()
     lane.close()
+    await events.stop()  # what was recorded reaches the SIEM before the node exits
     await admin_runner.cleanup()
     return 0
 
@@ -228,15 +244,32 @@ def _retention(store: Store, ctx: NodeContext) -> Job:
     return apply
 
 
+def configure_logging(settings: NodeSettings) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JSONFormatter() if settings.log_format == "json"
+                         else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command = argv[0] if argv and argv[0] in COMMANDS else None
+    parser = build_parser()
+    if command:
+        parser.prog = f"wallarm-node {command}"
+        parser.description = COMMANDS[command]
+    args = parser.parse_args(argv[1:] if command else argv)
     try:
         settings = settings_from_args(args)
     except SettingsError as e:
         print(f"wallarm-node: {e}", file=sys.stderr)
+        if command == "check-config":
+            print("config has errors", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    if command == "check-config":
+        return 0 if run_checks(settings) else 2
+    configure_logging(settings)
     try:
         return asyncio.run(serve(settings, lambda: settings_from_args(args)))
     except (SettingsError, StoreError, ValueError) as e:

@@ -20,6 +20,7 @@ import asyncio
 import hmac
 import logging
 import ssl
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -122,6 +123,21 @@ def _error(status: int, reason: str) -> Outgoing:
     return Outgoing(status, error_body(reason))
 
 
+def endpoint_ssl_context(settings: NodeSettings) -> ssl.SSLContext | None:
+    """The endpoint's TLS from the settings: PEM text if given, else the files; None = plain."""
+    if settings.tls_cert_pem and settings.tls_key_pem:
+        # ssl loads a chain only from files: written to a private folder, loaded, removed at once
+        with tempfile.TemporaryDirectory(prefix="wallarm-tls-") as folder:
+            cert, key = Path(folder) / "cert.pem", Path(folder) / "key.pem"
+            for path, text in ((cert, settings.tls_cert_pem), (key, settings.tls_key_pem)):
+                path.touch(mode=0o600)
+                path.write_text(text)
+            return make_ssl_context(cert, key)
+    if settings.tls_cert and settings.tls_key:
+        return make_ssl_context(settings.tls_cert, settings.tls_key)
+    return None
+
+
 def make_ssl_context(cert: Path, key: Path) -> ssl.SSLContext:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -166,6 +182,7 @@ class Endpoint:
         self.policy: Policy = ctx.policy
         self.engine = ctx.engine
         self.store = ctx.store
+        self._events = ctx.events
         self.metrics = ctx.metrics
         self.pairing = pairing
         self.apply_settings(ctx.settings)
@@ -345,3 +362,5 @@ class Endpoint:
         )
         self.store.add_attack(record)
         self.metrics.recorded.inc(action)
+        if self._events is not None:
+            self._events.publish(record)

@@ -98,6 +98,7 @@ class StoreGauges:
 
     queue_depth: int  # writes waiting for the store's writer
     dropped_writes: int  # writes refused since start (queue full or store closed)
+    write_errors: int = 0  # batches of writes that failed to commit since start
 
 
 @dataclass(frozen=True, slots=True)

@@ -266,7 +266,8 @@ class SQLiteStore(Store):
             return False
 
     def gauges(self) -> StoreGauges:
-        return StoreGauges(queue_depth=self._queue.qsize(), dropped_writes=self.dropped)
+        return StoreGauges(queue_depth=self._queue.qsize(), dropped_writes=self.dropped,
+                           write_errors=self.write_errors)
 
     # -- attacks: writes
 
