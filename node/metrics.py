@@ -30,9 +30,18 @@ class _Labelled:
     def __init__(self, name: str, help_text: str, labels: tuple[str, ...], registry: CollectorRegistry) -> None:
         self._counter = Counter(name, help_text, labels, registry=registry)
         self._plain = not labels
+        # children by label values: `labels()` validates and locks on every call (~5 us against
+        # ~1 us for a cached child's inc; several per message on the endpoint's hot path)
+        self._children: dict[tuple[str, ...], Counter] = {}
 
     def inc(self, *label_values: str, amount: float = 1) -> None:
-        (self._counter if self._plain else self._counter.labels(*label_values)).inc(amount)
+        if self._plain:
+            self._counter.inc(amount)
+            return
+        child = self._children.get(label_values)
+        if child is None:
+            child = self._children[label_values] = self._counter.labels(*label_values)
+        child.inc(amount)
 
     def get(self, *label_values: str) -> float:
         """The current count (0 for label values never counted): for tests and the console."""
