@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from node.rules.exceptions import ExceptionRule
 from node.rules.ip_lists import parse_list_name
 from node.rules.modes import override_from_mapping, override_to_mapping
 from node.store import ipkeys, sqlite_query, sqlite_stats
@@ -38,6 +39,7 @@ from node.store.base import (
     AttackFilter,
     AttackPage,
     AttackRecord,
+    ExceptedHit,
     Hit,
     IPEntry,
     ListName,
@@ -120,32 +122,43 @@ def _storable(value: object) -> str:
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _hits_json(hits: list[Hit]) -> str:
+def _hit_json(h: Hit) -> dict[str, Any]:
+    return {"type": h.type, "location": h.location, "rule_id": h.rule_id, "excerpt": h.excerpt, "score": h.score}
+
+
+def _hits_json(hits: list[Hit], excepted: list[ExceptedHit]) -> str:
+    # excepted findings ride along in the same column, marked with the exception's id
     return json.dumps(
-        [{"type": h.type, "location": h.location, "rule_id": h.rule_id, "excerpt": h.excerpt, "score": h.score}
-         for h in hits],
+        [_hit_json(h) for h in hits] + [{**_hit_json(e.hit), "excepted": e.exception_id} for e in excepted],
         separators=(",", ":"),
         ensure_ascii=False,
     )
 
 
-def _hits_from_json(text: str) -> list[Hit]:
+def _hits_from_json(text: str) -> tuple[list[Hit], list[ExceptedHit]]:
     try:
-        items = json.loads(text)
-        return [Hit(type=str(h["type"]), location=str(h.get("location", "")), rule_id=str(h.get("rule_id", "")),
-                    excerpt=str(h.get("excerpt", "")), score=int(h.get("score", 0)))
-                for h in items]
+        hits: list[Hit] = []
+        excepted: list[ExceptedHit] = []
+        for h in json.loads(text):
+            hit = Hit(type=str(h["type"]), location=str(h.get("location", "")), rule_id=str(h.get("rule_id", "")),
+                      excerpt=str(h.get("excerpt", "")), score=int(h.get("score", 0)))
+            if h.get("excepted") is None:
+                hits.append(hit)
+            else:
+                excepted.append(ExceptedHit(hit, int(h["excepted"])))
+        return hits, excepted
     except (ValueError, TypeError, KeyError, AttributeError):
         log.warning("attack store: unreadable hits JSON %.80r", text)
-        return []
+        return [], []
 
 
 def _record_from_row(row: sqlite3.Row | tuple) -> AttackRecord:
     (attack_id, t, request_id, client_ip, host, method, path, action, mode, instance, node_instance,
      response_status, request_excerpt, reason, hits) = row
+    found, excepted = _hits_from_json(hits)
     return AttackRecord(
         time=t, request_id=request_id, client_ip=client_ip, host=host, method=method, path=path,
-        hits=_hits_from_json(hits), action=action, mode=mode, instance=instance, node_instance=node_instance,
+        hits=found, excepted=excepted, action=action, mode=mode, instance=instance, node_instance=node_instance,
         response_status=response_status, request_excerpt=request_excerpt, reason=reason, id=attack_id,
     )
 
@@ -163,7 +176,7 @@ def _attack_row(r: AttackRecord) -> tuple:
     return (
         t, _storable(r.request_id), client_ip, ipkeys.ip_key(client_ip), _storable(r.host), _storable(r.method), path,
         path.lower(), r.action, _storable(r.mode), _storable(r.instance), _storable(r.node_instance), status,
-        _storable(r.request_excerpt), _storable(r.reason), _storable(_hits_json(list(r.hits))),
+        _storable(r.request_excerpt), _storable(r.reason), _storable(_hits_json(list(r.hits), list(r.excepted))),
     )
 
 
@@ -179,6 +192,43 @@ def _mode_settings_from_json(text: str) -> ModeSettings:
                         overrides=[override_from_mapping(o) for o in data.get("overrides", [])],
                         # absent from settings saved before it existed
                         partial_inspection=data.get("partial_inspection", "block"))
+
+
+_EXCEPTION_COLUMNS = ("id, rule_id, attack_type, host, path_prefix, location, comment, created_by, created_at, "
+                      "excepted_requests, last_excepted_at")
+_EXCEPTION_KEY_SQL = ("ifnull(rule_id, '') = ? AND ifnull(attack_type, '') = ? AND ifnull(host, '') = ? "
+                      "AND ifnull(path_prefix, '') = ? AND ifnull(location, '') = ?")
+
+
+def _check_id(value: object, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{what} must be an integer, not {value!r}")
+
+
+def _exception_from_row(row: sqlite3.Row | tuple) -> ExceptionRule:
+    (i, rule_id, attack_type, host, prefix, location, comment, created_by, created_at, count, last) = row
+    return ExceptionRule(rule_id=rule_id, attack_type=attack_type, host=host, path_prefix=prefix, location=location,
+                         comment=comment, created_by=created_by, created_at=created_at, id=i,
+                         excepted_requests=count, last_excepted_at=last)
+
+
+def _exception_id_by_key(conn: sqlite3.Connection, rule: ExceptionRule) -> int | None:
+    row = conn.execute(f"SELECT id FROM exceptions WHERE {_EXCEPTION_KEY_SQL}",
+                       tuple(v or "" for v in rule.key)).fetchone()
+    return None if row is None else row[0]
+
+
+def _insert_exception(conn: sqlite3.Connection, rule: ExceptionRule) -> ExceptionRule:
+    # An ExceptionRule validated and normalised itself when it was built (node/rules/exceptions.py).
+    row = conn.execute(
+        "INSERT INTO exceptions (rule_id, attack_type, host, path_prefix, location, comment, created_by, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        (rule.rule_id, rule.attack_type, rule.host, rule.path_prefix, _storable(rule.location or "") or None,
+         _storable(rule.comment),
+         _storable(rule.created_by), rule.created_at)).fetchone()
+    return ExceptionRule(rule_id=rule.rule_id, attack_type=rule.attack_type, host=rule.host,
+                         path_prefix=rule.path_prefix, location=rule.location, comment=rule.comment,
+                         created_by=rule.created_by, created_at=rule.created_at, id=row[0])
 
 
 # ---------------------------------------------------------------------------- the store
@@ -315,8 +365,7 @@ class SQLiteStore(Store):
         return await self._read(query)
 
     async def get_attack(self, attack_id: int) -> AttackRecord | None:
-        if isinstance(attack_id, bool) or not isinstance(attack_id, int):
-            raise ValueError(f"attack id must be an integer, not {attack_id!r}")
+        _check_id(attack_id, "attack id")
 
         def query(conn: sqlite3.Connection) -> AttackRecord | None:
             row = conn.execute(f"SELECT {_ATTACK_COLUMNS} FROM attacks WHERE id = ?", (attack_id,)).fetchone()
@@ -422,10 +471,71 @@ class SQLiteStore(Store):
         return await self._write(upsert)
 
     async def delete_ip_entry(self, entry_id: int) -> bool:
-        if isinstance(entry_id, bool) or not isinstance(entry_id, int):
-            raise ValueError(f"entry id must be an integer, not {entry_id!r}")
+        _check_id(entry_id, "entry id")
         return await self._write(lambda conn: conn.execute("DELETE FROM ip_entries WHERE id = ?",
                                                            (entry_id,)).rowcount > 0)
+
+    # -- exceptions
+
+    async def list_exceptions(self) -> list[ExceptionRule]:
+        return await self._read(lambda conn: [_exception_from_row(r) for r in conn.execute(
+            f"SELECT {_EXCEPTION_COLUMNS} FROM exceptions ORDER BY id")])
+
+    async def get_exception(self, exception_id: int) -> ExceptionRule | None:
+        _check_id(exception_id, "exception id")
+
+        def query(conn: sqlite3.Connection) -> ExceptionRule | None:
+            row = conn.execute(f"SELECT {_EXCEPTION_COLUMNS} FROM exceptions WHERE id = ?", (exception_id,)).fetchone()
+            return None if row is None else _exception_from_row(row)
+
+        return await self._read(query)
+
+    async def add_exception(self, rule: ExceptionRule) -> ExceptionRule:
+        if not isinstance(rule, ExceptionRule):
+            raise ValueError(f"not an ExceptionRule: {type(rule).__name__}")
+
+        def insert(conn: sqlite3.Connection) -> ExceptionRule:
+            existing = _exception_id_by_key(conn, rule)
+            if existing is not None:
+                raise ValueError(f"exception {existing} already excepts {rule.describe()}")
+            return _insert_exception(conn, rule)
+
+        return await self._write(insert)
+
+    async def delete_exception(self, exception_id: int) -> bool:
+        _check_id(exception_id, "exception id")
+        return await self._write(lambda conn: conn.execute("DELETE FROM exceptions WHERE id = ?",
+                                                           (exception_id,)).rowcount > 0)
+
+    async def import_exceptions(self, rules: list[ExceptionRule], replace: bool) -> tuple[int, int]:
+        for rule in rules:
+            if not isinstance(rule, ExceptionRule):
+                raise ValueError(f"not an ExceptionRule: {type(rule).__name__}")
+
+        def apply(conn: sqlite3.Connection) -> tuple[int, int]:
+            keep: set[int] = set()
+            added = 0
+            for rule in rules:
+                existing = _exception_id_by_key(conn, rule)
+                if existing is None:
+                    existing = _insert_exception(conn, rule).id
+                    added += 1
+                keep.add(existing)  # type: ignore[arg-type]
+            deleted = 0
+            if replace:
+                stale = [i for (i,) in conn.execute("SELECT id FROM exceptions") if i not in keep]
+                conn.executemany("DELETE FROM exceptions WHERE id = ?", [(i,) for i in stale])
+                deleted = len(stale)
+            return added, deleted
+
+        return await self._write(apply)  # one savepoint: all or nothing
+
+    async def add_excepted_requests(self, counts: dict[int, int], at: float) -> None:
+        rows = [(int(n), float(at), int(i)) for i, n in counts.items() if n > 0]
+        if rows:
+            await self._write(lambda conn: conn.executemany(
+                "UPDATE exceptions SET excepted_requests = excepted_requests + ?, last_excepted_at = ? WHERE id = ?",
+                rows))
 
     # -- node settings
 
