@@ -263,8 +263,12 @@ class Policy:
         """Add the requests the exceptions let through since the last flush to their counts."""
         if not self._excepted_counts:
             return
-        counts, self._excepted_counts = dict(self._excepted_counts), Counter()
-        await self.store.add_excepted_requests(counts, time.time())
+        counts, self._excepted_counts = self._excepted_counts, Counter()
+        try:
+            await self.store.add_excepted_requests(dict(counts), time.time())
+        except Exception:
+            self._excepted_counts.update(counts)  # kept for the next flush
+            raise
 
     def exceptions(self) -> list[ExceptionRule]:
         return self._exceptions.rules

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -176,3 +178,20 @@ def test_the_config_seeds_exceptions(node: NodeHandle) -> None:
     assert [(e["attack_type"], e["path_prefix"], e["comment"]) for e in seeded] == [("sqli", "/seeded", "from the config")]
     with NodeClient(node) as c:
         assert c.request("GET", f"/seeded/x?q={quote(SQLI)}")[0] == 200
+
+
+@pytest.mark.e2e
+def test_a_config_reload_adds_the_file_s_new_exceptions(node: NodeHandle) -> None:
+    with NodeClient(node) as c:
+        assert c.request("GET", f"/hupped/x?q={quote(SQLI)}")[0] == 403
+        config = json.loads(node.config_path.read_text())
+        config["exceptions"].append({"rule_id": "sqli.structure.breakout-tautology", "path_prefix": "/hupped"})
+        node.config_path.write_text(json.dumps(config))
+        before = metric(node, "wallarm_node_config_reloads_total")
+        os.kill(node.proc.proc.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while metric(node, "wallarm_node_config_reloads_total") <= before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert c.request("GET", f"/hupped/x?q={quote(SQLI)}")[0] == 200, node.output()[-2000:]
+    listed = api(node, "GET", "/api/v1/exceptions")[1]["items"]  # type: ignore[index]
+    assert [e["path_prefix"] for e in listed if e["created_by"] == "config"] == ["/seeded", "/hupped"]
