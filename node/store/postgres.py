@@ -23,7 +23,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import psycopg
@@ -53,7 +53,6 @@ from node.store.pending import PendingStatuses
 from node.store.postgres_notify import ChangeListener, notify
 from node.store.postgres_schema import migrate
 from node.store.records import (
-    STATUS_INDEX,
     attack_values,
     mode_settings_from_json,
     mode_settings_to_json,
@@ -81,11 +80,12 @@ BATCH_RETRY_DELAY = 0.5  # seconds between them
 # pg_try_advisory_xact_lock key for retention: one node deletes, the others skip the round.
 RETENTION_LOCK = 0x77616C6C61726E
 MODE_SETTINGS_KEY = "mode_settings"
-_INSERT_ATTACK = (
-    "INSERT INTO attacks (time, request_id, client_ip, ip_key, host, host_key, method, path, path_lc, action, "
-    "mode, instance, node_instance, response_status, request_excerpt, reason, types, hits) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-)
+_INSERT_COLUMNS = ("time", "request_id", "client_ip", "ip_key", "host", "host_key", "method", "path", "path_lc",
+                   "action", "mode", "instance", "node_instance", "response_status", "request_excerpt", "reason",
+                   "types", "hits")
+_INSERT_ATTACK = (f"INSERT INTO attacks ({', '.join(_INSERT_COLUMNS)}) "
+                  f"VALUES ({', '.join(['%s'] * len(_INSERT_COLUMNS))})")
+STATUS_COLUMN = _INSERT_COLUMNS.index("response_status")
 
 
 @dataclass(slots=True)
@@ -107,25 +107,15 @@ class _Flush:
 _STOP = object()
 
 
-@dataclass(slots=True)
-class _Steps:
-    """A batch made ready: ("insert", rows) and ("status", [(status, request_id)]) in order."""
-
-    items: list[tuple[str, list[tuple]]] = field(default_factory=list)
-    consumed: set[str] = field(default_factory=set)  # request ids whose status went into a row of the batch
-
-
 def _text(value: Any) -> Any:
     """PostgreSQL's text cannot hold NUL, which a request may carry (a path, an excerpt): it is
     stored as the visible escape `\\x00` rather than failing the whole batch."""
     return value.replace("\x00", "\\x00") if isinstance(value, str) and "\x00" in value else value
 
 
-def _attack_params(record: AttackRecord, status: int | None) -> tuple:
-    """INSERT parameters (ValueError/TypeError for a malformed record); `status` is a pending one."""
+def _attack_params(record: AttackRecord) -> tuple:
+    """INSERT parameters in _INSERT_ATTACK's order; ValueError/TypeError for a malformed record."""
     v = attack_values(record)
-    if v[STATUS_INDEX] is None and status is not None:
-        v = v[:STATUS_INDEX] + (status,) + v[STATUS_INDEX + 1:]
     types = sorted({_text(str(h.type)) for h in record.hits})
     (t, request_id, client_ip, ip_key, host, method, path, path_lc, action, mode, instance, node_instance,
      response_status, excerpt, reason, hits) = (_text(x) for x in v)
@@ -577,60 +567,45 @@ class PostgresStore(Store):
         log.error("attack store: a batch of %d writes was lost", len(writes))
         return conn
 
-    def _prepare(self, writes: list[_AddAttack | _SetStatus]) -> _Steps:
-        """The batch as statements in order: runs of attack INSERTs, status UPDATEs between them.
-        A status that comes before its attack in the same batch goes into that attack's row, as a
-        pending one does. Malformed items are counted and skipped here, so they cannot fail the batch."""
-        steps = _Steps()
-        early: dict[str, int] = {}  # statuses of this batch, for attacks later in it
+    def _prepare(self, writes: list[_AddAttack | _SetStatus]) -> list[tuple[str, Any, str]]:
+        """The batch validated once (a retry does not count twice): ("attack", params, request id)
+        and ("status", status, request id) in order. Malformed items are counted and skipped."""
+        steps: list[tuple[str, Any, str]] = []
         for item in writes:
-            if isinstance(item, _AddAttack):
-                try:
-                    rid = _text(storable(item.record.request_id))
-                    status = None
-                    if item.record.response_status is None:
-                        status = early.pop(rid, None)
-                        if status is not None:
-                            steps.consumed.add(rid)
-                        else:
-                            status = self._pending.take(rid)
-                    params = _attack_params(item.record, status)
-                except (ValueError, TypeError, AttributeError) as err:
-                    self.bad_records += 1
-                    log.warning("attack store: skipping a malformed attack record: %s", err)
-                    continue
-                if steps.items and steps.items[-1][0] == "insert":
-                    steps.items[-1][1].append(params)
+            try:
+                if isinstance(item, _AddAttack):
+                    params = _attack_params(item.record)
+                    steps.append(("attack", params, params[1]))
                 else:
-                    steps.items.append(("insert", [params]))
-            else:
-                try:
-                    status, rid = int(item.status), _text(storable(item.request_id))
-                except (ValueError, TypeError):
-                    self.bad_records += 1
-                    log.warning("attack store: skipping a malformed response status %r for %r", item.status,
-                                item.request_id)
-                    continue
-                early[rid] = status
-                steps.items.append(("status", [(status, rid)]))
+                    steps.append(("status", int(item.status), _text(storable(item.request_id))))
+            except (ValueError, TypeError, AttributeError) as err:
+                self.bad_records += 1
+                log.warning("attack store: skipping a malformed %s: %s",
+                            "attack record" if isinstance(item, _AddAttack) else "response status", err)
         return steps
 
-    async def _run_steps(self, conn: psycopg.AsyncConnection, steps: _Steps) -> int:
+    async def _run_steps(self, conn: psycopg.AsyncConnection, steps: list[tuple[str, Any, str]]) -> int:
+        """One transaction, in queue order, as the SQLite writer does it: a status updates the
+        attacks stored so far, or waits (pending) for its attack, which takes it when written."""
         written = 0
-        unmatched: list[tuple[int, str]] = []
-        async with conn.transaction():
-            async with conn.cursor() as cur:
-                for kind, rows in steps.items:
-                    if kind == "insert":
-                        await cur.executemany(_INSERT_ATTACK, rows)
-                        written += len(rows)
-                    else:
-                        status, rid = rows[0]
-                        await cur.execute("UPDATE attacks SET response_status = %s WHERE request_id = %s",
-                                          (status, rid))
-                        if cur.rowcount == 0:
-                            unmatched.append((status, rid))
-        for status, rid in unmatched:  # committed: now they may wait for their attack
-            if rid not in steps.consumed:
-                self._pending.put(rid, status)
+        rows: list[tuple] = []
+        async with conn.transaction(), conn.cursor() as cur:
+            for kind, value, rid in steps:
+                if kind == "attack":
+                    if value[STATUS_COLUMN] is None:
+                        pending = self._pending.take(rid)
+                        if pending is not None:
+                            value = value[:STATUS_COLUMN] + (pending,) + value[STATUS_COLUMN + 1:]
+                    rows.append(value)
+                    continue
+                if rows:  # the attacks before this status first: it may be for one of them
+                    await cur.executemany(_INSERT_ATTACK, rows)
+                    written += len(rows)
+                    rows = []
+                await cur.execute("UPDATE attacks SET response_status = %s WHERE request_id = %s", (value, rid))
+                if cur.rowcount == 0:
+                    self._pending.put(rid, value)
+            if rows:
+                await cur.executemany(_INSERT_ATTACK, rows)
+                written += len(rows)
         return written
