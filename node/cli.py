@@ -42,11 +42,15 @@ log = logging.getLogger("node")
 
 SWEEP_INTERVAL = 5.0
 IP_LISTS_RELOAD_INTERVAL = 30.0
+# exceptions made elsewhere (an import, another node on the store) apply within this; the
+# requests they let through reach the store's counts as often
+EXCEPTIONS_RELOAD_INTERVAL = 1.0
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="wallarm-node", description="The Wallarm-style security node: "
-                                "answers the mitmproxy connector (protocol v1), records attacks, serves the console.")
+                                "answers the mitmproxy connector (protocol v1), records attacks, serves the console. "
+                                "`wallarm-node exceptions export|import` exports or imports its exceptions as YAML.")
     p.add_argument("--config", type=Path, help="YAML or JSON config file (see node.example.yaml)")
     p.add_argument("--listen", metavar="HOST:PORT", help="connector endpoint (default 127.0.0.1:5050)")
     p.add_argument("--tls-cert", type=Path, metavar="PEM", help="certificate for the connector endpoint")
@@ -79,6 +83,13 @@ async def seed_ip_lists(store: Store, settings: NodeSettings) -> int:
         if (entry.list, entry.network) not in existing:
             await store.add_ip_entry(entry)
             added += 1
+    return added
+
+
+async def seed_exceptions(store: Store, settings: NodeSettings) -> int:
+    """Add the config's exceptions that the store does not hold yet (idempotent); one removed
+    from the file stays until removed in the console, like an IP list entry."""
+    added, _ = await store.import_exceptions(settings.exceptions, replace=False)
     return added
 
 
@@ -123,13 +134,14 @@ async def serve(settings: NodeSettings, reload: Callable[[], NodeSettings] | Non
 async def _serve_with_store(settings: NodeSettings, store: Store, stop: asyncio.Event, hup: asyncio.Event,
                             reload: Callable[[], NodeSettings]) -> int:
     seeded = await seed_ip_lists(store, settings)
+    seeded_exceptions = await seed_exceptions(store, settings)
     engine = Engine(max_body=settings.max_body_bytes)
     metrics = NodeMetrics()
     policy = Policy(store, settings.mode_settings())
     source = await policy.load(settings.mode_settings(), settings.mode_forced)
     modes = await policy.get_mode_settings()
-    log.info("mode %s with %d override(s) (from %s); %d IP entries seeded from config",
-             modes.default, len(modes.overrides), source, seeded)
+    log.info("mode %s with %d override(s) (from %s); %d IP entries and %d exception(s) seeded from config",
+             modes.default, len(modes.overrides), source, seeded, seeded_exceptions)
 
     pairing = Pairing(settings.pairing.ttl_seconds, settings.pairing.max_entries,
                       on_evict=lambda reason, side: metrics.pairing_evictions.inc(reason, side))
@@ -174,8 +186,10 @@ async def _serve_with_store(settings: NodeSettings, store: Store, stop: asyncio.
                                       "retention")),
         asyncio.create_task(_periodic(lambda: IP_LISTS_RELOAD_INTERVAL,
                                       lambda: policy.reload_ip_lists(periodic=True), "IP list reload")),
+        asyncio.create_task(_periodic(lambda: EXCEPTIONS_RELOAD_INTERVAL, _exceptions_sync(policy),
+                                      "exception reload")),
         asyncio.create_task(_reload_on_hup(hup, ConfigReloader(
-            ctx, reload, pairing, endpoint.apply_settings, lambda s: seed_ip_lists(store, s)))),
+            ctx, reload, pairing, endpoint.apply_settings, lambda s: _seed_all(store, s)))),
     ]
     await _retention(store, ctx)()
     log.info("node ready (instance %s)", settings.instance)
@@ -191,6 +205,10 @@ async def _serve_with_store(settings: NodeSettings, store: Store, stop: asyncio.
     endpoint_server.close()
     lane.close()
     await admin_runner.cleanup()
+    try:  # the requests let through since the last flush still count
+        await policy.flush_excepted_counts()
+    except StoreError as e:
+        log.warning("exception counts not saved: %s", e)
     return 0
 
 
@@ -199,6 +217,19 @@ def _bound(runner: web.AppRunner) -> str:
         if isinstance(addr, tuple):
             return format_hostport(addr[0], addr[1])
     return "?"
+
+
+async def _seed_all(store: Store, settings: NodeSettings) -> int:
+    """A config reload's seeding: IP entries and exceptions; returns the IP entries added."""
+    await seed_exceptions(store, settings)
+    return await seed_ip_lists(store, settings)
+
+
+def _exceptions_sync(policy: Policy) -> Job:
+    async def sync() -> None:
+        await policy.flush_excepted_counts()
+        await policy.reload_exceptions(periodic=True)
+    return sync
 
 
 def _sweeper(pairing: Pairing) -> Job:
@@ -229,6 +260,11 @@ def _retention(store: Store, ctx: NodeContext) -> Job:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["exceptions"]:  # `wallarm-node exceptions export|import ...`
+        from node.exceptions_cli import main as exceptions_main
+
+        return exceptions_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         settings = settings_from_args(args)

@@ -19,6 +19,8 @@ class NodeMetrics:
         self.attacks = Counter("wallarm_node_attacks_total", "Findings in requests and responses, by attack type.", ("type",))
         self.partial = Counter("wallarm_node_partial_inspections_total",
                                "Requests inspected only in part (a limit ended inspection early), by reason.", ("reason",))
+        self.excepted = Counter("wallarm_node_requests_excepted_total",
+                                "Requests an exception (\"not an attack here\") let through: every finding excepted.")
         self.recorded = Counter("wallarm_node_recorded_total", "Attack records queued to the store, by stored action.", ("action",))
         self.parse_errors = Counter("wallarm_node_parse_errors_total", "Messages refused as malformed (4xx), by kind.", ("kind",))
         self.analysis_errors = Counter("wallarm_node_analysis_errors_total", "Messages whose analysis raised an error.")
@@ -37,7 +39,7 @@ class NodeMetrics:
 
     def render(self) -> str:
         lines: list[str] = []
-        for metric in (self.messages, self.verdicts, self.attacks, self.partial, self.recorded, self.parse_errors,
+        for metric in (self.messages, self.verdicts, self.attacks, self.partial, self.excepted, self.recorded, self.parse_errors,
                        self.analysis_errors, self.pairing_evictions, self.pairing_joined, self.console_auth,
                        self.console_lockouts, self.config_reloads, self.config_errors, self.analysis, *self._gauges):
             lines.extend(metric.render())

@@ -23,15 +23,16 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import posixpath
 import time
+from collections import Counter
 from dataclasses import dataclass
-from urllib.parse import unquote
 
+from node.rules.exceptions import ExceptionRule
 from node.rules.ip_lists import LIST_NAMES, IPEntry, ListName
 from node.rules.modes import ModeSettings, NodeMode, PartialAction
 from node.rules.networks import IPAddress, parse_address, parse_network
-from node.store.base import Store, StoredAction
+from node.rules.paths import prefix_matches
+from node.store.base import ExceptedHit, Hit, Store, StoredAction
 
 log = logging.getLogger(__name__)
 
@@ -69,31 +70,6 @@ def canonical_ip(text: str) -> str | None:
     return None if addr is None else str(addr)
 
 
-def normalise_path(target: str) -> str:
-    """The path part of a request target, percent-decoded with dot segments resolved.
-
-    Overrides match on this form, so `/%61dmin/../admin/x` cannot slip past an `/admin` rule.
-    """
-    path = target.split("?", 1)[0].split("#", 1)[0]
-    if "://" in path:  # absolute-form target: keep only the path
-        path = "/" + path.split("://", 1)[1].partition("/")[2]
-    path = unquote(unquote(path), errors="replace")
-    if not path.startswith("/"):
-        path = "/" + path
-    trailing = path.endswith("/") and len(path) > 1
-    path = posixpath.normpath(path)
-    if path.startswith("//"):  # normpath keeps a leading double slash (POSIX rule)
-        path = "/" + path.lstrip("/")
-    return path + "/" if trailing and path != "/" else path
-
-
-def _prefix_matches(prefix: str, path: str) -> bool:
-    # Segment-aware: "/api" matches "/api" and "/api/x", not "/apix".
-    if prefix.endswith("/"):
-        return path.startswith(prefix) or path == prefix[:-1]
-    return path == prefix or path.startswith(prefix + "/")
-
-
 class ModeTable:
     """The default mode and its overrides, ordered so the first match is the most specific.
 
@@ -116,13 +92,78 @@ class ModeTable:
         for o_host, prefix, rules in self._ordered:
             if o_host is not None and o_host != host:
                 continue
-            if prefix is not None and not _prefix_matches(prefix, path):
+            if prefix is not None and not prefix_matches(prefix, path):
                 continue
             return rules
         return self._default
 
     def mode_for(self, host: str, path: str) -> NodeMode:
         return self.rules_for(host, path).mode
+
+
+_NO_EXCEPTED: list[ExceptedHit] = []
+
+
+def _location_covers(location: str | None, found: str) -> bool:
+    # "json.a" covers "json.a" and "json.a.b", not "json.ab"
+    return location is None or found == location or found.startswith(location + ".")
+
+
+class ExceptionTable:
+    """The exceptions ("not an attack here") indexed by rule id and by attack type.
+
+    Applied to the engine's findings after detection (the engine and its caches never see
+    them): a finding an exception covers is dropped from the verdict. The engine reports the
+    findings of one type at one location together when their summed score reaches its
+    threshold; when an exception took some of such a group, the rest stays an attack only if
+    it still reaches the threshold on its own."""
+
+    def __init__(self, rules: list[ExceptionRule]):
+        self.rules = rules
+        self.count = len(rules)
+        self._by_rule: dict[str, list[ExceptionRule]] = {}
+        self._by_type: dict[str, list[ExceptionRule]] = {}
+        for r in rules:
+            if r.rule_id is not None:
+                self._by_rule.setdefault(r.rule_id, []).append(r)
+            else:
+                assert r.attack_type is not None  # ExceptionRule checked it
+                self._by_type.setdefault(r.attack_type, []).append(r)
+
+    def find(self, host: str, path: str, hit: Hit) -> ExceptionRule | None:
+        """The first exception covering `hit` in a request to `host` and (normalised) `path`."""
+        for candidates in (self._by_rule.get(hit.rule_id), self._by_type.get(hit.type)):
+            for r in candidates or ():
+                if ((r.host is None or r.host == host) and (r.path_prefix is None or prefix_matches(r.path_prefix, path))
+                        and _location_covers(r.location, hit.location)):
+                    return r
+        return None
+
+    def apply(self, host: str, path: str, hits: list[Hit], threshold: int) -> tuple[list[Hit], list[ExceptedHit]]:
+        """(the findings that stay attacks, the excepted ones with the exception that excused each)."""
+        if not self.count or not hits:
+            return hits, _NO_EXCEPTED
+        kept: list[Hit] = []
+        excepted: list[ExceptedHit] = []
+        broken: dict[tuple[str, str], int] = {}  # (type, location) group -> an exception that took a member
+        for hit in hits:
+            rule = self.find(host, path, hit)
+            if rule is None:
+                kept.append(hit)
+            else:
+                excepted.append(ExceptedHit(hit, rule.id or 0))
+                broken.setdefault((hit.type, hit.location), rule.id or 0)
+        if not excepted:
+            return hits, _NO_EXCEPTED
+        if broken:
+            left: Counter[tuple[str, str]] = Counter()
+            for hit in kept:
+                left[(hit.type, hit.location)] += hit.score
+            weak = {g for g in broken if g in left and left[g] < threshold}
+            if weak:
+                excepted += [ExceptedHit(h, broken[(h.type, h.location)]) for h in kept if (h.type, h.location) in weak]
+                kept = [h for h in kept if (h.type, h.location) not in weak]
+        return kept, excepted
 
 
 _NO_LISTS: frozenset[ListName] = frozenset()
@@ -168,6 +209,8 @@ class Policy:
         self.store = store
         self._modes = ModeTable(initial)
         self._lists = IPLists([])
+        self._exceptions = ExceptionTable([])
+        self._excepted_counts: Counter[int] = Counter()  # requests let through, not yet in the store
         self._reload_lock = asyncio.Lock()
 
     # -- loading and changing (console side)
@@ -186,6 +229,7 @@ class Policy:
             self._modes = ModeTable(saved)
             source = "store (saved by the console; --mode overrides it)"
         await self.reload_ip_lists()
+        await self.reload_exceptions()
         return source
 
     async def get_mode_settings(self) -> ModeSettings:
@@ -206,7 +250,35 @@ class Policy:
             self._lists = IPLists(entries)  # one assignment: the hot path sees old or new, never half
         log.log(logging.DEBUG if periodic else logging.INFO, "IP lists loaded: %d entries", self._lists.count)
 
+    async def reload_exceptions(self, periodic: bool = False) -> None:
+        """Read the exceptions again: the console after a change, the node every second (which
+        also picks up an import or another node sharing the store). Rebuilt only on a change."""
+        rules = await self.store.list_exceptions()
+        if [(r.id, r.key) for r in rules] == [(r.id, r.key) for r in self._exceptions.rules]:
+            return
+        self._exceptions = ExceptionTable(rules)  # one assignment: the hot path sees old or new
+        log.log(logging.DEBUG if periodic else logging.INFO, "exceptions loaded: %d", len(rules))
+
+    async def flush_excepted_counts(self) -> None:
+        """Add the requests the exceptions let through since the last flush to their counts."""
+        if not self._excepted_counts:
+            return
+        counts, self._excepted_counts = dict(self._excepted_counts), Counter()
+        await self.store.add_excepted_requests(counts, time.time())
+
+    def exceptions(self) -> list[ExceptionRule]:
+        return self._exceptions.rules
+
     # -- hot path
+    def except_hits(self, host: str, path: str, hits: list[Hit], threshold: int) -> tuple[list[Hit], list[ExceptedHit]]:
+        """The findings minus those an exception covers (ExceptionTable.apply)."""
+        return self._exceptions.apply(host, path, hits, threshold)
+
+    def count_excepted(self, excepted: list[ExceptedHit]) -> None:
+        """A request passed because of these exceptions: count it once for each of them."""
+        for exception_id in {e.exception_id for e in excepted}:
+            self._excepted_counts[exception_id] += 1
+
     def rules_for(self, host: str, path: str) -> Rules:
         return self._modes.rules_for(host, path)
 

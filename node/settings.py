@@ -16,6 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from node.rules.exceptions import ExceptionRule, exceptions_from_list
 from node.rules.ip_lists import MAX_COMMENT, IPEntry
 from node.rules.modes import ModeOverride, ModeSettings, NodeMode, PartialAction, override_from_mapping
 from node.rules.networks import parse_network
@@ -116,6 +117,8 @@ class NodeSettings(_Model):
     instance: str = Field(default_factory=socket.gethostname)
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY, gt=0)
     ip_lists: IPListsConfig = IPListsConfig()
+    # "not an attack here" exceptions added to the store at start and on reload (node/rules/exceptions.py)
+    exceptions: list[ExceptionRule] = []
     pairing: PairingConfig = PairingConfig()
     retention: RetentionConfig = RetentionConfig()
     shutdown_timeout_seconds: float = Field(default=10.0, gt=0)
@@ -125,6 +128,13 @@ class NodeSettings(_Model):
 
     _mode_off = field_validator("mode", mode="before")(classmethod(lambda cls, v: _yaml_off(v)))
     _overrides = field_validator("overrides", mode="before")(classmethod(lambda cls, v: _overrides(v)))
+
+    @field_validator("exceptions", mode="before")
+    @classmethod
+    def _exceptions(cls, v: Any) -> Any:
+        if isinstance(v, list) and all(isinstance(x, ExceptionRule) for x in v):
+            return v
+        return exceptions_from_list(v, created_by="config")  # RuleError is a ValueError: pydantic names the field
 
     @field_validator("db")
     @classmethod

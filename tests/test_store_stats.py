@@ -124,6 +124,7 @@ async def test_upgrading_a_version_1_file_builds_the_rollup(tmp_path):
     with sqlite3.connect(path) as conn:  # make it look like a file written before the rollup existed
         conn.execute("DROP TABLE attack_rollup")
         conn.execute("DROP TABLE console_sessions")  # (version 3)
+        conn.execute("DROP TABLE exceptions")  # (version 4)
         conn.execute("PRAGMA user_version = 1")
     s = await opened(path)
     try:

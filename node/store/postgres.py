@@ -32,11 +32,13 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from node.rules.ip_lists import parse_list_name
 from node.store import filters, postgres_query
 from node.store.base import (
+    CHANGE_EXCEPTIONS,
     CHANGE_IP_LISTS,
     CHANGE_MODES,
     AttackFilter,
     AttackPage,
     AttackRecord,
+    ExceptionRule,
     IPEntry,
     ListName,
     ModeSettings,
@@ -53,11 +55,16 @@ from node.store.pending import PendingStatuses
 from node.store.postgres_notify import ChangeListener, notify
 from node.store.postgres_schema import migrate
 from node.store.records import (
+    EXCEPTION_COLUMNS,
     attack_values,
+    check_id,
+    exception_from_row,
+    exception_values,
     mode_settings_from_json,
     mode_settings_to_json,
     record_from_values,
     storable,
+    with_id,
 )
 
 __all__ = ["PostgresStore"]
@@ -105,6 +112,27 @@ class _Flush:
 
 
 _STOP = object()
+
+
+_BIGINT_MIN, _BIGINT_MAX = -2**63, 2**63 - 1  # an id outside names no row (and must not reach the server)
+_EXCEPTION_KEY_SQL = ("coalesce(rule_id, '') = %s AND coalesce(attack_type, '') = %s AND coalesce(host, '') = %s "
+                      "AND coalesce(path_prefix, '') = %s AND coalesce(location, '') = %s")
+
+
+async def _exception_id_by_key(conn: psycopg.AsyncConnection, rule: ExceptionRule) -> int | None:
+    cur = await conn.execute(f"SELECT id FROM exceptions WHERE {_EXCEPTION_KEY_SQL}",
+                             tuple(_text(v or "") for v in rule.key))
+    row = await cur.fetchone()
+    return None if row is None else int(row[0])
+
+
+async def _insert_exception(conn: psycopg.AsyncConnection, rule: ExceptionRule) -> ExceptionRule:
+    cur = await conn.execute(
+        "INSERT INTO exceptions (rule_id, attack_type, host, path_prefix, location, comment, created_by, created_at) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id", tuple(_text(v) for v in exception_values(rule)))
+    row = await cur.fetchone()
+    assert row is not None
+    return with_id(rule, int(row[0]))
 
 
 def _text(value: Any) -> Any:
@@ -277,9 +305,8 @@ class PostgresStore(Store):
         return await self._read(query, snapshot=True)
 
     async def get_attack(self, attack_id: int) -> AttackRecord | None:
-        if isinstance(attack_id, bool) or not isinstance(attack_id, int):
-            raise ValueError(f"attack id must be an integer, not {attack_id!r}")
-        if not -2**63 <= attack_id < 2**63:
+        check_id(attack_id, "attack id")
+        if not _BIGINT_MIN <= attack_id <= _BIGINT_MAX:
             return None
 
         async def query(conn: psycopg.AsyncConnection) -> AttackRecord | None:
@@ -382,9 +409,8 @@ class PostgresStore(Store):
         return await self._write(upsert)
 
     async def delete_ip_entry(self, entry_id: int) -> bool:
-        if isinstance(entry_id, bool) or not isinstance(entry_id, int):
-            raise ValueError(f"entry id must be an integer, not {entry_id!r}")
-        if not -2**63 <= entry_id < 2**63:
+        check_id(entry_id, "entry id")
+        if not _BIGINT_MIN <= entry_id <= _BIGINT_MAX:
             return False
 
         async def delete(conn: psycopg.AsyncConnection) -> bool:
@@ -394,6 +420,92 @@ class PostgresStore(Store):
             return gone
 
         return await self._write(delete)
+
+    # -- exceptions
+
+    async def list_exceptions(self) -> list[ExceptionRule]:
+        async def read(conn: psycopg.AsyncConnection) -> list[ExceptionRule]:
+            cur = await conn.execute(f"SELECT {EXCEPTION_COLUMNS} FROM exceptions ORDER BY id")
+            return [exception_from_row(r) for r in await cur.fetchall()]
+
+        return await self._read(read)
+
+    async def get_exception(self, exception_id: int) -> ExceptionRule | None:
+        check_id(exception_id, "exception id")
+        if not _BIGINT_MIN <= exception_id <= _BIGINT_MAX:
+            return None
+
+        async def read(conn: psycopg.AsyncConnection) -> ExceptionRule | None:
+            cur = await conn.execute(f"SELECT {EXCEPTION_COLUMNS} FROM exceptions WHERE id = %s", (exception_id,))
+            row = await cur.fetchone()
+            return None if row is None else exception_from_row(row)
+
+        return await self._read(read)
+
+    async def add_exception(self, rule: ExceptionRule) -> ExceptionRule:
+        if not isinstance(rule, ExceptionRule):
+            raise ValueError(f"not an ExceptionRule: {type(rule).__name__}")
+
+        async def insert(conn: psycopg.AsyncConnection) -> ExceptionRule:
+            existing = await _exception_id_by_key(conn, rule)
+            if existing is not None:
+                raise ValueError(f"exception {existing} already excepts {rule.describe()}")
+            stored = await _insert_exception(conn, rule)
+            await notify(conn, CHANGE_EXCEPTIONS)
+            return stored
+
+        return await self._write(insert)
+
+    async def delete_exception(self, exception_id: int) -> bool:
+        check_id(exception_id, "exception id")
+        if not _BIGINT_MIN <= exception_id <= _BIGINT_MAX:
+            return False
+
+        async def delete(conn: psycopg.AsyncConnection) -> bool:
+            gone = (await conn.execute("DELETE FROM exceptions WHERE id = %s", (exception_id,))).rowcount > 0
+            if gone:
+                await notify(conn, CHANGE_EXCEPTIONS)
+            return gone
+
+        return await self._write(delete)
+
+    async def import_exceptions(self, rules: list[ExceptionRule], replace: bool) -> tuple[int, int]:
+        for rule in rules:
+            if not isinstance(rule, ExceptionRule):
+                raise ValueError(f"not an ExceptionRule: {type(rule).__name__}")
+
+        async def apply(conn: psycopg.AsyncConnection) -> tuple[int, int]:
+            # Two nodes importing at once must not both add the same key: one import at a time.
+            await conn.execute("LOCK TABLE exceptions IN SHARE ROW EXCLUSIVE MODE")
+            keep: set[int] = set()
+            added = 0
+            for rule in rules:
+                existing = await _exception_id_by_key(conn, rule)
+                if existing is None:
+                    existing = (await _insert_exception(conn, rule)).id
+                    added += 1
+                keep.add(existing)  # type: ignore[arg-type]
+            deleted = 0
+            if replace:
+                cur = await conn.execute("DELETE FROM exceptions WHERE NOT (id = ANY(%s))", (list(keep),))
+                deleted = cur.rowcount
+            if added or deleted:
+                await notify(conn, CHANGE_EXCEPTIONS)
+            return added, deleted
+
+        return await self._write(apply)  # one transaction: all or nothing
+
+    async def add_excepted_requests(self, counts: dict[int, int], at: float) -> None:
+        rows = [(int(n), float(at), int(i)) for i, n in counts.items() if n > 0 and _BIGINT_MIN <= i <= _BIGINT_MAX]
+        if not rows:
+            return
+
+        async def update(conn: psycopg.AsyncConnection) -> None:
+            async with conn.cursor() as cur:
+                await cur.executemany("UPDATE exceptions SET excepted_requests = excepted_requests + %s, "
+                                      "last_excepted_at = %s WHERE id = %s", rows)
+
+        await self._write(update)
 
     # -- node settings
 

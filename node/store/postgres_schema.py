@@ -80,8 +80,35 @@ def _v1(conn: psycopg.Connection) -> None:
     )
 
 
+def _v2(conn: psycopg.Connection) -> None:
+    # Exceptions ("not an attack here", node/rules/exceptions.py). NULL = any host / path /
+    # location; what and where is unique (the index spells NULL as '' since NULLs never clash).
+    # Excepted findings of a recorded attack live in its hits JSON (marked "excepted": id).
+    conn.execute(
+        """
+        CREATE TABLE exceptions (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,  -- never reused: a record's excepted finding names it
+            rule_id TEXT,
+            attack_type TEXT,
+            host TEXT,
+            path_prefix TEXT,
+            location TEXT,
+            comment TEXT NOT NULL DEFAULT '',
+            created_by TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            excepted_requests BIGINT NOT NULL DEFAULT 0,
+            last_excepted_at DOUBLE PRECISION,
+            CHECK ((rule_id IS NULL) <> (attack_type IS NULL))
+        );
+        CREATE UNIQUE INDEX exceptions_key ON exceptions (
+            coalesce(rule_id, ''), coalesce(attack_type, ''), coalesce(host, ''), coalesce(path_prefix, ''),
+            coalesce(location, ''));
+        """
+    )
+
+
 # MIGRATIONS[i] upgrades a database from version i to i + 1.
-MIGRATIONS: list[Callable[[psycopg.Connection], None]] = [_v1]
+MIGRATIONS: list[Callable[[psycopg.Connection], None]] = [_v1, _v2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

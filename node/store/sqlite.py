@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from node.rules.exceptions import ExceptionRule
 from node.rules.ip_lists import parse_list_name
 from node.store import filters, sqlite_query, sqlite_stats
 from node.store.base import (
@@ -47,11 +48,17 @@ from node.store.base import (
 from node.store.filters import decode_cursor, encode_cursor
 from node.store.pending import PendingStatuses
 from node.store.records import (
+    EXCEPTION_COLUMNS,
     STATUS_INDEX,
     attack_values,
+    check_id,
+    exception_from_row,
+    exception_values,
     mode_settings_from_json,
     mode_settings_to_json,
     record_from_values,
+    storable,
+    with_id,
 )
 from node.store.sqlite_schema import migrate
 
@@ -109,6 +116,25 @@ _STOP = object()
 
 def _record_from_row(row: sqlite3.Row | tuple) -> AttackRecord:
     return record_from_values(row[0], tuple(row[1:]))
+
+
+_EXCEPTION_KEY_SQL = ("ifnull(rule_id, '') = ? AND ifnull(attack_type, '') = ? AND ifnull(host, '') = ? "
+                      "AND ifnull(path_prefix, '') = ? AND ifnull(location, '') = ?")
+
+
+def _exception_id_by_key(conn: sqlite3.Connection, rule: ExceptionRule) -> int | None:
+    row = conn.execute(f"SELECT id FROM exceptions WHERE {_EXCEPTION_KEY_SQL}",
+                       tuple(v or "" for v in rule.key)).fetchone()
+    return None if row is None else row[0]
+
+
+def _insert_exception(conn: sqlite3.Connection, rule: ExceptionRule) -> ExceptionRule:
+    # An ExceptionRule validated and normalised itself when it was built (node/rules/exceptions.py).
+    row = conn.execute(
+        "INSERT INTO exceptions (rule_id, attack_type, host, path_prefix, location, comment, created_by, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        exception_values(rule)).fetchone()
+    return with_id(rule, row[0])
 
 
 # ---------------------------------------------------------------------------- the store
@@ -252,8 +278,7 @@ class SQLiteStore(Store):
         return await self._read(query)
 
     async def get_attack(self, attack_id: int) -> AttackRecord | None:
-        if isinstance(attack_id, bool) or not isinstance(attack_id, int):
-            raise ValueError(f"attack id must be an integer, not {attack_id!r}")
+        check_id(attack_id, "attack id")
 
         def query(conn: sqlite3.Connection) -> AttackRecord | None:
             row = conn.execute(f"SELECT {_ATTACK_COLUMNS} FROM attacks WHERE id = ?", (attack_id,)).fetchone()
@@ -359,10 +384,71 @@ class SQLiteStore(Store):
         return await self._write(upsert)
 
     async def delete_ip_entry(self, entry_id: int) -> bool:
-        if isinstance(entry_id, bool) or not isinstance(entry_id, int):
-            raise ValueError(f"entry id must be an integer, not {entry_id!r}")
+        check_id(entry_id, "entry id")
         return await self._write(lambda conn: conn.execute("DELETE FROM ip_entries WHERE id = ?",
                                                            (entry_id,)).rowcount > 0)
+
+    # -- exceptions
+
+    async def list_exceptions(self) -> list[ExceptionRule]:
+        return await self._read(lambda conn: [exception_from_row(r) for r in conn.execute(
+            f"SELECT {EXCEPTION_COLUMNS} FROM exceptions ORDER BY id")])
+
+    async def get_exception(self, exception_id: int) -> ExceptionRule | None:
+        check_id(exception_id, "exception id")
+
+        def query(conn: sqlite3.Connection) -> ExceptionRule | None:
+            row = conn.execute(f"SELECT {EXCEPTION_COLUMNS} FROM exceptions WHERE id = ?", (exception_id,)).fetchone()
+            return None if row is None else exception_from_row(row)
+
+        return await self._read(query)
+
+    async def add_exception(self, rule: ExceptionRule) -> ExceptionRule:
+        if not isinstance(rule, ExceptionRule):
+            raise ValueError(f"not an ExceptionRule: {type(rule).__name__}")
+
+        def insert(conn: sqlite3.Connection) -> ExceptionRule:
+            existing = _exception_id_by_key(conn, rule)
+            if existing is not None:
+                raise ValueError(f"exception {existing} already excepts {rule.describe()}")
+            return _insert_exception(conn, rule)
+
+        return await self._write(insert)
+
+    async def delete_exception(self, exception_id: int) -> bool:
+        check_id(exception_id, "exception id")
+        return await self._write(lambda conn: conn.execute("DELETE FROM exceptions WHERE id = ?",
+                                                           (exception_id,)).rowcount > 0)
+
+    async def import_exceptions(self, rules: list[ExceptionRule], replace: bool) -> tuple[int, int]:
+        for rule in rules:
+            if not isinstance(rule, ExceptionRule):
+                raise ValueError(f"not an ExceptionRule: {type(rule).__name__}")
+
+        def apply(conn: sqlite3.Connection) -> tuple[int, int]:
+            keep: set[int] = set()
+            added = 0
+            for rule in rules:
+                existing = _exception_id_by_key(conn, rule)
+                if existing is None:
+                    existing = _insert_exception(conn, rule).id
+                    added += 1
+                keep.add(existing)  # type: ignore[arg-type]
+            deleted = 0
+            if replace:
+                stale = [i for (i,) in conn.execute("SELECT id FROM exceptions") if i not in keep]
+                conn.executemany("DELETE FROM exceptions WHERE id = ?", [(i,) for i in stale])
+                deleted = len(stale)
+            return added, deleted
+
+        return await self._write(apply)  # one savepoint: all or nothing
+
+    async def add_excepted_requests(self, counts: dict[int, int], at: float) -> None:
+        rows = [(int(n), float(at), int(i)) for i, n in counts.items() if n > 0]
+        if rows:
+            await self._write(lambda conn: conn.executemany(
+                "UPDATE exceptions SET excepted_requests = excepted_requests + ?, last_excepted_at = ? WHERE id = ?",
+                rows))
 
     # -- node settings
 
