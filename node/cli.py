@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--listen", metavar="HOST:PORT", help="connector endpoint (default 127.0.0.1:5050)")
     p.add_argument("--tls-cert", type=Path, metavar="PEM", help="certificate for the connector endpoint")
     p.add_argument("--tls-key", type=Path, metavar="PEM", help="private key for the connector endpoint")
-    p.add_argument("--db", metavar="PATH", help="SQLite attack store file or sqlite:///path (default wallarm-node.db)")
+    p.add_argument("--db", metavar="PATH|DSN", help="attack store: a SQLite file or sqlite:///path (default "
+                   "wallarm-node.db), or postgresql://user:pass@host/db that several nodes share")
     p.add_argument("--mode", choices=NODE_MODES, help="default node mode; wins over the mode saved by the console")
     p.add_argument("--console-listen", metavar="HOST:PORT", help="console, API, /live, /ready, /metrics (default 127.0.0.1:8090)")
     p.add_argument("--version", action="version", version=f"wallarm-node {__version__}")
@@ -119,7 +120,7 @@ async def serve(settings: NodeSettings, reload: Callable[[], NodeSettings] | Non
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, hup.set)
     try:
-        store = open_store(settings.db_file)
+        store = open_store(settings.db)
         await store.open()
         try:
             return await _serve_with_store(settings, store, stop, hup, reload or (lambda: settings))
@@ -153,6 +154,8 @@ async def _serve_with_store(settings: NodeSettings, store: Store, stop: asyncio.
 
     ctx = NodeContext(settings=settings, store=store, policy=policy, engine=engine, metrics=metrics)
     ctx.console_token = resolve_console_token(settings.console_token, settings.db_file)
+    if store.shared:  # another node changed IP lists, modes or exceptions: apply them here too
+        store.watch_changes(policy.on_store_change)
     # large messages: judged off the loop, with their own engine
     lane = JudgingLane(lambda: Engine(max_body=settings.max_body_bytes))
     endpoint = Endpoint(ctx, pairing, lane)
@@ -192,7 +195,7 @@ async def _serve_with_store(settings: NodeSettings, store: Store, stop: asyncio.
             ctx, reload, pairing, endpoint.apply_settings, lambda s: _seed_all(store, s)))),
     ]
     await _retention(store, ctx)()
-    log.info("node ready (instance %s)", settings.instance)
+    log.info("node ready (node id %s)", settings.node_name)
     await stop.wait()
 
     log.info("shutting down: no new connections, finishing in-flight messages (up to %.0fs)", grace)

@@ -60,7 +60,7 @@ async def _run(args: argparse.Namespace, out: TextIO) -> int:
     settings = load_settings(args.config, overrides)
     rules = read_import(args.file, f"import by {getpass.getuser()}@{socket.gethostname()}") \
         if args.command == "import" else []
-    store = open_store(settings.db_file)
+    store = open_store(settings.db)
     await store.open()
     try:
         if args.command == "export":

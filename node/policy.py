@@ -2,7 +2,8 @@
 
 Everything the hot path needs is held in memory (`mode_for`, `lists_for` are plain dict and
 int work, no I/O); the store is the source of truth and is read again when the console
-changes something (`set_mode_settings`, `reload_ip_lists`).
+changes something (`set_mode_settings`, `reload_ip_lists`), and, on a store several nodes
+share, when another node changed it (`on_store_change`).
 
 Decision table (sync messages; async messages are only recorded, never blocked):
   mode off            -> pass, no analysis, nothing recorded (the IP lists are not consulted)
@@ -32,7 +33,16 @@ from node.rules.ip_lists import LIST_NAMES, IPEntry, ListName
 from node.rules.modes import ModeSettings, NodeMode, PartialAction
 from node.rules.networks import IPAddress, parse_address, parse_network
 from node.rules.paths import prefix_matches
-from node.store.base import ExceptedHit, Hit, Store, StoredAction
+from node.store.base import (
+    CHANGE_ALL,
+    CHANGE_EXCEPTIONS,
+    CHANGE_IP_LISTS,
+    CHANGE_MODES,
+    ExceptedHit,
+    Hit,
+    Store,
+    StoredAction,
+)
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +227,10 @@ class Policy:
         self._excepted_counts: Counter[int] = Counter()  # requests let through, not yet in the store
         self._reload_lock = asyncio.Lock()
         self._exceptions_lock = asyncio.Lock()
+        # One mode change or reload at a time: a reload that another node's change started
+        # reads the store after this node's own change is applied, never before.
+        self._modes_lock = asyncio.Lock()
+        self._forced = False  # --mode: the saved mode settings are not used
 
     # -- loading and changing (console side)
     async def load(self, config_modes: ModeSettings, forced: bool) -> str:
@@ -226,6 +240,7 @@ class Policy:
         unless the mode was forced (`--mode`, or `mode_forced: true`). Only the console
         saves settings, so a config edit applies as long as the console never changed them.
         """
+        self._forced = forced
         saved = None if forced else await self.store.load_mode_settings()
         if saved is None:
             self._modes = ModeTable(config_modes)
@@ -243,9 +258,32 @@ class Policy:
     async def set_mode_settings(self, settings: ModeSettings) -> None:
         """Persist, then apply (the next message sees the new settings). A ModeSettings
         validated itself when it was built (node/rules/modes.py)."""
-        await self.store.save_mode_settings(settings)
-        self._modes = ModeTable(settings)
+        async with self._modes_lock:
+            await self.store.save_mode_settings(settings)
+            self._modes = ModeTable(settings)
         log.info("mode settings changed: default=%s, %d override(s)", settings.default, len(settings.overrides))
+
+    async def reload_mode_settings(self) -> None:
+        """Apply the mode settings saved in the store (another node's console changed them);
+        a node whose mode was forced (--mode) keeps its own."""
+        if self._forced:
+            return
+        async with self._modes_lock:
+            saved = await self.store.load_mode_settings()
+            if saved is None or saved == self._modes.settings:
+                return
+            self._modes = ModeTable(saved)
+        log.info("mode settings reloaded from the store: default=%s, %d override(s)", saved.default,
+                 len(saved.overrides))
+
+    async def on_store_change(self, topic: str) -> None:
+        """Another node changed shared rules (Store.watch_changes): reload that part."""
+        if topic in (CHANGE_IP_LISTS, CHANGE_ALL):
+            await self.reload_ip_lists()
+        if topic in (CHANGE_MODES, CHANGE_ALL):
+            await self.reload_mode_settings()
+        if topic in (CHANGE_EXCEPTIONS, CHANGE_ALL):
+            await self.reload_exceptions()
 
     async def reload_ip_lists(self, periodic: bool = False) -> None:
         """Read the lists again (the console calls this after a change; the node every 30 s,

@@ -178,7 +178,7 @@ class Endpoint:
         """The settings the endpoint reads per message (at start, and on a config reload)."""
         self.settings = settings
         self._secret = (settings.shared_secret or "").encode()
-        self._instance = settings.instance
+        self._instance = settings.node_name
 
     def respond(self, incoming: Incoming) -> Outgoing | asyncio.Future[Outgoing]:
         """The server's handler: one complete message in, the answer out (later, for a large one)."""

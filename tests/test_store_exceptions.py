@@ -1,5 +1,5 @@
 """The store's exceptions (Store.*_exception*, written against the interface) and the excepted
-findings kept with an attack record, on a real SQLite file."""
+findings kept with an attack record, on both stores (SQLite, PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,8 @@ from node.store.sqlite_schema import SCHEMA_VERSION
 
 
 @pytest.fixture
-async def store(tmp_path):  # noqa: ANN001, ANN201
-    s = await opened(tmp_path / "x.db")
-    try:
-        yield s
-    finally:
-        await s.close()
+async def store(stores):  # noqa: ANN001, ANN201
+    return await stores.open("x")
 
 
 async def test_add_get_list_delete(store) -> None:  # noqa: ANN001

@@ -30,6 +30,7 @@ def attack_summary(r: AttackRecord) -> dict[str, Any]:
         "mode": r.mode,
         "reason": r.reason,
         "response_status": r.response_status,
+        "node_instance": r.node_instance,
     }
 
 
@@ -41,7 +42,6 @@ def attack_detail(r: AttackRecord) -> dict[str, Any]:
     out = attack_summary(r)
     out.update(
         instance=r.instance,
-        node_instance=r.node_instance,
         request_excerpt=r.request_excerpt,
         hits=[hit(h) for h in r.hits],
         excepted_hits=[{**hit(e.hit), "exception_id": e.exception_id} for e in r.excepted],

@@ -1,13 +1,14 @@
 """The attack store interface: what the node writes and the console reads.
 
-One backend ships (SQLite, `node/store/sqlite.py`); another (Postgres, ClickHouse...) only has
-to implement `Store`. Writes (`add_attack`, `set_response_status`) are fire-and-forget from the
+Two backends ship: SQLite (`node/store/sqlite.py`, one node, the default) and PostgreSQL
+(`node/store/postgres.py`, shared by several nodes); another only has to implement `Store`. Writes (`add_attack`, `set_response_status`) are fire-and-forget from the
 event loop: the backend batches them off the loop. Reads are coroutines.
 """
 
 from __future__ import annotations
 
 import abc
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -18,13 +19,21 @@ from wallarm_wire.protocol import AttackInfo
 
 # The domain types the store keeps live with their rules (node/rules/); they are named here
 # too because they are part of the store's interface.
-__all__ = ["LIST_NAMES", "NODE_MODES", "AttackFilter", "AttackPage", "AttackRecord", "ExceptedHit", "ExceptionRule",
+__all__ = ["CHANGE_ALL", "CHANGE_EXCEPTIONS", "CHANGE_IP_LISTS", "CHANGE_MODES", "CHANGE_TOPICS", "LIST_NAMES",
+           "NODE_MODES", "AttackFilter", "AttackPage", "AttackRecord", "ExceptedHit", "ExceptionRule",
            "Hit", "IPEntry",
            "ListName", "ModeOverride", "ModeSettings", "NodeMode", "PARTIAL_TYPE", "SessionRecord", "Stats",
            "StatsBucket", "Store",
            "StoreError", "StoreGauges", "StoredAction"]
 
 StoredAction = Literal["blocked", "monitored"]
+
+# What a node is told when another node changed shared rules (Store.watch_changes): it reloads that part.
+CHANGE_IP_LISTS = "ip_lists"
+CHANGE_MODES = "modes"
+CHANGE_EXCEPTIONS = "exceptions"
+CHANGE_ALL = "all"  # the store may have missed changes (a reconnect): reload everything
+CHANGE_TOPICS = frozenset({CHANGE_IP_LISTS, CHANGE_MODES, CHANGE_EXCEPTIONS, CHANGE_ALL})
 # The attack type a partially inspected request is recorded under (one hit per reason,
 # docs/node.md "Partial inspection").
 PARTIAL_TYPE = "partial_inspection"
@@ -108,10 +117,14 @@ class Stats:
 
 @dataclass(frozen=True, slots=True)
 class StoreGauges:
-    """What the store reports to /metrics: its write queue and the writes it had to refuse."""
+    """What the store reports to /metrics: its write queue, the writes it had to refuse and those
+    that failed. The counts only grow (Prometheus counters)."""
 
     queue_depth: int  # writes waiting for the store's writer
     dropped_writes: int  # writes refused since start (queue full or store closed)
+    write_errors: int = 0  # batches of writes that failed to commit (their records are lost)
+    lost_writes: int = 0  # queued writes lost in those failed batches
+    bad_records: int = 0  # malformed records skipped
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,8 +140,19 @@ class StoreError(RuntimeError):
     """The store cannot do what was asked (file unreadable, disk full, closed); the message says why."""
 
 
+OnChange = Callable[[str], Awaitable[None]]
+
+
 class Store(abc.ABC):
     """Attack store, IP lists and persisted node settings."""
+
+    # Whether several nodes may use this store at once (they then share attacks, IP lists,
+    # mode settings and console sessions, and hear each other's changes through watch_changes).
+    shared: bool = False
+
+    def watch_changes(self, on_change: OnChange) -> None:
+        """Have `on_change(topic)` awaited whenever shared rules may have changed through another
+        node (a CHANGE_* topic). A store only one node uses has nobody to hear: it never calls it."""
 
     # -- lifecycle
     @abc.abstractmethod
