@@ -7,6 +7,8 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -195,3 +197,24 @@ def test_a_config_reload_adds_the_file_s_new_exceptions(node: NodeHandle) -> Non
         assert c.request("GET", f"/hupped/x?q={quote(SQLI)}")[0] == 200, node.output()[-2000:]
     listed = api(node, "GET", "/api/v1/exceptions")[1]["items"]  # type: ignore[index]
     assert [e["path_prefix"] for e in listed if e["created_by"] == "config"] == ["/seeded", "/hupped"]
+
+
+@pytest.mark.e2e
+def test_an_import_into_a_running_node_s_store_applies_within_a_second(node: NodeHandle, tmp_path) -> None:  # noqa: ANN001
+    target = f"/imported/x?q={quote(SQLI)}"
+    with NodeClient(node) as c:
+        assert c.request("GET", target)[0] == 403
+        exported = tmp_path / "exceptions.yaml"
+        exported.write_text("exceptions:\n  - {attack_type: sqli, path_prefix: /imported, comment: by import}\n")
+        done = subprocess.run([sys.executable, "-m", "node", "exceptions", "--config", str(node.config_path),
+                               "import", str(exported)], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        imported_at = time.monotonic()
+        while c.request("GET", target)[0] != 200:
+            assert time.monotonic() - imported_at < 3.0, "the running node never applied the import"
+            time.sleep(0.05)
+        print(f"applied {time.monotonic() - imported_at:.2f}s after the import ended")
+        out = subprocess.run([sys.executable, "-m", "node", "exceptions", "--config", str(node.config_path), "export"],
+                             capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "comment: by import" in out.stdout and "created_by: import by " in out.stdout
