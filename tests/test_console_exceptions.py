@@ -15,9 +15,12 @@ from collections.abc import Iterator
 from urllib.parse import quote
 
 import pytest
+from store_support import record
 
 from node.detect.request import MAX_JSON_DEPTH
+from node.store.base import ExceptedHit, Hit
 from tests.support.console import Console
+from tests.test_console_auth import csrf_of, login
 from tests.support.node import NodeClient, NodeHandle, start_node, stored_attacks
 
 SQLI = "1' OR 1=1--"
@@ -83,6 +86,31 @@ async def test_stats_report_the_requests_let_through(console) -> None:  # noqa: 
     await console.store.add_excepted_requests({made["id"]: 4}, time.time())
     r = await console.client.get("/api/v1/stats", headers=console.auth)
     assert (await r.json())["excepted_requests"] == 4
+
+
+async def test_the_attack_page_offers_it_and_a_session_creates_it_with_csrf(console) -> None:  # noqa: ANN001
+    sqli = Hit("sqli", "query.id", "sqli.structure.breakout-tautology", SQLI, 10)
+    excused = Hit("xss", "query.x", "xss.js-sink", "alert(1)", 6)
+    partial = Hit("partial_inspection", "request", "partial.depth", "", 0)
+    console.store.add_attack(record(1, hits=[sqli, partial], excepted=[ExceptedHit(excused, 42)]))
+    await console.store.flush()
+    assert (await login(console)).status == 303
+    r = await console.client.get("/attacks/1")
+    html = await r.text()
+    assert r.status == 200
+    assert html.count('class="not-attack"') == 1  # not on the partial inspection
+    assert 'data-rule="sqli.structure.breakout-tautology" data-type="sqli" data-location="query.id"' in html
+    assert 'data-host="api.example.com" data-path="/api/items/1"' in html
+    assert "Excepted findings" in html and "xss.js-sink" in html and "#42" in html
+    body = {"rule_id": sqli.rule_id, "host": "api.example.com", "path_prefix": "/api/items/1", "location": "query.id"}
+    r = await console.client.post("/api/v1/exceptions", json=body, headers=console.origin)
+    assert r.status == 403  # a session without its CSRF token
+    csrf = await csrf_of(console)
+    r = await console.client.post("/api/v1/exceptions", json=body, headers={**console.origin, "X-CSRF-Token": csrf})
+    made = await r.json()
+    assert r.status == 201 and made["created_by"] == "session from 127.0.0.1", made
+    r = await console.client.get("/settings")
+    assert 'id="exception-list"' in await r.text()
 
 
 # ---------------------------------------------------------------------------- a real node
