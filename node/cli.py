@@ -51,16 +51,21 @@ COMMANDS = {
 
 SWEEP_INTERVAL = 5.0
 IP_LISTS_RELOAD_INTERVAL = 30.0
+# exceptions made elsewhere (an import, another node on the store) apply within this; the
+# requests they let through reach the store's counts as often
+EXCEPTIONS_RELOAD_INTERVAL = 1.0
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="wallarm-node", description="The Wallarm-style security node: "
-                                "answers the mitmproxy connector (protocol v1), records attacks, serves the console.")
+                                "answers the mitmproxy connector (protocol v1), records attacks, serves the console. "
+                                "`wallarm-node exceptions export|import` exports or imports its exceptions as YAML.")
     p.add_argument("--config", type=Path, help="YAML or JSON config file (see node.example.yaml)")
     p.add_argument("--listen", metavar="HOST:PORT", help="connector endpoint (default 127.0.0.1:5050)")
     p.add_argument("--tls-cert", type=Path, metavar="PEM", help="certificate for the connector endpoint")
     p.add_argument("--tls-key", type=Path, metavar="PEM", help="private key for the connector endpoint")
-    p.add_argument("--db", metavar="PATH", help="SQLite attack store file or sqlite:///path (default wallarm-node.db)")
+    p.add_argument("--db", metavar="PATH|DSN", help="attack store: a SQLite file or sqlite:///path (default "
+                   "wallarm-node.db), or postgresql://user:pass@host/db that several nodes share")
     p.add_argument("--mode", choices=NODE_MODES, help="default node mode; wins over the mode saved by the console")
     p.add_argument("--console-listen", metavar="HOST:PORT", help="console, API, /live, /ready, /metrics (default 127.0.0.1:8090)")
     p.add_argument("--log-format", choices=("text", "json"), help="log lines as text (default) or one JSON object each")
@@ -93,6 +98,13 @@ async def seed_ip_lists(store: Store, settings: NodeSettings) -> int:
     return added
 
 
+async def seed_exceptions(store: Store, settings: NodeSettings) -> int:
+    """Add the config's exceptions that the store does not hold yet (idempotent); one removed
+    from the file stays until removed in the console, like an IP list entry."""
+    added, _ = await store.import_exceptions(settings.exceptions, replace=False)
+    return added
+
+
 Job = Callable[[], Awaitable[None]]
 
 
@@ -119,7 +131,7 @@ async def serve(settings: NodeSettings, reload: Callable[[], NodeSettings] | Non
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, hup.set)
     try:
-        store = open_store(settings.db_file)
+        store = open_store(settings.db)
         await store.open()
         try:
             return await _serve_with_store(settings, store, stop, hup, reload or (lambda: settings))
@@ -134,13 +146,14 @@ async def serve(settings: NodeSettings, reload: Callable[[], NodeSettings] | Non
 async def _serve_with_store(settings: NodeSettings, store: Store, stop: asyncio.Event, hup: asyncio.Event,
                             reload: Callable[[], NodeSettings]) -> int:
     seeded = await seed_ip_lists(store, settings)
+    seeded_exceptions = await seed_exceptions(store, settings)
     engine = Engine(max_body=settings.max_body_bytes)
     metrics = NodeMetrics()
     policy = Policy(store, settings.mode_settings())
     source = await policy.load(settings.mode_settings(), settings.mode_forced)
     modes = await policy.get_mode_settings()
-    log.info("mode %s with %d override(s) (from %s); %d IP entries seeded from config",
-             modes.default, len(modes.overrides), source, seeded)
+    log.info("mode %s with %d override(s) (from %s); %d IP entries and %d exception(s) seeded from config",
+             modes.default, len(modes.overrides), source, seeded, seeded_exceptions)
 
     pairing = Pairing(settings.pairing.ttl_seconds, settings.pairing.max_entries,
                       on_evict=lambda reason, side: metrics.pairing_evictions.inc(reason, side))
@@ -155,6 +168,8 @@ async def _serve_with_store(settings: NodeSettings, store: Store, stop: asyncio.
     events = EventStream(settings.events, settings.instance, metrics.events.inc)
     ctx = NodeContext(settings=settings, store=store, policy=policy, engine=engine, metrics=metrics, events=events)
     ctx.console_token = resolve_console_token(settings.console_token, settings.db_file)
+    if store.shared:  # another node changed IP lists, modes or exceptions: apply them here too
+        store.watch_changes(policy.on_store_change)
     # large messages: judged off the loop, with their own engine
     lane = JudgingLane(lambda: Engine(max_body=settings.max_body_bytes))
     endpoint = Endpoint(ctx, pairing, lane)
@@ -189,11 +204,13 @@ async def _serve_with_store(settings: NodeSettings, store: Store, stop: asyncio.
                                       "retention")),
         asyncio.create_task(_periodic(lambda: IP_LISTS_RELOAD_INTERVAL,
                                       lambda: policy.reload_ip_lists(periodic=True), "IP list reload")),
+        asyncio.create_task(_periodic(lambda: EXCEPTIONS_RELOAD_INTERVAL, _exceptions_sync(policy),
+                                      "exception reload")),
         asyncio.create_task(_reload_on_hup(hup, ConfigReloader(
-            ctx, reload, pairing, endpoint.apply_settings, lambda s: seed_ip_lists(store, s)))),
+            ctx, reload, pairing, endpoint.apply_settings, lambda s: _seed_all(store, s)))),
     ]
     await _retention(store, ctx)()
-    log.info("node ready (instance %s)", settings.instance)
+    log.info("node ready (node id %s)", settings.node_name)
     await stop.wait()
 
     log.info("shutting down: no new connections, finishing in-flight messages (up to %.0fs)", grace)
@@ -207,6 +224,10 @@ async def _serve_with_store(settings: NodeSettings, store: Store, stop: asyncio.
     lane.close()
     await events.stop()  # what was recorded reaches the SIEM before the node exits
     await admin_runner.cleanup()
+    try:  # the requests let through since the last flush still count
+        await policy.flush_excepted_counts()
+    except StoreError as e:
+        log.warning("exception counts not saved: %s", e)
     return 0
 
 
@@ -215,6 +236,19 @@ def _bound(runner: web.AppRunner) -> str:
         if isinstance(addr, tuple):
             return format_hostport(addr[0], addr[1])
     return "?"
+
+
+async def _seed_all(store: Store, settings: NodeSettings) -> int:
+    """A config reload's seeding: IP entries and exceptions; returns the IP entries added."""
+    await seed_exceptions(store, settings)
+    return await seed_ip_lists(store, settings)
+
+
+def _exceptions_sync(policy: Policy) -> Job:
+    async def sync() -> None:
+        await policy.flush_excepted_counts()
+        await policy.reload_exceptions(periodic=True)
+    return sync
 
 
 def _sweeper(pairing: Pairing) -> Job:
@@ -254,6 +288,10 @@ def configure_logging(settings: NodeSettings) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["exceptions"]:  # `wallarm-node exceptions export|import ...`
+        from node.exceptions_cli import main as exceptions_main
+
+        return exceptions_main(argv[1:])
     command = argv[0] if argv and argv[0] in COMMANDS else None
     parser = build_parser()
     if command:

@@ -80,6 +80,8 @@ class NodeMetrics:
         self.attacks = counter("wallarm_node_attacks_total", "Findings in requests and responses, by attack type.", ("type",))
         self.partial = counter("wallarm_node_partial_inspections_total",
                                "Requests inspected only in part (a limit ended inspection early), by reason.", ("reason",))
+        self.excepted = counter("wallarm_node_requests_excepted_total",
+                                "Requests an exception (\"not an attack here\") let through: every finding excepted.")
         self.recorded = counter("wallarm_node_recorded_total", "Attack records queued to the store, by stored action.", ("action",))
         self.parse_errors = counter("wallarm_node_parse_errors_total", "Messages refused as malformed (4xx), by kind.", ("kind",))
         self.analysis_errors = counter("wallarm_node_analysis_errors_total", "Messages whose analysis raised an error.")

@@ -1,9 +1,9 @@
 """Reload the node's config on SIGHUP: apply what can change live, keep the last good on error.
 
 Live (the next message sees it): `mode`, `overrides` and `partial_inspection` (unless the console
-saved its own, which win as at start; `--mode` still wins over both), `ip_lists` seeds (entries added, like at start;
-an entry removed from the file stays in the store: the console removes it), `log_level`,
-`shared_secret`, `instance`, `pairing.*`, `retention.*`.
+saved its own, which win as at start; `--mode` still wins over both), `ip_lists` and `exceptions`
+seeds (entries added, like at start; an entry removed from the file stays in the store: the
+console removes it), `log_level`, `shared_secret`, `instance`, `pairing.*`, `retention.*`.
 
 Needs a restart (a changed value is logged and ignored; the running value stays): the listeners
 and their TLS (`listen`, `console_listen`, `tls_cert`, `tls_key`), the store (`db`),

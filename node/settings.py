@@ -23,10 +23,11 @@ from pydantic_settings import SettingsError as EnvError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from node.events import EventsConfig
+from node.rules.exceptions import ExceptionRule, exceptions_from_list
 from node.rules.ip_lists import MAX_COMMENT, IPEntry
 from node.rules.modes import ModeOverride, ModeSettings, NodeMode, PartialAction, override_from_mapping
 from node.rules.networks import parse_network
-from node.store.location import db_file, resolve_location
+from node.store.location import db_file, postgres_dsn, resolve_location
 from wallarm_wire.addresses import is_loopback_host, parse_hostport
 from wallarm_wire.config_file import ConfigFileError, read_config_file as read_bounded
 
@@ -118,7 +119,7 @@ class NodeSettings(_Model):
     tls_cert_pem: str | None = None
     tls_key_pem: str | None = None
     shared_secret: str | None = None  # connectors must send it in X-Wallarm-Secret
-    db: str = DEFAULT_DB  # a file path, or sqlite:///path
+    db: str = DEFAULT_DB  # a file path, sqlite:///path, or postgresql://... (shared by several nodes)
     mode: NodeMode = "block"
     # what a request counts as when a limit ended its inspection early (docs/node.md)
     partial_inspection: PartialAction = "block"
@@ -126,8 +127,13 @@ class NodeSettings(_Model):
     console_listen: str = DEFAULT_CONSOLE_LISTEN
     console_token: str | None = None
     instance: str = Field(default_factory=socket.gethostname)
+    # Which node judged a record (shown in the console): default instance:port of `listen`.
+    # Nodes sharing a PostgreSQL store need distinct ones.
+    node_id: str | None = Field(default=None, min_length=1, max_length=200)
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY, gt=0)
     ip_lists: IPListsConfig = IPListsConfig()
+    # "not an attack here" exceptions added to the store at start and on reload (node/rules/exceptions.py)
+    exceptions: list[ExceptionRule] = []
     pairing: PairingConfig = PairingConfig()
     retention: RetentionConfig = RetentionConfig()
     events: EventsConfig = EventsConfig()  # the attack event stream for SIEMs (node/events.py)
@@ -140,10 +146,18 @@ class NodeSettings(_Model):
     _mode_off = field_validator("mode", mode="before")(classmethod(lambda cls, v: _yaml_off(v)))
     _overrides = field_validator("overrides", mode="before")(classmethod(lambda cls, v: _overrides(v)))
 
+    @field_validator("exceptions", mode="before")
+    @classmethod
+    def _exceptions(cls, v: Any) -> Any:
+        if isinstance(v, list) and all(isinstance(x, ExceptionRule) for x in v):
+            return v
+        return exceptions_from_list(v, created_by="config")  # RuleError is a ValueError: pydantic names the field
+
     @field_validator("db")
     @classmethod
     def _db(cls, v: str) -> str:
-        db_file(v)
+        if postgres_dsn(v) is None:
+            db_file(v)
         return v
 
     @field_validator("listen", "console_listen")
@@ -196,9 +210,19 @@ class NodeSettings(_Model):
         return parse_hostport(self.console_listen)
 
     @property
-    def db_file(self) -> Path:
-        """The SQLite file `db` names (a path or sqlite:///path)."""
-        return db_file(self.db)
+    def db_file(self) -> Path | None:
+        """The SQLite file `db` names (a path or sqlite:///path); None for a PostgreSQL store."""
+        return None if self.shared_store else db_file(self.db)
+
+    @property
+    def shared_store(self) -> bool:
+        """`db` is a PostgreSQL DSN: several nodes may share the store."""
+        return postgres_dsn(self.db) is not None
+
+    @property
+    def node_name(self) -> str:
+        """The node id its records carry: `node_id`, else `instance:port` of `listen`."""
+        return self.node_id or f"{self.instance}:{self.listen_addr[1]}"
 
     @property
     def tls_enabled(self) -> bool:

@@ -317,8 +317,9 @@ async def test_a_version_2_store_gains_the_sessions_table_and_keeps_its_attacks(
     await store.open()
     await fill(store, 20)
     await store.close()
-    with sqlite3.connect(path) as conn:  # a file written before sessions were stored
+    with sqlite3.connect(path) as conn:  # a file written before sessions (and exceptions) were stored
         conn.execute("DROP TABLE console_sessions")
+        conn.execute("DROP TABLE exceptions")
         conn.execute("PRAGMA user_version = 2")
     store = SQLiteStore(path)
     await store.open()

@@ -11,7 +11,8 @@ from wallarm_wire.protocol import RequestMessage
 from node.masking import MASK, mask_body, mask_header_value, mask_hits, mask_text, request_excerpt
 from node.metrics import NodeMetrics
 from node.pairing import Pairing, RequestSeen, ResponseSeen
-from node.policy import IPLists, ModeTable, Policy, normalise_path
+from node.policy import IPLists, ModeTable, Policy
+from node.rules.paths import normalise_path
 from node.rules.modes import normalise_host
 from node.settings import SettingsError, load_settings, parse_hostport
 from node.store.base import Hit, IPEntry, ModeOverride, ModeSettings
