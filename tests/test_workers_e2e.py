@@ -1,0 +1,208 @@
+"""`make run WORKERS=2` for real: scripts/run_system.py --workers 2 on free loopback ports brings
+up the node, an upstream, two mitmdump workers and HAProxy in front of them.
+
+* the seed's walkthrough (scripts/smoke_walkthrough.py) passes through HAProxy;
+* an Admin API write through HAProxy's :8001 is applied by both workers (one shared file);
+* one worker killed (SIGKILL) under a steady client load: no client-visible failure once HAProxy's
+  health check has marked it down (the failures before, if any, are counted and printed), no
+  attack reaches the upstream, and the worker run_system restarts takes traffic again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support.procs import REPO, ManagedProcess, child_env, free_port
+from tests.support.proxy import Upstream, start_upstream
+from tests.support.tagged_load import ATTACK_QUERY, run_tagged_load
+
+pytestmark = pytest.mark.e2e
+
+START_TIMEOUT = 120
+OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+KILL_AFTER_S = 3.0
+LOAD_S = 12.0
+CONNECTIONS = 8
+ATTACK_EVERY = 5
+
+
+@dataclass
+class Workers:
+    proc: ManagedProcess
+    upstream: Upstream
+    ports: dict[str, int]
+    workers: dict[str, tuple[int, int]]  # name -> (proxy port, status port)
+    var_dir: Path
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    def status_url(self, worker: str) -> str:
+        return f"http://127.0.0.1:{self.workers[worker][1]}"
+
+    def worker_pid(self, worker: str) -> int:
+        """The mitmdump process run_system started for `worker` (found by its listen address)."""
+        pid = self.proc.proc.pid
+        mark = f"@127.0.0.1:{self.workers[worker][0]}"
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            cmd = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            if "mitmdump" in cmd and mark in cmd:
+                return int(child)
+        raise LookupError(worker)
+
+    def server_status(self, backend: str, server: str) -> str:
+        with OPENER.open(self.url("stats") + "/;csv", timeout=2) as r:
+            rows = r.read().decode().splitlines()
+        header = rows[0].lstrip("# ").split(",")
+        for row in rows[1:]:
+            f = row.split(",")
+            if f[header.index("pxname")] == backend and f[header.index("svname")] == server:
+                return f[header.index("status")]
+        raise LookupError(f"{backend}/{server}")
+
+
+def get_json(url: str) -> tuple[int, dict]:
+    try:
+        with OPENER.open(url, timeout=5) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def metric(url: str, name: str) -> float:
+    with OPENER.open(url + "/metrics", timeout=5) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workers]:
+    tmp = tmp_path_factory.mktemp("workers")
+    ports = {k: free_port() for k in ("listen", "admin", "node", "console", "demo", "stats")}
+    certs, var = tmp / "certs", tmp / "var"
+    r = subprocess.run([sys.executable, str(REPO / "scripts" / "gen_certs.py"), "--out", str(certs)],
+                       capture_output=True, text=True, env=child_env(), timeout=60)
+    assert r.returncode == 0, r.stderr
+    plugin = json.loads((REPO / "enable-plugin.json").read_text())
+    plugin["config"].update(wallarm_node_address=f"https://127.0.0.1:{ports['node']}",
+                            node_ca_file=str(certs / "ca.pem"), trusted_proxies=["127.0.0.1/32"])
+    (tmp / "enable-plugin.json").write_text(json.dumps(plugin))
+    upstream = start_upstream()  # counts every tagged request it gets (tests/support/tagged_load.py)
+    cmd = [sys.executable, str(REPO / "scripts" / "run_system.py"), "--workers", "2", "--worker-base", "0",
+           "--upstream", upstream.url,
+           "--listen", f"127.0.0.1:{ports['listen']}", "--admin-listen", f"127.0.0.1:{ports['admin']}",
+           "--node-listen", f"127.0.0.1:{ports['node']}", "--console-listen", f"127.0.0.1:{ports['console']}",
+           "--lb-stats-listen", f"127.0.0.1:{ports['stats']}", "--var-dir", str(var), "--certs-dir", str(certs),
+           "--plugin-config", str(tmp / "enable-plugin.json"), "--ready-timeout", str(START_TIMEOUT)]
+    proc = ManagedProcess("run_system", cmd)
+    try:
+        proc.wait_for_log(r"Wallarm mitmproxy system is up", timeout=START_TIMEOUT * 3)
+        workers = {m.group(1): (int(m.group(2)), int(m.group(3))) for m in re.finditer(
+            r"(worker\d)\s+http://127\.0\.0\.1:(\d+)\s+status http://127\.0\.0\.1:(\d+)/status", proc.output())}
+        assert set(workers) == {"worker1", "worker2"}, proc.output()[-3000:]
+        yield Workers(proc, upstream, ports, workers, var)
+    finally:
+        proc.stop()
+        upstream.stop()
+        proc.log_path.unlink(missing_ok=True)
+
+
+def test_walkthrough_passes_through_haproxy(system: Workers) -> None:
+    r = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "smoke_walkthrough.py"), "--proxy", system.url("listen"),
+         "--admin", system.url("admin"), "--console", system.url("console"), "--var-dir", str(system.var_dir),
+         "--wait", "15"], capture_output=True, text=True, env=child_env(), timeout=60)
+    assert r.returncode == 0 and r.stdout.count("[PASS]") == 4, r.stdout + system.proc.output()[-3000:]
+    assert "trusted_proxies does not include" not in system.proc.output()
+    # HAProxy balances: both workers inspected requests
+    for _ in range(6):
+        with OPENER.open(system.url("listen") + "/api/v1/users", timeout=5) as resp:
+            assert resp.status == 200
+    assert all(metric(system.status_url(w), "wallarm_connector_requests_inspected_total") > 0
+               for w in system.workers)
+
+
+def test_an_admin_write_through_haproxy_reaches_both_workers(system: Workers) -> None:
+    req = urllib.request.Request(system.url("admin") + "/services", method="POST",
+                                 data=b"name=shared-svc&url=http%3A%2F%2F127.0.0.1%3A9",
+                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+    with OPENER.open(req, timeout=10) as r:
+        assert r.status == 201
+    deadline = time.monotonic() + 5  # the other worker's watcher polls the file every 0.5 s
+    while True:
+        seen = {w: {s["name"] for s in get_json(system.status_url(w) + "/services")[1]["data"]}
+                for w in system.workers}
+        hashes = {get_json(system.status_url(w) + "/status")[1]["configuration_hash"] for w in system.workers}
+        if all("shared-svc" in names for names in seen.values()) and len(hashes) == 1:
+            break
+        assert time.monotonic() < deadline, (seen, hashes)
+        time.sleep(0.1)
+    req = urllib.request.Request(system.url("admin") + "/services/shared-svc", method="DELETE")
+    with OPENER.open(req, timeout=10) as r:
+        assert r.status == 204
+
+
+def test_killing_a_worker_under_load_loses_no_request_once_it_is_marked_down(system: Workers) -> None:
+    assert system.server_status("workers", "worker1").startswith("UP")
+    killed_pid = system.worker_pid("worker1")
+    marked: dict[str, float] = {}
+
+    async def kill_and_watch() -> None:
+        await asyncio.sleep(KILL_AFTER_S)
+        marked["killed"] = time.monotonic()
+        os.kill(killed_pid, signal.SIGKILL)
+        while time.monotonic() - marked["killed"] < LOAD_S:
+            status = await asyncio.to_thread(system.server_status, "workers", "worker1")
+            if not status.startswith("UP"):
+                marked["down"] = time.monotonic()
+                return
+            await asyncio.sleep(0.02)
+
+    async def main():  # type: ignore[no-untyped-def]
+        tally, _ = await asyncio.gather(
+            run_tagged_load("127.0.0.1", system.ports["listen"], "kill", CONNECTIONS, LOAD_S, ATTACK_EVERY),
+            kill_and_watch())
+        return tally
+
+    tally = asyncio.run(main())
+    assert "down" in marked, "HAProxy never marked the killed worker down"
+    before = [o for t, o in tally.failed_at if t < marked["down"]]
+    after = [o for t, o in tally.failed_at if t >= marked["down"]]
+    print(f"\n{tally.total} requests in {tally.seconds:.1f} s: {dict(tally.outcomes)}; worker1 marked down "
+          f"{(marked['down'] - marked['killed']) * 1000:.0f} ms after SIGKILL; failures before the mark-down: "
+          f"{len(before)} {before}, after: {len(after)}")
+    assert after == [], tally.problems
+    assert tally.outcomes["upstream"] > 100 and tally.outcomes["blocked"] > 0
+    counts = system.upstream.tag_counts()
+    attacks_seen = [tag for tag in counts if int(tag.rsplit("-", 1)[1]) % ATTACK_EVERY == 0]
+    assert attacks_seen == [], f"attacks reached the upstream: {attacks_seen[:5]}"
+    assert all(counts.get(tag, 0) >= 1 for tag in tally.upstream_tags)
+    assert ATTACK_QUERY  # the attack requests are the load's own (tests/support/tagged_load.py)
+
+    # run_system restarts the worker; HAProxy's check brings it back and it takes traffic again
+    deadline = time.monotonic() + 60
+    while not system.server_status("workers", "worker1").startswith("UP"):
+        assert time.monotonic() < deadline, system.proc.output()[-3000:]
+        time.sleep(0.2)
+    assert system.worker_pid("worker1") != killed_pid
+    assert "worker1 exited (code -9); restarting it" in system.proc.output()
+    before_count = metric(system.status_url("worker1"), "wallarm_connector_requests_inspected_total")
+    for _ in range(10):
+        with OPENER.open(system.url("listen") + "/api/v1/users", timeout=5) as resp:
+            assert resp.status == 200
+    assert metric(system.status_url("worker1"), "wallarm_connector_requests_inspected_total") > before_count
