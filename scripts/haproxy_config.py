@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
@@ -95,6 +96,21 @@ def render_compose(service: str = "worker", max_workers: int = COMPOSE_MAX_WORKE
                  [f"    server-template w {slots} {service}:8000 check port 8001 {found}"],
                  [f"    server-template w {slots} {service}:8000 check port 8001 {found}"],
                  [f"    server-template w {slots} {service}:8001 check {found}"], resolvers)
+
+
+def server_states(stats_url: str, backend: str) -> dict[str, str]:
+    """Each server of `backend` and its status (UP, DOWN, "UP 1/2", ...) from HAProxy's stats CSV."""
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(stats_url + "/;csv", timeout=2) as r:
+        rows = r.read().decode().splitlines()
+    header = rows[0].lstrip("# ").split(",")
+    px, sv, status = header.index("pxname"), header.index("svname"), header.index("status")
+    return {f[sv]: f[status] for f in (row.split(",") for row in rows[1:])
+            if f[px] == backend and f[sv] not in ("FRONTEND", "BACKEND")}
+
+
+def haproxy_up(stats_url: str, backend: str) -> int:
+    """How many servers of `backend` are UP."""
+    return sum(1 for st in server_states(stats_url, backend).values() if st.startswith("UP"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -57,7 +57,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from haproxy_config import Worker  # noqa: E402
+from haproxy_config import Worker, haproxy_up  # noqa: E402
 from haproxy_config import render as render_haproxy_config  # noqa: E402
 from wallarm_wire import addresses  # noqa: E402
 
@@ -275,16 +275,6 @@ def url_of(hp: tuple[str, int]) -> str:
 def is_loopback_host(host: str) -> bool:
     from addon.admin_api import is_loopback
     return is_loopback(host)
-
-
-def haproxy_up(stats_url: str, backend: str) -> int:
-    """How many servers of `backend` HAProxy's stats page (CSV) shows UP."""
-    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(stats_url + "/;csv", timeout=2) as r:
-        rows = r.read().decode().splitlines()
-    header = rows[0].lstrip("# ").split(",")
-    name, status = header.index("pxname"), header.index("status")
-    return sum(1 for row in rows[1:] if (f := row.split(","))[name] == backend
-               and f[header.index("svname")] not in ("FRONTEND", "BACKEND") and f[status].startswith("UP"))
 
 
 def port_free(hp: tuple[str, int]) -> bool:

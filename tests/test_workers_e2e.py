@@ -25,6 +25,9 @@ from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from haproxy_config import server_states  # noqa: E402
+
 from tests.support.procs import REPO, ManagedProcess, child_env, free_port
 from tests.support.proxy import Upstream, start_upstream
 from tests.support.tagged_load import ATTACK_QUERY, run_tagged_load
@@ -64,14 +67,7 @@ class Workers:
         raise LookupError(worker)
 
     def server_status(self, backend: str, server: str) -> str:
-        with OPENER.open(self.url("stats") + "/;csv", timeout=2) as r:
-            rows = r.read().decode().splitlines()
-        header = rows[0].lstrip("# ").split(",")
-        for row in rows[1:]:
-            f = row.split(",")
-            if f[header.index("pxname")] == backend and f[header.index("svname")] == server:
-                return f[header.index("status")]
-        raise LookupError(f"{backend}/{server}")
+        return server_states(self.url("stats"), backend)[server]
 
 
 def get_json(url: str) -> tuple[int, dict]:
