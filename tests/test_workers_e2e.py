@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,7 +27,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import haproxy_config  # noqa: E402
 from haproxy_config import server_states  # noqa: E402
+from run_system import find_haproxy  # noqa: E402
 
 from tests.support.procs import REPO, ManagedProcess, child_env, free_port
 from tests.support.proxy import Upstream, start_upstream
@@ -202,3 +205,78 @@ def test_killing_a_worker_under_load_loses_no_request_once_it_is_marked_down(sys
         with OPENER.open(system.url("listen") + "/api/v1/users", timeout=5) as resp:
             assert resp.status == 200
     assert metric(system.status_url("worker1"), "wallarm_connector_requests_inspected_total") > before_count
+
+
+def test_a_worker_whose_node_breaker_is_open_is_taken_out_and_comes_back(tmp_path: Path) -> None:
+    """The health check reads the breaker: two workers behind HAProxy, one of them unable to
+    reach its node (a partition, here: a node address nothing listens on). Once its breaker opens
+    its /status answers 503 and HAProxy sends everything to the other worker, where every attack
+    is judged and blocked; when a node appears at its address, its own /status probe closes the
+    breaker and HAProxy puts it back, with no request needed to get there."""
+    from tests.support.node import start_node
+    from tests.support.proxy import start_proxy, write_config
+
+    node = start_node(tmp_path / "node", mode="block")
+    upstream = start_upstream()
+    lost_port = free_port()
+    started: list = []
+    try:
+        good = start_proxy(upstream.url, write_config(tmp_path / "good.json", node.endpoint_url), name="good")
+        started.append(good)
+        cut = start_proxy(upstream.url, write_config(tmp_path / "cut.json", f"http://127.0.0.1:{lost_port}/",
+                                                     breaker_failures=1, breaker_cooldown_ms=500), name="cut")
+        started.append(cut)
+        front, admin, stats = free_port(), free_port(), free_port()
+        cfg = tmp_path / "haproxy.cfg"
+        cfg.write_text(haproxy_config.render(
+            f"127.0.0.1:{front}", f"127.0.0.1:{admin}", f"127.0.0.1:{stats}",
+            [haproxy_config.Worker("good", "127.0.0.1", good.port, good.admin_port),
+             haproxy_config.Worker("cut", "127.0.0.1", cut.port, cut.admin_port)], token_required=False))
+        lb = ManagedProcess("haproxy", [find_haproxy(), "-db", "-f", str(cfg)])
+        started.append(lb)
+        stats_url = f"http://127.0.0.1:{stats}"
+
+        def state(server: str) -> str:
+            try:
+                return server_states(stats_url, "workers")[server]
+            except OSError:
+                return "?"
+
+        wait_for(lambda: state("good").startswith("UP") and state("cut").startswith("UP"), 30, lb)
+        # traffic opens the cut worker's breaker (its requests fail open meanwhile), then /status 503
+        deadline = time.monotonic() + 20
+        while not state("cut").startswith("DOWN"):
+            assert time.monotonic() < deadline, (state("cut"), cut.proc.output()[-2000:])
+            with OPENER.open(f"http://127.0.0.1:{front}/api/v1/users", timeout=5):
+                pass
+            time.sleep(0.05)
+        code, body = get_json(f"http://127.0.0.1:{cut.admin_port}/status")
+        assert code == 503 and body["wallarm"]["nodes_down"] == [[f"http://127.0.0.1:{lost_port}/"]]
+        blocked = 0
+        for i in range(30):  # all through the good worker now: every attack judged and blocked
+            try:
+                OPENER.open(f"http://127.0.0.1:{front}/?id=1%27%20OR%20%271%27%3D%27{i}", timeout=5)
+            except urllib.error.HTTPError as e:
+                blocked += e.code == 403
+        assert blocked == 30
+        cut_judged = metric(cut.admin, "wallarm_connector_requests_inspected_total")
+        # a node appears at the cut worker's address: the health check's probe brings it back
+        started.append(start_node(tmp_path / "late", mode="block", port=lost_port))
+        wait_for(lambda: state("cut").startswith("UP"), 30, lb)
+        for _ in range(10):
+            with OPENER.open(f"http://127.0.0.1:{front}/api/v1/users", timeout=5):
+                pass
+        assert metric(cut.admin, "wallarm_connector_requests_inspected_total") > cut_judged
+        assert get_json(cut.admin + "/status")[0] == 200
+    finally:
+        for p in reversed(started):
+            p.stop()
+        upstream.stop()
+        node.stop()
+
+
+def wait_for(check, timeout: float, proc: ManagedProcess) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline and proc.proc.poll() is None, proc.output()[-2000:]
+        time.sleep(0.1)
