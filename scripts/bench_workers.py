@@ -31,7 +31,6 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -65,7 +64,8 @@ class Row:
     kind: str  # upstream | haproxy | nginx
     workers: int
     load: LoadResult
-    proxy_cpu_us: float  # CPU of the proxy tier per request
+    proxy_cpu_us: float  # CPU of the proxy tier per request (HAProxy and the workers, or nginx)
+    balancer_cpu_us: float  # HAProxy's part of it (0: no HAProxy)
     node_cpu_us: float
 
     @property
@@ -79,16 +79,14 @@ def find_haproxy() -> str:
 
 
 def measure(tool: str, url: str, connections: int, duration: float, warmup: float,
-            proxy_pids: Callable[[], list[int]], node_pid: int) -> tuple[LoadResult, float, float]:
-    run_load(tool, url, connections, warmup)  # unmeasured: connections, caches, JIT-less warm paths
-    pids = proxy_pids()
-    before = [cpu_seconds(p) for p in pids], cpu_seconds(node_pid)
+            groups: dict[str, list[int]]) -> tuple[LoadResult, dict[str, float]]:
+    """One load run after a warm-up; the CPU each group of processes spent per request (µs)."""
+    run_load(tool, url, connections, warmup)  # unmeasured: connections, caches, warm paths
+    before = {name: sum(cpu_seconds(p) for p in pids) for name, pids in groups.items()}
     load = run_load(tool, url, connections, duration)
-    after = [cpu_seconds(p) for p in pids], cpu_seconds(node_pid)
     n = max(load.requests, 1)
-    proxy_us = (sum(after[0]) - sum(before[0])) / n * 1e6
-    node_us = (after[1] - before[1]) / n * 1e6
-    return load, proxy_us, node_us
+    return load, {name: (sum(cpu_seconds(p) for p in pids) - before[name]) / n * 1e6
+                  for name, pids in groups.items()}
 
 
 def haproxy_setup(k: int, tmp: Path, upstream_url: str, config: Path, procs: list[ManagedProcess]
@@ -142,21 +140,22 @@ def run(args: argparse.Namespace, tool: str, procs: list[ManagedProcess], tmp: P
     rows: list[Row] = []
     seen: dict[str, int] = {}  # every process started, by name: its pid (each leads its own group)
 
-    def record(setup: str, kind: str, k: int, url: str, pids: Callable[[], list[int]]) -> None:
-        load, proxy_us, node_us = measure(tool, url, args.connections, args.duration, args.warmup, pids,
-                                          node.proc.pid)
-        rows.append(Row(setup, kind, k, load, proxy_us, node_us))
+    def record(setup: str, kind: str, k: int, url: str, proxy: list[int], balancer: list[int] | None = None) -> None:
+        load, cpu = measure(tool, url, args.connections, args.duration, args.warmup,
+                            {"proxy": proxy, "balancer": balancer or [], "node": [node.proc.pid]})
+        rows.append(Row(setup, kind, k, load, cpu["proxy"], cpu["balancer"], cpu["node"]))
         print(f"{setup:18s} {load.rps:8.1f} req/s  p50 {load.p50_ms:7.2f}  p99 {load.p99_ms:7.2f} ms  "
-              f"non-2xx {load.non_2xx}  errors {load.socket_errors}  proxy {proxy_us:6.0f} us/req  "
-              f"node {node_us:5.0f} us/req  (load average {load_average()[0]})", flush=True)
+              f"non-2xx {load.non_2xx}  errors {load.socket_errors}  proxy {cpu['proxy']:6.0f} us/req "
+              f"(haproxy {cpu['balancer']:4.0f})  node {cpu['node']:5.0f} us/req  (load average {load_average()[0]})",
+              flush=True)
 
-    record("upstream", "upstream", 0, upstream_url + BENIGN_PATH, lambda: [upstream.proc.pid])
+    record("upstream", "upstream", 0, upstream_url + BENIGN_PATH, [upstream.proc.pid])
     for k in counts:
         url, started = haproxy_setup(k, tmp, upstream_url, config, procs)
         seen.update((p.name, p.proc.pid) for p in started)
         try:
             record(f"haproxy+{k} worker{'s' if k > 1 else ''}", "haproxy", k, url,
-                   lambda: [p.proc.pid for p in started])
+                   [p.proc.pid for p in started], [started[-1].proc.pid])
         finally:
             teardown(started, procs)
     upstream_port = int(upstream_url.rsplit(":", 1)[1])
@@ -164,7 +163,7 @@ def run(args: argparse.Namespace, tool: str, procs: list[ManagedProcess], tmp: P
         with NginxModSecurity(upstream_port, workers=k) as peer:
             assert peer.proc is not None
             seen[peer.proc.name] = peer.proc.proc.pid
-            record(f"nginx+modsec {k}", "nginx", k, peer.url + BENIGN_PATH, peer.pids)
+            record(f"nginx+modsec {k}", "nginx", k, peer.url + BENIGN_PATH, peer.pids())
     return {
         "rows": [{**asdict(r), "rps": round(r.rps, 1)} for r in rows],
         "meta": {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "nproc": os.cpu_count(),
@@ -180,14 +179,16 @@ def run(args: argparse.Namespace, tool: str, procs: list[ManagedProcess], tmp: P
 def table(report: dict) -> str:
     rows = report["rows"]
     base = {r["kind"]: r["rps"] for r in rows if r["workers"] == 1}
-    lines = ["| setup | workers | req/s | x 1 worker | p50 ms | p99 ms | non-2xx / errors | proxy CPU µs/req | node CPU µs/req |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| setup | workers | req/s | x 1 worker | p50 ms | p99 ms | non-2xx / errors | proxy CPU µs/req "
+             "(of it HAProxy) | req/s per core of proxy CPU | node CPU µs/req |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         load = r["load"]
         ratio = f"{r['rps'] / base[r['kind']]:.2f}x" if r["kind"] in base and base[r["kind"]] else "-"
         lines.append(f"| {r['setup']} | {r['workers'] or '-'} | {r['rps']:,.0f} | {ratio} | {load['p50_ms']:.1f} | "
                      f"{load['p99_ms']:.1f} | {load['non_2xx']} / {load['socket_errors']} | "
-                     f"{r['proxy_cpu_us']:,.0f} | {r['node_cpu_us']:,.0f} |")
+                     f"{r['proxy_cpu_us']:,.0f}" + (f" ({r['balancer_cpu_us']:,.0f})" if r["kind"] == "haproxy" else "")
+                     + f" | {1e6 / r['proxy_cpu_us'] if r['proxy_cpu_us'] > 0 else 0:,.0f} | {r['node_cpu_us']:,.0f} |")
     m = report["meta"]
     lines.append("")
     lines.append(f"{m['date']}, {m['nproc']} cores, Python {m['python']}, {m['loadgen']} c={m['connections']} "
