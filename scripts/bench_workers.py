@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Scaling benchmark: in-line req/s through HAProxy with 1, 2 and N mitmdump workers, beside
-nginx + ModSecurity + CRS (PL1) with 1 and N worker processes, in front of the same upstream.
+nginx + ModSecurity + CRS (PL1) with 1, 2 and N worker processes, in front of the same upstream.
 
 What `scripts/bench_proxy.py --workers N` runs. One run on loopback: the demo upstream
 (scripts/demo_upstream.py) and the real node (mode block) are started once; then, one setup at a
@@ -8,7 +8,7 @@ time (the others stopped, so each has the machine to itself):
   upstream          the upstream alone, no proxy: the ceiling every setup below shares
   haproxy+K         HAProxy (docker/haproxy.cfg.template, as `make run WORKERS=K`) in front of K
                     mitmdump workers with the connector in-line (blocking: true) on one node
-  nginx+modsec K    nginx with `worker_processes K`, ModSecurity v3 + CRS 3.3 at PL1
+  nginx+modsec K    nginx with `worker_processes K` (1, 2 and N), ModSecurity v3 + CRS 3.3 at PL1
                     (scripts/peers/nginx_modsecurity.py)
 Each is driven with the same keep-alive benign GET at c=`--connections` for `--duration` seconds
 after a `--warmup`, by wrk (or scripts/loadgen.py's generator: `--loadgen`). CPU per request is
@@ -159,7 +159,7 @@ def run(args: argparse.Namespace, tool: str, procs: list[ManagedProcess], tmp: P
         finally:
             teardown(started, procs)
     upstream_port = int(upstream_url.rsplit(":", 1)[1])
-    for k in sorted({1, args.workers}):
+    for k in counts:  # the same counts as HAProxy: a side-by-side row for each
         with NginxModSecurity(upstream_port, workers=k) as peer:
             assert peer.proc is not None
             seen[peer.proc.name] = peer.proc.proc.pid
