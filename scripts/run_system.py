@@ -11,7 +11,8 @@ Starts, in order, and waits for each to be ready:
      one config file, and HAProxy on LISTEN and ADMIN_LISTEN in front of them, health-checking
      each worker's /status (var/haproxy.cfg, rendered from docker/haproxy.cfg.template).
 Then prints where everything is. Ctrl-C or SIGTERM stops the children (proxy first, node last so
-that it flushes its store) and exits; if any child dies on its own, the rest are stopped too.
+that it flushes its store) and exits; if any child dies on its own, the rest are stopped too,
+except a worker behind HAProxy, which is restarted (HAProxy sends its share to the others).
 
 Every setting has an environment variable (used by `make run`) and a flag (used by the tests):
   UPSTREAM=https://api.example     your API instead of the demo one
@@ -385,8 +386,6 @@ WORKER_RESTARTS = 5  # per worker and minute; a worker that keeps dying stops th
 def worker_layout(a: argparse.Namespace) -> list[Worker]:
     """Worker i (from 1) proxies on WORKER_BASE + 2(i-1) and has its status listener on the next
     port, on loopback: only HAProxy talks to them. WORKER_BASE 0: free ports (tests)."""
-    if a.workers < 1:
-        raise SystemExit("run_system: WORKERS must be at least 1")
     out = []
     for i in range(a.workers):
         if a.worker_base:
@@ -409,6 +408,8 @@ class System:
         self.children: list[Child] = []
         self.stopping = STOP
         self.logs = args.var_dir / "logs"
+        if args.workers < 1:
+            raise SystemExit("run_system: WORKERS must be at least 1")
         self.workers = worker_layout(args) if self.balanced else []
         self.worker_cmds: dict[str, list[str]] = {}
         self.restarts: dict[str, list[float]] = {}  # when each worker was restarted (bounded, see watch)

@@ -33,7 +33,7 @@ from run_system import find_haproxy  # noqa: E402
 
 from tests.support.procs import REPO, ManagedProcess, child_env, free_port
 from tests.support.proxy import Upstream, start_upstream
-from tests.support.tagged_load import ATTACK_QUERY, run_tagged_load
+from tests.support.tagged_load import run_tagged_load
 
 pytestmark = pytest.mark.e2e
 
@@ -191,7 +191,6 @@ def test_killing_a_worker_under_load_loses_no_request_once_it_is_marked_down(sys
     attacks_seen = [tag for tag in counts if int(tag.rsplit("-", 1)[1]) % ATTACK_EVERY == 0]
     assert attacks_seen == [], f"attacks reached the upstream: {attacks_seen[:5]}"
     assert all(counts.get(tag, 0) >= 1 for tag in tally.upstream_tags)
-    assert ATTACK_QUERY  # the attack requests are the load's own (tests/support/tagged_load.py)
 
     # run_system restarts the worker; HAProxy's check brings it back and it takes traffic again
     deadline = time.monotonic() + 60
