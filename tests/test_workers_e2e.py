@@ -82,11 +82,21 @@ def get_json(url: str) -> tuple[int, dict]:
 
 
 def metric(url: str, name: str) -> float:
+    """A metric from a /metrics page, summed over its label sets."""
+    total = 0.0
     with OPENER.open(url + "/metrics", timeout=5) as r:
         for line in r.read().decode().splitlines():
-            if line.startswith(name + " "):
-                return float(line.rsplit(" ", 1)[1])
-    return 0.0
+            if line.startswith((name + " ", name + "{")):
+                total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def status_of_get(url: str) -> int:
+    try:
+        with OPENER.open(url, timeout=5) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
 
 
 @pytest.fixture(scope="module")
@@ -210,8 +220,10 @@ def test_a_worker_whose_node_breaker_is_open_is_taken_out_and_comes_back(tmp_pat
     """The health check reads the breaker: two workers behind HAProxy, one of them unable to
     reach its node (a partition, here: a node address nothing listens on). Once its breaker opens
     its /status answers 503 and HAProxy sends everything to the other worker, where every attack
-    is judged and blocked; when a node appears at its address, its own /status probe closes the
-    breaker and HAProxy puts it back, with no request needed to get there."""
+    is judged and blocked. When the other worker's node goes too, every worker is unhealthy:
+    requests still pass as fail_open says instead of HAProxy answering 503. When a node appears at
+    the first worker's address, its own /status probe closes the breaker and HAProxy puts it back,
+    with no request needed to get there."""
     from tests.support.node import start_node
     from tests.support.proxy import start_proxy, write_config
 
@@ -258,13 +270,26 @@ def test_a_worker_whose_node_breaker_is_open_is_taken_out_and_comes_back(tmp_pat
             except urllib.error.HTTPError as e:
                 blocked += e.code == 403
         assert blocked == 30
+        # the good worker's node goes too: no worker can inspect. HAProxy does not answer 503 for
+        # want of a healthy worker: it sends the traffic to the workers that are alive, which
+        # apply their plugin's fail_open (here: forward), as one mitmdump would.
+        node.stop()
+        deadline = time.monotonic() + 20
+        while not state("good").startswith("DOWN"):
+            assert time.monotonic() < deadline, (state("good"), good.proc.output()[-2000:])
+            status_of_get(f"http://127.0.0.1:{front}/api/v1/users")
+            time.sleep(0.05)
+        failed_open = metric(good.admin, "wallarm_connector_fail_open_total") + \
+            metric(cut.admin, "wallarm_connector_fail_open_total")
+        assert [status_of_get(f"http://127.0.0.1:{front}/api/v1/users") for _ in range(10)] == [200] * 10
+        assert metric(good.admin, "wallarm_connector_fail_open_total") + \
+            metric(cut.admin, "wallarm_connector_fail_open_total") == failed_open + 10
         cut_judged = metric(cut.admin, "wallarm_connector_requests_inspected_total")
         # a node appears at the cut worker's address: the health check's probe brings it back
         started.append(start_node(tmp_path / "late", mode="block", port=lost_port))
         wait_for(lambda: state("cut").startswith("UP"), 30, lb)
-        for _ in range(10):
-            with OPENER.open(f"http://127.0.0.1:{front}/api/v1/users", timeout=5):
-                pass
+        assert [status_of_get(f"http://127.0.0.1:{front}/?id=1%27%20OR%20%271%27%3D%271") for _ in range(5)] \
+            == [403] * 5  # judged again, by the worker that came back
         assert metric(cut.admin, "wallarm_connector_requests_inspected_total") > cut_judged
         assert get_json(cut.admin + "/status")[0] == 200
     finally:
