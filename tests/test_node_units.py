@@ -9,12 +9,14 @@ import pytest
 
 from wallarm_wire.protocol import RequestMessage
 from node.masking import MASK, mask_body, mask_header_value, mask_hits, mask_text, request_excerpt
-from node.metrics import Histogram, NodeMetrics
+from node.metrics import NodeMetrics
 from node.pairing import Pairing, RequestSeen, ResponseSeen
-from node.policy import IPLists, ModeTable, Policy, normalise_path
+from node.policy import IPLists, ModeTable, Policy
+from node.rules.paths import normalise_path
 from node.rules.modes import normalise_host
 from node.settings import SettingsError, load_settings, parse_hostport
 from node.store.base import Hit, IPEntry, ModeOverride, ModeSettings
+from tests.support.prom import samples
 
 # ------------------------------------------------------------------------- policy
 
@@ -216,19 +218,20 @@ def test_metrics_render():
     m.attacks.inc('we"ird\ntype')
     m.analysis.observe(0.0003)
     m.analysis.observe(5.0)
-    text = m.render()
-    assert 'wallarm_node_messages_total{type="request",delivery="sync"} 1' in text
-    assert 'wallarm_node_attacks_total{type="we\\"ird\\ntype"} 1' in text
-    assert 'wallarm_node_analysis_seconds_bucket{le="0.0005"} 1' in text
-    assert 'wallarm_node_analysis_seconds_bucket{le="1.0"} 1' in text
-    assert 'wallarm_node_analysis_seconds_bucket{le="+Inf"} 2' in text
+    got = samples(m.render())
+    assert got['wallarm_node_messages_total{type="request",delivery="sync"}'] == 1
+    assert got['wallarm_node_attacks_total{type="we\\"ird\\ntype"}'] == 1
+    assert got['wallarm_node_analysis_seconds_bucket{le="0.0005"}'] == 1
+    assert got['wallarm_node_analysis_seconds_bucket{le="1.0"}'] == 1
+    assert got['wallarm_node_analysis_seconds_bucket{le="+Inf"}'] == 2
 
 
-def test_histogram_bucket_edges():
-    h = Histogram("x", "x", buckets=(1.0, 2.0))
-    for v in (1.0, 1.5, 2.0, 3.0):
-        h.observe(v)
-    assert h.counts == [1, 2, 1]  # le=1 holds 1.0 exactly; le=2 holds 1.5 and 2.0
+def test_histogram_bucket_edges_are_inclusive():
+    m = NodeMetrics()
+    for v in (0.0005, 0.0007, 0.001, 3.0):
+        m.analysis.observe(v)
+    got = samples(m.render())  # le=0.0005 holds 0.0005 exactly; le=0.001 adds 0.0007 and 0.001
+    assert [got[f'wallarm_node_analysis_seconds_bucket{{le="{b}"}}'] for b in ("0.0005", "0.001", "1.0", "+Inf")] == [1, 3, 3, 4]
 
 
 def test_example_config_loads_and_says_what_the_defaults_are():
