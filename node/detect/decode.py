@@ -342,7 +342,7 @@ def path_canonical(value: str) -> str:
 # anything that makes an escape round (decode_round) or path_canonical() find something
 _DECODE_CHARS = "[%&\\\\+\xa0\x00\u2215\uff0f\u2044\uff3c\u2216\ufe68\uff0e\u2024\u3002\ue000-\uf8ff]|0[xX]"
 _DECODABLE_RE = re.compile(_DECODE_CHARS)
-# ... or a token b64_candidates would try (it skips tokens shorter than 16 with their "=")
+# ... or a base64 token readings.py would try (it skips tokens shorter than 16 characters)
 _B64_RUN = "[A-Za-z0-9+/_\\-]{14,}"
 _DECODABLE_B64_RE = re.compile(_DECODE_CHARS + "|" + _B64_RUN)
 
