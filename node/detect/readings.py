@@ -69,8 +69,9 @@ def _start(text: str) -> str:
 
 def readings(value: str, kind: str = "query") -> Readings:
     """Every clean reading of a `kind` field's `value` (request.FieldSink's kinds), within the
-    bounds above. A path is searched for base64 segment by segment; a body is not read as
-    XML here (request.py reads an XML-shaped body's nodes as fields of their own)."""
+    bounds above. A path is searched for base64 segment by segment; a body is not read as a
+    JSON or XML document here: request.py parsed it as one when it is shaped like one (its
+    strings and nodes are fields of their own), and what it could not parse fails here too."""
     path = kind == "path"
     if path:
         # escapes, a segment worth a base64 decode, a tail after the route's plain names
@@ -110,10 +111,10 @@ _OPENERS = ("{", "[", '"', "<")
 
 
 class _Search:
-    __slots__ = ("forms", "seen", "budget", "cut", "path", "xml", "tried")
+    __slots__ = ("forms", "seen", "budget", "cut", "path", "documents", "tried")
 
-    def __init__(self, value: str, path: bool, xml: bool) -> None:
-        self.xml = xml
+    def __init__(self, value: str, path: bool, documents: bool) -> None:
+        self.documents = documents  # the value itself may be read as a JSON or XML document
         self.tried: set[str] = set()  # base64 tokens decoded already (a nested reading repeats them)
         self.forms = [value]
         self.seen = {value}
@@ -158,7 +159,7 @@ class _Search:
         only: each of them is unescaped and searched in its turn, so the document's own
         unescaped copy (and its base64 tokens, the strings' tokens) would judge the same
         text again, at the size of the whole document."""
-        doc = _json_strings_of(text, self)
+        doc = _json_strings_of(text, self) if self.documents or layer else None
         if doc is not None:
             return _grouped(doc)
         return _layer_readings(text, self.unescaped(text), layer, self)
@@ -188,10 +189,11 @@ def _layer_readings(raw: str, plain: str, layer: int, search: _Search) -> list[s
     """The structural readings of one reading that is not JSON (`raw`, and `plain`, its
     unescaped form) at `layer` (0: the value itself)."""
     pieces: list[str] = []
-    doc = _json_strings_of(plain, search) if plain != raw else None  # JSON once unescaped (%7B%22...)
+    # JSON once unescaped (%7B%22...)
+    doc = _json_strings_of(plain, search) if plain != raw and (search.documents or layer) else None
     if doc is not None:
         pieces += doc
-    elif search.xml or layer:
+    elif search.documents or layer:
         for text in (raw, plain) if raw != plain else (raw,):
             found = _xml_texts(text)
             if found:
@@ -252,6 +254,7 @@ def _path_tail(path: str) -> str | None:
 _B64_TOKEN_RE = re.compile(r"[A-Za-z0-9+/_\-]{16,}={0,2}")
 _B64_SEGMENT_RE = re.compile(r"[A-Za-z0-9+_\-]{8,}={0,2}")  # within a path segment
 _HEXISH_RE = re.compile(r"[0-9a-fA-F\-]+")
+_B64_RUN16 = b"b" * 16  # in decode._B64_SHAPES' classes: 16 base64 characters in a row
 _B64_PATH_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-="
 
 
@@ -270,6 +273,8 @@ def _tokens_decoded(text: str, token_re: re.Pattern[str], stops: str, tried: set
     more); one inside other text from 16 characters on, when its decoding is not a mere word."""
     out: list[str] = []
     if not stops:
+        if len(text) > 64 and _B64_RUN16 not in text.encode("utf-8", "surrogatepass").translate(decode._B64_SHAPES):
+            return out  # no run of 16 base64 characters: one C pass, not a regex walk (10 ms per MB)
         # tokens of 16+ characters (the regex's bound), each tried once per search
         for tok in dict.fromkeys(token_re.findall(text)):
             if tok.lower() != tok and tok not in tried and _worth(tok):
