@@ -79,9 +79,15 @@ def readings(value: str, kind: str = "query") -> Readings:
         if not (decode._decodable(value, False) or _start(value) in _OPENERS or _path_tail(value)
                 or (upper and (_has_segment_token(value) or _worth_run(_base64_run(value))))):
             return Readings([value], False)
-    elif not decode._decodable(value, True) and not decode._b64_whole(value) and _start(value) not in _OPENERS:
+    elif _plain(value):
         return Readings([value], False)  # nothing any decoder below would change: the common case
     return _Search(value, path, kind != "body").run()
+
+
+def _plain(text: str) -> bool:
+    """Nothing in `text` (not a path) that a decoder here would change: no escape, no base64
+    shape, no JSON or XML start (substring tests and one translate)."""
+    return not decode._decodable(text, True) and not decode._b64_whole(text) and _start(text) not in _OPENERS
 
 
 # base64 characters but '/' ('b'; upper-case letters 'U'): a path token of 8 of them with an
@@ -159,6 +165,8 @@ class _Search:
         only: each of them is unescaped and searched in its turn, so the document's own
         unescaped copy (and its base64 tokens, the strings' tokens) would judge the same
         text again, at the size of the whole document."""
+        if layer and _plain(text):
+            return []  # a plain piece (a word, a sentence): nothing below it
         doc = _json_strings_of(text, self) if self.documents or layer else None
         if doc is not None:
             return _grouped(doc)
@@ -371,15 +379,14 @@ def _json_strings_of(text: str, search: _Search) -> list[str] | None:
             search.cut = True  # the rest of the document is judged in the value's other forms only
             break
         node = stack.pop()
-        if isinstance(node, str):
+        if type(node) is str:
             values.append(node)
-        elif isinstance(node, dict):
-            keys.extend(node)
-            stack.extend(reversed(node.values()))
-            if type(node) is json_scan.Repeated:
-                stack.extend(v for _, v in node.dropped)
-        elif isinstance(node, list):
-            stack.extend(reversed(node))
+        elif type(node) is list:
+            if json_scan.is_object(node):  # (key, value) pairs, repeated keys included
+                keys.extend(map(json_scan.KEY, node))
+                stack.extend(map(json_scan.VALUE, reversed(node)))
+            else:
+                stack.extend(reversed(node))
     return values + keys
 
 

@@ -18,7 +18,7 @@ from wallarm_wire.protocol import RequestMessage
 from node.detect import charset, codings, multipart, xml_scan
 from node.detect.content_type import MediaType, parse_content_type
 from node.detect.decode import url_decode
-from node.detect.json_scan import DECODER as JSON_DECODER, Repeated, string_literals
+from node.detect.json_scan import DECODER as JSON_DECODER, KEY, VALUE, is_object, string_literals
 from node.detect.json_scan import loads as json_loads
 from node.detect.trivial import TOKEN_RE, nontrivial_keys, strip_trivial_pairs
 
@@ -231,54 +231,50 @@ def parse_json_value(obj: object, prefix: str, sink: FieldSink) -> None:
         if kind is str:
             if node:
                 append(("json", loc, node))
-        elif kind is dict or kind is Repeated:
-            if depth >= MAX_JSON_DEPTH:
-                if node:
-                    sink.cut("depth")
-                continue
-            room = MAX_FIELDS - n
-            members = _judged_members(node) if len(node) > MIN_FILTERED_OBJECT else list(node.items())  # type: ignore[arg-type,attr-defined]
-            if kind is Repeated:
-                members += node.dropped  # type: ignore[attr-defined]
-            items = members if len(members) <= room else members[:room]
-            sink.dropped += len(members) - len(items)
-            depth += 1
-            # at most `room` keys are added: the sink cannot overflow inside this loop
-            # json.loads makes every key a str
-            for k, v in reversed(items):
-                kloc = f"{loc}.{k.strip()[:MAX_KEY_PART] or '_'}"
-                if k:
-                    append(("key", kloc, k))
-                if type(v) in _JSON_PAYLOAD:
-                    push((kloc, v, depth))
         elif kind is list:
             if depth >= MAX_JSON_DEPTH:
                 if node:
                     sink.cut("depth")
                 continue
             room = MAX_FIELDS - n
-            if len(node) > room:  # type: ignore[arg-type]
-                sink.dropped += len(node) - room  # type: ignore[arg-type]
             depth += 1
-            stack.extend((loc, v, depth) for v in reversed(node[:room]) if type(v) in _JSON_PAYLOAD)  # type: ignore[index]
+            if not is_object(node):  # type: ignore[arg-type]
+                if len(node) > room:  # type: ignore[arg-type]
+                    sink.dropped += len(node) - room  # type: ignore[arg-type]
+                stack.extend((loc, v, depth) for v in reversed(node[:room]) if type(v) in _JSON_PAYLOAD)  # type: ignore[index]
+                continue
+            # an object: its (key, value) pairs, a repeated key's every value (json_scan.DECODER)
+            members = _judged_members(node) if len(node) > MIN_FILTERED_OBJECT else node  # type: ignore[arg-type]
+            items = members if len(members) <= room else members[:room]
+            sink.dropped += len(members) - len(items)
+            # at most `room` keys are added: the sink cannot overflow inside this loop
+            # the decoder makes every key a str
+            for k, v in reversed(items):
+                kloc = f"{loc}.{k.strip()[:MAX_KEY_PART] or '_'}"
+                if k:
+                    append(("key", kloc, k))
+                if type(v) in _JSON_PAYLOAD:
+                    push((kloc, v, depth))
 
 
-# what json.loads builds that can carry a payload (str, or containers of it)
-_JSON_PAYLOAD = frozenset({str, dict, list, Repeated})
+# what json_scan.DECODER builds that can carry a payload (str, or containers of it: objects
+# are lists of pairs)
+_JSON_PAYLOAD = frozenset({str, list})
 # objects with more members than this are filtered in C first (_judged_members)
 MIN_FILTERED_OBJECT = 64
 
 
-def _judged_members(node: dict) -> list[tuple[str, object]]:
+def _judged_members(pairs: list[tuple[str, object]]) -> list[tuple[str, object]]:
     """The members of a large object that make a field the engine judges: those whose value
     can carry a payload or whose key is not a trivial token (`"k123": 1` makes only a key
     field the engine dismisses). Every step is a C call (one regex pass over the joined keys,
     map, compress): an object of 75,000 such keys costs no Python step per key."""
-    keys = list(node)
+    keys = list(map(KEY, pairs))
     nontrivial = nontrivial_keys(keys)
     judged = nontrivial.__contains__ if nontrivial is not None else _not_token
-    keep = map(operator.or_, map(_JSON_PAYLOAD.__contains__, map(type, node.values())), map(judged, keys))
-    return list(itertools.compress(node.items(), keep))
+    keep = map(operator.or_, map(_JSON_PAYLOAD.__contains__, map(type, map(VALUE, pairs))), map(judged, keys))
+    return list(itertools.compress(pairs, keep))
+
 
 
 def _not_token(key: str) -> bool:
