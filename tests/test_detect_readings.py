@@ -52,6 +52,7 @@ def engine() -> Engine:
         (url(url(url(SCRIPT))), SCRIPT),  # URL, repeated
         (b64(SCRIPT), SCRIPT),  # base64, padded
         (b64(SCRIPT).rstrip("="), SCRIPT),  # base64 without padding (GoTestWAF's Base64Flat)
+        ("'{\"id\":\"L2V0Yy9wYXNzd2Q=\"}'", "/etc/passwd"),  # a token inside text, its padding counted
         (b64url(SQL + "??>"), SQL + "??>"),  # base64url
         (js_unicode(SCRIPT), SCRIPT),  # \uXXXX
         ("\\x3cscript\\x3e", "<script>"),  # \xXX

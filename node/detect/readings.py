@@ -259,10 +259,11 @@ def _path_tail(path: str) -> str | None:
 
 # ---------------------------------------------------------------------------- base64
 
-_B64_TOKEN_RE = re.compile(r"[A-Za-z0-9+/_\-]{16,}={0,2}")
+# 14 characters and its padding make the 16 a token needs (`L2V0Yy9wYXNzd2Q=`, /etc/passwd)
+_B64_TOKEN_RE = re.compile(r"[A-Za-z0-9+/_\-]{14,}={0,2}")
 _B64_SEGMENT_RE = re.compile(r"[A-Za-z0-9+_\-]{8,}={0,2}")  # within a path segment
 _HEXISH_RE = re.compile(r"[0-9a-fA-F\-]+")
-_B64_RUN16 = b"b" * 16  # in decode._B64_SHAPES' classes: 16 base64 characters in a row
+_B64_RUN14 = b"b" * 14  # in decode._B64_SHAPES' classes: 14 base64 characters in a row
 _B64_PATH_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-="
 
 
@@ -281,11 +282,11 @@ def _tokens_decoded(text: str, token_re: re.Pattern[str], stops: str, tried: set
     more); one inside other text from 16 characters on, when its decoding is not a mere word."""
     out: list[str] = []
     if not stops:
-        if len(text) > 64 and _B64_RUN16 not in text.encode("utf-8", "surrogatepass").translate(decode._B64_SHAPES):
-            return out  # no run of 16 base64 characters: one C pass, not a regex walk (10 ms per MB)
-        # tokens of 16+ characters (the regex's bound), each tried once per search
+        if len(text) > 64 and _B64_RUN14 not in text.encode("utf-8", "surrogatepass").translate(decode._B64_SHAPES):
+            return out  # no run of 14 base64 characters: one C pass, not a regex walk (10 ms per MB)
+        # tokens of 16+ characters, padding included, each tried once per search
         for tok in dict.fromkeys(token_re.findall(text)):
-            if tok.lower() != tok and tok not in tried and _worth(tok):
+            if len(tok) >= 16 and tok.lower() != tok and tok not in tried and _worth(tok):
                 tried.add(tok)
                 d = decode.b64_token(tok)
                 if d and not d.isalnum():
