@@ -74,11 +74,11 @@ def readings(value: str, kind: str = "query") -> Readings:
     strings and nodes are fields of their own), and what it could not parse fails here too."""
     path = kind == "path"
     if path:
-        # escapes, a segment worth a base64 decode, a tail after the route's plain names
-        upper = value.lower() != value  # base64 of text has upper-case letters
-        if not (decode._decodable(value, False) or _start(value) in _OPENERS or _path_tail(value)
-                or (upper and (_has_segment_token(value) or _worth_run(_base64_run(value))))):
-            return Readings([value], False)
+        if not (decode._decodable(value, False) or _start(value) in _OPENERS):
+            # no escapes, no document: only a tail or base64 can be read, which most paths
+            # (plain names, hex ids) have not; looked for here without a search's set-up
+            if not _path_tail(value) and not (value.lower() != value and _path_base64(value, set())):
+                return Readings([value], False)
     elif _plain(value):
         return Readings([value], False)  # nothing any decoder below would change: the common case
     return _Search(value, path, kind != "body").run()
@@ -88,23 +88,6 @@ def _plain(text: str) -> bool:
     """Nothing in `text` (not a path) that a decoder here would change: no escape, no base64
     shape, no JSON or XML start (substring tests and one translate)."""
     return not decode._decodable(text, True) and not decode._b64_whole(text) and _start(text) not in _OPENERS
-
-
-# base64 characters but '/' ('b'; upper-case letters 'U'): a path token of 8 of them with an
-# upper-case letter is tried (_path_base64)
-_SEGMENT_SHAPES = decode._class_table({"abcdefghijklmnopqrstuvwxyz0123456789+_-": "b",
-                                       "ABCDEFGHIJKLMNOPQRSTUVWXYZ": "U"})
-
-
-# some 8 consecutive run characters hold a 'U' (bounded lookahead: linear)
-_SEGMENT_TOKEN_RE = re.compile(rb"(?=[bU]{8})b{0,7}U")
-
-
-def _has_segment_token(path: str) -> bool:
-    """A run of 8+ base64 characters (no '/') holding an upper-case letter, by a translate
-    and one bounded regex search."""
-    shapes = path.encode("utf-8", "surrogatepass").translate(_SEGMENT_SHAPES)
-    return b"U" in shapes and _SEGMENT_TOKEN_RE.search(shapes) is not None
 
 
 # between pieces joined into one reading: not white space, so no signature's `\s*` spans it
@@ -268,10 +251,11 @@ _B64_PATH_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012345678
 
 
 def _worth(token: str) -> bool:
-    """A token that may be base64 of text: one-case words, numbers, hex ids and hashes are
-    not tried (base64 of text mixes cases, and may be all letters: `fGxccyAtbGEgLyAj`)."""
+    """A token that may be base64 of text: one-case or capitalized words, numbers, hex ids
+    and hashes are not tried (base64 of text mixes cases, and may be all letters:
+    `fGxccyAtbGEgLyAj`)."""
     if token.isalpha():
-        return not (token.islower() or token.isupper())
+        return not (token.islower() or token.isupper() or token[1:].islower())
     return not (token.isdigit() or _HEXISH_RE.fullmatch(token))
 
 
