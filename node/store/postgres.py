@@ -196,9 +196,11 @@ class PostgresStore(Store):
             found = await asyncio.to_thread(self._migrate)
         except (psycopg.Error, RuntimeError) as err:
             raise StoreError(f"cannot open the attack store {where}: {err}") from err
+        # check: a pooled connection the server ended (a restart, a failover) is replaced before
+        # use, so the first console read after a restart does not fail.
         pool = AsyncConnectionPool(self.dsn, min_size=1, max_size=self.pool_max, open=False, timeout=POOL_TIMEOUT,
                                    kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT},
-                                   name="wallarm-store")
+                                   check=AsyncConnectionPool.check_connection, name="wallarm-store")
         try:
             await pool.open(wait=True, timeout=CONNECT_TIMEOUT * 2)
         except (psycopg.Error, PoolTimeout) as err:
