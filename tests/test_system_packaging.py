@@ -52,7 +52,8 @@ def test_schema_rejects_broken_compose_files(mutate) -> None:  # type: ignore[no
 
 
 def test_compose_services_mirror_the_seed() -> None:
-    services = COMPOSE["services"]
+    # the seed's three; the others are options behind a profile
+    services = {name: svc for name, svc in COMPOSE["services"].items() if not svc.get("profiles")}
     assert set(services) == {"node", "proxy", "upstream"}
     targets = set(re.findall(r"^FROM \S+ AS (\S+)$", DOCKERFILE, re.M))
     for name, svc in services.items():
@@ -67,6 +68,16 @@ def test_compose_services_mirror_the_seed() -> None:
             src = vol.split(":")[0]
             if src.startswith("./") and src != "./certs":  # certs/ is generated (gitignored)
                 assert (REPO / src).exists(), src
+
+
+def test_compose_postgres_option_is_a_pinned_healthy_profile_and_the_node_runs_the_image_cmd() -> None:
+    pg = COMPOSE["services"]["postgres"]
+    assert pg["profiles"] == ["postgres"] and "healthcheck" in pg
+    assert re.fullmatch(r"postgres:\d+[\w.-]*", pg["image"]), "pin the PostgreSQL major version"
+    # The node's command is the image's CMD with the store from WALLARM_NODE_DB (default: the same file).
+    cmd = json.loads(re.search(r"^CMD (\[.*\])$", _stage("node").replace("\\\n", " "), re.M).group(1))
+    compose_cmd = [re.sub(r"\$\{WALLARM_NODE_DB:-([^}]*)\}", r"\1", a) for a in COMPOSE["services"]["node"]["command"]]
+    assert compose_cmd == cmd
 
 
 def test_compose_plugin_config_is_valid_and_reaches_the_node_by_its_cert_name(tmp_path: Path) -> None:
