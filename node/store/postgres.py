@@ -673,7 +673,8 @@ class PostgresStore(Store):
                 conn = None
                 if attempt < BATCH_RETRIES:
                     await asyncio.sleep(BATCH_RETRY_DELAY)
-            except psycopg.Error as err:  # the data itself: trying again would fail the same way
+            except Exception as err:  # noqa: BLE001 - the data itself: trying again would fail the same way,
+                # and the writer must live on
                 log.error("attack store: a batch of %d writes failed: %s", len(writes), err)
                 break
         self.write_errors += 1
