@@ -131,22 +131,25 @@ class ExceptionTable:
     def __init__(self, rules: list[ExceptionRule]):
         self.rules = rules
         self.count = len(rules)
-        self._by_rule: dict[str, list[ExceptionRule]] = {}
-        self._by_type: dict[str, list[ExceptionRule]] = {}
+        # rule id / attack type -> host (None: any) -> exceptions: a finding is compared only with
+        # the exceptions of its rule or type at its host or any host, however many there are
+        self._by_rule: dict[str, dict[str | None, list[ExceptionRule]]] = {}
+        self._by_type: dict[str, dict[str | None, list[ExceptionRule]]] = {}
         for r in rules:
-            if r.rule_id is not None:
-                self._by_rule.setdefault(r.rule_id, []).append(r)
-            else:
-                assert r.attack_type is not None  # ExceptionRule checked it
-                self._by_type.setdefault(r.attack_type, []).append(r)
+            index, name = (self._by_rule, r.rule_id) if r.rule_id is not None else (self._by_type, r.attack_type)
+            assert name is not None  # ExceptionRule checked that one of the two is set
+            index.setdefault(name, {}).setdefault(r.host, []).append(r)
 
     def find(self, host: str, path: str, hit: Hit) -> ExceptionRule | None:
         """The first exception covering `hit` in a request to `host` and (normalised) `path`."""
-        for candidates in (self._by_rule.get(hit.rule_id), self._by_type.get(hit.type)):
-            for r in candidates or ():
-                if ((r.host is None or r.host == host) and (r.path_prefix is None or prefix_matches(r.path_prefix, path))
-                        and _location_covers(r.location, hit.location)):
-                    return r
+        for by_host in (self._by_rule.get(hit.rule_id), self._by_type.get(hit.type)):
+            if by_host is None:
+                continue
+            for candidates in (by_host.get(host), by_host.get(None)):
+                for r in candidates or ():
+                    if ((r.path_prefix is None or prefix_matches(r.path_prefix, path))
+                            and _location_covers(r.location, hit.location)):
+                        return r
         return None
 
     def apply(self, host: str, path: str, hits: list[Hit], threshold: int) -> tuple[list[Hit], list[ExceptedHit]]:
@@ -220,8 +223,10 @@ class Policy:
         self._modes = ModeTable(initial)
         self._lists = IPLists([])
         self._exceptions = ExceptionTable([])
+        self._exceptions_version: object = None  # the store's, when they were read
         self._excepted_counts: Counter[int] = Counter()  # requests let through, not yet in the store
         self._reload_lock = asyncio.Lock()
+        self._exceptions_lock = asyncio.Lock()
         # One mode change or reload at a time: a reload that another node's change started
         # reads the store after this node's own change is applied, never before.
         self._modes_lock = asyncio.Lock()
@@ -291,18 +296,25 @@ class Policy:
     async def reload_exceptions(self, periodic: bool = False) -> None:
         """Read the exceptions again: the console after a change, the node every second (which
         also picks up an import or another node sharing the store). Rebuilt only on a change."""
-        rules = await self.store.list_exceptions()
-        if [(r.id, r.key) for r in rules] == [(r.id, r.key) for r in self._exceptions.rules]:
-            return
-        self._exceptions = ExceptionTable(rules)  # one assignment: the hot path sees old or new
+        async with self._exceptions_lock:  # one reader at a time: an older read never lands last
+            version = await self.store.exceptions_version()
+            if periodic and version == self._exceptions_version:
+                return
+            rules = await self.store.list_exceptions()
+            self._exceptions = ExceptionTable(rules)  # one assignment: the hot path sees old or new
+            self._exceptions_version = version
         log.log(logging.DEBUG if periodic else logging.INFO, "exceptions loaded: %d", len(rules))
 
     async def flush_excepted_counts(self) -> None:
         """Add the requests the exceptions let through since the last flush to their counts."""
         if not self._excepted_counts:
             return
-        counts, self._excepted_counts = dict(self._excepted_counts), Counter()
-        await self.store.add_excepted_requests(counts, time.time())
+        counts, self._excepted_counts = self._excepted_counts, Counter()
+        try:
+            await self.store.add_excepted_requests(dict(counts), time.time())
+        except Exception:
+            self._excepted_counts.update(counts)  # kept for the next flush
+            raise
 
     def exceptions(self) -> list[ExceptionRule]:
         return self._exceptions.rules

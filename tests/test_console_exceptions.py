@@ -5,15 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
 from urllib.parse import quote
 
 import pytest
+from store_support import record
 
 from node.detect.request import MAX_JSON_DEPTH
+from node.store.base import ExceptedHit, Hit
 from tests.support.console import Console
+from tests.test_console_auth import csrf_of, login
 from tests.support.node import NodeClient, NodeHandle, start_node, stored_attacks
 
 SQLI = "1' OR 1=1--"
@@ -79,6 +86,31 @@ async def test_stats_report_the_requests_let_through(console) -> None:  # noqa: 
     await console.store.add_excepted_requests({made["id"]: 4}, time.time())
     r = await console.client.get("/api/v1/stats", headers=console.auth)
     assert (await r.json())["excepted_requests"] == 4
+
+
+async def test_the_attack_page_offers_it_and_a_session_creates_it_with_csrf(console) -> None:  # noqa: ANN001
+    sqli = Hit("sqli", "query.id", "sqli.structure.breakout-tautology", SQLI, 10)
+    excused = Hit("xss", "query.x", "xss.js-sink", "alert(1)", 6)
+    partial = Hit("partial_inspection", "request", "partial.depth", "", 0)
+    console.store.add_attack(record(1, hits=[sqli, partial], excepted=[ExceptedHit(excused, 42)]))
+    await console.store.flush()
+    assert (await login(console)).status == 303
+    r = await console.client.get("/attacks/1")
+    html = await r.text()
+    assert r.status == 200
+    assert html.count('class="not-attack"') == 1  # not on the partial inspection
+    assert 'data-rule="sqli.structure.breakout-tautology" data-type="sqli" data-location="query.id"' in html
+    assert 'data-host="api.example.com" data-path="/api/items/1"' in html
+    assert "Excepted findings" in html and "xss.js-sink" in html and "#42" in html
+    body = {"rule_id": sqli.rule_id, "host": "api.example.com", "path_prefix": "/api/items/1", "location": "query.id"}
+    r = await console.client.post("/api/v1/exceptions", json=body, headers=console.origin)
+    assert r.status == 403  # a session without its CSRF token
+    csrf = await csrf_of(console)
+    r = await console.client.post("/api/v1/exceptions", json=body, headers={**console.origin, "X-CSRF-Token": csrf})
+    made = await r.json()
+    assert r.status == 201 and made["created_by"] == "session from 127.0.0.1", made
+    r = await console.client.get("/settings")
+    assert 'id="exception-list"' in await r.text()
 
 
 # ---------------------------------------------------------------------------- a real node
@@ -176,3 +208,41 @@ def test_the_config_seeds_exceptions(node: NodeHandle) -> None:
     assert [(e["attack_type"], e["path_prefix"], e["comment"]) for e in seeded] == [("sqli", "/seeded", "from the config")]
     with NodeClient(node) as c:
         assert c.request("GET", f"/seeded/x?q={quote(SQLI)}")[0] == 200
+
+
+@pytest.mark.e2e
+def test_a_config_reload_adds_the_file_s_new_exceptions(node: NodeHandle) -> None:
+    with NodeClient(node) as c:
+        assert c.request("GET", f"/hupped/x?q={quote(SQLI)}")[0] == 403
+        config = json.loads(node.config_path.read_text())
+        config["exceptions"].append({"rule_id": "sqli.structure.breakout-tautology", "path_prefix": "/hupped"})
+        node.config_path.write_text(json.dumps(config))
+        before = metric(node, "wallarm_node_config_reloads_total")
+        os.kill(node.proc.proc.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while metric(node, "wallarm_node_config_reloads_total") <= before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert c.request("GET", f"/hupped/x?q={quote(SQLI)}")[0] == 200, node.output()[-2000:]
+    listed = api(node, "GET", "/api/v1/exceptions")[1]["items"]  # type: ignore[index]
+    assert [e["path_prefix"] for e in listed if e["created_by"] == "config"] == ["/seeded", "/hupped"]
+
+
+@pytest.mark.e2e
+def test_an_import_into_a_running_node_s_store_applies_within_a_second(node: NodeHandle, tmp_path) -> None:  # noqa: ANN001
+    target = f"/imported/x?q={quote(SQLI)}"
+    with NodeClient(node) as c:
+        assert c.request("GET", target)[0] == 403
+        exported = tmp_path / "exceptions.yaml"
+        exported.write_text("exceptions:\n  - {attack_type: sqli, path_prefix: /imported, comment: by import}\n")
+        done = subprocess.run([sys.executable, "-m", "node", "exceptions", "--config", str(node.config_path),
+                               "import", str(exported)], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        imported_at = time.monotonic()
+        while c.request("GET", target)[0] != 200:
+            assert time.monotonic() - imported_at < 3.0, "the running node never applied the import"
+            time.sleep(0.05)
+        print(f"applied {time.monotonic() - imported_at:.2f}s after the import ended")
+        out = subprocess.run([sys.executable, "-m", "node", "exceptions", "--config", str(node.config_path), "export"],
+                             capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "comment: by import" in out.stdout and "created_by: import by " in out.stdout

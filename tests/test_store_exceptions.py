@@ -35,6 +35,22 @@ async def test_add_get_list_delete(store) -> None:  # noqa: ANN001
         await store.get_exception("1")  # type: ignore[arg-type]
 
 
+async def test_the_version_changes_with_the_set_and_not_with_the_counts(store) -> None:  # noqa: ANN001
+    versions = [await store.exceptions_version()]
+    a = await store.add_exception(ExceptionRule(rule_id="a"))
+    versions.append(await store.exceptions_version())
+    b = await store.add_exception(ExceptionRule(rule_id="b"))
+    versions.append(await store.exceptions_version())
+    await store.add_excepted_requests({a.id: 1}, 1_700_000_000.0)
+    assert await store.exceptions_version() == versions[-1]
+    await store.delete_exception(b.id)  # back to {a}: the set of versions[1], and it may say so
+    assert await store.exceptions_version() == versions[1]
+    await store.delete_exception(a.id)
+    await store.add_exception(ExceptionRule(rule_id="c"))  # {c}: as many as {a}, not the same
+    versions.append(await store.exceptions_version())
+    assert len(set(map(repr, versions))) == len(versions)
+
+
 async def test_the_same_what_and_where_is_refused(store) -> None:  # noqa: ANN001
     first = await store.add_exception(ExceptionRule(attack_type="sqli", host="A.example:80"))
     with pytest.raises(ValueError, match=f"exception {first.id} already excepts"):

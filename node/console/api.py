@@ -22,6 +22,7 @@ from node.console.params import (
     parse_stats_query,
 )
 from node.context import NodeContext
+from node.rules.exceptions import MAX_EXCEPTIONS
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,8 @@ class ConsoleApi:
     async def add_exception(self, request: web.Request) -> web.Response:
         principal = request[PRINCIPAL_KEY]
         rule = parse_exception_body(await _json_body(request), f"{principal.kind} from {request.remote}")
+        if len(self.ctx.policy.exceptions()) >= MAX_EXCEPTIONS:
+            raise ApiError(f"the node holds {MAX_EXCEPTIONS} exceptions already: remove some first", 409)
         try:
             saved = await self.ctx.store.add_exception(rule)
         except ValueError as e:  # the same what and where is excepted already

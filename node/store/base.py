@@ -212,6 +212,12 @@ class Store(abc.ABC):
         """All of them, oldest first, with their counts (excepted_requests, last_excepted_at)."""
 
     @abc.abstractmethod
+    async def exceptions_version(self) -> object:
+        """Cheap (read every second by the node): a value that differs whenever the set of
+        exceptions has changed (not their counts). SQLite: (count, highest id), exact because
+        ids are never reused."""
+
+    @abc.abstractmethod
     async def get_exception(self, exception_id: int) -> ExceptionRule | None: ...
 
     @abc.abstractmethod

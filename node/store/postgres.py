@@ -432,6 +432,15 @@ class PostgresStore(Store):
 
         return await self._read(read)
 
+    async def exceptions_version(self) -> object:
+        # Identity ids are never reused: an exception added since keeps the highest id above the
+        # old one; without one, a deletion lowers the count.
+        async def read(conn: psycopg.AsyncConnection) -> object:
+            cur = await conn.execute("SELECT count(*), max(id) FROM exceptions")
+            return tuple(await cur.fetchone())  # type: ignore[arg-type]
+
+        return await self._read(read)
+
     async def get_exception(self, exception_id: int) -> ExceptionRule | None:
         check_id(exception_id, "exception id")
         if not _BIGINT_MIN <= exception_id <= _BIGINT_MAX:

@@ -394,6 +394,11 @@ class SQLiteStore(Store):
         return await self._read(lambda conn: [exception_from_row(r) for r in conn.execute(
             f"SELECT {EXCEPTION_COLUMNS} FROM exceptions ORDER BY id")])
 
+    async def exceptions_version(self) -> object:
+        # Ids are never reused (AUTOINCREMENT): an exception added since keeps the highest id
+        # above the old one; without one, a deletion lowers the count.
+        return await self._read(lambda conn: tuple(conn.execute("SELECT count(*), max(id) FROM exceptions").fetchone()))
+
     async def get_exception(self, exception_id: int) -> ExceptionRule | None:
         check_id(exception_id, "exception id")
 
