@@ -161,3 +161,13 @@ async def test_text_postgresql_cannot_hold_is_stored_visibly(pg) -> None:  # noq
     assert stored.path == "/a\\x00b" and stored.request_excerpt == "GET /a\\x00b HTTP/1.1"
     assert stored.host == "bad\\udcffhost"
     assert s.gauges().write_errors == 0 and s.gauges().bad_records == 0
+
+
+async def test_two_nodes_adding_the_same_exception_at_once_store_it_once(pg) -> None:  # noqa: ANN001
+    nodes = [await pg.open("race") for _ in range(4)]
+    results = await asyncio.gather(*(n.add_exception(ExceptionRule(attack_type="xss", host="a.example"))
+                                     for n in nodes), return_exceptions=True)
+    stored = [r for r in results if isinstance(r, ExceptionRule)]
+    refused = [r for r in results if isinstance(r, ValueError)]
+    assert len(stored) == 1 and len(refused) == 3, results  # refused as a duplicate, never a store failure
+    assert [e.id for e in await nodes[0].list_exceptions()] == [stored[0].id]

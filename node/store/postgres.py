@@ -461,7 +461,10 @@ class PostgresStore(Store):
             existing = await _exception_id_by_key(conn, rule)
             if existing is not None:
                 raise ValueError(f"exception {existing} already excepts {rule.describe()}")
-            stored = await _insert_exception(conn, rule)
+            try:
+                stored = await _insert_exception(conn, rule)
+            except psycopg.errors.UniqueViolation:  # another node added the same one just now
+                raise ValueError(f"an exception already excepts {rule.describe()}") from None
             await notify(conn, CHANGE_EXCEPTIONS)
             return stored
 
