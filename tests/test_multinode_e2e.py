@@ -67,21 +67,24 @@ def verdict(node: NodeHandle, target: str, ip: str) -> dict[str, Any]:
 
 def test_an_ip_denied_on_node_a_is_denied_by_node_b_within_2s(two_nodes) -> None:  # noqa: ANN001
     a, b = two_nodes
-    ip = "198.51.100.77"
-    assert verdict(b, BENIGN, ip)["action"] == "pass"
-    with api(a) as client:
-        r = client.post("/api/v1/iplists", json={"list": "deny", "network": ip, "comment": "from node A"})
-        assert r.status_code == 201, r.text
-        entry_id = r.json()["id"]
-    denied_after = until(lambda: verdict(b, BENIGN, ip)["action"] == "block")
-    print(f"\nIP denied on node A -> blocked by node B after {denied_after * 1000:.0f} ms")
-    assert denied_after < PROPAGATION_LIMIT
-    assert verdict(b, BENIGN, ip)["reason"] == "denylist"
-    with api(a) as client:  # and removed on A: B lets it through again
-        assert client.delete(f"/api/v1/iplists/{entry_id}").status_code == 204
-    allowed_after = until(lambda: verdict(b, BENIGN, ip)["action"] == "pass")
-    print(f"IP removed on node A -> passed by node B after {allowed_after * 1000:.0f} ms")
-    assert allowed_after < PROPAGATION_LIMIT
+    denied: list[float] = []
+    allowed: list[float] = []
+    for i in range(5):  # a few rounds: the time is measured, not guessed from one
+        ip = f"198.51.100.{70 + i}"
+        assert verdict(b, BENIGN, ip)["action"] == "pass"
+        with api(a) as client:
+            r = client.post("/api/v1/iplists", json={"list": "deny", "network": ip, "comment": "from node A"})
+            assert r.status_code == 201, r.text
+            entry_id = r.json()["id"]
+        denied.append(until(lambda: verdict(b, BENIGN, ip)["action"] == "block"))
+        assert verdict(b, BENIGN, ip)["reason"] == "denylist"
+        with api(a) as client:  # and removed on A: B lets it through again
+            assert client.delete(f"/api/v1/iplists/{entry_id}").status_code == 204
+        allowed.append(until(lambda: verdict(b, BENIGN, ip)["action"] == "pass"))
+    for what, times in (("denied", denied), ("removed", allowed)):
+        ms = sorted(round(t * 1000) for t in times)
+        print(f"\nIP {what} on node A -> applied by node B after {ms} ms (max {ms[-1]} ms)", end="")
+    assert max(denied + allowed) < PROPAGATION_LIMIT
 
 
 def test_a_mode_set_on_node_b_applies_on_node_a_within_2s(two_nodes) -> None:  # noqa: ANN001
