@@ -4,6 +4,7 @@ notifications between stores, a server that goes away, text PostgreSQL cannot ho
 from __future__ import annotations
 
 import asyncio
+import time
 
 import psycopg
 import pytest
@@ -53,12 +54,24 @@ async def test_a_database_from_a_newer_version_is_refused(pg) -> None:  # noqa: 
         await pg.open("future")
 
 
-async def test_an_unreachable_server_is_refused_clearly() -> None:
+async def test_a_server_that_is_not_up_is_waited_for_then_refused_clearly(monkeypatch, caplog) -> None:  # noqa: ANN001
+    import node.store.postgres as pg_mod
     from tests.support.procs import free_port
 
+    monkeypatch.setattr(pg_mod, "STARTUP_WAIT", 1.0)
     store = open_store(f"postgresql://nobody@127.0.0.1:{free_port()}/none?connect_timeout=2")
-    with pytest.raises(StoreError, match="cannot open the attack store"):
+    started = time.monotonic()
+    with pytest.raises(StoreError, match="cannot open the attack store .*refused"):
         await store.open()
+    assert 0.5 < time.monotonic() - started < 5 and "is not up yet" in caplog.text
+
+
+async def test_a_wrong_database_is_refused_at_once(pg) -> None:  # noqa: ANN001
+    dsn = pg.location("exists").rsplit("/", 1)[0] + "/no_such_database"
+    started = time.monotonic()
+    with pytest.raises(StoreError, match="no_such_database"):
+        await open_store(dsn).open()
+    assert time.monotonic() - started < 2  # no reason to wait: it will not appear by itself
 
 
 async def test_rule_changes_reach_the_other_stores_listeners(pg) -> None:  # noqa: ANN001

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -82,6 +83,11 @@ PROBE_TIMEOUT = 2.0  # seconds writable() waits
 POOL_MAX = 4  # connections for reads and awaited writes (the writer and the listener have their own)
 POOL_TIMEOUT = 5.0  # seconds a read waits for a pooled connection before it fails
 CONNECT_TIMEOUT = 5  # seconds, libpq's connect_timeout
+STARTUP_WAIT = 30.0  # seconds open() waits for a server that refuses connections or is starting up
+# What libpq says while a server is not up yet (a refusal, a starting or recovering server); a
+# wrong password or database name is no reason to wait.
+_NOT_UP_YET = re.compile(r"Connection refused|starting up|in recovery mode|shutting down|No such file or directory",
+                         re.IGNORECASE)
 BATCH_RETRIES = 3  # tries of a batch whose connection failed, before it is lost
 BATCH_RETRY_DELAY = 0.5  # seconds between them
 # pg_try_advisory_xact_lock key for retention: one node deletes, the others skip the round.
@@ -192,10 +198,7 @@ class PostgresStore(Store):
         if self._open:
             return
         where = describe(self.dsn)
-        try:
-            found = await asyncio.to_thread(self._migrate)
-        except (psycopg.Error, RuntimeError) as err:
-            raise StoreError(f"cannot open the attack store {where}: {err}") from err
+        found = await self._migrate_when_up(where)
         # check: a pooled connection the server ended (a restart, a failover) is replaced before
         # use, so the first console read after a restart does not fail.
         pool = AsyncConnectionPool(self.dsn, min_size=1, max_size=self.pool_max, open=False, timeout=POOL_TIMEOUT,
@@ -212,6 +215,24 @@ class PostgresStore(Store):
         self._open = True
         self._closing = False
         log.info("attack store: PostgreSQL %s (schema found at version %d)", where, found)
+
+    async def _migrate_when_up(self, where: str) -> int:
+        """Migrate, waiting up to STARTUP_WAIT for a server that is not up yet (started beside
+        the node, e.g. by compose); any other failure is reported at once."""
+        deadline = time.monotonic() + STARTUP_WAIT
+        delay = 0.25
+        while True:
+            try:
+                return await asyncio.to_thread(self._migrate)
+            except psycopg.OperationalError as err:
+                if not _NOT_UP_YET.search(str(err)) or time.monotonic() + delay > deadline:
+                    raise StoreError(f"cannot open the attack store {where}: {err}") from err
+                log.warning("attack store %s is not up yet (%s); trying again in %.1fs", where,
+                            " ".join(str(err).split())[:200], delay)
+            except (psycopg.Error, RuntimeError) as err:
+                raise StoreError(f"cannot open the attack store {where}: {err}") from err
+            await asyncio.sleep(delay)
+            delay = min(2.0, delay * 2)
 
     def _migrate(self) -> int:
         with psycopg.connect(self.dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT) as conn:
