@@ -184,3 +184,28 @@ async def test_two_nodes_adding_the_same_exception_at_once_store_it_once(pg) -> 
     refused = [r for r in results if isinstance(r, ValueError)]
     assert len(stored) == 1 and len(refused) == 3, results  # refused as a duplicate, never a store failure
     assert [e.id for e in await nodes[0].list_exceptions()] == [stored[0].id]
+
+
+async def test_a_burst_of_changes_costs_a_few_reloads_not_one_each(pg) -> None:  # noqa: ANN001
+    a = await pg.open("burst")
+    b = await pg.open("burst")
+    reloads: list[int] = []
+
+    async def on_change(topic: str) -> None:  # a reload that takes a while, as a big list does
+        reloads.append(len(await b.list_ip_entries()))
+        await asyncio.sleep(0.05)
+
+    b.watch_changes(on_change)
+    for _ in range(200):
+        if reloads:
+            break
+        await asyncio.sleep(0.05)
+    reloads.clear()
+    for i in range(100):  # each its own transaction, each notified
+        await a.add_ip_entry(IPEntry(list="deny", network=f"203.0.113.{i}"))
+    for _ in range(200):
+        if reloads and reloads[-1] == 100:
+            break
+        await asyncio.sleep(0.05)
+    assert reloads[-1] == 100, "the last change was reloaded"
+    assert len(reloads) < 50, f"{len(reloads)} reloads for 100 changes"
