@@ -209,3 +209,15 @@ async def test_a_burst_of_changes_costs_a_few_reloads_not_one_each(pg) -> None: 
         await asyncio.sleep(0.05)
     assert reloads[-1] == 100, "the last change was reloaded"
     assert len(reloads) < 50, f"{len(reloads)} reloads for 100 changes"
+
+
+@pytest.mark.parametrize("ci,outcome", [("true", pytest.fail.Exception), ("", pytest.skip.Exception)])
+def test_without_postgresql_the_tests_fail_in_ci_and_skip_elsewhere(monkeypatch, ci, outcome) -> None:  # noqa: ANN001
+    import tests.support.postgres as support
+
+    monkeypatch.setenv("CI", ci)
+    monkeypatch.delenv(support.ENV_DSN, raising=False)
+    monkeypatch.setattr(support, "find_bin_dir", lambda: None)  # as on a machine without the package
+    with pytest.raises(outcome, match="initdb/pg_ctl not found"):
+        with support.throwaway_cluster():
+            pass
