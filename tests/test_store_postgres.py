@@ -1,5 +1,5 @@
-"""What only the PostgreSQL store does: migrations that two nodes run at once, change
-notifications between stores, a server that goes away, text PostgreSQL cannot hold."""
+"""What only the PostgreSQL store does: migrations that two nodes run at once (and an upgrade),
+change notifications between stores, a server that goes away, text PostgreSQL cannot hold."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import pytest
 
 from node.store import StoreError, open_store
 from node.store.base import CHANGE_ALL, CHANGE_EXCEPTIONS, CHANGE_IP_LISTS, CHANGE_MODES, AttackFilter, ExceptionRule
-from node.store.base import IPEntry, ModeSettings
+from node.store.base import Hit, IPEntry, ModeSettings
 from node.store.postgres import PostgresStore
 from node.store.postgres_schema import SCHEMA_VERSION
-from store_support import Stores, record
+from store_support import T0, Stores, record
 
 
 @pytest.fixture
@@ -221,3 +221,20 @@ def test_without_postgresql_the_tests_fail_in_ci_and_skip_elsewhere(monkeypatch,
     with pytest.raises(outcome, match="initdb/pg_ctl not found"):
         with support.throwaway_cluster():
             pass
+
+
+async def test_upgrading_a_version_2_database_builds_the_rollup(pg) -> None:  # noqa: ANN001
+    s = await pg.open("v2")
+    for i in range(300):
+        s.add_attack(record(i, time=T0 + i * 7.3, path=f"/p/{i % 7}", hits=[Hit("sqli", "q", "1"), Hit("xss", "q", "2")]
+                            if i % 3 else []))
+    await s.flush()
+    before = await s.stats(T0 - 100, T0 + 3000, 12)
+    await s.close()
+    dsn = pg.location("v2")
+    _sql(dsn, "DROP TABLE attack_rollup")  # as written before the rollup existed
+    _sql(dsn, "UPDATE schema_version SET version = 2")
+    s = await pg.open("v2")
+    assert _sql(dsn, "SELECT version FROM schema_version") == [(SCHEMA_VERSION,)]
+    after = await s.stats(T0 - 100, T0 + 3000, 12)
+    assert after == before and after.total == 300 and after.by_type == {"sqli": 200, "xss": 200}

@@ -67,6 +67,7 @@ from node.store.records import (
     storable,
     with_id,
 )
+from node.store.stats_plan import batch_counts, prune_statements, upsert_rows
 
 __all__ = ["PostgresStore"]
 
@@ -99,6 +100,9 @@ _INSERT_COLUMNS = ("time", "request_id", "client_ip", "ip_key", "host", "host_ke
 _INSERT_ATTACK = (f"INSERT INTO attacks ({', '.join(_INSERT_COLUMNS)}) "
                   f"VALUES ({', '.join(['%s'] * len(_INSERT_COLUMNS))})")
 STATUS_COLUMN = _INSERT_COLUMNS.index("response_status")
+_ACTION, _PATH, _CLIENT_IP, _TYPES = (_INSERT_COLUMNS.index(c) for c in ("action", "path", "client_ip", "types"))
+_UPSERT_ROLLUP = ("INSERT INTO attack_rollup (minute, kind, key, n) VALUES (%s, %s, %s, %s) "
+                  "ON CONFLICT (kind, minute, key) DO UPDATE SET n = attack_rollup.n + excluded.n")
 
 
 @dataclass(slots=True)
@@ -139,6 +143,11 @@ async def _insert_exception(conn: psycopg.AsyncConnection, rule: ExceptionRule) 
     row = await cur.fetchone()
     assert row is not None
     return with_id(rule, int(row[0]))
+
+
+async def _prune_rollup(conn: psycopg.AsyncConnection, cutoff: float) -> None:
+    for statement, args in prune_statements(postgres_query.DIALECT, cutoff):
+        await conn.execute(statement, args)
 
 
 def _text(value: Any) -> Any:
@@ -370,8 +379,10 @@ class PostgresStore(Store):
             deleted = 0
             if cutoff is not None:
                 deleted += (await conn.execute("DELETE FROM attacks WHERE time < %s", (cutoff,))).rowcount
+                await _prune_rollup(conn, cutoff)
             if max_count == 0:
                 deleted += (await conn.execute("DELETE FROM attacks")).rowcount
+                await conn.execute("DELETE FROM attack_rollup")
             elif max_count is not None:
                 cur = await conn.execute("SELECT time, id FROM attacks ORDER BY time DESC, id DESC LIMIT 1 OFFSET %s",
                                          (max_count - 1,))
@@ -379,6 +390,7 @@ class PostgresStore(Store):
                 if edge is not None:  # (time, id) of the oldest row to keep
                     deleted += (await conn.execute("DELETE FROM attacks WHERE (time, id) < (%s, %s)",
                                                    tuple(edge))).rowcount
+                    await _prune_rollup(conn, edge[0])
             return deleted
 
         deleted = await self._write(delete)
@@ -737,6 +749,7 @@ class PostgresStore(Store):
         attacks stored so far, or waits (pending) for its attack, which takes it when written."""
         written = 0
         rows: list[tuple] = []
+        inserted: list[tuple] = []
         async with conn.transaction(), conn.cursor() as cur:
             for kind, value, rid in steps:
                 if kind == "attack":
@@ -749,6 +762,7 @@ class PostgresStore(Store):
                 if rows:  # the attacks before this status first: it may be for one of them
                     await cur.executemany(_INSERT_ATTACK, rows)
                     written += len(rows)
+                    inserted += rows
                     rows = []
                 await cur.execute("UPDATE attacks SET response_status = %s WHERE request_id = %s", (value, rid))
                 if cur.rowcount == 0:
@@ -756,4 +770,9 @@ class PostgresStore(Store):
             if rows:
                 await cur.executemany(_INSERT_ATTACK, rows)
                 written += len(rows)
+                inserted += rows
+            counts = batch_counts(((r[0], r[_ACTION], r[_PATH], r[_CLIENT_IP]) for r in inserted),
+                                  ((r[0], t) for r in inserted for t in r[_TYPES]))
+            if counts:  # last, so the rollup rows other nodes also update are locked only briefly
+                await cur.executemany(_UPSERT_ROLLUP, upsert_rows(counts))
         return written
