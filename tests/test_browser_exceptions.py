@@ -122,6 +122,10 @@ def test_not_an_attack_here_lets_the_same_request_through(system) -> None:  # no
             page.reload()
             listed.locator("td.excepted-count").wait_for(timeout=3000)
             assert listed.locator("td.excepted-count").inner_text().startswith("1")
+            page.goto(node.console_url + "/overview")
+            page.locator("#count-excepted", has_text="1").wait_for(timeout=3000)  # "let through by exceptions"
+            shot(page, "13-overview-excepted")
+            page.goto(node.console_url + "/settings")
 
             # -- removed in Settings: an attack again
             listed.locator("button.exception-delete").click()
