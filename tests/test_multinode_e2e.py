@@ -1,11 +1,13 @@
-"""Two real node processes on one PostgreSQL store: one console for both, and rules changed on
-one node (an IP denied, the mode, an exception) applied by the other within 2 s (LISTEN/NOTIFY).
+"""Two real node processes on one PostgreSQL store: one console for both (attacks of both, each
+with its node id; a session made on one opens the other), and rules changed on one node (an IP
+denied, the mode, an exception) applied by the other within 2 s (LISTEN/NOTIFY).
 
 The seconds each change took to reach the other node are printed (run with -s to see them).
 """
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from collections.abc import Callable, Iterator
@@ -148,3 +150,22 @@ def test_attacks_sent_to_both_nodes_are_on_one_console_page_with_their_node(two_
         any_id = page(b)[next(iter(sent))]["id"]
         detail = client.get(f"/api/v1/attacks/{any_id}").json()
         assert detail["node_instance"] == f"test-node:{sent[detail['request_id']].port}"
+
+
+def test_a_console_session_made_on_one_node_opens_the_other(two_nodes) -> None:  # noqa: ANN001
+    a, b = two_nodes
+    with httpx.Client(base_url=a.console_url, timeout=10.0, trust_env=False) as browser_a:
+        form = browser_a.get("/login")
+        nonce = re.search(r'name="login_nonce" value="([^"]+)"', form.text)
+        assert nonce, form.text[:300]
+        r = browser_a.post("/login", data={"token": a.token, "login_nonce": nonce.group(1), "next": "/attacks"})
+        assert r.status_code == 303, r.text
+        session = r.cookies["wallarm_console_session"]
+    with httpx.Client(base_url=b.console_url, timeout=10.0, trust_env=False,
+                      cookies={"wallarm_console_session": session}) as browser_b:
+        page = browser_b.get("/attacks")
+        assert page.status_code == 200 and "<th>Node</th>" in page.text  # sessions live in the shared store
+        assert browser_b.get("/api/v1/attacks", params={"limit": 1}).status_code == 200
+    with httpx.Client(base_url=b.console_url, timeout=10.0, trust_env=False,
+                      cookies={"wallarm_console_session": "not-a-session"}) as stranger:
+        assert stranger.get("/api/v1/attacks").status_code == 401
