@@ -9,10 +9,9 @@ from __future__ import annotations
 import sqlite3
 
 from node.store.base import Stats
-from node.store.stats_plan import Dialect, StatsPlan, batch_counts, nice_bucket_seconds, prune_statements, rebuild_sql
-from node.store.stats_plan import upsert_rows
+from node.store.stats_plan import Dialect, StatsPlan, batch_counts, prune_statements, rebuild_sql, upsert_rows
 
-__all__ = ["DIALECT", "add_batch", "compute_stats", "nice_bucket_seconds", "prune_before", "rebuild_all"]
+__all__ = ["DIALECT", "add_batch", "compute_stats", "prune_before", "rebuild_all"]
 
 DIALECT = Dialect(
     param="?",
