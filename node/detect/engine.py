@@ -32,8 +32,10 @@ from node.detect.request import MAX_BODY, FieldSink, body_headers, inflate, pars
 from node.detect.shell import ALONE_COMMANDS, detect_shell
 from node.detect.signatures import SignatureSet, load_signatures
 from node.detect.sqli import detect_sqli
+from node.detect.ssti import detect_ssti
 from node.detect.trivial import nontrivial_header_values
 from node.detect.windows import normalise
+from node.detect.xss import detect_xss
 
 __all__ = ["Engine", "Detection"]
 
@@ -113,6 +115,8 @@ _DETECTORS: dict[str, Callable[[str, str, Callable[[], bool], Callable[[str], bo
     "sqli": detect_sqli,
     "shell": detect_shell,
     "log4j": detect_log4j,
+    "xss": detect_xss,
+    "ssti": detect_ssti,
 }
 
 

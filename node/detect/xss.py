@@ -1,0 +1,202 @@
+"""Cross-site scripting by structure: the value read as HTML, as an attribute, as a URL and as
+JavaScript, the contexts a reflected value lands in.
+
+* **Tags** (HTML context): every `<name ...` is read the way a browser's tokenizer reads a start
+  tag (quoted attribute values may hold `>`; `/` separates attributes as white space does:
+  `<svg/onload=...>`); a tag is an attack when any of its attributes is an event handler with
+  a value (`<input autofocus onfocus=alert(1)>`: the handler need not come first), a URL
+  attribute whose value, entity-decoded and with the tabs and line breaks a browser drops
+  removed, starts with `javascript:` / `vbscript:` / an HTML or script `data:` URL
+  (`jav&#x09;ascript:`), `srcdoc`, or a style with `expression(...)` / a script URL; or when
+  the tag is `<script`.
+* **Attributes** (a value reflected inside a tag, quoted or not): an event handler whose value
+  is code, after a quote, white space or `/`, wherever in the value
+  (`" autofocus onfocus=alert(1) x="`, `onanimationiteration="alert(1)">`).
+* **URLs**: a value that is itself a script URL (`javascript:alert(1)`, `data:text/html,...`).
+* **Styles**: `expression(...)` after `:` or `=`, CSS comments and escapes removed.
+* **JavaScript** (a value reflected inside a script string): a quote, optional closing
+  brackets, an operator or `;`, and then a call of a known sink (`';alert(1)//`,
+  `"-alert(1)-"`, `"])}catch(e){alert(1)}//`); AngularJS-style client templates that reach
+  the Function constructor (`{{constructor.constructor('alert(1)')()}}`).
+
+Benign HTML passes: `<b>`, `<p>`, `<a href="https://...">`, markdown, a lone `<3`.
+
+Linear in the value: tags are read one after the other (each character belongs to one tag),
+each regular expression below is a single pass without nested ambiguity, and a long value is
+read in overlapping windows (node/detect/windows.py) between which the caller's time bound is
+checked.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable
+
+from node.detect.windows import Gate, judge_windows, normalise
+
+MAX_XSS_LEN = 4096
+# a start tag: `<` and a letter, then attribute text (quoted strings may hold `<` and `>`) up
+# to `>`, the next `<` or the end. The alternatives start with disjoint characters, so there is
+# no ambiguity to backtrack over; an unclosed quote scans to the end once per quote character
+# (after it there is no such quote left)
+_TAG_RE = re.compile(r"""<([a-z][^\s/<>"'=]*)((?:"[^"]*"|'[^']*'|[^<>"'])*)""", re.I)
+# one attribute of a tag's text: name, and value (quoted or not)
+_ATTR_RE = re.compile(r"""([^\s"'<>/=]+)(?:\s*=\s*("[^"]*"|'[^']*'|`[^`]*`|[^\s>]*))?""")
+_HANDLER_NAME_RE = re.compile(r"on[a-z]{3,40}", re.I)
+_URL_ATTRS = frozenset(
+    "href src action formaction data codebase background dynsrc lowsrc poster xlink:href "
+    "values to from by content ping cite longdesc profile usemap classid archive icon manifest "
+    "srcset imagesrc itemtype".split()
+)
+_SCRIPT_TAGS = frozenset({"script", "svg:script"})
+# schemes that run script; data: URLs of documents and scripts
+_SCRIPT_URL_RE = re.compile(
+    r"(?:java|vb|live|j)script:|data:(?:text/html|text/xml|application/(?:x-)?(?:xhtml|javascript|ecmascript|xml)|"
+    r"image/svg|text/(?:java|ecma|vb)script)",
+)
+# what a browser ignores in a URL's scheme: leading controls and spaces, tabs and line breaks anywhere
+_URL_JUNK_RE = re.compile(r"[\t\n\r]+")
+_URL_LEAD = "".join(map(chr, range(0x21)))
+# `javascript:` URLs that do nothing (links that only exist for their click handler)
+_NOOP_SCRIPT_RE = re.compile(r"(?:void\s*\(?\s*0\s*\)?|;|//|return\s+false|false|true|undefined|null)?\s*;?\s*$", re.I)
+_CSS_COMMENT_RE = re.compile(r"/\*[^*]*\*+(?:[^/*][^*]*\*+)*/")
+_STYLE_RE = re.compile(r"[:=]\s*expression\s*\(|-moz-binding\s*:|behavior\s*:\s*url|url\s*\(\s*['\"]?\s*(?:java|vb)script:", re.I)
+_SINKS = (
+    "alert|prompt|confirm|eval|print|fetch|import|settimeout|setinterval|execscript|function|"
+    "atob|open|write|writeln|fromcharcode|msgbox|importscripts|postmessage|xmlhttprequest"
+)
+# JS context: a quote (closing the string the value sits in), closing brackets, an operator
+_JS_BREAKOUT_RE = re.compile(r"""\\?["'`][\s)\]}]*(?:[;,+\-*/|&^%<>=?:]|\}\s*catch\b)""")
+# the code after a breakout: a sink call of a known name (not any call: prose has "(see x)")
+_JS_SINK_RE = re.compile(
+    rf"(?<![\w$])(?:{_SINKS})\s*(?:\?\.\s*)?(?:\(|`)|"
+    r"\b(?:document|window|self|top|parent|globalthis|this)\s*\.\s*(?:cookie|domain|location|write|open|name)\b|"
+    r"\b(?:window|self|top|parent|this|globalthis)\s*\[|\bconstructor\s*\.\s*constructor\b|\bnew\s+function\b",
+    re.I,
+)
+# a handler's value that is code: a call, a template literal, an assignment
+_CODE_RE = re.compile(r"[(`=]")
+# the DOM's event names (by prefix where families share one): outside a tag, `onsale=(x)` in a
+# cookie or a query string must not count, the browser's events do
+_EVENTS = (
+    "abort|activate|after|animation|auxclick|before|begin|blur|bounce|cancel|canplay|change|click|close|"
+    "content|context|copy|cue|cut|dblclick|deactivate|drag|drop|duration|emptied|end|error|finish|"
+    "focus|formdata|fullscreen|gesture|hashchange|help|input|invalid|key|load|lose|message|mouse|"
+    "move|offline|online|page|paste|pause|play|pointer|popstate|progress|property|ratechange|"
+    "readystatechange|repeat|reset|resize|row|scroll|search|seek|select|show|slotchange|stalled|start|"
+    "storage|submit|suspend|timeupdate|toggle|touch|transition|unhandledrejection|unload|"
+    "volumechange|waiting|webkit|wheel|zoom|securitypolicyviolation|visibilitychange"
+)
+# an attribute in a reflected value: a handler after a quote, white space or `/` (or the start)
+_ATTR_HANDLER_RE = re.compile(
+    rf"""(?:^|[\s/"'`;])on(?:{_EVENTS})[a-z]{{0,30}}\s*=\s*("[^"]*"?|'[^']*'?|`[^`]*`?|[^\s>]*)""", re.I)
+# AngularJS / Vue expressions that reach the Function constructor or the scope's evaluator
+_CLIENT_TEMPLATE_RE = re.compile(r"\{\{[^}]*(?:\bconstructor\b|\$eval\b|\$on\b|\$emit\b|\[\s*['\"]constructor|__proto__|\bon\w+\s*\()", re.I)
+_QUICK_RE = re.compile(r"<[a-z]|on[a-z]{3}|script:|data:|expression|binding|behavior|\{\{|[\"'`]", re.I)
+
+
+def detect_xss(value: str, kind: str = "query", out_of_time: Callable[[], bool] | None = None,
+               gate: Gate | None = None) -> str | None:
+    """A rule name if `value` is cross-site scripting in one of the contexts above, else None
+    (also when `out_of_time()` stopped the windows of a long value)."""
+    text = normalise(value)
+    if len(text) < 4:
+        return None
+    return judge_windows(text, MAX_XSS_LEN, lambda window, start, _owned: _detect_window(window, start == 0),
+                         out_of_time, gate)
+
+
+def _detect_window(text: str, value_start: bool) -> str | None:
+    if _QUICK_RE.search(text) is None:
+        return None
+    low = text.lower()
+    if "<" in text:
+        rule = _tags(text)
+        if rule:
+            return rule
+    if "on" in low:
+        rule = _attribute_handler(text)
+        if rule:
+            return rule
+    if value_start and _script_url(text):
+        return "script-url"
+    if "expression" in low or "binding" in low or "behavior" in low or "script:" in low:
+        if _STYLE_RE.search(_CSS_COMMENT_RE.sub("", text).replace("\\", "")):
+            return "style-expression"
+    if "{{" in text and _CLIENT_TEMPLATE_RE.search(text):
+        return "client-template"
+    return _js_breakout(text)
+
+
+def _tags(text: str) -> str | None:
+    """HTML context: each start tag, read once, left to right."""
+    for m in _TAG_RE.finditer(text):
+        name = m.group(1).lower()
+        if name in _SCRIPT_TAGS:
+            return "script-tag"
+        attrs = m.group(2)
+        if "=" not in attrs:
+            continue
+        for a in _ATTR_RE.finditer(attrs):
+            raw_value = a.group(2)
+            if raw_value is None:
+                continue
+            attr = a.group(1).lower()
+            value = _unquote(raw_value)
+            if _HANDLER_NAME_RE.fullmatch(attr):
+                if value.strip():
+                    return "tag-handler"
+            elif attr in _URL_ATTRS or attr.endswith(":href"):
+                if _is_script_url(value):
+                    return "tag-script-url"
+            elif attr == "srcdoc":
+                return "tag-srcdoc"
+            elif attr == "style" and _STYLE_RE.search(_CSS_COMMENT_RE.sub("", html.unescape(value)).replace("\\", "")):
+                return "tag-style"
+    return None
+
+
+def _unquote(raw: str) -> str:
+    if raw[:1] in ("'", '"', "`"):
+        return raw[1:-1] if len(raw) > 1 and raw[-1] == raw[0] else raw[1:]
+    return raw
+
+
+def _is_script_url(value: str) -> bool:
+    """A URL a browser runs as script, read as the browser reads it: entities decoded (an
+    attribute's value is), leading controls and spaces dropped, tabs and line breaks removed
+    from anywhere, case ignored."""
+    if "&" in value:
+        value = html.unescape(value)
+    url = _URL_JUNK_RE.sub("", value.lstrip(_URL_LEAD))
+    m = _SCRIPT_URL_RE.match(url[:64].lower())
+    if m is None:
+        return False
+    if m.group().endswith("script:"):
+        return _NOOP_SCRIPT_RE.match(url, m.end()) is None
+    return True
+
+
+def _script_url(text: str) -> bool:
+    """URL context: the value itself is a script URL (a redirect target, a link)."""
+    head = text.lstrip("\"'` \x00")[:256]
+    return _is_script_url(head)
+
+
+def _attribute_handler(text: str) -> str | None:
+    """Attribute context: an event handler whose value is code, anywhere in the value."""
+    for m in _ATTR_HANDLER_RE.finditer(text):
+        value = _unquote(m.group(1))
+        if value and _CODE_RE.search(value):
+            return "attribute-handler"
+    return None
+
+
+def _js_breakout(text: str) -> str | None:
+    """JavaScript context: the value closes the string it sits in and calls a sink."""
+    for m in _JS_BREAKOUT_RE.finditer(text):
+        if _JS_SINK_RE.search(text, m.end(), m.end() + 256):
+            return "js-breakout"
+        return None  # only the first break-out: later quotes are the payload's own strings
+    return None
