@@ -3,8 +3,8 @@ delimiters, then judged by what they evaluate.
 
 Expressions: `{{...}}` (Jinja, Twig, Handlebars, Go, AngularJS), `{%...%}` statements,
 `${...}` (Freemarker, Spring/JSP EL, Mako, Thymeleaf), `#{...}`, `*{...}`, `@{...}`, `~{...}`,
-`<%...%>` / `<%=...%>` (ERB, JSP, EJS, ASP), `[[...]]` / `[(...)]` (Thymeleaf inlining), `@(...)`
-(Razor). An expression is an injection when it
+`<%...%>` / `<%=...%>` (ERB, JSP, EJS, ASP), `@(...)` (Razor). Thymeleaf's inlining
+(`[[${...}]]`) is found by its inner `${`: `[[` alone is every JSON array of arrays. An expression is an injection when it
 
 * computes with literals only: `{{7*7}}`, `{{(7)*(7)}}`, `{{7*'7'}}`, `{{'a'~'b'}}` (the probes
   every scanner sends first; a template in user text computes with names, `{{ price * qty }}`);
@@ -41,10 +41,10 @@ from node.detect.windows import Gate, judge_windows, normalise
 MAX_SSTI_LEN = 2048
 
 # openers and closers, in one alternation (longest first where they share a prefix)
-_DELIM_RE = re.compile(r"\{\{|\}\}|\{%|%\}|<%[=\-#]?|[$#*@~]\{|\[\[|\]\]|\[\(|\)\]|@\(|\}|\)")
+_DELIM_RE = re.compile(r"\{\{|\}\}|\{%|%\}|<%[=\-#]?|[$#*@~]\{|@\(|\}|\)")
 _CLOSERS = {
     "{{": ("}}",), "{%": ("%}",), "<%": ("%>",), "${": ("}", "}}"), "#{": ("}", "}}"),
-    "*{": ("}", "}}"), "@{": ("}", "}}"), "~{": ("}", "}}"), "[[": ("]]",), "[(": (")]",), "@(": (")",),
+    "*{": ("}", "}}"), "@{": ("}", "}}"), "~{": ("}", "}}"), "@(": (")",),
 }
 _LITERAL = r"""(?:\d+(?:\.\d+)?|'[^'\n]{0,64}'|"[^"\n]{0,64}")"""
 # literal OP literal (parens removed first): 7*7, (7)*(7), 7*'7', 'a'~'b', "a"+"b"

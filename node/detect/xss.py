@@ -36,13 +36,16 @@ from collections.abc import Callable
 from node.detect.windows import Gate, judge_windows, normalise
 
 MAX_XSS_LEN = 4096
+# field kinds that carry documents and source code, where JSX (`onClick={...}`) is code
+CODE_KINDS = frozenset({"json", "body", "multipart", "xml"})
 # a start tag: `<` and a letter, then attribute text (quoted strings may hold `<` and `>`) up
 # to `>`, the next `<` or the end. The alternatives start with disjoint characters, so there is
 # no ambiguity to backtrack over; an unclosed quote scans to the end once per quote character
 # (after it there is no such quote left)
 _TAG_RE = re.compile(r"""<([a-z][^\s/<>"'=]*)((?:"[^"]*"|'[^']*'|[^<>"'])*)""", re.I)
-# one attribute of a tag's text: name, and value (quoted or not)
-_ATTR_RE = re.compile(r"""([^\s"'<>/=]+)(?:\s*=\s*("[^"]*"|'[^']*'|`[^`]*`|[^\s>]*))?""")
+# one attribute of a tag's text: name, and value (quoted or not); a quoted string where a name
+# should be is skipped whole (JSON text after a stray `<x`)
+_ATTR_RE = re.compile(r""""[^"]*"|'[^']*'|([^\s"'<>/=]+)(?:\s*=\s*("[^"]*"|'[^']*'|`[^`]*`|[^\s>]*))?""")
 _HANDLER_NAME_RE = re.compile(r"on[a-z]{3,40}", re.I)
 _URL_ATTRS = frozenset(
     "href src action formaction data codebase background dynsrc lowsrc poster xlink:href "
@@ -59,7 +62,9 @@ _SCRIPT_URL_RE = re.compile(
 _URL_JUNK_RE = re.compile(r"[\t\n\r]+")
 _URL_LEAD = "".join(map(chr, range(0x21)))
 # `javascript:` URLs that do nothing (links that only exist for their click handler)
-_NOOP_SCRIPT_RE = re.compile(r"(?:void\s*\(?\s*0\s*\)?|;|//|return\s+false|false|true|undefined|null)?\s*;?\s*$", re.I)
+_NOOP_SCRIPT_RE = re.compile(r"\s*(?:void\s*\(?\s*0\s*\)?|;|//|return\s+false|false|true|undefined|null)?\s*;?\s*$", re.I)
+# what a script URL's code has and a title such as "JavaScript: the good parts" has not
+_SCRIPT_CODE_RE = re.compile(r"[(`=\[\\]|/\*|//")
 _CSS_COMMENT_RE = re.compile(r"/\*[^*]*\*+(?:[^/*][^*]*\*+)*/")
 _STYLE_RE = re.compile(r"[:=]\s*expression\s*\(|-moz-binding\s*:|behavior\s*:\s*url|url\s*\(\s*['\"]?\s*(?:java|vb)script:", re.I)
 _SINKS = (
@@ -103,16 +108,16 @@ def detect_xss(value: str, kind: str = "query", out_of_time: Callable[[], bool] 
     text = normalise(value)
     if len(text) < 4:
         return None
-    return judge_windows(text, MAX_XSS_LEN, lambda window, start, _owned: _detect_window(window, start == 0),
+    return judge_windows(text, MAX_XSS_LEN, lambda window, start, _owned: _detect_window(window, start == 0, kind),
                          out_of_time, gate)
 
 
-def _detect_window(text: str, value_start: bool) -> str | None:
+def _detect_window(text: str, value_start: bool, kind: str = "query") -> str | None:
     if _QUICK_RE.search(text) is None:
         return None
     low = text.lower()
     if "<" in text:
-        rule = _tags(text)
+        rule = _tags(text, kind not in CODE_KINDS)
         if rule:
             return rule
     if "on" in low:
@@ -129,13 +134,14 @@ def _detect_window(text: str, value_start: bool) -> str | None:
     return _js_breakout(text)
 
 
-def _tags(text: str) -> str | None:
-    """HTML context: each start tag, read once, left to right."""
+def _tags(text: str, jsx_is_html: bool = True) -> str | None:
+    """HTML context: each start tag, read once, left to right. `jsx_is_html`: a handler's value
+    in braces (`onClick={...}`) counts; not in bodies, where it is JSX source code."""
     for m in _TAG_RE.finditer(text):
         name = m.group(1).lower()
-        if name in _SCRIPT_TAGS:
-            return "script-tag"
         attrs = m.group(2)
+        if name in _SCRIPT_TAGS and (text[m.end() : m.end() + 1] == ">" or "=" in attrs or not attrs.strip()):
+            return "script-tag"  # `<script>`, `<script src=...`, or `<script` ending the value
         if "=" not in attrs:
             continue
         for a in _ATTR_RE.finditer(attrs):
@@ -145,7 +151,7 @@ def _tags(text: str) -> str | None:
             attr = a.group(1).lower()
             value = _unquote(raw_value)
             if _HANDLER_NAME_RE.fullmatch(attr):
-                if value.strip():
+                if value.strip() and (jsx_is_html or not value.startswith("{")):
                     return "tag-handler"
             elif attr in _URL_ATTRS or attr.endswith(":href"):
                 if _is_script_url(value):
@@ -174,7 +180,7 @@ def _is_script_url(value: str) -> bool:
     if m is None:
         return False
     if m.group().endswith("script:"):
-        return _NOOP_SCRIPT_RE.match(url, m.end()) is None
+        return _NOOP_SCRIPT_RE.match(url, m.end()) is None and _SCRIPT_CODE_RE.search(url, m.end()) is not None
     return True
 
 
