@@ -41,14 +41,16 @@ from node.detect.windows import Gate, judge_windows, normalise
 MAX_SSTI_LEN = 2048
 
 # openers and closers, in one alternation (longest first where they share a prefix)
-_DELIM_RE = re.compile(r"\{\{|\}\}|\{%|%\}|<%[=\-#]?|[$#*@~]\{|@\(|\}|\)")
+_DELIM_RE = re.compile(r"\{\{|\}\}|\{%|%\}|%>|<%[=\-#]?|[$#*@~]\{|@\(|\}|\)|\(")
 _CLOSERS = {
     "{{": ("}}",), "{%": ("%}",), "<%": ("%>",), "${": ("}", "}}"), "#{": ("}", "}}"),
     "*{": ("}", "}}"), "@{": ("}", "}}"), "~{": ("}", "}}"), "@(": (")",),
 }
 _LITERAL = r"""(?:\d+(?:\.\d+)?|'[^'\n]{0,64}'|"[^"\n]{0,64}")"""
 # literal OP literal (parens removed first): 7*7, (7)*(7), 7*'7', 'a'~'b', "a"+"b"
-_LITERAL_ARITH_RE = re.compile(rf"(?<![\w.$]){_LITERAL}\s*(?:\*\*?|//?|[+\-%~])\s*{_LITERAL}")
+_URL_ESCAPE_RE = re.compile(r"[0-9a-f]{2}", re.I)
+# (a date, 2012-10-17, is no arithmetic probe)
+_LITERAL_ARITH_RE = re.compile(rf"(?<![\w.$])(?<!\d-)(?!\d{{4}}-\d\d(?!\d))(?!\d\d-\d\d-\d{{4}}){_LITERAL}\s*(?:\*\*?|//?|[+\-%~])\s*{_LITERAL}")
 _DUNDER_RE = re.compile(r"__[a-z][a-z0-9_]{0,40}__|['\"](?:constructor|prototype)['\"]|\[\s*['\"]__", re.I)
 _ROOT_RE = re.compile(
     r"(?<![\w.$])(?:config|self|_self|_context|request|lipsum|cycler|joiner|namespace|url_for|"
@@ -101,13 +103,15 @@ def detect_ssti(value: str, kind: str = "query", out_of_time: Callable[[], bool]
     text = normalise(value)
     if len(text) < 4:
         return None
-    return judge_windows(text, MAX_SSTI_LEN, lambda window, _start, _owned: _detect_window(window), out_of_time, gate)
+    size = len(text)
+    return judge_windows(text, MAX_SSTI_LEN, lambda window, start, _owned: _detect_window(window, start + len(window) == size),
+                         out_of_time, gate)
 
 
-def _detect_window(text: str) -> str | None:
+def _detect_window(text: str, ends_value: bool = True) -> str | None:
     if _QUICK_RE.search(text) is None:
         return None
-    for opener, body in expressions(text):
+    for opener, body in expressions(text, ends_value):
         rule = judge_expression(opener, body)
         if rule:
             return rule
@@ -127,24 +131,33 @@ def _detect_window(text: str) -> str | None:
     return None
 
 
-def expressions(text: str) -> list[tuple[str, str]]:
+def expressions(text: str, ends_value: bool = True) -> list[tuple[str, str]]:
     """(opener, body) of each template expression, left to right; one expression open at a
-    time (delimiters inside it are its text), an unclosed one runs to the end."""
+    time (delimiters inside it are its text). An expression still open at the end is no
+    expression (the engine would refuse it), unless `text` is a window that a longer value
+    goes on after: then it runs to the window's end (its head is judged; a long expression
+    is never skipped for being long)."""
     out: list[tuple[str, str]] = []
     opener = ""
-    start = 0
+    start = depth = 0
     closers: tuple[str, ...] = ()
     for m in _DELIM_RE.finditer(text):
         tok = m.group()
         if opener:
-            if tok in closers or (opener == "<%" and tok == "%}"):
+            if opener == "@(" and tok in "()":  # Razor's @(...) nests parentheses
+                depth += 1 if tok == "(" else -1
+                if depth:
+                    continue
+            if tok in closers:
                 out.append((opener, text[start : m.start()]))
                 opener = ""
             continue
         key = tok[:2]
+        if key == "{%" and _URL_ESCAPE_RE.match(text, m.end()):
+            continue  # `{%20`: URL-encoded text, not a statement
         if key in _CLOSERS:
-            opener, start, closers = key, m.end(), _CLOSERS[key]
-    if opener:
+            opener, start, closers, depth = key, m.end(), _CLOSERS[key], 1
+    if opener and not ends_value:
         out.append((opener, text[start:]))
     return out
 

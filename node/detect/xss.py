@@ -75,7 +75,7 @@ _SINKS = (
 _JS_BREAKOUT_RE = re.compile(r"""\\?["'`][\s)\]}]*(?:[;,+\-*/|&^%<>=?:]|\}\s*catch\b)""")
 # the code after a breakout: a sink call of a known name (not any call: prose has "(see x)")
 _JS_SINK_RE = re.compile(
-    rf"(?<![\w$])(?:{_SINKS})\s*(?:\?\.\s*)?(?:\(|`)|"
+    rf"(?<![\w$])(?:{_SINKS})\s*\)?\s*(?:\?\.\s*)?(?:\(|`)|"
     r"\b(?:document|window|self|top|parent|globalthis|this)\s*\.\s*(?:cookie|domain|location|write|open|name)\b|"
     r"\b(?:window|self|top|parent|this|globalthis)\s*\[|\bconstructor\s*\.\s*constructor\b|\bnew\s+function\b",
     re.I,
@@ -98,7 +98,7 @@ _ATTR_HANDLER_RE = re.compile(
     rf"""(?:^|[\s/"'`;])on(?:{_EVENTS})[a-z]{{0,30}}\s*=\s*("[^"]*"?|'[^']*'?|`[^`]*`?|[^\s>]*)""", re.I)
 # AngularJS / Vue expressions that reach the Function constructor or the scope's evaluator
 _CLIENT_TEMPLATE_RE = re.compile(r"\{\{[^}]*(?:\bconstructor\b|\$eval\b|\$on\b|\$emit\b|\[\s*['\"]constructor|__proto__|\bon\w+\s*\()", re.I)
-_QUICK_RE = re.compile(r"<[a-z]|on[a-z]{3}|script:|data:|expression|binding|behavior|\{\{|[\"'`]", re.I)
+_QUICK_RE = re.compile(r"<[a-z]|on[a-z]{3}|script:|data:|expression|binding|behavior|\{\{|/\*|[\"'`&]", re.I)
 
 
 def detect_xss(value: str, kind: str = "query", out_of_time: Callable[[], bool] | None = None,
@@ -121,12 +121,12 @@ def _detect_window(text: str, value_start: bool, kind: str = "query") -> str | N
         if rule:
             return rule
     if "on" in low:
-        rule = _attribute_handler(text)
+        rule = _attribute_handler(text, kind not in CODE_KINDS)
         if rule:
             return rule
     if value_start and _script_url(text):
         return "script-url"
-    if "expression" in low or "binding" in low or "behavior" in low or "script:" in low:
+    if "expression" in low or "binding" in low or "behavior" in low or "script:" in low or "/*" in low:
         if _STYLE_RE.search(_CSS_COMMENT_RE.sub("", text).replace("\\", "")):
             return "style-expression"
     if "{{" in text and _CLIENT_TEMPLATE_RE.search(text):
@@ -190,11 +190,11 @@ def _script_url(text: str) -> bool:
     return _is_script_url(head)
 
 
-def _attribute_handler(text: str) -> str | None:
+def _attribute_handler(text: str, jsx_is_html: bool = True) -> str | None:
     """Attribute context: an event handler whose value is code, anywhere in the value."""
     for m in _ATTR_HANDLER_RE.finditer(text):
         value = _unquote(m.group(1))
-        if value and _CODE_RE.search(value):
+        if value and _CODE_RE.search(value) and (jsx_is_html or not value.startswith("{")):
             return "attribute-handler"
     return None
 
