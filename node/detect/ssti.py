@@ -2,7 +2,8 @@
 delimiters, then judged by what they evaluate.
 
 Expressions: `{{...}}` (Jinja, Twig, Handlebars, Go, AngularJS), `{%...%}` statements,
-`${...}` (Freemarker, Spring/JSP EL, Mako, Thymeleaf), `#{...}`, `*{...}`, `@{...}`, `~{...}`,
+`${...}` (Freemarker, Spring/JSP EL, Mako, Thymeleaf; also `$\\X{...}`, EL that a filter
+escaped), `#{...}`, `*{...}`, `@{...}`, `~{...}`,
 `<%...%>` / `<%=...%>` (ERB, JSP, EJS, ASP), `@(...)` (Razor). Thymeleaf's inlining
 (`[[${...}]]`) is found by its inner `${`: `[[` alone is every JSON array of arrays. An expression is an injection when it
 
@@ -41,7 +42,7 @@ from node.detect.windows import Gate, judge_windows, normalise
 MAX_SSTI_LEN = 2048
 
 # openers and closers, in one alternation (longest first where they share a prefix)
-_DELIM_RE = re.compile(r"\{\{|\}\}|\{%|%\}|%>|<%[=\-#]?|[$#*@~]\{|@\(|\}|\)|\(")
+_DELIM_RE = re.compile(r"\{\{|\}\}|\{%|%\}|%>|<%[=\-#]?|[$#*@~]\{|\$\\+[a-zA-Z]?\{|@\(|\}|\)|\(")
 _CLOSERS = {
     "{{": ("}}",), "{%": ("%}",), "<%": ("%>",), "${": ("}", "}}"), "#{": ("}", "}}"),
     "*{": ("}", "}}"), "@{": ("}", "}}"), "~{": ("}", "}}"), "@(": (")",),
@@ -152,7 +153,8 @@ def expressions(text: str, ends_value: bool = True) -> list[tuple[str, str]]:
                 out.append((opener, text[start : m.start()]))
                 opener = ""
             continue
-        key = tok[:2]
+        # `$\\A{...}`: Java EL past a filter that escaped `${` (Hibernate Validator messages)
+        key = "${" if tok[:2] == "$\\" else tok[:2]
         if key == "{%" and _URL_ESCAPE_RE.match(text, m.end()):
             continue  # `{%20`: URL-encoded text, not a statement
         if key in _CLOSERS:

@@ -98,6 +98,19 @@ _ATTR_HANDLER_RE = re.compile(
     rf"""(?:^|[\s/"'`;])on(?:{_EVENTS})[a-z]{{0,30}}\s*=\s*("[^"]*"?|'[^']*'?|`[^`]*`?|[^\s>]*)""", re.I)
 # AngularJS / Vue expressions that reach the Function constructor or the scope's evaluator
 _CLIENT_TEMPLATE_RE = re.compile(r"\{\{[^}]*(?:\bconstructor\b|\$eval\b|\$on\b|\$emit\b|\[\s*['\"]constructor|__proto__|\bon\w+\s*\()", re.I)
+# a tag, for the reading with tags deleted
+_TAG_STRIP_RE = re.compile(r"<[^<>]*>")
+# the case mappings that make non-ASCII letters ASCII ones (a backend that upper- or lower-cases
+# `<ſcrİpt>` before the browser sees it); lower() already made İ into i + a combining dot
+_ASCII_FOLDS = str.maketrans({"\u0307": None, "ı": "i", "ſ": "s", "\u212a": "k"})
+# JavaScript injected where code is expected (no quote to close): a sink called on the DOM or on
+# decoded text, a property of window reached through brackets and called
+_JS_CALL_RE = re.compile(
+    r"(?<![\w$.])(?:alert|prompt|confirm|eval|settimeout|setinterval|execscript)\s*(?:\?\.\s*)?\(\s*"
+    r"(?:document\s*(?:\?\.|\.)|window\s*\.|string\s*\.\s*fromcharcode|atob\s*\(|top\s*\[|self\s*\[)|"
+    r"\b(?:window|self|top|parent|globalthis|frames)\s*\[[^\]\n]{1,200}\]\s*\(",
+    re.I,
+)
 _QUICK_RE = re.compile(r"<[a-z]|on[a-z]{3}|script:|data:|expression|binding|behavior|\{\{|/\*|[\"'`&]", re.I)
 
 
@@ -116,14 +129,25 @@ def _detect_window(text: str, value_start: bool, kind: str = "query") -> str | N
     if _QUICK_RE.search(text) is None:
         return None
     low = text.lower()
+    html_like = kind not in CODE_KINDS
     if "<" in text:
-        rule = _tags(text, kind not in CODE_KINDS)
+        rule = _tags(text, html_like)
         if rule:
             return rule
+        if ">" in text:
+            # a filter that deletes tags makes `<</div>script>` a script tag and `o<x>nerror=`
+            # a handler: the value is also read with its tags deleted
+            stripped = _TAG_STRIP_RE.sub("", text)
+            if stripped != text:
+                rule = _tags(stripped, html_like) or _attribute_handler(stripped, html_like)
+                if rule:
+                    return rule + "-stripped"
     if "on" in low:
-        rule = _attribute_handler(text, kind not in CODE_KINDS)
+        rule = _attribute_handler(text, html_like)
         if rule:
             return rule
+    if html_like and _JS_CALL_RE.search(text):
+        return "js-call"
     if value_start and _script_url(text):
         return "script-url"
     if "expression" in low or "binding" in low or "behavior" in low or "script:" in low or "/*" in low:
@@ -139,7 +163,11 @@ def _tags(text: str, jsx_is_html: bool = True) -> str | None:
     in braces (`onClick={...}`) counts; not in bodies, where it is JSX source code."""
     for m in _TAG_RE.finditer(text):
         name = m.group(1).lower()
+        if not name.isascii():
+            name = name.translate(_ASCII_FOLDS)
         attrs = m.group(2)
+        if name not in _SCRIPT_TAGS and "script" in name and name.replace("script", "", 1) in _SCRIPT_TAGS:
+            return "script-tag-split"  # <scrscriptipt>: a filter that deletes "script" once
         if name in _SCRIPT_TAGS and (text[m.end() : m.end() + 1] == ">" or "=" in attrs or not attrs.strip()):
             return "script-tag"  # `<script>`, `<script src=...`, or `<script` ending the value
         if "=" not in attrs:
