@@ -55,7 +55,7 @@ _LITERAL_ARITH_RE = re.compile(rf"(?<![\w.$])(?<!\d-)(?!\d{{4}}-\d\d(?!\d))(?!\d
 _DUNDER_RE = re.compile(r"__[a-z][a-z0-9_]{0,40}__|['\"](?:constructor|prototype)['\"]|\[\s*['\"]__", re.I)
 _ROOT_RE = re.compile(
     r"(?<![\w.$])(?:config|self|_self|_context|request|lipsum|cycler|joiner|namespace|url_for|"
-    r"get_flashed_messages|application|session|runtime|facescontext|pagecontext|\$smarty)\s*(?:\.|\[|\||\(|$)",
+    r"get_flashed_messages|application|session|runtime|facescontext|pagecontext|settings|\$smarty)\s*(?:\.|\[|\||\(|$)",
     re.I,
 )
 _CODE_RE = re.compile(
@@ -66,7 +66,7 @@ _CODE_RE = re.compile(
     r"\.\s*(?:os|sys|env|popen|system|class|classloader|module|mro|subclasses|getruntime|exec|"
     r"environ|application|builtins|globals)\b|"
     r"\?\s*(?:new|api|eval|interpret)\b|freemarker\s*\.|\bnew\s+[a-z_]+\.[a-z_]+|"
-    r"\|\s*attr\b|\|\s*(?:filter|map|reduce|sort|select|reject|each)\s*\(\s*['\"](?:system|exec|passthru|shell_exec|popen|proc_open)",
+    r"\|\s*attr\b|\|\s*(?:filter|map|reduce|sort|select|reject|each)\s*\(\s*['\"](?:system|exec|passthru|shell_exec|popen|proc_open|call_user_func|assert|eval|pcntl_exec)",
     re.I,
 )
 # a Spring type reference: T(java.lang.Runtime); upper case (t('key') is an i18n helper)

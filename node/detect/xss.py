@@ -98,6 +98,7 @@ _ATTR_HANDLER_RE = re.compile(
     rf"""(?:^|[\s/"'`;])on(?:{_EVENTS})[a-z]{{0,30}}\s*=\s*("[^"]*"?|'[^']*'?|`[^`]*`?|[^\s>]*)""", re.I)
 # AngularJS / Vue expressions that reach the Function constructor or the scope's evaluator
 _CLIENT_TEMPLATE_RE = re.compile(r"\{\{[^}]*(?:\bconstructor\b|\$eval\b|\$on\b|\$emit\b|\[\s*['\"]constructor|__proto__|\bon\w+\s*\()", re.I)
+_SCHEME_HINT_RE = re.compile(r"script\s*:|data\s*:", re.I)
 # a tag, for the reading with tags deleted
 _TAG_STRIP_RE = re.compile(r"<[^<>]*>")
 # the case mappings that make non-ASCII letters ASCII ones (a backend that upper- or lower-cases
@@ -150,6 +151,8 @@ def _detect_window(text: str, value_start: bool, kind: str = "query") -> str | N
         return "js-call"
     if value_start and _script_url(text):
         return "script-url"
+    if kind == "path" and _script_url_in_path(text):
+        return "script-url-path"
     if "expression" in low or "binding" in low or "behavior" in low or "script:" in low or "/*" in low:
         if _STYLE_RE.search(_CSS_COMMENT_RE.sub("", text).replace("\\", "")):
             return "style-expression"
@@ -182,7 +185,7 @@ def _tags(text: str, jsx_is_html: bool = True) -> str | None:
                 if value.strip() and (jsx_is_html or not value.startswith("{")):
                     return "tag-handler"
             elif attr in _URL_ATTRS or attr.endswith(":href"):
-                if _is_script_url(value):
+                if _is_script_url(value) or (attr == "content" and _refresh_to_script(value)):
                     return "tag-script-url"
             elif attr == "srcdoc":
                 return "tag-srcdoc"
@@ -212,10 +215,29 @@ def _is_script_url(value: str) -> bool:
     return True
 
 
+def _refresh_to_script(content: str) -> bool:
+    """<meta http-equiv=refresh content="0;url=javascript:...">"""
+    at = content.lower().find("url")
+    if at < 0:
+        return False
+    target = content[at + 3 :].lstrip(" \t\n=")
+    return _is_script_url(target.lstrip("'\""))
+
+
 def _script_url(text: str) -> bool:
     """URL context: the value itself is a script URL (a redirect target, a link)."""
     head = text.lstrip("\"'` \x00")[:256]
     return _is_script_url(head)
+
+
+def _script_url_in_path(text: str) -> bool:
+    """A path segment that is a script URL (`/go/javascript:alert(1)`, a link built from the
+    path): each `script:` / `data:` read from the start of its segment."""
+    for m in _SCHEME_HINT_RE.finditer(text):
+        start = text.rfind("/", 0, m.start()) + 1
+        if m.start() - start <= 96 and _is_script_url(text[start : m.end() + 256]):
+            return True
+    return False
 
 
 def _attribute_handler(text: str, jsx_is_html: bool = True) -> str | None:
