@@ -163,6 +163,9 @@ def _statement_at(toks: list[Tok], i: int) -> bool:
         first = rest[0]
         if first.kind in (NUM, STR, VAR, FUNC) or first.text in ("*", "null"):
             return True
+        if first.text == "select" or (first.text in ("+", "-") and len(rest) > 1 and rest[1].kind == NUM):
+            # select (select @@x), ...  /  union(select+1,2,3): a subquery, a signed number
+            return True
         if first.text == "case" and len(rest) > 1 and rest[1].text == "when":
             return True
         if first.text in ("all", "distinct", "top"):  # "Select all" is a button label
@@ -230,12 +233,17 @@ def _tautology(toks: list[Tok], i: int) -> bool:
     if a.kind == FUNC:
         if toks[i].text in ("||", "&&") or "." in a.text:
             return True  # '||f(x)||' concatenation, pkg.function() calls
-        return a.text in _STRONG_FUNCTIONS or (a.text in SQL_FUNCTIONS and len(rest) > 1)
+        if a.text in _STRONG_FUNCTIONS or (a.text in SQL_FUNCTIONS and len(rest) > 1):
+            return True
+        # any function (gtid_subset, json_extract...) whose arguments call SQL or a subquery
+        return any(t.kind == STMT or (t.kind == FUNC and t.text in SQL_FUNCTIONS) for t in rest[1:12])
     if a.kind == STMT:
         return _statement_at(rest, 0)
     if a.kind == LOGIC and a.text == "not" and len(rest) > 1:
         rest = rest[1:]
         a = rest[0]
+    if a.text == "exists":  # or exists(select ...): a subquery as the condition
+        return len(rest) > 1 and rest[1].kind == STMT and _statement_at(rest, 1)
     if a.kind not in _OPERAND:
         return False
     if len(rest) == 1:
@@ -258,6 +266,8 @@ def _tautology(toks: list[Tok], i: int) -> bool:
             if len(rest) == 3:
                 return True
             d = rest[3]
+            if b.text == "in" and d.kind == COMMA:
+                return True  # or 1 in (1,2)
             return d.kind in (COMMENT, SEMI, LOGIC, KW, OP, UNION, STR, STMT, FUNC)
         return False
     if b.kind == LOGIC:
@@ -332,6 +342,8 @@ def _judge(toks: list[Tok], broke_out: bool) -> str | None:
                 return "stacked-statement"
             if nxt.kind == KW and nxt.text in ("order", "group") and k + 2 < len(flat) and flat[k + 1].text == "by" and flat[k + 2].kind == NUM:
                 return "numeric-orderby"
+            if nxt.text == "procedure" and k + 1 < len(flat) and flat[k + 1].kind == FUNC:
+                return "numeric-procedure"  # 1 procedure analyse()
             if nxt.kind == COMMENT and first.kind == NUM and len(flat) == 2 and toks[-1].text.startswith(("--", "#")) and len(toks) > 1 and toks[1].kind == RPAR:
                 return "numeric-comment"
     # anywhere: a stacked statement `...; drop table x`
@@ -429,22 +441,51 @@ def detect_sqli(value: str, kind: str = "query", out_of_time: Callable[[], bool]
     # a URL (a page address carried in a parameter): only a quote break-out counts, in every
     # window of it
     is_url = text.startswith(("http://", "https://"))
+    if kind == "path":
+        return judge_windows(text, MAX_SQL_LEN, _detect_path_window, out_of_time, gate)
     return judge_windows(text, MAX_SQL_LEN, lambda window, _start, _owned: _detect_window(window, is_url), out_of_time, gate)
 
 
-def _detect_window(value: str, is_url: bool) -> str | None:
-    if not _QUICK_RE.search(value):
-        return None
+def _candidates(value: str) -> list[str]:
     candidates = [value]
     if "/**/" in value:
         candidates.append(value.replace("/**/", ""))  # comments splitting keywords: un/**/ion
     if "+" in value and " " not in value.strip():
         candidates.append(value.replace("+", " "))  # a '+' that meant a space: 1+union+select
-    for text in candidates:
+    return candidates
+
+
+def _detect_window(value: str, is_url: bool) -> str | None:
+    if not _QUICK_RE.search(value):
+        return None
+    for text in _candidates(value):
         for toks, broke in _contexts(text):
             if is_url and not broke:
                 continue
             rule = _judge(toks, broke)
             if rule:
                 return rule
+    return None
+
+
+# A path segment is a value of its own to the backend (`/items/{id}`): a segment that can start
+# an as-is rule (a number, a sign, a variable, a paren, a logic or clause word) is judged as a
+# value's start. The quote contexts need no such start: the path's first quote is found anyway.
+_SEGMENT_START_RE = re.compile(
+    r"/(?=[\s(]*(?:[-+]?\d|@|(?:and|or|xor|not|having|where|order|group|union|select|procedure|limit)\b))", re.I)
+MAX_SEGMENT = 512
+
+
+def _detect_path_window(window: str, _start: int, owned: int) -> str | None:
+    rule = _detect_window(window, False)
+    if rule:
+        return rule
+    if not _QUICK_RE.search(window):
+        return None
+    for m in _SEGMENT_START_RE.finditer(window, 0, owned):
+        segment = window[m.end() : m.end() + MAX_SEGMENT]
+        for text in _candidates(segment):
+            rule = _judge(context_tokens(text, False), False)
+            if rule:
+                return "path-segment-" + rule
     return None
