@@ -473,7 +473,7 @@ def _detect_window(value: str, is_url: bool) -> str | None:
 # value's start. The quote contexts need no such start: the path's first quote is found anyway.
 _SEGMENT_START_RE = re.compile(
     r"/(?=[\s(]*(?:[-+]?\d|@|(?:and|or|xor|not|having|where|order|group|union|select|procedure|limit)\b))", re.I)
-MAX_SEGMENT = 512
+MAX_SEGMENT = 256
 
 
 def _detect_path_window(window: str, _start: int, owned: int) -> str | None:

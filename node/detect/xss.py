@@ -33,11 +33,14 @@ import html
 import re
 from collections.abc import Callable
 
+from node.detect.ssti import expressions
 from node.detect.windows import Gate, judge_windows, normalise
 
 MAX_XSS_LEN = 4096
 # field kinds that carry documents and source code, where JSX (`onClick={...}`) is code
 CODE_KINDS = frozenset({"json", "body", "multipart", "xml"})
+# a script URL in a path segment: its scheme within this many characters of the segment's start
+MAX_SCHEME_OFFSET = 96
 # a start tag: `<` and a letter, then attribute text (quoted strings may hold `<` and `>`) up
 # to `>`, the next `<` or the end. The alternatives start with disjoint characters, so there is
 # no ambiguity to backtrack over; an unclosed quote scans to the end once per quote character
@@ -65,7 +68,6 @@ _URL_LEAD = "".join(map(chr, range(0x21)))
 _NOOP_SCRIPT_RE = re.compile(r"\s*(?:void\s*\(?\s*0\s*\)?|;|//|return\s+false|false|true|undefined|null)?\s*;?\s*$", re.I)
 # what a script URL's code has and a title such as "JavaScript: the good parts" has not
 _SCRIPT_CODE_RE = re.compile(r"[(`=\[\\]|/\*|//")
-_CSS_COMMENT_RE = re.compile(r"/\*[^*]*\*+(?:[^/*][^*]*\*+)*/")
 _STYLE_RE = re.compile(r"[:=]\s*expression\s*\(|-moz-binding\s*:|behavior\s*:\s*url|url\s*\(\s*['\"]?\s*(?:java|vb)script:", re.I)
 _SINKS = (
     "alert|prompt|confirm|eval|print|fetch|import|settimeout|setinterval|execscript|function|"
@@ -97,7 +99,7 @@ _EVENTS = (
 _ATTR_HANDLER_RE = re.compile(
     rf"""(?:^|[\s/"'`;])on(?:{_EVENTS})[a-z]{{0,30}}\s*=\s*("[^"]*"?|'[^']*'?|`[^`]*`?|[^\s>]*)""", re.I)
 # AngularJS / Vue expressions that reach the Function constructor or the scope's evaluator
-_CLIENT_TEMPLATE_RE = re.compile(r"\{\{[^}]*(?:\bconstructor\b|\$eval\b|\$on\b|\$emit\b|\[\s*['\"]constructor|__proto__|\bon\w+\s*\()", re.I)
+_CLIENT_TEMPLATE_RE = re.compile(r"\bconstructor\b|\$eval\b|\$on\b|\$emit\b|\[\s*['\"]constructor|__proto__|\bon\w+\s*\(", re.I)
 _SCHEME_HINT_RE = re.compile(r"script\s*:|data\s*:", re.I)
 # a tag, for the reading with tags deleted
 _TAG_STRIP_RE = re.compile(r"<[^<>]*>")
@@ -154,11 +156,31 @@ def _detect_window(text: str, value_start: bool, kind: str = "query") -> str | N
     if kind == "path" and _script_url_in_path(text):
         return "script-url-path"
     if "expression" in low or "binding" in low or "behavior" in low or "script:" in low or "/*" in low:
-        if _STYLE_RE.search(_CSS_COMMENT_RE.sub("", text).replace("\\", "")):
+        if _STYLE_RE.search(_strip_css_comments(text).replace("\\", "")):
             return "style-expression"
-    if "{{" in text and _CLIENT_TEMPLATE_RE.search(text):
+    if "{{" in text and any(opener == "{{" and _CLIENT_TEMPLATE_RE.search(body) for opener, body in expressions(text)):
         return "client-template"
     return _js_breakout(text)
+
+
+def _strip_css_comments(text: str) -> str:
+    """`text` without its /* ... */ comments (an unclosed one runs to the end). A walk with
+    str.find: the usual comment regex restarts at every unclosed `/*`, quadratic on `/*/*/*...`."""
+    if "/*" not in text:
+        return text
+    out = []
+    at = 0
+    while True:
+        start = text.find("/*", at)
+        if start < 0:
+            out.append(text[at:])
+            break
+        out.append(text[at:start])
+        end = text.find("*/", start + 2)
+        if end < 0:
+            break
+        at = end + 2
+    return "".join(out)
 
 
 def _tags(text: str, jsx_is_html: bool = True) -> str | None:
@@ -189,7 +211,7 @@ def _tags(text: str, jsx_is_html: bool = True) -> str | None:
                     return "tag-script-url"
             elif attr == "srcdoc":
                 return "tag-srcdoc"
-            elif attr == "style" and _STYLE_RE.search(_CSS_COMMENT_RE.sub("", html.unescape(value)).replace("\\", "")):
+            elif attr == "style" and _STYLE_RE.search(_strip_css_comments(html.unescape(value)).replace("\\", "")):
                 return "tag-style"
     return None
 
@@ -234,8 +256,11 @@ def _script_url_in_path(text: str) -> bool:
     """A path segment that is a script URL (`/go/javascript:alert(1)`, a link built from the
     path): each `script:` / `data:` read from the start of its segment."""
     for m in _SCHEME_HINT_RE.finditer(text):
-        start = text.rfind("/", 0, m.start()) + 1
-        if m.start() - start <= 96 and _is_script_url(text[start : m.end() + 256]):
+        low = max(0, m.start() - MAX_SCHEME_OFFSET)
+        slash = text.rfind("/", low, m.start())  # bounded: each hint costs O(1)
+        if slash < 0 and low > 0:
+            continue  # the segment starts too far before the scheme to be a URL
+        if _is_script_url(text[slash + 1 : m.end() + 256]):
             return True
     return False
 
