@@ -28,10 +28,12 @@ DETECTORS: dict[str, Callable[..., str | None]] = {"xss": detect_xss, "ssti": de
 def _random_html(n: int) -> str:
     rng = random.Random(7)
     parts = []
-    while sum(map(len, parts)) < n:
+    size = 0
+    while size < n:
         parts.append(rng.choice(["<b>", "</b>", "<a href='/x'>", "text ", "<img src=x alt=\"a>b\">", "'", "\"", " on", "=",
                                  "{{ x }}", "${y}", "/*", "*/", "(", ")", "--", " or ", "1=1 ", "&#x3c;", "javascript"]))
-    return "".join(parts)
+        size += len(parts[-1])
+    return "".join(parts)[:n]
 
 
 def _units(unit: str) -> Callable[[int], str]:

@@ -133,7 +133,9 @@ def _detect_window(text: str, value_start: bool, kind: str = "query") -> str | N
         return None
     low = text.lower()
     html_like = kind not in CODE_KINDS
-    if "<" in text:
+    # a tag matters for its attributes (an `=`) or for being a script tag: without either in
+    # the window the tag walk (a Python step per tag) is skipped
+    if "<" in text and ("=" in text or "scr" in low or not text.isascii()):
         rule = _tags(text, html_like)
         if rule:
             return rule
