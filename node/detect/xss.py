@@ -114,7 +114,7 @@ _JS_CALL_RE = re.compile(
     r"\b(?:window|self|top|parent|globalthis|frames)\s*\[[^\]\n]{1,200}\]\s*\(",
     re.I,
 )
-_QUICK_RE = re.compile(r"<[a-z]|on[a-z]{3}|script:|data:|expression|binding|behavior|\{\{|/\*|[\"'`&]", re.I)
+_QUICK_RE = re.compile(r"<[a-z/]|on[a-z]{3}|script:|data:|expression|binding|behavior|\{\{|/\*|[\"'`&]", re.I)
 
 
 def detect_xss(value: str, kind: str = "query", out_of_time: Callable[[], bool] | None = None,
