@@ -114,6 +114,9 @@ _JS_CALL_RE = re.compile(
     r"\b(?:window|self|top|parent|globalthis|frames)\s*\[[^\]\n]{1,200}\]\s*\(",
     re.I,
 )
+# words without which _JS_CALL_RE cannot match (substring tests spare its scan)
+_JS_CALL_HINTS = ("alert", "prompt", "confirm", "eval", "settimeout", "setinterval", "execscript", "window", "self",
+                  "top", "parent", "globalthis", "frames")
 _QUICK_RE = re.compile(r"<[a-z/]|on[a-z]{3}|script:|data:|expression|binding|behavior|\{\{|/\*|[\"'`&]", re.I)
 
 
@@ -151,7 +154,7 @@ def _detect_window(text: str, value_start: bool, kind: str = "query") -> str | N
         rule = _attribute_handler(text, html_like)
         if rule:
             return rule
-    if html_like and _JS_CALL_RE.search(text):
+    if html_like and "(" in text and any(h in low for h in _JS_CALL_HINTS) and _JS_CALL_RE.search(text):
         return "js-call"
     if value_start and _script_url(text):
         return "script-url"
