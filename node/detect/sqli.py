@@ -291,6 +291,9 @@ def _judge(toks: list[Tok], broke_out: bool) -> str | None:
             return None
         nxt = flat[1]
         if nxt.kind == COMMENT and len(toks) > 1:
+            text = nxt.text
+            if text[:1] == "#" and text[1:2].isalnum() and flat[0].text in text:
+                return None  # '#title' ... '...': a CSS selector or an anchor in a string, no comment
             return "breakout-comment"
         if nxt.kind == SEMI:
             return "breakout-stacked" if _statement_at(flat, 2) or (len(flat) > 2 and flat[2].kind == COMMENT) else None
