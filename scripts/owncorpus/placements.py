@@ -17,7 +17,7 @@ import json
 import re
 import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from xml.sax.saxutils import escape as xml_escape
 
 from owncorpus.encoders import BASE64, BASE64FLAT, JSUNICODE, PLAIN, URL, XMLENTITY, js_unicode
@@ -59,7 +59,6 @@ class Rendered:
     # a JSON value (JSON placements), or [(key, value), ...] (a STRUCT as bracketed keys)
     arrives: object
     key: str = ""  # the parameter / header / field name it arrives under ("" for path, whole body)
-    extra: dict = field(default_factory=dict)
 
 
 _ESCAPE_RE = re.compile(r"%[0-9A-Fa-f]{2}")
@@ -82,6 +81,12 @@ def wire_escape(text: str, safe: str) -> str:
 
 def unquote(text: str, plus: bool = False) -> str:
     return (urllib.parse.unquote_plus if plus else urllib.parse.unquote)(text, errors="replace")
+
+
+def _other(name: str) -> str:
+    """An ordinary second parameter, never the payload's own name: a repeated name is read as
+    its last value by PHP and most JSON parsers, which would drop the payload."""
+    return "limit" if name != "limit" else "offset"
 
 
 def _base_headers(ctx: Context) -> list[tuple[str, str]]:
@@ -131,7 +136,7 @@ def url_path(text: str, encoding: str, ctx: Context) -> Rendered | None:
 
 def url_param(text: str, encoding: str, ctx: Context) -> Rendered | None:
     wire = wire_escape(text, _QUERY_SAFE)
-    return Rendered("GET", f"/search?{ctx.name}={wire}&page=1", _base_headers(ctx), b"", unquote(wire), ctx.name)
+    return Rendered("GET", f"/search?{ctx.name}={wire}&{_other(ctx.name)}=1", _base_headers(ctx), b"", unquote(wire), ctx.name)
 
 
 def _header_value(text: str) -> str | None:
@@ -179,7 +184,7 @@ def multipart_form(text: str, encoding: str, ctx: Context) -> Rendered | None:
 
 def json_request(text: str, encoding: str, ctx: Context, value: str | None = None) -> Rendered | None:
     body = ('{"' + ctx.name + '":' + (value if value is not None else json_string(text, encoding))
-            + ',"page":1,"lang":"en"}').encode()
+            + f',"{_other(ctx.name)}":1,"locale":"en-US"}}').encode()
     headers = _with_body(_base_headers(ctx), "application/json", body)
     return Rendered("POST", "/api/v1/search", headers, body, json.loads(body)[ctx.name], ctx.name)
 
