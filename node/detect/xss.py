@@ -79,7 +79,9 @@ _JS_BREAKOUT_RE = re.compile(r"""\\?["'`][\s)\]}]*(?:[;,+\-*/|&^%<>=?:]|\}\s*cat
 _JS_SINK_RE = re.compile(
     rf"(?<![\w$])(?:{_SINKS})\s*\)?\s*(?:\?\.\s*)?(?:\(|`)|"
     r"\b(?:document|window|self|top|parent|globalthis|this)\s*\.\s*(?:cookie|domain|location|write|open|name)\b|"
-    r"\b(?:window|self|top|parent|this|globalthis)\s*\[|\bconstructor\s*\.\s*constructor\b|\bnew\s+function\b",
+    r"\b(?:window|self|top|parent|this|globalthis)\s*\[|\bconstructor\s*\.\s*constructor\b|\bnew\s+function\b|"
+    # navigation to attacker text: location=name (window.name carries the payload)
+    r"(?<![\w$])(?:(?:document|window|self|top|parent)\s*\.\s*)?location(?:\s*\.\s*href)?\s*=(?!=)",
     re.I,
 )
 # a handler's value that is code: a call, a template literal, an assignment
@@ -117,7 +119,7 @@ _JS_CALL_RE = re.compile(
 # words without which _JS_CALL_RE cannot match (substring tests spare its scan)
 _JS_CALL_HINTS = ("alert", "prompt", "confirm", "eval", "settimeout", "setinterval", "execscript", "window", "self",
                   "top", "parent", "globalthis", "frames")
-_QUICK_RE = re.compile(r"<[a-z/]|on[a-z]{3}|script:|data:|expression|binding|behavior|\{\{|/\*|[\"'`&]", re.I)
+_QUICK_RE = re.compile(r"<[a-z/]|on[a-z]{3}|script:|data:|expression|binding|behavior|\{\{|\$\{|/\*|[\"'`&]", re.I)
 
 
 def detect_xss(value: str, kind: str = "query", out_of_time: Callable[[], bool] | None = None,
@@ -163,8 +165,12 @@ def _detect_window(text: str, value_start: bool, kind: str = "query") -> str | N
     if "expression" in low or "binding" in low or "behavior" in low or "script:" in low or "/*" in low:
         if _STYLE_RE.search(_strip_css_comments(text).replace("\\", "")):
             return "style-expression"
-    if "{{" in text and any(opener == "{{" and _CLIENT_TEMPLATE_RE.search(body) for opener, body in expressions(text)):
-        return "client-template"
+    if "{{" in text or "${" in text:
+        for opener, body in expressions(text):
+            if opener == "{{" and _CLIENT_TEMPLATE_RE.search(body):
+                return "client-template"
+            if opener == "${" and _JS_SINK_RE.search(body):
+                return "template-literal"  # `...${alert(1)}...`: a JavaScript template literal
     return _js_breakout(text)
 
 
