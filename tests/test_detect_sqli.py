@@ -88,3 +88,23 @@ def test_look_alikes_pass(value: str) -> None:
 @pytest.mark.parametrize("path", BENIGN_PATHS)
 def test_benign_paths_pass(path: str) -> None:
     assert detect_sqli(path, "path") is None
+
+
+@pytest.mark.parametrize("value", ["SELECT name FROM users;", "UPDATE accounts SET balance = balance - 10 WHERE id = ?;",
+                                   "The query SELECT * FROM orders WHERE id = 42 returned nothing, can you check?",
+                                   "&lt;pre&gt;&lt;code&gt;SELECT name FROM users;&lt;/code&gt;&lt;/pre&gt;"])
+def test_statements_written_out_in_documents_are_text(value: str) -> None:
+    assert detect_sqli(value, "json") is None
+    assert detect_sqli(value, "xml") is None
+
+
+@pytest.mark.parametrize("value", ["SELECT name FROM users;", "select * from users where id = 1"])
+def test_statements_in_parameters_are_injected_sql(value: str) -> None:
+    assert detect_sqli(value, "query")
+    assert detect_sqli(value, "form")
+
+
+@pytest.mark.parametrize("value", ["1; DROP TABLE users", "x; select * from users", "'; drop table users--",
+                                   "1 union select password from users", "' or 1=1--"])
+def test_stacked_and_broken_out_statements_are_injections_in_documents_too(value: str) -> None:
+    assert detect_sqli(value, "json")

@@ -19,6 +19,7 @@ import re
 from collections.abc import Callable
 from operator import itemgetter
 
+from node.detect.shell import TEXT_KINDS
 from node.detect.windows import Gate, judge_windows, normalise
 
 MAX_SQL_LEN = 1024
@@ -275,8 +276,11 @@ def _tautology(toks: list[Tok], i: int) -> bool:
     return False
 
 
-def _judge(toks: list[Tok], broke_out: bool) -> str | None:
-    """Return a short rule name when the token stream is an injection."""
+def _judge(toks: list[Tok], broke_out: bool, free_text: bool = False) -> str | None:
+    """Return a short rule name when the token stream is an injection. `free_text`: the value
+    is a document's text (a JSON string, a body, an XML text): there a statement written out
+    as code (`SELECT name FROM users;` in a snippet, a question about a query) is text unless
+    it is stacked after `;`."""
     if not toks:
         return None
     if _union_select(toks):
@@ -320,13 +324,13 @@ def _judge(toks: list[Tok], broke_out: bool) -> str | None:
     kinds = set(map(_KIND, flat))
     has_statement = STMT in kinds
     for i, t in enumerate(flat if has_statement else ()):
-        if t.kind == STMT and (i == 0 or flat[i - 1].kind in (OP, SEMI, LOGIC, COMMA, NUM, STR)) and _statement_at(flat, i):
+        if t.kind == STMT and _statement_start(flat, i, free_text) and _statement_at(flat, i):
             return "statement"
     if first.kind == LOGIC and first.text != "not" and _tautology(flat, 0):
         return "logic-fragment"
     if first.kind == KW and first.text in ("order", "group") and len(flat) > 2 and flat[1].text == "by" and flat[2].kind == NUM:
         return "orderby-fragment"
-    for i, t in enumerate(flat[:-3] if KW in kinds else ()):
+    for i, t in enumerate(flat[:-3] if KW in kinds and not free_text else ()):
         if t.kind == KW and t.text in ("where", "having") and flat[i + 1].kind in (NUM, STR, WORD) and flat[i + 2].kind == OP and flat[i + 2].text in _COMPARE and flat[i + 3].kind in (NUM, STR, WORD):
             return "clause-fragment"
     for i, t in enumerate(flat[:-2] if FUNC in kinds else ()):
@@ -351,9 +355,22 @@ def _judge(toks: list[Tok], broke_out: bool) -> str | None:
                 return "numeric-comment"
     # anywhere: a stacked statement `...; drop table x`
     for i, t in enumerate(flat[:-1] if has_statement else ()):
-        if t.kind == SEMI and _statement_at(flat, i + 1):
+        if t.kind == SEMI and not (free_text and _entity_end(flat, i)) and _statement_at(flat, i + 1):
             return "stacked-statement"
     return None
+
+
+def _entity_end(flat: list[Tok], i: int) -> bool:
+    """flat[i] is the `;` of a character entity (`&gt;`, `&#62;`): it separates nothing."""
+    return i > 1 and flat[i - 2].text == "&" and flat[i - 1].kind in (WORD, NUM)
+
+
+def _statement_start(flat: list[Tok], i: int, free_text: bool) -> bool:
+    """Can a statement start at flat[i] as an injection: the value's start, or after an
+    operator, `;`, a logic word, a comma, a number or a string; in free text only after `;`."""
+    if free_text:
+        return i > 0 and flat[i - 1].kind == SEMI and not _entity_end(flat, i - 1)
+    return i == 0 or flat[i - 1].kind in (OP, SEMI, LOGIC, COMMA, NUM, STR)
 
 
 # _judge reads at most the first 13 non-paren tokens of a context (lengths are only compared
@@ -446,7 +463,9 @@ def detect_sqli(value: str, kind: str = "query", out_of_time: Callable[[], bool]
     is_url = text.startswith(("http://", "https://"))
     if kind == "path":
         return judge_windows(text, MAX_SQL_LEN, _detect_path_window, out_of_time, gate)
-    return judge_windows(text, MAX_SQL_LEN, lambda window, _start, _owned: _detect_window(window, is_url), out_of_time, gate)
+    free_text = kind in TEXT_KINDS
+    return judge_windows(text, MAX_SQL_LEN, lambda window, _start, _owned: _detect_window(window, is_url, free_text),
+                         out_of_time, gate)
 
 
 def _candidates(value: str) -> list[str]:
@@ -458,14 +477,14 @@ def _candidates(value: str) -> list[str]:
     return candidates
 
 
-def _detect_window(value: str, is_url: bool) -> str | None:
+def _detect_window(value: str, is_url: bool, free_text: bool = False) -> str | None:
     if not _QUICK_RE.search(value):
         return None
     for text in _candidates(value):
         for toks, broke in _contexts(text):
             if is_url and not broke:
                 continue
-            rule = _judge(toks, broke)
+            rule = _judge(toks, broke, free_text)
             if rule:
                 return rule
     return None

@@ -33,12 +33,13 @@ import html
 import re
 from collections.abc import Callable
 
+from node.detect.shell import TEXT_KINDS
 from node.detect.ssti import expressions
 from node.detect.windows import Gate, judge_windows, normalise
 
 MAX_XSS_LEN = 4096
 # field kinds that carry documents and source code, where JSX (`onClick={...}`) is code
-CODE_KINDS = frozenset({"json", "body", "multipart", "xml"})
+CODE_KINDS = TEXT_KINDS
 # a script URL in a path segment: its scheme within this many characters of the segment's start
 MAX_SCHEME_OFFSET = 96
 # a start tag: `<` and a letter, then attribute text (quoted strings may hold `<` and `>`) up
