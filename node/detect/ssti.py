@@ -42,7 +42,7 @@ from node.detect.windows import Gate, judge_windows, normalise
 MAX_SSTI_LEN = 2048
 
 # openers and closers, in one alternation (longest first where they share a prefix)
-_DELIM_RE = re.compile(r"\{\{|\}\}|\{%|%\}|%>|<%[=\-#]?|[$#*@~]\{|\$\\+[a-zA-Z]?\{|@\(|\}|\)|\(")
+_DELIM_RE = re.compile(r"\{\{|\}\}|\{%|%\}|%>|<%[=\-#]?|[$#*@~]\{|\$\\+[a-zA-Z]?\{|@\(|\}|\)")
 _CLOSERS = {
     "{{": ("}}",), "{%": ("%}",), "<%": ("%>",), "${": ("}", "}}"), "#{": ("}", "}}"),
     "*{": ("}", "}}"), "@{": ("}", "}}"), "~{": ("}", "}}"), "@(": (")",),
@@ -140,15 +140,14 @@ def expressions(text: str, ends_value: bool = True) -> list[tuple[str, str]]:
     is never skipped for being long)."""
     out: list[tuple[str, str]] = []
     opener = ""
-    start = depth = 0
+    start = 0
     closers: tuple[str, ...] = ()
+    pos = 0
     for m in _DELIM_RE.finditer(text):
         tok = m.group()
+        if m.start() < pos:
+            continue  # inside a Razor expression already read
         if opener:
-            if opener == "@(" and tok in "()":  # Razor's @(...) nests parentheses
-                depth += 1 if tok == "(" else -1
-                if depth:
-                    continue
             if tok in closers:
                 out.append((opener, text[start : m.start()]))
                 opener = ""
@@ -157,11 +156,31 @@ def expressions(text: str, ends_value: bool = True) -> list[tuple[str, str]]:
         key = "${" if tok[:2] == "$\\" else tok[:2]
         if key == "{%" and _URL_ESCAPE_RE.match(text, m.end()):
             continue  # `{%20`: URL-encoded text, not a statement
+        if key == "@(":
+            # Razor's @(...) nests parentheses: its end is found by a walk over them alone
+            end = _matching_paren(text, m.end())
+            if end >= 0 or not ends_value:
+                out.append(("@(", text[m.end() : end if end >= 0 else len(text)]))
+            pos = end + 1 if end >= 0 else len(text)
+            continue
         if key in _CLOSERS:
-            opener, start, closers, depth = key, m.end(), _CLOSERS[key], 1
+            opener, start, closers = key, m.end(), _CLOSERS[key]
     if opener and not ends_value:
         out.append((opener, text[start:]))
     return out
+
+
+_PAREN_RE = re.compile(r"[()]")
+
+
+def _matching_paren(text: str, start: int) -> int:
+    """The index of the `)` closing a `(` just before `start`, or -1."""
+    depth = 1
+    for m in _PAREN_RE.finditer(text, start):
+        depth += 1 if m.group() == "(" else -1
+        if not depth:
+            return m.start()
+    return -1
 
 
 def judge_expression(opener: str, body: str) -> str | None:
