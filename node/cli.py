@@ -164,6 +164,10 @@ async def _serve_with_store(settings: NodeSettings, store: Store, stop: asyncio.
                         lambda: float(store.gauges().dropped_writes))
     metrics.add_counter("wallarm_node_store_write_errors", "Batches of writes the store failed to commit.",
                         lambda: float(store.gauges().write_errors))
+    metrics.add_counter("wallarm_node_store_lost_writes", "Queued writes lost in batches that failed to commit.",
+                        lambda: float(store.gauges().lost_writes))
+    metrics.add_counter("wallarm_node_store_bad_records", "Malformed records the store skipped.",
+                        lambda: float(store.gauges().bad_records))
 
     events = EventStream(settings.events, settings.instance, metrics.events.inc)
     ctx = NodeContext(settings=settings, store=store, policy=policy, engine=engine, metrics=metrics, events=events)

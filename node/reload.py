@@ -3,7 +3,7 @@
 Live (the next message sees it): `mode`, `overrides` and `partial_inspection` (unless the console
 saved its own, which win as at start; `--mode` still wins over both), `ip_lists` and `exceptions`
 seeds (entries added, like at start; an entry removed from the file stays in the store: the
-console removes it), `log_level`, `shared_secret`, `instance`, `pairing.*`, `retention.*`.
+console removes it), `log_level`, `shared_secret`, `instance`, `node_id`, `pairing.*`, `retention.*`.
 
 Needs a restart (a changed value is logged and ignored; the running value stays): the listeners
 and their TLS (`listen`, `console_listen`, `tls_cert`, `tls_key`), the store (`db`),

@@ -1,11 +1,13 @@
-"""Two real node processes on one PostgreSQL store: one console for both, and rules changed on
-one node (an IP denied, the mode, an exception) applied by the other within 2 s (LISTEN/NOTIFY).
+"""Two real node processes on one PostgreSQL store: one console for both (attacks of both, each
+with its node id; a session made on one opens the other), and rules changed on one node (an IP
+denied, the mode, an exception) applied by the other within 2 s (LISTEN/NOTIFY).
 
 The seconds each change took to reach the other node are printed (run with -s to see them).
 """
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from collections.abc import Callable, Iterator
@@ -67,21 +69,24 @@ def verdict(node: NodeHandle, target: str, ip: str) -> dict[str, Any]:
 
 def test_an_ip_denied_on_node_a_is_denied_by_node_b_within_2s(two_nodes) -> None:  # noqa: ANN001
     a, b = two_nodes
-    ip = "198.51.100.77"
-    assert verdict(b, BENIGN, ip)["action"] == "pass"
-    with api(a) as client:
-        r = client.post("/api/v1/iplists", json={"list": "deny", "network": ip, "comment": "from node A"})
-        assert r.status_code == 201, r.text
-        entry_id = r.json()["id"]
-    denied_after = until(lambda: verdict(b, BENIGN, ip)["action"] == "block")
-    print(f"\nIP denied on node A -> blocked by node B after {denied_after * 1000:.0f} ms")
-    assert denied_after < PROPAGATION_LIMIT
-    assert verdict(b, BENIGN, ip)["reason"] == "denylist"
-    with api(a) as client:  # and removed on A: B lets it through again
-        assert client.delete(f"/api/v1/iplists/{entry_id}").status_code == 204
-    allowed_after = until(lambda: verdict(b, BENIGN, ip)["action"] == "pass")
-    print(f"IP removed on node A -> passed by node B after {allowed_after * 1000:.0f} ms")
-    assert allowed_after < PROPAGATION_LIMIT
+    denied: list[float] = []
+    allowed: list[float] = []
+    for i in range(5):  # a few rounds: the time is measured, not guessed from one
+        ip = f"198.51.100.{70 + i}"
+        assert verdict(b, BENIGN, ip)["action"] == "pass"
+        with api(a) as client:
+            r = client.post("/api/v1/iplists", json={"list": "deny", "network": ip, "comment": "from node A"})
+            assert r.status_code == 201, r.text
+            entry_id = r.json()["id"]
+        denied.append(until(lambda: verdict(b, BENIGN, ip)["action"] == "block"))
+        assert verdict(b, BENIGN, ip)["reason"] == "denylist"
+        with api(a) as client:  # and removed on A: B lets it through again
+            assert client.delete(f"/api/v1/iplists/{entry_id}").status_code == 204
+        allowed.append(until(lambda: verdict(b, BENIGN, ip)["action"] == "pass"))
+    for what, times in (("denied", denied), ("removed", allowed)):
+        ms = sorted(round(t * 1000) for t in times)
+        print(f"\nIP {what} on node A -> applied by node B after {ms} ms (max {ms[-1]} ms)", end="")
+    assert max(denied + allowed) < PROPAGATION_LIMIT
 
 
 def test_a_mode_set_on_node_b_applies_on_node_a_within_2s(two_nodes) -> None:  # noqa: ANN001
@@ -145,3 +150,22 @@ def test_attacks_sent_to_both_nodes_are_on_one_console_page_with_their_node(two_
         any_id = page(b)[next(iter(sent))]["id"]
         detail = client.get(f"/api/v1/attacks/{any_id}").json()
         assert detail["node_instance"] == f"test-node:{sent[detail['request_id']].port}"
+
+
+def test_a_console_session_made_on_one_node_opens_the_other(two_nodes) -> None:  # noqa: ANN001
+    a, b = two_nodes
+    with httpx.Client(base_url=a.console_url, timeout=10.0, trust_env=False) as browser_a:
+        form = browser_a.get("/login")
+        nonce = re.search(r'name="login_nonce" value="([^"]+)"', form.text)
+        assert nonce, form.text[:300]
+        r = browser_a.post("/login", data={"token": a.token, "login_nonce": nonce.group(1), "next": "/attacks"})
+        assert r.status_code == 303, r.text
+        session = r.cookies["wallarm_console_session"]
+    with httpx.Client(base_url=b.console_url, timeout=10.0, trust_env=False,
+                      cookies={"wallarm_console_session": session}) as browser_b:
+        page = browser_b.get("/attacks")
+        assert page.status_code == 200 and "<th>Node</th>" in page.text  # sessions live in the shared store
+        assert browser_b.get("/api/v1/attacks", params={"limit": 1}).status_code == 200
+    with httpx.Client(base_url=b.console_url, timeout=10.0, trust_env=False,
+                      cookies={"wallarm_console_session": "not-a-session"}) as stranger:
+        assert stranger.get("/api/v1/attacks").status_code == 401

@@ -172,6 +172,28 @@ def test_settings_sqlite_url_paths_resolve_like_plain_paths(tmp_path: Path):
     assert load_settings(cfg).db == "sqlite:////abs/n.db"
 
 
+def test_settings_postgresql_store_and_node_id(tmp_path: Path):
+    cfg = tmp_path / "node.yaml"
+    cfg.write_text("db: postgresql://node:pw@db.internal:5432/wallarm\ninstance: edge\nlisten: 127.0.0.1:5077\n")
+    s = load_settings(cfg)
+    assert s.db == "postgresql://node:pw@db.internal:5432/wallarm"  # a DSN is not a path to resolve
+    assert s.shared_store and s.db_file is None
+    assert s.node_name == "edge:5077"  # default node id: instance (the host name) and port
+    assert load_settings(cfg, {"node_id": "node-a"}).node_name == "node-a"
+    cfg.write_text("db: n.db\n")
+    s = load_settings(cfg)
+    assert not s.shared_store and s.db_file == tmp_path / "n.db"
+
+
+def test_a_postgresql_node_needs_a_configured_console_token(monkeypatch):
+    from node.console.auth import ENV_TOKEN, resolve_console_token
+
+    monkeypatch.delenv(ENV_TOKEN, raising=False)
+    with pytest.raises(ValueError, match="with a PostgreSQL store, set console_token"):
+        resolve_console_token(None, None)
+    assert resolve_console_token("a-shared-token-0123456789", None) == "a-shared-token-0123456789"
+
+
 def test_settings_file_and_overrides(tmp_path: Path):
     cfg = tmp_path / "node.yaml"
     cfg.write_text("mode: monitoring\ndb: data/n.db\ntls_cert: c.pem\ntls_key: k.pem\nlisten: 0.0.0.0:5050\n"
@@ -193,6 +215,9 @@ def test_settings_file_and_overrides(tmp_path: Path):
     ({"ip_lists": {"deny": ["300.1.1.1"]}}, "not an IP address or CIDR"),
     ({"colour": "blue"}, "colour: unknown field"),
     ({"listen": "localhost"}, "want HOST:PORT"),
+    ({"db": "mysql://db/x"}, "unsupported store URL scheme"),
+    ({"db": "postgresql://"}, "bad PostgreSQL URL"),
+    ({"node_id": ""}, "node_id"),
 ])
 def test_settings_errors_name_the_problem(tmp_path: Path, data, needle):
     cfg = tmp_path / "node.json"
@@ -277,6 +302,32 @@ async def test_set_mode_settings_saves_then_applies(tmp_path: Path):
         await policy.set_mode_settings(good)
         assert await store.load_mode_settings() == good
         assert policy.mode_for("a.test", "/x/y") == "block" and policy.mode_for("b", "/") == "monitoring"
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("forced", [False, True])
+async def test_another_nodes_changes_are_reloaded_unless_the_mode_is_forced(tmp_path: Path, forced: bool):
+    from node.store.base import CHANGE_ALL, CHANGE_IP_LISTS, CHANGE_MODES
+    from node.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "n.db")
+    await store.open()
+    try:
+        policy = Policy(store, ModeSettings("block"))
+        await policy.load(ModeSettings("block"), forced=forced)
+        # another node wrote these to the shared store
+        await store.save_mode_settings(ModeSettings("monitoring"))
+        await store.add_ip_entry(IPEntry("deny", "198.51.100.5"))
+        await policy.on_store_change(CHANGE_IP_LISTS)
+        assert policy.lists_for("198.51.100.5") == {"deny"} and policy.mode_for("a", "/") == "block"
+        await policy.on_store_change(CHANGE_MODES)
+        assert policy.mode_for("a", "/") == ("block" if forced else "monitoring")  # --mode keeps its own
+        await store.save_mode_settings(ModeSettings("off"))
+        await store.add_ip_entry(IPEntry("allow", "198.51.100.6"))
+        await policy.on_store_change(CHANGE_ALL)
+        assert policy.mode_for("a", "/") == ("block" if forced else "off")
+        assert policy.lists_for("198.51.100.6") == {"allow"}
     finally:
         await store.close()
 

@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 
 from node.store.base import Hit
-from node.store.sqlite_stats import nice_bucket_seconds
+from node.store.stats_plan import nice_bucket_seconds
 from store_support import opened, record
 
 BASE = 1_700_000_017.25  # deliberately not on a minute edge

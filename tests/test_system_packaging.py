@@ -53,8 +53,9 @@ def test_schema_rejects_broken_compose_files(mutate) -> None:  # type: ignore[no
 
 def test_compose_services_mirror_the_seed() -> None:
     """node, upstream, and the proxy as `make run WORKERS=2` runs it: mitmdump workers (one image,
-    replicas) on one shared config behind HAProxy, which alone publishes the proxy and Admin API."""
-    services = COMPOSE["services"]
+    replicas) on one shared config behind HAProxy, which alone publishes the proxy and Admin API;
+    the others (postgres) are options behind a profile."""
+    services = {name: svc for name, svc in COMPOSE["services"].items() if not svc.get("profiles")}
     assert set(services) == {"node", "upstream", "connector-config", "worker", "haproxy"}
     targets = set(re.findall(r"^FROM \S+ AS (\S+)$", DOCKERFILE, re.M))
     for name, svc in services.items():
@@ -96,6 +97,15 @@ def test_compose_shared_config_is_the_seed_plugin_declaratively(tmp_path: Path) 
     extra = {k: v for k, v in mine["config"].items() if seed["config"].get(k) != v}
     assert extra == {"node_ca_file": "/etc/wallarm/certs/ca.pem",
                      "trusted_proxies": ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]}
+
+
+def test_compose_postgres_option_is_a_pinned_healthy_profile_and_the_node_defaults_to_its_file() -> None:
+    pg = COMPOSE["services"]["postgres"]
+    assert pg["profiles"] == ["postgres"] and "healthcheck" in pg
+    assert re.fullmatch(r"postgres:\d+[\w.-]*", pg["image"]), "pin the PostgreSQL major version"
+    # Without WALLARM_NODE_DB the node keeps the image's own store file.
+    db = re.fullmatch(r"\$\{WALLARM_NODE_DB:-([^}]*)\}", COMPOSE["services"]["node"]["environment"]["WALLARM_NODE_DB"])
+    assert db and db.group(1) in _stage("node")
 
 
 def test_compose_plugin_config_is_valid_and_reaches_the_node_by_its_cert_name(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -66,6 +67,7 @@ from node.store.records import (
     storable,
     with_id,
 )
+from node.store.stats_plan import batch_counts, prune_statements, upsert_rows
 
 __all__ = ["PostgresStore"]
 
@@ -82,6 +84,11 @@ PROBE_TIMEOUT = 2.0  # seconds writable() waits
 POOL_MAX = 4  # connections for reads and awaited writes (the writer and the listener have their own)
 POOL_TIMEOUT = 5.0  # seconds a read waits for a pooled connection before it fails
 CONNECT_TIMEOUT = 5  # seconds, libpq's connect_timeout
+STARTUP_WAIT = 30.0  # seconds open() waits for a server that refuses connections or is starting up
+# What libpq says while a server is not up yet (a refusal, a starting or recovering server); a
+# wrong password or database name is no reason to wait.
+_NOT_UP_YET = re.compile(r"Connection refused|starting up|in recovery mode|shutting down|No such file or directory",
+                         re.IGNORECASE)
 BATCH_RETRIES = 3  # tries of a batch whose connection failed, before it is lost
 BATCH_RETRY_DELAY = 0.5  # seconds between them
 # pg_try_advisory_xact_lock key for retention: one node deletes, the others skip the round.
@@ -93,6 +100,9 @@ _INSERT_COLUMNS = ("time", "request_id", "client_ip", "ip_key", "host", "host_ke
 _INSERT_ATTACK = (f"INSERT INTO attacks ({', '.join(_INSERT_COLUMNS)}) "
                   f"VALUES ({', '.join(['%s'] * len(_INSERT_COLUMNS))})")
 STATUS_COLUMN = _INSERT_COLUMNS.index("response_status")
+_ACTION, _PATH, _CLIENT_IP, _TYPES = (_INSERT_COLUMNS.index(c) for c in ("action", "path", "client_ip", "types"))
+_UPSERT_ROLLUP = ("INSERT INTO attack_rollup (minute, kind, key, n) VALUES (%s, %s, %s, %s) "
+                  "ON CONFLICT (kind, minute, key) DO UPDATE SET n = attack_rollup.n + excluded.n")
 
 
 @dataclass(slots=True)
@@ -133,6 +143,11 @@ async def _insert_exception(conn: psycopg.AsyncConnection, rule: ExceptionRule) 
     row = await cur.fetchone()
     assert row is not None
     return with_id(rule, int(row[0]))
+
+
+async def _prune_rollup(conn: psycopg.AsyncConnection, cutoff: float) -> None:
+    for statement, args in prune_statements(postgres_query.DIALECT, cutoff):
+        await conn.execute(statement, args)
 
 
 def _text(value: Any) -> Any:
@@ -192,13 +207,12 @@ class PostgresStore(Store):
         if self._open:
             return
         where = describe(self.dsn)
-        try:
-            found = await asyncio.to_thread(self._migrate)
-        except (psycopg.Error, RuntimeError) as err:
-            raise StoreError(f"cannot open the attack store {where}: {err}") from err
+        found = await self._migrate_when_up(where)
+        # check: a pooled connection the server ended (a restart, a failover) is replaced before
+        # use, so the first console read after a restart does not fail.
         pool = AsyncConnectionPool(self.dsn, min_size=1, max_size=self.pool_max, open=False, timeout=POOL_TIMEOUT,
                                    kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT},
-                                   name="wallarm-store")
+                                   check=AsyncConnectionPool.check_connection, name="wallarm-store")
         try:
             await pool.open(wait=True, timeout=CONNECT_TIMEOUT * 2)
         except (psycopg.Error, PoolTimeout) as err:
@@ -210,6 +224,24 @@ class PostgresStore(Store):
         self._open = True
         self._closing = False
         log.info("attack store: PostgreSQL %s (schema found at version %d)", where, found)
+
+    async def _migrate_when_up(self, where: str) -> int:
+        """Migrate, waiting up to STARTUP_WAIT for a server that is not up yet (started beside
+        the node, e.g. by compose); any other failure is reported at once."""
+        deadline = time.monotonic() + STARTUP_WAIT
+        delay = 0.25
+        while True:
+            try:
+                return await asyncio.to_thread(self._migrate)
+            except psycopg.OperationalError as err:
+                if not _NOT_UP_YET.search(str(err)) or time.monotonic() + delay > deadline:
+                    raise StoreError(f"cannot open the attack store {where}: {err}") from err
+                log.warning("attack store %s is not up yet (%s); trying again in %.1fs", where,
+                            " ".join(str(err).split())[:200], delay)
+            except (psycopg.Error, RuntimeError) as err:
+                raise StoreError(f"cannot open the attack store {where}: {err}") from err
+            await asyncio.sleep(delay)
+            delay = min(2.0, delay * 2)
 
     def _migrate(self) -> int:
         with psycopg.connect(self.dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT) as conn:
@@ -347,8 +379,10 @@ class PostgresStore(Store):
             deleted = 0
             if cutoff is not None:
                 deleted += (await conn.execute("DELETE FROM attacks WHERE time < %s", (cutoff,))).rowcount
+                await _prune_rollup(conn, cutoff)
             if max_count == 0:
                 deleted += (await conn.execute("DELETE FROM attacks")).rowcount
+                await conn.execute("DELETE FROM attack_rollup")
             elif max_count is not None:
                 cur = await conn.execute("SELECT time, id FROM attacks ORDER BY time DESC, id DESC LIMIT 1 OFFSET %s",
                                          (max_count - 1,))
@@ -356,6 +390,7 @@ class PostgresStore(Store):
                 if edge is not None:  # (time, id) of the oldest row to keep
                     deleted += (await conn.execute("DELETE FROM attacks WHERE (time, id) < (%s, %s)",
                                                    tuple(edge))).rowcount
+                    await _prune_rollup(conn, edge[0])
             return deleted
 
         deleted = await self._write(delete)
@@ -459,7 +494,10 @@ class PostgresStore(Store):
             existing = await _exception_id_by_key(conn, rule)
             if existing is not None:
                 raise ValueError(f"exception {existing} already excepts {rule.describe()}")
-            stored = await _insert_exception(conn, rule)
+            try:
+                stored = await _insert_exception(conn, rule)
+            except psycopg.errors.UniqueViolation:  # another node added the same one just now
+                raise ValueError(f"an exception already excepts {rule.describe()}") from None
             await notify(conn, CHANGE_EXCEPTIONS)
             return stored
 
@@ -680,7 +718,8 @@ class PostgresStore(Store):
                 conn = None
                 if attempt < BATCH_RETRIES:
                     await asyncio.sleep(BATCH_RETRY_DELAY)
-            except psycopg.Error as err:  # the data itself: trying again would fail the same way
+            except Exception as err:  # noqa: BLE001 - the data itself: trying again would fail the same way,
+                # and the writer must live on
                 log.error("attack store: a batch of %d writes failed: %s", len(writes), err)
                 break
         self.write_errors += 1
@@ -710,6 +749,7 @@ class PostgresStore(Store):
         attacks stored so far, or waits (pending) for its attack, which takes it when written."""
         written = 0
         rows: list[tuple] = []
+        inserted: list[tuple] = []
         async with conn.transaction(), conn.cursor() as cur:
             for kind, value, rid in steps:
                 if kind == "attack":
@@ -722,6 +762,7 @@ class PostgresStore(Store):
                 if rows:  # the attacks before this status first: it may be for one of them
                     await cur.executemany(_INSERT_ATTACK, rows)
                     written += len(rows)
+                    inserted += rows
                     rows = []
                 await cur.execute("UPDATE attacks SET response_status = %s WHERE request_id = %s", (value, rid))
                 if cur.rowcount == 0:
@@ -729,4 +770,9 @@ class PostgresStore(Store):
             if rows:
                 await cur.executemany(_INSERT_ATTACK, rows)
                 written += len(rows)
+                inserted += rows
+            counts = batch_counts(((r[0], r[_ACTION], r[_PATH], r[_CLIENT_IP]) for r in inserted),
+                                  ((r[0], t) for r in inserted for t in r[_TYPES]))
+            if counts:  # last, so the rollup rows other nodes also update are locked only briefly
+                await cur.executemany(_UPSERT_ROLLUP, upsert_rows(counts))
         return written

@@ -4,7 +4,9 @@ A write that changes shared rules (IP lists, mode settings, exceptions) sends `p
 own transaction, so the notification goes out exactly when the change is committed. Each node
 keeps one connection LISTENing and hands each payload (a topic) to the node, which reloads that
 part from the store. Notifications sent while a node was disconnected are lost, so after every
-(re)connect the node is told "all" and reloads everything.
+(re)connect the node is told "all" and reloads everything. Topics that arrive while a reload
+runs are gathered and handed over once when it ends: a burst of changes (a seeded list of
+thousands of entries, each its own transaction) costs a few reloads, not one per change.
 """
 
 from __future__ import annotations
@@ -39,18 +41,22 @@ class ChangeListener:
     def __init__(self, dsn: str, on_change: OnChange) -> None:
         self._dsn = dsn
         self._on_change = on_change
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._topics: set[str] = set()  # heard, not handed over yet
+        self._heard = asyncio.Event()
         self.connected = asyncio.Event()
         self.reconnects = 0  # connections after the first: each one reloads everything
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="store-change-listener")
+        if not self._tasks:
+            self._tasks = [asyncio.create_task(self._run(), name="store-change-listener"),
+                           asyncio.create_task(self._hand_over(), name="store-change-reloads")]
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             task.cancel()
+        for task in tasks:
             try:
                 await task
             except asyncio.CancelledError:
@@ -77,9 +83,9 @@ class ChangeListener:
                 first = False
                 delay = RETRY_MIN
                 # Changes made before LISTEN took effect were not heard: reload everything once.
-                await self._deliver(CHANGE_ALL)
+                self._hear(CHANGE_ALL)
                 async for note in conn.notifies():
-                    await self._deliver(note.payload)
+                    self._hear(note.payload)
             except psycopg.Error as err:
                 log.warning("store change listener lost its connection (%s); reconnecting", err)
             finally:
@@ -87,10 +93,22 @@ class ChangeListener:
                 await conn.close()
             await asyncio.sleep(delay)
 
-    async def _deliver(self, topic: str) -> None:
+    def _hear(self, topic: str) -> None:
         if topic not in CHANGE_TOPICS:
             log.warning("store change listener: ignoring unknown topic %.40r", topic)
             return
+        self._topics.add(topic)
+        self._heard.set()
+
+    async def _hand_over(self) -> None:
+        while True:
+            await self._heard.wait()
+            self._heard.clear()
+            topics, self._topics = self._topics, set()
+            for topic in [CHANGE_ALL] if CHANGE_ALL in topics else sorted(topics):
+                await self._deliver(topic)
+
+    async def _deliver(self, topic: str) -> None:
         try:
             await self._on_change(topic)
         except asyncio.CancelledError:

@@ -4,22 +4,28 @@ The same filters and keyset as the SQLite store (validation and cursors: node/st
 answered the PostgreSQL way: its planner has statistics, so one query per page and no plan
 choice of our own; a type filter is an array overlap on a GIN index; the first page's count
 runs under a statement timeout and is None when it would take longer.
-The overview is counted from the attacks in the range (no rollup table): exact, and bounded
-by the time index.
+The overview comes from the per-minute rollup, as in SQLite (node/store/stats_plan.py).
 """
 
 from __future__ import annotations
 
-import math
-from collections import Counter
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from node.store.base import Stats, StatsBucket
+from node.store.base import Stats
 from node.store.filters import ParsedFilter
-from node.store.sqlite_stats import TOP_N, nice_bucket_seconds
+from node.store.stats_plan import Dialect, StatsPlan
+
+DIALECT = Dialect(
+    param="%s",
+    truncate="CAST(trunc({}) AS bigint)",  # a plain CAST would round
+    minute="CAST(trunc(time / 60) AS bigint)",
+    least="LEAST", greatest="GREATEST",
+    type_source="attacks CROSS JOIN LATERAL unnest(types) AS t(type)",
+    key_order='k COLLATE "C"',  # code point order, whatever the database's collation
+)
 
 ATTACK_COLUMNS = ("id, time, request_id, client_ip, host, method, path, action, mode, instance, node_instance, "
                   "response_status, request_excerpt, reason, hits")
@@ -94,37 +100,10 @@ async def count_within_budget(conn: psycopg.AsyncConnection, pf: ParsedFilter, b
 
 
 async def compute_stats(conn: psycopg.AsyncConnection, since: float, until: float, buckets: int) -> Stats:
-    """Everything the overview shows for [since, until): the same buckets as the SQLite store
-    (node/store/sqlite_stats.py). Call inside one read transaction."""
-    bs = nice_bucket_seconds(until - since, buckets)
-    start0 = math.floor(since / bs) * bs
-    n = max(1, math.ceil((until - start0) / bs))
-    series = [StatsBucket(start=float(start0 + i * bs), by_type={}, by_action={}) for i in range(n)]
-    bucket = "LEAST(GREATEST(floor((time - %s) / %s)::bigint, 0), %s)"
-    rng = "time >= %s AND time < %s"
-    by_action: Counter = Counter()
-    by_type: Counter = Counter()
-    for query, field, totals in (
-        (f"SELECT {bucket} b, action, count(*) FROM attacks WHERE {rng} GROUP BY 1, 2", "by_action", by_action),
-        (f"SELECT {bucket} b, t, count(*) FROM attacks CROSS JOIN LATERAL unnest(types) t WHERE {rng} "
-         "GROUP BY 1, 2", "by_type", by_type),
-    ):
-        cur = await conn.execute(query, [float(start0), float(bs), n - 1, since, until])
-        for b, key, c in await cur.fetchall():
-            getattr(series[b], field)[key] = c
-            totals[key] += c
-
-    async def top(column: str) -> list[tuple[str, int]]:
-        # COLLATE "C": ties ordered by code point, as SQLite and Python order them
-        cur = await conn.execute(
-            f"SELECT {column}, count(*) c FROM attacks WHERE {rng} GROUP BY 1 "
-            f'ORDER BY c DESC, {column} COLLATE "C" LIMIT {TOP_N}', [since, until])
-        return [(k, int(c)) for k, c in await cur.fetchall()]
-
-    return Stats(
-        total=sum(by_action.values()),
-        by_type=dict(sorted(by_type.items(), key=lambda kv: (-kv[1], kv[0]))),
-        by_action=dict(sorted(by_action.items())),
-        series=series, bucket_seconds=bs,
-        top_paths=await top("path"), top_ips=await top("client_ip"),
-    )
+    """Everything the overview shows for [since, until), from the rollup and the raw edges as
+    the SQLite store does it (node/store/stats_plan.py). Call inside one read transaction."""
+    plan = StatsPlan(DIALECT, since, until, buckets)
+    for field, query, args in plan.counts():
+        plan.add(field, await (await conn.execute(query, args)).fetchall())
+    tops = {field: await (await conn.execute(query, args)).fetchall() for field, query, args in plan.tops()}
+    return plan.result(tops)

@@ -107,8 +107,27 @@ def _v2(conn: psycopg.Connection) -> None:
     )
 
 
+def _v3(conn: psycopg.Connection) -> None:
+    # Per-minute counts for the overview (node/store/stats_plan.py), filled from what is stored.
+    from node.store.postgres_query import DIALECT
+    from node.store.stats_plan import rebuild_sql
+
+    conn.execute(
+        """
+        CREATE TABLE attack_rollup (
+            minute BIGINT NOT NULL,               -- trunc(time / 60)
+            kind SMALLINT NOT NULL,               -- 0 action, 1 type, 2 path, 3 client IP
+            key TEXT NOT NULL,
+            n BIGINT NOT NULL,
+            PRIMARY KEY (kind, minute, key)       -- a stats query reads one contiguous range per kind
+        )
+        """
+    )
+    conn.execute(rebuild_sql(DIALECT, "true"))
+
+
 # MIGRATIONS[i] upgrades a database from version i to i + 1.
-MIGRATIONS: list[Callable[[psycopg.Connection], None]] = [_v1, _v2]
+MIGRATIONS: list[Callable[[psycopg.Connection], None]] = [_v1, _v2, _v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

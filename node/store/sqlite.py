@@ -57,7 +57,6 @@ from node.store.records import (
     mode_settings_from_json,
     mode_settings_to_json,
     record_from_values,
-    storable,
     with_id,
 )
 from node.store.sqlite_schema import migrate
