@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from wallarm_wire.protocol import RequestMessage, ResponseMessage
-from node.detect import decode
+from node.detect import decode, readings
 from node.detect.engine import Detection, Engine, _to_bytes
 from node.detect.log4j import detect_log4j
 from node.detect.request import MAX_FIELDS, extract
@@ -125,13 +125,12 @@ def test_threshold_is_configurable() -> None:
     ],
 )
 def test_variants_decode(raw: str, expected: str) -> None:
-    assert expected in decode.variants(raw)
+    assert expected in readings.variants(raw)
 
 
 def test_variants_are_bounded() -> None:
     deep = "%25" * 50 + "3C"
-    forms = decode.variants(deep)
-    assert len(forms) <= decode.MAX_VARIANTS
+    assert len(readings.variants(deep)) <= readings.MAX_FORMS
     assert decode.b64_decode("not base64 at all!") is None
     assert decode.b64_decode("////////") is None  # decodes to binary, not text
 
@@ -235,7 +234,7 @@ def test_signatures_match_wherever_the_value_sits(engine: Engine) -> None:
     for section in attacks.values():
         for item in section:
             value = item["value"] if isinstance(item, dict) else item
-            for form in decode.variants(value):
+            for form in readings.variants(value):
                 near = engine.request_sigs.scan(_to_bytes("\n" + form + "\n"))
                 far = engine.request_sigs.scan(_to_bytes("\n" + "A" * 64 + "\n" + form + "\n"))
                 lost += [(sigs[i].id, form) for i in near - far]

@@ -1,10 +1,9 @@
-"""Normalisation: the decoded forms of a value that detectors judge.
+"""Decoders: each undoes one encoding of a value, cheaply and in bounded work.
 
-`variants(value)` returns the value itself plus each distinct decoded form: URL (double and
-mixed), `%uXXXX`, overlong UTF-8 dots/slashes, HTML/XML entities, JS/JSON `\\uXXXX` `\\xXX`
-escapes, and base64/base64url when the result is printable text. Decoding repeats up to
-MAX_ROUNDS times; base64 is tried on the value and on each decoded form, once per level, up to
-MAX_B64_DEPTH levels. Everything is bounded, so a hostile value costs a few passes at most.
+URL (`%XX`, double and mixed, `%uXXXX`, overlong / broken UTF-8), JS escapes (`\\uXXXX`,
+`\\u{...}`, `\\xXX`, octal), HTML/XML entities (named, decimal, hex, without `;` where browsers
+accept it), base64 / base64url (only when the result is printable text), the path-canonical
+form (look-alike slashes, NUL, `0x2f` text). readings.py searches their combinations.
 """
 
 from __future__ import annotations
@@ -12,13 +11,7 @@ from __future__ import annotations
 import binascii
 import html
 import html.entities
-import json
 import re
-
-MAX_ROUNDS = 4
-MAX_B64_DEPTH = 2
-MAX_VARIANTS = 8
-
 
 def _needs_decode(text: str) -> bool:
     """Has a character that a decoding round acts on (% & \\ +): four substring tests run at
@@ -68,16 +61,15 @@ def _multibyte(m: re.Match[str]) -> str:
     return "/" + "".join("%" + p for p in pairs[1:])
 
 
-_JS_ESC_RE = re.compile(r"\\(?:u\{?([0-9a-fA-F]{4})\}?|x([0-9a-fA-F]{2})|([0-7]{3}))")
+# \uXXXX, \u{X...} (1-6 digits: ES6 code point escapes), \xXX, octal \ooo
+_JS_ESC_RE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|u\{0*([0-9a-fA-F]{1,6})\}|x([0-9a-fA-F]{2})|([0-7]{3}))")
 # html5 names valid without ';' (&lt, &amp, &copy...), longest first like html.unescape
 _LEGACY_ENTITIES = sorted((k for k in html.entities.html5 if not k.endswith(";")), key=len, reverse=True)
 _ENTITY_CANDIDATE_RE = re.compile(
     r"&(?:#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[A-Za-z][A-Za-z0-9]{1,31};|(?:" + "|".join(_LEGACY_ENTITIES) + "))"
 )
 _ENTITY_RE = re.compile(r"&(?:#[0-9]+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]{1,31});?")
-_B64_RE = re.compile(r"[A-Za-z0-9+/_\-]{12,}={0,2}")
 _NONPRINT_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffd]")
-_HEXISH_RE = re.compile(r"[0-9a-fA-F\-]+")
 _B64_WHOLE_RE = re.compile(r"^[A-Za-z0-9+/_\-\s]{6,}={0,2}$")
 
 
@@ -202,10 +194,11 @@ def url_decode_repairing(value: str) -> str:
 
 
 def _js_esc(m: re.Match[str]) -> str:
-    hexa = m.group(1) or m.group(2)
+    hexa = m.group(1) or m.group(2) or m.group(3)
     if hexa:
-        return chr(int(hexa, 16))
-    return chr(int(m.group(3), 8))
+        code = int(hexa, 16)
+        return chr(code) if code <= 0x10FFFF else m.group(0)
+    return chr(int(m.group(4), 8))
 
 
 # _JS_ESC_RE needs a backslash then 'u', 'x' or an octal digit ('o')
@@ -269,67 +262,39 @@ def b64_decode(token: str) -> str | None:
     t = token.strip()
     if len(t) < 8:
         return None
-    t = t.replace("-", "+").replace("_", "/")
     if not t.isascii():
         return None
     if not t.isalnum():
         t = "".join(t.split())
+    return b64_token(t)
+
+
+_URLSAFE_TO_STD = str.maketrans("-_", "+/")
+
+
+def b64_token(t: str) -> str | None:
+    """b64_decode of a token already made only of base64 (either alphabet) and '=' characters."""
     if len(t.rstrip("=")) % 4 == 1:
         return None  # no base64 has this length: skip the exception
+    if "-" in t or "_" in t:
+        t = t.translate(_URLSAFE_TO_STD)
     t += "=" * (-len(t) % 4)
     try:
         # base64.b64decode(t, validate=True) without its Python-level argument handling
         raw = binascii.a2b_base64(t, strict_mode=True)
     except (binascii.Error, ValueError):
         return None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
+    if raw.isascii():
+        text = raw.decode("ascii")
+    else:
+        # most tokens that are not base64 of text end here: without raising (an exception
+        # per token costs more than the decoding)
+        text = raw.decode("utf-8", "replace")
+        if "\ufffd" in text and b"\xef\xbf\xbd" not in raw:
+            return None
     if _NONPRINT_RE.search(text) and _printable_ratio(text) < 0.95:
         return None
     return text
-
-
-def b64_candidates(value: str) -> list[str]:
-    """Decoded forms of base64 in the value: the whole value, else its long tokens."""
-    out: list[str] = []
-    whole = value[:1] != "/" and _b64_whole(value)
-    if whole:
-        d = b64_decode(value)
-        if d:
-            return [d]
-    if len(value) < 16:
-        return out
-    tries = 0
-    for m in _B64_RE.finditer(value[:8192]):
-        tok = m.group(0)
-        if whole and len(tok) >= len(value) - 2:
-            continue  # the whole value, already tried
-        if len(tok) < 16 or len(tok) > 4096 or tok.isalpha() or tok.isdigit() or _HEXISH_RE.fullmatch(tok):
-            continue  # words, numbers, hex ids and hashes: not worth a decode
-        tries += 1
-        if tries > 3:  # bounded: a value full of tokens costs no more than this
-            break
-        d = b64_decode(tok)
-        if d and any(not c.isalnum() for c in d):
-            out.append(d)
-    return out
-
-
-def decoded(value: str) -> str:
-    """Fixed point of URL/escape/entity decoding, at most MAX_ROUNDS rounds."""
-    cur = value
-    for _ in range(MAX_ROUNDS):
-        if not _needs_decode(cur):
-            break
-        nxt = decode_round(cur)
-        if nxt == cur:
-            break
-        cur = nxt
-    if "\xa0" in cur:
-        cur = cur.replace("\xa0", " ")  # no-break space: whitespace to SQL and shells
-    return cur
 
 
 _BAD_ESCAPE_RE = re.compile(r"%(?:[g-z][0-9a-z]|[0-9a-f][g-z])", re.I)
@@ -374,39 +339,10 @@ def path_canonical(value: str) -> str:
     return out
 
 
-MAX_JSON_TEXT = 4096
-# base64 and embedded JSON are looked for in values up to this size: payloads hide in short
-# values; large blobs (analytics beacons, documents) are judged on their URL-decoded form only
-MAX_NESTED_SOURCE = 1024
-MAX_JSON_LEAVES = 8
-
-
-def json_leaves(text: str) -> list[str]:
-    """String leaves of a small JSON document hidden in a value (`{"id":"MSBhbmQgMT0y"}`)."""
-    t = text.strip()
-    if len(t) > MAX_JSON_TEXT or t[:1] not in "{[" or t[-1:] not in "}]":
-        return []
-    try:
-        obj = json.loads(t)
-    except (ValueError, RecursionError):
-        return []
-    out: list[str] = []
-    stack = [obj]
-    while stack and len(out) < MAX_JSON_LEAVES:
-        node = stack.pop()
-        if isinstance(node, str):
-            out.append(node)
-        elif isinstance(node, dict):
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-    return out
-
-
-# anything that makes decoded() or path_canonical() find something
+# anything that makes an escape round (decode_round) or path_canonical() find something
 _DECODE_CHARS = "[%&\\\\+\xa0\x00\u2215\uff0f\u2044\uff3c\u2216\ufe68\uff0e\u2024\u3002\ue000-\uf8ff]|0[xX]"
 _DECODABLE_RE = re.compile(_DECODE_CHARS)
-# ... or a token b64_candidates would try (it skips tokens shorter than 16 with their "=")
+# ... or a base64 token readings.py would try (it skips tokens shorter than 16 characters)
 _B64_RUN = "[A-Za-z0-9+/_\\-]{14,}"
 _DECODABLE_B64_RE = re.compile(_DECODE_CHARS + "|" + _B64_RUN)
 
@@ -419,39 +355,3 @@ def _decodable(value: str, try_base64: bool) -> bool:
     if _needs_decode(value) or "\x00" in value or _has_hex_prefix(value):
         return True
     return try_base64 and _B64_RUN_SHAPE in value.encode("ascii").translate(_B64_SHAPES)
-
-
-def variants(value: str, try_base64: bool = True) -> list[str]:
-    """The value and its distinct decoded forms, at most MAX_VARIANTS of them.
-
-    `try_base64=False` for places that never carry base64 payloads in practice (paths,
-    browser headers): base64 attempts are the costliest part of decoding."""
-    if not _decodable(value, try_base64):
-        if not try_base64 or not (_b64_whole(value) or value[:1] in "{["):
-            return [value]  # nothing any decoder below would change: the common case, cheaply
-    out = [value]
-    frontier = [value]
-    for depth in range(MAX_B64_DEPTH + 1):
-        nxt: list[str] = []
-        for v in frontier:
-            d = decoded(v)
-            if d not in out:
-                out.append(d)
-            if _pathish(d):
-                p = path_canonical(d)
-                if p not in out:
-                    out.append(p)
-            if depth < MAX_B64_DEPTH and try_base64 and len(d) <= MAX_NESTED_SOURCE:
-                for leaf in json_leaves(d) if d[:1] in "{[" else ():
-                    if leaf not in out and len(leaf) >= 8:
-                        nxt.append(leaf)  # judged through its own decoded forms below
-                for b in b64_candidates(d):
-                    if b not in out:
-                        out.append(b)
-                        nxt.append(b)
-            if len(out) >= MAX_VARIANTS:
-                return out[:MAX_VARIANTS]
-        if not nxt:
-            break
-        frontier = nxt
-    return out

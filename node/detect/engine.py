@@ -26,9 +26,9 @@ from itertools import compress
 from operator import itemgetter
 
 from wallarm_wire.protocol import AttackInfo, RequestMessage, ResponseMessage
-from node.detect import decode
 from node.detect.findings import DEFAULT_THRESHOLD, Detection, excerpt
 from node.detect.log4j import detect_log4j
+from node.detect.readings import readings
 from node.detect.request import MAX_BODY, FieldSink, body_headers, inflate, parse_body, parse_header_line, parse_target
 from node.detect.shell import ALONE_COMMANDS, detect_shell
 from node.detect.signatures import SignatureSet, load_signatures
@@ -88,13 +88,6 @@ def _safe(value: str) -> bool:
     if value.isascii():
         return not value.encode("ascii").translate(None, _SAFE_ASCII)
     return _SAFE_RE.fullmatch(value) is not None
-# browser-made headers: structured text that never carries base64 payloads
-_NO_BASE64_HEADERS = frozenset(
-    "header.user-agent header.accept header.accept-language header.sec-ch-ua "
-    "header.sec-ch-ua-platform header.sec-ch-ua-mobile header.sec-fetch-site header.sec-fetch-mode "
-    "header.sec-fetch-dest header.origin header.cache-control header.pragma header.content-type "
-    "header.sec-ch-ua-full-version-list header.if-modified-since header.date".split()
-)
 # two linear searches (one "lower then upper" regex would be quadratic on "AAAA...")
 _LOWER_RE = re.compile(r"[a-z]")
 _UPPER_RE = re.compile(r"[A-Z]")
@@ -232,6 +225,12 @@ def _mixed_case(value: str) -> bool:
     return bool(_LOWER_RE.search(value) and _UPPER_RE.search(value))
 
 
+def _detector_texts(forms: list[str], form_hits: list[set[int]], prefilters: frozenset[int]) -> list[str]:
+    """The readings any of a detector's pre-filter signatures matched, normalised, each once:
+    the same for each of its pre-filters, so one verdict per detector and value holds."""
+    return list(dict.fromkeys(normalise(f) for f, h in zip(forms, form_hits) if not prefilters.isdisjoint(h)))
+
+
 def _to_bytes(text: str) -> bytes:
     try:
         return text.encode("utf-8", "surrogateescape")
@@ -248,6 +247,9 @@ class Engine:
         self.request_sigs = SignatureSet(load_signatures("request.yaml"))
         self.response_sigs = SignatureSet(load_signatures("response.yaml"))
         self._budget = MAX_DETECTOR_CALLS
+        # detector name -> the indexes of the signatures that call it (its pre-filters)
+        self._detector_sigs = {name: frozenset(i for i, sig in enumerate(self.request_sigs.signatures)
+                                               if sig.detector == name) for name in _DETECTORS}
         self._evictions = 0
         self._cache: OrderedDict[tuple[str, str, str], Found] = OrderedDict()
         self._unit_cache: OrderedDict[tuple, Found] = OrderedDict()
@@ -430,7 +432,6 @@ class Engine:
 
     def _judge_field(self, run: _Run, location: str, value: str, kind: str) -> Found:
         """Per attack type found in this value: (type, summed score, findings)."""
-        b64 = kind != "path" and location not in _NO_BASE64_HEADERS
         if _safe(value) and ".." not in value and kind != "filename" and location != "header.user-agent":
             if value.lower() in ALONE_COMMANDS:
                 forms = [value]
@@ -439,17 +440,18 @@ class Engine:
                 # text has) or fuzzers' text hex (0x2e0x2e0x2f) could hide something
                 return NOTHING
             else:
-                forms = decode.variants(value, b64)
+                forms = self._readings(run, value, kind)
             if len(forms) == 1:
                 return NOTHING
         else:
-            forms = decode.variants(value, b64)
+            forms = self._readings(run, value, kind)
         hits = self.request_sigs.scan(_to_bytes("\n" + "\n".join(forms) + "\n"))
         if not hits:
             return NOTHING
         sigs = self.request_sigs.signatures
         by_type: dict[str, list[list]] = {}
         texts: list[str] | None = None
+        form_hits: list[set[int]] | None = None  # each form's own hits, once a detector needs them
         for idx in sorted(hits):
             sig = sigs[idx]
             if not sig.applies_to(kind, location):
@@ -464,8 +466,10 @@ class Engine:
                     judge = _DETECTORS[sig.detector]
                     gate = self._gate(idx)
                     rule = None
-                    if texts is None:  # the forms as the detectors read them, each once
-                        texts = list(dict.fromkeys(map(normalise, forms)))
+                    if form_hits is None:
+                        form_hits = self._hits_per_form(forms, hits)
+                    # the forms a pre-filter of this detector matched, as the detectors read them
+                    texts = _detector_texts(forms, form_hits, self._detector_sigs[sig.detector])
                     for text in texts:
                         rule = judge(text, kind, run.check_time, gate)
                         if rule or run.stopped:
@@ -476,6 +480,23 @@ class Engine:
             shown = forms[-1] if len(forms) > 1 else value
             by_type.setdefault(sig.type, []).append([sig.type, location, rule_id, excerpt(shown), score])
         return _encode_found(by_type) if by_type else NOTHING
+
+    def _hits_per_form(self, forms: list[str], hits: set[int]) -> list[set[int]]:
+        """The signatures each form matches on its own (`hits`: all forms'): a structural
+        detector reads only the forms its pre-filter matched (of a value's many readings, one
+        or two)."""
+        if len(forms) == 1:
+            return [hits]
+        scan = self.request_sigs.scan
+        return [scan(_to_bytes("\n" + form + "\n")) for form in forms]
+
+    @staticmethod
+    def _readings(run: _Run, value: str, kind: str) -> list[str]:
+        """The value and its readings (readings.py); a decoding bound reached is a partial verdict."""
+        found = readings(value, kind)
+        if found.cut:
+            run.cut("decode")
+        return found.forms
 
     def _gate(self, idx: int) -> Callable[[str], bool]:
         """Does signature `idx` (the one calling a detector) match this window of a long value?

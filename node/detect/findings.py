@@ -21,6 +21,7 @@ PARTIAL_REASONS = (
     "depth",     # JSON nested deeper than MAX_JSON_DEPTH
     "budget",    # structural detector runs per request spent: a later hit went unverified
     "deadline",  # the per-request CPU time bound: later values were not judged
+    "decode",    # a value's readings reached a decoding bound (layers, rounds, readings, work)
     "error",     # the parser failed: only the raw target was judged
 )
 

@@ -10,16 +10,16 @@ partial instead of passing for clean. Locations are dotted paths (`query.id`, `j
 from __future__ import annotations
 
 import itertools
-import json
 import operator
 import re
 from functools import lru_cache
 
 from wallarm_wire.protocol import RequestMessage
-from node.detect import charset, codings, multipart
+from node.detect import charset, codings, multipart, xml_scan
 from node.detect.content_type import MediaType, parse_content_type
 from node.detect.decode import url_decode
-from node.detect.json_scan import string_literals
+from node.detect.json_scan import DECODER as JSON_DECODER, KEY, VALUE, is_object, string_literals
+from node.detect.json_scan import loads as json_loads
 from node.detect.trivial import TOKEN_RE, nontrivial_keys, strip_trivial_pairs
 
 # Fields judged per request; past it: partial "fields". A 900 KB JSON document of small
@@ -231,52 +231,50 @@ def parse_json_value(obj: object, prefix: str, sink: FieldSink) -> None:
         if kind is str:
             if node:
                 append(("json", loc, node))
-        elif kind is dict:
-            if depth >= MAX_JSON_DEPTH:
-                if node:
-                    sink.cut("depth")
-                continue
-            room = MAX_FIELDS - n
-            members = _judged_members(node) if len(node) > MIN_FILTERED_OBJECT else list(node.items())  # type: ignore[arg-type,attr-defined]
-            items = members if len(members) <= room else members[:room]
-            sink.dropped += len(members) - len(items)
-            depth += 1
-            # at most `room` keys are added: the sink cannot overflow inside this loop
-            # json.loads makes every key a str
-            for k, v in reversed(items):
-                kloc = f"{loc}.{k.strip()[:MAX_KEY_PART] or '_'}"
-                if k:
-                    append(("key", kloc, k))
-                if type(v) in _JSON_PAYLOAD:
-                    push((kloc, v, depth))
         elif kind is list:
             if depth >= MAX_JSON_DEPTH:
                 if node:
                     sink.cut("depth")
                 continue
             room = MAX_FIELDS - n
-            if len(node) > room:  # type: ignore[arg-type]
-                sink.dropped += len(node) - room  # type: ignore[arg-type]
             depth += 1
-            stack.extend((loc, v, depth) for v in reversed(node[:room]) if type(v) in _JSON_PAYLOAD)  # type: ignore[index]
+            if not is_object(node):  # type: ignore[arg-type]
+                if len(node) > room:  # type: ignore[arg-type]
+                    sink.dropped += len(node) - room  # type: ignore[arg-type]
+                stack.extend((loc, v, depth) for v in reversed(node[:room]) if type(v) in _JSON_PAYLOAD)  # type: ignore[index]
+                continue
+            # an object: its (key, value) pairs, a repeated key's every value (json_scan.DECODER)
+            members = _judged_members(node) if len(node) > MIN_FILTERED_OBJECT else node  # type: ignore[arg-type]
+            items = members if len(members) <= room else members[:room]
+            sink.dropped += len(members) - len(items)
+            # at most `room` keys are added: the sink cannot overflow inside this loop
+            # the decoder makes every key a str
+            for k, v in reversed(items):
+                kloc = f"{loc}.{k.strip()[:MAX_KEY_PART] or '_'}"
+                if k:
+                    append(("key", kloc, k))
+                if type(v) in _JSON_PAYLOAD:
+                    push((kloc, v, depth))
 
 
-# what json.loads builds that can carry a payload (str, or containers of it)
-_JSON_PAYLOAD = frozenset({str, dict, list})
+# what json_scan.DECODER builds that can carry a payload (str, or containers of it: objects
+# are lists of pairs)
+_JSON_PAYLOAD = frozenset({str, list})
 # objects with more members than this are filtered in C first (_judged_members)
 MIN_FILTERED_OBJECT = 64
 
 
-def _judged_members(node: dict) -> list[tuple[str, object]]:
+def _judged_members(pairs: list[tuple[str, object]]) -> list[tuple[str, object]]:
     """The members of a large object that make a field the engine judges: those whose value
     can carry a payload or whose key is not a trivial token (`"k123": 1` makes only a key
     field the engine dismisses). Every step is a C call (one regex pass over the joined keys,
     map, compress): an object of 75,000 such keys costs no Python step per key."""
-    keys = list(node)
+    keys = list(map(KEY, pairs))
     nontrivial = nontrivial_keys(keys)
     judged = nontrivial.__contains__ if nontrivial is not None else _not_token
-    keep = map(operator.or_, map(_JSON_PAYLOAD.__contains__, map(type, node.values())), map(judged, keys))
-    return list(itertools.compress(node.items(), keep))
+    keep = map(operator.or_, map(_JSON_PAYLOAD.__contains__, map(type, map(VALUE, pairs))), map(judged, keys))
+    return list(itertools.compress(pairs, keep))
+
 
 
 def _not_token(key: str) -> bool:
@@ -285,7 +283,7 @@ def _not_token(key: str) -> bool:
 
 def parse_json(text: str, sink: FieldSink) -> bool:
     try:
-        obj = json.loads(text)
+        obj = json_loads(text)
     except (ValueError, RecursionError):
         return False
     if isinstance(obj, str):
@@ -295,50 +293,10 @@ def parse_json(text: str, sink: FieldSink) -> bool:
     return True
 
 
-_XML_ATTR_RE = re.compile(r"([\w:.\-]+)\s*=\s*(?:\"([^\"<>]*)\"|'([^'<>]*)')")
-_XML_NAME_RE = re.compile(r"</?\s*([\w:.\-]+)")
-MAX_XML_TAG = 4096  # chars of one tag searched for attributes
-
-
-def _xml_tokens(text: str):
-    """(kind, token) pairs, found with str.find so that unclosed constructs cost one scan,
-    not one scan per '<' (a regex tokenizer is quadratic on "<!--<!--<!--...")."""
-    i, n = 0, len(text)
-    while i < n:
-        lt = text.find("<", i)
-        if lt < 0:
-            yield "text", text[i:]
-            return
-        if lt > i:
-            yield "text", text[i:lt]
-        if text.startswith("<!--", lt):
-            end, close = text.find("-->", lt + 4), 3
-            kind = "comment"
-        elif text.startswith("<![CDATA[", lt):
-            end, close = text.find("]]>", lt + 9), 3
-            kind = "cdata"
-        elif text[lt : lt + 9].upper() == "<!DOCTYPE":
-            bracket, gt = text.find("[", lt), text.find(">", lt)
-            if 0 <= bracket < gt or (bracket >= 0 and gt < 0):
-                end = text.find("]", bracket)
-                end = text.find(">", end) if end >= 0 else -1
-            else:
-                end = gt
-            close, kind = 1, "doctype"
-        else:
-            end, close = text.find(">", lt + 1), 1
-            kind = "tag"
-        if end < 0:  # unclosed: the rest is one token
-            yield kind, text[lt:]
-            return
-        yield kind, text[lt : end + close]
-        i = end + close
-
-
 def parse_xml(text: str, sink: FieldSink) -> None:
     """A tolerant scanner, not a parser: no entity expansion, so no billion laughs."""
     path: list[str] = []
-    for n, (kind, tok) in enumerate(_xml_tokens(text)):
+    for n, (kind, tok) in enumerate(xml_scan.tokens(text)):
         if len(sink.fields) >= MAX_FIELDS:
             sink.dropped += 1
             return
@@ -348,7 +306,7 @@ def parse_xml(text: str, sink: FieldSink) -> None:
         if kind == "doctype":
             sink.add("xml.doctype", tok, "doctype")
         elif kind == "cdata":
-            sink.add(loc, tok[9:].removesuffix("]]>"), "xml")
+            sink.add(loc, xml_scan.cdata_text(tok), "xml")
         elif kind == "comment":
             sink.add(loc, tok, "xml")
         elif kind == "text":
@@ -357,15 +315,14 @@ def parse_xml(text: str, sink: FieldSink) -> None:
         elif tok.startswith("<?"):
             sink.add("xml.pi", tok, "xml")
         else:
-            nm = _XML_NAME_RE.match(tok)
+            nm = xml_scan.NAME_RE.match(tok)
             name = _key(nm.group(1)) if nm else "_"
             if tok.startswith("</"):
                 if path:
                     path.pop()
                 continue
-            for am in _XML_ATTR_RE.finditer(tok[:MAX_XML_TAG]):
-                sink.add(f"xml.{'.'.join((path + [name])[-4:])}.@{_key(am.group(1))}",
-                         am.group(2) if am.group(2) is not None else am.group(3), "xmlattr")
+            for attr, value in xml_scan.attributes(tok):
+                sink.add(f"xml.{'.'.join((path + [name])[-4:])}.@{_key(attr)}", value, "xmlattr")
             if not tok.endswith("/>") and len(path) < 64:
                 path.append(name)
 
@@ -486,13 +443,14 @@ def _parse_text(text: str, kind: str | None, sink: FieldSink) -> None:
         if json_like and not parse_json(text, sink):  # a JSON body labelled as a form
             parse_lenient_json(text, sink)
         return
-    if kind == "xml" or (first == "<" and head.lower() in ("<?xml", "<!doc")):
+    if kind == "xml" or (first == "<" and (head.lower() in ("<?xml", "<!doc") or xml_scan.looks_like_xml(text))):
+        # declared XML, or XML-shaped (a SOAP envelope sent as text/plain or without a type)
         parse_xml(text, sink)
         sink.add("body", text, "body")
         return
     if kind is None and "=" in text[:256] and first != "<":
+        # no Content-Type: a backend may read a form, or the raw text (judged below as well)
         parse_pairs(text, "body.form", "form", sink)
-        return
     sink.add("body", _strings(text) if _binary_text(text) else text, "body")
 
 
@@ -518,7 +476,6 @@ def _form_shaped(text: str) -> bool:
     return eq > 0 and len(text[:eq].split()) == 1 and text[:eq].strip() == text[:eq]
 
 
-_JSON_DECODER = json.JSONDecoder()
 _JSON_SPACE_RE = re.compile(r"[ \t\n\r]*")
 
 
@@ -527,7 +484,7 @@ def parse_lenient_json(text: str, sink: FieldSink) -> bool:
     each parsed (C speed); from the first one that does not parse on, the string literals
     (json_scan.py: what Express's JSON.parse reads of big numbers and deep nesting). True
     when every document parsed."""
-    decode = _JSON_DECODER.raw_decode
+    decode = JSON_DECODER.raw_decode
     pos, n = 0, len(text)
     while True:
         pos = _JSON_SPACE_RE.match(text, pos).end()  # type: ignore[union-attr]

@@ -1,0 +1,384 @@
+"""Decoding as a search: every plausible reading of a value, layered, within bounds.
+
+A value (path, parameter, header, cookie, form field, multipart part, JSON or XML leaf) is
+judged as it is and under each reading that decodes cleanly:
+
+* escapes, undone round after round until nothing changes (at most MAX_ROUNDS): URL (`%XX`,
+  `%uXXXX`, overlong UTF-8), JS (`\\uXXXX`, `\\u{...}`, `\\xXX`, octal), HTML/XML entities
+  (named, decimal, hex, without `;` where browsers accept it); see decode.decode_round;
+* structural layers, each reading then unescaped in its turn: base64 / base64url (padded or
+  not; the whole value, or its long tokens; in a path its segments and the run after each
+  slash, since base64 holds '/'), a JSON document serialized into the value (its strings,
+  keys included), a JSON string literal (`"\\u003c..."`), an XML or SOAP text (its text nodes,
+  CDATA and attribute values);
+* the path-canonical form (look-alike slashes, NUL, `0x2f` text) of every unescaped reading.
+
+A reading is kept only when its decoding is clean (base64 that decodes to mostly printable
+UTF-8 text, JSON that parses, XML that closes a tag), so tokens, hashes and images do not
+multiply the work or the false positives. Several pieces of one layer (the base64 tokens of
+a text, the strings of a JSON document) beyond the first few make one reading, joined by
+a separator no signature or analyser reads across: the number of readings depends on the
+layers, not on the value's size.
+
+Bounds: MAX_LAYERS structural layers, MAX_ROUNDS escape rounds per reading, MAX_FORMS
+readings, and WORK_BASE + WORK_FACTOR x len(value) characters of readings in all. Every
+decoder is linear (C passes, or one Python step per token), so the total cost is linear in the
+value. Reaching a bound while something was still left to decode sets `Readings.cut`: the
+engine then marks the verdict partial ("decode"), never silently clean.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from node.detect import decode, json_scan, xml_scan
+
+MAX_LAYERS = 4  # base64 / JSON / XML layers stacked on one reading
+MAX_ROUNDS = 8  # escape rounds (URL, JS, entities) on one reading
+MAX_FORMS = 48  # readings of one value, the value itself included
+SEPARATE_PIECES = 6  # pieces of one layer (JSON strings, base64 tokens) read alone; the rest together
+WORK_FACTOR = 8  # characters of readings per character of the value ...
+WORK_BASE = 64 * 1024  # ... plus this many
+MAX_PATH_SUFFIXES = 16  # a path is read as base64 from after each of its first this many slashes
+MAX_XML_TOKENS = 10_000  # tokens of an XML text inside a value walked (not of a body: request.py)
+MAX_JSON_NODES = 50_000  # nodes of a JSON document inside a value walked
+# readings longer than this get no path-canonical form (a copy that differs mostly where a
+# date format's `%Y-%m` became slashes): a traversal has no reason to hide in 64 KiB of text
+MAX_CANONICAL = 64 * 1024
+
+
+@dataclass(slots=True)
+class Readings:
+    forms: list[str]  # the value first, then each distinct reading
+    cut: bool  # a bound was reached with something left to decode
+
+
+def variants(value: str, kind: str = "query") -> list[str]:
+    """The value and its distinct readings (readings(value, kind).forms)."""
+    return readings(value, kind).forms
+
+
+def _start(text: str) -> str:
+    """The first character that is not white space ('' for none), without copying a long text."""
+    first = text[:1]
+    if not first.isspace():
+        return first
+    return text[:64].lstrip()[:1] or text.lstrip()[:1]
+
+
+def readings(value: str, kind: str = "query") -> Readings:
+    """Every clean reading of a `kind` field's `value` (request.FieldSink's kinds), within the
+    bounds above. A path is searched for base64 segment by segment; a body is not read as a
+    JSON or XML document here: request.py parsed it as one when it is shaped like one (its
+    strings and nodes are fields of their own), and what it could not parse fails here too."""
+    path = kind == "path"
+    if path:
+        if not (decode._decodable(value, False) or _start(value) in _OPENERS):
+            # no escapes, no document: only a tail or base64 can be read, which most paths
+            # (plain names, hex ids) have not; looked for here without a search's set-up
+            if not _path_tail(value) and not (value.lower() != value and _path_base64(value, set())):
+                return Readings([value], False)
+    elif _plain(value):
+        return Readings([value], False)  # nothing any decoder below would change: the common case
+    return _Search(value, path, kind != "body").run()
+
+
+def _plain(text: str) -> bool:
+    """Nothing in `text` (not a path) that a decoder here would change: no escape, no base64
+    shape, no JSON or XML start (substring tests and one translate)."""
+    return not decode._decodable(text, True) and not decode._b64_whole(text) and _start(text) not in _OPENERS
+
+
+# between pieces joined into one reading: not white space, so no signature's `\s*` spans it
+# (`)` ending one piece and `(|` starting the next are no LDAP filter), not a line break
+# (which starts a shell command or a mail header); the analysers read it as a space
+PIECE_SEPARATOR = "\x1f"
+
+# first characters of a JSON document, a JSON string literal, an XML text
+_OPENERS = ("{", "[", '"', "<")
+
+
+class _Search:
+    __slots__ = ("forms", "seen", "budget", "cut", "path", "documents", "tried")
+
+    def __init__(self, value: str, path: bool, documents: bool) -> None:
+        self.documents = documents  # the value itself may be read as a JSON or XML document
+        self.tried: set[str] = set()  # base64 tokens decoded already (a nested reading repeats them)
+        self.forms = [value]
+        self.seen = {value}
+        self.budget = WORK_BASE + WORK_FACTOR * len(value)
+        self.cut = False
+        self.path = path
+
+    def add(self, text: str) -> bool:
+        """Keep a new reading; False when it was known already or a bound refused it."""
+        if text in self.seen:
+            return False
+        if len(self.forms) >= MAX_FORMS or len(text) > self.budget:
+            self.cut = True
+            return False
+        self.budget -= len(text)
+        self.seen.add(text)
+        self.forms.append(text)
+        return True
+
+    def run(self) -> Readings:
+        frontier = [self.forms[0]]
+        for layer in range(MAX_LAYERS + 1):
+            nxt: list[str] = []
+            for text in frontier:
+                for child in self.children(text, layer):
+                    if child in self.seen:
+                        continue
+                    if layer == MAX_LAYERS:
+                        self.cut = True  # one more layer would decode: not judged
+                        break
+                    if self.add(child):
+                        nxt.append(child)
+                if self.cut and (len(self.forms) >= MAX_FORMS or self.budget <= 0):
+                    return Readings(self.forms, True)
+            if not nxt:
+                break
+            frontier = nxt
+        return Readings(self.forms, self.cut)
+
+    def children(self, text: str, layer: int) -> list[str]:
+        """The readings one layer down. A text that is a JSON document is read as its strings
+        only: each of them is unescaped and searched in its turn, so the document's own
+        unescaped copy (and its base64 tokens, the strings' tokens) would judge the same
+        text again, at the size of the whole document."""
+        if layer and _plain(text):
+            return []  # a plain piece (a word, a sentence): nothing below it
+        doc = _json_strings_of(text, self) if self.documents or layer else None
+        if doc is not None:
+            return _grouped(doc)
+        return _layer_readings(text, self.unescaped(text), layer, self)
+
+    def unescaped(self, text: str) -> str:
+        """`text` with its escapes undone (kept as a reading), and its path-canonical form."""
+        cur = text
+        for _ in range(MAX_ROUNDS):
+            if not decode._needs_decode(cur):
+                break
+            nxt = decode.decode_round(cur)
+            if nxt == cur:
+                break
+            cur = nxt
+        else:
+            if decode._needs_decode(cur) and decode.decode_round(cur) != cur:
+                self.cut = True  # escapes nested deeper than MAX_ROUNDS
+        if "\xa0" in cur:
+            cur = cur.replace("\xa0", " ")  # no-break space: white space to SQL and shells
+        self.add(cur)
+        if (len(cur) <= MAX_CANONICAL or self.path) and decode._pathish(cur):
+            self.add(decode.path_canonical(cur))
+        return cur
+
+
+def _layer_readings(raw: str, plain: str, layer: int, search: _Search) -> list[str]:
+    """The structural readings of one reading that is not JSON (`raw`, and `plain`, its
+    unescaped form) at `layer` (0: the value itself)."""
+    pieces: list[str] = []
+    # JSON once unescaped (%7B%22...)
+    doc = _json_strings_of(plain, search) if plain != raw and (search.documents or layer) else None
+    if doc is not None:
+        pieces += doc
+    elif search.documents or layer:
+        for text in (raw, plain) if raw != plain else (raw,):
+            found = _xml_texts(text)
+            if found:
+                pieces += found
+                break  # the raw text parsed: its unescaped form is the same document, broken
+    if layer == 0 and search.path:
+        tail = _path_tail(plain)
+        if tail:
+            pieces.append(tail)
+        pieces += _path_base64(plain, search.tried)
+    else:
+        pieces += _base64_pieces(plain, search)
+    return _grouped(pieces)
+
+
+def _grouped(pieces: list[str]) -> list[str]:
+    """Pieces of one layer as readings: the first SEPARATE_PIECES that may carry something on
+    their own are read alone (a JSON string is judged as a whole value is: `1 or 1=1` at its
+    start, a base64 token as a whole value), the rest joined into one reading, so the count
+    of readings stays small. They are joined by PIECE_SEPARATOR."""
+    if len(pieces) <= 1:
+        return [p for p in pieces if p]
+    alone: list[int] = []
+    for i, piece in enumerate(pieces):  # stops at the SEPARATE_PIECES-th: no step per piece
+        if piece and _alone(piece):
+            alone.append(i)
+            if len(alone) == SEPARATE_PIECES:
+                break
+    if not alone:
+        return [PIECE_SEPARATOR.join(filter(None, pieces))]
+    taken = set(alone)
+    rest = [p for i, p in enumerate(pieces) if p and i not in taken]
+    return [pieces[i] for i in alone] + ([PIECE_SEPARATOR.join(rest)] if rest else [])
+
+
+def _alone(piece: str) -> bool:
+    """Not a plain word: has a character other than a letter or digit, or may be base64."""
+    return not piece.isalnum() or (len(piece) >= 8 and _worth(piece))
+
+
+# a segment with a character that route names and matrix or date parameters do not use, and
+# injections do (quotes, brackets, white space, shell and template syntax): one C pass
+_ODD_SEGMENT_RE = re.compile(r"/[^/\s'\"<>()|&$\\{}\[\]`^;]*[\s'\"<>()|&$\\{}\[\]`^;]")
+
+
+def _path_tail(path: str) -> str | None:
+    """The path from its first segment that is not a plain name on: what a catch-all route
+    (`/files/<path:rest>`) hands the application, and where a payload starts (`1) AND ...`
+    is judged at its start, not after `/api/v1/files/`)."""
+    m = _ODD_SEGMENT_RE.search(path)
+    if m is None or m.start() == 0:
+        return None
+    return path[m.start() + 1 :]
+
+
+# ---------------------------------------------------------------------------- base64
+
+# 14 characters and its padding make the 16 a token needs (`L2V0Yy9wYXNzd2Q=`, /etc/passwd)
+_B64_TOKEN_RE = re.compile(r"[A-Za-z0-9+/_\-]{14,}={0,2}")
+_B64_SEGMENT_RE = re.compile(r"[A-Za-z0-9+_\-]{8,}={0,2}")  # within a path segment
+_HEXISH_RE = re.compile(r"[0-9a-fA-F\-]+")
+_B64_RUN14 = b"b" * 14  # in decode._B64_SHAPES' classes: 14 base64 characters in a row
+_B64_PATH_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-="
+
+
+def _worth(token: str) -> bool:
+    """A token that may be base64 of text: one-case or capitalized words, numbers, hex ids
+    and hashes are not tried (base64 of text mixes cases, and may be all letters:
+    `fGxccyAtbGEgLyAj`)."""
+    if token.isalpha():
+        return not (token.islower() or token.isupper() or token[1:].islower())
+    return not (token.isdigit() or _HEXISH_RE.fullmatch(token))
+
+
+def _tokens_decoded(text: str, token_re: re.Pattern[str], stops: str, tried: set[str]) -> list[str]:
+    """The base64 tokens of `text` decoded: those with an upper-case letter (base64 of text
+    has one in any 8 characters but by rare chance), each once per search. A token that is a
+    whole path segment (`stops`: what ends one) is read as a whole value is (8 characters or
+    more); one inside other text from 16 characters on, when its decoding is not a mere word."""
+    out: list[str] = []
+    if not stops:
+        if len(text) > 64 and _B64_RUN14 not in text.encode("utf-8", "surrogatepass").translate(decode._B64_SHAPES):
+            return out  # no run of 14 base64 characters: one C pass, not a regex walk (10 ms per MB)
+        # tokens of 16+ characters, padding included, each tried once per search
+        for tok in dict.fromkeys(token_re.findall(text)):
+            if len(tok) >= 16 and tok.lower() != tok and tok not in tried and _worth(tok):
+                tried.add(tok)
+                d = decode.b64_token(tok)
+                if d and not d.isalnum():
+                    out.append(d)
+        return out
+    n = len(text)
+    for m in token_re.finditer(text):
+        tok = m.group(0)
+        start, end = m.span()
+        whole = (start == 0 or text[start - 1] in stops) and (end == n or text[end] in stops)
+        if (whole or len(tok) >= 16) and tok.lower() != tok and tok not in tried and _worth(tok):
+            tried.add(tok)
+            d = decode.b64_token(tok)
+            if d and (whole or not d.isalnum()):
+                out.append(d)
+    return out
+
+
+def _base64_pieces(text: str, search: _Search) -> list[str]:
+    """The whole text as base64, else its base64 tokens decoded."""
+    if text[:1] != "/" and PIECE_SEPARATOR not in text and decode._b64_whole(text) and _worth(text.strip()):
+        d = decode.b64_decode(text)
+        if d:
+            return [d]
+    return _tokens_decoded(text, _B64_TOKEN_RE, "", search.tried)
+
+
+def _base64_run(path: str) -> str:
+    """The run of base64 characters ('/' included) that ends the path."""
+    return path[len(path.rstrip(_B64_PATH_CHARS)):]
+
+
+def _worth_run(run: str) -> bool:
+    """A run worth reading after its slashes: a slash inside, 12+ characters, upper case."""
+    return len(run) >= 13 and "/" in run[1:] and run.lower() != run
+
+
+def _path_base64(path: str, tried: set[str]) -> list[str]:
+    """Base64 in a URL path: in a segment (a token without '/'), or the run of base64
+    characters that ends the path, read from after any of its slashes (base64 holds '/',
+    and a catch-all route hands the rest of the path to the application)."""
+    if path.lower() == path:
+        return []  # base64 of text has upper-case letters (every token tried below has one)
+    pieces = _tokens_decoded(path, _B64_SEGMENT_RE, "/", tried)
+    run = _base64_run(path)
+    if not _worth_run(run):
+        return pieces
+    # suffixes that start after one of the path's first MAX_PATH_SUFFIXES slashes (a route's
+    # fixed prefix is shorter: what a catch-all route hands on starts there), within the run,
+    # and hold a slash; only one whose first 16 characters decode as text is decoded whole
+    offset = len(path) - len(run)
+    starts: list[int] = []
+    pos = path.find("/")
+    for _ in range(MAX_PATH_SUFFIXES):
+        if pos < 0:
+            break
+        if pos + 1 >= offset:
+            starts.append(pos + 1 - offset)
+        pos = path.find("/", pos + 1)
+    if offset == 0 and run[:1] != "/":
+        starts.insert(0, 0)
+    for start in starts:
+        head = run[start : start + 16]
+        if len(head) < 16 or head[:1] == "/" or head.lower() == head or run.find("/", start) < 0:
+            continue
+        if decode.b64_token(head):
+            d = decode.b64_token(run[start:])
+            if d and not d.isalnum():
+                pieces.append(d)
+    return pieces
+
+
+# ---------------------------------------------------------------------------- JSON and XML
+
+def _json_strings_of(text: str, search: _Search) -> list[str] | None:
+    """A JSON document serialized in the text: its strings (values first, then keys); a JSON
+    string literal: its text. None when the text is not one JSON document."""
+    if _start(text) not in ('{', '[', '"'):
+        return None
+    try:
+        obj = json_scan.loads(text)  # C speed; a text that is not JSON fails in one pass
+    except (ValueError, RecursionError):
+        return None
+    values: list[str] = []
+    keys: list[str] = []
+    stack = [obj]
+    walked = 0
+    while stack:
+        walked += 1
+        if walked > MAX_JSON_NODES:
+            search.cut = True  # the rest of the document is judged in the value's other forms only
+            break
+        node = stack.pop()
+        if type(node) is str:
+            values.append(node)
+        elif type(node) is list:
+            if json_scan.is_object(node):  # (key, value) pairs, repeated keys included
+                keys.extend(map(json_scan.KEY, node))
+                stack.extend(map(json_scan.VALUE, reversed(node)))
+            else:
+                stack.extend(reversed(node))
+    return values + keys
+
+
+def _xml_texts(text: str) -> list[str]:
+    """The text nodes, CDATA and attribute values of an XML (SOAP, HTML) text, from its first
+    MAX_XML_TOKENS tokens: past them no reading is lost, only its cut into pieces (the text
+    is judged whole, its entities undone, as the value's escaped reading)."""
+    if not xml_scan.looks_like_xml(text):
+        return []
+    return xml_scan.texts(text, MAX_XML_TOKENS)[0]

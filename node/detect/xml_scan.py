@@ -1,0 +1,87 @@
+"""A tolerant XML tokenizer: the tokens of an XML (or SOAP) text, and the texts a backend reads.
+
+Not a parser: no entity expansion (no billion laughs), no well-formedness. Every construct is
+found with str.find, so an unclosed one costs one scan, not one scan per '<' (a regex
+tokenizer is quadratic on "<!--<!--<!--..."). Used for XML bodies (request.parse_xml: each
+text node and attribute value is a field) and for XML found inside a value
+(readings.py: a SOAP envelope sent as a JSON string or a form field).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+# attribute values: quoted, up to the closing quote (no '<' inside, as XML requires)
+ATTR_RE = re.compile(r"([\w:.\-]+)\s*=\s*(?:\"([^\"<>]*)\"|'([^'<>]*)')")
+NAME_RE = re.compile(r"</?\s*([\w:.\-]+)")
+MAX_TAG = 4096  # chars of one tag searched for attributes
+
+
+def tokens(text: str) -> Iterator[tuple[str, str]]:
+    """(kind, token) pairs in order; kind is text, comment, cdata, doctype or tag (a `<?pi?>`
+    is a tag starting with `<?`). An unclosed construct is the rest of the text."""
+    i, n = 0, len(text)
+    while i < n:
+        lt = text.find("<", i)
+        if lt < 0:
+            yield "text", text[i:]
+            return
+        if lt > i:
+            yield "text", text[i:lt]
+        if text.startswith("<!--", lt):
+            end, close = text.find("-->", lt + 4), 3
+            kind = "comment"
+        elif text.startswith("<![CDATA[", lt):
+            end, close = text.find("]]>", lt + 9), 3
+            kind = "cdata"
+        elif text[lt : lt + 9].upper() == "<!DOCTYPE":
+            bracket, gt = text.find("[", lt), text.find(">", lt)
+            if 0 <= bracket < gt or (bracket >= 0 and gt < 0):
+                end = text.find("]", bracket)
+                end = text.find(">", end) if end >= 0 else -1
+            else:
+                end = gt
+            close, kind = 1, "doctype"
+        else:
+            end, close = text.find(">", lt + 1), 1
+            kind = "tag"
+        if end < 0:  # unclosed: the rest is one token
+            yield kind, text[lt:]
+            return
+        yield kind, text[lt : end + close]
+        i = end + close
+
+
+def cdata_text(token: str) -> str:
+    return token[9:].removesuffix("]]>")
+
+
+def attributes(tag: str) -> Iterator[tuple[str, str]]:
+    """(name, value) of a tag's quoted attributes (its first MAX_TAG characters)."""
+    for m in ATTR_RE.finditer(tag[:MAX_TAG]):
+        yield m.group(1), m.group(2) if m.group(2) is not None else m.group(3)
+
+
+def looks_like_xml(text: str) -> bool:
+    """A value worth reading as XML: starts with '<' (after white space) and closes a tag."""
+    head = text[:64].lstrip()
+    return head[:1] == "<" and (head[1:2].isalpha() or head[1:2] in "?!_") and (
+        "</" in text or "/>" in text or "]]>" in text)
+
+
+def texts(text: str, limit: int) -> tuple[list[str], bool]:
+    """What an application reads of an XML text: text nodes, CDATA sections and attribute
+    values, at most `limit` tokens walked; True when the limit cut the walk short."""
+    out: list[str] = []
+    for n, (kind, tok) in enumerate(tokens(text)):
+        if n >= limit:
+            return out, True
+        if kind == "text":
+            if not tok.isspace():
+                out.append(tok.strip())
+        elif kind == "cdata":
+            out.append(cdata_text(tok))
+        elif kind == "tag" and "=" in tok and not tok.startswith("</"):
+            out.extend(value for _, value in attributes(tok) if value)
+    return out, False
