@@ -27,12 +27,17 @@ from operator import itemgetter
 from wallarm_wire.protocol import AttackInfo, RequestMessage, ResponseMessage
 from node.detect import decode
 from node.detect.findings import DEFAULT_THRESHOLD, Detection, excerpt
+from node.detect.ldapi import detect_ldapi
 from node.detect.log4j import detect_log4j
+from node.detect.nosqli import detect_nosqli
+from node.detect.ptrav import detect_ptrav
 from node.detect.request import MAX_BODY, FieldSink, body_headers, inflate, parse_body, parse_header_line, parse_target
 from node.detect.shell import ALONE_COMMANDS, detect_shell
 from node.detect.signatures import SignatureSet, load_signatures
 from node.detect.sqli import detect_sqli
+from node.detect.ssrf import detect_ssrf
 from node.detect.trivial import nontrivial_header_values
+from node.detect.xxe import detect_xxe
 from node.detect.windows import normalise
 
 __all__ = ["Engine", "Detection"]
@@ -113,6 +118,11 @@ _DETECTORS: dict[str, Callable[[str, str, Callable[[], bool], Callable[[str], bo
     "sqli": detect_sqli,
     "shell": detect_shell,
     "log4j": detect_log4j,
+    "ptrav": detect_ptrav,
+    "ssrf": detect_ssrf,
+    "nosqli": detect_nosqli,
+    "ldapi": detect_ldapi,
+    "xxe": detect_xxe,
 }
 
 

@@ -14,6 +14,7 @@ The whole value is judged: normalised and, past MAX_SHELL_LEN characters, window
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 
@@ -46,15 +47,20 @@ ALONE_COMMANDS = _ALONE = frozenset("whoami ifconfig ipconfig systeminfo tasklis
 _COMMANDS = _AMBIGUOUS | _DISTINCT
 
 # separators; a literal backslash-n counts too (payloads written for echo -e / printf)
-_SEP_RE = re.compile(r"(?:^|;|\|\|?|&&?|\n|\r|\\n|`|\$\(|\$\{ifs\}|\$ifs\b)", re.I)
+_SEP_RE = re.compile(r"(?:^|;|\|\|?|&&?|\n|\r|\\n|`|\$\(|\$\{ifs\}|\$ifs\b|\{(?=[a-z/\\'\"]))", re.I)
 # in free text (JSON strings, bodies) a line break is just a line break
-_TEXT_SEP_RE = re.compile(r"(?:^|;|\|\|?|&&?|`|\$\(|\$\{ifs\}|\$ifs\b)", re.I)
+_TEXT_SEP_RE = re.compile(r"(?:^|;|\|\|?|&&?|`|\$\(|\$\{ifs\}|\$ifs\b|\{(?=[a-z/\\'\"]))", re.I)
 TEXT_KINDS = frozenset({"json", "body", "multipart", "xml"})
 # a command word: optional junk a shell ignores ($u empty variables, quotes, braces, +),
 # shell keywords, optional path, letters with quoting tricks inside (c''at, c\at, c"a"t)
 _CMD_RE = re.compile(
     r"(?:[\s'\"{(<+]|\$[a-z_]\w*(?=[\s+/]))*(?:[a-z_]+=[^\s;|&`]*+\s+)?(?:(?:then|else|do|elif|if|while|until|!|\{)\s+)?"
-    r"((?:/[\w.\-]*)*/)?((?:[a-z0-9_.\-]|\\(?=[a-z])(?!n(?![a-z]))|''|\"\"|\$@|\$\{?\w?\}?(?=[a-z]))+)",
+    # an optional path, globbed or not (/b??/, /???/, /bi[n]/)
+    r"((?:/[\w.\-?*]*(?:\[[\w\-]{1,8}\][\w.\-?*]*)*)*/)?"
+    # the name, with what the shell removes inside it: \\, '', "", 'x', "x", $@, ${x}, cmd's ^,
+    # and glob characters that the shell expands (c?t, ca[t])
+    r"((?:[a-z0-9_.\-]|\\(?=[a-z])(?!n(?![a-z]))|''|\"\"|'[a-z0-9_.\-]{1,12}'|\"[a-z0-9_.\-]{1,12}\"|\^(?=[a-z\"])"
+    r"|\$@|\$\{?\w?\}?(?=[a-z])|[?*]|\[[a-z0-9\-]{1,8}\])+)",
     re.I,
 )
 # what follows a command when it is used as one: an option, a path, a variable, a quote...
@@ -67,16 +73,32 @@ _ARG_RE = re.compile(
 # ... or nothing: the command ends the value or the pipeline
 _END_RE = re.compile(r"\s*(?:$|[;|&`)\n\r<>]|\\n|#)", re.I)
 _QUICK_RE = re.compile(r"[;|&`\n\r]|\\n|\$\(|\$\{?ifs", re.I)
-_CLEAN_RE = re.compile(r"\\|''|\"\"|\$@|\$\{?\w?\}?(?=[a-z])", re.I)
+_CLEAN_RE = re.compile(r"\\|['\"^]|\$@|\$\{?\w?\}?(?=[a-z])", re.I)
 _EMPTY_VAR_RE = re.compile(r"\$(?!ifs)[a-z_]\w*", re.I)
 
 
 def _command_name(raw: str) -> str:
     # the quoting tricks need one of these characters; without them no substitution to run
-    name = (_CLEAN_RE.sub("", raw) if "\\" in raw or "'" in raw or '"' in raw or "$" in raw else raw).lower()
+    name = (_CLEAN_RE.sub("", raw) if "\\" in raw or "'" in raw or '"' in raw or "$" in raw or "^" in raw
+            else raw).lower()
     if name.endswith(".exe"):
         name = name[:-4]
     return name
+
+
+_GLOB_CHARS_RE = re.compile(r"[?*\[]")
+
+
+def _resolved(path: str | None, raw: str) -> tuple[str, bool]:
+    """(the command `path` + `raw` names, whether quoting, escapes or globbing hid it)."""
+    name = _command_name(raw)
+    hidden = name != raw.lower() and name != raw.lower()[:-4]
+    if "?" in name or "*" in name or "[" in name or (path and ("?" in path or "*" in path or "[" in path)):
+        found = glob_command((path or "/") + name) if path else None
+        # a glob that matches nothing stays as written: `ls*` runs `ls*`; a command of the
+        # current directory (`c?t` without a path) is not one we know
+        return found or _GLOB_CHARS_RE.split(name, 1)[0], found is not None
+    return name, hidden
 
 
 _WORD_ARG_RE = re.compile(r"\s+[\w.]")
@@ -100,10 +122,11 @@ def _judge(value: str, kind: str, value_start: bool = True, owned: int | None = 
     for sep in seps.finditer(value):
         if owned is not None and sep.start() >= owned:
             break  # the next window judges it
-        at_start = sep.start() == 0 and sep.group(0) == ""
+        opener = sep.group(0)
+        at_start = sep.start() == 0 and opener == ""
         if at_start and not value_start:
             continue  # a window's first character is no command line's start
-        if sep.group(0) == "`":
+        if opener == "`":
             if value[sep.end() : sep.end() + 1] == "`" or value[sep.start() - 1 : sep.start()] == "`":
                 continue  # a markdown code fence
             if prose is None:
@@ -113,28 +136,144 @@ def _judge(value: str, kind: str, value_start: bool = True, owned: int | None = 
         m = _CMD_RE.match(value, sep.end())
         if not m:
             continue
-        name = _command_name(m.group(2))
+        name, hidden = _resolved(m.group(1), m.group(2))
         if name not in _COMMANDS:
             continue
         tail = value[m.end() :]
         arg = _ARG_RE.match(tail)
+        if opener == "{" or value[m.start(1 if m.group(1) else 2) - 1 : m.start(1 if m.group(1) else 2)] == "{":
+            # {cat,/etc/passwd}: brace expansion makes the words a command line
+            if tail[:1] == "," and _ARG_RE.match(tail):
+                return "brace-expansion"
+            if opener == "{":
+                continue
         end = _END_RE.match(tail)
         if at_start:
             # no separator before it: only an unmistakable command line counts
             if name in _ALONE and not tail.strip():
                 return "command-alone"
-            if (name in _DISTINCT or m.group(1)) and arg and not has_sep and tail.lstrip()[:1] in ("-", "/"):
-                return "command-line"
+            if (name in _DISTINCT or m.group(1) or hidden) and arg and not has_sep and tail.lstrip()[:1] in ("-", "/", "$"):
+                return "obfuscated-command" if hidden else "command-line"
+            if hidden and name in _DISTINCT and end:
+                return "obfuscated-command"  # w"h"o"am"i, who^ami
+            if arg and _globbed_sensitive_file(tail):
+                return "glob-file"  # cat /e??/p?ss??
             continue
         if arg:
             return "separator-command"
         if name in _DISTINCT and (end or _WORD_ARG_RE.match(tail)):
             return "separator-command"
-        opener = sep.group(0)
         if (opener == "$(" and ")" in tail) or (opener == "`" and "`" in tail):
             return "command-substitution"  # a closed $(echo x) / `id`
-        if m.group(1) and end:  # ;/usr/bin/id
+        if (m.group(1) or hidden) and end:  # ;/usr/bin/id, ;w'h'oami
             return "separator-command"
+    return None
+
+
+# ---------------------------------------------------------------- globbing
+# where commands live; a globbed path (/b??/c?t, /???/??t, /bin/ca[t]) is resolved against these
+_BIN_DIRS = ("/bin/", "/usr/bin/", "/sbin/", "/usr/sbin/", "/usr/local/bin/")
+_GLOB_TARGETS = "\n".join(d + c for d in _BIN_DIRS for c in sorted(_COMMANDS - {"w", "cc", "sc"}))
+_SENSITIVE_FILES = "\n".join((
+    "/etc/passwd", "/etc/shadow", "/etc/group", "/etc/hosts", "/etc/issue", "/etc/sudoers", "/proc/self/environ",
+    "/proc/self/cmdline", "/proc/version", "/root/.bash_history", "/root/.ssh/id_rsa", "/var/log/auth.log",
+))
+_GLOB_ARG_RE = re.compile(r"\s*(/[\w.\-?*\[\]/]{2,64})")
+MAX_GLOB = 64
+
+
+@functools.lru_cache(maxsize=256)
+def _glob_regex(pattern: str) -> re.Pattern[str] | None:
+    """A glob as a regex over one line; None when too long. `*` is `[^/\\n]*`: with at
+    most 64 characters matched against short paths its cost is bounded."""
+    if len(pattern) > MAX_GLOB or pattern.count("*") > 4:
+        return None
+    out = []
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "?":
+            out.append("[^/\\n]")
+        elif c == "*":
+            out.append("[^/\\n]*")
+        elif c == "[":
+            close = pattern.find("]", i + 1)
+            if close < 0:
+                out.append("\\[")
+            else:
+                out.append("[" + re.escape(pattern[i + 1 : close]) + "]")
+                i = close
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return re.compile("^" + "".join(out) + "$", re.M)
+
+
+def glob_command(pattern: str) -> str | None:
+    """The command a globbed path such as `/b??/c?t` expands to, if it names one."""
+    rx = _glob_regex(pattern.lower())
+    m = rx.search(_GLOB_TARGETS) if rx else None
+    return m.group(0).rsplit("/", 1)[1] if m else None
+
+
+def _globbed_sensitive_file(tail: str) -> bool:
+    m = _GLOB_ARG_RE.match(tail)
+    if not m or not any(c in m.group(1) for c in "?*["):
+        return False
+    rx = _glob_regex(m.group(1).lower())
+    return bool(rx and rx.search(_SENSITIVE_FILES))
+
+
+# ---------------------------------------------------------------- rewritings judged again
+# a=c;b=at;$a$b: the shell's own variables, assigned then used
+_ASSIGN_RE = re.compile(r"(?:^|[;&|\n\s`(])([a-z_]\w{0,15})=([\w./\-]{0,32})(?=[;&|\n\s])", re.I)
+_VAR_RE = re.compile(r"\$\{?([a-z_]\w{0,15})\}?", re.I)
+MAX_ASSIGNMENTS = 16
+# cmd.exe: variables a command line is made of, and their substrings (%comspec:~-7,3%)
+_WINDOWS_VARS = {"comspec": "cmd", "systemroot": "c:\\windows", "windir": "c:\\windows",
+                 "programfiles": "c:\\progra~1"}
+_WINDOWS_VAR_RE = re.compile(r"%(comspec|systemroot|windir|programfiles)%", re.I)
+_WINDOWS_SUBSTRING_RE = re.compile(r"%[a-z_]\w{0,30}:~-?\d+(?:,-?\d+)?%", re.I)
+_CARET_RE = re.compile(r"\^(?=\S)")
+_CMD_SWITCH_RE = re.compile(r"(?:^|[\s;&|(\\/\"'])cmd(?:\.exe)?\s*/[ckr]\s*\S", re.I)
+# PowerShell: cmdlets and .NET calls a command line is made of
+_POWERSHELL_RE = re.compile(
+    r"(?:^|[\s;&|(`'\"{])(?:(?:invoke-(?:expression|webrequest|restmethod|command|item|wmimethod|shellcode|mimikatz)"
+    r"|start-process|new-object|get-content|set-content|add-content|get-childitem|remove-item|copy-item|out-file"
+    r"|get-process|stop-process|get-wmiobject|get-ciminstance|get-itemproperty|set-itemproperty|get-localuser"
+    r"|start-bitstransfer|set-executionpolicy|add-mppreference|iex|iwr|irm|gci|sal)(?:\s+(?:-\w|[\"'$(\[]|[a-z]:\\|/|\w+://|net\.webclient|system\.)|\s*\()"
+    r"|\.downloadstring\s*\(|\.downloadfile\s*\(|\[convert\]::frombase64string\s*\(|\[system\.(?:io|net|diagnostics|reflection)\.\w+"
+    r"|\bpowershell(?:\.exe)?\s+-\w|\bpwsh(?:\.exe)?\s+-\w)",
+    re.I,
+)
+
+
+def _with_variables(value: str) -> str | None:
+    """`value` with the variables it assigns itself substituted (None when it assigns none)."""
+    assigned = dict(_ASSIGN_RE.findall(value)[:MAX_ASSIGNMENTS])
+    if not assigned:
+        return None
+    return _VAR_RE.sub(lambda m: assigned.get(m.group(1), m.group(0)), value)
+
+
+def _windows(value: str) -> str | None:
+    """A cmd.exe command line with its escapes removed and its variables expanded; None when
+    it has neither."""
+    if "^" not in value and "%" not in value:
+        return None
+    text = _CARET_RE.sub("", value) if "^" in value else value
+    if "%" in text:
+        text = _WINDOWS_VAR_RE.sub(lambda m: _WINDOWS_VARS[m.group(1).lower()], text)
+    return text if text != value else None
+
+
+def _windows_rule(value: str) -> str | None:
+    if "%" in value and len(_WINDOWS_SUBSTRING_RE.findall(value)) >= 2:
+        return "env-substring"  # %comspec:~-16,1%%comspec:~-1%...: a command spelled from variables
+    if _CMD_SWITCH_RE.search(value):
+        return "cmd-switch"
+    if _POWERSHELL_RE.search(value):
+        return "powershell"
     return None
 
 
@@ -149,8 +288,19 @@ def detect_shell(value: str, kind: str = "query", out_of_time: Callable[[], bool
 def _detect_window(value: str, kind: str, start: int, owned: int) -> str | None:
     rule = _judge(value, kind, start == 0, owned)
     if rule is None and "$" in value:
-        # $u, $aaaa: unset variables expand to nothing (`/bin$u/cat /etc$u/passwd`)
-        stripped = _EMPTY_VAR_RE.sub("", value)
-        if stripped != value:
-            rule = _judge(stripped, kind, start == 0, owned)
+        if "=" in value:
+            assigned = _with_variables(value)
+            if assigned is not None and assigned != value:
+                rule = _judge(assigned, kind, start == 0, owned)
+        if rule is None:
+            # $u, $aaaa: unset variables expand to nothing (`/bin$u/cat /etc$u/passwd`)
+            stripped = _EMPTY_VAR_RE.sub("", value)
+            if stripped != value:
+                rule = _judge(stripped, kind, start == 0, owned)
+    if rule is None and ("^" in value or "%" in value):
+        windows = _windows(value)
+        if windows is not None:
+            rule = _judge(windows, kind, start == 0, owned)
+    if rule is None:
+        rule = _windows_rule(_windows(value) or value)
     return rule
