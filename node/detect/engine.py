@@ -77,6 +77,9 @@ _MIB = 1024 * 1024
 # its time budget
 MIN_JUDGED_CHARS = 4 * 1024
 UNVERIFIED_SCORE = 5
+# a detector's verdict on a value this short serves every pre-filter of that detector (no
+# analyser window is narrower: the verdict did not depend on which signature gated it)
+MEMO_CHARS = 1024
 # values made only of these characters cannot carry an attack (and are most of the traffic)
 _SAFE_RE = re.compile(r"[\w\-.]*")
 _SAFE_ASCII = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-."
@@ -451,13 +454,19 @@ class Engine:
         sigs = self.request_sigs.signatures
         by_type: dict[str, list[list]] = {}
         texts: list[str] | None = None
+        verdicts: dict[str, str | None] = {}
         for idx in sorted(hits):
             sig = sigs[idx]
             if not sig.applies_to(kind, location):
                 continue
             rule_id, score = sig.id, sig.score
             if sig.detector:
-                if self._budget <= 0:
+                if sig.detector in verdicts:  # several pre-filters of one detector: judged once
+                    rule = verdicts[sig.detector]
+                    if not rule:
+                        continue
+                    rule_id = f"{sig.id}.{rule}"
+                elif self._budget <= 0:
                     run.cut("budget")
                     rule_id, score = f"{sig.id}.unverified", UNVERIFIED_SCORE
                 else:
@@ -471,6 +480,9 @@ class Engine:
                         rule = judge(text, kind, run.check_time, gate)
                         if rule or run.stopped:
                             break
+                    if not run.stopped and all(len(text) <= MEMO_CHARS for text in texts):
+                        # a longer value is judged in the windows this signature matches only
+                        verdicts[sig.detector] = rule
                     if not rule:
                         continue
                     rule_id = f"{sig.id}.{rule}"

@@ -13,23 +13,25 @@ The parser is a small recursive descent over `filter = "(" ( ("&"|"|") filter* |
 attr op value ) ")"`, with `op` one of `= ~= >= <= :=` and extensible matches; lenient as
 servers are (spaces around parts, a missing close at the end of the text). `(a)(b)(c)`,
 `f(x) = x * (x + 1)` and `great :))` are no filters. Linear: no backtracking, one pass per
-start position tried, bounded nesting (MAX_DEPTH) and window (MAX_LEN).
+opening tried and no opening inside what an earlier parse read tried again, nesting bounded
+(MAX_DEPTH).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
-from node.detect.windows import Gate, judge_windows, normalise
+from node.detect.candidates import first_rule
+from node.detect.windows import Gate, normalise
 
-MAX_LEN = 1024
 MAX_DEPTH = 16
 # attribute description: a name or an OID, options after ';', or an extensible match's ':dn:rule'
 _ATTR_RE = re.compile(r"\s*(?:[a-z][\w\-]*|\d+(?:\.\d+)+)(?:;[\w\-]+)*(?::dn)?(?::[\w.\-]+)?\s*(?:[~<>:]?=)", re.I)
 # a value: anything but the characters RFC 4515 makes escape (lenient on spaces)
 _VALUE_RE = re.compile(r"[^()\x00]*")
 _COMPOSITE_RE = re.compile(r"\(\s*[&|!]\s*\(")
+_BREAKOUT_RE = re.compile(r"\)[\s)]*\(")
 
 
 class _Parse:
@@ -100,55 +102,67 @@ def _whole_filter(text: str) -> bool:
     return end >= len(stripped.rstrip(")")) and parse.items >= 1 and (parse.composites or parse.presence) > 0
 
 
-def _breakout(text: str) -> str | None:
-    """Placed in `(x=TEXT)`: does it close that item and go on with filter syntax?"""
-    close = text.find(")")
-    if close < 0:
-        return None
-    i, n = close + 1, len(text)
-    while i < n and text[i] in ") ":
-        i += 1
-    if i >= n or text[i] != "(":
-        return None
-    parse = _Parse(text)
-    end = parse.filter(i)
-    if end < 0:
-        # lenient servers: '((|attr=*)': one stray '(' before a filter
-        if text[i + 1:i + 2] == "(" and parse.filter(i + 1) >= 0 and parse.items:
+class _Reader:
+    """Parses filters of one text from the openings a pattern finds, each part of the text
+    once: an opening inside what an earlier parse read was read by it (`reach`), so the
+    parses together cost one pass."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.reach = -1
+
+    def openings(self, pattern: re.Pattern[str]) -> Iterator[re.Match[str]]:
+        self.reach = -1
+        for m in pattern.finditer(self.text):
+            if m.start() >= self.reach:
+                yield m
+
+    def parse(self, start: int) -> tuple[_Parse, int]:
+        parse = _Parse(self.text)
+        end = parse.filter(start)
+        self.reach = max(self.reach, parse.reach)
+        return parse, end
+
+    def breakout(self, m: re.Match[str]) -> str | None:
+        """At `m`, a ')' then a '(': placed in `(x=TEXT)`, does the value close its item there
+        and go on with filter syntax of its own?"""
+        text = self.text
+        start = m.end() - 1
+        parse, end = self.parse(start)
+        if end < 0:
+            # lenient servers: '((|attr=*)': one stray '(' before a filter
+            if text[start + 1:start + 2] == "(":
+                inner, inner_end = self.parse(start + 1)
+                if inner_end >= 0 and inner.items:
+                    return "filter-breakout"
+            return None
+        star = "*" in text[max(0, m.start() - 64):end]
+        if parse.composites or parse.presence or parse.items > 1 or star:
             return "filter-breakout"
         return None
-    if parse.composites or parse.presence or parse.items > 1 or "*" in text:
-        return "filter-breakout"
-    return None
+
+    def composite(self, m: re.Match[str]) -> str | None:
+        """At `m`, '(&(' '(|(' or '(!(': a whole filter of the value's own."""
+        parse, end = self.parse(m.start())
+        return "filter" if end >= 0 and parse.items >= 1 else None
 
 
-def judge(text: str) -> str | None:
+def judge(text: str, out_of_time: Callable[[], bool] | None = None) -> str | None:
     if "(" not in text:
         return None  # '*))' and a NUL: the normalised text has no NUL left (ldapi signature)
-    rule = _breakout(text)
-    if rule:
-        return rule
-    # a whole filter, or one that starts within the value: '(&(' '(|(' '(!('
-    reach = -1
-    for m in _COMPOSITE_RE.finditer(text):
-        if m.start() <= reach:
-            continue  # inside a filter already read from an earlier start
-        parse = _Parse(text)
-        if parse.filter(m.start()) >= 0 and parse.items >= 1:
-            return "filter"
-        reach = parse.reach
-    if text.lstrip().startswith("(") and _whole_filter(text):
-        return "filter"
-    return None
-
-
-def _detect_window(text: str, _start: int = 0, _owned: int = 0) -> str | None:
-    return judge(text)
+    reader = _Reader(text)
+    rule = first_rule(reader.openings(_BREAKOUT_RE), reader.breakout, out_of_time)
+    if rule is None:
+        rule = first_rule(reader.openings(_COMPOSITE_RE), reader.composite, out_of_time)
+    if rule is None and text.lstrip().startswith("(") and _whole_filter(text):
+        rule = "filter"
+    return rule
 
 
 def detect_ldapi(value: str, kind: str = "query", out_of_time: Callable[[], bool] | None = None,
                  gate: Gate | None = None) -> str | None:
-    """A rule name if `value`, placed in an LDAP filter, changes the filter's structure."""
+    """A rule name if `value`, placed in an LDAP filter, changes the filter's structure (the
+    whole value, opening by opening: no windows, `gate` is not needed)."""
     if ")" not in value and "(" not in value:
         return None
-    return judge_windows(normalise(value), MAX_LEN, _detect_window, out_of_time, gate)
+    return judge(normalise(value), out_of_time)

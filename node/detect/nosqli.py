@@ -12,8 +12,7 @@ in prose, `cost $gt 5` and shell `$where_var` pass.
 A `$where` (or `$function`, `$accumulator`) operand is JavaScript run by the server: with
 `sleep(`, `this.`, `return`, `function`, `==` or `||` in it, it is reported as such.
 
-Linear: one `finditer` of `$word` over a window of at most MAX_LEN characters, and a constant
-look around each hit.
+Linear: one `finditer` of `$word` over the value, and a bounded look around each hit.
 """
 
 from __future__ import annotations
@@ -21,9 +20,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from node.detect.windows import Gate, judge_windows, normalise
+from node.detect.candidates import first_rule
+from node.detect.windows import Gate, normalise
 
-MAX_LEN = 2048
 OPERATORS = frozenset(
     "eq ne gt gte lt lte in nin and or not nor exists type expr jsonschema mod regex options text "
     "search where geointersects geowithin near nearsphere all elemmatch size bitsallset bitsanyset "
@@ -60,33 +59,29 @@ def _after(text: str, end: int) -> str:
     return text[i] if i < n else "\n"
 
 
-def judge(text: str, kind: str) -> str | None:
-    for m in _OPERATOR_RE.finditer(text):
-        op = m.group(1).lower()
-        if op not in OPERATORS:
-            continue
-        before, after = _before(text, m.start()), _after(text, m.end())
-        if after == "." and before in _KEY_BEFORE:
-            after = ":"  # user.$ne.x: a segment of a dotted path
-        if before not in _KEY_BEFORE or after not in _KEY_AFTER:
-            continue
-        if after == "=" and before == "{":
-            continue  # ${where=...}: a template, not a key
-        if op in _JS_OPERATORS and _JS_RE.search(text, m.end(), m.end() + 400):
-            return "js-operator"
-        if after == "\n" and before == "\n" and kind != "key":
-            continue  # a value that is nothing but "$ne": a price tag or a variable, not a key
-        return "operator-key" if kind == "key" else "operator"
-    return None
-
-
-def _detect_window(kind: str) -> Callable[[str, int, int], str | None]:
-    return lambda text, _start, _owned: judge(text, kind)
+def judge_operator(text: str, m: re.Match[str], kind: str) -> str | None:
+    op = m.group(1).lower()
+    if op not in OPERATORS:
+        return None
+    before, after = _before(text, m.start()), _after(text, m.end())
+    if after == "." and before in _KEY_BEFORE:
+        after = ":"  # user.$ne.x: a segment of a dotted path
+    if before not in _KEY_BEFORE or after not in _KEY_AFTER:
+        return None
+    if after == "=" and before == "{":
+        return None  # ${where=...}: a template, not a key
+    if op in _JS_OPERATORS and _JS_RE.search(text, m.end(), m.end() + 400):
+        return "js-operator"
+    if after == "\n" and before == "\n" and kind != "key":
+        return None  # a value that is nothing but "$ne": a price tag or a variable, not a key
+    return "operator-key" if kind == "key" else "operator"
 
 
 def detect_nosqli(value: str, kind: str = "query", out_of_time: Callable[[], bool] | None = None,
                   gate: Gate | None = None) -> str | None:
-    """A rule name if a MongoDB query operator stands in a key position of `value`."""
+    """A rule name if a MongoDB query operator stands in a key position of `value` (the whole
+    value, `$word` by `$word`: no windows, `gate` is not needed)."""
     if "$" not in value:
         return None
-    return judge_windows(normalise(value), MAX_LEN, _detect_window(kind), out_of_time, gate)
+    text = normalise(value)
+    return first_rule(_OPERATOR_RE.finditer(text), lambda m: judge_operator(text, m, kind), out_of_time)

@@ -59,7 +59,7 @@ _CMD_RE = re.compile(
     r"((?:/[\w.\-?*]*(?:\[[\w\-]{1,8}\][\w.\-?*]*)*)*/)?"
     # the name, with what the shell removes inside it: \\, '', "", 'x', "x", $@, ${x}, cmd's ^,
     # and glob characters that the shell expands (c?t, ca[t])
-    r"((?:[a-z0-9_.\-]|\\(?=[a-z])(?!n(?![a-z]))|''|\"\"|'[a-z0-9_.\-]{1,12}'|\"[a-z0-9_.\-]{1,12}\"|\^(?=[a-z\"])"
+    r"((?:[a-z0-9_.\-]|\\(?=[a-z])(?!n(?![a-z\\]))|''|\"\"|'[a-z0-9_.\-]{1,12}'|\"[a-z0-9_.\-]{1,12}\"|['\"](?=[a-z0-9])|\^(?=[a-z\"])"
     r"|\$@|\$\{?\w?\}?(?=[a-z])|[?*]|\[[a-z0-9\-]{1,8}\])+)",
     re.I,
 )
@@ -143,7 +143,7 @@ def _judge(value: str, kind: str, value_start: bool = True, owned: int | None = 
         arg = _ARG_RE.match(tail)
         if opener == "{" or value[m.start(1 if m.group(1) else 2) - 1 : m.start(1 if m.group(1) else 2)] == "{":
             # {cat,/etc/passwd}: brace expansion makes the words a command line
-            if tail[:1] == "," and _ARG_RE.match(tail):
+            if tail[:1] == "," and (_ARG_RE.match(tail) or (name in _DISTINCT and tail[1:2].isalnum())):
                 return "brace-expansion"
             if opener == "{":
                 continue
@@ -238,12 +238,15 @@ _CARET_RE = re.compile(r"\^(?=\S)")
 _CMD_SWITCH_RE = re.compile(r"(?:^|[\s;&|(\\/\"'])cmd(?:\.exe)?\s*/[ckr]\s*\S", re.I)
 # PowerShell: cmdlets and .NET calls a command line is made of
 _POWERSHELL_RE = re.compile(
-    r"(?:^|[\s;&|(`'\"{])(?:(?:invoke-(?:expression|webrequest|restmethod|command|item|wmimethod|shellcode|mimikatz)"
+    # cmdlets no prose uses, with anything after them
+    r"(?:^|[\s;&|(`'\"{])(?:invoke-(?:expression|webrequest|restmethod|command|item|wmimethod|shellcode|mimikatz)"
     r"|start-process|new-object|get-content|set-content|add-content|get-childitem|remove-item|copy-item|out-file"
-    r"|get-process|stop-process|get-wmiobject|get-ciminstance|get-itemproperty|set-itemproperty|get-localuser"
-    r"|start-bitstransfer|set-executionpolicy|add-mppreference|iex|iwr|irm|gci|sal)(?:\s+(?:-\w|[\"'$(\[]|[a-z]:\\|/|\w+://|net\.webclient|system\.)|\s*\()"
+    r"|stop-process|get-wmiobject|get-ciminstance|get-itemproperty|set-itemproperty|get-localuser"
+    r"|start-bitstransfer|set-executionpolicy|add-mppreference)(?:\s+[\w\"'$(\[./\\-]|\s*[(|;])"
+    # aliases and common cmdlets: only with an argument that looks like one
+    r"|(?:^|[\s;&|(`'\"{])(?:iex|iwr|irm|gci|sal|get-process)(?:\s+(?:-\w|[\"'$(\[]|[a-z]:\\|/|\w+://|net\.webclient|system\.)|\s*\()"
     r"|\.downloadstring\s*\(|\.downloadfile\s*\(|\[convert\]::frombase64string\s*\(|\[system\.(?:io|net|diagnostics|reflection)\.\w+"
-    r"|\bpowershell(?:\.exe)?\s+-\w|\bpwsh(?:\.exe)?\s+-\w)",
+    r"|\bpowershell(?:\.exe)?\s+-\w|\bpwsh(?:\.exe)?\s+-\w",
     re.I,
 )
 
@@ -267,12 +270,23 @@ def _windows(value: str) -> str | None:
     return text if text != value else None
 
 
+# words one of which _POWERSHELL_RE needs: substring tests (C speed) before the regex, which
+# tries its alternatives at every position
+_POWERSHELL_WORDS = (
+    "invoke-", "start-process", "new-object", "-content", "get-childitem", "remove-item", "copy-item", "out-file",
+    "stop-process", "get-wmiobject", "get-ciminstance", "-itemproperty", "get-localuser", "start-bitstransfer",
+    "set-executionpolicy", "add-mppreference", "get-process", "iex", "iwr", "irm", "gci", "sal", ".download",
+    "frombase64string", "[system.", "powershell", "pwsh",
+)
+
+
 def _windows_rule(value: str) -> str | None:
-    if "%" in value and len(_WINDOWS_SUBSTRING_RE.findall(value)) >= 2:
+    if "%" in value and ":~" in value and len(_WINDOWS_SUBSTRING_RE.findall(value)) >= 2:
         return "env-substring"  # %comspec:~-16,1%%comspec:~-1%...: a command spelled from variables
-    if _CMD_SWITCH_RE.search(value):
+    low = value.lower()
+    if "cmd" in low and _CMD_SWITCH_RE.search(value):
         return "cmd-switch"
-    if _POWERSHELL_RE.search(value):
+    if any(word in low for word in _POWERSHELL_WORDS) and _POWERSHELL_RE.search(value):
         return "powershell"
     return None
 

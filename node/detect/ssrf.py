@@ -30,9 +30,9 @@ import re
 import unicodedata
 from collections.abc import Callable
 
-from node.detect.windows import Gate, judge_windows, normalise
+from node.detect.candidates import first_rule
+from node.detect.windows import Gate, normalise
 
-MAX_LEN = 2048
 # scheme://[userinfo@]host[:port][/path]; the host may be bracketed IPv6
 _URL_RE = re.compile(
     r"([a-z][a-z0-9+.\-]{0,15}):/{1,3}(?:[^\s/?#@\"'<>\\]*+@)?(\[[^\]\s/]{1,80}\]|[^\s/?#:\"'<>\\]{0,255})(?::(\d{0,6}))?([^\s\"'<>]{0,64})",
@@ -116,6 +116,7 @@ def _classify_v6(addr: ipaddress.IPv6Address) -> str | None:
 
 def classify_host(host: str) -> tuple[str | None, bool]:
     """("metadata" | "internal" | None, whether the host was written the usual way)."""
+    written = host.lower()
     if not host.isascii():
         host = unicodedata.normalize("NFKC", host)
     host = host.lower().rstrip(".")
@@ -138,7 +139,7 @@ def classify_host(host: str) -> tuple[str | None, bool]:
     if number is not None and number < 2 ** 32:
         addr = ipaddress.IPv4Address(number)
         # 0.0.0.0 reaches the local host on Linux: a loopback spelled to pass filters
-        return _classify_v4(addr), str(addr) == host and number != 0
+        return _classify_v4(addr), str(addr) == written and number != 0
     wildcard = _WILDCARD_DNS_RE.match(host)
     if wildcard:
         # app.10.0.0.1.nip.io, 10-0-0-1.nip.io, 7f000001.sslip.io: the address is the last labels
@@ -168,16 +169,12 @@ def judge_url(scheme: str, host: str, port: str | None, path: str) -> str | None
     return None
 
 
-def _detect_window(text: str, _start: int = 0, _owned: int = 0) -> str | None:
-    for m in _URL_RE.finditer(text):
-        scheme, host, port, path = m.groups()
-        rule = judge_url(scheme, host, port, path)
-        if rule:
-            return rule
-    return None
+def _judge_match(m: re.Match[str]) -> str | None:
+    return judge_url(*m.groups())
 
 
 def detect_ssrf(value: str, kind: str = "query", out_of_time: Callable[[], bool] | None = None,
                 gate: Gate | None = None) -> str | None:
-    """A rule name if a URL in `value` points at a metadata service or, suspiciously, inside."""
-    return judge_windows(normalise(value), MAX_LEN, _detect_window, out_of_time, gate)
+    """A rule name if a URL in `value` points at a metadata service or, suspiciously, inside.
+    The whole value, URL by URL (no windows: `gate` is not needed)."""
+    return first_rule(_URL_RE.finditer(normalise(value)), _judge_match, out_of_time)

@@ -16,7 +16,7 @@ The document's declarations are read, not searched for words:
   (`order.xsd`) pass.
 
 An ordinary SOAP envelope (namespaces, no DOCTYPE) passes. Linear: a few `finditer` passes
-over a window of at most MAX_LEN characters with bounded literal lengths.
+over the value, each match of bounded length (literals of at most 2,000 characters).
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from node.detect.candidates import first_rule
 from node.detect.ssrf import classify_host
-from node.detect.windows import Gate, judge_windows, normalise
+from node.detect.windows import Gate, normalise
 
-MAX_LEN = 4096
 _ENTITY_RE = re.compile(r"<!entity\s+(%\s*)?[\w.:\-]+\s*(?:(system|public)\b|([\"'])([^\"']{0,2000})\3)?", re.I)
 _DOCTYPE_RE = re.compile(
     r"<!doctype\s+[\w.:\-]+\s+(?:system\s*([\"'])([^\"'>]{0,500})\1|public\s*([\"'])[^\"'>]{0,500}\3\s*([\"'])([^\"'>]{0,500})\4)",
@@ -61,43 +61,46 @@ def _dangerous_location(location: str) -> bool:
     return verdict is not None or host not in _SCHEMA_HOSTS
 
 
-def judge(text: str) -> str | None:
-    lower = text.lower()
-    if "<!" in text:
-        for m in _ENTITY_RE.finditer(text):
-            if m.group(1):
-                return "parameter-entity"
-            if m.group(2):
-                return "external-entity"
-            if m.group(4) and _ENTITY_REF_RE.search(m.group(4)):
-                return "entity-expansion"
-        for m in _DOCTYPE_RE.finditer(text):
-            uri = m.group(2) if m.group(2) is not None else m.group(5)
-            if uri and not _W3C_DTD_RE.match(uri.strip()):
-                return "external-dtd"
-    if "include" in lower:
-        prefixes = {(p or "").lower() for p in _XINCLUDE_NS_RE.findall(text)}
-        for m in _INCLUDE_RE.finditer(text):
-            prefix = m.group(1).lower()
-            if prefix == "xi" or prefix in prefixes:
-                return "xinclude"
-    if "schemalocation" in lower:
-        for m in _SCHEMA_RE.finditer(text):
-            if m.group(2) is not None:  # noNamespaceSchemaLocation: one location
-                locations = [m.group(2).strip()]
-            else:  # schemaLocation: namespace / location pairs
-                locations = m.group(4).split()[1::2]
-            if any(_dangerous_location(loc) for loc in locations):
-                return "schema-location"
+def _entity(m: re.Match[str]) -> str | None:
+    if m.group(1):
+        return "parameter-entity"
+    if m.group(2):
+        return "external-entity"
+    if m.group(4) and _ENTITY_REF_RE.search(m.group(4)):
+        return "entity-expansion"
     return None
 
 
-def _detect_window(text: str, _start: int = 0, _owned: int = 0) -> str | None:
-    return judge(text)
+def _doctype(m: re.Match[str]) -> str | None:
+    uri = m.group(2) if m.group(2) is not None else m.group(5)
+    return "external-dtd" if uri and not _W3C_DTD_RE.match(uri.strip()) else None
+
+
+def _schema(m: re.Match[str]) -> str | None:
+    if m.group(2) is not None:  # noNamespaceSchemaLocation: one location
+        locations = [m.group(2).strip()]
+    else:  # schemaLocation: namespace / location pairs
+        locations = m.group(4).split()[1::2]
+    return "schema-location" if any(_dangerous_location(loc) for loc in locations) else None
+
+
+def judge(text: str, out_of_time: Callable[[], bool] | None = None) -> str | None:
+    lower = text.lower()
+    rule = None
+    if "<!" in text:
+        rule = first_rule(_ENTITY_RE.finditer(text), _entity, out_of_time) or \
+            first_rule(_DOCTYPE_RE.finditer(text), _doctype, out_of_time)
+    if rule is None and "include" in lower:
+        prefixes = {"xi"} | {(p or "").lower() for p in _XINCLUDE_NS_RE.findall(text)}
+        rule = first_rule(_INCLUDE_RE.finditer(text),
+                          lambda m: "xinclude" if m.group(1).lower() in prefixes else None, out_of_time)
+    if rule is None and "schemalocation" in lower:
+        rule = first_rule(_SCHEMA_RE.finditer(text), _schema, out_of_time)
+    return rule
 
 
 def detect_xxe(value: str, kind: str = "body", out_of_time: Callable[[], bool] | None = None,
                gate: Gate | None = None) -> str | None:
     """A rule name if the XML in `value` declares or pulls in something its parser would fetch
-    or expand."""
-    return judge_windows(normalise(value), MAX_LEN, _detect_window, out_of_time, gate)
+    or expand (the whole value: a few regex passes, no windows, `gate` is not needed)."""
+    return judge(normalise(value), out_of_time)
