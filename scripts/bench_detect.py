@@ -5,6 +5,7 @@ side with ModSecurity v3 + OWASP CRS (the field's yardstick) on the very same re
   python scripts/bench_detect.py [CORPUS.jsonl.gz ...] [--peer modsecurity] [--paranoia N]
                                  [--json FILE] [--plot FILE.png] [--limit N] [--benign-only]
                                  [--hostile [--repeat N]] [--no-progress]
+                                 [--own [FILE] [--own-per-cell N]]
 
 Input: corpus files in the ../shared/corpus format (gzip'd JSON lines {"id", "source",
 "label", "class", "method", "uri", "headers", "body_b64"}); with none, the project's own
@@ -26,6 +27,13 @@ both, alternating which goes first), so machine load drifts over both alike and 
 ratio is meaningful on a shared machine, while each engine runs warm, request after request,
 as in its own server (request-by-request turns let each engine evict the other's CPU caches:
 on this machine that doubled the node's median).
+
+--own judges the project's own corpus (scripts/owncorpus, issue 14: every attack class's grammar
+in GoTestWAF's placements x encodings, and benign look-alikes): FILE as scripts/gen_corpus.py
+writes it, or generated on the fly without one; --own-per-cell N keeps at most N attacks of
+each class x placement x encoding cell (the same ones every run). Its report, per engine:
+attacks blocked per class x placement x encoding ('!' on a cell of >= 20 cases under 98%) and
+benign blocked per placement, in the text output and under "own" in --json.
 
 --hostile also times a hostile-input suite (huge nesting, 1 MB values, thousands of
 parameters, deep encodings, regex-bomb shapes), --repeat times each, in the node's engine
@@ -65,6 +73,7 @@ if str(REPO) not in sys.path:  # the own cases' loader lives in tests/support
     sys.path.insert(0, str(REPO))
 
 from tests.support.cases import LabelledRequest, labelled_cases
+from owncorpus.report import format_own, own_report
 
 if TYPE_CHECKING:
     from peers.modsecurity import ModSecurityPeer
@@ -86,15 +95,47 @@ def record_message(rec: dict) -> RequestMessage:
     return RequestMessage(rec["method"], rec["uri"], headers, base64.b64decode(rec.get("body_b64") or ""))
 
 
+def labelled(rec: dict) -> LabelledRequest:
+    return LabelledRequest(rec["id"], rec["source"], rec["label"], rec.get("class") or "", record_message(rec),
+                           rec.get("placement") or "", rec.get("encoding") or "")
+
+
 def load_corpus(paths: Iterable[Path]) -> list[LabelledRequest]:
     out: list[LabelledRequest] = []
     for path in paths:
         with gzip.open(path, "rt", encoding="utf-8") as f:
             for line in f:
                 if line.strip():
-                    rec = json.loads(line)
-                    out.append(LabelledRequest(rec["id"], rec["source"], rec["label"], rec.get("class") or "",
-                                               record_message(rec)))
+                    out.append(labelled(json.loads(line)))
+    return out
+
+
+OWN = "own"
+
+
+def load_own(path: str) -> list[LabelledRequest]:
+    """The own corpus: from the file scripts/gen_corpus.py wrote, or generated now ("")."""
+    if path:
+        return load_corpus([Path(path)])
+    from owncorpus.render import records as own_records
+
+    return [labelled(rec) for rec in own_records()]
+
+
+def sample_cells(records: list[LabelledRequest], per_cell: int) -> list[LabelledRequest]:
+    """At most `per_cell` attacks of each own-corpus class x placement x encoding cell (the
+    same ones every run), every benign one, and every record of other sources."""
+    if not per_cell:
+        return records
+    cells: dict[tuple[str, str, str], list[LabelledRequest]] = defaultdict(list)
+    out: list[LabelledRequest] = []
+    for r in records:
+        if r.source == OWN and r.label == "attack":
+            cells[(r.cls, r.placement, r.encoding)].append(r)
+        else:
+            out.append(r)
+    for rs in cells.values():
+        out.extend(sorted(rs, key=lambda r: hashlib.sha256(r.id.encode()).digest())[:per_cell])
     return out
 
 
@@ -294,7 +335,8 @@ def slowest(records: list[LabelledRequest], t: Timings) -> list[dict]:
 
 def engine_report(records: list[LabelledRequest], t: Timings) -> dict:
     benign = [i for i, r in enumerate(records) if r.label == "benign"]
-    return {
+    own = [i for i, r in enumerate(records) if r.source == OWN]
+    out = {
         "sources": score_sources(records, t.blocked),
         "time_us": time_stats(t.wall_us),
         "cpu_us": time_stats(t.cpu_us),
@@ -303,6 +345,9 @@ def engine_report(records: list[LabelledRequest], t: Timings) -> dict:
         "requests": len(records),
         "slowest": slowest(records, t),
     }
+    if own:
+        out["own"] = own_report([records[i] for i in own], [t.blocked[i] for i in own])
+    return out
 
 
 RATIO_PREFIX = {"time_us": "", "benign_time_us": "benign_", "cpu_us": "cpu_", "benign_cpu_us": "benign_cpu_"}
@@ -427,6 +472,10 @@ def print_report(report: dict) -> None:
             worst = max(hostile["cases"].items(), key=lambda kv: kv[1]["max_us"])
             print(f"{n}: worst hostile request {us(hostile['worst_us'])} wall, {us(hostile['worst_cpu_us'])} CPU "
                   f"({worst[0]}); {len(hostile['cases'])} shapes")
+    for n in names:
+        if "own" in engines[n]:
+            print()
+            print(format_own(n, engines[n]["own"]))
     m = report["meta"]
     full = m["gc_pauses"].get("gen2")
     if full:
@@ -527,6 +576,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--block", type=int, default=200,
                     help="requests per engine turn when two engines run (default 200; 1 = request by request)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ap.add_argument("--own", nargs="?", const="", metavar="FILE",
+                    help="also judge the own corpus (scripts/gen_corpus.py's FILE, or generated now)")
+    ap.add_argument("--own-per-cell", type=int, default=0, metavar="N",
+                    help="at most N own-corpus attacks per class x placement x encoding cell")
     args = ap.parse_args(argv)
     if args.max_benign:
         args.benign_only, args.limit = True, args.max_benign
@@ -534,11 +587,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def load_records(args: argparse.Namespace) -> list[LabelledRequest]:
-    records = load_corpus(args.corpus) if args.corpus else labelled_cases()
+    if args.corpus:
+        records = load_corpus(args.corpus)
+    else:
+        records = [] if args.own is not None else labelled_cases()
+    if args.own is not None:
+        records += sample_cells(load_own(args.own), args.own_per_cell)
     if args.benign_only:
         records = [r for r in records if r.label == "benign"]
     records = sample(records, args.limit)
-    return [LabelledRequest(r.id, r.source, r.label, r.cls, as_sent(r.msg)) for r in records]
+    return [LabelledRequest(r.id, r.source, r.label, r.cls, as_sent(r.msg), r.placement, r.encoding)
+            for r in records]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -572,7 +631,9 @@ def main(argv: list[str] | None = None) -> int:
             "date": date,
             "machine": machine(),
             "python": platform.python_version(),
-            "corpus": [str(p) for p in args.corpus] or ["tests/cases"],
+            "corpus": ([str(p) for p in args.corpus] or ([] if args.own is not None else ["tests/cases"]))
+                      + ([f"own:{args.own or 'generated'}"] if args.own is not None else []),
+            "own_per_cell": args.own_per_cell or None,
             "requests": len(records),
             "limit": args.limit or None,
             "benign_only": args.benign_only,

@@ -14,21 +14,11 @@ import re
 import h11
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from node.http1server import HTTPServer, Incoming, Outgoing, ServerConnection
-from tests.support.inprocess_http1 import RecordingTransport
+from tests.support.inprocess_http1 import feed
 
 
 def ours(raw: bytes) -> tuple:
-    seen: list[Incoming] = []
-
-    def handler(incoming: Incoming) -> Outgoing:
-        seen.append(incoming)
-        return Outgoing(200, b"{}")
-
-    conn = ServerConnection(HTTPServer(handler, max_body=1 << 20))
-    transport = RecordingTransport()
-    conn.connection_made(transport)  # type: ignore[arg-type]
-    conn.data_received(raw)
+    seen, transport = feed(raw)
     if seen:
         m = seen[0]
         return ("ok", m.method, m.target, m.headers, m.body)

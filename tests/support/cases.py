@@ -166,6 +166,8 @@ class LabelledRequest:
     label: str  # "attack" | "benign"
     cls: str  # the attack type, or the benign group
     msg: RequestMessage
+    placement: str = ""  # GoTestWAF's placement and encoding, where the source says (own corpus)
+    encoding: str = ""
 
 
 def labelled_cases(source: str = "cases", encoded_source: str = "cases-encoded") -> list[LabelledRequest]:

@@ -37,3 +37,21 @@ class RecordingTransport:
 
     def resume_reading(self) -> None:
         self.reading = True
+
+
+def feed(raw: bytes, max_body: int = 1 << 20) -> tuple[list, RecordingTransport]:
+    """`raw` fed to a fresh ServerConnection at once: the requests its handler received (each
+    answered 200) and the transport (what the server wrote, e.g. a refusal)."""
+    from node.http1server import HTTPServer, Incoming, Outgoing, ServerConnection
+
+    seen: list[Incoming] = []
+
+    def handler(incoming: Incoming) -> Outgoing:
+        seen.append(incoming)
+        return Outgoing(200, b"{}")
+
+    conn = ServerConnection(HTTPServer(handler, max_body=max_body))
+    transport = RecordingTransport()
+    conn.connection_made(transport)  # type: ignore[arg-type]
+    conn.data_received(raw)
+    return seen, transport
