@@ -9,6 +9,10 @@ knows (`$ref`, `$id`, `$schema` of JSON Schema and `$5` prices are no operators)
 key position is checked by the characters around it, not by a word search: `price: $ne`
 in prose, `cost $gt 5` and shell `$where_var` pass.
 
+A value that breaks out of a string or number of a server-side JavaScript expression (`$where`,
+mapReduce) and goes on with JavaScript (`1'; return true; var x='`, `' || 'a'=='a`,
+`;this.password.length>0//`, `&& Object.keys(this)[0].match(...)`) is reported too.
+
 A `$where` (or `$function`, `$accumulator`) operand is JavaScript run by the server: with
 `sleep(`, `this.`, `return`, `function`, `==` or `||` in it, it is reported as such.
 
@@ -77,11 +81,26 @@ def judge_operator(text: str, m: re.Match[str], kind: str) -> str | None:
     return "operator-key" if kind == "key" else "operator"
 
 
+# JavaScript injected into a server-side expression (`$where: "this.user == '" + v + "'"`):
+# the value opens with at most a word and a quote, breaks out with ';' '||' '&&', and goes on
+# with JavaScript no form field holds. Anchored at the value's start: in free text the same
+# shapes are code snippets.
+_JS_BREAKOUT_RE = re.compile(
+    r"\s*[\w.\-]{0,32}['\"]?\s*(?:;|\|\||&&)\s*(?:return\s+)?"
+    r"(?:true\b|false\b|this\s*\.\s*\w|object\s*\.\s*(?:keys|values|entries)\s*\(|db\s*\.\s*\w|function\s*\(\s*\)\s*\{"
+    r"|while\s*\(\s*(?:true|1)\s*\)|sleep\s*\(\s*\d|tojson\s*\(|['\"]?\w{1,32}['\"]?\s*[=!]==?\s*['\"]?\w"
+    r"|\d+\s*[<>]=?\s*\d)",
+    re.I,
+)
+
+
 def detect_nosqli(value: str, kind: str = "query", out_of_time: Callable[[], bool] | None = None,
                   gate: Gate | None = None) -> str | None:
     """A rule name if a MongoDB query operator stands in a key position of `value` (the whole
     value, `$word` by `$word`: no windows, `gate` is not needed)."""
-    if "$" not in value:
-        return None
     text = normalise(value)
+    if kind not in ("key",) and _JS_BREAKOUT_RE.match(text):
+        return "js-breakout"
+    if "$" not in text:
+        return None
     return first_rule(_OPERATOR_RE.finditer(text), lambda m: judge_operator(text, m, kind), out_of_time)

@@ -45,14 +45,18 @@ _LOOKALIKES = str.maketrans({"\\": "/", "\uff0f": "/", "\u2215": "/", "\u2216": 
 # the name of a sensitive file or directory
 _ANCHOR_RE = re.compile(
     r"\.\.|%(?:2e|c0%ae|e0%80%ae|u002e|252e|c0%2e)|[\uff0e\u2024]|etc|proc|\.ini|windows|winnt|web-inf"
-    r"|\.ht|\.ssh|\.aws|\.bash_|\.docker|\.kube",
+    r"|\.ht|\.ssh|\.aws|\.bash_|\.docker|\.kube|inetpub|secrets|var[/\\]",
 )  # on lower-cased text: a case-sensitive search is several times faster
 _PARAMS_RE = re.compile(r";[^/]*")
 # files no request names by right: reached in any form, the value is an attack
 _ALWAYS = re.compile(
-    r"/(?:etc/(?:passwd|shadow|master\.passwd|sudoers|gshadow|security/opasswd)"
-    r"|proc/(?:self|\d+|thread-self)/(?:environ|cmdline|maps|mem|status|fd(?:/\d+)?|root|cwd|exe)"
-    r"|(?:boot|win|system)\.ini|windows/(?:system32|repair)/[^/]|winnt/"
+    r"/(?:etc/(?:passwd|shadow|master\.passwd|sudoers|gshadow|security/opasswd|group|hosts|issue|hostname|crontab"
+    r"|fstab|motd|resolv\.conf|environment|ssh/sshd?_config|my\.cnf|mysql/my\.cnf|nginx/nginx\.conf|httpd/conf/httpd\.conf"
+    r"|apache2?/(?:apache2|httpd)\.conf|php/[^/]+/[^/]+/php\.ini|php\.ini|redis/redis\.conf|shells|exports|inittab)"
+    r"|proc/(?:self|\d+|thread-self)/(?:environ|cmdline|maps|mem|status|fd(?:/\d+)?|root|cwd|exe|mounts)"
+    r"|proc/(?:version|cpuinfo|meminfo|mounts|net/(?:tcp|udp|arp|route|fib_trie)|sched_debug|kallsyms)"
+    r"|(?:var/)?run/secrets|var/log/(?:apache2?|httpd|nginx)/(?:access|error)[._]log|var/log/(?:auth\.log|secure|syslog|messages)"
+    r"|(?:boot|win|system)\.ini|windows/(?:system32|repair)/[^/]|winnt/|inetpub/wwwroot/web\.config"
     r"|web-inf/[^/]*\.xml|\.htpasswd|\.ssh/(?:id_\w+|authorized_keys|known_hosts)"
     r"|\.aws/credentials|\.bash_history|\.docker/config\.json|\.kube/config)(?:/|$)"
 )
@@ -107,6 +111,15 @@ def resolve(token: str) -> tuple[list[str], int, int]:
     return stack, climbed, popped
 
 
+_DISGUISE_RE = re.compile(r"(?<![:/\\])[/\\]{2,}(?!/)|^[/\\]{2}[^./\\]*[/\\]|[/\\]\.[/\\]|\$[/\\]|^[/\\]{2}\?")
+
+
+def _disguised(token: str) -> bool:
+    """Written the way no link is: '//var//log', '/./', '\\\\host\\c$\\', '\\\\?\\' (a URL's
+    'https://' or a protocol-relative '//cdn.example.com/' is not)."""
+    return _DISGUISE_RE.search(token) is not None
+
+
 def judge_token(token: str) -> str | None:
     if "/" not in token and "\\" not in token and "%" not in token and "\uff0f" not in token:
         return None
@@ -118,7 +131,7 @@ def judge_token(token: str) -> str | None:
     joined = "/" + "/".join(stack)
     if _ALWAYS.search(joined):
         return "sensitive-file"
-    if (climbed or popped) and _AFTER_CLIMB.search(joined):
+    if (climbed or popped or _disguised(token)) and _AFTER_CLIMB.search(joined):
         return "climb-to-sensitive"
     return None
 

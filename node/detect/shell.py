@@ -40,7 +40,7 @@ _DISTINCT = frozenset(
     "whoami uname ifconfig ipconfig netstat nslookup tracert systeminfo tasklist wget curl "
     "ncat netcat busybox powershell certutil bitsadmin wmic mkfifo socat getent printenv "
     "lsof strace crontab useradd uptime xterm nmap bash zsh ksh csh tcsh "
-    "dash ls id pwd ps dir".split()
+    "dash ls id pwd ps dir env mshta rundll32 regsvr32 cscript wscript msiexec certreq forfiles".split()
 )
 # a value that is nothing but one of these is a probe (`cmd=whoami`)
 ALONE_COMMANDS = _ALONE = frozenset("whoami ifconfig ipconfig systeminfo tasklist netstat uname printenv".split())
@@ -51,6 +51,9 @@ _SEP_RE = re.compile(r"(?:^|;|\|\|?|&&?|\n|\r|\\n|`|\$\(|\$\{ifs\}|\$ifs\b|\{(?=
 # in free text (JSON strings, bodies) a line break is just a line break
 _TEXT_SEP_RE = re.compile(r"(?:^|;|\|\|?|&&?|`|\$\(|\$\{ifs\}|\$ifs\b|\{(?=[a-z/\\'\"]))", re.I)
 TEXT_KINDS = frozenset({"json", "body", "multipart", "xml"})
+_TEXT_OR_LINE_SEP_RE = re.compile(r"(?:^|;|\|\|?|&&?|\n|\r|\\n|`|\$\(|\$\{ifs\}|\$ifs\b|\{(?=[a-z/\\'\"]))", re.I)
+# an argument no sentence has: an option, a path, a variable, a redirection, a lone number
+_STRONG_ARG_RE = re.compile(r"(?:\s|\$\{ifs\})+(?:-{1,2}[a-z]|/|\$|[a-z]:\\|[a-z]+://|[\w.\-]{1,64}\s?>{1,2}|\d+\s*(?:$|[;|&\n#]))", re.I)
 # a command word: optional junk a shell ignores ($u empty variables, quotes, braces, +),
 # shell keywords, optional path, letters with quoting tricks inside (c''at, c\at, c"a"t)
 _CMD_RE = re.compile(
@@ -67,7 +70,9 @@ _CMD_RE = re.compile(
 _ARG_RE = re.compile(
     # one separator unit per repetition (no nested quantifier: "\\s+" inside "(...)+" is
     # exponential on a long run of spaces); an option is `-x` or `--word`, not a markdown `-----`
-    r"""(?:\s|\$\{ifs\}|\$ifs\b|\$\{?\d\}?|<|,|%09|\+)+(?:-{1,2}\w|/|~|\$|['"`<>|&;]|\.{1,2}/|\d|[a-z]+://|\\|\{|%|[a-z]:\\)""",
+    r"""(?:\s|\$\{ifs\}|\$ifs\b|\$\{?\d\}?|<|,|%09|\+)+(?:-{1,2}\w|/|~|\$|['"`<>|&;]|\.{1,2}/|\d|[a-z]+://|\\|\{|%|[a-z]:\\"""
+    # a word written to a file: echo x>/var/www/x.php
+    r"""|[\w.\-]{1,64}\s?>{1,2}\s?[/\w])""",
     re.I,
 )
 # ... or nothing: the command ends the value or the pipeline
@@ -113,16 +118,38 @@ def _is_prose(value: str) -> bool:
     return len(_PROSE_WORD_RE.findall(value)) >= 4 and not _SHELL_META_RE.search(value)
 
 
+def _strong_line(value: str, at: int) -> bool:
+    """A line of free text starting at `at` is a command line (see _judge)."""
+    m = _CMD_RE.match(value, at)
+    if not m:
+        return False
+    name, hidden = _resolved(m.group(1), m.group(2))
+    if name not in _COMMANDS:
+        return False
+    tail = value[m.end() :]
+    if _STRONG_ARG_RE.match(tail):
+        return True
+    # a bare `id` or `ls` on a line of its own is a GraphQL field or a list item, not a command
+    return (hidden or m.group(1) is not None) and _END_RE.match(tail) is not None
+
+
 def _judge(value: str, kind: str, value_start: bool = True, owned: int | None = None) -> str | None:
     """The separators of `value` before `owned` (all by default), each with the rest of
     `value` after it; `value_start`: `value` starts the value (not a window inside it)."""
     has_sep = _QUICK_RE.search(value) is not None
     prose = None
-    seps = _TEXT_SEP_RE if kind in TEXT_KINDS else _SEP_RE
+    text = kind in TEXT_KINDS
+    seps = _TEXT_OR_LINE_SEP_RE if text else _SEP_RE
     for sep in seps.finditer(value):
         if owned is not None and sep.start() >= owned:
             break  # the next window judges it
         opener = sep.group(0)
+        if text and opener in ("\n", "\r", "\\n"):
+            # in free text a line break starts a command line only when what follows could
+            # be nothing else: an unmistakable command, or one with an unmistakable argument
+            if _strong_line(value, sep.end()):
+                return "separator-command"
+            continue
         at_start = sep.start() == 0 and opener == ""
         if at_start and not value_start:
             continue  # a window's first character is no command line's start

@@ -35,7 +35,9 @@ from node.detect.windows import Gate, normalise
 
 # scheme://[userinfo@]host[:port][/path]; the host may be bracketed IPv6
 _URL_RE = re.compile(
-    r"([a-z][a-z0-9+.\-]{0,15}):/{1,3}(?:[^\s/?#@\"'<>\\]*+@)?(\[[^\]\s/]{1,80}\]|[^\s/?#:\"'<>\\]{0,255})(?::(\d{0,6}))?([^\s\"'<>]{0,64})",
+    # scheme:// (or :/ :\\ as lenient parsers read it), or a protocol-relative //host
+    r"(?:([a-z][a-z0-9+.\-]{0,15}):[/\\]{1,3}|(?<![\w:/\\])()[/\\]{2})"
+    r"([^\s/\\?#@\"'<>]*+@)?(\[[^\]\s/]{1,80}\]|[^\s/\\?#:@\"'<>]{0,255})(?::(\d{0,6}))?([^\s\"'<>]{0,64})",
     re.I,
 )
 _FETCH_SCHEMES = frozenset("gopher dict ldap ldaps tftp file netdoc jar sftp ssh2 rtsp telnet smb php expect phar".split())
@@ -51,9 +53,9 @@ _WILDCARD_DNS_RE = re.compile(r"^(.*?)[.\-](?:nip\.io|xip\.io|sslip\.io|traefik\
 _INTERNAL_PORTS = frozenset({22, 23, 25, 111, 135, 139, 445, 2375, 2376, 2379, 3306, 4369, 5432, 5984, 6379,
                              6443, 8500, 9000, 9042, 9200, 9300, 10250, 10255, 11211, 15672, 27017, 50070})
 _ADMIN_PATH_RE = re.compile(
-    r"^/(?:admin|server-status|server-info|actuator|manager/html|jmx-console|console|_cat|_cluster|_nodes|"
-    r"latest/|computemetadata|metadata|v1/(?:secrets|kv|agent)|api/v1/(?:namespaces|pods|secrets)|debug/pprof|"
-    r"\.env|env\b|heapdump|jolokia|containers/json|info\b|stats\b)",
+    r"/(?:admin|actuator|server-status|server-info|manager/html|jmx-console|console|_cat|_cluster|_nodes|_all_dbs"
+    r"|latest/|computemetadata|metadata|openstack|meta[-_]data|v1/(?:secrets|kv|agent)|v2/keys|api/v1/(?:namespaces|pods|secrets)"
+    r"|pods|debug/pprof|\.env|env\b|heapdump|jolokia|containers/json|info\b|stats\b|solr/|druid/|phpmyadmin)",
     re.I,
 )
 _PART_RE = re.compile(r"0x[0-9a-f]*|0[0-7]*|[1-9]\d*", re.I)
@@ -130,7 +132,7 @@ def classify_host(host: str) -> tuple[str | None, bool]:
         embedded = _embedded_v4(addr6)
         if embedded is not None:  # ::ffff:7f00:1 is 127.0.0.1 spelled to slip past filters
             return _classify_v4(embedded), False
-        return _classify_v6(addr6), True
+        return _classify_v6(addr6), host[1:-1] == addr6.compressed
     if host in _METADATA_NAMES:
         return "metadata", True
     if host in _LOOPBACK_NAMES or host.endswith(".localhost"):
@@ -151,26 +153,29 @@ def classify_host(host: str) -> tuple[str | None, bool]:
     return None, True
 
 
-def judge_url(scheme: str, host: str, port: str | None, path: str) -> str | None:
+def judge_url(scheme: str | None, userinfo: str | None, host: str, port: str | None, path: str) -> str | None:
     verdict, usual = classify_host(host)
     if verdict is None:
         return None
     if verdict == "metadata":
         return "metadata"
-    if not usual:
+    if not usual or userinfo or host != host.lower():
+        # 0x7f.1, LOCALHOST, trusted.example@10.0.0.1: spelled to pass a filter
         return "obfuscated-internal"
+    scheme = scheme or ""
     scheme = scheme.lower()
     if scheme in _FETCH_SCHEMES or scheme == "ftp":
         return "scheme-internal"
     if port and port.isdigit() and int(port) in _INTERNAL_PORTS:
         return "internal-service"
-    if path and _ADMIN_PATH_RE.match(path):
+    if path and _ADMIN_PATH_RE.search(path):
         return "internal-admin"
     return None
 
 
 def _judge_match(m: re.Match[str]) -> str | None:
-    return judge_url(*m.groups())
+    scheme, _relative, userinfo, host, port, path = m.groups()
+    return judge_url(scheme, userinfo, host, port, path)
 
 
 def detect_ssrf(value: str, kind: str = "query", out_of_time: Callable[[], bool] | None = None,
