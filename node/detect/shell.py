@@ -75,6 +75,8 @@ _ARG_RE = re.compile(
     r"""|[\w.\-]{1,64}\s?>{1,2}\s?[/\w])""",
     re.I,
 )
+# in free text (JSON, XML, bodies) '+' is a plus and %09 is text: `& call +1 (555)` is a phone
+_TEXT_ARG_RE = re.compile(_ARG_RE.pattern.replace("|%09|\\+)+", ")+"), re.I)
 # ... or nothing: the command ends the value or the pipeline
 _END_RE = re.compile(r"\s*(?:$|[;|&`)\n\r<>]|\\n|#)", re.I)
 _QUICK_RE = re.compile(r"[;|&`\n\r]|\\n|\$\(|\$\{?ifs", re.I)
@@ -110,11 +112,15 @@ _WORD_ARG_RE = re.compile(r"\s+[\w.]")
 
 
 _PROSE_WORD_RE = re.compile(r"(?:^|\s)[a-z]{2,}(?=[\s,.:!?]|$)", re.I)
-_SHELL_META_RE = re.compile(r"[;|&$<>]")
+# shell characters that a sentence does not have (';' it has; '>' opens a quoted reply)
+_MARKUP_RE = re.compile(r"<[!?/]?[a-z][^<>\n]{0,256}>|<\?[^<>\n]{0,256}\?>", re.I)
+_SHELL_META_RE = re.compile(r"[|&$<]|(?<!^)(?<!\n)>")
 
 
 def _is_prose(value: str) -> bool:
     """Sentences with `code spans` in them (markdown), not a command line."""
+    if "<" in value:  # an XML or HTML document's text: its markup is no shell syntax
+        value = _MARKUP_RE.sub(" ", value)
     return len(_PROSE_WORD_RE.findall(value)) >= 4 and not _SHELL_META_RE.search(value)
 
 
@@ -167,7 +173,7 @@ def _judge(value: str, kind: str, value_start: bool = True, owned: int | None = 
         if name not in _COMMANDS:
             continue
         tail = value[m.end() :]
-        arg = _ARG_RE.match(tail)
+        arg = (_TEXT_ARG_RE if text else _ARG_RE).match(tail)
         if opener == "{" or value[m.start(1 if m.group(1) else 2) - 1 : m.start(1 if m.group(1) else 2)] == "{":
             # {cat,/etc/passwd}: brace expansion makes the words a command line
             if tail[:1] == "," and (_ARG_RE.match(tail) or (name in _DISTINCT and tail[1:2].isalnum())):
