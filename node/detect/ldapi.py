@@ -31,7 +31,9 @@ _ATTR_RE = re.compile(r"\s*(?:[a-z][\w\-]*|\d+(?:\.\d+)+)(?:;[\w\-]+)*(?::dn)?(?
 # a value: anything but the characters RFC 4515 makes escape (lenient on spaces)
 _VALUE_RE = re.compile(r"[^()\x00]*")
 _COMPOSITE_RE = re.compile(r"\(\s*[&|!]\s*\(")
-_BREAKOUT_RE = re.compile(r"\)[\s)]*\(")
+# a ')' then a '(' that opens something a filter can hold (the look-ahead keeps ')(' runs and
+# prose out of the Python loop)
+_BREAKOUT_RE = re.compile(r"\)[\s)]*\((?=\s*(?:[&|!(]|[a-z][\w\-;]*\s*[~<>:]?=|\d+(?:\.\d+)+\s*[~<>:]?=))", re.I)
 
 
 class _Parse:

@@ -30,7 +30,7 @@ from node.detect.windows import Gate, normalise
 # a run a path can be made of (quotes, spaces, '&', '?', '=' and friends end it)
 _TOKEN_RE = re.compile(r"[^\s\"'<>|?&=,()\[\]{}`*]+")
 # the same with spaces inside (`../Program Files/Apache/conf/httpd.conf`), read as well
-_SPACED_TOKEN_RE = re.compile(r"[^\t\n\"'<>|?&=,()\[\]{}`*]+")
+_SPACED_TOKEN_RE = re.compile(r"[^\t\n\"'<>|?&=,()\[\]{}`*]{1,512}")  # a path with spaces is short
 # escapes left as text by a strict decoder but read as dots and slashes by lenient ones
 _ESCAPES = (
     ("%c0%af", "/"), ("%e0%80%af", "/"), ("%c1%9c", "/"), ("%c1%1c", "/"), ("%c0%2f", "/"),
