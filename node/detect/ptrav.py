@@ -29,6 +29,9 @@ from node.detect.windows import Gate, normalise
 
 # a run a path can be made of (quotes, spaces, '&', '?', '=' and friends end it)
 _TOKEN_RE = re.compile(r"[^\s\"'<>|?&=,()\[\]{}`*]+")
+# the last character before a position that ends a token (greedy, so one pass over the span)
+_LAST_BOUNDARY_RE = re.compile(r".*[\s\"'<>|?&=,()\[\]{}`*]", re.S)
+MAX_TOKEN_BACK = 512
 # the same with spaces inside (`../Program Files/Apache/conf/httpd.conf`), read as well
 _SPACED_TOKEN_RE = re.compile(r"[^\t\n\"'<>|?&=,()\[\]{}`*]{1,512}")  # a path with spaces is short
 # escapes left as text by a strict decoder but read as dots and slashes by lenient ones
@@ -142,16 +145,33 @@ def _spaced_tokens(text: str) -> Iterator[str]:
             yield token
 
 
+def _anchored_tokens(text: str) -> Iterator[str]:
+    """The tokens of `text` that hold an anchor, each once: found from the anchors (one C-level
+    search), not by splitting the whole text into tokens (a JSON document of escaped slashes
+    has tens of thousands). The start of a token is searched at most MAX_TOKEN_BACK characters
+    back, and never before the end of the previous one: the text is read about once."""
+    end = 0
+    for m in _ANCHOR_RE.finditer(text):
+        at = m.start()
+        if at < end:
+            continue  # inside the token judged last
+        low = max(end, at - MAX_TOKEN_BACK)
+        boundary = _LAST_BOUNDARY_RE.match(text, low, at)
+        token = _TOKEN_RE.match(text, boundary.end() if boundary else low)
+        if token is None or token.end() <= at:
+            end = at + 1
+            continue
+        end = token.end()
+        yield token.group(0)
+
+
 def detect_ptrav(value: str, kind: str = "query", out_of_time: Callable[[], bool] | None = None,
                  gate: Gate | None = None) -> str | None:
     """A rule name if a path in `value` climbs out of its root or reaches a sensitive file.
-    The whole value, token by token (`gate` is not needed: no windows). Only tokens with a dot
-    segment or a sensitive name in them are resolved; `filter` with a regex method picks them
-    at C speed (a JSON document of escaped slashes has tens of thousands of tokens)."""
+    The whole value, token by token (`gate` is not needed: no windows); only the tokens with a
+    dot segment or a sensitive name in them are resolved."""
     text = normalise(value).lower()
-    if _ANCHOR_RE.search(text) is None:
-        return None
-    rule = first_rule(filter(_ANCHOR_RE.search, _TOKEN_RE.findall(text)), judge_token, out_of_time)
+    rule = first_rule(_anchored_tokens(text), judge_token, out_of_time)
     if rule is None and " " in text and ".." in text:
         rule = first_rule(_spaced_tokens(text), judge_token, out_of_time)
     return rule
