@@ -52,8 +52,9 @@ _SEP_RE = re.compile(r"(?:^|;|\|\|?|&&?|\n|\r|\\n|`|\$\(|\$\{ifs\}|\$ifs\b|\{(?=
 _TEXT_SEP_RE = re.compile(r"(?:^|;|\|\|?|&&?|`|\$\(|\$\{ifs\}|\$ifs\b|\{(?=[a-z/\\'\"]))", re.I)
 TEXT_KINDS = frozenset({"json", "body", "multipart", "xml"})
 _TEXT_OR_LINE_SEP_RE = re.compile(r"(?:^|;|\|\|?|&&?|\n|\r|\\n|`|\$\(|\$\{ifs\}|\$ifs\b|\{(?=[a-z/\\'\"]))", re.I)
-# an argument no sentence has: an option, a path, a variable, a redirection, a lone number
-_STRONG_ARG_RE = re.compile(r"(?:\s|\$\{ifs\})+(?:-{1,2}[a-z]|/|\$|[a-z]:\\|[a-z]+://|[\w.\-]{1,64}\s?>{1,2}|\d+\s*(?:$|[;|&\n#]))", re.I)
+# an argument no line of text has: a redirection into a file, a variable, a lone number that
+# ends the line (`sleep 10`); not an option or a path (`ls -la` on a line of a README)
+_STRONG_ARG_RE = re.compile(r"(?:\s|\$\{ifs\})+(?:\$[\w{(]|>{1,2}\s?[/\w]|[\w.\-]{1,64}\s?>{1,2}\s?[/\w]|\d+\s*(?:$|[;|&\n#]))", re.I)
 # a command word: optional junk a shell ignores ($u empty variables, quotes, braces, +),
 # shell keywords, optional path, letters with quoting tricks inside (c''at, c\at, c"a"t)
 _CMD_RE = re.compile(
