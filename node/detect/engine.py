@@ -116,6 +116,9 @@ def _encode_found(by_type: dict[str, list[list]]) -> Found:
     return marshal.dumps([[typ, sum(info[4] for info in infos), infos] for typ, infos in by_type.items()])
 
 
+# detectors that read a value whole, candidate by candidate (node/detect/candidates.py): their
+# verdict does not depend on the signature that gates windows
+WHOLE_VALUE_DETECTORS = frozenset({"ptrav", "ssrf", "nosqli", "ldapi", "xxe"})
 # (value, kind, out_of_time, gate) -> rule name or None
 _DETECTORS: dict[str, Callable[[str, str, Callable[[], bool], Callable[[str], bool]], str | None]] = {
     "sqli": detect_sqli,
@@ -480,8 +483,10 @@ class Engine:
                         rule = judge(text, kind, run.check_time, gate)
                         if rule or run.stopped:
                             break
-                    if not run.stopped and all(len(text) <= MEMO_CHARS for text in texts):
+                    if not run.stopped and (sig.detector in WHOLE_VALUE_DETECTORS
+                                            or all(len(text) <= MEMO_CHARS for text in texts)):
                         # a longer value is judged in the windows this signature matches only
+                        # (unless the detector reads it whole, without windows)
                         verdicts[sig.detector] = rule
                     if not rule:
                         continue

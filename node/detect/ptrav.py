@@ -86,13 +86,27 @@ def _normalised(token: str) -> str:
     return path
 
 
-def resolve(token: str) -> tuple[list[str], int, int]:
+def _segments(path: str) -> Iterator[str]:
+    """path.split("/") one segment at a time: the walk may stop early, and a megabyte of
+    segments is then not made into a list first."""
+    start = 0
+    while True:
+        end = path.find("/", start)
+        if end < 0:
+            yield path[start:]
+            return
+        yield path[start:end]
+        start = end + 1
+
+
+def resolve(token: str, enough: int = 0) -> tuple[list[str], int, int]:
     """(the segments `token` resolves to, levels climbed above its start, segments a `..`
-    took back inside it)."""
+    took back inside it). With `enough`, the walk stops once that many levels were climbed
+    (the caller's verdict is made: a megabyte of '../' is not walked to its end)."""
     path = _normalised(token)
     stack: list[str] = []
     climbed = popped = run = 0
-    for segment in path.split("/"):
+    for segment in _segments(path):
         if not segment or segment == ".":
             continue
         if len(segment) >= 2 and segment.rstrip(". ") == "":
@@ -103,6 +117,8 @@ def resolve(token: str) -> tuple[list[str], int, int]:
                 # '../..' climbs out of wherever it starts, and so does '..' after a one-character
                 # segment: what comes before may be a decoy the server drops ('%/../%/..')
                 climbed += 1
+                if climbed == enough:
+                    break
                 if stack:
                     stack.pop()
             else:
@@ -126,7 +142,7 @@ def _disguised(token: str) -> bool:
 def judge_token(token: str) -> str | None:
     if "/" not in token and "\\" not in token and "%" not in token and "\uff0f" not in token:
         return None
-    stack, climbed, popped = resolve(token)
+    stack, climbed, popped = resolve(token, enough=2)
     if climbed >= 2:
         return "escape"
     if not stack:
