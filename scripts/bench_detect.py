@@ -5,7 +5,7 @@ side with ModSecurity v3 + OWASP CRS (the field's yardstick) on the very same re
   python scripts/bench_detect.py [CORPUS.jsonl.gz ...] [--peer modsecurity] [--paranoia N]
                                  [--json FILE] [--plot FILE.png] [--limit N] [--benign-only]
                                  [--hostile [--repeat N]] [--no-progress]
-                                 [--own [FILE] [--own-per-cell N]]
+                                 [--own [FILE] [--own-per-cell N] [--own-markdown FILE]]
 
 Input: corpus files in the ../shared/corpus format (gzip'd JSON lines {"id", "source",
 "label", "class", "method", "uri", "headers", "body_b64"}); with none, the project's own
@@ -73,7 +73,7 @@ if str(REPO) not in sys.path:  # the own cases' loader lives in tests/support
     sys.path.insert(0, str(REPO))
 
 from tests.support.cases import LabelledRequest, labelled_cases
-from owncorpus.report import format_own, own_report
+from owncorpus.report import format_own, markdown_own, own_report
 
 if TYPE_CHECKING:
     from peers.modsecurity import ModSecurityPeer
@@ -580,6 +580,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="also judge the own corpus (scripts/gen_corpus.py's FILE, or generated now)")
     ap.add_argument("--own-per-cell", type=int, default=0, metavar="N",
                     help="at most N own-corpus attacks per class x placement x encoding cell")
+    ap.add_argument("--own-markdown", type=Path, metavar="FILE",
+                    help="write the node's own-corpus table as Markdown here (docs/detection.md)")
     args = ap.parse_args(argv)
     if args.max_benign:
         args.benign_only, args.limit = True, args.max_benign
@@ -656,6 +658,8 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     if args.plot:
         plot(report, args.plot)
+    if args.own_markdown and "own" in report["engines"][NODE]:
+        args.own_markdown.write_text(markdown_own(report["engines"][NODE]["own"]))
     return 0
 
 

@@ -144,6 +144,35 @@ BROWSER_UAS = (
     "facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)",
     "Mozilla/5.0 (iPad; CPU OS 16_7 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) CriOS/124.0.6367.88 Mobile/15E148 Safari/604.1",
 )
+RICH_TEXT = (
+    "<p>Hello <strong>world</strong>, see <a href=\"https://www.example.com/docs\">the docs</a>.</p>",
+    "<ul><li>Milk</li><li>Eggs &amp; flour</li></ul>",
+    "<p><em>Thanks</em> for the quick reply!</p><p>Best,<br>Ana</p>",
+    "<h2>Agenda</h2><ol><li>Q2 review</li><li>Hiring</li></ol>",
+    "<p><img src=\"https://cdn.example.net/u/42/photo.jpg\" alt=\"our team\" width=\"320\"></p>",
+    "<blockquote>It's not a bug, it's a feature.</blockquote><p>- every developer</p>",
+    "<p>Price: <s>$49</s> <b>$39</b> (20% off)</p>",
+    "<table><tr><th>Size</th><th>Qty</th></tr><tr><td>M</td><td>2</td></tr></table>",
+    "<p style=\"text-align:center\">Welcome to O'Brien's Pub</p>",
+    "<pre><code>SELECT name FROM users;</code></pre>",
+    "<p>Call us at <a href=\"tel:+15550100199\">+1 555 0100 199</a> or <a href=\"mailto:help@example.com\">email</a>.</p>",
+    "<div class=\"note\"><span>Note:</span> shipping takes 3-5 days.</div>",
+)
+GRAPHQL = (
+    "query GetUser($id: ID!) { user(id: $id) { id name email avatarUrl } }",
+    "mutation UpdateCart($input: CartInput!) { updateCart(input: $input) { id total items { sku qty } } }",
+    "query Search($q: String!, $first: Int = 10) { search(query: $q, first: $first) { edges { node { id title } } } }",
+    "query { viewer { login repositories(first: 5, orderBy: {field: UPDATED_AT, direction: DESC}) { nodes { name } } } }",
+    "mutation Login($email: String!, $password: String!) { login(email: $email, password: $password) { token } }",
+    "subscription OnMessage($room: ID!) { messageAdded(roomId: $room) { id text author { name } } }",
+    "query Orders($after: String) { orders(after: $after, filter: {status: SHIPPED}) { pageInfo { hasNextPage } } }",
+)
+CSV = (
+    "id,name,email\n1,Sean O'Brien,sean@example.com\n2,\"Smith, Ann\",ann@example.com\n",
+    "date,amount,note\n2024-05-01,12.50,\"coffee & cake\"\n2024-05-02,-3.00,refund\n",
+    "sku;qty;price\nA-1;2;9.99\nB-7;1;19.50\n",
+    "Name,Role,Team\nJosé García,Engineer,R&D\nMei Ng,Designer,UX/UI\n",
+)
 NON_ASCII = ("Café Zürich", "東京タワー", "Ελληνικά", "naïve façade", "São Paulo", "Kraków", "Ærøskøbing", "Привет, мир",
              "مرحبا", "😀 party 🎉", "Jalapeño & crème brûlée", "Straße 5", "Dvořák", "Ōsaka")
 
@@ -332,10 +361,20 @@ def look_alikes(rng: random.Random) -> Iterator[Benign]:
     yield from _spread(rng, "non-ascii", list(NON_ASCII) * 2, ("name", "city", "title"),
                        ((JSONREQUEST, JSUNICODE), (JSONBODY, JSUNICODE), (XMLBODY, XMLENTITY), (SOAPBODY, XMLENTITY),
                         (URLPARAM, URL), (HTMLFORM, PLAIN), (MULTIPART, PLAIN)), 3)
+    yield from _spread(rng, "rich-text", list(RICH_TEXT) * 3, ("body", "content", "description", "html"),
+                       ((JSONREQUEST, PLAIN), (JSONREQUEST, JSUNICODE), (HTMLFORM, PLAIN), (MULTIPART, PLAIN),
+                        (XMLBODY, PLAIN), (SOAPBODY, PLAIN), (RAWREQUEST, PLAIN)), 3)
+    yield from _spread(rng, "csv", list(CSV) * 4, ("file", "data", "import"),
+                       ((MULTIPART, PLAIN), (RAWREQUEST, PLAIN), (JSONREQUEST, PLAIN), (HTMLFORM, PLAIN)), 2)
+    for _ in range(60):
+        doc = {"operationName": None, "query": rng.choice(GRAPHQL),
+               "variables": {"id": ids(rng), "q": rng.choice(QUERIES), "first": rng.randrange(1, 50)}}
+        yield Benign("graphql", json.dumps(doc, ensure_ascii=False), rng.choice((JSONBODY, JSONBODY, JSONREQUEST)),
+                     rng.choice((PLAIN, PLAIN, JSUNICODE)), "gql", STRUCT)
     for _ in range(70):
-        yield Benign("soap", soap_call(rng), SOAPBODY, PLAIN, "call", DOCUMENT)
+        yield Benign("soap-call", soap_call(rng), SOAPBODY, PLAIN, "call", DOCUMENT)
     for _ in range(70):
-        yield Benign("xml", xml_document(rng), XMLBODY, PLAIN, "doc", DOCUMENT)
+        yield Benign("xml-document", xml_document(rng), XMLBODY, PLAIN, "doc", DOCUMENT)
     for _ in range(120):
         doc = json.dumps(json_document(rng), ensure_ascii=False)
-        yield Benign("json", doc, rng.choice((JSONBODY, JSONREQUEST)), rng.choice((PLAIN, PLAIN, JSUNICODE)), "data", STRUCT)
+        yield Benign("json-document", doc, rng.choice((JSONBODY, JSONREQUEST)), rng.choice((PLAIN, PLAIN, JSUNICODE)), "data", STRUCT)

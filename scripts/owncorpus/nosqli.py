@@ -55,7 +55,7 @@ def _value(rng: random.Random) -> str:
         return one(rng, BREAKOUTS)
     if r < 0.75:
         # the JavaScript a $where clause runs, as a value concatenated into one
-        return one(rng, ("", "'", "1'")) + one(rng, (";", " || ", " && ")) + one(rng, JS_BODIES) + one(rng, ("", "//", ";var x='"))
+        return one(rng, ("0", "'", "1'")) + one(rng, (";", " || ", " && ")) + one(rng, JS_BODIES) + one(rng, ("", "//", ";var x='"))
     return json.dumps({"$where": one(rng, JS_BODIES)}, separators=(",", ":"))
 
 

@@ -84,6 +84,12 @@ def unquote(text: str, plus: bool = False) -> str:
     return (urllib.parse.unquote_plus if plus else urllib.parse.unquote)(text, errors="replace")
 
 
+def _other(name: str) -> str:
+    """An ordinary second parameter, never the payload's own name: a repeated name is read as
+    its last value by PHP and most JSON parsers, which would drop the payload."""
+    return "limit" if name != "limit" else "offset"
+
+
 def _base_headers(ctx: Context) -> list[tuple[str, str]]:
     return [("Host", ctx.host), ("User-Agent", ctx.user_agent), ("Accept", "*/*"),
             ("Accept-Language", "en-US,en;q=0.9")]
@@ -131,7 +137,7 @@ def url_path(text: str, encoding: str, ctx: Context) -> Rendered | None:
 
 def url_param(text: str, encoding: str, ctx: Context) -> Rendered | None:
     wire = wire_escape(text, _QUERY_SAFE)
-    return Rendered("GET", f"/search?{ctx.name}={wire}&page=1", _base_headers(ctx), b"", unquote(wire), ctx.name)
+    return Rendered("GET", f"/search?{ctx.name}={wire}&{_other(ctx.name)}=1", _base_headers(ctx), b"", unquote(wire), ctx.name)
 
 
 def _header_value(text: str) -> str | None:
@@ -179,7 +185,7 @@ def multipart_form(text: str, encoding: str, ctx: Context) -> Rendered | None:
 
 def json_request(text: str, encoding: str, ctx: Context, value: str | None = None) -> Rendered | None:
     body = ('{"' + ctx.name + '":' + (value if value is not None else json_string(text, encoding))
-            + ',"page":1,"lang":"en"}').encode()
+            + f',"{_other(ctx.name)}":1,"locale":"en-US"}}').encode()
     headers = _with_body(_base_headers(ctx), "application/json", body)
     return Rendered("POST", "/api/v1/search", headers, body, json.loads(body)[ctx.name], ctx.name)
 

