@@ -22,7 +22,7 @@ Linear: one `finditer` of `$word` over the value, and a bounded look around each
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from node.detect.candidates import first_rule
 from node.detect.windows import Gate, normalise
@@ -94,12 +94,29 @@ _JS_BREAKOUT_RE = re.compile(
 )
 
 
+def _js_breakout(text: str, kind: str) -> bool:
+    """The value opens with a break-out; in a path, any segment does (`/files/1;return true`)."""
+    if _JS_BREAKOUT_RE.match(text):
+        return True
+    if kind == "path":
+        return first_rule(_segment_starts(text), lambda at: "js" if _JS_BREAKOUT_RE.match(text, at) else None,
+                          None) is not None
+    return False
+
+
+def _segment_starts(text: str) -> Iterator[int]:
+    at = text.find("/")
+    while at >= 0:
+        yield at + 1
+        at = text.find("/", at + 1)
+
+
 def detect_nosqli(value: str, kind: str = "query", out_of_time: Callable[[], bool] | None = None,
                   gate: Gate | None = None) -> str | None:
     """A rule name if a MongoDB query operator stands in a key position of `value` (the whole
     value, `$word` by `$word`: no windows, `gate` is not needed)."""
     text = normalise(value)
-    if kind not in ("key",) and _JS_BREAKOUT_RE.match(text):
+    if kind != "key" and _js_breakout(text, kind):
         return "js-breakout"
     if "$" not in text:
         return None

@@ -136,8 +136,9 @@ def _strong_line(value: str, at: int) -> bool:
     tail = value[m.end() :]
     if _STRONG_ARG_RE.match(tail):
         return True
-    # a bare `id` or `ls` on a line of its own is a GraphQL field or a list item, not a command
-    return (hidden or m.group(1) is not None) and _END_RE.match(tail) is not None
+    # a bare `id` or `ls` on a line of its own is a GraphQL field or a list item, not a command;
+    # a globbed, quoted or pathed one (/???/chm??, c'a't, /bin/id) is nothing else
+    return (hidden or m.group(1) is not None) and (_END_RE.match(tail) is not None or _TEXT_ARG_RE.match(tail) is not None)
 
 
 def _judge(value: str, kind: str, value_start: bool = True, owned: int | None = None) -> str | None:

@@ -28,18 +28,21 @@ from __future__ import annotations
 import ipaddress
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from node.detect.candidates import first_rule
 from node.detect.windows import Gate, normalise
 
 # scheme://[userinfo@]host[:port][/path]; the host may be bracketed IPv6
-_URL_RE = re.compile(
-    # scheme:// (or :/ :\\ as lenient parsers read it), or a protocol-relative //host
-    r"(?:([a-z][a-z0-9+.\-]{0,15}):[/\\]{1,3}|(?<![\w:/\\])()[/\\]{2})"
-    r"([^\s/\\?#@\"'<>]*+@)?(\[[^\]\s/]{1,80}\]|[^\s/\\?#:@\"'<>]{0,255})(?::(\d{0,6}))?([^\s\"'<>]{0,64})",
-    re.I,
+_URL_PATTERN = (
+    # scheme:// (or :/ :\\ as lenient parsers read it), or a protocol-relative //host (not
+    # \\host: JSON inside JSON is full of escaped backslashes)
+    r"(?:([a-z][a-z0-9+.\-]{0,15}):[/\\]{1,3}|LOOKBEHIND()/{2,})"
+    r"([^\s/\\?#@\"'<>]*+@)?(\[[^\]\s/]{1,80}\]|[^\s/\\?#:@\"'<>]{0,255})(?::(\d{0,6}))?([^\s\"'<>]{0,64})"
 )
+_URL_RE = re.compile(_URL_PATTERN.replace("LOOKBEHIND", r"(?<![\w:/\\])"), re.I)
+# in a path, '//host' may follow any segment (/fetch//10.0.0.1/: proxies that route on it)
+_PATH_URL_RE = re.compile(_URL_PATTERN.replace("LOOKBEHIND", r"(?<![:/\\])"), re.I)
 _FETCH_SCHEMES = frozenset("gopher dict ldap ldaps tftp file netdoc jar sftp ssh2 rtsp telnet smb php expect phar".split())
 _METADATA_V4 = frozenset({"169.254.169.254", "169.254.170.2", "100.100.100.200", "192.0.0.192", "169.254.169.123"})
 _METADATA_V6 = frozenset({ipaddress.IPv6Address("fd00:ec2::254"), ipaddress.IPv6Address("fd00:ec2::23")})
@@ -182,4 +185,27 @@ def detect_ssrf(value: str, kind: str = "query", out_of_time: Callable[[], bool]
                 gate: Gate | None = None) -> str | None:
     """A rule name if a URL in `value` points at a metadata service or, suspiciously, inside.
     The whole value, URL by URL (no windows: `gate` is not needed)."""
-    return first_rule(_URL_RE.finditer(normalise(value)), _judge_match, out_of_time)
+    pattern = _PATH_URL_RE if kind == "path" else _URL_RE
+    return first_rule(_urls(pattern, normalise(value)), _judge_match, out_of_time)
+
+
+# where a URL can be: the URL pattern is only tried near these (its own scan tries a scheme at
+# every letter of the text: 10 ms on a 200 KB JSON document, this one ~0.1 ms)
+_URL_ANCHOR_RE = re.compile(r":[/\\]{1,3}(?=[^\s/\\\"'<>])|//(?=[^\s/\\\"'<>])")  # a host follows
+MAX_SCHEME = 16
+
+
+def _urls(pattern: re.Pattern[str], text: str) -> Iterator[re.Match[str]]:
+    end = 0
+    for anchor in _URL_ANCHOR_RE.finditer(text):
+        at = anchor.start()
+        if at < end:
+            continue
+        m = pattern.search(text, max(end, at - MAX_SCHEME - 1), anchor.end() + 2)
+        if m is None:
+            continue
+        full = pattern.match(text, m.start())  # the whole URL, past the bounded search window
+        if full is None:
+            continue
+        end = full.end()
+        yield full
