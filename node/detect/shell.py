@@ -51,7 +51,10 @@ _SEP_RE = re.compile(r"(?:^|;|\|\|?|&&?|\n|\r|\\n|`|\$\(|\$\{ifs\}|\$ifs\b|\{(?=
 # in free text (JSON strings, bodies) a line break is just a line break
 _TEXT_SEP_RE = re.compile(r"(?:^|;|\|\|?|&&?|`|\$\(|\$\{ifs\}|\$ifs\b|\{(?=[a-z/]))", re.I)
 TEXT_KINDS = frozenset({"json", "body", "multipart", "xml"})
-_TEXT_OR_LINE_SEP_RE = re.compile(r"(?:^|;|\|\|?|&&?|\n|\r|\\n|`|\$\(|\$\{ifs\}|\$ifs\b|\{(?=[a-z/]))", re.I)
+# a line break followed, on its line, by what a command line of free text needs (a redirection,
+# a variable, a glob, a quote or escape in the word, a number ending the line)
+# (a real line break: the two characters backslash-n are everywhere in JSON inside JSON)
+_LINE_CANDIDATE_RE = re.compile(r"[\n\r]\s*(?=[^\n\r]{0,80}?(?:[>$?*'\"\\^]|\d\s*(?:$|[;|&#\n\r])))")
 # an argument no line of text has: a redirection into a file, a variable, a lone number that
 # ends the line (`sleep 10`); not an option or a path (`ls -la` on a line of a README)
 _STRONG_ARG_RE = re.compile(r"(?:\s|\$\{ifs\})+(?:\$[\w{(]|>{1,2}\s?[/\w]|[\w.\-]{1,64}\s?>{1,2}\s?[/\w]|\d+\s*(?:$|[;|&\n#]))", re.I)
@@ -147,17 +150,18 @@ def _judge(value: str, kind: str, value_start: bool = True, owned: int | None = 
     has_sep = _QUICK_RE.search(value) is not None
     prose = None
     text = kind in TEXT_KINDS
-    seps = _TEXT_OR_LINE_SEP_RE if text else _SEP_RE
+    if text:
+        # in free text a line break starts a command line only when what follows could be
+        # nothing else: an unmistakable command, or one with an unmistakable argument; the
+        # lines without a character such a line needs are skipped by the regex
+        for line in _LINE_CANDIDATE_RE.finditer(value, 0, len(value) if owned is None else owned):
+            if _strong_line(value, line.end()):
+                return "separator-command"
+    seps = _TEXT_SEP_RE if text else _SEP_RE
     for sep in seps.finditer(value):
         if owned is not None and sep.start() >= owned:
             break  # the next window judges it
         opener = sep.group(0)
-        if text and opener in ("\n", "\r", "\\n"):
-            # in free text a line break starts a command line only when what follows could
-            # be nothing else: an unmistakable command, or one with an unmistakable argument
-            if _strong_line(value, sep.end()):
-                return "separator-command"
-            continue
         at_start = sep.start() == 0 and opener == ""
         if at_start and not value_start:
             continue  # a window's first character is no command line's start
@@ -270,7 +274,8 @@ _WINDOWS_VARS = {"comspec": "cmd", "systemroot": "c:\\windows", "windir": "c:\\w
                  "programfiles": "c:\\progra~1"}
 _WINDOWS_VAR_RE = re.compile(r"%(comspec|systemroot|windir|programfiles)%", re.I)
 _WINDOWS_SUBSTRING_RE = re.compile(r"%[a-z_]\w{0,30}:~-?\d+(?:,-?\d+)?%", re.I)
-_CARET_RE = re.compile(r"\^(?=\S)")
+# c^m^d, w^h^o^a^m^i: an escape inside a word (the literal first: sre skips to each '^')
+_CARET_RE = re.compile(r"\^(?<=[\w\"]\^)(?=[\w\"])")
 # cmd.exe and PowerShell: each pattern starts with the word found by a substring search, so
 # it is only tried where that word is (a regex with a leading alternation tries every position:
 # 35 ms on a 190 KB JSON document)
@@ -297,15 +302,20 @@ _POWERSHELL_WORDS = (
 _WORD_BEFORE = frozenset(" \t\n;&|(`'\"{\\/")
 
 
-def _found_at(low: str, word: str, pattern: re.Pattern[str], text: str) -> bool:
-    """`pattern` matches `text` where `word` occurs in `low` (its lower-cased copy), the word
-    starting a word of its own unless it starts with punctuation."""
-    at = low.find(word)
-    while at >= 0:
-        if (not word[0].isalpha() or at == 0 or low[at - 1] in _WORD_BEFORE) and pattern.match(text, at):
+_POWERSHELL_WORD_RE = re.compile("|".join(map(re.escape, _POWERSHELL_WORDS)))  # on lower-cased text
+
+
+def _found_at(low: str, words: re.Pattern[str], pattern: re.Pattern[str], text: str) -> bool:
+    """`pattern` matches `text` where one of `words` occurs in `low` (its lower-cased copy), the
+    word starting a word of its own unless it starts with punctuation."""
+    for m in words.finditer(low):
+        at = m.start()
+        if (not low[at].isalpha() or at == 0 or low[at - 1] in _WORD_BEFORE) and pattern.match(text, at):
             return True
-        at = low.find(word, at + 1)
     return False
+
+
+_CMD_WORD_RE = re.compile("cmd")
 
 
 def _with_variables(value: str) -> str | None:
@@ -331,9 +341,9 @@ def _windows_rule(value: str) -> str | None:
     if "%" in value and ":~" in value and len(_WINDOWS_SUBSTRING_RE.findall(value)) >= 2:
         return "env-substring"  # %comspec:~-16,1%%comspec:~-1%...: a command spelled from variables
     low = value.lower()
-    if "cmd" in low and _found_at(low, "cmd", _CMD_SWITCH_AT_RE, value):
+    if "cmd" in low and _found_at(low, _CMD_WORD_RE, _CMD_SWITCH_AT_RE, value):
         return "cmd-switch"
-    if any(word in low and _found_at(low, word, _POWERSHELL_AT_RE, value) for word in _POWERSHELL_WORDS):
+    if _found_at(low, _POWERSHELL_WORD_RE, _POWERSHELL_AT_RE, value):
         return "powershell"
     return None
 
@@ -342,13 +352,8 @@ def detect_shell(value: str, kind: str = "query", out_of_time: Callable[[], bool
                  gate: Gate | None = None) -> str | None:
     """A rule name if `value` injects an OS command, else None (also when `out_of_time()`
     stopped the windows of a long value; see windows.judge_windows for `gate`)."""
-    text = normalise(value)
-    rule = judge_windows(text, MAX_SHELL_LEN,
+    return judge_windows(normalise(value), MAX_SHELL_LEN,
                          lambda window, start, owned: _detect_window(window, kind, start, owned), out_of_time, gate)
-    if rule is None and (out_of_time is None or not out_of_time()):
-        # cmd.exe and PowerShell shapes: bounded patterns, searched once over the whole value
-        rule = _windows_rule(_windows(text) or text)
-    return rule
 
 
 def _detect_window(value: str, kind: str, start: int, owned: int) -> str | None:
@@ -363,8 +368,10 @@ def _detect_window(value: str, kind: str, start: int, owned: int) -> str | None:
             stripped = _EMPTY_VAR_RE.sub("", value)
             if stripped != value:
                 rule = _judge(stripped, kind, start == 0, owned)
-    if rule is None and ("^" in value or "%" in value):
-        windows = _windows(value)
-        if windows is not None:
-            rule = _judge(windows, kind, start == 0, owned)
+    windows = _windows(value) if "^" in value or "%" in value else None
+    if rule is None and windows is not None:
+        rule = _judge(windows, kind, start == 0, owned)
+    if rule is None:
+        # cmd.exe and PowerShell shapes: tried only where their words are (_found_at)
+        rule = _windows_rule(windows or value)
     return rule
