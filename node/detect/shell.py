@@ -117,6 +117,7 @@ _WORD_ARG_RE = re.compile(r"\s+[\w.]")
 
 _PROSE_WORD_RE = re.compile(r"(?:^|\s)[a-z]{2,}(?=[\s,.:!?]|$)", re.I)
 # shell characters that a sentence does not have (';' it has; '>' opens a quoted reply)
+_ENTITY_END_RE = re.compile(r"&#?[a-z0-9]{1,8}$", re.I)
 _MARKUP_RE = re.compile(r"<[!?/]?[a-z][^<>\n]{0,256}>|<\?[^<>\n]{0,256}\?>", re.I)
 _SHELL_META_RE = re.compile(r"[|&$<]|(?<!^)(?<!\n)>")
 
@@ -162,6 +163,9 @@ def _judge(value: str, kind: str, value_start: bool = True, owned: int | None = 
         if owned is not None and sep.start() >= owned:
             break  # the next window judges it
         opener = sep.group(0)
+        if opener == ";" and "&" in value[max(0, sep.start() - 10) : sep.start()] \
+                and _ENTITY_END_RE.search(value, max(0, sep.start() - 10), sep.start()):
+            continue  # the end of an HTML / XML entity (Krak&#xF3;w, &lt;td&gt;), not a separator
         at_start = sep.start() == 0 and opener == ""
         if at_start and not value_start:
             continue  # a window's first character is no command line's start
