@@ -5,7 +5,7 @@ side with ModSecurity v3 + OWASP CRS (the field's yardstick) on the very same re
   python scripts/bench_detect.py [CORPUS.jsonl.gz ...] [--peer modsecurity] [--paranoia N]
                                  [--json FILE] [--plot FILE.png] [--limit N] [--benign-only]
                                  [--hostile [--repeat N]] [--no-progress]
-                                 [--own [FILE] [--own-per-cell N] [--own-markdown FILE]]
+                                 [--own [FILE] [--own-per-cell N] [--own-classes CLS,..] [--own-markdown FILE]]
 
 Input: corpus files in the ../shared/corpus format (gzip'd JSON lines {"id", "source",
 "label", "class", "method", "uri", "headers", "body_b64"}); with none, the project's own
@@ -31,7 +31,8 @@ on this machine that doubled the node's median).
 --own judges the project's own corpus (scripts/owncorpus, issue 14: every attack class's grammar
 in GoTestWAF's placements x encodings, and benign look-alikes): FILE as scripts/gen_corpus.py
 writes it, or generated on the fly without one; --own-per-cell N keeps at most N attacks of
-each class x placement x encoding cell (the same ones every run). Its report, per engine:
+each class x placement x encoding cell (the same ones every run), --own-classes sqli,xss only
+those classes' attacks (and every benign request). Its report, per engine:
 attacks blocked per class x placement x encoding ('!' on a cell of >= 20 cases under 98%) and
 benign blocked per placement, in the text output and under "own" in --json.
 
@@ -580,6 +581,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="also judge the own corpus (scripts/gen_corpus.py's FILE, or generated now)")
     ap.add_argument("--own-per-cell", type=int, default=0, metavar="N",
                     help="at most N own-corpus attacks per class x placement x encoding cell")
+    ap.add_argument("--own-classes", metavar="CLS,CLS",
+                    help="only these own-corpus attack classes (and every benign request), e.g. sqli,xss")
     ap.add_argument("--own-markdown", type=Path, metavar="FILE",
                     help="write the node's own-corpus table as Markdown here (docs/detection.md)")
     args = ap.parse_args(argv)
@@ -594,7 +597,11 @@ def load_records(args: argparse.Namespace) -> list[LabelledRequest]:
     else:
         records = [] if args.own is not None else labelled_cases()
     if args.own is not None:
-        records += sample_cells(load_own(args.own), args.own_per_cell)
+        own = load_own(args.own)
+        if args.own_classes:
+            keep = set(args.own_classes.split(","))
+            own = [r for r in own if r.label == "benign" or r.cls in keep]
+        records += sample_cells(own, args.own_per_cell)
     if args.benign_only:
         records = [r for r in records if r.label == "benign"]
     records = sample(records, args.limit)

@@ -327,3 +327,14 @@ def test_gen_corpus_shows_a_record_as_its_http_request(capsys):
     out = capsys.readouterr().out
     assert out.startswith(f"# {rec['id']}\n{rec['method']} {rec['uri']} HTTP/1.1\n")
     assert gen_corpus.show(["own:attack:no-such-record"], render.DEFAULT_SEED, 5) == 1
+
+
+def test_bench_detect_own_classes_keeps_those_attacks_and_every_benign_request(tmp_path: Path):
+    import bench_detect
+
+    out = tmp_path / "own.json"
+    assert bench_detect.main(["--own", "--own-classes", "ssti,xml", "--own-per-cell", "1", "--no-progress",
+                              "--json", str(out)]) == 0
+    own = json.loads(out.read_text())["engines"]["node"]["own"]
+    assert set(own["cells"]) == {"ssti", "xml"}
+    assert own["benign_total"]["benign"] >= 1500

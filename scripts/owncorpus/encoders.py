@@ -56,7 +56,3 @@ ENCODERS: dict[str, Callable[[str], str]] = {
     JSUNICODE: js_unicode,
     XMLENTITY: xml_entity,
 }
-
-# encoders whose output is syntax of the carrier (a JSON string body, XML character data), not
-# a text value: placements insert it raw where the carrier's parser decodes it
-IN_SYNTAX = frozenset({JSUNICODE, XMLENTITY})

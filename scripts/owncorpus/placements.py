@@ -17,7 +17,7 @@ import json
 import re
 import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from xml.sax.saxutils import escape as xml_escape
 
 from owncorpus.encoders import BASE64, BASE64FLAT, JSUNICODE, PLAIN, URL, XMLENTITY, js_unicode
@@ -59,7 +59,6 @@ class Rendered:
     # a JSON value (JSON placements), or [(key, value), ...] (a STRUCT as bracketed keys)
     arrives: object
     key: str = ""  # the parameter / header / field name it arrives under ("" for path, whole body)
-    extra: dict = field(default_factory=dict)
 
 
 _ESCAPE_RE = re.compile(r"%[0-9A-Fa-f]{2}")

@@ -29,13 +29,13 @@ EVENT_TAGS = (
     ("input", "autofocus", "onfocus"), ("select", "autofocus", "onfocus"), ("textarea", "autofocus", "onfocus"),
     ("video", "src=x", "onerror"), ("audio", "src=x", "onerror"), ("iframe", "src=x", "onload"),
     ("marquee", "", "onstart"), ("div", "", "onmouseover"), ("a", "href=#", "onclick"),
-    ("object", "data=x", "onerror"), ("body", "", "onpageshow"), ("x", "tabindex=1 autofocus", "onfocus"),
-    ("image", "src=x", "onerror"), ("source", "src=x", "onerror"), ("style", "", "onload"),
+    ("svg><image", "href=x", "onerror"), ("body", "", "onpageshow"), ("x", "tabindex=1 autofocus", "onfocus"),
+    ("image", "src=x", "onerror"), ("video><source", "src=x", "onerror"), ("style", "", "onload"),
     ("svg><animate", "attributeName=x dur=1s", "onbegin"), ("input", "type=image src=x", "onerror"),
     ("p", "", "onpointerenter"), ("button", "autofocus", "onfocus"), ("embed", "src=x", "onload"),
 )
 URL_TAGS = (("a", "href", ">x</a>"), ("iframe", "src", "></iframe>"), ("object", "data", "></object>"),
-            ("embed", "src", ">"), ("form><button", "formaction", ">x</button></form>"),
+            ("form><button", "formaction", ">x</button></form>"),
             ("math><a", "xlink:href", ">x</a></math>"), ("svg><a", "href", "><text y=20>x</text></a></svg>"))
 BREAKOUTS = ("", "", "\">", "'>", "\"/>", "</textarea>", "</title>", "</script>", "-->", "]]>", "</style>", "\"><!--x-->")
 SEPARATORS = (" ", " ", "/", "\t", "\n", "\r\n", "/x/ ", "  ")
