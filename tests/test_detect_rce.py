@@ -58,3 +58,11 @@ def test_line_breaks_in_free_text_need_an_unmistakable_command() -> None:
     assert detect_shell("x\necho x>/var/www/x.php", "json") == "separator-command"
     assert detect_shell("query {\n  id\n  name\n}", "json") is None  # GraphQL fields
     assert detect_shell("I need\nsleep 10 hours", "json") is None
+
+
+def test_documentation_shapes_in_free_text_pass() -> None:
+    # a sentence's code span is documentation; an entity's ';' is no separator
+    assert detect_shell('Shell tip: `for f in *.txt; do echo "$f"; done` prints every text file.', "json") is None
+    assert detect_shell("<name>Krak&#xF3;w</name>", "body") is None
+    # the same command line alone is an injection
+    assert detect_shell('x; for f in *.txt; do echo "$f"; done', "json") == "separator-command"

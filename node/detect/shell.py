@@ -118,15 +118,23 @@ _WORD_ARG_RE = re.compile(r"\s+[\w.]")
 _PROSE_WORD_RE = re.compile(r"(?:^|\s)[a-z]{2,}(?=[\s,.:!?]|$)", re.I)
 # shell characters that a sentence does not have (';' it has; '>' opens a quoted reply)
 _ENTITY_END_RE = re.compile(r"&#?[a-z0-9]{1,8}$", re.I)
+_CODE_SPAN_RE = re.compile(r"`[^`\n]{1,200}`")
 _MARKUP_RE = re.compile(r"<[!?/]?[a-z][^<>\n]{0,256}>|<\?[^<>\n]{0,256}\?>", re.I)
 _SHELL_META_RE = re.compile(r"[|&$<]|(?<!^)(?<!\n)>")
 
 
 def _is_prose(value: str) -> bool:
-    """Sentences with `code spans` in them (markdown), not a command line."""
+    """Sentences with `code spans` in them (markdown), not a command line: judged on the text
+    outside the spans."""
     if "<" in value:  # an XML or HTML document's text: its markup is no shell syntax
         value = _MARKUP_RE.sub(" ", value)
+    if "`" in value:
+        value = _CODE_SPAN_RE.sub(" ", value)
     return len(_PROSE_WORD_RE.findall(value)) >= 4 and not _SHELL_META_RE.search(value)
+
+
+def _in_code_span(value: str, at: int, spans: list[tuple[int, int]]) -> bool:
+    return any(start < at < end for start, end in spans)
 
 
 def _strong_line(value: str, at: int) -> bool:
@@ -159,10 +167,18 @@ def _judge(value: str, kind: str, value_start: bool = True, owned: int | None = 
             if _strong_line(value, line.end()):
                 return "separator-command"
     seps = _TEXT_SEP_RE if text else _SEP_RE
+    spans: list[tuple[int, int]] | None = None if text and "`" in value else []
     for sep in seps.finditer(value):
         if owned is not None and sep.start() >= owned:
             break  # the next window judges it
         opener = sep.group(0)
+        if spans is None:
+            # free text: a sentence's code spans (`for f in *.txt; do ...`) are documentation
+            if prose is None:
+                prose = _is_prose(value)
+            spans = [m.span() for m in _CODE_SPAN_RE.finditer(value)] if prose else []
+        if spans and opener != "`" and _in_code_span(value, sep.start(), spans):
+            continue
         if opener == ";" and "&" in value[max(0, sep.start() - 10) : sep.start()] \
                 and _ENTITY_END_RE.search(value, max(0, sep.start() - 10), sep.start()):
             continue  # the end of an HTML / XML entity (Krak&#xF3;w, &lt;td&gt;), not a separator
