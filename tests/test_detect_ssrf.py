@@ -50,3 +50,9 @@ def test_forwarded_for_is_no_url(engine: Engine) -> None:
     assert not engine.analyze_request(msg).is_attack
     assert detect_ssrf("http://localhost:3000/callback") is None
     assert engine.analyze_request(placed("http://0251.0376.0251.0376/latest/", "query")).is_attack
+
+
+@pytest.mark.parametrize("url", ["http://[::]:80/", "http://[0000::1]:80/", "http://0.0.0.0:8000/",
+                                 "http://0/", "http://[0:0:0:0:0:0:0:1]/"])
+def test_unspecified_and_respelled_loopback_block(url: str) -> None:
+    assert detect_ssrf(url) == "obfuscated-internal"

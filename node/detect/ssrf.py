@@ -135,7 +135,8 @@ def classify_host(host: str) -> tuple[str | None, bool]:
         embedded = _embedded_v4(addr6)
         if embedded is not None:  # ::ffff:7f00:1 is 127.0.0.1 spelled to slip past filters
             return _classify_v4(embedded), False
-        return _classify_v6(addr6), host[1:-1] == addr6.compressed
+        # [::] reaches the local host like 0.0.0.0; [0000::1] is ::1 spelled to pass a filter
+        return _classify_v6(addr6), host[1:-1] == addr6.compressed and not addr6.is_unspecified
     if host in _METADATA_NAMES:
         return "metadata", True
     if host in _LOOPBACK_NAMES or host.endswith(".localhost"):
