@@ -1,7 +1,7 @@
 """How the structural detectors' cost grows with the value: each one on hostile shapes built
 from its own trigger characters, 1 KB to 1 MB, best of --repeat runs (a measurement, not a test).
 
-    PYTHONPATH=. .venv/bin/python scripts/detector_scaling.py [--repeat 3] [--max-kb 1024]
+    PYTHONPATH=. .venv/bin/python scripts/detector_scaling.py [--detectors shell,ptrav] [--repeat 3] [--max-kb 1024]
 
 Prints milliseconds of thread CPU time per size and the growth from 256 KB to the largest
 size divided by the growth in size (1.0 = linear, below 1 when the detector stops early; a quadratic detector shows
@@ -21,6 +21,7 @@ from node.detect.nosqli import detect_nosqli
 from node.detect.ptrav import detect_ptrav
 from node.detect.shell import detect_shell
 from node.detect.ssrf import detect_ssrf
+from node.detect.windows import normalise
 from node.detect.xxe import detect_xxe
 
 Detector = Callable[..., str | None]
@@ -55,6 +56,7 @@ SHAPES: dict[str, tuple[Detector, str, dict[str, str]]] = {
 def timed(detector: Detector, value: str, kind: str, repeat: int) -> float:
     best = float("inf")
     for _ in range(repeat):
+        normalise.cache_clear()  # its cache would serve the repeats their normalised text
         start = time.thread_time()
         detector(value, kind)
         best = min(best, time.thread_time() - start)
@@ -65,11 +67,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--max-kb", type=int, default=1024)
+    parser.add_argument("--detectors", default=",".join(SHAPES), help="comma-separated, of: " + ",".join(SHAPES))
     args = parser.parse_args()
     sizes = [kb * 1024 for kb in (1, 8, 64, 256, 1024) if kb <= args.max_kb]
     print(f"{'detector':8} {'shape':16} " + " ".join(f"{s // 1024:>7} KB" for s in sizes) + "   growth/size")
     worst = 0.0
-    for name, (detector, kind, shapes) in SHAPES.items():
+    for name in args.detectors.split(","):
+        detector, kind, shapes = SHAPES[name]
         for shape, unit in shapes.items():
             times = [timed(detector, (unit * (size // len(unit) + 1))[:size], kind, args.repeat) for size in sizes]
             base = sizes.index(256 * 1024) if 256 * 1024 in sizes and sizes[-1] > 256 * 1024 else 0
