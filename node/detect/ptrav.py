@@ -65,7 +65,7 @@ _ALWAYS = re.compile(
 )
 # files that are secret when reached from outside: only after a climb out of a directory
 _AFTER_CLIMB = re.compile(
-    r"/(?:etc/[^/]+|var/[^/]+/|usr/(?:local/)?(?:etc|lib)/|root/|home/[^/]+/\.|boot/|opt/|logs?/|conf/"
+    r"/(?:etc/[^/]+|var/[^/]+/|(?:usr|bin|sbin|lib|lib64|opt|srv|sys|dev|root|boot|proc|tmp)/|home/[^/]+/\.|logs?/|conf/"
     r"|program files(?: \(x86\))?/|inetpub/|[^/]*_log(?:/|$)|xferlog"
     r"|[^/]*\.(?:conf|cnf|cfg|config|ini|log|env|properties|ya?ml|xml|json|db|sqlite3?|sql|key|pem|bak|htaccess|php\d?|jsp|aspx?|sh|py|rb)"
     r"|\.git/|\.svn/|\.hg/|\.env\b|\.htaccess|web\.config|wp-config|web-inf/|meta-inf/|config/|id_[rd]sa)"
