@@ -44,15 +44,21 @@ CMD ["sh", "-c", "exec mitmdump --mode \"reverse:${UPSTREAM}@0.0.0.0:8000\" -s /
 
 # ------------------------------------------------------------------ node
 FROM base AS node
+# Every setting is a WALLARM_NODE_* variable (node.example.yaml lists them; a flag or a mounted
+# --config file still works). `docker run -e WALLARM_NODE_MODE=monitoring ...` changes one;
+# WALLARM_NODE_TLS_CERT_PEM / _KEY_PEM carry the endpoint's pair as text, so no file is needed.
+ENV WALLARM_NODE_LISTEN=0.0.0.0:5050 \
+    WALLARM_NODE_TLS_CERT=/etc/wallarm/certs/node.pem \
+    WALLARM_NODE_TLS_KEY=/etc/wallarm/certs/node-key.pem \
+    WALLARM_NODE_DB=/var/lib/wallarm/node.db \
+    WALLARM_NODE_CONSOLE_LISTEN=0.0.0.0:8090
 USER 10001:10001
 VOLUME ["/var/lib/wallarm"]
 EXPOSE 5050 8090
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:8090/ready', timeout=2)"]
 ENTRYPOINT ["wallarm-node"]
-CMD ["--listen", "0.0.0.0:5050", \
-     "--tls-cert", "/etc/wallarm/certs/node.pem", "--tls-key", "/etc/wallarm/certs/node-key.pem", \
-     "--db", "/var/lib/wallarm/node.db", "--console-listen", "0.0.0.0:8090"]
+CMD []
 
 # ------------------------------------------------------------------ demo upstream API
 FROM base AS demo-upstream

@@ -11,6 +11,7 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make run      start node + demo upstream + mitmdump with the addon (proxy on :8000)"
+	@echo "              WORKERS=N: N mitmdump workers behind HAProxy (docs/running.md)"
 	@echo "make test     run the whole test suite"
 	@echo "make install  create .venv (Python >= 3.12) and install the project with test extras"
 	@echo "make certs    generate development certificates in certs/ (FORCE=1 regenerates)"

@@ -252,16 +252,25 @@ class WallarmConnector:
                 out["node_breakers"] = active.client.breaker_states()
         return out
 
-    def _status_document(self) -> dict:
-        """`GET /status`, like Kong's: counters and the running config's hash."""
+    def _status_document(self) -> tuple[bool, dict]:
+        """`GET /status`, like Kong's: counters and the running config's hash; and whether this
+        worker can inspect: unhealthy (503) while every node breaker of an enabled plugin is
+        open, so a load balancer sends the traffic to a worker whose node answers. Each call
+        also starts the liveness check of open breakers whose cooldown is over (a worker out of
+        rotation gets no calls that would re-check them)."""
         runtime = self.runtime
-        return {"database": {"reachable": True},
-                "server": {"requests_inspected": self.metrics.inspected},
-                "configuration_hash": self.store.running_hash if self.store else "",
-                "hostname": socket.gethostname(), "node_id": self.node_id,
-                "wallarm": {"enabled": bool(runtime and runtime.any_enabled),
-                            "mirror_queue_depth": self.mirror.depth,
-                            "node_breakers": runtime.breaker_states() if runtime else {}}}
+        down: list[list[str]] = []
+        if runtime is not None:
+            runtime.probe_open_breakers()
+            down = runtime.nodes_down()
+        healthy = not down
+        return healthy, {"database": {"reachable": True},
+                         "server": {"requests_inspected": self.metrics.inspected},
+                         "configuration_hash": self.store.running_hash if self.store else "",
+                         "hostname": socket.gethostname(), "node_id": self.node_id,
+                         "wallarm": {"enabled": bool(runtime and runtime.any_enabled), "healthy": healthy,
+                                     "nodes_down": down, "mirror_queue_depth": self.mirror.depth,
+                                     "node_breakers": runtime.breaker_states() if runtime else {}}}
 
     def _status_metrics(self) -> str:
         runtime = self.runtime

@@ -371,6 +371,24 @@ class NodeClient:
     def breaker_states(self) -> dict[str, str]:
         return {ep.address.url: ep.breaker.state for ep in self.endpoints}
 
+    def all_open(self) -> bool:
+        """Every node's breaker is open: no call can be judged until a liveness check passes."""
+        return all(ep.breaker.is_open for ep in self.endpoints)
+
+    def probe_open(self) -> None:
+        """Start the liveness check of every open breaker whose cooldown is over, in the background.
+
+        Breakers are otherwise re-checked only by calls; a worker that a load balancer took out
+        of rotation because its breakers are open gets no calls, so without this its health
+        check (`/status`) would keep it out for good."""
+        now = time.monotonic()
+        for ep in self.endpoints:
+            if ep.closed or not ep.breaker.is_open or ep.breaker.allow(now) != CHECK:
+                continue
+            ep.check_task = asyncio.get_running_loop().create_task(
+                ep.check_liveness(self.timeouts.liveness_s, self.timeouts.connect_s),
+                name=f"wallarm-probe-{ep.address.url}")
+
     def close(self) -> None:
         for ep in self.endpoints:
             ep.close()

@@ -83,6 +83,19 @@ class RuntimeConfig:
             states.update(c.breaker_states())
         return states
 
+    def nodes_down(self) -> list[list[str]]:
+        """The node lists of enabled plugins whose every breaker is open: those flows go
+        uninspected (fail-open) or refused (fail-closed) until a node answers again."""
+        down: dict[int, list[str]] = {}
+        for a in self.actives:
+            if a.enabled and id(a.client) not in down and a.client.all_open():
+                down[id(a.client)] = [ep.address.url for ep in a.client.endpoints]
+        return list(down.values())
+
+    def probe_open_breakers(self) -> None:
+        for c in self.clients:
+            c.probe_open()
+
     def close(self) -> None:
         for c in self.clients:
             c.close()

@@ -1,5 +1,8 @@
 """The status listener, like Kong's admin listener: `/`, `/status`, `/metrics` and the Admin API.
 
+`/status` answers 503 (same JSON body) while the connector cannot inspect because every node
+breaker of an enabled plugin is open: HAProxy's health check (`make run WORKERS=N`) reads it.
+
 `curl -s http://localhost:8001/plugins | grep wallarm-plugin` (the seed's upgrade check) works;
 services, routes and plugins are read and written as in Kong (`addon.admin_api`).
 Served by aiohttp's server on the proxy's own event loop.
@@ -42,7 +45,7 @@ def root_document(runtime: RuntimeConfig | None, started_at: float, node_id: str
 
 
 class StatusServer:
-    def __init__(self, root: Callable[[], dict[str, Any]], status: Callable[[], dict[str, Any]],
+    def __init__(self, root: Callable[[], dict[str, Any]], status: Callable[[], tuple[bool, dict[str, Any]]],
                  metrics: Callable[[], str], admin: AdminApi):
         self._root, self._status, self._metrics, self._admin = root, status, metrics, admin
         self._runner: web.AppRunner | None = None
@@ -60,7 +63,8 @@ class StatusServer:
         return json_response(self._root())
 
     async def _handle_status(self, _: web.Request) -> web.Response:
-        return json_response(self._status())
+        healthy, document = self._status()
+        return json_response(document, 200 if healthy else 503)  # 503: take this worker out of rotation
 
     async def _handle_metrics(self, _: web.Request) -> web.Response:
         return web.Response(text=self._metrics(), content_type="text/plain", charset="utf-8",

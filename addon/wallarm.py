@@ -5,5 +5,7 @@ installed `addon` package and this file only exposes it.
 """
 
 from addon.connector import WallarmConnector
+from addon.logformat import LogFormat
 
-addons = [WallarmConnector()]
+# LogFormat first: the connector's own first lines (config loaded) already come out in the chosen format
+addons = [LogFormat(), WallarmConnector()]

@@ -22,38 +22,53 @@ from aiohttp import web
 
 from node import __version__
 from node.admin import make_admin_app
+from node.check_config import run_checks
 from node.console.auth import resolve_console_token
 from node.context import NodeContext
 from node.detect.engine import Engine
+from node.events import EventStream
 from node.http1server import HTTPServer
 from node.metrics import NodeMetrics
 from node.pairing import Pairing
 from node.policy import Policy
 from node.reload import ConfigReloader
-from node.server import Endpoint, JudgingLane, make_ssl_context
+from node.server import Endpoint, JudgingLane, endpoint_ssl_context
 from node.rules.modes import NODE_MODES
 from node.settings import NodeSettings, SettingsError, load_settings
 from node.store import open_store
 from node.store.base import Store, StoreError
 from node.store.location import resolve_location
 from wallarm_wire.addresses import format_hostport, is_loopback_host
+from wallarm_wire.jsonlog import JSONFormatter
 
 log = logging.getLogger("node")
 
+# subcommands before the flags (`wallarm-node check-config --config node.yaml`); none = serve
+COMMANDS = {
+    "check-config": "Check a node config (file, WALLARM_NODE_* variables, flags) without starting: "
+                    "TLS pair, signatures, store. Exit 0 when valid, 2 otherwise.",
+}
+
 SWEEP_INTERVAL = 5.0
 IP_LISTS_RELOAD_INTERVAL = 30.0
+# exceptions made elsewhere (an import, another node on the store) apply within this; the
+# requests they let through reach the store's counts as often
+EXCEPTIONS_RELOAD_INTERVAL = 1.0
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="wallarm-node", description="The Wallarm-style security node: "
-                                "answers the mitmproxy connector (protocol v1), records attacks, serves the console.")
+                                "answers the mitmproxy connector (protocol v1), records attacks, serves the console. "
+                                "`wallarm-node exceptions export|import` exports or imports its exceptions as YAML.")
     p.add_argument("--config", type=Path, help="YAML or JSON config file (see node.example.yaml)")
     p.add_argument("--listen", metavar="HOST:PORT", help="connector endpoint (default 127.0.0.1:5050)")
     p.add_argument("--tls-cert", type=Path, metavar="PEM", help="certificate for the connector endpoint")
     p.add_argument("--tls-key", type=Path, metavar="PEM", help="private key for the connector endpoint")
-    p.add_argument("--db", metavar="PATH", help="SQLite attack store file or sqlite:///path (default wallarm-node.db)")
+    p.add_argument("--db", metavar="PATH|DSN", help="attack store: a SQLite file or sqlite:///path (default "
+                   "wallarm-node.db), or postgresql://user:pass@host/db that several nodes share")
     p.add_argument("--mode", choices=NODE_MODES, help="default node mode; wins over the mode saved by the console")
     p.add_argument("--console-listen", metavar="HOST:PORT", help="console, API, /live, /ready, /metrics (default 127.0.0.1:8090)")
+    p.add_argument("--log-format", choices=("text", "json"), help="log lines as text (default) or one JSON object each")
     p.add_argument("--version", action="version", version=f"wallarm-node {__version__}")
     return p
 
@@ -66,6 +81,7 @@ def settings_from_args(args: argparse.Namespace) -> NodeSettings:
         "db": resolve_location(args.db, Path.cwd()) if args.db else None,
         "mode": args.mode,
         "console_listen": args.console_listen,
+        "log_format": args.log_format,
         "mode_forced": True if args.mode else None,
     }
     return load_settings(args.config, overrides)
@@ -79,6 +95,13 @@ async def seed_ip_lists(store: Store, settings: NodeSettings) -> int:
         if (entry.list, entry.network) not in existing:
             await store.add_ip_entry(entry)
             added += 1
+    return added
+
+
+async def seed_exceptions(store: Store, settings: NodeSettings) -> int:
+    """Add the config's exceptions that the store does not hold yet (idempotent); one removed
+    from the file stays until removed in the console, like an IP list entry."""
+    added, _ = await store.import_exceptions(settings.exceptions, replace=False)
     return added
 
 
@@ -108,7 +131,7 @@ async def serve(settings: NodeSettings, reload: Callable[[], NodeSettings] | Non
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, hup.set)
     try:
-        store = open_store(settings.db_file)
+        store = open_store(settings.db)
         await store.open()
         try:
             return await _serve_with_store(settings, store, stop, hup, reload or (lambda: settings))
@@ -123,29 +146,39 @@ async def serve(settings: NodeSettings, reload: Callable[[], NodeSettings] | Non
 async def _serve_with_store(settings: NodeSettings, store: Store, stop: asyncio.Event, hup: asyncio.Event,
                             reload: Callable[[], NodeSettings]) -> int:
     seeded = await seed_ip_lists(store, settings)
+    seeded_exceptions = await seed_exceptions(store, settings)
     engine = Engine(max_body=settings.max_body_bytes)
     metrics = NodeMetrics()
     policy = Policy(store, settings.mode_settings())
     source = await policy.load(settings.mode_settings(), settings.mode_forced)
     modes = await policy.get_mode_settings()
-    log.info("mode %s with %d override(s) (from %s); %d IP entries seeded from config",
-             modes.default, len(modes.overrides), source, seeded)
+    log.info("mode %s with %d override(s) (from %s); %d IP entries and %d exception(s) seeded from config",
+             modes.default, len(modes.overrides), source, seeded, seeded_exceptions)
 
     pairing = Pairing(settings.pairing.ttl_seconds, settings.pairing.max_entries,
                       on_evict=lambda reason, side: metrics.pairing_evictions.inc(reason, side))
     metrics.add_gauge("wallarm_node_pairing_pending", "Messages waiting for their pair.", lambda: len(pairing))
     metrics.add_gauge("wallarm_node_store_queue_depth", "Writes waiting for the store's writer.",
                       lambda: float(store.gauges().queue_depth))
-    metrics.add_gauge("wallarm_node_store_dropped_writes", "Writes the store refused (queue full or closed).",
-                      lambda: float(store.gauges().dropped_writes))
+    metrics.add_counter("wallarm_node_store_dropped_writes", "Writes the store refused (queue full or closed).",
+                        lambda: float(store.gauges().dropped_writes))
+    metrics.add_counter("wallarm_node_store_write_errors", "Batches of writes the store failed to commit.",
+                        lambda: float(store.gauges().write_errors))
+    metrics.add_counter("wallarm_node_store_lost_writes", "Queued writes lost in batches that failed to commit.",
+                        lambda: float(store.gauges().lost_writes))
+    metrics.add_counter("wallarm_node_store_bad_records", "Malformed records the store skipped.",
+                        lambda: float(store.gauges().bad_records))
 
-    ctx = NodeContext(settings=settings, store=store, policy=policy, engine=engine, metrics=metrics)
+    events = EventStream(settings.events, settings.instance, metrics.events.inc)
+    ctx = NodeContext(settings=settings, store=store, policy=policy, engine=engine, metrics=metrics, events=events)
     ctx.console_token = resolve_console_token(settings.console_token, settings.db_file)
+    if store.shared:  # another node changed IP lists, modes or exceptions: apply them here too
+        store.watch_changes(policy.on_store_change)
     # large messages: judged off the loop, with their own engine
     lane = JudgingLane(lambda: Engine(max_body=settings.max_body_bytes))
     endpoint = Endpoint(ctx, pairing, lane)
 
-    ssl_ctx = make_ssl_context(settings.tls_cert, settings.tls_key) if settings.tls_cert and settings.tls_key else None
+    ssl_ctx = endpoint_ssl_context(settings)
     grace = settings.shutdown_timeout_seconds
     endpoint_server = HTTPServer(endpoint.respond, settings.max_body_bytes, endpoint.on_bad_request)
     admin_runner = web.AppRunner(make_admin_app(ctx), access_log=None, shutdown_timeout=grace, handle_signals=False)
@@ -168,17 +201,20 @@ async def _serve_with_store(settings: NodeSettings, store: Store, stop: asyncio.
     log.info("connector endpoint listening on %s://%s", "https" if ssl_ctx else "http", ep_addr)
     log.info("console listening on http://%s (health: /live /ready, metrics: /metrics)", console_addr)
 
+    events.start()
     jobs = [
         asyncio.create_task(_periodic(lambda: SWEEP_INTERVAL, _sweeper(pairing), "pairing sweep")),
         asyncio.create_task(_periodic(lambda: ctx.settings.retention.interval_seconds, _retention(store, ctx),
                                       "retention")),
         asyncio.create_task(_periodic(lambda: IP_LISTS_RELOAD_INTERVAL,
                                       lambda: policy.reload_ip_lists(periodic=True), "IP list reload")),
+        asyncio.create_task(_periodic(lambda: EXCEPTIONS_RELOAD_INTERVAL, _exceptions_sync(policy),
+                                      "exception reload")),
         asyncio.create_task(_reload_on_hup(hup, ConfigReloader(
-            ctx, reload, pairing, endpoint.apply_settings, lambda s: seed_ip_lists(store, s)))),
+            ctx, reload, pairing, endpoint.apply_settings, lambda s: _seed_all(store, s)))),
     ]
     await _retention(store, ctx)()
-    log.info("node ready (instance %s)", settings.instance)
+    log.info("node ready (node id %s)", settings.node_name)
     await stop.wait()
 
     log.info("shutting down: no new connections, finishing in-flight messages (up to %.0fs)", grace)
@@ -190,7 +226,12 @@ async def _serve_with_store(settings: NodeSettings, store: Store, stop: asyncio.
         log.warning("%d message(s) still in flight after %.0fs: closing them", left, grace)
     endpoint_server.close()
     lane.close()
+    await events.stop()  # what was recorded reaches the SIEM before the node exits
     await admin_runner.cleanup()
+    try:  # the requests let through since the last flush still count
+        await policy.flush_excepted_counts()
+    except StoreError as e:
+        log.warning("exception counts not saved: %s", e)
     return 0
 
 
@@ -199,6 +240,19 @@ def _bound(runner: web.AppRunner) -> str:
         if isinstance(addr, tuple):
             return format_hostport(addr[0], addr[1])
     return "?"
+
+
+async def _seed_all(store: Store, settings: NodeSettings) -> int:
+    """A config reload's seeding: IP entries and exceptions; returns the IP entries added."""
+    await seed_exceptions(store, settings)
+    return await seed_ip_lists(store, settings)
+
+
+def _exceptions_sync(policy: Policy) -> Job:
+    async def sync() -> None:
+        await policy.flush_excepted_counts()
+        await policy.reload_exceptions(periodic=True)
+    return sync
 
 
 def _sweeper(pairing: Pairing) -> Job:
@@ -228,15 +282,36 @@ def _retention(store: Store, ctx: NodeContext) -> Job:
     return apply
 
 
+def configure_logging(settings: NodeSettings) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JSONFormatter() if settings.log_format == "json"
+                         else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["exceptions"]:  # `wallarm-node exceptions export|import ...`
+        from node.exceptions_cli import main as exceptions_main
+
+        return exceptions_main(argv[1:])
+    command = argv[0] if argv and argv[0] in COMMANDS else None
+    parser = build_parser()
+    if command:
+        parser.prog = f"wallarm-node {command}"
+        parser.description = COMMANDS[command]
+    args = parser.parse_args(argv[1:] if command else argv)
     try:
         settings = settings_from_args(args)
     except SettingsError as e:
         print(f"wallarm-node: {e}", file=sys.stderr)
+        if command == "check-config":
+            print("config has errors", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    if command == "check-config":
+        return 0 if run_checks(settings) else 2
+    configure_logging(settings)
     try:
         return asyncio.run(serve(settings, lambda: settings_from_args(args)))
     except (SettingsError, StoreError, ValueError) as e:

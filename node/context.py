@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from node.detect.engine import Engine
+from node.events import EventStream
 from node.metrics import NodeMetrics
 from node.policy import Policy
 from node.settings import NodeSettings
@@ -23,3 +24,4 @@ class NodeContext:
     engine: Engine
     metrics: NodeMetrics
     console_token: str = ""
+    events: EventStream | None = None  # SIEM sinks; None when the node runs without them

@@ -1,15 +1,15 @@
 """Reload the node's config on SIGHUP: apply what can change live, keep the last good on error.
 
 Live (the next message sees it): `mode`, `overrides` and `partial_inspection` (unless the console
-saved its own, which win as at start; `--mode` still wins over both), `ip_lists` seeds (entries added, like at start;
-an entry removed from the file stays in the store: the console removes it), `log_level`,
-`shared_secret`, `instance`, `pairing.*`, `retention.*`.
+saved its own, which win as at start; `--mode` still wins over both), `ip_lists` and `exceptions`
+seeds (entries added, like at start; an entry removed from the file stays in the store: the
+console removes it), `log_level`, `shared_secret`, `instance`, `node_id`, `pairing.*`, `retention.*`.
 
 Needs a restart (a changed value is logged and ignored; the running value stays): the listeners
 and their TLS (`listen`, `console_listen`, `tls_cert`, `tls_key`), the store (`db`),
 `console_token` (sessions hang on it), `max_body_bytes` (the server's buffers and the engines are
 sized by it; a reloaded override's body limit must fit the running one) and
-`shutdown_timeout_seconds`.
+`shutdown_timeout_seconds`, `log_format`, `events.*` (the SIEM stream's sinks).
 
 A config that cannot be read or validated changes nothing: one ERROR line names the file and the
 problem, `wallarm_node_config_errors_total` counts it. A reload that applied counts in
@@ -30,7 +30,7 @@ from node.settings import NodeSettings, format_validation
 
 log = logging.getLogger("node.reload")
 
-RESTART_FIELDS = ("listen", "console_listen", "tls_cert", "tls_key", "db", "console_token", "max_body_bytes",
+RESTART_FIELDS = ("listen", "console_listen", "tls_cert", "tls_key", "tls_cert_pem", "tls_key_pem", "db", "console_token", "max_body_bytes", "log_format",
                   "shutdown_timeout_seconds")
 
 SeedLists = Callable[[NodeSettings], Awaitable[int]]

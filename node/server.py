@@ -20,6 +20,7 @@ import asyncio
 import hmac
 import logging
 import ssl
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -51,10 +52,11 @@ from node.context import NodeContext
 from node.http1server import BadRequest, Incoming, Outgoing, error_body
 from node.masking import mask_hits, request_excerpt
 from node.pairing import Pairing, RequestSeen, ResponseSeen
-from node.policy import Policy, canonical_ip, normalise_path
+from node.policy import Policy, canonical_ip
+from node.rules.paths import normalise_path
 from node.rules.modes import PartialAction, normalise_host
 from node.settings import NodeSettings
-from node.store.base import PARTIAL_TYPE, AttackRecord, Hit
+from node.store.base import PARTIAL_TYPE, AttackRecord, ExceptedHit, Hit
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,7 @@ MAX_STORED_PATH = 2048
 LANE_MIN_BYTES = 64 * 1024
 REFUSAL_LOG_INTERVAL = 10.0  # seconds between INFO lines about refused messages of one kind
 _NO_HITS: list[Hit] = []
+_NO_EXCEPTED: list[ExceptedHit] = []
 _NO_REASONS: list[str] = []
 # Incoming.headers has lower-cased names.
 _SECRET, _REQUEST_ID, _DELIVERY = H_SECRET.lower(), H_REQUEST_ID.lower(), H_DELIVERY.lower()
@@ -109,6 +112,7 @@ class _Message:
     client_ip: str
     instance: str
     host: str = ""
+    path: str = ""  # normalised (node/rules/paths.py): what overrides and exceptions match
     mode: str = ""
     body_limit: int | None = None  # body bytes inspected (a host/path override), None: the engine's
     partial_inspection: PartialAction = "block"  # what a partial inspection counts as here
@@ -120,6 +124,21 @@ _LIVE_BODY = b'{"status":"live"}'
 
 def _error(status: int, reason: str) -> Outgoing:
     return Outgoing(status, error_body(reason))
+
+
+def endpoint_ssl_context(settings: NodeSettings) -> ssl.SSLContext | None:
+    """The endpoint's TLS from the settings: PEM text if given, else the files; None = plain."""
+    if settings.tls_cert_pem and settings.tls_key_pem:
+        # ssl loads a chain only from files: written to a private folder, loaded, removed at once
+        with tempfile.TemporaryDirectory(prefix="wallarm-tls-") as folder:
+            cert, key = Path(folder) / "cert.pem", Path(folder) / "key.pem"
+            for path, text in ((cert, settings.tls_cert_pem), (key, settings.tls_key_pem)):
+                path.touch(mode=0o600)
+                path.write_text(text)
+            return make_ssl_context(cert, key)
+    if settings.tls_cert and settings.tls_key:
+        return make_ssl_context(settings.tls_cert, settings.tls_key)
+    return None
 
 
 def make_ssl_context(cert: Path, key: Path) -> ssl.SSLContext:
@@ -166,6 +185,7 @@ class Endpoint:
         self.policy: Policy = ctx.policy
         self.engine = ctx.engine
         self.store = ctx.store
+        self._events = ctx.events
         self.metrics = ctx.metrics
         self.pairing = pairing
         self.apply_settings(ctx.settings)
@@ -175,7 +195,7 @@ class Endpoint:
         """The settings the endpoint reads per message (at start, and on a config reload)."""
         self.settings = settings
         self._secret = (settings.shared_secret or "").encode()
-        self._instance = settings.instance
+        self._instance = settings.node_name
 
     def respond(self, incoming: Incoming) -> Outgoing | asyncio.Future[Outgoing]:
         """The server's handler: one complete message in, the answer out (later, for a large one)."""
@@ -261,7 +281,8 @@ class Endpoint:
         m = _Message(request_id, msg, delivery, client_ip, headers.get(_INSTANCE, "")[:200])
         if isinstance(msg, RequestMessage):
             m.host = normalise_host(headers.get(_FORWARDED_HOST) or msg.header("host"))
-            rules = self.policy.rules_for(m.host, normalise_path(msg.target))
+            m.path = normalise_path(msg.target)
+            rules = self.policy.rules_for(m.host, m.path)
             m.mode, m.body_limit, m.partial_inspection = rules.mode, rules.max_body_bytes, rules.partial_inspection
             # the connector cut the body (or streamed it): what it did not send is not inspected
             m.body_cut = _BODY_TRUNCATED in headers
@@ -272,20 +293,32 @@ class Endpoint:
         try:
             hits = self._hits(detection, seconds)
             if isinstance(m.msg, ResponseMessage):
+                self._count_attacks(hits)
                 verdict = self._on_response(m.request_id, m.msg, hits)
             else:
-                verdict = self._on_request(m, m.msg, hits, self._partial(m, detection))
+                # exceptions apply after detection, so the engine and its caches never depend on them
+                hits, excepted = self.policy.except_hits(m.host, m.path, hits, detection.threshold) if hits \
+                    else (hits, _NO_EXCEPTED)
+                self._count_attacks(hits)
+                verdict = self._on_request(m, m.msg, hits, self._partial(m, detection), excepted)
         except Exception:  # noqa: BLE001 - one bad message must not take the node down
             return self._analysis_failed(m)
         self.metrics.verdicts.inc(verdict.action, verdict.reason or "benign")
         return Outgoing(verdict.status, verdict.to_json())
 
     # -- requests: decide (sync) or only record (async)
-    def _on_request(self, m: _Message, msg: RequestMessage, hits: list[Hit], partial: list[str]) -> Verdict:
+    def _on_request(self, m: _Message, msg: RequestMessage, hits: list[Hit], partial: list[str],
+                    excepted: list[ExceptedHit]) -> Verdict:
         request_id, client_ip, host, mode, instance = m.request_id, m.client_ip, m.host, m.mode, m.instance
         sync = m.delivery == DELIVERY_SYNC
         lists = self.policy.lists_for(client_ip) if mode != "off" else frozenset()
         decision = self.policy.decide(mode, lists, bool(hits), sync, bool(partial), m.partial_inspection)
+        verdict_reason = decision.reason
+        if excepted and not hits and not decision.block:
+            # every finding excepted and nothing else holds it back: an exception let it through
+            self.metrics.excepted.inc()
+            self.policy.count_excepted(excepted)
+            verdict_reason = verdict_reason or "excepted"
         raw_path = msg.target.split("?", 1)[0][:MAX_STORED_PATH]
         masked = mask_hits(hits) if hits else _NO_HITS
         # The pairing table keeps this summary for up to its TTL: no excerpt in it (memory).
@@ -299,9 +332,10 @@ class Endpoint:
                 reason = "attack" if hits or response_hits or not partial else "partial"
             # a partial inspection is stored as findings of its own type, one per reason
             partial_hits = [Hit(PARTIAL_TYPE, "request", f"partial.{r}", "", 0) for r in partial]
+            kept = [ExceptedHit(h, e.exception_id) for h, e in zip(mask_hits([e.hit for e in excepted]), excepted)]
             self._record(request_id, seen, masked + partial_hits + response_hits, decision.stored_action, reason,
-                         earlier.status if earlier is not None else None, request_excerpt(msg))
-        return Verdict(request_id, "block" if decision.block else "pass", mode, masked, decision.reason, partial)
+                         earlier.status if earlier is not None else None, request_excerpt(msg), kept)
+        return Verdict(request_id, "block" if decision.block else "pass", mode, masked, verdict_reason, partial)
 
     def _partial(self, m: _Message, detection: Any) -> list[str]:
         """Why the request's inspection was partial (empty: judged whole, or mode off)."""
@@ -331,17 +365,21 @@ class Endpoint:
         self.metrics.analysis.observe(seconds)
         if not detection.is_attack:
             return _NO_HITS
-        for hit in detection.attacks:
-            self.metrics.attacks.inc(hit.type)
         return list(detection.attacks)
 
+    def _count_attacks(self, hits: list[Hit]) -> None:
+        for hit in hits:
+            self.metrics.attacks.inc(hit.type)
+
     def _record(self, request_id: str, seen: RequestSeen, hits: list[Hit], action: str, reason: str,
-                response_status: int | None, excerpt: str = "") -> None:
+                response_status: int | None, excerpt: str = "", excepted: list[ExceptedHit] = _NO_EXCEPTED) -> None:
         record = AttackRecord(
             time=seen.time, request_id=request_id, client_ip=seen.client_ip, host=seen.host,
             method=seen.method, path=seen.path, hits=hits, action=action,  # type: ignore[arg-type]
             mode=seen.mode, instance=seen.instance, node_instance=self._instance,
-            response_status=response_status, request_excerpt=excerpt, reason=reason,
+            response_status=response_status, request_excerpt=excerpt, reason=reason, excepted=excepted,
         )
         self.store.add_attack(record)
         self.metrics.recorded.inc(action)
+        if self._events is not None:
+            self._events.publish(record)

@@ -35,6 +35,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from wallarm_wire.protocol import RequestMessage, encode_request  # noqa: E402
+sys.path.insert(0, str(REPO / "scripts"))
+from benchproc import parse_prometheus  # noqa: E402
 
 BENIGN = RequestMessage(
     "GET", "/api/v1/products?q=lamp&page=2&sort=price",
@@ -199,9 +201,10 @@ def main() -> int:
         print(f"target node >= 2.5x plain mitmdump: {'met' if ok else 'NOT met'}")
         with urllib.request.urlopen(f"http://127.0.0.1:{console_port}/metrics", timeout=5) as r:  # noqa: S310
             metrics = r.read().decode()
-        m = re.search(r"wallarm_node_analysis_seconds_sum (\S+)\nwallarm_node_analysis_seconds_count (\d+)", metrics)
-        if m and int(m.group(2)):
-            print(f"node analysis time (its /metrics): mean {float(m.group(1)) / int(m.group(2)) * 1e6:.0f} us over {m.group(2)} messages")
+        got = parse_prometheus(metrics)
+        total, count = got.get("wallarm_node_analysis_seconds_sum", 0.0), int(got.get("wallarm_node_analysis_seconds_count", 0))
+        if count:
+            print(f"node analysis time (its /metrics): mean {total / count * 1e6:.0f} us over {count} messages")
     finally:
         for p in reversed(procs):
             stop(p)

@@ -39,6 +39,7 @@ Exit status: 0 all met, 1 a target missed, 2 error.
 
     python scripts/bench_proxy.py [--duration 10] [--rounds 2] [--loadgen auto|builtin|wrk]
                                   [--json FILE] [--plot FILE.png] [--no-progress]
+    python scripts/bench_proxy.py --workers N ...   the scaling benchmark, scripts/bench_workers.py
 """
 
 from __future__ import annotations
@@ -412,6 +413,11 @@ def run(args: argparse.Namespace, tool: str, procs: list[ManagedProcess], tmp: P
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a == "--workers" or a.startswith("--workers=") for a in argv):
+        from bench_workers import main as bench_workers_main  # the scaling benchmark: its own options
+
+        return bench_workers_main(argv)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=float, default=10, help="seconds per measurement (default 10)")
     ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds (default 2)")

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Benchmark the SQLite attack store: insert throughput and the console's queries.
+"""Benchmark the attack store (SQLite, or PostgreSQL with --backend): insert throughput and the
+console's queries.
 
 For each size (default 10,000 and 100,000 synthetic attacks with varied types, IPs, hosts,
 paths and actions, arriving over 7 days) it measures, in one run:
@@ -12,8 +13,12 @@ first pages and stats. The synthetic stores above spread attacks over 2,500 IPs 
 paths almost uniformly: the worst case for the overview's top-10 lists (nothing repeats).
 Query times are the median and max of --repeat runs, in milliseconds. Everything happens in a
 temporary directory that is removed at the end; the run is bounded by the sizes given.
+`--backend postgresql` runs the same on a throwaway PostgreSQL cluster (the tests' one,
+tests/support/postgres.py: Debian's initdb/pg_ctl, or the server of WALLARM_TEST_POSTGRES_DSN),
+a fresh database per scenario; `--backend both` runs each scenario on both.
 
     .venv/bin/python scripts/bench_store.py [--sizes 10000,100000] [--repeat 20] [--scan 100000]
+                                            [--backend sqlite|postgresql|both]
 """
 
 from __future__ import annotations
@@ -26,12 +31,18 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from node.store.base import AttackFilter, AttackRecord, Hit  # noqa: E402
-from node.store.sqlite import SQLiteStore, encode_cursor  # noqa: E402
+from node.store import open_store  # noqa: E402
+from node.store.base import AttackFilter, AttackRecord, Hit, Store  # noqa: E402
+from node.store.filters import encode_cursor  # noqa: E402
+
+# A scenario's store: name -> an unopened store of the backend under test.
+MakeStore = Callable[[str], Store]
 
 TYPES = ["sqli", "xss", "ptrav", "rce", "nosqli", "ldapi", "ssti", "xxe", "log4j", "scanner", "ssrf"]
 TYPE_WEIGHTS = [30, 25, 15, 10, 5, 3, 3, 3, 2, 4, 0.05]
@@ -72,7 +83,7 @@ async def timed(fn, repeat: int) -> tuple[float, float]:
     return statistics.median(samples), max(samples)
 
 
-async def load(store: SQLiteStore, records: list[AttackRecord]) -> tuple[float, float]:
+async def load(store: Store, records: list[AttackRecord]) -> tuple[float, float]:
     """Add `records` through the store's hot-path API, then flush. Returns (seconds to enqueue,
     seconds until everything is written)."""
     t0 = time.perf_counter()
@@ -85,15 +96,15 @@ async def load(store: SQLiteStore, records: list[AttackRecord]) -> tuple[float, 
     return enqueue_s, time.perf_counter() - t0
 
 
-async def bench_size(n: int, repeat: int, tmp: Path) -> None:
+async def bench_size(n: int, repeat: int, make_store: MakeStore) -> None:
     rng = random.Random(n)
     now = time.time()
     records = synthetic(rng, n, now)
-    store = SQLiteStore(tmp / f"bench-{n}.db")
+    store = make_store(f"bench-{n}")
     await store.open()
     try:
         enqueue_s, insert_s = await load(store, records)
-        print(f"\n== {n:,} attacks ==")
+        print(f"\n== {n:,} attacks, {type(store).__name__} ==")
         print(f"insert: {n / insert_s:,.0f} records/s through add_attack+flush ({insert_s:.2f} s; "
               f"enqueue alone {enqueue_s * 1e6 / n:.1f} us/record on the loop; dropped {store.dropped}; "
               f"written {store.attacks_written})")
@@ -144,7 +155,7 @@ async def bench_size(n: int, repeat: int, tmp: Path) -> None:
         await store.close()
 
 
-async def bench_scan(n: int, repeat: int, tmp: Path) -> None:
+async def bench_scan(n: int, repeat: int, make_store: MakeStore) -> None:
     """A scanner's burst: n attacks within 30 minutes from 5 IPs over a 2,000-path word list."""
     rng = random.Random(n + 1)
     now = time.time()
@@ -155,11 +166,11 @@ async def bench_scan(n: int, repeat: int, tmp: Path) -> None:
         method="GET", path=rng.choice(words), hits=[Hit(type=rng.choice(["ptrav", "scanner", "sqli"]), location="path",
                                                         rule_id="930100", excerpt="../../etc/passwd")],
         action="blocked", mode="block", request_excerpt="GET / HTTP/1.1\r\n\r\n") for i in range(n)]
-    store = SQLiteStore(tmp / f"scan-{n}.db")
+    store = make_store(f"scan-{n}")
     await store.open()
     try:
         _, insert_s = await load(store, records)
-        print(f"\n== scan burst: {n:,} attacks in 30 min from 5 IPs ==")
+        print(f"\n== scan burst: {n:,} attacks in 30 min from 5 IPs, {type(store).__name__} ==")
         print(f"insert: {n / insert_s:,.0f} records/s through add_attack+flush (dropped {store.dropped})")
         for name, fn in (
             ("first page, no filter", lambda: store.list_attacks(AttackFilter(), limit=50)),
@@ -178,16 +189,29 @@ async def main() -> None:
     parser.add_argument("--sizes", default="10000,100000", help="comma-separated store sizes")
     parser.add_argument("--repeat", type=int, default=20, help="runs per query (median and max reported)")
     parser.add_argument("--scan", type=int, default=100_000, help="attacks in the scan-burst scenario (0 = skip)")
+    parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="sqlite",
+                        help="the store to measure (postgresql: a throwaway cluster, see above)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     if not sizes or any(n < 100 or n > 1_000_000 for n in sizes) or not 1 <= args.repeat <= 1000:
         parser.error("sizes must be 100..1,000,000 and repeat 1..1000")
     logging.basicConfig(level=logging.WARNING)
-    with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-store-")))
+        makers: list[MakeStore] = []
+        if args.backend in ("sqlite", "both"):
+            makers.append(lambda name: open_store(tmp / f"{name}.db"))
+        if args.backend in ("postgresql", "both"):
+            from tests.support.postgres import throwaway_cluster
+
+            cluster = stack.enter_context(throwaway_cluster())
+            makers.append(lambda _name: open_store(cluster.create_database()))
         for n in sizes:
-            await bench_size(n, args.repeat, Path(tmp))
+            for make_store in makers:
+                await bench_size(n, args.repeat, make_store)
         if args.scan:
-            await bench_scan(min(args.scan, 1_000_000), args.repeat, Path(tmp))
+            for make_store in makers:
+                await bench_scan(min(args.scan, 1_000_000), args.repeat, make_store)
 
 
 if __name__ == "__main__":

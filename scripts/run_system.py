@@ -5,9 +5,14 @@ Starts, in order, and waits for each to be ready:
   1. the node (`python -m node`): connector endpoint on TLS with certs/node.pem, SQLite store
      and console token in var/, console on 127.0.0.1:8090;
   2. the demo upstream API (scripts/demo_upstream.py) on 127.0.0.1:9000, unless UPSTREAM is set;
-  3. mitmdump in reverse mode on 127.0.0.1:8000 with the addon and enable-plugin.json.
+  3. mitmdump in reverse mode on 127.0.0.1:8000 with the addon and enable-plugin.json;
+     or, with WORKERS=N (N >= 2), N mitmdump workers, each on its own loopback proxy and status
+     ports (WORKER_BASE, WORKER_BASE+1 for the first, +2 and +3 for the second, ...), all on the
+     one config file, and HAProxy on LISTEN and ADMIN_LISTEN in front of them, health-checking
+     each worker's /status (var/haproxy.cfg, rendered from docker/haproxy.cfg.template).
 Then prints where everything is. Ctrl-C or SIGTERM stops the children (proxy first, node last so
-that it flushes its store) and exits; if any child dies on its own, the rest are stopped too.
+that it flushes its store) and exits; if any child dies on its own, the rest are stopped too,
+except a worker behind HAProxy, which is restarted (HAProxy sends its share to the others).
 
 Every setting has an environment variable (used by `make run`) and a flag (used by the tests):
   UPSTREAM=https://api.example     your API instead of the demo one
@@ -23,6 +28,9 @@ Every setting has an environment variable (used by `make run`) and a flag (used 
   NODE_MODE=                       optional node mode override (off|monitoring|safe_blocking|block)
   UPSTREAM_CA=                     CA bundle to verify an https UPSTREAM with a private CA
   MITMDUMP_ARGS=                   extra mitmdump arguments, e.g. "--set block_global=false"
+  WORKERS=1                        mitmdump workers; 2 or more puts HAProxy in front of them
+  WORKER_BASE=18000                the first worker's proxy port (0: any free ports)
+  LB_STATS_LISTEN=127.0.0.1:8404   HAProxy's stats page (/) and Prometheus metrics (/metrics)
   VAR_DIR=var  CERTS_DIR=certs
 """
 
@@ -49,6 +57,9 @@ from typing import IO, Callable
 from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from haproxy_config import Worker, haproxy_up  # noqa: E402
+from haproxy_config import render as render_haproxy_config  # noqa: E402
 from wallarm_wire import addresses  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -97,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="CA bundle for an https upstream with a private CA")
     ap.add_argument("--mitmdump-args", type=shlex.split, default=shlex.split(os.environ.get("MITMDUMP_ARGS", "")),
                     help="extra mitmdump arguments (one shell-quoted string)")
+    ap.add_argument("--workers", type=int, default=int(_env("WORKERS", "1")),
+                    help="mitmdump workers; 2 or more run behind HAProxy (default 1: no HAProxy)")
+    ap.add_argument("--haproxy", action="store_true", help="HAProxy in front even of a single worker")
+    ap.add_argument("--worker-base", type=int, default=int(_env("WORKER_BASE", "18000")),
+                    help="first worker's proxy port; its status port is the next one, and so on (0: free ports)")
+    ap.add_argument("--lb-stats-listen", type=hp, default=_env("LB_STATS_LISTEN", "127.0.0.1:8404"))
     ap.add_argument("--var-dir", type=Path, default=Path(_env("VAR_DIR", str(REPO / "var"))))
     ap.add_argument("--certs-dir", type=Path, default=Path(_env("CERTS_DIR", str(REPO / "certs"))))
     ap.add_argument("--ready-timeout", type=float, default=float(_env("READY_TIMEOUT", "60")),
@@ -177,6 +194,14 @@ def child_env() -> dict[str, str]:
     return env
 
 
+def find_haproxy() -> str:
+    found = shutil.which("haproxy") or next((p for p in ("/usr/sbin/haproxy", "/usr/local/sbin/haproxy")
+                                              if Path(p).exists()), None)
+    if not found:
+        raise SystemExit("run_system: WORKERS >= 2 needs HAProxy (Debian: apt-get install haproxy)")
+    return found
+
+
 def find_mitmdump() -> str:
     here = Path(sys.executable).parent / "mitmdump"
     if here.exists():
@@ -244,6 +269,15 @@ def tcp_ok(host: str, port: int) -> Callable[[], bool]:
     return check
 
 
+def url_of(hp: tuple[str, int]) -> str:
+    return f"http://{fmt_hostport((connect_host(hp[0]), hp[1]))}"
+
+
+def is_loopback_host(host: str) -> bool:
+    from addon.admin_api import is_loopback
+    return is_loopback(host)
+
+
 def port_free(hp: tuple[str, int]) -> bool:
     family = socket.AF_INET6 if ":" in hp[0] else socket.AF_INET
     with socket.socket(family) as s:
@@ -279,6 +313,32 @@ def check_plugin_config(path: Path, node_listen: tuple[str, int]) -> None:
             log.warning("%s points the connector at %s, but this node listens on %s: the proxy will "
                         "fail open (requests pass unchecked). Set NODE_LISTEN or edit the file.",
                         path, first.url, fmt_hostport(node_listen))
+
+
+def check_trusted_proxies(path: Path) -> None:
+    """Behind HAProxy every request reaches the workers from loopback: unless HAProxy's address is
+    a trusted proxy, the node sees 127.0.0.1 as every client's address (IP lists, attack records)."""
+    import ipaddress
+
+    from addon.config import ConfigError
+    from addon.declarative import _decode, _each_plugin_dict
+
+    try:
+        plugins = _each_plugin_dict(_decode(path.read_bytes(), str(path)))
+    except (OSError, ConfigError):
+        return  # check_plugin_config and mitmdump name the problem
+    loopback = ipaddress.ip_address("127.0.0.1")
+    for plugin in plugins:
+        nets = (plugin.get("config") or {}).get("trusted_proxies") or []  # type: ignore[union-attr]
+        try:
+            trusted = any(loopback in ipaddress.ip_network(str(n), strict=False) for n in nets)
+        except ValueError:
+            continue
+        if not trusted:
+            log.warning("%s: trusted_proxies does not include 127.0.0.1 (HAProxy): the node will see every "
+                        "client as 127.0.0.1; add \"trusted_proxies\": [\"127.0.0.1/32\"] to the plugin's config "
+                        "(docs/running.md, \"Several workers\")", path)
+            return
 
 
 def connector_config(plugin_config: Path, var_dir: Path) -> Path:
@@ -320,12 +380,39 @@ def read_console_token(db: Path) -> tuple[str, str]:
         return "", f"{path} (not found: see the node's log, or set console_token in its config)"
 
 
+WORKER_RESTARTS = 5  # per worker and minute; a worker that keeps dying stops the system
+
+
+def worker_layout(a: argparse.Namespace) -> list[Worker]:
+    """Worker i (from 1) proxies on WORKER_BASE + 2(i-1) and has its status listener on the next
+    port, on loopback: only HAProxy talks to them. WORKER_BASE 0: free ports (tests)."""
+    out = []
+    for i in range(a.workers):
+        if a.worker_base:
+            proxy, status = a.worker_base + 2 * i, a.worker_base + 2 * i + 1
+        else:
+            proxy, status = free_port(), free_port()
+        out.append(Worker(f"worker{i + 1}", "127.0.0.1", proxy, status))
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 class System:
     def __init__(self, args: argparse.Namespace):
         self.a = args
         self.children: list[Child] = []
         self.stopping = STOP
         self.logs = args.var_dir / "logs"
+        if args.workers < 1:
+            raise SystemExit("run_system: WORKERS must be at least 1")
+        self.workers = worker_layout(args) if self.balanced else []
+        self.worker_cmds: dict[str, list[str]] = {}
+        self.restarts: dict[str, list[float]] = {}  # when each worker was restarted (bounded, see watch)
 
     def _child(self, name: str, cmd: list[str]) -> Child:
         c = Child(name, cmd, self.logs / f"{name}.log", echo=not self.a.quiet, env=child_env())
@@ -345,8 +432,12 @@ class System:
         check_plugin_config(a.plugin_config, a.node_listen)
         if a.upstream and (urlsplit(a.upstream).scheme not in ("http", "https") or not urlsplit(a.upstream).hostname):
             raise SystemExit(f"run_system: UPSTREAM must be an http:// or https:// URL, got {a.upstream!r}")
-        busy = [fmt_hostport(hp) for hp in (a.listen, a.admin_listen, a.node_listen, a.console_listen)
-                + (() if a.upstream else (a.demo_listen,)) if not port_free(hp)]
+        extra: tuple[tuple[str, int], ...] = () if a.upstream else (a.demo_listen,)
+        if self.balanced:
+            extra += (a.lb_stats_listen,) + tuple(hp for w in self.workers
+                                                 for hp in ((w.host, w.proxy_port), (w.host, w.status_port)))
+        busy = [fmt_hostport(hp) for hp in (a.listen, a.admin_listen, a.node_listen, a.console_listen) + extra
+                if not port_free(hp)]
         if busy:
             raise SystemExit(f"run_system: already in use: {', '.join(busy)} (another `make run`? "
                              "stop it, or choose other ports with LISTEN, NODE_LISTEN, ...)")
@@ -374,18 +465,16 @@ class System:
             wait_until("ready", http_ok(upstream + "/health"), demo, a.ready_timeout)
 
         config = connector_config(a.plugin_config, a.var_dir)
-        proxy_cmd = [find_mitmdump(), "--mode", f"reverse:{upstream}@{fmt_hostport(a.listen)}",
-                     "-s", str(REPO / "addon" / "wallarm.py"),
-                     "--set", f"wallarm_config={config}",
-                     "--set", f"wallarm_admin_listen={fmt_hostport(a.admin_listen)}",
-                     "--certs", f"*={proxy_pem}"]
-        if a.upstream_ca:
-            proxy_cmd += ["--set", f"ssl_verify_upstream_trusted_ca={a.upstream_ca}"]
-        proxy_cmd += a.mitmdump_args
-        proxy = self._child("proxy", proxy_cmd)
-        wait_until("listening", tcp_ok(connect_host(a.listen[0]), a.listen[1]), proxy, a.ready_timeout)
-        admin = f"http://{fmt_hostport((connect_host(a.admin_listen[0]), a.admin_listen[1]))}"
-        wait_until("status listener", http_ok(admin + "/plugins"), proxy, a.ready_timeout)
+        if self.balanced:
+            check_trusted_proxies(config)
+            self._start_workers(upstream, config, proxy_pem)
+            listeners = self._start_haproxy()
+        else:
+            proxy = self._child("proxy", self._mitmdump_cmd(upstream, config, proxy_pem, a.listen, a.admin_listen))
+            wait_until("listening", tcp_ok(connect_host(a.listen[0]), a.listen[1]), proxy, a.ready_timeout)
+            wait_until("status listener", http_ok(url_of(a.admin_listen) + "/plugins"), proxy, a.ready_timeout)
+            listeners = ""
+        admin = url_of(a.admin_listen)
 
         token, token_src = read_console_token(db)
         pl = f"{fmt_hostport((connect_host(a.listen[0]), a.listen[1]))}"
@@ -394,7 +483,7 @@ class System:
   proxy (connector)  http://{pl}  ->  {upstream}
   connector status   {admin}/plugins  (Kong's Admin API: /services, /routes, /plugins)
   connector config   {config}  (the Admin API writes here)
-  node endpoint      https://{fmt_hostport(a.node_listen)}  (TLS, {node_cert})
+{listeners}  node endpoint      https://{fmt_hostport(a.node_listen)}  (TLS, {node_cert})
   console            {console_url}
   console token      {token or '?'}
                      (from {token_src})
@@ -405,15 +494,79 @@ class System:
 ================================================================
 """, flush=True)
 
+    @property
+    def balanced(self) -> bool:
+        """HAProxy in front of the mitmdump workers (WORKERS >= 2, or --haproxy)."""
+        return self.a.workers >= 2 or self.a.haproxy
+
+    def _mitmdump_cmd(self, upstream: str, config: Path, proxy_pem: Path, listen: tuple[str, int],
+                      admin_listen: tuple[str, int]) -> list[str]:
+        cmd = [find_mitmdump(), "--mode", f"reverse:{upstream}@{fmt_hostport(listen)}",
+               "-s", str(REPO / "addon" / "wallarm.py"),
+               "--set", f"wallarm_config={config}",
+               "--set", f"wallarm_admin_listen={fmt_hostport(admin_listen)}",
+               "--certs", f"*={proxy_pem}"]
+        if self.a.upstream_ca:
+            cmd += ["--set", f"ssl_verify_upstream_trusted_ca={self.a.upstream_ca}"]
+        return cmd + self.a.mitmdump_args
+
+    def _start_workers(self, upstream: str, config: Path, proxy_pem: Path) -> None:
+        """Every worker on the one config file (an Admin API write through any reaches all)."""
+        for w in self.workers:
+            cmd = self._mitmdump_cmd(upstream, config, proxy_pem, (w.host, w.proxy_port), (w.host, w.status_port))
+            self.worker_cmds[w.name] = cmd
+            self._child(w.name, cmd)
+        for w, child in zip(self.workers, self.children[-len(self.workers):]):
+            wait_until("listening", tcp_ok(w.host, w.proxy_port), child, self.a.ready_timeout)
+            wait_until("status listener", http_ok(f"http://{fmt_hostport((w.host, w.status_port))}/plugins"),
+                       child, self.a.ready_timeout)
+
+    def _start_haproxy(self) -> str:
+        """HAProxy on the public proxy and Admin API listeners; returns the lines for the banner."""
+        a = self.a
+        cfg = a.var_dir / "haproxy.cfg"
+        cfg.write_text(render_haproxy_config(fmt_hostport(a.listen), fmt_hostport(a.admin_listen),
+                                             fmt_hostport(a.lb_stats_listen), self.workers,
+                                             token_required=not is_loopback_host(a.admin_listen[0])))
+        haproxy = self._child("haproxy", [find_haproxy(), "-db", "-f", str(cfg)])
+        stats = url_of(a.lb_stats_listen)
+        wait_until("all workers up", lambda: haproxy_up(stats, "workers") == len(self.workers), haproxy,
+                   a.ready_timeout)
+        wait_until("Admin API", http_ok(url_of(a.admin_listen) + "/plugins"), haproxy, a.ready_timeout)
+        lines = [f"  haproxy            {stats}/  (stats; /metrics for Prometheus; config {cfg})"]
+        for w in self.workers:
+            lines.append(f"  {w.name:<18} http://{fmt_hostport((w.host, w.proxy_port))}  status "
+                         f"http://{fmt_hostport((w.host, w.status_port))}/status")
+        return "\n".join(lines) + "\n"
+
     def watch(self) -> int:
-        """Block until a signal or until a child dies; return the exit code for the script."""
+        """Block until a signal or until a child dies; return the exit code for the script. A dead
+        worker is restarted (HAProxy sends its share to the others meanwhile), at most
+        WORKER_RESTARTS times a minute; any other dead child stops everything."""
         while not self.stopping.wait(0.5):
-            for c in self.children:
+            for i, c in enumerate(self.children):
+                if not c.alive() and c.name in self.worker_cmds and self._may_restart(c.name):
+                    log.warning("%s exited (code %s); restarting it", c.name, c.proc.returncode if c.proc else "?")
+                    self.children[i] = self._restart(c)
+                    continue
                 if not c.alive():
                     log.error("%s exited unexpectedly (code %s); stopping the rest. Last log lines:\n%s",
                               c.name, c.proc.returncode if c.proc else "?", c.tail())
                     return 1
         return 0
+
+    def _may_restart(self, name: str) -> bool:
+        now = time.monotonic()
+        recent = [t for t in self.restarts.get(name, []) if now - t < 60]
+        self.restarts[name] = recent + [now]
+        return len(recent) < WORKER_RESTARTS
+
+    def _restart(self, dead: Child) -> Child:
+        if dead._pump:
+            dead._pump.join(2)
+        child = Child(dead.name, self.worker_cmds[dead.name], dead.log_path, dead.echo, dead.env)
+        child.start()
+        return child
 
     def stop(self) -> None:
         for c in reversed(self.children):  # proxy, then upstream, then node (flushes its store)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.console import start_console, stop_console
+from tests.support.postgres import throwaway_cluster
 from tests.support.procs import REPO, child_env
 
 
@@ -29,3 +30,24 @@ async def console(tmp_path):  # type: ignore[no-untyped-def]
         yield c
     finally:
         await stop_console(c)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():  # type: ignore[no-untyped-def]
+    """A throwaway PostgreSQL cluster for the whole run (or $WALLARM_TEST_POSTGRES_DSN's server);
+    skipped without PostgreSQL, a failure in CI (tests/support/postgres.py)."""
+    with throwaway_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def stores(request, tmp_path):  # type: ignore[no-untyped-def]
+    """Open stores of each backend in turn: `await stores.open("name", **options)`."""
+    from store_support import Stores
+
+    cluster = request.getfixturevalue("pg_cluster") if request.param == "postgresql" else None
+    factory = Stores(request.param, tmp_path, cluster)
+    try:
+        yield factory
+    finally:
+        await factory.close_all()

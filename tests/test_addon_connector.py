@@ -674,3 +674,54 @@ async def test_one_slow_message_leaves_the_other_requests_their_verdicts(harness
     assert m.blocked == 30 and m.passed == 30  # every other request got the node's verdict
     assert [f.response.status_code for f in others if f.response is not None] == [403] * 30  # type: ignore[attr-defined]
     assert harness.addon.active.client.breaker_states() == {f"http://127.0.0.1:{node.port}/": "closed"}  # type: ignore[union-attr]
+
+
+async def test_status_is_unhealthy_while_every_breaker_is_open_and_its_probe_recovers(
+        harness: Harness, node: FakeNode) -> None:
+    """`GET /status` is what HAProxy checks (make run WORKERS=N): 503 while the worker cannot
+    inspect, 200 again once a node answers, with no request needed to re-check the breaker
+    (a worker out of rotation gets none)."""
+    reconfigure(harness, breaker_failures=1, breaker_cooldown_ms=100)
+    healthy, doc = harness.addon._status_document()
+    assert healthy and doc["wallarm"]["healthy"] is True and doc["wallarm"]["nodes_down"] == []
+    await node.stop_node()
+    await harness.run(http_flow("/api/items"))
+    ep = harness.addon.active.client.endpoints[0]  # type: ignore[union-attr]
+    await asyncio.wait_for(asyncio.shield(ep.check_task), 5)  # type: ignore[arg-type]
+    healthy, doc = harness.addon._status_document()
+    url = f"http://127.0.0.1:{node.port}/"
+    assert not healthy and doc["wallarm"]["nodes_down"] == [[url]]
+    assert doc["wallarm"]["node_breakers"] == {url: "open"} and "configuration_hash" in doc
+    await node.start_node()
+    await asyncio.sleep(0.15)  # the cooldown is over: the next /status starts the liveness check
+    harness.addon._status_document()
+    await asyncio.wait_for(asyncio.shield(ep.check_task), 5)  # type: ignore[arg-type]
+    healthy, doc = harness.addon._status_document()
+    assert healthy and doc["wallarm"]["node_breakers"] == {url: "closed"}
+    assert len(node.received) == 0  # recovered by the probe alone, not by a request
+
+
+async def test_status_listener_answers_503_with_the_document_while_the_node_is_down(tmp_path: Path) -> None:
+    import aiohttp
+    dead = f"http://127.0.0.1:{free_port()}/"
+    path = write_config(tmp_path / "enable-plugin.json", dead, breaker_failures=1, breaker_cooldown_ms=60_000)
+    port = free_port()
+    addon = WallarmConnector()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, wallarm_config=str(path), wallarm_admin_listen=f"127.0.0.1:{port}")
+        addon.running()
+        try:
+            await status_listener_bound(addon)
+            async with aiohttp.ClientSession() as s:
+                async with s.get(f"http://127.0.0.1:{port}/status") as r:
+                    before = r.status
+                await tctx.cycle(addon, http_flow("/api/items"))
+                ep = addon.active.client.endpoints[0]  # type: ignore[union-attr]
+                await asyncio.wait_for(asyncio.shield(ep.check_task), 5)  # type: ignore[arg-type]
+                async with s.get(f"http://127.0.0.1:{port}/status") as r:
+                    after, body = r.status, await r.json()
+        finally:
+            addon.done()
+            await asyncio.sleep(0.05)
+    assert before == 200 and after == 503
+    assert body["wallarm"]["healthy"] is False and body["wallarm"]["nodes_down"] == [[dead]]

@@ -18,6 +18,7 @@ import pytest
 from tests.support.procs import MITMDUMP, REPO, ManagedProcess, free_port
 from tests.support.proxy import (FakeNodeProc, Proxy, Upstream, start_fake_node, start_proxy, start_upstream,
                                  upstream_body, write_config)
+from tests.support.prom import samples
 
 pytestmark = pytest.mark.e2e
 
@@ -36,10 +37,7 @@ REAL_NODE_CONSOLE: dict[str, str] = {}
 
 def node_metric(sample: str) -> float:
     """One sample from the real node's Prometheus text (its console listener), 0 if absent."""
-    for line in httpx.get(REAL_NODE_CONSOLE["url"] + "/metrics").text.splitlines():
-        if line.startswith(sample + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    return samples(httpx.get(REAL_NODE_CONSOLE["url"] + "/metrics").text).value(sample)
 
 
 @pytest.fixture(scope="module")
@@ -160,8 +158,8 @@ def test_real_node_out_of_band_gets_request_and_response_paired(real_proxy, real
     assert wait_until(lambda: get(proxy, "/etc/passwd").status_code == 403, timeout=2.5)
     text = httpx.get(REAL_NODE_CONSOLE["url"] + "/metrics").text
     assert "# TYPE wallarm_node_parse_errors_total counter" in text
-    refused = [l for l in text.splitlines() if l.startswith("wallarm_node_parse_errors_total") and not l.endswith(" 0")
-               and not l.startswith('wallarm_node_parse_errors_total{kind="protocol"}')]
+    refused = [(key, v) for key, v in samples(text).items() if key[0] == "wallarm_node_parse_errors_total" and v
+               and key[1] != {("kind", "protocol")}]
     assert refused == []  # the node understood every message the connector sent
     assert node_metric('wallarm_node_parse_errors_total{kind="protocol"}') == refused_before
 

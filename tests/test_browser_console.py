@@ -10,22 +10,17 @@ import re
 import socket
 import time
 import uuid
-from pathlib import Path
 from urllib.parse import quote
 
 import httpx
 import pytest
 
+from tests.support.browser import chromium, shot
 from tests.support.node import start_node
-from tests.support.procs import REPO
 from tests.support.proxy import start_proxy, start_upstream, write_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-SHOTS = REPO / "artifacts" / "screenshots"
 XSS = "<img src=x onerror=alert(1)>"
 SQLI = "1' OR 1=1--"
 
@@ -49,21 +44,8 @@ def system(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} not installed (the CI installs Debian's chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-def shot(page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    with chromium() as b:
+        yield b
 
 
 def raw_get(port: int, target: str) -> int:

@@ -20,6 +20,9 @@ ENDPOINTS = [
     ("GET", "/api/v1/iplists"),
     ("POST", "/api/v1/iplists"),
     ("DELETE", "/api/v1/iplists/1"),
+    ("GET", "/api/v1/exceptions"),
+    ("POST", "/api/v1/exceptions"),
+    ("DELETE", "/api/v1/exceptions/1"),
     ("GET", "/api/v1/openapi.json"),
 ]
 

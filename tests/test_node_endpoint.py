@@ -81,7 +81,8 @@ async def test_block_mode_blocks_and_records_an_attack(modes_node):
     rec = by_id(records, verdict["request_id"])[0]
     assert rec.action == "blocked" and rec.mode == "block" and rec.path == ATTACK
     assert rec.client_ip == "192.0.2.10" and rec.host == "api.test" and rec.method == "GET"
-    assert rec.instance == "test-connector" and rec.node_instance == "test-node"
+    # node_id defaults to instance:port
+    assert rec.instance == "test-connector" and rec.node_instance == f"test-node:{modes_node.port}"
     assert rec.types and rec.request_excerpt.startswith("GET /etc/passwd HTTP/1.1")
 
 

@@ -9,12 +9,14 @@ import pytest
 
 from wallarm_wire.protocol import RequestMessage
 from node.masking import MASK, mask_body, mask_header_value, mask_hits, mask_text, request_excerpt
-from node.metrics import Histogram, NodeMetrics
+from node.metrics import NodeMetrics
 from node.pairing import Pairing, RequestSeen, ResponseSeen
-from node.policy import IPLists, ModeTable, Policy, normalise_path
+from node.policy import IPLists, ModeTable, Policy
+from node.rules.paths import normalise_path
 from node.rules.modes import normalise_host
 from node.settings import SettingsError, load_settings, parse_hostport
 from node.store.base import Hit, IPEntry, ModeOverride, ModeSettings
+from tests.support.prom import samples
 
 # ------------------------------------------------------------------------- policy
 
@@ -170,6 +172,28 @@ def test_settings_sqlite_url_paths_resolve_like_plain_paths(tmp_path: Path):
     assert load_settings(cfg).db == "sqlite:////abs/n.db"
 
 
+def test_settings_postgresql_store_and_node_id(tmp_path: Path):
+    cfg = tmp_path / "node.yaml"
+    cfg.write_text("db: postgresql://node:pw@db.internal:5432/wallarm\ninstance: edge\nlisten: 127.0.0.1:5077\n")
+    s = load_settings(cfg)
+    assert s.db == "postgresql://node:pw@db.internal:5432/wallarm"  # a DSN is not a path to resolve
+    assert s.shared_store and s.db_file is None
+    assert s.node_name == "edge:5077"  # default node id: instance (the host name) and port
+    assert load_settings(cfg, {"node_id": "node-a"}).node_name == "node-a"
+    cfg.write_text("db: n.db\n")
+    s = load_settings(cfg)
+    assert not s.shared_store and s.db_file == tmp_path / "n.db"
+
+
+def test_a_postgresql_node_needs_a_configured_console_token(monkeypatch):
+    from node.console.auth import ENV_TOKEN, resolve_console_token
+
+    monkeypatch.delenv(ENV_TOKEN, raising=False)
+    with pytest.raises(ValueError, match="with a PostgreSQL store, set console_token"):
+        resolve_console_token(None, None)
+    assert resolve_console_token("a-shared-token-0123456789", None) == "a-shared-token-0123456789"
+
+
 def test_settings_file_and_overrides(tmp_path: Path):
     cfg = tmp_path / "node.yaml"
     cfg.write_text("mode: monitoring\ndb: data/n.db\ntls_cert: c.pem\ntls_key: k.pem\nlisten: 0.0.0.0:5050\n"
@@ -191,6 +215,9 @@ def test_settings_file_and_overrides(tmp_path: Path):
     ({"ip_lists": {"deny": ["300.1.1.1"]}}, "not an IP address or CIDR"),
     ({"colour": "blue"}, "colour: unknown field"),
     ({"listen": "localhost"}, "want HOST:PORT"),
+    ({"db": "mysql://db/x"}, "unsupported store URL scheme"),
+    ({"db": "postgresql://"}, "bad PostgreSQL URL"),
+    ({"node_id": ""}, "node_id"),
 ])
 def test_settings_errors_name_the_problem(tmp_path: Path, data, needle):
     cfg = tmp_path / "node.json"
@@ -216,19 +243,20 @@ def test_metrics_render():
     m.attacks.inc('we"ird\ntype')
     m.analysis.observe(0.0003)
     m.analysis.observe(5.0)
-    text = m.render()
-    assert 'wallarm_node_messages_total{type="request",delivery="sync"} 1' in text
-    assert 'wallarm_node_attacks_total{type="we\\"ird\\ntype"} 1' in text
-    assert 'wallarm_node_analysis_seconds_bucket{le="0.0005"} 1' in text
-    assert 'wallarm_node_analysis_seconds_bucket{le="1.0"} 1' in text
-    assert 'wallarm_node_analysis_seconds_bucket{le="+Inf"} 2' in text
+    got = samples(m.render())
+    assert got['wallarm_node_messages_total{type="request",delivery="sync"}'] == 1
+    assert got['wallarm_node_attacks_total{type="we\\"ird\\ntype"}'] == 1
+    assert got['wallarm_node_analysis_seconds_bucket{le="0.0005"}'] == 1
+    assert got['wallarm_node_analysis_seconds_bucket{le="1.0"}'] == 1
+    assert got['wallarm_node_analysis_seconds_bucket{le="+Inf"}'] == 2
 
 
-def test_histogram_bucket_edges():
-    h = Histogram("x", "x", buckets=(1.0, 2.0))
-    for v in (1.0, 1.5, 2.0, 3.0):
-        h.observe(v)
-    assert h.counts == [1, 2, 1]  # le=1 holds 1.0 exactly; le=2 holds 1.5 and 2.0
+def test_histogram_bucket_edges_are_inclusive():
+    m = NodeMetrics()
+    for v in (0.0005, 0.0007, 0.001, 3.0):
+        m.analysis.observe(v)
+    got = samples(m.render())  # le=0.0005 holds 0.0005 exactly; le=0.001 adds 0.0007 and 0.001
+    assert [got[f'wallarm_node_analysis_seconds_bucket{{le="{b}"}}'] for b in ("0.0005", "0.001", "1.0", "+Inf")] == [1, 3, 3, 4]
 
 
 def test_example_config_loads_and_says_what_the_defaults_are():
@@ -274,6 +302,32 @@ async def test_set_mode_settings_saves_then_applies(tmp_path: Path):
         await policy.set_mode_settings(good)
         assert await store.load_mode_settings() == good
         assert policy.mode_for("a.test", "/x/y") == "block" and policy.mode_for("b", "/") == "monitoring"
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("forced", [False, True])
+async def test_another_nodes_changes_are_reloaded_unless_the_mode_is_forced(tmp_path: Path, forced: bool):
+    from node.store.base import CHANGE_ALL, CHANGE_IP_LISTS, CHANGE_MODES
+    from node.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "n.db")
+    await store.open()
+    try:
+        policy = Policy(store, ModeSettings("block"))
+        await policy.load(ModeSettings("block"), forced=forced)
+        # another node wrote these to the shared store
+        await store.save_mode_settings(ModeSettings("monitoring"))
+        await store.add_ip_entry(IPEntry("deny", "198.51.100.5"))
+        await policy.on_store_change(CHANGE_IP_LISTS)
+        assert policy.lists_for("198.51.100.5") == {"deny"} and policy.mode_for("a", "/") == "block"
+        await policy.on_store_change(CHANGE_MODES)
+        assert policy.mode_for("a", "/") == ("block" if forced else "monitoring")  # --mode keeps its own
+        await store.save_mode_settings(ModeSettings("off"))
+        await store.add_ip_entry(IPEntry("allow", "198.51.100.6"))
+        await policy.on_store_change(CHANGE_ALL)
+        assert policy.mode_for("a", "/") == ("block" if forced else "off")
+        assert policy.lists_for("198.51.100.6") == {"allow"}
     finally:
         await store.close()
 

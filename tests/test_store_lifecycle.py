@@ -1,4 +1,5 @@
-"""SQLite store: open/flush/close, restart, batching, response statuses, failures, the factory."""
+"""Both stores (SQLite, PostgreSQL unless a test says SQLite): open/flush/close, restart, batching,
+response statuses, failures, the factory."""
 
 from __future__ import annotations
 
@@ -9,21 +10,22 @@ from pathlib import Path
 
 import pytest
 
+import node.store.pending as pending_mod
 import node.store.sqlite as sqlite_mod
 from node.store import StoreError, open_store
 from node.store.base import AttackFilter
 from node.store.sqlite import SQLiteStore
 from node.store.sqlite_schema import SCHEMA_VERSION
+from node.store.postgres import PostgresStore
 from store_support import T0, all_pages, opened, record
 
 
-async def test_attacks_survive_close_and_reopen(tmp_path):
-    path = tmp_path / "restart.db"
-    s = await opened(path)
+async def test_attacks_survive_close_and_reopen(stores):
+    s = await stores.open("restart")
     for i in range(25):
         s.add_attack(record(i))
     await s.close()  # no explicit flush: close must flush
-    s = await opened(path)
+    s = await stores.open("restart")
     try:
         got = await all_pages(s, AttackFilter(), limit=10)
         assert sorted(r.request_id for r in got) == sorted(record(i).request_id for i in range(25))
@@ -64,8 +66,8 @@ async def test_missing_parent_directories_are_created(tmp_path):
     assert (tmp_path / "var" / "lib" / "node.db").exists()
 
 
-async def test_flush_does_not_wait_for_the_batch_interval(tmp_path):
-    s = await opened(tmp_path / "flush.db", flush_interval=30.0, batch_max=10_000)
+async def test_flush_does_not_wait_for_the_batch_interval(stores):
+    s = await stores.open("flush", flush_interval=30.0, batch_max=10_000)
     try:
         s.add_attack(record(1))
         await asyncio.wait_for(s.flush(), 5)  # far less than flush_interval
@@ -74,8 +76,8 @@ async def test_flush_does_not_wait_for_the_batch_interval(tmp_path):
         await asyncio.wait_for(s.close(), 5)
 
 
-async def test_writes_land_without_flush_after_the_interval(tmp_path):
-    s = await opened(tmp_path / "interval.db", flush_interval=0.02)
+async def test_writes_land_without_flush_after_the_interval(stores):
+    s = await stores.open("interval", flush_interval=0.02)
     try:
         s.add_attack(record(1))
         for _ in range(200):
@@ -87,8 +89,8 @@ async def test_writes_land_without_flush_after_the_interval(tmp_path):
         await s.close()
 
 
-async def test_batches_are_bounded_by_batch_max(tmp_path):
-    s = await opened(tmp_path / "batches.db", batch_max=7, flush_interval=0.5)
+async def test_batches_are_bounded_by_batch_max(stores):
+    s = await stores.open("batches", batch_max=7, flush_interval=0.5)
     try:
         for i in range(50):
             s.add_attack(record(i))
@@ -99,8 +101,8 @@ async def test_batches_are_bounded_by_batch_max(tmp_path):
         await s.close()
 
 
-async def test_a_closed_store_drops_writes_and_refuses_reads(tmp_path):
-    s = await opened(tmp_path / "closed.db")
+async def test_a_closed_store_drops_writes_and_refuses_reads(stores):
+    s = await stores.open("closed")
     assert await s.writable() is True
     await s.close()
     await s.close()  # idempotent
@@ -116,8 +118,8 @@ async def test_a_closed_store_drops_writes_and_refuses_reads(tmp_path):
 # -- response status pairing
 
 
-async def test_status_after_the_attack_is_stored(tmp_path):
-    s = await opened(tmp_path / "status.db")
+async def test_status_after_the_attack_is_stored(stores):
+    s = await stores.open("status")
     try:
         s.add_attack(record(1))
         await s.flush()
@@ -128,8 +130,8 @@ async def test_status_after_the_attack_is_stored(tmp_path):
         await s.close()
 
 
-async def test_status_before_the_attack_in_an_earlier_batch(tmp_path):
-    s = await opened(tmp_path / "status.db")
+async def test_status_before_the_attack_in_an_earlier_batch(stores):
+    s = await stores.open("status")
     try:
         s.set_response_status(record(1).request_id, 403)
         await s.flush()  # committed alone: nothing to update yet, so it waits
@@ -144,8 +146,8 @@ async def test_status_before_the_attack_in_an_earlier_batch(tmp_path):
 
 
 @pytest.mark.parametrize("status_first", [True, False])
-async def test_status_and_attack_in_the_same_batch_either_order(tmp_path, status_first):
-    s = await opened(tmp_path / "status.db", flush_interval=5.0)
+async def test_status_and_attack_in_the_same_batch_either_order(stores, status_first):
+    s = await stores.open("status", flush_interval=5.0)
     try:
         rid = record(1).request_id
         if status_first:
@@ -160,8 +162,8 @@ async def test_status_and_attack_in_the_same_batch_either_order(tmp_path, status
         await s.close()
 
 
-async def test_a_status_in_the_record_wins_over_a_pending_one(tmp_path):
-    s = await opened(tmp_path / "status.db")
+async def test_a_status_in_the_record_wins_over_a_pending_one(stores):
+    s = await stores.open("status")
     try:
         s.set_response_status(record(1).request_id, 500)
         s.add_attack(record(1, response_status=403))
@@ -171,9 +173,9 @@ async def test_a_status_in_the_record_wins_over_a_pending_one(tmp_path):
         await s.close()
 
 
-async def test_pending_statuses_are_bounded_by_count(tmp_path, monkeypatch):
-    monkeypatch.setattr(sqlite_mod, "PENDING_MAX", 2)
-    s = await opened(tmp_path / "status.db")
+async def test_pending_statuses_are_bounded_by_count(stores, monkeypatch):
+    monkeypatch.setattr(pending_mod, "PENDING_MAX", 2)
+    s = await stores.open("status")
     try:
         for i in (1, 2, 3):
             s.set_response_status(record(i).request_id, 200 + i)
@@ -187,9 +189,9 @@ async def test_pending_statuses_are_bounded_by_count(tmp_path, monkeypatch):
         await s.close()
 
 
-async def test_pending_statuses_expire(tmp_path, monkeypatch):
-    monkeypatch.setattr(sqlite_mod, "PENDING_TTL", 0.05)
-    s = await opened(tmp_path / "status.db")
+async def test_pending_statuses_expire(stores, monkeypatch):
+    monkeypatch.setattr(pending_mod, "PENDING_TTL", 0.05)
+    s = await stores.open("status")
     try:
         s.set_response_status(record(1).request_id, 204)
         await s.flush()
@@ -201,8 +203,8 @@ async def test_pending_statuses_expire(tmp_path, monkeypatch):
         await s.close()
 
 
-async def test_malformed_status_is_skipped(tmp_path):
-    s = await opened(tmp_path / "status.db")
+async def test_malformed_status_is_skipped(stores):
+    s = await stores.open("status")
     try:
         s.add_attack(record(1))
         s.set_response_status(record(1).request_id, "teapot")  # type: ignore[arg-type]
@@ -216,8 +218,8 @@ async def test_malformed_status_is_skipped(tmp_path):
 # -- concurrency and failures
 
 
-async def test_reads_proceed_while_writing(tmp_path):
-    s = await opened(tmp_path / "concurrent.db", batch_max=50, flush_interval=0.001)
+async def test_reads_proceed_while_writing(stores):
+    s = await stores.open("concurrent", batch_max=50, flush_interval=0.001)
     stop = asyncio.Event()
     totals: dict[int, list[int]] = {1: [], 2: []}
     reads = 0
@@ -288,8 +290,8 @@ async def test_a_failed_batch_is_counted_and_the_writer_carries_on(tmp_path, mon
         await s.close()
 
 
-async def test_readers_do_not_block_the_event_loop(tmp_path):
-    s = await opened(tmp_path / "loop.db")
+async def test_readers_do_not_block_the_event_loop(stores):
+    s = await stores.open("loop")
     try:
         for i in range(3000):
             s.add_attack(record(i, path=f"/p/{i}"))
@@ -309,7 +311,7 @@ async def test_readers_do_not_block_the_event_loop(tmp_path):
             await s.list_attacks(AttackFilter(path_search="zzz"))  # a full scan
         done.set()
         await task
-        assert ticks > 5  # the loop kept running other tasks while the queries ran in threads
+        assert ticks > 5  # the loop kept running other tasks while the queries ran
     finally:
         await s.close()
 
@@ -333,7 +335,8 @@ def test_open_store_picks_sqlite(spec, expected):
 @pytest.mark.parametrize("spec,message", [
     ("", "empty"),
     ("   ", "empty"),
-    ("postgres://db/attacks", "unsupported store URL scheme"),
+    ("mysql://db/attacks", "unsupported store URL scheme"),
+    ("postgresql://", "bad PostgreSQL URL"),
     ("sqlite://", "bad SQLite URL"),
     ("sqlite:///", "bad SQLite URL"),
     ("sqlite://host/x.db", "bad SQLite URL"),
@@ -343,6 +346,14 @@ def test_open_store_picks_sqlite(spec, expected):
 def test_open_store_rejects_what_it_cannot_serve(spec, message):
     with pytest.raises(ValueError, match=message):
         open_store(spec)
+
+
+@pytest.mark.parametrize("spec", ["postgresql://node:secret@db:5432/wallarm", "postgres://db/attacks",
+                                  " POSTGRESQL://localhost/x?sslmode=require "])
+def test_open_store_picks_postgresql(spec):
+    store = open_store(spec)
+    assert isinstance(store, PostgresStore) and store.dsn == spec.strip()
+    assert "secret" not in repr(store)
 
 
 async def test_open_store_options_reach_the_backend(tmp_path):

@@ -1,4 +1,4 @@
-"""SQLite store: IP list entries and persisted mode settings."""
+"""Both stores (SQLite, PostgreSQL): IP list entries and persisted mode settings."""
 
 from __future__ import annotations
 
@@ -11,14 +11,11 @@ import pytest
 from node.store.base import IPEntry, ModeOverride, ModeSettings
 from node.rules.networks import parse_network
 from node.store.ipkeys import ip_key
-from store_support import opened
 
 
 @pytest.fixture
-async def store(tmp_path):
-    s = await opened(tmp_path / "lists.db")
-    yield s
-    await s.close()
+async def store(stores):
+    return await stores.open("lists")
 
 
 @pytest.mark.parametrize("given,normalised", [
@@ -106,17 +103,13 @@ async def test_adding_a_listed_network_again_updates_it(store):
     assert other.id != first.id
 
 
-async def test_entries_survive_a_restart(tmp_path):
-    path = tmp_path / "restart.db"
-    s = await opened(path)
+async def test_entries_survive_a_restart(stores):
+    s = await stores.open("restart")
     await s.add_ip_entry(IPEntry(list="deny", network="2001:db8::dead:beef", comment="ipv6"))
     await s.close()
-    s = await opened(path)
-    try:
-        [entry] = await s.list_ip_entries()
-        assert (entry.list, entry.network, entry.comment) == ("deny", "2001:db8::dead:beef/128", "ipv6")
-    finally:
-        await s.close()
+    s = await stores.open("restart")
+    [entry] = await s.list_ip_entries()
+    assert (entry.list, entry.network, entry.comment) == ("deny", "2001:db8::dead:beef/128", "ipv6")
 
 
 def test_ip_keys_order_and_map_ipv4():
@@ -131,24 +124,20 @@ async def test_mode_settings_absent_at_first(store):
     assert await store.load_mode_settings() is None
 
 
-async def test_mode_settings_persist_across_reopen(tmp_path):
-    path = tmp_path / "mode.db"
+async def test_mode_settings_persist_across_reopen(stores):
     settings = ModeSettings(default="monitoring", overrides=[
         ModeOverride(mode="block", host="shop.example.org"),
         ModeOverride(mode="off", path_prefix="/health"),
         ModeOverride(mode="safe_blocking", host="api.example.com", path_prefix="/api/admin"),
     ])
-    s = await opened(path)
+    s = await stores.open("mode")
     await s.save_mode_settings(settings)
     assert await s.load_mode_settings() == settings
     await s.save_mode_settings(ModeSettings(default="block"))  # replaces, not appends
     await s.save_mode_settings(settings)
     await s.close()
-    s = await opened(path)
-    try:
-        assert await s.load_mode_settings() == settings
-    finally:
-        await s.close()
+    s = await stores.open("mode")
+    assert await s.load_mode_settings() == settings
 
 
     # The value validates itself when built (node/rules/modes.py): nothing invalid reaches the store.
@@ -163,16 +152,20 @@ async def test_invalid_mode_settings_are_rejected_and_not_saved(store):
     assert await store.load_mode_settings() == ModeSettings(default="block")
 
 
-async def test_unreadable_saved_settings_are_ignored_not_fatal(tmp_path, caplog):
-    path = tmp_path / "corrupt.db"
-    s = await opened(path)
+async def test_unreadable_saved_settings_are_ignored_not_fatal(stores, caplog):
+    s = await stores.open("corrupt")
     await s.save_mode_settings(ModeSettings(default="block"))
     await s.close()
-    with sqlite3.connect(path) as conn:  # somebody edited the file by hand
-        conn.execute("UPDATE settings SET value = '{\"default\": \"bogus\"' WHERE key = 'mode_settings'")
-    s = await opened(path)
-    try:
-        assert await s.load_mode_settings() is None
-        assert "unreadable saved mode settings" in caplog.text
-    finally:
-        await s.close()
+    edit = "UPDATE settings SET value = '{\"default\": \"bogus\"' WHERE key = 'mode_settings'"
+    location = stores.location("corrupt")
+    if stores.backend == "sqlite":  # somebody edited the file by hand
+        with sqlite3.connect(location) as conn:
+            conn.execute(edit)
+    else:  # or the table
+        import psycopg
+
+        with psycopg.connect(location, autocommit=True) as conn:
+            conn.execute(edit)
+    s = await stores.open("corrupt")
+    assert await s.load_mode_settings() is None
+    assert "unreadable saved mode settings" in caplog.text

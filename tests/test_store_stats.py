@@ -1,16 +1,17 @@
-"""SQLite store: the overview's numbers (rollup + raw edges) against a plain recount."""
+"""Both stores: the overview's numbers against a plain recount (SQLite: its rollup + raw edges)."""
 
 from __future__ import annotations
 
 import math
 import random
 import sqlite3
+import sys
 from collections import Counter
 
 import pytest
 
 from node.store.base import Hit
-from node.store.sqlite_stats import nice_bucket_seconds
+from node.store.stats_plan import nice_bucket_seconds
 from store_support import opened, record
 
 BASE = 1_700_000_017.25  # deliberately not on a minute edge
@@ -79,9 +80,9 @@ RANGES = [
 
 
 @pytest.mark.parametrize("since,until,buckets", RANGES)
-async def test_stats_equal_a_recount(tmp_path, since, until, buckets):
+async def test_stats_equal_a_recount(stores, since, until, buckets):
     records = _dataset()
-    s = await opened(tmp_path / "stats.db", batch_max=97)
+    s = await stores.open("stats", batch_max=97)
     try:
         for r in records:
             s.add_attack(r)
@@ -91,11 +92,9 @@ async def test_stats_equal_a_recount(tmp_path, since, until, buckets):
         await s.close()
 
 
-async def test_stats_stay_exact_after_retention(tmp_path, monkeypatch):
-    import node.store.sqlite as sqlite_mod
-
+async def test_stats_stay_exact_after_retention(stores, monkeypatch):
     records = _dataset(800, seed=9)
-    s = await opened(tmp_path / "retained.db")
+    s = await stores.open("retained")
     try:
         for r in records:
             s.add_attack(r)
@@ -106,7 +105,7 @@ async def test_stats_stay_exact_after_retention(tmp_path, monkeypatch):
         for since, until, buckets in RANGES[:4]:
             _assert_matches(await s.stats(since, until, buckets), _reference(kept, since, until, buckets))
         # By age: pretend "now" is 2 hours after BASE, keep one hour.
-        monkeypatch.setattr(sqlite_mod.time, "time", lambda: BASE + 7200.0)
+        monkeypatch.setattr(sys.modules[type(s).__module__].time, "time", lambda: BASE + 7200.0)
         await s.apply_retention(3600.0, None)
         kept = [r for r in kept if r.time >= BASE + 3600.0]
         for since, until, buckets in RANGES[:4]:
@@ -125,6 +124,7 @@ async def test_upgrading_a_version_1_file_builds_the_rollup(tmp_path):
     with sqlite3.connect(path) as conn:  # make it look like a file written before the rollup existed
         conn.execute("DROP TABLE attack_rollup")
         conn.execute("DROP TABLE console_sessions")  # (version 3)
+        conn.execute("DROP TABLE exceptions")  # (version 4)
         conn.execute("PRAGMA user_version = 1")
     s = await opened(path)
     try:

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shlex
+import ssl
 import subprocess
 import sys
 import time
@@ -132,3 +133,43 @@ def test_every_image_command_starts_and_passes_its_healthcheck(mapper: Mapper) -
             p.log_path.unlink(missing_ok=True)
     for p in procs:  # SIGTERM (docker stop) ends each one
         assert p.proc.returncode is not None
+
+
+def test_node_image_runs_from_environment_variables_alone(tmp_path: Path) -> None:
+    """`docker run -e ...` of the node image with no mounted file: the TLS pair as PEM text, the
+    mode, token, log format and SIEM stream as WALLARM_NODE_* variables."""
+    from tests.support.node import NodeClient
+
+    pems = tmp_path / "pems"
+    r = subprocess.run([sys.executable, str(REPO / "scripts" / "gen_certs.py"), "--out", str(pems)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    m = Mapper(tmp_path / "container")  # /etc/wallarm/certs maps to a folder that does not exist
+    (tmp_path / "container" / "data").mkdir(parents=True)  # the image's volume
+    assert not Path(m("/etc/wallarm/certs")).exists()
+    token = "env-only-console-token-0123456789"
+    proc, health = start("node", m, WALLARM_NODE_TLS_CERT_PEM=(pems / "node.pem").read_text(),
+                         WALLARM_NODE_TLS_KEY_PEM=(pems / "node-key.pem").read_text(),
+                         WALLARM_NODE_MODE="monitoring", WALLARM_NODE_CONSOLE_TOKEN=token,
+                         WALLARM_NODE_LOG_FORMAT="json", WALLARM_NODE_EVENTS__FILE="-",
+                         WALLARM_NODE_RETENTION__MAX_AGE_DAYS="7")
+    try:
+        healthy(proc, health)
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        req = urllib.request.Request(f"http://127.0.0.1:{m.ports['8090']}/api/v1/mode",
+                                     headers={"Authorization": f"Bearer {token}"})
+        with opener.open(req, timeout=5) as resp:
+            assert json.loads(resp.read())["default"] == "monitoring"
+        with NodeClient(f"https://127.0.0.1:{m.ports['5050']}/", verify=ssl.create_default_context(cafile=str(pems / "ca.pem"))) as client:
+            status, verdict = client.request("GET", "/etc/passwd")
+        assert status == 200 and verdict["action"] == "pass" and verdict["attacks"]  # monitoring: recorded, passed
+        deadline = time.monotonic() + 10
+        while '"type":"attack"' not in proc.output() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        proc.stop()
+    lines = [line for line in proc.output().splitlines() if line.strip()]
+    parsed = [json.loads(line) for line in lines]  # every line is JSON: the logs and the event stream
+    events = [p for p in parsed if p.get("type") == "attack"]
+    assert len(events) == 1 and events[0]["path"] == "/etc/passwd" and events[0]["action"] == "monitored"
+    assert any(p.get("msg", "").startswith("node ready") for p in parsed)

@@ -42,8 +42,8 @@ def test_compose_file_matches_the_compose_spec() -> None:
 
 @pytest.mark.parametrize("mutate", [
     lambda d: d["services"]["node"].__setitem__("helthcheck", {}),  # a typo the engine would reject
-    lambda d: d["services"]["proxy"]["depends_on"]["node"].__setitem__("condition", "service_up"),
-    lambda d: d["services"]["proxy"].__setitem__("ports", "8000:8000"),
+    lambda d: d["services"]["worker"]["depends_on"]["node"].__setitem__("condition", "service_up"),
+    lambda d: d["services"]["haproxy"].__setitem__("ports", "8000:8000"),
 ])
 def test_schema_rejects_broken_compose_files(mutate) -> None:  # type: ignore[no-untyped-def]
     doc = yaml.safe_load((REPO / "docker-compose.yml").read_text())
@@ -52,21 +52,60 @@ def test_schema_rejects_broken_compose_files(mutate) -> None:  # type: ignore[no
 
 
 def test_compose_services_mirror_the_seed() -> None:
-    services = COMPOSE["services"]
-    assert set(services) == {"node", "proxy", "upstream"}
+    """node, upstream, and the proxy as `make run WORKERS=2` runs it: mitmdump workers (one image,
+    replicas) on one shared config behind HAProxy, which alone publishes the proxy and Admin API;
+    the others (postgres) are options behind a profile."""
+    services = {name: svc for name, svc in COMPOSE["services"].items() if not svc.get("profiles")}
+    assert set(services) == {"node", "upstream", "connector-config", "worker", "haproxy"}
     targets = set(re.findall(r"^FROM \S+ AS (\S+)$", DOCKERFILE, re.M))
     for name, svc in services.items():
-        assert svc["build"]["target"] in targets, name
+        assert name == "haproxy" or svc["build"]["target"] in targets, name
         assert "healthcheck" in svc, name
-    proxy = services["proxy"]
-    assert {"node", "upstream"} <= set(proxy["depends_on"])
-    assert all(c["condition"] == "service_healthy" for c in proxy["depends_on"].values())
-    assert any(v.endswith(":/etc/wallarm/enable-plugin.json:ro") for v in proxy["volumes"])
+    worker = services["worker"]
+    assert {"node", "upstream", "connector-config"} <= set(worker["depends_on"])
+    assert worker["depends_on"]["connector-config"]["condition"] == "service_completed_successfully"
+    assert all(c["condition"] == "service_healthy" for n, c in worker["depends_on"].items() if n != "connector-config")
+    assert worker["deploy"]["replicas"] >= 2 and "ports" not in worker
+    shared = "connector-config:/var/lib/wallarm"
+    assert shared in worker["volumes"] and shared in services["connector-config"]["volumes"]
+    assert worker["environment"]["WALLARM_CONFIG"] == "/var/lib/wallarm/kong.json"
+    haproxy = services["haproxy"]
+    assert haproxy["depends_on"] == {"worker": {"condition": "service_healthy"}}
+    assert {p.rsplit(":", 1)[1] for p in haproxy["ports"]} == {"8000", "8001", "8404"}
+    assert all(p.startswith("127.0.0.1:") for svc in services.values() for p in svc.get("ports", []))
+    assert haproxy["environment"]["WALLARM_ADMIN_TOKEN"] == worker["environment"]["WALLARM_ADMIN_TOKEN"]
     for svc in services.values():  # every bind-mounted file or directory is in the repo
         for vol in svc.get("volumes", []):
             src = vol.split(":")[0]
             if src.startswith("./") and src != "./certs":  # certs/ is generated (gitignored)
                 assert (REPO / src).exists(), src
+
+
+def test_compose_shared_config_is_the_seed_plugin_declaratively(tmp_path: Path) -> None:
+    """docker/kong.json, the workers' shared file: docker/enable-plugin.json as the one global
+    plugin, its CA absolute (the file lives elsewhere), HAProxy's private network trusted for XFF."""
+    from addon.declarative import load_declarative
+
+    _gen_certs(tmp_path / "certs")  # the container's /etc/wallarm/certs
+    raw = (REPO / "docker" / "kong.json").read_text().replace("/etc/wallarm/certs", str(tmp_path / "certs"))
+    decl = load_declarative(raw.encode(), base_dir=tmp_path, source="kong.json")
+    plugin = decl.global_plugin
+    assert plugin is not None and not decl.routing
+    seed = json.loads((REPO / "docker" / "enable-plugin.json").read_text())
+    mine = json.loads((REPO / "docker" / "kong.json").read_text())["plugins"][0]
+    assert {k: v for k, v in mine.items() if k != "config"} == {k: v for k, v in seed.items() if k != "config"}
+    extra = {k: v for k, v in mine["config"].items() if seed["config"].get(k) != v}
+    assert extra == {"node_ca_file": "/etc/wallarm/certs/ca.pem",
+                     "trusted_proxies": ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]}
+
+
+def test_compose_postgres_option_is_a_pinned_healthy_profile_and_the_node_defaults_to_its_file() -> None:
+    pg = COMPOSE["services"]["postgres"]
+    assert pg["profiles"] == ["postgres"] and "healthcheck" in pg
+    assert re.fullmatch(r"postgres:\d+[\w.-]*", pg["image"]), "pin the PostgreSQL major version"
+    # Without WALLARM_NODE_DB the node keeps the image's own store file.
+    db = re.fullmatch(r"\$\{WALLARM_NODE_DB:-([^}]*)\}", COMPOSE["services"]["node"]["environment"]["WALLARM_NODE_DB"])
+    assert db and db.group(1) in _stage("node")
 
 
 def test_compose_plugin_config_is_valid_and_reaches_the_node_by_its_cert_name(tmp_path: Path) -> None:

@@ -10,9 +10,11 @@ from typing import Any
 from aiohttp import web
 
 from node.console import serialize
+from node.console.access import PRINCIPAL_KEY
 from node.console.params import (
     ApiError,
     parse_attack_query,
+    parse_exception_body,
     parse_int_id,
     parse_ip_entry_body,
     parse_list_name,
@@ -20,6 +22,7 @@ from node.console.params import (
     parse_stats_query,
 )
 from node.context import NodeContext
+from node.rules.exceptions import MAX_EXCEPTIONS
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +66,8 @@ class ConsoleApi:
     async def stats(self, request: web.Request) -> web.Response:
         since, until, buckets = parse_stats_query(request.query)
         result = await self.ctx.store.stats(since, until, buckets)
-        return web.json_response(serialize.stats(result, since, until))
+        excepted = sum(e.excepted_requests for e in await self.ctx.store.list_exceptions())
+        return web.json_response(serialize.stats(result, since, until, excepted))
 
     async def get_mode(self, request: web.Request) -> web.Response:
         return web.json_response(serialize.mode_settings(await self.ctx.policy.get_mode_settings()))
@@ -104,6 +108,32 @@ class ConsoleApi:
             raise ApiError(f"IP list entry {entry_id} not found", 404)
         await self.ctx.policy.reload_ip_lists()
         log.info("console: IP list entry %d deleted", entry_id)
+        return web.Response(status=204)
+
+    async def list_exceptions(self, request: web.Request) -> web.Response:
+        if request.query:
+            raise ApiError(f"unknown parameter(s): {', '.join(sorted(request.query.keys()))[:100]}")
+        return web.json_response({"items": [serialize.exception_rule(e) for e in await self.ctx.store.list_exceptions()]})
+
+    async def add_exception(self, request: web.Request) -> web.Response:
+        principal = request[PRINCIPAL_KEY]
+        rule = parse_exception_body(await _json_body(request), f"{principal.kind} from {request.remote}")
+        if len(self.ctx.policy.exceptions()) >= MAX_EXCEPTIONS:
+            raise ApiError(f"the node holds {MAX_EXCEPTIONS} exceptions already: remove some first", 409)
+        try:
+            saved = await self.ctx.store.add_exception(rule)
+        except ValueError as e:  # the same what and where is excepted already
+            raise ApiError(str(e), 409) from None
+        await self.ctx.policy.reload_exceptions()  # this node applies it to the next request
+        log.info("console: exception %d added: %s", saved.id, saved.describe())
+        return web.json_response(serialize.exception_rule(saved), status=201)
+
+    async def delete_exception(self, request: web.Request) -> web.Response:
+        exception_id = parse_int_id(request.match_info["id"])
+        if not await self.ctx.store.delete_exception(exception_id):
+            raise ApiError(f"exception {exception_id} not found", 404)
+        await self.ctx.policy.reload_exceptions()
+        log.info("console: exception %d deleted", exception_id)
         return web.Response(status=204)
 
     async def openapi(self, request: web.Request) -> web.Response:

@@ -53,6 +53,9 @@ def setup_console(app: web.Application, ctx: NodeContext) -> None:
     r.add_get("/api/v1/iplists", a(api.list_ip_entries))
     r.add_post("/api/v1/iplists", a(api.add_ip_entry))
     r.add_delete("/api/v1/iplists/{id}", a(api.delete_ip_entry))
+    r.add_get("/api/v1/exceptions", a(api.list_exceptions))
+    r.add_post("/api/v1/exceptions", a(api.add_exception))
+    r.add_delete("/api/v1/exceptions/{id}", a(api.delete_exception))
     r.add_get("/api/v1/openapi.json", a(api.openapi))
 
     r.add_get("/", pages.index)

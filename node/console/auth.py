@@ -64,9 +64,11 @@ def _create_token_file(path: Path) -> str:
     return token
 
 
-def resolve_console_token(configured: str | None, db_file: Path) -> str:
+def resolve_console_token(configured: str | None, db_file: Path | None) -> str:
     """The console token: `configured` (the config's console_token), else $WALLARM_CONSOLE_TOKEN,
-    else the one stored beside `db_file` (generated on first start)."""
+    else the one stored beside `db_file` (generated on first start). With a PostgreSQL store
+    (`db_file` None) there is no file to keep it in, and nodes sharing sessions must share it:
+    it must be configured."""
     source = "config console_token"
     if not configured:
         configured = os.environ.get(ENV_TOKEN, "")
@@ -78,6 +80,9 @@ def resolve_console_token(configured: str | None, db_file: Path) -> str:
                         source, len(configured), MIN_RECOMMENDED_TOKEN_LEN)
         return configured
 
+    if db_file is None:
+        raise ValueError(f"with a PostgreSQL store, set console_token or {ENV_TOKEN}: the nodes share console "
+                         "sessions, so they need the same token")
     path = token_file_for(db_file)
     try:
         if path.exists():

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 from multidict import MultiMapping
 
 from node.rules import RuleError
+from node.rules.exceptions import ExceptionRule, exception_from_mapping
 from node.rules.ip_lists import LIST_NAMES, IPEntry, ListName
 from node.rules.ip_lists import parse_list_name as list_name_rule
 from node.rules.modes import (
@@ -297,5 +298,18 @@ def parse_ip_entry_body(body: Any, now: float | None = None) -> IPEntry:
     try:
         return IPEntry(list=list_name, network=obj.get("network"), expires_at=expires_at,  # type: ignore[arg-type]
                        comment=obj.get("comment", "") or "", created_at=now)
+    except RuleError as e:
+        raise ApiError(f"{e.field}: {e}") from None
+
+
+EXCEPTION_BODY_FIELDS = {"rule_id", "attack_type", "host", "path_prefix", "location", "comment"}
+
+
+def parse_exception_body(body: Any, created_by: str, now: float | None = None) -> ExceptionRule:
+    """POST /api/v1/exceptions: what (rule_id or attack_type) and where (host, path_prefix,
+    location; null or "" = any), a comment; who and when are the console's to say."""
+    obj = _require_object(body, EXCEPTION_BODY_FIELDS)
+    try:
+        return exception_from_mapping({**obj, "created_by": created_by, "created_at": now or time.time()})
     except RuleError as e:
         raise ApiError(f"{e.field}: {e}") from None

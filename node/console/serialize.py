@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from node.rules.modes import override_to_mapping
-from node.store.base import AttackRecord, IPEntry, ModeSettings, Stats
+from node.store.base import AttackRecord, ExceptionRule, Hit, IPEntry, ModeSettings, Stats
 
 
 def iso(ts: float | None) -> str | None:
@@ -30,19 +30,40 @@ def attack_summary(r: AttackRecord) -> dict[str, Any]:
         "mode": r.mode,
         "reason": r.reason,
         "response_status": r.response_status,
+        "node_instance": r.node_instance,
     }
+
+
+def hit(h: Hit) -> dict[str, Any]:
+    return {"type": h.type, "location": h.location, "rule_id": h.rule_id, "excerpt": h.excerpt, "score": h.score}
 
 
 def attack_detail(r: AttackRecord) -> dict[str, Any]:
     out = attack_summary(r)
     out.update(
         instance=r.instance,
-        node_instance=r.node_instance,
         request_excerpt=r.request_excerpt,
-        hits=[{"type": h.type, "location": h.location, "rule_id": h.rule_id,
-               "excerpt": h.excerpt, "score": h.score} for h in r.hits],
+        hits=[hit(h) for h in r.hits],
+        excepted_hits=[{**hit(e.hit), "exception_id": e.exception_id} for e in r.excepted],
     )
     return out
+
+
+def exception_rule(e: ExceptionRule) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "rule_id": e.rule_id,
+        "attack_type": e.attack_type,
+        "host": e.host,
+        "path_prefix": e.path_prefix,
+        "location": e.location,
+        "comment": e.comment,
+        "created_by": e.created_by,
+        "created_at": e.created_at,
+        "created_at_iso": iso(e.created_at),
+        "excepted_requests": e.excepted_requests,
+        "last_excepted_at": e.last_excepted_at,
+    }
 
 
 def ip_entry(e: IPEntry) -> dict[str, Any]:
@@ -66,7 +87,7 @@ def mode_settings(s: ModeSettings) -> dict[str, Any]:
     }
 
 
-def stats(s: Stats, since: float, until: float) -> dict[str, Any]:
+def stats(s: Stats, since: float, until: float, excepted_requests: int) -> dict[str, Any]:
     return {
         "since": since,
         "until": until,
@@ -79,4 +100,6 @@ def stats(s: Stats, since: float, until: float) -> dict[str, Any]:
         "series": [{"start": b.start, "by_type": b.by_type, "by_action": b.by_action} for b in s.series],
         "top_paths": [{"path": p, "count": c} for p, c in s.top_paths],
         "top_ips": [{"ip": ip, "count": c} for ip, c in s.top_ips],
+        # requests the exceptions let through, since each was created (not limited to the range)
+        "excepted_requests": excepted_requests,
     }

@@ -13,6 +13,7 @@ is recorded in Detection.partial; such a verdict is never cached.
 
 from __future__ import annotations
 
+import functools
 import gc
 import gzip
 import logging
@@ -36,9 +37,11 @@ from node.detect.shell import ALONE_COMMANDS, detect_shell
 from node.detect.signatures import SignatureSet, load_signatures
 from node.detect.sqli import detect_sqli
 from node.detect.ssrf import detect_ssrf
+from node.detect.ssti import detect_ssti
 from node.detect.trivial import nontrivial_header_values
 from node.detect.xxe import detect_xxe
 from node.detect.windows import normalise
+from node.detect.xss import detect_xss
 
 __all__ = ["Engine", "Detection"]
 
@@ -80,6 +83,8 @@ UNVERIFIED_SCORE = 5
 # a detector's verdict on a value this short serves every pre-filter of that detector (no
 # analyser window is narrower: the verdict did not depend on which signature gated it)
 MEMO_CHARS = 1024
+# window scans kept for the detectors that read a value after the first (Engine._gate)
+WINDOW_SCANS_KEPT = 64
 # values made only of these characters cannot carry an attack (and are most of the traffic)
 _SAFE_RE = re.compile(r"[\w\-.]*")
 _SAFE_ASCII = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-."
@@ -129,6 +134,8 @@ _DETECTORS: dict[str, Callable[[str, str, Callable[[], bool], Callable[[str], bo
     "nosqli": detect_nosqli,
     "ldapi": detect_ldapi,
     "xxe": detect_xxe,
+    "xss": detect_xss,
+    "ssti": detect_ssti,
 }
 
 
@@ -260,6 +267,8 @@ class Engine:
         self._evictions = 0
         self._cache: OrderedDict[tuple[str, str, str], Found] = OrderedDict()
         self._unit_cache: OrderedDict[tuple, Found] = OrderedDict()
+        # the last windows' scans (Engine._gate): a value's windows, for each of its detectors
+        self._window_hits = functools.lru_cache(maxsize=WINDOW_SCANS_KEPT)(self._scan_window)
         self._warm_up()
         # the engine's tables (signatures, caches' structure, compiled regexes) live as long as
         # the process: move them out of the collector's view so collections stay short
@@ -496,9 +505,14 @@ class Engine:
         return _encode_found(by_type) if by_type else NOTHING
 
     def _gate(self, idx: int) -> Callable[[str], bool]:
-        """Does signature `idx` (the one calling a detector) match this window of a long value?"""
-        scan = self.request_sigs.scan
-        return lambda window: idx in scan(_to_bytes("\n" + window + "\n"))
+        """Does signature `idx` (the one calling a detector) match this window of a long value?
+        The scan of a window is kept for the next detectors: those of the same width (shell,
+        Log4j, XSS, SSTI) read the same windows of the same text."""
+        hits = self._window_hits
+        return lambda window: idx in hits(window)
+
+    def _scan_window(self, window: str) -> set[int]:
+        return self.request_sigs.scan(_to_bytes("\n" + window + "\n"))
 
     # ------------------------------------------------------------------ responses
 

@@ -19,6 +19,7 @@ import re
 from collections.abc import Callable
 from operator import itemgetter
 
+from node.detect.shell import TEXT_KINDS
 from node.detect.windows import Gate, judge_windows, normalise
 
 MAX_SQL_LEN = 1024
@@ -163,6 +164,9 @@ def _statement_at(toks: list[Tok], i: int) -> bool:
         first = rest[0]
         if first.kind in (NUM, STR, VAR, FUNC) or first.text in ("*", "null"):
             return True
+        if first.text == "select" or (first.text in ("+", "-") and len(rest) > 1 and rest[1].kind == NUM):
+            # select (select @@x), ...  /  union(select+1,2,3): a subquery, a signed number
+            return True
         if first.text == "case" and len(rest) > 1 and rest[1].text == "when":
             return True
         if first.text in ("all", "distinct", "top"):  # "Select all" is a button label
@@ -230,12 +234,17 @@ def _tautology(toks: list[Tok], i: int) -> bool:
     if a.kind == FUNC:
         if toks[i].text in ("||", "&&") or "." in a.text:
             return True  # '||f(x)||' concatenation, pkg.function() calls
-        return a.text in _STRONG_FUNCTIONS or (a.text in SQL_FUNCTIONS and len(rest) > 1)
+        if a.text in _STRONG_FUNCTIONS or (a.text in SQL_FUNCTIONS and len(rest) > 1):
+            return True
+        # any function (gtid_subset, json_extract...) whose arguments call SQL or a subquery
+        return any(t.kind == STMT or (t.kind == FUNC and t.text in SQL_FUNCTIONS) for t in rest[1:12])
     if a.kind == STMT:
         return _statement_at(rest, 0)
     if a.kind == LOGIC and a.text == "not" and len(rest) > 1:
         rest = rest[1:]
         a = rest[0]
+    if a.text == "exists":  # or exists(select ...): a subquery as the condition
+        return len(rest) > 1 and rest[1].kind == STMT and _statement_at(rest, 1)
     if a.kind not in _OPERAND:
         return False
     if len(rest) == 1:
@@ -258,6 +267,8 @@ def _tautology(toks: list[Tok], i: int) -> bool:
             if len(rest) == 3:
                 return True
             d = rest[3]
+            if b.text == "in" and d.kind == COMMA:
+                return True  # or 1 in (1,2)
             return d.kind in (COMMENT, SEMI, LOGIC, KW, OP, UNION, STR, STMT, FUNC)
         return False
     if b.kind == LOGIC:
@@ -265,8 +276,11 @@ def _tautology(toks: list[Tok], i: int) -> bool:
     return False
 
 
-def _judge(toks: list[Tok], broke_out: bool) -> str | None:
-    """Return a short rule name when the token stream is an injection."""
+def _judge(toks: list[Tok], broke_out: bool, free_text: bool = False) -> str | None:
+    """Return a short rule name when the token stream is an injection. `free_text`: the value
+    is a document's text (a JSON string, a body, an XML text): there a statement written out
+    as code (`SELECT name FROM users;` in a snippet, a question about a query) is text unless
+    it is stacked after `;`."""
     if not toks:
         return None
     if _union_select(toks):
@@ -281,6 +295,9 @@ def _judge(toks: list[Tok], broke_out: bool) -> str | None:
             return None
         nxt = flat[1]
         if nxt.kind == COMMENT and len(toks) > 1:
+            text = nxt.text
+            if text[:1] == "#" and text[1:2].isalnum() and flat[0].text in text:
+                return None  # '#title' ... '...': a CSS selector or an anchor in a string, no comment
             return "breakout-comment"
         if nxt.kind == SEMI:
             return "breakout-stacked" if _statement_at(flat, 2) or (len(flat) > 2 and flat[2].kind == COMMENT) else None
@@ -307,13 +324,13 @@ def _judge(toks: list[Tok], broke_out: bool) -> str | None:
     kinds = set(map(_KIND, flat))
     has_statement = STMT in kinds
     for i, t in enumerate(flat if has_statement else ()):
-        if t.kind == STMT and (i == 0 or flat[i - 1].kind in (OP, SEMI, LOGIC, COMMA, NUM, STR)) and _statement_at(flat, i):
+        if t.kind == STMT and _statement_start(flat, i, free_text) and _statement_at(flat, i):
             return "statement"
     if first.kind == LOGIC and first.text != "not" and _tautology(flat, 0):
         return "logic-fragment"
     if first.kind == KW and first.text in ("order", "group") and len(flat) > 2 and flat[1].text == "by" and flat[2].kind == NUM:
         return "orderby-fragment"
-    for i, t in enumerate(flat[:-3] if KW in kinds else ()):
+    for i, t in enumerate(flat[:-3] if KW in kinds and not free_text else ()):
         if t.kind == KW and t.text in ("where", "having") and flat[i + 1].kind in (NUM, STR, WORD) and flat[i + 2].kind == OP and flat[i + 2].text in _COMPARE and flat[i + 3].kind in (NUM, STR, WORD):
             return "clause-fragment"
     for i, t in enumerate(flat[:-2] if FUNC in kinds else ()):
@@ -332,13 +349,28 @@ def _judge(toks: list[Tok], broke_out: bool) -> str | None:
                 return "stacked-statement"
             if nxt.kind == KW and nxt.text in ("order", "group") and k + 2 < len(flat) and flat[k + 1].text == "by" and flat[k + 2].kind == NUM:
                 return "numeric-orderby"
+            if nxt.text == "procedure" and k + 1 < len(flat) and flat[k + 1].kind == FUNC:
+                return "numeric-procedure"  # 1 procedure analyse()
             if nxt.kind == COMMENT and first.kind == NUM and len(flat) == 2 and toks[-1].text.startswith(("--", "#")) and len(toks) > 1 and toks[1].kind == RPAR:
                 return "numeric-comment"
     # anywhere: a stacked statement `...; drop table x`
     for i, t in enumerate(flat[:-1] if has_statement else ()):
-        if t.kind == SEMI and _statement_at(flat, i + 1):
+        if t.kind == SEMI and not (free_text and _entity_end(flat, i)) and _statement_at(flat, i + 1):
             return "stacked-statement"
     return None
+
+
+def _entity_end(flat: list[Tok], i: int) -> bool:
+    """flat[i] is the `;` of a character entity (`&gt;`, `&#62;`): it separates nothing."""
+    return i > 1 and flat[i - 2].text == "&" and flat[i - 1].kind in (WORD, NUM)
+
+
+def _statement_start(flat: list[Tok], i: int, free_text: bool) -> bool:
+    """Can a statement start at flat[i] as an injection: the value's start, or after an
+    operator, `;`, a logic word, a comma, a number or a string; in free text only after `;`."""
+    if free_text:
+        return i > 0 and flat[i - 1].kind == SEMI and not _entity_end(flat, i - 1)
+    return i == 0 or flat[i - 1].kind in (OP, SEMI, LOGIC, COMMA, NUM, STR)
 
 
 # _judge reads at most the first 13 non-paren tokens of a context (lengths are only compared
@@ -429,22 +461,53 @@ def detect_sqli(value: str, kind: str = "query", out_of_time: Callable[[], bool]
     # a URL (a page address carried in a parameter): only a quote break-out counts, in every
     # window of it
     is_url = text.startswith(("http://", "https://"))
-    return judge_windows(text, MAX_SQL_LEN, lambda window, _start, _owned: _detect_window(window, is_url), out_of_time, gate)
+    if kind == "path":
+        return judge_windows(text, MAX_SQL_LEN, _detect_path_window, out_of_time, gate)
+    free_text = kind in TEXT_KINDS
+    return judge_windows(text, MAX_SQL_LEN, lambda window, _start, _owned: _detect_window(window, is_url, free_text),
+                         out_of_time, gate)
 
 
-def _detect_window(value: str, is_url: bool) -> str | None:
-    if not _QUICK_RE.search(value):
-        return None
+def _candidates(value: str) -> list[str]:
     candidates = [value]
     if "/**/" in value:
         candidates.append(value.replace("/**/", ""))  # comments splitting keywords: un/**/ion
     if "+" in value and " " not in value.strip():
         candidates.append(value.replace("+", " "))  # a '+' that meant a space: 1+union+select
-    for text in candidates:
+    return candidates
+
+
+def _detect_window(value: str, is_url: bool, free_text: bool = False) -> str | None:
+    if not _QUICK_RE.search(value):
+        return None
+    for text in _candidates(value):
         for toks, broke in _contexts(text):
             if is_url and not broke:
                 continue
-            rule = _judge(toks, broke)
+            rule = _judge(toks, broke, free_text)
             if rule:
                 return rule
+    return None
+
+
+# A path segment is a value of its own to the backend (`/items/{id}`): a segment that can start
+# an as-is rule (a number, a sign, a variable, a paren, a logic or clause word) is judged as a
+# value's start. The quote contexts need no such start: the path's first quote is found anyway.
+_SEGMENT_START_RE = re.compile(
+    r"/(?=[\s(]*(?:[-+]?\d|@|(?:and|or|xor|not|having|where|order|group|union|select|procedure|limit)\b))", re.I)
+MAX_SEGMENT = 256
+
+
+def _detect_path_window(window: str, _start: int, owned: int) -> str | None:
+    rule = _detect_window(window, False)
+    if rule:
+        return rule
+    if not _QUICK_RE.search(window):
+        return None
+    for m in _SEGMENT_START_RE.finditer(window, 0, owned):
+        segment = window[m.end() : m.end() + MAX_SEGMENT]
+        for text in _candidates(segment):
+            rule = _judge(context_tokens(text, False), False)
+            if rule:
+                return "path-segment-" + rule
     return None

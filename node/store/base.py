@@ -1,28 +1,39 @@
 """The attack store interface: what the node writes and the console reads.
 
-One backend ships (SQLite, `node/store/sqlite.py`); another (Postgres, ClickHouse...) only has
-to implement `Store`. Writes (`add_attack`, `set_response_status`) are fire-and-forget from the
+Two backends ship: SQLite (`node/store/sqlite.py`, one node, the default) and PostgreSQL
+(`node/store/postgres.py`, shared by several nodes); another only has to implement `Store`. Writes (`add_attack`, `set_response_status`) are fire-and-forget from the
 event loop: the backend batches them off the loop. Reads are coroutines.
 """
 
 from __future__ import annotations
 
 import abc
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from node.rules.exceptions import ExceptionRule
 from node.rules.ip_lists import LIST_NAMES, IPEntry, ListName
 from node.rules.modes import NODE_MODES, ModeOverride, ModeSettings, NodeMode
 from wallarm_wire.protocol import AttackInfo
 
 # The domain types the store keeps live with their rules (node/rules/); they are named here
 # too because they are part of the store's interface.
-__all__ = ["LIST_NAMES", "NODE_MODES", "AttackFilter", "AttackPage", "AttackRecord", "Hit", "IPEntry",
+__all__ = ["CHANGE_ALL", "CHANGE_EXCEPTIONS", "CHANGE_IP_LISTS", "CHANGE_MODES", "CHANGE_TOPICS", "LIST_NAMES",
+           "NODE_MODES", "AttackFilter", "AttackPage", "AttackRecord", "ExceptedHit", "ExceptionRule",
+           "Hit", "IPEntry",
            "ListName", "ModeOverride", "ModeSettings", "NodeMode", "PARTIAL_TYPE", "SessionRecord", "Stats",
            "StatsBucket", "Store",
            "StoreError", "StoreGauges", "StoredAction"]
 
 StoredAction = Literal["blocked", "monitored"]
+
+# What a node is told when another node changed shared rules (Store.watch_changes): it reloads that part.
+CHANGE_IP_LISTS = "ip_lists"
+CHANGE_MODES = "modes"
+CHANGE_EXCEPTIONS = "exceptions"
+CHANGE_ALL = "all"  # the store may have missed changes (a reconnect): reload everything
+CHANGE_TOPICS = frozenset({CHANGE_IP_LISTS, CHANGE_MODES, CHANGE_EXCEPTIONS, CHANGE_ALL})
 # The attack type a partially inspected request is recorded under (one hit per reason,
 # docs/node.md "Partial inspection").
 PARTIAL_TYPE = "partial_inspection"
@@ -31,6 +42,15 @@ PARTIAL_TYPE = "partial_inspection"
 # One finding inside a request (type, location, rule id, masked excerpt, score): the same
 # shape the wire protocol's verdict carries, so it is the same class.
 Hit = AttackInfo
+
+
+@dataclass(frozen=True, slots=True)
+class ExceptedHit:
+    """A finding an exception excused ("not an attack here"): kept with a record for the
+    record's reader, never counted as an attack (not in the record's types or the stats)."""
+
+    hit: Hit
+    exception_id: int
 
 
 @dataclass(slots=True)
@@ -50,6 +70,9 @@ class AttackRecord:
     request_excerpt: str = ""  # masked start line + headers + body excerpt
     reason: str = "attack"  # "attack", "partial" (partially inspected, no attack found) or "denylist"
     id: int | None = None  # assigned by the store
+    # findings an exception excused in a request recorded for another reason (another finding,
+    # a partial inspection, an IP list); a backend keeps them beside `hits`
+    excepted: list[ExceptedHit] = field(default_factory=list)
 
     @property
     def types(self) -> list[str]:
@@ -94,10 +117,14 @@ class Stats:
 
 @dataclass(frozen=True, slots=True)
 class StoreGauges:
-    """What the store reports to /metrics: its write queue and the writes it had to refuse."""
+    """What the store reports to /metrics: its write queue, the writes it had to refuse and those
+    that failed. The counts only grow (Prometheus counters)."""
 
     queue_depth: int  # writes waiting for the store's writer
     dropped_writes: int  # writes refused since start (queue full or store closed)
+    write_errors: int = 0  # batches of writes that failed to commit (their records are lost)
+    lost_writes: int = 0  # queued writes lost in those failed batches
+    bad_records: int = 0  # malformed records skipped
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +140,19 @@ class StoreError(RuntimeError):
     """The store cannot do what was asked (file unreadable, disk full, closed); the message says why."""
 
 
+OnChange = Callable[[str], Awaitable[None]]
+
+
 class Store(abc.ABC):
     """Attack store, IP lists and persisted node settings."""
+
+    # Whether several nodes may use this store at once (they then share attacks, IP lists,
+    # mode settings and console sessions, and hear each other's changes through watch_changes).
+    shared: bool = False
+
+    def watch_changes(self, on_change: OnChange) -> None:
+        """Have `on_change(topic)` awaited whenever shared rules may have changed through another
+        node (a CHANGE_* topic). A store only one node uses has nobody to hear: it never calls it."""
 
     # -- lifecycle
     @abc.abstractmethod
@@ -166,6 +204,40 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def delete_ip_entry(self, entry_id: int) -> bool: ...
+
+    # -- exceptions ("not an attack here"; node/rules/exceptions.py). An ExceptionRule validated
+    # itself when built; its `key` (what and where) is unique in the store.
+    @abc.abstractmethod
+    async def list_exceptions(self) -> list[ExceptionRule]:
+        """All of them, oldest first, with their counts (excepted_requests, last_excepted_at)."""
+
+    @abc.abstractmethod
+    async def exceptions_version(self) -> object:
+        """Cheap (read every second by the node): a value that differs whenever the set of
+        exceptions has changed (not their counts). SQLite: (count, highest id), exact because
+        ids are never reused."""
+
+    @abc.abstractmethod
+    async def get_exception(self, exception_id: int) -> ExceptionRule | None: ...
+
+    @abc.abstractmethod
+    async def add_exception(self, rule: ExceptionRule) -> ExceptionRule:
+        """Store it; returns it with its id. ValueError (nothing stored) when one with the same
+        key exists."""
+
+    @abc.abstractmethod
+    async def delete_exception(self, exception_id: int) -> bool: ...
+
+    @abc.abstractmethod
+    async def import_exceptions(self, rules: list[ExceptionRule], replace: bool) -> tuple[int, int]:
+        """In one transaction: add those whose key is not stored yet (the stored one is kept
+        as it is) and, with `replace`, delete the stored ones whose key is not in `rules`.
+        Returns (added, deleted)."""
+
+    @abc.abstractmethod
+    async def add_excepted_requests(self, counts: dict[int, int], at: float) -> None:
+        """Add `counts[id]` requests let through to each exception's excepted_requests and set
+        its last_excepted_at to `at` (ids no longer stored are ignored)."""
 
     # -- node settings that survive a restart (mode and overrides)
     @abc.abstractmethod

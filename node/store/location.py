@@ -1,7 +1,9 @@
-"""Where the attack store lives: a file path or `sqlite:///path`, read in this one place.
+"""Where the attack store lives: a file path, `sqlite:///path` or a `postgresql://` DSN, read
+in this one place.
 
-The URL is the SQLAlchemy spelling: what follows `sqlite:///` is the path, so
-`sqlite:///relative.db` is relative and `sqlite:////absolute.db` absolute.
+The SQLite URL is the SQLAlchemy spelling: what follows `sqlite:///` is the path, so
+`sqlite:///relative.db` is relative and `sqlite:////absolute.db` absolute. A `postgresql://`
+(or `postgres://`) URL is libpq's connection URI, handed to psycopg as it is.
 """
 
 from __future__ import annotations
@@ -10,7 +12,26 @@ import re
 from pathlib import Path
 
 SQLITE_URL = "sqlite:///"
+POSTGRES_SCHEMES = ("postgresql", "postgres")
 _URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def postgres_dsn(location: str | Path) -> str | None:
+    """The DSN when `location` names a PostgreSQL server, else None (a SQLite location)."""
+    if not isinstance(location, str):
+        return None
+    text = location.strip()
+    match = _URL_SCHEME.match(text)
+    if match is None or match.group(1).lower() not in POSTGRES_SCHEMES:
+        return None
+    if len(text) <= len(match.group(0)):
+        raise ValueError("bad PostgreSQL URL: write postgresql://user:password@host:5432/database")
+    return text
+
+
+def describe(location: str) -> str:
+    """`location` fit for a log line: a DSN's password is not shown."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", location.strip())
 
 
 def db_file(location: str | Path) -> Path:
@@ -25,7 +46,8 @@ def db_file(location: str | Path) -> Path:
     if match:
         scheme = match.group(1).lower()
         if scheme != "sqlite":
-            raise ValueError(f"unsupported store URL scheme {scheme!r} in {text!r}: use a file path or sqlite:///path")
+            raise ValueError(f"unsupported store URL scheme {scheme!r} in {describe(text)!r}: use a file path, "
+                             "sqlite:///path or postgresql://...")
         if not text[len("sqlite://"):].startswith("/") or len(text) <= len(SQLITE_URL):
             raise ValueError(f"bad SQLite URL {text!r}: write sqlite:///relative.db or sqlite:////absolute.db")
         text = text[len(SQLITE_URL):]

@@ -10,35 +10,32 @@ in a two-thread pool; WAL lets them proceed while the writer writes.
 
 Response statuses: `set_response_status(rid, status)` updates every stored attack with that
 request id. If none is stored yet (the response overtook the attack, which the node may record
-later), the status is kept pending, at most `PENDING_MAX` entries for `PENDING_TTL` seconds,
-and applied when an attack with that request id is written.
+later), the status is kept pending (node/store/pending.py) and applied when an attack with that
+request id is written.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import json
 import logging
 import math
 import queue
 import sqlite3
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from node.rules.exceptions import ExceptionRule
 from node.rules.ip_lists import parse_list_name
-from node.rules.modes import override_from_mapping, override_to_mapping
-from node.store import ipkeys, sqlite_query, sqlite_stats
+from node.store import filters, sqlite_query, sqlite_stats
 from node.store.base import (
     AttackFilter,
     AttackPage,
     AttackRecord,
-    Hit,
     IPEntry,
     ListName,
     ModeSettings,
@@ -48,7 +45,20 @@ from node.store.base import (
     StoreError,
     StoreGauges,
 )
-from node.store.sqlite_query import STORED_ACTIONS, decode_cursor, encode_cursor
+from node.store.filters import decode_cursor, encode_cursor
+from node.store.pending import PendingStatuses
+from node.store.records import (
+    EXCEPTION_COLUMNS,
+    STATUS_INDEX,
+    attack_values,
+    check_id,
+    exception_from_row,
+    exception_values,
+    mode_settings_from_json,
+    mode_settings_to_json,
+    record_from_values,
+    with_id,
+)
 from node.store.sqlite_schema import migrate
 
 __all__ = ["SQLiteStore", "decode_cursor", "encode_cursor"]
@@ -57,8 +67,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-PENDING_MAX = 10_000  # response statuses waiting for their attack
-PENDING_TTL = 300.0  # seconds a pending status waits
 QUEUE_MAX = 100_000  # queued writes; beyond it add_attack drops and counts
 MAX_PAGE = 1000  # largest list_attacks limit
 MAX_BUCKETS = 1000
@@ -105,80 +113,27 @@ _STOP = object()
 
 # ---------------------------------------------------------------------------- row mapping
 
-def _storable(value: object) -> str:
-    """`value` as text SQLite can bind: a request's bytes that are not UTF-8 reach a record as
-    surrogate escapes (a Host, a path, a JSON key), and one such string made the whole batch's
-    INSERT fail, every record in it lost (found by tests/fuzz, endpoint); they are kept visible
-    as backslash escapes instead."""
-    text = str(value)
-    if text.isascii():
-        return text
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def _hits_json(hits: list[Hit]) -> str:
-    return json.dumps(
-        [{"type": h.type, "location": h.location, "rule_id": h.rule_id, "excerpt": h.excerpt, "score": h.score}
-         for h in hits],
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
-
-
-def _hits_from_json(text: str) -> list[Hit]:
-    try:
-        items = json.loads(text)
-        return [Hit(type=str(h["type"]), location=str(h.get("location", "")), rule_id=str(h.get("rule_id", "")),
-                    excerpt=str(h.get("excerpt", "")), score=int(h.get("score", 0)))
-                for h in items]
-    except (ValueError, TypeError, KeyError, AttributeError):
-        log.warning("attack store: unreadable hits JSON %.80r", text)
-        return []
-
-
 def _record_from_row(row: sqlite3.Row | tuple) -> AttackRecord:
-    (attack_id, t, request_id, client_ip, host, method, path, action, mode, instance, node_instance,
-     response_status, request_excerpt, reason, hits) = row
-    return AttackRecord(
-        time=t, request_id=request_id, client_ip=client_ip, host=host, method=method, path=path,
-        hits=_hits_from_json(hits), action=action, mode=mode, instance=instance, node_instance=node_instance,
-        response_status=response_status, request_excerpt=request_excerpt, reason=reason, id=attack_id,
-    )
+    return record_from_values(row[0], tuple(row[1:]))
 
 
-def _attack_row(r: AttackRecord) -> tuple:
-    """The INSERT parameters of a record; raises ValueError/TypeError for a malformed one."""
-    t = float(r.time)
-    if not math.isfinite(t) or t < 0:
-        raise ValueError(f"time {r.time!r} is not a unix time")
-    if r.action not in STORED_ACTIONS:
-        raise ValueError(f"action {r.action!r} is not one of {STORED_ACTIONS}")
-    status = None if r.response_status is None else int(r.response_status)
-    path = _storable(r.path)
-    client_ip = str(r.client_ip)
-    return (
-        t, _storable(r.request_id), client_ip, ipkeys.ip_key(client_ip), _storable(r.host), _storable(r.method), path,
-        path.lower(), r.action, _storable(r.mode), _storable(r.instance), _storable(r.node_instance), status,
-        _storable(r.request_excerpt), _storable(r.reason), _storable(_hits_json(list(r.hits))),
-    )
+_EXCEPTION_KEY_SQL = ("ifnull(rule_id, '') = ? AND ifnull(attack_type, '') = ? AND ifnull(host, '') = ? "
+                      "AND ifnull(path_prefix, '') = ? AND ifnull(location, '') = ?")
 
 
-def _mode_settings_to_json(s: ModeSettings) -> str:
-    # A ModeSettings validated itself when it was built (node/rules/modes.py).
-    overrides = [override_to_mapping(o) for o in s.overrides]
-    return json.dumps({"default": s.default, "overrides": overrides, "partial_inspection": s.partial_inspection})
+def _exception_id_by_key(conn: sqlite3.Connection, rule: ExceptionRule) -> int | None:
+    row = conn.execute(f"SELECT id FROM exceptions WHERE {_EXCEPTION_KEY_SQL}",
+                       tuple(v or "" for v in rule.key)).fetchone()
+    return None if row is None else row[0]
 
 
-def _mode_settings_from_json(text: str) -> ModeSettings:
-    data = json.loads(text)
-    return ModeSettings(default=data["default"],
-                        overrides=[override_from_mapping(o) for o in data.get("overrides", [])],
-                        # absent from settings saved before it existed
-                        partial_inspection=data.get("partial_inspection", "block"))
+def _insert_exception(conn: sqlite3.Connection, rule: ExceptionRule) -> ExceptionRule:
+    # An ExceptionRule validated and normalised itself when it was built (node/rules/exceptions.py).
+    row = conn.execute(
+        "INSERT INTO exceptions (rule_id, attack_type, host, path_prefix, location, comment, created_by, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        exception_values(rule)).fetchone()
+    return with_id(rule, row[0])
 
 
 # ---------------------------------------------------------------------------- the store
@@ -199,14 +154,14 @@ class SQLiteStore(Store):
         self._reader_local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
         self._reader_lock = threading.Lock()
-        self._pending: OrderedDict[str, tuple[int, float]] = OrderedDict()  # writer thread only
+        self._pending = PendingStatuses()  # writer thread only
         self._open = False
         self._closing = False
         # Counters for metrics and tests (written by one thread each, read anywhere).
         self.dropped = 0  # records refused because the queue was full or the store closed
         self.write_errors = 0  # batches that failed to commit
+        self.lost_writes = 0  # queued attack and status writes in those batches
         self.bad_records = 0  # malformed records skipped
-        self.pending_evicted = 0  # pending statuses that never met their attack
         self.attacks_written = 0
 
     # -- lifecycle
@@ -265,8 +220,15 @@ class SQLiteStore(Store):
             log.warning("attack store not writable: %s", err)
             return False
 
+    @property
+    def pending_evicted(self) -> int:
+        """Pending statuses that never met their attack."""
+        return self._pending.evicted
+
     def gauges(self) -> StoreGauges:
-        return StoreGauges(queue_depth=self._queue.qsize(), dropped_writes=self.dropped)
+        return StoreGauges(queue_depth=self._queue.qsize(), dropped_writes=self.dropped,
+                           write_errors=self.write_errors, lost_writes=self.lost_writes,
+                           bad_records=self.bad_records)
 
     # -- attacks: writes
 
@@ -294,8 +256,8 @@ class SQLiteStore(Store):
     async def list_attacks(self, flt: AttackFilter, cursor: str | None = None, limit: int = 50) -> AttackPage:
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
             raise ValueError(f"limit must be an integer from 1 to {MAX_PAGE}")
-        pf = sqlite_query.parse_filter(flt)
-        after = None if cursor is None else sqlite_query.decode_cursor(cursor)
+        pf = filters.parse_filter(flt)
+        after = None if cursor is None else decode_cursor(cursor)
 
         def query(conn: sqlite3.Connection) -> AttackPage:
             conn.execute("BEGIN")  # one snapshot for the page and its count
@@ -315,8 +277,7 @@ class SQLiteStore(Store):
         return await self._read(query)
 
     async def get_attack(self, attack_id: int) -> AttackRecord | None:
-        if isinstance(attack_id, bool) or not isinstance(attack_id, int):
-            raise ValueError(f"attack id must be an integer, not {attack_id!r}")
+        check_id(attack_id, "attack id")
 
         def query(conn: sqlite3.Connection) -> AttackRecord | None:
             row = conn.execute(f"SELECT {_ATTACK_COLUMNS} FROM attacks WHERE id = ?", (attack_id,)).fetchone()
@@ -422,10 +383,76 @@ class SQLiteStore(Store):
         return await self._write(upsert)
 
     async def delete_ip_entry(self, entry_id: int) -> bool:
-        if isinstance(entry_id, bool) or not isinstance(entry_id, int):
-            raise ValueError(f"entry id must be an integer, not {entry_id!r}")
+        check_id(entry_id, "entry id")
         return await self._write(lambda conn: conn.execute("DELETE FROM ip_entries WHERE id = ?",
                                                            (entry_id,)).rowcount > 0)
+
+    # -- exceptions
+
+    async def list_exceptions(self) -> list[ExceptionRule]:
+        return await self._read(lambda conn: [exception_from_row(r) for r in conn.execute(
+            f"SELECT {EXCEPTION_COLUMNS} FROM exceptions ORDER BY id")])
+
+    async def exceptions_version(self) -> object:
+        # Ids are never reused (AUTOINCREMENT): an exception added since keeps the highest id
+        # above the old one; without one, a deletion lowers the count.
+        return await self._read(lambda conn: tuple(conn.execute("SELECT count(*), max(id) FROM exceptions").fetchone()))
+
+    async def get_exception(self, exception_id: int) -> ExceptionRule | None:
+        check_id(exception_id, "exception id")
+
+        def query(conn: sqlite3.Connection) -> ExceptionRule | None:
+            row = conn.execute(f"SELECT {EXCEPTION_COLUMNS} FROM exceptions WHERE id = ?", (exception_id,)).fetchone()
+            return None if row is None else exception_from_row(row)
+
+        return await self._read(query)
+
+    async def add_exception(self, rule: ExceptionRule) -> ExceptionRule:
+        if not isinstance(rule, ExceptionRule):
+            raise ValueError(f"not an ExceptionRule: {type(rule).__name__}")
+
+        def insert(conn: sqlite3.Connection) -> ExceptionRule:
+            existing = _exception_id_by_key(conn, rule)
+            if existing is not None:
+                raise ValueError(f"exception {existing} already excepts {rule.describe()}")
+            return _insert_exception(conn, rule)
+
+        return await self._write(insert)
+
+    async def delete_exception(self, exception_id: int) -> bool:
+        check_id(exception_id, "exception id")
+        return await self._write(lambda conn: conn.execute("DELETE FROM exceptions WHERE id = ?",
+                                                           (exception_id,)).rowcount > 0)
+
+    async def import_exceptions(self, rules: list[ExceptionRule], replace: bool) -> tuple[int, int]:
+        for rule in rules:
+            if not isinstance(rule, ExceptionRule):
+                raise ValueError(f"not an ExceptionRule: {type(rule).__name__}")
+
+        def apply(conn: sqlite3.Connection) -> tuple[int, int]:
+            keep: set[int] = set()
+            added = 0
+            for rule in rules:
+                existing = _exception_id_by_key(conn, rule)
+                if existing is None:
+                    existing = _insert_exception(conn, rule).id
+                    added += 1
+                keep.add(existing)  # type: ignore[arg-type]
+            deleted = 0
+            if replace:
+                stale = [i for (i,) in conn.execute("SELECT id FROM exceptions") if i not in keep]
+                conn.executemany("DELETE FROM exceptions WHERE id = ?", [(i,) for i in stale])
+                deleted = len(stale)
+            return added, deleted
+
+        return await self._write(apply)  # one savepoint: all or nothing
+
+    async def add_excepted_requests(self, counts: dict[int, int], at: float) -> None:
+        rows = [(int(n), float(at), int(i)) for i, n in counts.items() if n > 0]
+        if rows:
+            await self._write(lambda conn: conn.executemany(
+                "UPDATE exceptions SET excepted_requests = excepted_requests + ?, last_excepted_at = ? WHERE id = ?",
+                rows))
 
     # -- node settings
 
@@ -438,13 +465,13 @@ class SQLiteStore(Store):
         if text is None:
             return None
         try:
-            return _mode_settings_from_json(text)
+            return mode_settings_from_json(text)
         except (ValueError, TypeError, KeyError) as err:
             log.error("attack store: ignoring unreadable saved mode settings (%s): %.200r", err, text)
             return None
 
     async def save_mode_settings(self, settings: ModeSettings) -> None:
-        text = _mode_settings_to_json(settings)
+        text = mode_settings_to_json(settings)
         await self._write(lambda conn: conn.execute(
             "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (MODE_SETTINGS_KEY, text)))
@@ -611,6 +638,7 @@ class SQLiteStore(Store):
             self.attacks_written += written
         except Exception as err:  # a full disk, an I/O error; the thread must live on
             self.write_errors += 1
+            self.lost_writes += sum(1 for item in batch if isinstance(item, _AddAttack | _SetStatus))
             log.error("attack store: a batch of %d writes failed and was lost: %s", len(batch), err)
             try:
                 if conn.in_transaction:
@@ -653,16 +681,16 @@ class SQLiteStore(Store):
                         type_rows: list[tuple[int, str, float]]) -> bool:
         """Append the rows of one record; False (and counted) for a malformed record."""
         try:
-            row = _attack_row(record)
+            row = attack_values(record)
             types = sorted({str(h.type) for h in record.hits})
         except (ValueError, TypeError, AttributeError) as err:
             self.bad_records += 1
             log.warning("attack store: skipping a malformed attack record: %s", err)
             return False
-        if row[12] is None:  # no response status yet: one may be waiting
-            pending = self._pending.pop(row[1], None)
-            if pending is not None and time.monotonic() - pending[1] <= PENDING_TTL:
-                row = row[:12] + (pending[0],) + row[13:]
+        if row[STATUS_INDEX] is None:  # no response status yet: one may be waiting
+            pending = self._pending.take(row[1])
+            if pending is not None:
+                row = row[:STATUS_INDEX] + (pending,) + row[STATUS_INDEX + 1:]
         attack_rows.append((attack_id, *row))
         type_rows.extend((attack_id, t, row[0]) for t in types)
         return True
@@ -694,15 +722,7 @@ class SQLiteStore(Store):
                                (status, request_id)).rowcount
         if updated:
             return
-        now = time.monotonic()
-        self._pending[request_id] = (status, now)
-        self._pending.move_to_end(request_id)
-        while self._pending:
-            oldest_rid, (_, queued_at) = next(iter(self._pending.items()))
-            if len(self._pending) <= PENDING_MAX and now - queued_at <= PENDING_TTL:
-                break
-            del self._pending[oldest_rid]
-            self.pending_evicted += 1
+        self._pending.put(request_id, status)
 
 
 def _probe(conn: sqlite3.Connection) -> None:

@@ -117,8 +117,36 @@ def _v3(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v4(conn: sqlite3.Connection) -> None:
+    # Exceptions ("not an attack here", node/rules/exceptions.py). NULL = any host / path /
+    # location; what and where is unique (the index spells NULL as '' since NULLs never clash).
+    # Excepted findings of a recorded attack live in its hits JSON (marked "excepted": id).
+    _run_statements(
+        conn,
+        """
+        CREATE TABLE exceptions (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: a record's excepted finding names it
+            rule_id TEXT,
+            attack_type TEXT,
+            host TEXT,
+            path_prefix TEXT,
+            location TEXT,
+            comment TEXT NOT NULL DEFAULT '',
+            created_by TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            excepted_requests INTEGER NOT NULL DEFAULT 0,
+            last_excepted_at REAL,
+            CHECK ((rule_id IS NULL) <> (attack_type IS NULL))
+        );
+        CREATE UNIQUE INDEX exceptions_key ON exceptions(
+            ifnull(rule_id, ''), ifnull(attack_type, ''), ifnull(host, ''), ifnull(path_prefix, ''),
+            ifnull(location, ''));
+        """,
+    )
+
+
 # MIGRATIONS[i] upgrades a file from user_version i to i + 1.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -141,6 +141,29 @@ def find_crs(setup_candidates: tuple[Path, ...] = CRS_SETUP_CANDIDATES,
     return CrsInstall(setup, rules, before, after, crs_version(rules))
 
 
+def crs_settings(paranoia: int) -> str:
+    """The paranoia level and the allowed content types, as CRS reads them."""
+    # ids 900000/900001/900220 are the ones crs-setup.conf reserves (commented out there)
+    allowed = " ".join(f"|{t}|" for t in ALLOWED_CONTENT_TYPES)
+    return (
+        f'SecAction "id:900000,phase:1,nolog,pass,t:none,setvar:tx.paranoia_level={paranoia}"\n'
+        f'SecAction "id:900001,phase:1,nolog,pass,t:none,setvar:tx.executing_paranoia_level={paranoia}"\n'
+        f"SecAction \"id:900220,phase:1,nolog,pass,t:none,setvar:'tx.allowed_request_content_type={allowed}'\"\n"
+    )
+
+
+def rule_sources(crs: CrsInstall, paranoia: int) -> list[str | Path]:
+    """What ModSecurity loads, in order: rule texts (str) and rule files (Path). The same for
+    the in-process peer here and for nginx's module (scripts/peers/nginx_modsecurity.py)."""
+    out: list[str | Path] = [ENGINE_SETTINGS, crs.setup, crs_settings(paranoia)]
+    if crs.before:
+        out.append(crs.before)
+    out += crs.rules
+    if crs.after:
+        out.append(crs.after)
+    return out
+
+
 def _first_file(*dirs: Path, name: str) -> Path | None:
     return next((d / name for d in dirs if (d / name).is_file()), None)
 
@@ -245,25 +268,11 @@ class ModSecurityPeer:
         self.log_messages += 1
 
     def _load_rules(self) -> None:
-        self._add_text(ENGINE_SETTINGS, "engine settings")
-        self._add_file(self.crs.setup)
-        self._add_text(self._crs_settings(), "paranoia level and content types")
-        if self.crs.before:
-            self._add_file(self.crs.before)
-        for path in self.crs.rules:
-            self._add_file(path)
-        if self.crs.after:
-            self._add_file(self.crs.after)
-
-    def _crs_settings(self) -> str:
-        # ids 900000/900001/900220 are the ones crs-setup.conf reserves (commented out there)
-        allowed = " ".join(f"|{t}|" for t in ALLOWED_CONTENT_TYPES)
-        level = self.paranoia
-        return (
-            f'SecAction "id:900000,phase:1,nolog,pass,t:none,setvar:tx.paranoia_level={level}"\n'
-            f'SecAction "id:900001,phase:1,nolog,pass,t:none,setvar:tx.executing_paranoia_level={level}"\n'
-            f"SecAction \"id:900220,phase:1,nolog,pass,t:none,setvar:'tx.allowed_request_content_type={allowed}'\"\n"
-        )
+        for source in rule_sources(self.crs, self.paranoia):
+            if isinstance(source, Path):
+                self._add_file(source)
+            else:
+                self._add_text(source, source.strip().splitlines()[0][:60])
 
     def _add_text(self, text: str, what: str) -> None:
         error = ctypes.c_void_p()

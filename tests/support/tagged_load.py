@@ -40,6 +40,7 @@ class LoadTally:
     problems: list[str] = field(default_factory=list)  # the first few non-upstream/non-block outcomes
     seconds: float = 0.0
     proxy_connect_errors: int = 0
+    failed_at: list[tuple[float, str]] = field(default_factory=list)  # (monotonic time, outcome) of each failure
     _next: int = 0
 
     @property
@@ -55,6 +56,8 @@ class LoadTally:
     def record(self, tag: str, outcome: str, detail: str) -> None:
         assert outcome in OUTCOMES, outcome
         self.outcomes[outcome] += 1
+        if outcome not in ("upstream", "blocked"):
+            self.failed_at.append((time.monotonic(), outcome))
         if outcome == "upstream":
             self.upstream_tags.add(tag)
         elif outcome not in ("blocked", "bad_gateway", "closed") and len(self.problems) < 20:
@@ -130,6 +133,7 @@ async def _connection(host: str, port: int, tally: LoadTally, deadline: float, a
                     # Not a request yet: nothing was sent, nothing lost; but the proxy must stay
                     # reachable, so it is counted and the matrix requires zero.
                     tally.proxy_connect_errors += 1
+                    tally.failed_at.append((time.monotonic(), "proxy_connect"))
                     if len(tally.problems) < 20:
                         tally.problems.append(f"connect to the proxy failed: {e}")
                     await asyncio.sleep(0.05)

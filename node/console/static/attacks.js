@@ -68,6 +68,7 @@
       types,
       el("td", {}, el("span", { class: "badge " + a.action }, a.action)),
       el("td", { class: "status" }, a.response_status === null ? "—" : a.response_status),
+      el("td", { class: "node" }, a.node_instance || "—"),
     );
   }
 

@@ -87,6 +87,7 @@
     try {
       const s = await api("/api/v1/stats?" + range().toString());
       document.getElementById("count-total").textContent = s.total;
+      document.getElementById("count-excepted").textContent = s.excepted_requests;
       document.getElementById("count-blocked").textContent = s.by_action.blocked || 0;
       document.getElementById("count-monitored").textContent = s.by_action.monitored || 0;
       drawChart(document.getElementById("chart-type"), s, "by_type", typeColor);

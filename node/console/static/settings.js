@@ -1,5 +1,6 @@
-// Settings page: node mode with overrides (GET/PUT /api/v1/mode) and the IP lists
-// (GET/POST/DELETE /api/v1/iplists). Changes apply on the node's next request.
+// Settings page: node mode with overrides (GET/PUT /api/v1/mode), the IP lists
+// (GET/POST/DELETE /api/v1/iplists) and the exceptions (GET/DELETE /api/v1/exceptions).
+// Changes apply on the node's next request.
 "use strict";
 
 (() => {
@@ -116,6 +117,37 @@
     }
   }
 
+  const exceptionBody = document.querySelector("#exception-list tbody");
+
+  async function loadExceptions() {
+    const data = await api("/api/v1/exceptions");
+    document.getElementById("no-exceptions").hidden = data.items.length > 0;
+    exceptionBody.replaceChildren(...data.items.map((e) => {
+      const del = el("button", { type: "button", class: "exception-delete", "data-id": e.id }, "Remove");
+      del.addEventListener("click", async () => {
+        try {
+          await api("/api/v1/exceptions/" + encodeURIComponent(e.id), { method: "DELETE" });
+          showNotice(`Removed exception #${e.id}: its findings are attacks again.`);
+          showError("");
+          await loadExceptions();
+        } catch (err) { showError(err.message); }
+      });
+      const what = e.rule_id ? ["rule ", el("code", {}, e.rule_id)] : ["type ", el("code", {}, e.attack_type)];
+      const letThrough = e.excepted_requests + (e.last_excepted_at ? ` (last ${fmtTime(e.last_excepted_at)})` : "");
+      return el("tr", { "data-id": e.id },
+        el("td", {}, "#" + e.id),
+        el("td", {}, ...what),
+        el("td", {}, e.host || "any"),
+        el("td", {}, e.path_prefix ? el("code", {}, e.path_prefix) : "any"),
+        el("td", {}, e.location ? el("code", {}, e.location) : "anywhere"),
+        el("td", {}, e.comment),
+        el("td", { class: "created-by" }, e.created_by),
+        el("td", {}, fmtTime(e.created_at)),
+        el("td", { class: "excepted-count" }, letThrough),
+        el("td", {}, del));
+    }));
+  }
+
   function toggleExpiry() {
     for (const label of ipForm.querySelectorAll(".custom")) label.hidden = ttlSelect.value !== "custom";
   }
@@ -128,4 +160,5 @@
   toggleExpiry();
   loadMode().catch((e) => showError(e.message));
   loadIps().catch((e) => showError(e.message));
+  loadExceptions().catch((e) => showError(e.message));
 })();
