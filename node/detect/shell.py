@@ -363,7 +363,8 @@ def _windows_rule(value: str) -> str | None:
     low = value.lower()
     if "cmd" in low and _found_at(low, _CMD_WORD_RE, _CMD_SWITCH_AT_RE, value):
         return "cmd-switch"
-    if _found_at(low, _POWERSHELL_WORD_RE, _POWERSHELL_AT_RE, value):
+    # substring tests first (C speed, ~10 us on a window): the word regex is ~60 ns a character
+    if any(word in low for word in _POWERSHELL_WORDS) and _found_at(low, _POWERSHELL_WORD_RE, _POWERSHELL_AT_RE, value):
         return "powershell"
     return None
 
