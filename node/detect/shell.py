@@ -377,8 +377,7 @@ def detect_shell(value: str, kind: str = "query", out_of_time: Callable[[], bool
     """A rule name if `value` injects an OS command, else None (also when `out_of_time()`
     stopped the windows of a long value; see windows.judge_windows for `gate`)."""
     text = normalise(value)
-    snippet = kind in TEXT_KINDS and _SNIPPET_RE.match(text) is not None and \
-        _SNIPPET_RE.match(text).group(1).lower() in _COMMANDS
+    snippet = kind in TEXT_KINDS and _is_snippet(text)
     return judge_windows(text, MAX_SHELL_LEN,
                          lambda window, start, owned: _detect_window(window, kind, start, owned, snippet), out_of_time, gate)
 
@@ -389,6 +388,15 @@ _SNIPPET_RE = re.compile(r"\s*(?:sudo\s+)?([a-z][\w.\-]{0,30})\s+-{1,2}[a-z]", r
 # ... except the commands injections probe with, which no snippet chains in
 _PROBES = frozenset("id whoami uname ifconfig ipconfig netstat systeminfo tasklist hostname printenv env "
                     "nc ncat netcat wget curl bash sh zsh python python3 perl ruby php powershell cmd sleep ping".split())
+
+
+def _is_snippet(text: str) -> bool:
+    """`text` (free text) opens with a plain command and an option; an XML document's text is
+    read without its markup (its text nodes are judged one by one as well)."""
+    if text[:1] == "<":
+        text = _MARKUP_RE.sub(" ", text[:4096])
+    m = _SNIPPET_RE.match(text)
+    return m is not None and m.group(1).lower() in _COMMANDS
 
 
 def _detect_window(value: str, kind: str, start: int, owned: int, snippet: bool = False) -> str | None:
