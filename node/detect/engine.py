@@ -27,14 +27,19 @@ from operator import itemgetter
 
 from wallarm_wire.protocol import AttackInfo, RequestMessage, ResponseMessage
 from node.detect.findings import DEFAULT_THRESHOLD, Detection, excerpt
+from node.detect.ldapi import detect_ldapi
 from node.detect.log4j import detect_log4j
 from node.detect.readings import readings
+from node.detect.nosqli import detect_nosqli
+from node.detect.ptrav import detect_ptrav
 from node.detect.request import MAX_BODY, FieldSink, body_headers, inflate, parse_body, parse_header_line, parse_target
 from node.detect.shell import ALONE_COMMANDS, detect_shell
 from node.detect.signatures import SignatureSet, load_signatures
 from node.detect.sqli import detect_sqli
+from node.detect.ssrf import detect_ssrf
 from node.detect.ssti import detect_ssti
 from node.detect.trivial import nontrivial_header_values
+from node.detect.xxe import detect_xxe
 from node.detect.windows import normalise
 from node.detect.xss import detect_xss
 
@@ -75,6 +80,9 @@ _MIB = 1024 * 1024
 # its time budget
 MIN_JUDGED_CHARS = 4 * 1024
 UNVERIFIED_SCORE = 5
+# a detector's verdict on a value this short serves every pre-filter of that detector (no
+# analyser window is narrower: the verdict did not depend on which signature gated it)
+MEMO_CHARS = 1024
 # window scans kept for the detectors that read a value after the first (Engine._gate)
 WINDOW_SCANS_KEPT = 64
 # values made only of these characters cannot carry an attack (and are most of the traffic)
@@ -106,11 +114,19 @@ def _encode_found(by_type: dict[str, list[list]]) -> Found:
     return marshal.dumps([[typ, sum(info[4] for info in infos), infos] for typ, infos in by_type.items()])
 
 
+# detectors that read a value whole, candidate by candidate (node/detect/candidates.py): their
+# verdict does not depend on the signature that gates windows
+WHOLE_VALUE_DETECTORS = frozenset({"ptrav", "ssrf", "nosqli", "ldapi", "xxe"})
 # (value, kind, out_of_time, gate) -> rule name or None
 _DETECTORS: dict[str, Callable[[str, str, Callable[[], bool], Callable[[str], bool]], str | None]] = {
     "sqli": detect_sqli,
     "shell": detect_shell,
     "log4j": detect_log4j,
+    "ptrav": detect_ptrav,
+    "ssrf": detect_ssrf,
+    "nosqli": detect_nosqli,
+    "ldapi": detect_ldapi,
+    "xxe": detect_xxe,
     "xss": detect_xss,
     "ssti": detect_ssti,
 }
@@ -452,13 +468,19 @@ class Engine:
         by_type: dict[str, list[list]] = {}
         texts: list[str] | None = None
         form_hits: list[set[int]] | None = None  # each form's own hits, once a detector needs them
+        verdicts: dict[str, str | None] = {}
         for idx in sorted(hits):
             sig = sigs[idx]
             if not sig.applies_to(kind, location):
                 continue
             rule_id, score = sig.id, sig.score
             if sig.detector:
-                if self._budget <= 0:
+                if sig.detector in verdicts:  # several pre-filters of one detector: judged once
+                    rule = verdicts[sig.detector]
+                    if not rule:
+                        continue
+                    rule_id = f"{sig.id}.{rule}"
+                elif self._budget <= 0:
                     run.cut("budget")
                     rule_id, score = f"{sig.id}.unverified", UNVERIFIED_SCORE
                 else:
@@ -474,6 +496,11 @@ class Engine:
                         rule = judge(text, kind, run.check_time, gate)
                         if rule or run.stopped:
                             break
+                    if not run.stopped and (sig.detector in WHOLE_VALUE_DETECTORS
+                                            or all(len(text) <= MEMO_CHARS for text in texts)):
+                        # a longer value is judged in the windows this signature matches only
+                        # (unless the detector reads it whole, without windows)
+                        verdicts[sig.detector] = rule
                     if not rule:
                         continue
                     rule_id = f"{sig.id}.{rule}"
