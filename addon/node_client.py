@@ -42,10 +42,12 @@ OVERLOAD = "overload"  # NodeCallError.cause when no call slot freed up within t
 MIN_USEFUL_BUDGET_S = 0.001
 ANSWER_TIME_WEIGHT = 0.2  # of the newest answered call in the node's moving-average answer time
 
-# In-line verdicts asked for in one turn of the loop share a write up to this many messages; a
-# message whose body is larger goes alone (the node takes longer to judge it: no one waits behind it).
+# In-line verdicts asked for in one turn of the loop share a write, up to this many messages. A
+# message over COALESCE_MAX_MESSAGE bytes (the embedded HTTP message) goes alone: the node takes
+# longer to judge it, and the node answers a connection's messages in order, so nobody may wait
+# behind it.
 COALESCE_MAX_CALLS = 32
-COALESCE_MAX_BODY = 16 * 1024
+COALESCE_MAX_MESSAGE = 8 * 1024
 INLINE_BODY_BYTES = 16 * 1024  # smaller bodies are copied behind their head: one buffer per message
 
 CALL, CHECK, REJECT = "call", "check", "reject"  # Breaker.allow's answers
@@ -312,7 +314,7 @@ class NodeClient:
         `headers` are extra CRLF-terminated header lines (without length)."""
         loop = asyncio.get_running_loop()
         call = self._call(headers, body, timeout_s, loop)
-        if len(body) > COALESCE_MAX_BODY:  # a large body goes alone: the node takes longer to judge it
+        if len(body) > COALESCE_MAX_MESSAGE:  # goes alone: nobody waits behind a message slow to judge
             self._deliver([call])
             return call.future
         self._turn.append(call)
