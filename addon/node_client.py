@@ -414,6 +414,8 @@ class NodeClient:
                 ep.breaker.success(time.monotonic())
             else:
                 self._failed(ep, started)  # every answer a 5xx
+        if not any(c.open for c in calls):
+            return
         error = last
         if error is None:
             if now >= deadline:
