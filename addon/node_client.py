@@ -289,7 +289,9 @@ class NodeClient:
     In-line verdicts asked for during one turn of the event loop (`ask`) go out together: one
     pipelined write on one connection instead of one send per request (at c=50 a turn carries
     several requests, and every send that wakes the node costs the sender tens of µs of CPU).
-    Each message is still its own call: its own answer, its own deadline, failed over alone.
+    Each message is still its own call: its answer applies as it arrives, and a message without
+    an answer or with a 5xx is failed over alone. The messages of one write share the earliest
+    deadline (they were asked for microseconds apart).
     """
 
     def __init__(self, addresses: Sequence[NodeAddress], timeouts: Timeouts, breaker_failures: int,
