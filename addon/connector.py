@@ -53,6 +53,9 @@ NO_ROUTE_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
 # connection to the reverse-mode placeholder before the route has chosen the upstream.
 ROUTING_OPTIONS = {"keep_host_header": True, "connection_strategy": "lazy"}
 
+# A request sent to the node: the future of its answer and when it was sent; or why it was not sent.
+Asked = tuple["asyncio.Future[Answer | NodeCallError]", float] | NodeCallError
+
 DEFAULT_ADMIN_LISTEN = "127.0.0.1:8001"
 ADMIN_TOKEN_ENV = "WALLARM_ADMIN_TOKEN"
 
@@ -341,10 +344,9 @@ class WallarmConnector:
             if not flow.request.stream:
                 if active.in_line and encode.has_no_body(flow.request):
                     # The whole request is known already: ask now, so the node works while mitmproxy
-                    # finishes reading the request; `request` awaits the answer. Eager: the message is
-                    # written before this hook returns, not on a later turn of the loop.
-                    flow.metadata[EARLY] = asyncio.eager_task_factory(
-                        asyncio.get_running_loop(), self._ask_node(flow, active, rid, b"", encode.NOT_TRUNCATED))
+                    # finishes reading the request; `request` awaits the answer. The message goes out
+                    # at the end of this turn of the loop, with the others asked for during it.
+                    flow.metadata[EARLY] = self._ask_node(flow, active, rid, b"", encode.NOT_TRUNCATED)
             else:
                 # A streamed body goes upstream as it arrives, so the request is judged on its headers now.
                 flow.metadata[JUDGED] = True
@@ -354,7 +356,7 @@ class WallarmConnector:
             self._route(flow)  # the request goes upstream right after this hook
 
     async def request(self, flow: http.HTTPFlow) -> None:
-        early: asyncio.Task[Answer | NodeCallError] | None = flow.metadata.pop(EARLY, None)
+        early: Asked | None = flow.metadata.pop(EARLY, None)
         if flow.response or flow.error or not flow.live:
             return
         active: ActiveConfig | None = flow.metadata.get(ACTIVE)
@@ -362,7 +364,7 @@ class WallarmConnector:
             rid = flow.metadata.get(RID) or protocol.new_request_id()
             flow.metadata[RID] = rid
             if early is not None:
-                self.verdicts.settle(flow, active, rid, await early, streamed=False)
+                self.verdicts.settle(flow, active, rid, await self._verdict(early), streamed=False)
             else:
                 body, truncated = encode.cut_body(flow.request.raw_content or b"", active.max_body_bytes)
                 await self._judge_or_mirror(flow, active, rid, body, truncated, streamed=False)
@@ -401,7 +403,8 @@ class WallarmConnector:
             if not isinstance(encoded, Exception):  # else the node just misses it (logged)
                 self.mirror.offer(MirrorItem(active, *encoded, rid, protocol.MSGTYPE_REQUEST))
             return
-        self.verdicts.settle(flow, active, rid, await self._ask_node(flow, active, rid, body, truncated), streamed)
+        asked = self._ask_node(flow, active, rid, body, truncated)
+        self.verdicts.settle(flow, active, rid, await self._verdict(asked), streamed)
 
     def _encode_request(self, flow: http.HTTPFlow, active: ActiveConfig, rid: str, body: bytes,
                         truncated: int) -> tuple[bytes, bytes] | Exception:
@@ -416,17 +419,21 @@ class WallarmConnector:
             log.exception("[%s] cannot encode the request for the node", rid)
             return e
 
-    async def _ask_node(self, flow: http.HTTPFlow, active: ActiveConfig, rid: str, body: bytes,
-                        truncated: int) -> Answer | NodeCallError:
-        """The node's answer to this request, or the error that stands for it (never raises)."""
+    def _ask_node(self, flow: http.HTTPFlow, active: ActiveConfig, rid: str, body: bytes,
+                  truncated: int) -> Asked:
+        """Send this request to the node (with the others of this turn of the loop): what to await
+        for its answer, or the error that stands for it (never raises)."""
         encoded = self._encode_request(flow, active, rid, body, truncated)
         if isinstance(encoded, Exception):  # treated like no verdict
             return NodeCallError("encode", f"cannot encode: {encoded}")
-        head, wire = encoded
-        started = time.perf_counter()
+        return active.client.ask(*encoded, active.timeouts.call_s), time.perf_counter()
+
+    async def _verdict(self, asked: Asked) -> Answer | NodeCallError:
+        """The node's answer to an asked request, or the error that stands for it (never raises)."""
+        if isinstance(asked, NodeCallError):
+            return asked
+        future, started = asked
         try:
-            return await active.client.send(head, wire, active.timeouts.call_s)
-        except NodeCallError as e:
-            return e
+            return await future
         finally:
             self.metrics.node_latency["sync"].observe(time.perf_counter() - started)

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 
 from addon.active import ActiveConfig
+from addon.http1 import Answer
 from addon.metrics import Metrics
 from addon.node_client import NodeCallError
 from addon.verdicts import REFUSAL, VERDICT, refusal_reason, status_kind
@@ -66,29 +67,35 @@ class MirrorDelivery:
         started = time.perf_counter()
         try:
             if len(items) == 1:
-                answers = [await active.client.send(items[0].head, items[0].body, timeout_s)]
+                outcomes: list[Answer | NodeCallError] = [await active.client.send(items[0].head, items[0].body,
+                                                                                   timeout_s)]
             else:
-                answers = await active.client.send_many([(i.head, i.body) for i in items], timeout_s)
+                outcomes = await active.client.send_many([(i.head, i.body) for i in items], timeout_s)
         except NodeCallError as e:
-            self.metrics.mirror_failed[e.cause] += len(items)
-            if e.cause != "breaker_open":
-                log.warning("[%s] mirror to node failed (%d message(s)): %s", items[0].request_id, len(items), e)
-            return
+            outcomes = [e] * len(items)
         finally:
             self.metrics.node_latency["async"].observe(time.perf_counter() - started)
-        for item, answer in zip(items, answers):
-            kind = status_kind(answer.status)
+        failed: NodeCallError | None = None
+        for item, outcome in zip(items, outcomes):
+            if isinstance(outcome, NodeCallError):
+                self.metrics.mirror_failed[outcome.cause] += 1
+                failed = failed or outcome
+                continue
+            kind = status_kind(outcome.status)
             if kind == VERDICT:
                 self.metrics.mirror_sent += 1
                 continue
             self.metrics.mirror_failed[kind] += 1
             if kind != REFUSAL:
-                log.warning("[%s] mirror: node answered HTTP %d", item.request_id, answer.status)
+                log.warning("[%s] mirror: node answered HTTP %d", item.request_id, outcome.status)
                 continue
-            self.metrics.node_refusals[(str(answer.status), protocol.DELIVERY_ASYNC)] += 1
+            self.metrics.node_refusals[(str(outcome.status), protocol.DELIVERY_ASYNC)] += 1
             if item.msgtype == protocol.MSGTYPE_REQUEST:
                 log.error("[%s] the node refused a mirrored request (HTTP %d: %s): it went upstream and was "
-                          "NOT inspected", item.request_id, answer.status, refusal_reason(answer))
+                          "NOT inspected", item.request_id, outcome.status, refusal_reason(outcome))
             else:
                 log.warning("[%s] the node refused a mirrored response (HTTP %d: %s)", item.request_id,
-                            answer.status, refusal_reason(answer))
+                            outcome.status, refusal_reason(outcome))
+        if failed is not None and failed.cause != "breaker_open":
+            unsent = sum(isinstance(o, NodeCallError) for o in outcomes)
+            log.warning("[%s] mirror to node failed (%d message(s)): %s", items[0].request_id, unsent, failed)

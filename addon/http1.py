@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from wallarm_wire.chunked import ChunkedBody, ChunkedError
@@ -48,6 +49,7 @@ class Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[list[Answer]] | None = None
         self._answers: list[Answer] = []
         self._expect = 0
+        self._on_answer: Callable[[int, Answer], None] | None = None
         self._closed = False
         self.reusable = True
 
@@ -89,17 +91,22 @@ class Connection(asyncio.Protocol):
         answers = await self._exchange([payload] if payload is not None else [head, body], 1)
         return answers[0]
 
-    async def request_many(self, payloads: list[bytes]) -> list[Answer]:
-        """Pipeline complete requests (head + body each); all answers, in order, or an error."""
-        return await self._exchange(payloads, len(payloads))
+    async def request_many(self, chunks: list[bytes], expect: int | None = None,
+                           on_answer: Callable[[int, Answer], None] | None = None) -> list[Answer]:
+        """Pipeline `expect` complete requests, written as `chunks` in one write (by default one
+        chunk per request); all answers, in order, or an error. `on_answer(i, answer)` hears of
+        each answer as it arrives, so the answers before an error are not lost with it."""
+        return await self._exchange(chunks, len(chunks) if expect is None else expect, on_answer)
 
     # -- internals
-    async def _exchange(self, chunks: list[bytes], expect: int) -> list[Answer]:
+    async def _exchange(self, chunks: list[bytes], expect: int,
+                        on_answer: Callable[[int, Answer], None] | None = None) -> list[Answer]:
         if not self.is_open:
             raise HTTPClientError("reset", "connection closed")
         self._buf.clear()
         self._answers = []
         self._expect = expect
+        self._on_answer = on_answer
         self._waiter = asyncio.get_running_loop().create_future()
         assert self.transport is not None
         if len(chunks) == 1:
@@ -110,6 +117,7 @@ class Connection(asyncio.Protocol):
             return await self._waiter
         finally:
             self._waiter = None
+            self._on_answer = None
 
     def _collect(self, eof: bool) -> None:
         """Parse as many complete answers as the buffer holds; resolve when all arrived."""
@@ -119,6 +127,8 @@ class Connection(asyncio.Protocol):
                 return
             answer, consumed = parsed
             del self._buf[:consumed]
+            if self._on_answer is not None:
+                self._on_answer(len(self._answers), answer)
             self._answers.append(answer)
         if self._buf:
             self.reusable = False  # bytes nobody asked for: out of sync

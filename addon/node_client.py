@@ -27,7 +27,8 @@ import logging
 import ssl
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from addon.config import NodeAddress, Timeouts
 from addon.http1 import Answer, Connection, HTTPClientError, open_connection
@@ -37,9 +38,17 @@ log = logging.getLogger("wallarm.node")
 MAX_IDLE_PER_NODE = 128
 DEFAULT_MAX_IN_FLIGHT = 128
 OVERLOAD = "overload"  # NodeCallError.cause when no call slot freed up within the deadline
+# A slot that frees up with less time left than this is not used, whatever the node's answer time.
+MIN_USEFUL_BUDGET_S = 0.001
 ANSWER_TIME_WEIGHT = 0.2  # of the newest answered call in the node's moving-average answer time
 
-Exchange = Callable[["NodeEndpoint", Connection], Awaitable[list[Answer]]]
+# In-line verdicts asked for in one turn of the loop share a write, up to this many messages. A
+# message over COALESCE_MAX_MESSAGE bytes (the embedded HTTP message) goes alone: the node takes
+# longer to judge it, and the node answers a connection's messages in order, so nobody may wait
+# behind it.
+COALESCE_MAX_CALLS = 32
+COALESCE_MAX_MESSAGE = 8 * 1024
+INLINE_BODY_BYTES = 16 * 1024  # smaller bodies are copied behind their head: one buffer per message
 
 CALL, CHECK, REJECT = "call", "check", "reject"  # Breaker.allow's answers
 
@@ -229,8 +238,61 @@ class NodeEndpoint:
             self.idle.pop().close()
 
 
+@dataclass(slots=True, eq=False)
+class NodeCall:
+    """One message on its way to a node: the head's tail (protocol headers and length), the body,
+    and the future its caller waits on. The future's value is the node's `Answer` or the
+    `NodeCallError` standing for one: it never raises, so a caller gone meanwhile (a flow killed
+    before its `request` hook) leaves no unretrieved exception behind."""
+
+    tail: bytes
+    body: bytes
+    budget_s: float
+    deadline: float  # time.monotonic()
+    future: asyncio.Future[Answer | NodeCallError]
+    server_error: Answer | None = None  # a 5xx, kept while other nodes are tried
+
+    @property
+    def open(self) -> bool:
+        return not self.future.done()
+
+    def settle(self, outcome: Answer | NodeCallError) -> None:
+        if not self.future.done():
+            self.future.set_result(outcome)
+
+
+class _Attempt:
+    """One node's go at some calls: which of them it answered, and whether any answer was below 5xx."""
+
+    __slots__ = ("calls", "heard", "answered")
+
+    def __init__(self, calls: list[NodeCall]):
+        self.calls = calls
+        self.heard: set[NodeCall] = set()
+        self.answered = False  # an answer below 5xx: the node is up
+
+    def unanswered(self) -> list[NodeCall]:
+        return [c for c in self.calls if c not in self.heard] if self.heard else self.calls
+
+    def take(self, call: NodeCall, answer: Answer) -> None:
+        self.heard.add(call)
+        if answer.status >= 500:
+            call.server_error = answer  # the next node may do better
+        else:
+            self.answered = True
+            call.settle(answer)
+
+
 class NodeClient:
-    """Sends protocol messages to the nodes of one configuration; immutable once built."""
+    """Sends protocol messages to the nodes of one configuration; immutable once built.
+
+    In-line verdicts asked for during one turn of the event loop (`ask`) go out together: one
+    pipelined write on one connection instead of one send per request (at c=50 a turn carries
+    several requests, and every send that wakes the node costs the sender tens of µs of CPU).
+    Each message is still its own call: its answer applies as it arrives, and a message without
+    an answer or with a 5xx is failed over alone. The messages of one write share the earliest
+    deadline (they were asked for microseconds apart).
+    """
 
     def __init__(self, addresses: Sequence[NodeAddress], timeouts: Timeouts, breaker_failures: int,
                  ssl_context: ssl.SSLContext | None, static_headers: Sequence[tuple[str, str]],
@@ -239,44 +301,93 @@ class NodeClient:
         self.endpoints = [NodeEndpoint(a, Breaker(breaker_failures, timeouts.breaker_cooldown_s), ssl_context,
                                        static_headers, max_in_flight) for a in addresses]
         self._next = 0
+        self._turn: list[NodeCall] = []  # verdicts asked for during this turn of the loop, not yet sent
+        self._deliveries: set[asyncio.Task[None]] = set()  # running, kept from the garbage collector
+
+    @staticmethod
+    def _call(headers: bytes, body: bytes, timeout_s: float, loop: asyncio.AbstractEventLoop) -> NodeCall:
+        tail = headers + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+        return NodeCall(tail, body, timeout_s, time.monotonic() + timeout_s, loop.create_future())
+
+    def ask(self, headers: bytes, body: bytes, timeout_s: float) -> asyncio.Future[Answer | NodeCallError]:
+        """POST one message with the others of this turn of the loop; the future's value is the
+        node's answer (whatever its status), or the NodeCallError standing for one, within `timeout_s`.
+
+        `headers` are extra CRLF-terminated header lines (without length)."""
+        loop = asyncio.get_running_loop()
+        call = self._call(headers, body, timeout_s, loop)
+        if len(body) > COALESCE_MAX_MESSAGE:  # goes alone: nobody waits behind a message slow to judge
+            self._deliver([call])
+            return call.future
+        self._turn.append(call)
+        if len(self._turn) == 1:
+            loop.call_soon(self._send_turn)
+        elif len(self._turn) >= COALESCE_MAX_CALLS:
+            self._send_turn()
+        return call.future
+
+    def _send_turn(self) -> None:
+        if self._turn:
+            calls, self._turn = self._turn, []
+            self._deliver(calls)
+
+    def _deliver(self, calls: list[NodeCall]) -> None:
+        """Send `calls` in the background (eager: the write happens before this returns when a
+        pooled connection is free). Every call's future is settled, whatever happens."""
+        task = asyncio.eager_task_factory(asyncio.get_running_loop(), self._route_settled(calls))
+        if not task.done():
+            self._deliveries.add(task)
+            task.add_done_callback(self._deliveries.discard)
+
+    async def _route_settled(self, calls: list[NodeCall]) -> None:
+        try:
+            await self._route(calls)
+        except BaseException as e:  # a bug must not leave a caller waiting: it gets no verdict
+            if not isinstance(e, asyncio.CancelledError):
+                log.exception("node call failed unexpectedly")
+            for call in calls:
+                call.settle(NodeCallError("internal", f"{type(e).__name__}: {e}"))
+            if isinstance(e, asyncio.CancelledError):
+                raise
 
     async def send(self, headers: bytes, body: bytes, timeout_s: float) -> Answer:
-        """POST one message. `headers` are extra CRLF-terminated header lines (without length).
+        """POST one message on its own. `headers` are extra CRLF-terminated header lines (without length).
 
         Returns the node's answer whatever its status; raises NodeCallError when no node answered
         within `timeout_s`.
         """
-        tail = headers + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+        call = self._call(headers, body, timeout_s, asyncio.get_running_loop())
+        await self._route_settled([call])
+        outcome = call.future.result()
+        if isinstance(outcome, NodeCallError):
+            raise outcome
+        return outcome
 
-        async def exchange(ep: NodeEndpoint, conn: Connection) -> list[Answer]:
-            return [await conn.request(ep.head_prefix + tail, body)]
+    async def send_many(self, messages: Sequence[tuple[bytes, bytes]], timeout_s: float) -> list[Answer | NodeCallError]:
+        """POST several messages pipelined on one connection (one write); each one's answer, in
+        order, or the NodeCallError that stands for it."""
+        loop = asyncio.get_running_loop()
+        calls = [self._call(h, b, timeout_s, loop) for h, b in messages]
+        await self._route_settled(calls)
+        return [call.future.result() for call in calls]
 
-        return (await self._route(exchange, timeout_s))[0]
-
-    async def send_many(self, messages: Sequence[tuple[bytes, bytes]], timeout_s: float) -> list[Answer]:
-        """POST several messages pipelined on one connection (one write); answers in order."""
-        tails = [(h + b"Content-Length: " + str(len(b)).encode() + b"\r\n\r\n", b) for h, b in messages]
-
-        async def exchange(ep: NodeEndpoint, conn: Connection) -> list[Answer]:
-            prefix = ep.head_prefix
-            return await conn.request_many([prefix + t + b for t, b in tails])
-
-        return await self._route(exchange, timeout_s)
-
-    async def _route(self, exchange: Exchange, timeout_s: float) -> list[Answer]:
+    async def _route(self, calls: list[NodeCall]) -> None:
         """Round-robin over the nodes, skipping open breakers, failing over within the deadline.
 
-        A node whose every answer is a 5xx is failed over like one that did not answer; if no
-        node does better, that answer is returned (the caller counts it as the node's error).
+        Each call is settled by the first node that answers it with less than a 5xx; calls a node
+        answered with a 5xx or did not answer are tried on the next node. A call no node did better
+        for gets its 5xx (the caller counts it as the node's error), else the last error.
         """
-        now = time.monotonic()
-        deadline = now + timeout_s
+        deadline = min(c.deadline for c in calls)
         count = len(self.endpoints)
         start = self._next
         self._next = (start + 1) % count
         last: NodeCallError | None = None
-        server_error: list[Answer] | None = None
+        now = time.monotonic()
         for i in range(count):
+            todo = [c for c in calls if c.open]
+            if not todo:
+                return
             ep = self.endpoints[(start + i) % count]
             now = time.monotonic()
             if now >= deadline:
@@ -291,26 +402,30 @@ class NodeClient:
             if started >= deadline:  # the half-open check used the whole budget
                 now = started
                 break
+            attempt = _Attempt(todo)
             try:
-                answers = await self._call(ep, exchange, deadline - started)
+                await self._call_node(ep, attempt, deadline - started)
             except NodeCallError as e:
-                if e.cause != OVERLOAD:  # busy is not down: the breaker hears only of the node's failures
-                    self._failed(ep, started)
                 last = e
+                if attempt.answered:  # it answered some: the node is up, this batch just ran out of time
+                    ep.breaker.success(time.monotonic())
+                elif e.cause != OVERLOAD:  # busy is not down: the breaker hears only of the node's failures
+                    self._failed(ep, started)
                 continue
-            if all(a.status >= 500 for a in answers):
-                self._failed(ep, started)
-                server_error = answers
-                continue
-            ep.breaker.success(time.monotonic())
-            return answers
-        if server_error is not None:
-            return server_error
-        if last is None:
+            if attempt.answered:
+                ep.breaker.success(time.monotonic())
+            else:
+                self._failed(ep, started)  # every answer a 5xx
+        if not any(c.open for c in calls):
+            return
+        error = last
+        if error is None:
             if now >= deadline:
-                raise NodeCallError("timeout", f"no answer within {timeout_s * 1000:.0f} ms")
-            raise NodeCallError("breaker_open", "every node is marked down; waiting for the cooldown")
-        raise last
+                error = NodeCallError("timeout", f"no answer within {calls[0].budget_s * 1000:.0f} ms")
+            else:
+                error = NodeCallError("breaker_open", "every node is marked down; waiting for the cooldown")
+        for call in calls:
+            call.settle(call.server_error if call.server_error is not None else error)
 
     def _failed(self, ep: NodeEndpoint, started: float) -> None:
         if ep.breaker.failure(time.monotonic(), started) and not ep.closed:
@@ -319,7 +434,7 @@ class NodeClient:
                 ep.check_liveness(self.timeouts.liveness_s, self.timeouts.connect_s),
                 name=f"wallarm-liveness-{ep.address.url}")
 
-    async def _call(self, ep: NodeEndpoint, exchange: Exchange, budget_s: float) -> list[Answer]:
+    async def _call_node(self, ep: NodeEndpoint, attempt: _Attempt, budget_s: float) -> None:
         started = time.monotonic()
         contended = ep.slots.locked()
         if not await ep.take_slot(budget_s):
@@ -328,35 +443,43 @@ class NodeClient:
         try:
             now = time.monotonic()
             left = budget_s - (now - started)
-            if contended and (left <= 0 or left < ep.answer_time_s):
+            if contended and left < max(ep.answer_time_s, MIN_USEFUL_BUDGET_S):
                 # A slot came too late for the node's usual answer time: sending would only make
                 # the node work for a caller that is gone, deepening the overload.
                 raise NodeCallError(OVERLOAD, f"{ep.address.url}: waited {(now - started) * 1000:.0f} ms for one of "
                                               f"{ep.max_in_flight} call slots; {left * 1000:.0f} ms left, the node "
                                               f"answers in about {ep.answer_time_s * 1000:.0f} ms")
-            answers = await self._exchange(ep, exchange, left)
+            await self._exchange(ep, attempt, left)
             ep.answered_in(time.monotonic() - now)
-            return answers
         finally:
             ep.release_slot()
 
-    async def _exchange(self, ep: NodeEndpoint, exchange: Exchange, budget_s: float) -> list[Answer]:
+    async def _exchange(self, ep: NodeEndpoint, attempt: _Attempt, budget_s: float) -> None:
         conn: Connection | None = None
         try:
             async with asyncio.timeout(budget_s):
-                for attempt in (1, 2):
+                for try_ in (1, 2):
+                    sending = attempt.unanswered()
                     conn, reused = await ep.acquire(min(self.timeouts.connect_s, budget_s))
+                    chunks: list[bytes] = []
+                    for call in sending:
+                        head = ep.head_prefix + call.tail
+                        if len(call.body) < INLINE_BODY_BYTES:
+                            chunks.append(head + call.body)
+                        else:  # not copied: written from where it is
+                            chunks += (head, call.body)
                     try:
-                        answers = await exchange(ep, conn)
+                        await conn.request_many(chunks, len(sending),
+                                                lambda i, answer: attempt.take(sending[i], answer))
                     except HTTPClientError as e:
                         conn.close()
                         # A pooled connection the node closed while idle: retry once on a fresh one.
-                        if reused and e.cause == "reset" and attempt == 1:
+                        if reused and e.cause == "reset" and try_ == 1 and not attempt.heard:
                             continue
                         raise
                     ep.release(conn)
                     conn = None
-                    return answers
+                    return
         except TimeoutError:
             if conn is not None:
                 conn.close()  # the answer may still come; this connection is out of sync

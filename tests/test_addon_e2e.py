@@ -15,10 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.metrics import samples, value
 from tests.support.procs import MITMDUMP, REPO, ManagedProcess, free_port
 from tests.support.proxy import (FakeNodeProc, Proxy, Upstream, start_fake_node, start_proxy, start_upstream,
                                  upstream_body, write_config)
-from tests.support.prom import samples
 
 pytestmark = pytest.mark.e2e
 
@@ -37,7 +37,7 @@ REAL_NODE_CONSOLE: dict[str, str] = {}
 
 def node_metric(sample: str) -> float:
     """One sample from the real node's Prometheus text (its console listener), 0 if absent."""
-    return samples(httpx.get(REAL_NODE_CONSOLE["url"] + "/metrics").text).value(sample)
+    return value(httpx.get(REAL_NODE_CONSOLE["url"] + "/metrics").text, sample)
 
 
 @pytest.fixture(scope="module")
@@ -78,10 +78,7 @@ def assert_upstream_answer(r: httpx.Response, path: str) -> None:
 
 def metric(proxy: Proxy, sample: str) -> float:
     """The value of one Prometheus sample (`name{labels}`) from the status listener, 0 if absent."""
-    for line in httpx.get(proxy.admin + "/metrics").text.splitlines():
-        if line.startswith(sample + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    return value(httpx.get(proxy.admin + "/metrics").text, sample)
 
 
 def wait_until(predicate, timeout: float = 3.0) -> bool:  # type: ignore[no-untyped-def]

@@ -332,3 +332,64 @@ async def test_send_many_to_a_real_aiohttp_node(node: FakeNode) -> None:
     assert [r["headers"]["X-Wallarm-Request-Id"] for r in node.received] == [f"{i:032x}" for i in range(10)]
     assert len(client.endpoints[0].idle) == 1  # one connection carried all ten
     client.close()
+
+
+async def ask_all(client: NodeClient, messages: list[bytes], timeout_s: float) -> list[object]:
+    """`ask` each message in one turn of the loop; each one's outcome (Answer or NodeCallError)."""
+    futures = [client.ask(HEAD.replace(b"a" * 32, f"{i:032x}".encode()), m, timeout_s)
+               for i, m in enumerate(messages)]
+    return list(await asyncio.gather(*futures))
+
+
+async def test_verdicts_asked_in_one_turn_share_one_pipelined_write(node: FakeNode) -> None:
+    client = client_for(f"http://127.0.0.1:{node.port}/")
+    try:
+        outcomes = await ask_all(client, [MSG] * 10, 2.0)
+        assert [o.status for o in outcomes] == [200] * 10  # type: ignore[attr-defined]
+        assert [r["headers"]["X-Wallarm-Request-Id"] for r in node.received] == [f"{i:032x}" for i in range(10)]
+        assert len(client.endpoints[0].idle) == 1 and node.max_in_flight == 1  # one connection carried all
+        big = MSG[:-4] + b"\r\nX-Pad: " + b"p" * 9000 + b"\r\n\r\n"  # past COALESCE_MAX_MESSAGE: sent alone
+        outcomes = await ask_all(client, [MSG, big, MSG], 2.0)
+        assert [o.status for o in outcomes] == [200] * 3  # type: ignore[attr-defined]
+        assert len(client.endpoints[0].idle) == 2
+    finally:
+        client.close()
+
+
+async def test_a_slow_message_in_a_shared_write_keeps_the_answers_before_it(node: FakeNode) -> None:
+    node.slow_token, node.delay_ms = b"/slow", 1000
+    client = client_for(f"http://127.0.0.1:{node.port}/", breaker_failures=1, breaker_cooldown_ms=60_000)
+    try:
+        slow = MSG.replace(b"GET / ", b"GET /slow ")
+        outcomes = await ask_all(client, [MSG, MSG, slow, MSG], 0.3)
+        assert [getattr(o, "status", None) for o in outcomes[:2]] == [200, 200]
+        assert all(isinstance(o, NodeCallError) and o.cause == "timeout" for o in outcomes[2:])
+        # the node answered within the call: its breaker heard of a live node, not of a failure
+        assert client.breaker_states() == {f"http://127.0.0.1:{node.port}/": "closed"}
+        assert client.endpoints[0].check_task is None
+    finally:
+        client.close()
+
+
+async def test_a_shared_write_answered_5xx_is_failed_over_and_each_caller_gets_its_answer(node: FakeNode) -> None:
+    broken = FakeNode("127.0.0.1", free_port(), mode="500")
+    await broken.start_node()
+    client = client_for(f"http://127.0.0.1:{broken.port}/", f"http://127.0.0.1:{node.port}/")
+    try:
+        outcomes = await ask_all(client, [MSG] * 4, 1.0)  # the first node in turn is the broken one
+        assert [o.status for o in outcomes] == [200] * 4  # type: ignore[attr-defined]
+        assert len(broken.received) == 4 and len(node.received) == 4
+    finally:
+        client.close()
+        await broken.stop_node()
+    alone = client_for(f"http://127.0.0.1:{broken.port}/")
+    await broken.start_node()
+    try:
+        assert [o.status for o in await ask_all(alone, [MSG] * 3, 1.0)] == [500] * 3  # type: ignore[attr-defined]
+        dead = client_for(f"http://127.0.0.1:{free_port()}/")
+        outcomes = await ask_all(dead, [MSG] * 3, 1.0)
+        assert all(isinstance(o, NodeCallError) and o.cause == "connect" for o in outcomes)
+        dead.close()
+    finally:
+        alone.close()
+        await broken.stop_node()

@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.metrics import value
 from tests.support.node import NodeHandle, start_node
 from tests.support.procs import REPO, ManagedProcess, free_port
 from tests.support.proxy import Proxy, start_proxy
@@ -69,10 +70,7 @@ class System:
         return subprocess.run(command, shell=True, cwd=self.dir, capture_output=True, text=True, timeout=30, env=env)
 
     def metric(self, name: str) -> float:
-        for line in httpx.get(self.proxy.admin + "/metrics").text.splitlines():
-            if line.startswith(name + " "):
-                return float(line.rsplit(" ", 1)[1])
-        return 0.0
+        return value(httpx.get(self.proxy.admin + "/metrics").text, name)
 
 
 def status_of(out: str) -> int:  # `curl -i` output, newlines already universal (text mode)

@@ -18,7 +18,7 @@ from node.store.base import AttackFilter
 from tests.support.console import TOKEN, Console
 from tests.support.node import start_node
 from tests.test_console_auth import csrf_of, login
-from tests.support.prom import samples
+from tests.support.metrics import samples
 
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 

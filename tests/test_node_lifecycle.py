@@ -17,7 +17,7 @@ from node.store.sqlite import SQLiteStore
 from tests.support.node import NodeClient, start_node, stored_attacks
 from tests.support.procs import REPO, child_env, free_port
 from tests.test_node_endpoint import ATTACK, BENIGN, by_id, console_api, wait_for
-from tests.support.prom import samples
+from tests.support.metrics import samples
 
 pytestmark = pytest.mark.e2e
 

@@ -19,7 +19,7 @@ from node.settings import SettingsError, load_settings
 from node.store.base import AttackRecord, Hit
 from tests.support.node import NodeClient, start_node
 from tests.support.procs import REPO, child_env
-from tests.support.prom import samples
+from tests.support.metrics import samples
 
 
 # ------------------------------------------------------------------ environment variables

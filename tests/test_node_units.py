@@ -16,7 +16,7 @@ from node.rules.paths import normalise_path
 from node.rules.modes import normalise_host
 from node.settings import SettingsError, load_settings, parse_hostport
 from node.store.base import Hit, IPEntry, ModeOverride, ModeSettings
-from tests.support.prom import samples
+from tests.support.metrics import samples
 
 # ------------------------------------------------------------------------- policy
 
