@@ -209,7 +209,9 @@ def _tags(text: str, jsx_is_html: bool = True) -> str | None:
         if name not in _SCRIPT_TAGS and "script" in name and name.replace("script", "", 1) in _SCRIPT_TAGS:
             return "script-tag-split"  # <scrscriptipt>: a filter that deletes "script" once
         if name in _SCRIPT_TAGS and (text[m.end() : m.end() + 1] == ">" or "=" in attrs or not attrs.strip()):
-            return "script-tag"  # `<script>`, `<script src=...`, or `<script` ending the value
+            if "=" in attrs or not _inert_script_body(text, m.end() + 1):
+                return "script-tag"  # `<script>alert(1)`, `<script src=...`, or `<script` ending the value
+            continue
         if "=" not in attrs:
             continue
         for a in _ATTR_RE.finditer(attrs):
@@ -229,6 +231,16 @@ def _tags(text: str, jsx_is_html: bool = True) -> str | None:
             elif attr == "style" and _STYLE_RE.search(_strip_css_comments(html.unescape(value)).replace("\\", "")):
                 return "tag-style"
     return None
+
+
+def _inert_script_body(text: str, start: int) -> bool:
+    """A bare `<script>` whose script cannot do anything: no `</script>` after it and, up to the
+    end of the value, no call, assignment or template (`(`, `=`, a backtick) - prose that names
+    the tag ("don't put <script> tags in your bio"). Reflected, such an element swallows the page
+    up to its next `</script>` as JavaScript that does not parse, so nothing runs."""
+    rest = text[start:]
+    return "(" not in rest and "=" not in rest and "`" not in rest and "</script" not in rest.lower() \
+        and "<\\/script" not in rest.lower()
 
 
 def _unquote(raw: str) -> str:
