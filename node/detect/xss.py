@@ -237,8 +237,11 @@ def _inert_script_body(text: str, start: int) -> bool:
     """A bare `<script>` whose script cannot do anything: no `</script>` after it and, up to the
     end of the value, no call, assignment or template (`(`, `=`, a backtick) - prose that names
     the tag ("don't put <script> tags in your bio"). Reflected, such an element swallows the page
-    up to its next `</script>` as JavaScript that does not parse, so nothing runs."""
+    up to its next `</script>` as JavaScript that does not parse, so nothing runs. A `<script>`
+    that ends the value is not inert: the text after it is the page's, or another parameter's."""
     rest = text[start:]
+    if not rest.strip():
+        return False  # `<script>` ending the value: a probe, or the first half of a split payload
     return "(" not in rest and "=" not in rest and "`" not in rest and "</script" not in rest.lower() \
         and "<\\/script" not in rest.lower()
 
