@@ -260,7 +260,7 @@ def _b64_whole(value: str) -> bool:
 def b64_decode(token: str) -> str | None:
     """Decoded text of a base64/base64url token, or None when it is not printable text."""
     t = token.strip()
-    if len(t) < 8:
+    if len(t) < 6:  # `KikoJik` is `*)(&)`: a short probe is a whole attack
         return None
     if not t.isascii():
         return None
@@ -292,7 +292,8 @@ def b64_token(t: str) -> str | None:
         text = raw.decode("utf-8", "replace")
         if "\ufffd" in text and b"\xef\xbf\xbd" not in raw:
             return None
-    if _NONPRINT_RE.search(text) and _printable_ratio(text) < 0.95:
+    # trailing NULs are the null-byte terminator trick (`...))%00`), not a sign of binary data
+    if _NONPRINT_RE.search(text) and _printable_ratio(text.rstrip("\x00")) < 0.95:
         return None
     return text
 

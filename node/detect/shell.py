@@ -67,7 +67,7 @@ _CMD_RE = re.compile(
     # the name, with what the shell removes inside it: \\, '', "", 'x', "x", $@, ${x}, cmd's ^,
     # and glob characters that the shell expands (c?t, ca[t])
     r"((?:[a-z0-9_.\-]|\\(?=[a-z])(?!n(?![a-z\\]))|''|\"\"|'[a-z0-9_.\-]{1,12}'|\"[a-z0-9_.\-]{1,12}\"|['\"](?=[a-z0-9])|\^(?=[a-z\"])"
-    r"|\$@|\$\{?\w?\}?(?=[a-z])|[?*]|\[[a-z0-9\-]{1,8}\])+)",
+    r"|\$@|\$(?!\{?ifs)\{?\w?\}?(?=[a-z])|[?*]|\[[a-z0-9\-]{1,8}\])+)",
     re.I,
 )
 # what follows a command when it is used as one: an option, a path, a variable, a quote...
@@ -86,6 +86,7 @@ _END_RE = re.compile(r"\s*(?:$|[;|&`)\n\r<>]|\\n|#)", re.I)
 _QUICK_RE = re.compile(r"[;|&`\n\r]|\\n|\$\(|\$\{?ifs", re.I)
 _CLEAN_RE = re.compile(r"\\|['\"^]|\$@|\$\{?\w?\}?(?=[a-z])", re.I)
 _EMPTY_VAR_RE = re.compile(r"\$(?!ifs)[a-z_]\w*", re.I)
+_IFS_FORM_RE = re.compile(r"\$\{ifs[^{}\s]{1,16}\}", re.I)
 
 
 def _command_name(raw: str) -> str:
@@ -150,7 +151,10 @@ def _strong_line(value: str, at: int) -> bool:
         return True
     # a bare `id` or `ls` on a line of its own is a GraphQL field or a list item, not a command;
     # a globbed, quoted or pathed one (/???/chm??, c'a't, /bin/id) is nothing else
-    return (hidden or m.group(1) is not None) and (_END_RE.match(tail) is not None or _TEXT_ARG_RE.match(tail) is not None)
+    # a globbed, quoted or pathed one (/???/chm??, c'a't, /bin/id) is nothing else, and a quoted
+    # or globbed name takes any argument (`ns"l"ookup x.evil.example`)
+    return (hidden or m.group(1) is not None) and (_END_RE.match(tail) is not None or _TEXT_ARG_RE.match(tail) is not None
+                                                  or (hidden and _WORD_ARG_RE.match(tail) is not None))
 
 
 def _judge(value: str, kind: str, value_start: bool = True, owned: int | None = None, snippet: bool = False) -> str | None:
@@ -377,6 +381,8 @@ def detect_shell(value: str, kind: str = "query", out_of_time: Callable[[], bool
     """A rule name if `value` injects an OS command, else None (also when `out_of_time()`
     stopped the windows of a long value; see windows.judge_windows for `gate`)."""
     text = normalise(value)
+    if "${" in text:  # ${IFS%??}, ${IFS::1}: expansions of IFS that still give a space
+        text = _IFS_FORM_RE.sub("${IFS}", text)
     snippet = kind in TEXT_KINDS and _is_snippet(text)
     return judge_windows(text, MAX_SHELL_LEN,
                          lambda window, start, owned: _detect_window(window, kind, start, owned, snippet), out_of_time, gate)
