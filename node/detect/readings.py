@@ -266,8 +266,10 @@ def _tokens_decoded(text: str, token_re: re.Pattern[str], stops: str, tried: set
     more); one inside other text from 16 characters on, when its decoding is not a mere word."""
     out: list[str] = []
     if not stops:
-        if len(text) > 64 and _B64_RUN14 not in text.encode("utf-8", "surrogatepass").translate(decode._B64_SHAPES):
-            return out  # no run of 14 base64 characters: one C pass, not a regex walk (10 ms per MB)
+        # a token needs 16 characters, and a run of 14 base64 characters: one C pass finds
+        # whether there is one, before any regex walk (10 ms per MB; most readings have none)
+        if len(text) < 16 or _B64_RUN14 not in text.encode("utf-8", "surrogatepass").translate(decode._B64_SHAPES):
+            return out
         # tokens of 16+ characters, padding included, each tried once per search
         for tok in dict.fromkeys(token_re.findall(text)):
             if len(tok) >= 16 and tok.lower() != tok and tok not in tried and _worth(tok):
