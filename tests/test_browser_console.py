@@ -15,9 +15,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tests.support.browser import chromium, shot
-from tests.support.node import start_node
-from tests.support.proxy import start_proxy, start_upstream, write_config
+from tests.support.browser import chromium, inline_system, shot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -27,19 +25,8 @@ SQLI = "1' OR 1=1--"
 
 @pytest.fixture(scope="module")
 def system(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("browser")
-    node = start_node(tmp, mode="monitoring")
-    upstream = proxy = None
-    try:
-        upstream = start_upstream()
-        config = write_config(tmp / "enable-plugin.json", node.endpoint_url, blocking=True)
-        proxy = start_proxy(upstream.url, config)
-        yield node, proxy
-    finally:
-        for part in (proxy, upstream):
-            if part is not None:
-                part.stop()
-        node.stop()
+    with inline_system(tmp_path_factory.mktemp("browser"), "monitoring") as parts:
+        yield parts
 
 
 @pytest.fixture(scope="module")

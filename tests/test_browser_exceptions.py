@@ -16,9 +16,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tests.support.browser import chromium, log_in, shot
-from tests.support.node import start_node
-from tests.support.proxy import start_proxy, start_upstream, write_config
+from tests.support.browser import chromium, inline_system, log_in, shot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -27,19 +25,8 @@ SQLI = "1' OR 1=1--"
 
 @pytest.fixture(scope="module")
 def system(tmp_path_factory):  # noqa: ANN001, ANN201
-    tmp = tmp_path_factory.mktemp("browser-exceptions")
-    node = start_node(tmp, mode="block")
-    upstream = proxy = None
-    try:
-        upstream = start_upstream()
-        config = write_config(tmp / "enable-plugin.json", node.endpoint_url, blocking=True)
-        proxy = start_proxy(upstream.url, config)
-        yield node, proxy
-    finally:
-        for part in (proxy, upstream):
-            if part is not None:
-                part.stop()
-        node.stop()
+    with inline_system(tmp_path_factory.mktemp("browser-exceptions"), "block") as parts:
+        yield parts
 
 
 def status_within(client: httpx.Client, path: str, want: int, seconds: float) -> tuple[int, float]:

@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 
+from tests.support.node import NodeHandle, start_node
 from tests.support.procs import REPO
+from tests.support.proxy import Proxy, start_proxy, start_upstream, write_config
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -48,3 +50,21 @@ def log_in(page: Any, console_url: str, token: str, then: str = "/attacks") -> N
     page.fill("#token", token)
     page.click("#login")
     page.wait_for_url(re.compile(re.escape(then) + "$"))
+
+
+@contextmanager
+def inline_system(tmp: Path, mode: str) -> Iterator[tuple[NodeHandle, Proxy]]:
+    """What the browser tests drive: a real node in `mode`, mitmdump with the connector in-line
+    in front of the test upstream; everything stopped afterwards, node last."""
+    node = start_node(tmp, mode=mode)
+    upstream = proxy = None
+    try:
+        upstream = start_upstream()
+        config = write_config(tmp / "enable-plugin.json", node.endpoint_url, blocking=True)
+        proxy = start_proxy(upstream.url, config)
+        yield node, proxy
+    finally:
+        for part in (proxy, upstream):
+            if part is not None:
+                part.stop()
+        node.stop()
