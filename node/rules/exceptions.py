@@ -19,11 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from node.rules import RuleError
-from node.rules.modes import is_host_name, normalise_host
+from node.rules.modes import checked_host, checked_path_prefix
 from node.rules.paths import normalise_path
 
 MAX_EXCEPTIONS = 10_000  # an import beyond this is refused: the matcher is held in memory
-MAX_PATH_PREFIX = 1024
 MAX_LOCATION = 256
 MAX_COMMENT = 500
 MAX_CREATED_BY = 200
@@ -57,22 +56,15 @@ def _name(value: Any, field: str) -> str | None:
 
 def _host(value: Any) -> str | None:
     host = _optional_text(value, "host")
-    if host is None:
-        return None
-    if not is_host_name(host) or not normalise_host(host):
-        raise RuleError("host", f"host {host[:60]!r} is not a host name")
-    return normalise_host(host)
+    return None if host is None else checked_host(host)
 
 
 def _path_prefix(value: Any) -> str | None:
     prefix = _optional_text(value, "path_prefix")
     if prefix is None:
         return None
-    if not prefix.startswith("/") or len(prefix) > MAX_PATH_PREFIX or any(c.isspace() for c in prefix):
-        raise RuleError("path_prefix", f"path_prefix {prefix[:60]!r} must start with '/', contain no spaces "
-                        f"and be at most {MAX_PATH_PREFIX} characters")
     # as the matcher sees a request's path (decoded, dot segments resolved); "/" is any path
-    prefix = normalise_path(prefix)
+    prefix = normalise_path(checked_path_prefix(prefix))
     return None if prefix == "/" else prefix
 
 

@@ -79,23 +79,30 @@ def _optional_text(value: Any, name: str) -> str | None:
     return value.strip() or None
 
 
-def _override_host(value: Any) -> str | None:
-    host = _optional_text(value, "host")
-    if host is None:
-        return None
+def checked_host(host: str) -> str:
+    """A rule's host, normalised; RuleError if it is not a host name (overrides, exceptions)."""
     if not is_host_name(host) or not normalise_host(host):
         raise RuleError("host", f"host {host[:60]!r} is not a host name")
     return normalise_host(host)
 
 
-def _override_path_prefix(value: Any) -> str | None:
-    prefix = _optional_text(value, "path_prefix")
-    if prefix is None:
-        return None
+def checked_path_prefix(prefix: str) -> str:
+    """A rule's path prefix as written; RuleError unless it starts with '/', has no spaces and
+    fits MAX_PATH_PREFIX (overrides, exceptions)."""
     if not prefix.startswith("/") or len(prefix) > MAX_PATH_PREFIX or any(c.isspace() for c in prefix):
         raise RuleError("path_prefix", f"path_prefix {prefix[:60]!r} must start with '/', contain no spaces "
                         f"and be at most {MAX_PATH_PREFIX} characters")
     return prefix
+
+
+def _override_host(value: Any) -> str | None:
+    host = _optional_text(value, "host")
+    return None if host is None else checked_host(host)
+
+
+def _override_path_prefix(value: Any) -> str | None:
+    prefix = _optional_text(value, "path_prefix")
+    return None if prefix is None else checked_path_prefix(prefix)
 
 
 @dataclass(slots=True)
