@@ -11,7 +11,9 @@ import base64
 import json
 import re
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mitmproxy import exceptions, flow
@@ -347,36 +349,39 @@ def test_invalid_config_option_raises_options_error(tmp_path: Path) -> None:
         assert addon.active is None
 
 
-async def status_listener_bound(addon: WallarmConnector) -> None:
-    """Wait (at most 2 s) until the addon's status listener, started by running(), is bound."""
-    for _ in range(100):
-        if addon.status.bound:
-            return
-        await asyncio.sleep(0.02)
+@asynccontextmanager
+async def listening_connector(config: Path) -> AsyncIterator[tuple[WallarmConnector, Any, str]]:
+    """A running connector on `config` whose status listener (a free loopback port) is bound:
+    (the addon, its taddons context, the listener's URL); stopped on the way out."""
+    port = free_port()
+    addon = WallarmConnector()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, wallarm_config=str(config), wallarm_admin_listen=f"127.0.0.1:{port}")
+        addon.running()
+        try:
+            for _ in range(100):  # at most 2 s until the listener running() started is bound
+                if addon.status.bound:
+                    break
+                await asyncio.sleep(0.02)
+            yield addon, tctx, f"http://127.0.0.1:{port}"
+        finally:
+            addon.done()
+            await asyncio.sleep(0.05)
 
 
 async def test_status_endpoints(tmp_path: Path, node: FakeNode) -> None:
     import aiohttp
     path = write_config(tmp_path / "enable-plugin.json", f"http://127.0.0.1:{node.port}/")
-    port = free_port()
-    addon = WallarmConnector()
-    with taddons.context(addon) as tctx:
-        tctx.configure(addon, wallarm_config=str(path), wallarm_admin_listen=f"127.0.0.1:{port}")
-        addon.running()
-        try:
-            await status_listener_bound(addon)
-            f = http_flow("/etc/passwd")
-            await tctx.cycle(addon, f)
-            async with aiohttp.ClientSession() as s:
-                async with s.get(f"http://127.0.0.1:{port}/") as r:
-                    root = await r.json()
-                async with s.get(f"http://127.0.0.1:{port}/plugins") as r:
-                    plugins_text = await r.text()
-                async with s.get(f"http://127.0.0.1:{port}/metrics") as r:
-                    metrics = await r.text()
-        finally:
-            addon.done()
-            await asyncio.sleep(0.05)
+    async with listening_connector(path) as (addon, tctx, url):
+        f = http_flow("/etc/passwd")
+        await tctx.cycle(addon, f)
+        async with aiohttp.ClientSession() as s:
+            async with s.get(f"{url}/") as r:
+                root = await r.json()
+            async with s.get(f"{url}/plugins") as r:
+                plugins_text = await r.text()
+            async with s.get(f"{url}/metrics") as r:
+                metrics = await r.text()
     assert root["version"] and "wallarm-plugin" in root["plugins"]["available_on_server"]
     assert "wallarm-plugin" in plugins_text
     plugin = json.loads(plugins_text)["data"][0]
@@ -708,23 +713,14 @@ async def test_status_listener_answers_503_with_the_document_while_the_node_is_d
     import aiohttp
     dead = f"http://127.0.0.1:{free_port()}/"
     path = write_config(tmp_path / "enable-plugin.json", dead, breaker_failures=1, breaker_cooldown_ms=60_000)
-    port = free_port()
-    addon = WallarmConnector()
-    with taddons.context(addon) as tctx:
-        tctx.configure(addon, wallarm_config=str(path), wallarm_admin_listen=f"127.0.0.1:{port}")
-        addon.running()
-        try:
-            await status_listener_bound(addon)
-            async with aiohttp.ClientSession() as s:
-                async with s.get(f"http://127.0.0.1:{port}/status") as r:
-                    before = r.status
-                await tctx.cycle(addon, http_flow("/api/items"))
-                ep = addon.active.client.endpoints[0]  # type: ignore[union-attr]
-                await asyncio.wait_for(asyncio.shield(ep.check_task), 5)  # type: ignore[arg-type]
-                async with s.get(f"http://127.0.0.1:{port}/status") as r:
-                    after, body = r.status, await r.json()
-        finally:
-            addon.done()
-            await asyncio.sleep(0.05)
+    async with listening_connector(path) as (addon, tctx, url):
+        async with aiohttp.ClientSession() as s:
+            async with s.get(f"{url}/status") as r:
+                before = r.status
+            await tctx.cycle(addon, http_flow("/api/items"))
+            ep = addon.active.client.endpoints[0]  # type: ignore[union-attr]
+            await asyncio.wait_for(asyncio.shield(ep.check_task), 5)  # type: ignore[arg-type]
+            async with s.get(f"{url}/status") as r:
+                after, body = r.status, await r.json()
     assert before == 200 and after == 503
     assert body["wallarm"]["healthy"] is False and body["wallarm"]["nodes_down"] == [[dead]]

@@ -3,7 +3,6 @@ applied at once, not on the watcher's next poll, and the token option guards off
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from addon.watch import ConfigWatcher
 from tests.support.fake_node import FakeNode
 from tests.support.procs import free_port
 from tests.support.proxy import write_config
-from tests.test_addon_connector import http_flow, status_listener_bound
+from tests.test_addon_connector import http_flow, listening_connector
 
 
 @pytest.fixture
@@ -32,30 +31,20 @@ async def test_a_write_is_applied_before_the_watcher_could_see_it(tmp_path: Path
     # a watcher that would wait an hour: whatever changes the running config, it is not the poll
     monkeypatch.setattr(ConfigWatcher.__init__, "__defaults__", (3600.0,))
     path = write_config(tmp_path / "enable-plugin.json", f"http://127.0.0.1:{node.port}/")
-    port = free_port()
-    addon = WallarmConnector()
-    with taddons.context(addon) as tctx:
-        tctx.configure(addon, wallarm_config=str(path), wallarm_admin_listen=f"127.0.0.1:{port}")
-        addon.running()
-        try:
-            await status_listener_bound(addon)
-            admin = f"http://127.0.0.1:{port}"
-            async with aiohttp.ClientSession() as s:
-                r = await s.post(f"{admin}/services", data={"name": "up", "url": "http://127.0.0.1:9999/base"})
-                assert r.status == 201
-                r = await s.post(f"{admin}/services/up/routes", json={"paths": ["/api"]})
-                assert r.status == 201
-            assert addon.runtime is not None and addon.runtime.router is not None
-            f = http_flow("/api/items")
-            await tctx.cycle(addon, f)
-            assert (f.request.host, f.request.port, f.request.path) == ("127.0.0.1", 9999, "/base/items")
-            g = http_flow("/elsewhere")
-            await tctx.cycle(addon, g)
-            assert g.response is not None and g.response.status_code == 404
-            assert addon.metrics.config_reloads == 2  # one per write, none from the watcher
-        finally:
-            addon.done()
-            await asyncio.sleep(0.05)
+    async with listening_connector(path) as (addon, tctx, admin):
+        async with aiohttp.ClientSession() as s:
+            r = await s.post(f"{admin}/services", data={"name": "up", "url": "http://127.0.0.1:9999/base"})
+            assert r.status == 201
+            r = await s.post(f"{admin}/services/up/routes", json={"paths": ["/api"]})
+            assert r.status == 201
+        assert addon.runtime is not None and addon.runtime.router is not None
+        f = http_flow("/api/items")
+        await tctx.cycle(addon, f)
+        assert (f.request.host, f.request.port, f.request.path) == ("127.0.0.1", 9999, "/base/items")
+        g = http_flow("/elsewhere")
+        await tctx.cycle(addon, g)
+        assert g.response is not None and g.response.status_code == 404
+        assert addon.metrics.config_reloads == 2  # one per write, none from the watcher
 
 
 async def test_token_comes_from_the_option_or_the_environment(tmp_path: Path, node: FakeNode,
