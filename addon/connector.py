@@ -27,6 +27,7 @@ from addon.config import ConfigError, read_config_bytes
 from addon.declarative import Declarative, load_declarative
 from addon.delivery import MirrorDelivery, MirrorItem
 from addon.http1 import Answer
+from addon.logformat import LogFormat
 from addon.metrics import Metrics
 from addon.mirror import Mirror
 from addon.node_client import NodeCallError
@@ -47,6 +48,7 @@ ACTIVE = "wallarm_config"
 JUDGED = "wallarm_judged"  # the request was already judged on its headers (streamed body)
 EARLY = "wallarm_early_verdict"  # a body-less request's verdict, asked for at requestheaders
 ROUTE = "wallarm_route"  # the route matched at requestheaders, applied once the node has the request
+FLOW_LINES = "wallarm_flow_lines"  # the protocol header lines shared by the flow's messages
 
 NO_ROUTE_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
 # What routing needs from mitmproxy: the client's Host (to match `hosts`, `preserve_host`), and no
@@ -62,6 +64,9 @@ ADMIN_TOKEN_ENV = "WALLARM_ADMIN_TOKEN"
 
 class WallarmConnector:
     def __init__(self) -> None:
+        # Not an addon of its own in the chain: mitmproxy walks every addon (and its children) for
+        # every hook of every flow, so even one without flow hooks costs a lookup per hook.
+        self.log_format = LogFormat()
         self.runtime: RuntimeConfig | None = None
         self.metrics = Metrics()
         self.verdicts = Verdicts(self.metrics)
@@ -83,6 +88,7 @@ class WallarmConnector:
 
     # ------------------------------------------------------------------ lifecycle
     def load(self, loader) -> None:  # type: ignore[no-untyped-def]
+        self.log_format.load(loader)
         loader.add_option("wallarm_config", str, "",
                           "Path of the Wallarm config: a declarative file (Kong's DB-less format, JSON or YAML) "
                           "or a single plugin (enable-plugin.json). Empty: connector off.")
@@ -94,6 +100,7 @@ class WallarmConnector:
                           f"when listening off loopback. Empty: ${ADMIN_TOKEN_ENV}, else no access off loopback.")
 
     def configure(self, updated: set[str]) -> None:
+        self.log_format.configure(updated)  # first: the lines below (config loaded) come out in its format
         if "wallarm_admin_listen" in updated:
             value = ctx.options.wallarm_admin_listen.strip()
             if value:
@@ -387,8 +394,8 @@ class WallarmConnector:
         else:
             body, truncated = encode.cut_body(resp.raw_content, active.max_body_bytes)
         try:
-            head = encode.protocol_headers(flow, rid, protocol.CONTENT_TYPE_RESPONSE, truncated, active.trusted,
-                                           active.delivery)
+            head = encode.message_header_lines(self._flow_lines(flow, active, rid), protocol.CONTENT_TYPE_RESPONSE,
+                                               truncated)
             wire = encode.response_wire(resp, body)
         except Exception:  # never let an odd response break the flow; the node just misses it
             log.exception("[%s] cannot encode the response for the node", rid)
@@ -412,12 +419,19 @@ class WallarmConnector:
         an odd request must never crash a hook."""
         self.metrics.inspected += 1
         try:
-            return (encode.protocol_headers(flow, rid, protocol.CONTENT_TYPE_REQUEST, truncated, active.trusted,
-                                            active.delivery),
+            return (encode.message_header_lines(self._flow_lines(flow, active, rid), protocol.CONTENT_TYPE_REQUEST,
+                                                truncated),
                     encode.request_wire(flow, body))
         except Exception as e:
             log.exception("[%s] cannot encode the request for the node", rid)
             return e
+
+    @staticmethod
+    def _flow_lines(flow: http.HTTPFlow, active: ActiveConfig, rid: str) -> bytes:
+        lines: bytes | None = flow.metadata.get(FLOW_LINES)
+        if lines is None:
+            lines = flow.metadata[FLOW_LINES] = encode.flow_header_lines(flow, rid, active.trusted, active.delivery)
+        return lines
 
     def _ask_node(self, flow: http.HTTPFlow, active: ActiveConfig, rid: str, body: bytes,
                   truncated: int) -> Asked:

@@ -101,18 +101,26 @@ def response_wire(resp: http.Response, body: bytes) -> bytes:
     return protocol.encode_response(msg)
 
 
-def protocol_headers(flow: http.HTTPFlow, rid: str, content_type: str, truncated: int,
-                     trusted: tuple[IPNet, ...], delivery: str) -> bytes:
-    """The per-message `X-Wallarm-*` header lines (CRLF-terminated; the client adds the length)."""
+def flow_header_lines(flow: http.HTTPFlow, rid: str, trusted: tuple[IPNet, ...], delivery: str) -> bytes:
+    """The `X-Wallarm-*` lines every message of one flow carries (CRLF-terminated): built once per
+    flow, its request and response messages both use them."""
     host = flow.client_conn.sni or flow.request.host_header or flow.request.host
-    lines = [
-        f"Content-Type: {content_type}",
-        f"{protocol.H_REQUEST_ID}: {rid}",
-        f"{protocol.H_FORWARDED_FOR}: {client_ip(flow, trusted)}",
-        f"{protocol.H_FORWARDED_HOST}: {header_safe(host)}",
-        f"{protocol.H_FORWARDED_PROTO}: {client_protocol(flow)}",
-        f"{protocol.H_DELIVERY}: {delivery}",
-    ]
+    return (f"{protocol.H_REQUEST_ID}: {rid}\r\n"
+            f"{protocol.H_FORWARDED_FOR}: {client_ip(flow, trusted)}\r\n"
+            f"{protocol.H_FORWARDED_HOST}: {header_safe(host)}\r\n"
+            f"{protocol.H_FORWARDED_PROTO}: {client_protocol(flow)}\r\n"
+            f"{protocol.H_DELIVERY}: {delivery}\r\n").encode("utf-8", "replace")
+
+
+_CONTENT_TYPE_LINES = {ct: f"Content-Type: {ct}\r\n".encode() for ct in
+                       (protocol.CONTENT_TYPE_REQUEST, protocol.CONTENT_TYPE_RESPONSE)}
+
+
+def message_header_lines(flow_lines: bytes, content_type: str, truncated: int) -> bytes:
+    """One message's protocol header lines (CRLF-terminated; the client adds the length): its
+    content type, the flow's lines (flow_header_lines) and the body's original length if cut."""
+    head = _CONTENT_TYPE_LINES[content_type] + flow_lines
     if truncated != NOT_TRUNCATED:
-        lines.append(f"{protocol.H_BODY_TRUNCATED}: {truncated}")
-    return ("\r\n".join(lines) + "\r\n").encode("utf-8", "replace")
+        head += f"{protocol.H_BODY_TRUNCATED}: {truncated}\r\n".encode()
+    return head
+

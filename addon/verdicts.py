@@ -76,16 +76,18 @@ class Verdicts:
             self._no_verdict(flow, active, rid, kind, f"{kind}: node answered HTTP {outcome.status}", streamed)
 
     def _verdict(self, flow: http.HTTPFlow, active: ActiveConfig, rid: str, answer: Answer, streamed: bool) -> None:
-        try:
-            verdict: protocol.Verdict | None = protocol.Verdict.from_json(answer.body)
-        except protocol.ProtocolError as e:
-            if answer.status == protocol.STATUS_PASS:
+        if answer.status == protocol.STATUS_PASS:
+            try:
+                protocol.Verdict.action_of(answer.body)  # the status is the verdict; the body must be one
+            except protocol.ProtocolError as e:
                 self._no_verdict(flow, active, rid, "bad_verdict", f"bad_verdict: {e}", streamed)
                 return
-            verdict = None  # a block status with an unreadable body still blocks
-        if answer.status == protocol.STATUS_PASS:
             self.metrics.passed += 1
             return
+        try:
+            verdict: protocol.Verdict | None = protocol.Verdict.from_json(answer.body)
+        except protocol.ProtocolError:
+            verdict = None  # a block status with an unreadable body still blocks
         self.metrics.blocked += 1
         flow.metadata[BLOCKED] = True
         if verdict is None:

@@ -5,7 +5,7 @@ installed `addon` package and this file only exposes it.
 """
 
 from addon.connector import WallarmConnector
-from addon.logformat import LogFormat
 
-# LogFormat first: the connector's own first lines (config loaded) already come out in the chosen format
-addons = [LogFormat(), WallarmConnector()]
+# One addon: mitmproxy walks every addon of the chain for every hook of every flow, so the log
+# format option is the connector's (addon/logformat.py, applied before the connector's own options).
+addons = [WallarmConnector()]

@@ -48,6 +48,42 @@ def test_verdict_from_json_is_tolerant_of_the_partial_field(partial, want):
     assert p.Verdict.from_json(json.dumps(obj).encode()).partial == want
 
 
+@pytest.mark.parametrize("verdict", VERDICTS)
+def test_action_of_reads_the_action_of_every_verdict(verdict):
+    assert p.Verdict.action_of(verdict.to_json()) == verdict.action
+
+
+@pytest.mark.parametrize("body", [
+    b"", b"<html>ok</html>", b"{}", b'{"action":"maybe"}', b'{"action": "allow"}', b"[1]", b'"pass"',
+    b'{"reason":"x", "action" : 1}', b"[" * 100_000,
+])
+def test_action_of_refuses_what_is_not_a_verdict(body):
+    with pytest.raises(p.ProtocolError):
+        p.Verdict.action_of(body)
+
+
+def test_action_of_reads_a_pass_spelled_otherwise_through_json():
+    assert p.Verdict.action_of(b'{ "action" : "pass" }') == "pass"
+    assert p.Verdict.action_of(b'{"excerpt":"\\"action\\":\\"pass\\"","action":"block"}') == "block"
+
+
+def test_request_ids_are_well_formed_distinct_and_differ_in_a_forked_child():
+    import os
+
+    ids = [p.new_request_id() for _ in range(1000)]
+    assert len(set(ids)) == 1000 and all(p.is_valid_request_id(i) for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its first id, then out without pytest's teardown
+        os.write(write, p.new_request_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.close(write)
+    assert p.is_valid_request_id(child) and child[:16] != ids[0][:16]
+
+
 @pytest.mark.parametrize("content_type,want", [
     (p.CONTENT_TYPE_REQUEST, "request"),
     (p.CONTENT_TYPE_RESPONSE, "response"),
