@@ -65,14 +65,16 @@ class ActiveConfig:
                           s.max_in_flight_per_node)
 
     @classmethod
-    def build(cls, plugin: PluginConfig, client: NodeClient | None = None) -> ActiveConfig:
-        """`client`: a shared one (same `client_key`); by default a new one for this config."""
+    def build(cls, plugin: PluginConfig, client: NodeClient | None = None,
+              front_proxies: tuple[IPNet, ...] = ()) -> ActiveConfig:
+        """`client`: a shared one (same `client_key`); by default a new one for this config.
+        `front_proxies`: trusted besides the plugin's `trusted_proxies` (RuntimeConfig.build)."""
         s = plugin.config
         timeouts = Timeouts.from_settings(s)
         client = client if client is not None else cls.make_client(plugin)
         protocols = frozenset(_TRANSPORT[p] for p in plugin.protocols)
         return cls(plugin=plugin, client=client, enabled=plugin.enabled, protocols=protocols,
                    delivery=protocol.DELIVERY_SYNC if s.blocking else protocol.DELIVERY_ASYNC,
-                   timeouts=timeouts, trusted=tuple(s.trusted_proxies), max_body_bytes=s.max_body_bytes,
+                   timeouts=timeouts, trusted=(*s.trusted_proxies, *front_proxies), max_body_bytes=s.max_body_bytes,
                    inspect_response=s.inspect_response, fail_open=s.fail_open, block_status=s.block_status,
                    block_page=s.block_page, exclude=compile_filter(s.exclude) if s.exclude else None)

@@ -104,6 +104,14 @@ class EntityRef(BaseModel):
         return self.id if self.id is not None else self.name  # type: ignore[return-value]
 
 
+def parse_cidr(value: object) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """A network (`10.0.0.0/8`) or one address (`::1`); ValueError naming the value otherwise."""
+    try:
+        return ipaddress.ip_network(str(value), strict=False)
+    except ValueError as e:
+        raise ValueError(f"{value!r} is not a CIDR") from e
+
+
 class PluginSettings(BaseModel):
     """The `config` object of the plugin (Kong's per-plugin settings)."""
 
@@ -166,12 +174,7 @@ class PluginSettings(BaseModel):
     def _parse_cidrs(cls, value: object) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         if not isinstance(value, list):
             raise ValueError("must be a list of CIDRs")
-        out = []
-        for v in value:
-            try:
-                out.append(ipaddress.ip_network(str(v), strict=False))
-            except ValueError as e:
-                raise ValueError(f"{v!r} is not a CIDR") from e
+        return [parse_cidr(v) for v in value]
         return out
 
     @field_validator("node_ca_file")

@@ -23,7 +23,7 @@ from mitmproxy import ctx, exceptions, http
 
 from addon import __version__, encode
 from addon.active import ActiveConfig
-from addon.config import ConfigError, read_config_bytes
+from addon.config import ConfigError, parse_cidr, read_config_bytes
 from addon.declarative import Declarative, load_declarative
 from addon.delivery import MirrorDelivery, MirrorItem
 from addon.http1 import Answer
@@ -85,6 +85,8 @@ class WallarmConnector:
         self._status_task: asyncio.Task[None] | None = None
         self._started_at = time.time()
         self._saved_options: dict[str, object] = {}  # mitmproxy options routing changed, as they were
+        self._front_proxies: tuple[encode.IPNet, ...] = ()  # wallarm_front_proxies
+        self._decl: Declarative | None = None  # the config applied last: rebuilt when the front proxies change
 
     # ------------------------------------------------------------------ lifecycle
     def load(self, loader) -> None:  # type: ignore[no-untyped-def]
@@ -95,6 +97,9 @@ class WallarmConnector:
         loader.add_option("wallarm_admin_listen", str, DEFAULT_ADMIN_LISTEN,
                           "HOST:PORT of the status listener and Admin API (/, /services, /routes, /plugins, "
                           "/status, /metrics). Empty: off.")
+        loader.add_option("wallarm_front_proxies", str, "",
+                          "Comma-separated CIDRs of the load balancer in front of this mitmdump (a worker behind "
+                          "HAProxy): trusted for X-Forwarded-For by every plugin, besides its trusted_proxies.")
         loader.add_option("wallarm_admin_token", str, "",
                           "Token the Admin API requires (header Kong-Admin-Token) from a non-loopback peer or "
                           f"when listening off loopback. Empty: ${ADMIN_TOKEN_ENV}, else no access off loopback.")
@@ -111,11 +116,20 @@ class WallarmConnector:
             self._admin_listen = value
             if self._running:
                 self._restart_status()
+        if "wallarm_front_proxies" in updated:
+            try:
+                self._front_proxies = tuple(parse_cidr(v.strip()) for v in ctx.options.wallarm_front_proxies.split(",")
+                                            if v.strip())
+            except ValueError as e:
+                raise exceptions.OptionsError(f"wallarm_front_proxies: {e}") from None
+            if self._decl is not None and "wallarm_config" not in updated:
+                self._apply(self._decl, reason="rebuilt for wallarm_front_proxies")
         if "wallarm_config" in updated:
             path = ctx.options.wallarm_config.strip()
             if not path:
                 self._set_watcher(None)
                 self.store = None
+                self._decl = None
                 self._swap(None)
                 return
             file = Path(path)
@@ -183,7 +197,8 @@ class WallarmConnector:
         log.error("config: %s", message)
 
     def _apply(self, decl: Declarative, reason: str) -> None:
-        runtime = RuntimeConfig.build(decl)
+        runtime = RuntimeConfig.build(decl, self._front_proxies)
+        self._decl = decl
         self._routing_options(runtime.router is not None)
         self._swap(runtime)
         sizing = runtime.mirror_sizing()

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from addon.active import ActiveConfig, ClientKey
 from addon.config import PluginConfig
+from addon.encode import IPNet
 from addon.declarative import Declarative
 from addon.node_client import NodeClient
 from addon.router import Router
@@ -30,7 +31,9 @@ class RuntimeConfig:
     loaded_at: float = field(default_factory=time.time)
 
     @classmethod
-    def build(cls, decl: Declarative) -> RuntimeConfig:
+    def build(cls, decl: Declarative, front_proxies: tuple[IPNet, ...] = ()) -> RuntimeConfig:
+        """`front_proxies`: the load balancer in front of this process (the connector's
+        `wallarm_front_proxies` option), trusted by every plugin besides its `trusted_proxies`."""
         clients: dict[ClientKey, NodeClient] = {}
         actives: dict[int, ActiveConfig] = {}
 
@@ -41,7 +44,7 @@ class RuntimeConfig:
                 key = ActiveConfig.client_key(plugin)
                 if key not in clients:
                     clients[key] = ActiveConfig.make_client(plugin)
-                actives[id(plugin)] = ActiveConfig.build(plugin, clients[key])
+                actives[id(plugin)] = ActiveConfig.build(plugin, clients[key], front_proxies)
             return actives[id(plugin)]
 
         for plugin in decl.plugins():  # global first, so actives keep that order

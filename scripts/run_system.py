@@ -37,6 +37,7 @@ Every setting has an environment variable (used by `make run`) and a flag (used 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import logging
 import os
@@ -315,32 +316,6 @@ def check_plugin_config(path: Path, node_listen: tuple[str, int]) -> None:
                         path, first.url, fmt_hostport(node_listen))
 
 
-def check_trusted_proxies(path: Path) -> None:
-    """Behind HAProxy every request reaches the workers from loopback: unless HAProxy's address is
-    a trusted proxy, the node sees 127.0.0.1 as every client's address (IP lists, attack records)."""
-    import ipaddress
-
-    from addon.config import ConfigError
-    from addon.declarative import _decode, _each_plugin_dict
-
-    try:
-        plugins = _each_plugin_dict(_decode(path.read_bytes(), str(path)))
-    except (OSError, ConfigError):
-        return  # check_plugin_config and mitmdump name the problem
-    loopback = ipaddress.ip_address("127.0.0.1")
-    for plugin in plugins:
-        nets = (plugin.get("config") or {}).get("trusted_proxies") or []  # type: ignore[union-attr]
-        try:
-            trusted = any(loopback in ipaddress.ip_network(str(n), strict=False) for n in nets)
-        except ValueError:
-            continue
-        if not trusted:
-            log.warning("%s: trusted_proxies does not include 127.0.0.1 (HAProxy): the node will see every "
-                        "client as 127.0.0.1; add \"trusted_proxies\": [\"127.0.0.1/32\"] to the plugin's config "
-                        "(docs/running.md, \"Several workers\")", path)
-            return
-
-
 def connector_config(plugin_config: Path, var_dir: Path) -> Path:
     """The declarative file the connector runs on, which its Admin API (:8001) writes. A declarative
     PLUGIN_CONFIG is used as it is. A bare plugin (the seed's enable-plugin.json) is never written:
@@ -466,7 +441,6 @@ class System:
 
         config = connector_config(a.plugin_config, a.var_dir)
         if self.balanced:
-            check_trusted_proxies(config)
             self._start_workers(upstream, config, proxy_pem)
             listeners = self._start_haproxy()
         else:
@@ -500,7 +474,8 @@ class System:
         return self.a.workers >= 2 or self.a.haproxy
 
     def _mitmdump_cmd(self, upstream: str, config: Path, proxy_pem: Path, listen: tuple[str, int],
-                      admin_listen: tuple[str, int]) -> list[str]:
+                      admin_listen: tuple[str, int], options: list[str] | None = None) -> list[str]:
+        """`options`: ours, before the user's MITMDUMP_ARGS (the last --set of an option wins)."""
         cmd = [find_mitmdump(), "--mode", f"reverse:{upstream}@{fmt_hostport(listen)}",
                "-s", str(REPO / "addon" / "wallarm.py"),
                "--set", f"wallarm_config={config}",
@@ -508,12 +483,15 @@ class System:
                "--certs", f"*={proxy_pem}"]
         if self.a.upstream_ca:
             cmd += ["--set", f"ssl_verify_upstream_trusted_ca={self.a.upstream_ca}"]
-        return cmd + self.a.mitmdump_args
+        return cmd + (options or []) + self.a.mitmdump_args
 
     def _start_workers(self, upstream: str, config: Path, proxy_pem: Path) -> None:
         """Every worker on the one config file (an Admin API write through any reaches all)."""
         for w in self.workers:
-            cmd = self._mitmdump_cmd(upstream, config, proxy_pem, (w.host, w.proxy_port), (w.host, w.status_port))
+            # HAProxy (on this machine) connects from the worker's own address and appends the client's
+            # to X-Forwarded-For: trusted, the node sees each client's address, not HAProxy's
+            cmd = self._mitmdump_cmd(upstream, config, proxy_pem, (w.host, w.proxy_port), (w.host, w.status_port),
+                                     ["--set", f"wallarm_front_proxies={ipaddress.ip_network(w.host)}"])
             self.worker_cmds[w.name] = cmd
             self._child(w.name, cmd)
         for w, child in zip(self.workers, self.children[-len(self.workers):]):

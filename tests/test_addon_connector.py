@@ -222,6 +222,26 @@ async def test_xff_is_sent_as_forwarded_for(harness: Harness, node: FakeNode) ->
     assert node.received[-1]["headers"][protocol.H_FORWARDED_FOR] == "198.51.100.4"
 
 
+async def test_front_proxies_are_trusted_by_every_plugin_and_checked(harness: Harness, node: FakeNode) -> None:
+    f = http_flow("/api/items", X_Forwarded_For="198.51.100.4")
+    await harness.addon.requestheaders(f)
+    await harness.addon.request(f)
+    assert node.received[-1]["headers"][protocol.H_FORWARDED_FOR] == "127.0.0.1"  # the plugin trusts nobody
+    # a worker behind HAProxy on loopback: the running config is rebuilt with it, no file change
+    harness.tctx.configure(harness.addon, wallarm_front_proxies="127.0.0.1/32, ::1")
+    f = http_flow("/api/items", X_Forwarded_For="6.6.6.6, 198.51.100.4")
+    await harness.addon.requestheaders(f)
+    await harness.addon.request(f)
+    assert node.received[-1]["headers"][protocol.H_FORWARDED_FOR] == "198.51.100.4"  # rightmost untrusted hop
+    reconfigure(harness, trusted_proxies=["10.0.0.0/8"])  # a reload keeps the front proxies
+    f = http_flow("/api/items", X_Forwarded_For="198.51.100.5, 10.1.2.3")
+    await harness.addon.requestheaders(f)
+    await harness.addon.request(f)
+    assert node.received[-1]["headers"][protocol.H_FORWARDED_FOR] == "198.51.100.5"
+    with pytest.raises(exceptions.OptionsError, match="wallarm_front_proxies: 'haproxy' is not a CIDR"):
+        harness.tctx.configure(harness.addon, wallarm_front_proxies="127.0.0.1/32,haproxy")
+
+
 async def test_out_of_band_mirrors_request_and_response_with_one_id(harness: Harness, node: FakeNode) -> None:
     reconfigure(harness, blocking=False)
     f = http_flow("/etc/passwd")

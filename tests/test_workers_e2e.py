@@ -73,7 +73,7 @@ class Workers:
         return server_states(self.url("stats"), backend)[server]
 
 
-def get_json(url: str) -> tuple[int, dict]:
+def get_json(url: str | urllib.request.Request) -> tuple[int, dict]:
     try:
         with OPENER.open(url, timeout=5) as r:
             return r.status, json.loads(r.read())
@@ -109,7 +109,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workers]:
     assert r.returncode == 0, r.stderr
     plugin = json.loads((REPO / "enable-plugin.json").read_text())
     plugin["config"].update(wallarm_node_address=f"https://127.0.0.1:{ports['node']}",
-                            node_ca_file=str(certs / "ca.pem"), trusted_proxies=["127.0.0.1/32"])
+                            node_ca_file=str(certs / "ca.pem"))  # the seed's: trusts no proxy
     (tmp / "enable-plugin.json").write_text(json.dumps(plugin))
     upstream = start_upstream()  # counts every tagged request it gets (tests/support/tagged_load.py)
     cmd = [sys.executable, str(REPO / "scripts" / "run_system.py"), "--workers", "2", "--worker-base", "0",
@@ -137,13 +137,36 @@ def test_walkthrough_passes_through_haproxy(system: Workers) -> None:
          "--admin", system.url("admin"), "--console", system.url("console"), "--var-dir", str(system.var_dir),
          "--wait", "15"], capture_output=True, text=True, env=child_env(), timeout=60)
     assert r.returncode == 0 and r.stdout.count("[PASS]") == 4, r.stdout + system.proc.output()[-3000:]
-    assert "trusted_proxies does not include" not in system.proc.output()
     # HAProxy balances: both workers inspected requests
     for _ in range(6):
         with OPENER.open(system.url("listen") + "/api/v1/users", timeout=5) as resp:
             assert resp.status == 200
     assert all(metric(system.status_url(w), "wallarm_connector_requests_inspected_total") > 0
                for w in system.workers)
+
+
+def test_the_node_sees_the_clients_address_not_haproxys(system: Workers) -> None:
+    """run_system sets each worker's wallarm_front_proxies to HAProxy's address: the client's
+    X-Forwarded-For hop (HAProxy appends it) is what the node records, with the seed's config."""
+    req = urllib.request.Request(system.url("listen") + "/etc/passwd?front=1",
+                                 headers={"X-Forwarded-For": "198.51.100.23"})
+    try:
+        OPENER.open(req, timeout=10)
+        raise AssertionError("the attack was not blocked")
+    except urllib.error.HTTPError as e:
+        assert e.code == 403
+        rid = e.headers["x-wallarm-request-id"]
+    token = (system.var_dir / "node.db.console-token").read_text().strip()
+    deadline = time.monotonic() + 10
+    while True:
+        req = urllib.request.Request(system.url("console") + "/api/v1/attacks?q=%2Fetc%2Fpasswd&limit=50",
+                                     headers={"Authorization": f"Bearer {token}"})
+        items = [i for i in get_json(req)[1]["items"] if i["request_id"] == rid]
+        if items:
+            assert items[0]["client_ip"] == "198.51.100.23"
+            return
+        assert time.monotonic() < deadline, "the attack never reached the console"
+        time.sleep(0.2)
 
 
 def test_an_admin_write_through_haproxy_reaches_both_workers(system: Workers) -> None:
