@@ -7,6 +7,7 @@ the test itself, whether the package was installed with `pip install .` or `-e .
 from __future__ import annotations
 
 import os
+import random
 import re
 import signal
 import socket
@@ -22,8 +23,34 @@ VENV_BIN = Path(sys.executable).parent
 MITMDUMP = str(VENV_BIN / "mitmdump")
 
 
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+_EPHEMERAL_START = _ephemeral_start()
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A loopback port nothing listens on, below the kernel's ephemeral range. A port from bind(0)
+    is an ephemeral one, which the kernel also gives to outgoing connections (test clients, wrk,
+    the connector's pool to the node): one could take it between this probe and the server's bind."""
+    low = max(1024, _EPHEMERAL_START // 2)
+    for _ in range(200):
+        port = random.randrange(low, _EPHEMERAL_START)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    with socket.socket() as s:  # the range is crowded: an ephemeral port, as before
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
