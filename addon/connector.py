@@ -26,6 +26,7 @@ from addon.active import ActiveConfig
 from addon.config import ConfigError, parse_cidr, read_config_bytes
 from addon.declarative import Declarative, load_declarative
 from addon.delivery import MirrorDelivery, MirrorItem
+from addon.gc_tuning import freeze_startup_heap
 from addon.http1 import Answer
 from addon.logformat import LogFormat
 from addon.metrics import Metrics
@@ -147,6 +148,7 @@ class WallarmConnector:
 
     def running(self) -> None:
         self._running = True
+        freeze_startup_heap()
         self.mirror.start()
         if self.watcher is not None:
             self.watcher.start()
