@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -68,20 +69,19 @@ def test_action_of_reads_a_pass_spelled_otherwise_through_json():
 
 
 def test_request_ids_are_well_formed_distinct_and_differ_in_a_forked_child():
-    import os
+    import subprocess
+    import sys
 
     ids = [p.new_request_id() for _ in range(1000)]
     assert len(set(ids)) == 1000 and all(p.is_valid_request_id(i) for i in ids)
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: its first id, then out without pytest's teardown
-        os.write(write, p.new_request_id().encode())
-        os._exit(0)
-    os.waitpid(pid, 0)
-    child = os.read(read, 64).decode()
-    os.close(read)
-    os.close(write)
-    assert p.is_valid_request_id(child) and child[:16] != ids[0][:16]
+    # forked from a single-threaded interpreter (this one runs threads): parent's and child's ids
+    script = ("import os; from wallarm_wire import protocol as p; a = p.new_request_id(); pid = os.fork()\n"
+              "if pid == 0: print(p.new_request_id(), flush=True); os._exit(0)\n"
+              "os.waitpid(pid, 0); print(a)")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30,
+                         cwd=Path(__file__).resolve().parents[1])
+    child, parent = out.stdout.split()
+    assert p.is_valid_request_id(child) and p.is_valid_request_id(parent) and child[:16] != parent[:16]
 
 
 @pytest.mark.parametrize("content_type,want", [
