@@ -3,6 +3,8 @@ detectors, responses, signature files, and hostile inputs that must not blow up.
 
 from __future__ import annotations
 
+import base64
+
 import gzip
 import json
 import sys
@@ -303,3 +305,25 @@ def test_json_nesting_depth_bounded(engine: Engine) -> None:
         deep = '{"k": ' + deep + "}"
     det = engine.analyze_request(req("/", body=deep.encode(), ctype="application/json"))
     assert not det.is_attack
+
+
+SHORT_PROBES = [";id", "|id", "$(id)", "*)(&)", "'--", "`id`"]  # base64: O2lk fGlk JChpZCk KikoJik Jy0t YGlkYA
+
+
+@pytest.mark.parametrize("probe", SHORT_PROBES)
+def test_base64_of_a_short_probe_is_judged_wherever_it_sits(engine: Engine, probe: str) -> None:
+    token = base64.b64encode(probe.encode()).decode().rstrip("=")
+    assert len(token) < 8  # shorter than any token the engine's base64 search reads
+    filler = "&".join(f"f{i}=v{i}" for i in range(200))  # past trivial.MIN_STRIPPED_TEXT: the bulk pass
+    keys = ", ".join(f'"k{i}": "v"' for i in range(300))  # a large object: its keys sorted in bulk
+    many = [(f"X-H-{i}".encode(), b"v") for i in range(100)]  # past the header lines sorted in bulk
+    for msg in (req(f"/a?x={token}"), req(f"/a?{filler}&x={token}"),
+                req("/a", body=f"a=1&x={token}".encode(), ctype="application/x-www-form-urlencoded"),
+                req("/a", body=f'{{{keys}, "x": "{token}"}}'.encode(), ctype="application/json"),
+                req("/a", [*many, (b"X-Token", token.encode())]), req("/a", [(b"Cookie", f"s={token}".encode())])):
+        assert engine.analyze_request(msg).is_attack, (probe, token, msg.target, msg.body[:60])
+
+
+@pytest.mark.parametrize("word", ["John", "iPhone", "en-US", "userId", "McD", "AbCdEf", "Jw", "ITNO"])
+def test_short_mixed_case_words_are_not_attacks(engine: Engine, word: str) -> None:
+    assert not engine.analyze_request(req(f"/a?x={word}")).is_attack

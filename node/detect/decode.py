@@ -298,6 +298,27 @@ def b64_token(t: str) -> str | None:
     return text
 
 
+SHORT_B64_MIN = 4  # three bytes: `O2lk` is `;id`
+_PROBE_PUNCTUATION = frozenset("!\"#$%&'()*+,/:;<=>?@[\\]^`{|}~")
+
+
+def short_b64_text(value: str) -> str | None:
+    """What a short [\\w-] value decodes to as base64, when it reads as text holding the
+    punctuation a probe needs (`O2lk` is `;id`, `KikoJik` is `*)(&)`); else None. The engine
+    dismisses other short [\\w.-] values unjudged (and trivial.py in bulk). Only a mixed-case
+    value is decoded, so that the bulk passes can still dismiss the rest by a regex: 9 in 10
+    base64 forms of 3-5 punctuated characters mix cases, and the classic probes all do; one in a
+    single case (`ITNO` is `!3N`) stays unjudged (docs/detection.md, "Limits")."""
+    if len(value) < SHORT_B64_MIN or not value.isascii() or "." in value:
+        return None
+    if value.lower() == value or value.upper() == value:
+        return None
+    text = b64_token(value)
+    if text is None or _PROBE_PUNCTUATION.isdisjoint(text):
+        return None
+    return text
+
+
 _BAD_ESCAPE_RE = re.compile(r"%(?:[g-z][0-9a-z]|[0-9a-f][g-z])", re.I)
 _PRIVATE_USE_RE = re.compile("[\ue000-\uf8ff]")
 _PATHISH_PAIRS = (

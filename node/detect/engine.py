@@ -26,6 +26,7 @@ from itertools import compress
 from operator import itemgetter
 
 from wallarm_wire.protocol import AttackInfo, RequestMessage, ResponseMessage
+from node.detect.decode import short_b64_text
 from node.detect.findings import DEFAULT_THRESHOLD, Detection, excerpt
 from node.detect.ldapi import detect_ldapi
 from node.detect.log4j import detect_log4j
@@ -409,7 +410,7 @@ class Engine:
             if (value.isalnum() or safe(value)) and key[0] != "filename":
                 # most names and values: nothing to judge, not worth a cache entry
                 if len(value) < 8:
-                    if value not in ALONE_COMMANDS:
+                    if value not in ALONE_COMMANDS and short_b64_text(value) is None:
                         continue
                 elif _plain_token(value, key[1]):
                     continue
@@ -449,8 +450,11 @@ class Engine:
     def _judge_field(self, run: _Run, location: str, value: str, kind: str) -> Found:
         """Per attack type found in this value: (type, summed score, findings)."""
         if _safe(value) and ".." not in value and kind != "filename" and location != "header.user-agent":
+            short_decoded = short_b64_text(value) if len(value) < 8 else None
             if value.lower() in ALONE_COMMANDS:
                 forms = [value]
+            elif short_decoded is not None:
+                forms = [value, short_decoded]  # too short for the readings' base64 search
             elif len(value) < 8 or not (_mixed_case(value) or "0x" in value.lower()):
                 # harmless characters; only base64 (upper and lower case letters, as base64 of
                 # text has) or fuzzers' text hex (0x2e0x2e0x2f) could hide something

@@ -1,13 +1,15 @@
 """Values the engine dismisses unjudged, recognised in bulk by the parser.
 
-Engine._judge_fields skips a value made of [\\w.-] that is either shorter than 8 characters
-and not an ALONE_COMMANDS word, or a longer token that is not mixed case and holds no '..' or
-'0x' (engine._plain_token; not in the User-Agent). The token patterns here are an ASCII subset
-of that rule, written as regexes so that a whole text or container is sorted at a time, in C:
-80,000 `f1=v1` pairs, `"k1": 1` keys or `X-H-1: v1` header lines then cost no Python step each
-and do not count toward the field limit (they would never be judged). Commands are excluded
-whatever their case, a stricter test than the engine's. tests/test_detect_speedpaths.py checks
-that every value these patterns accept is one the engine skips.
+Engine._judge_fields skips a value made of [\\w.-] that is either shorter than 8 characters,
+not an ALONE_COMMANDS word and not base64 of a probe (decode.short_b64_text), or a longer
+token that is not mixed case and holds no '..' or '0x' (engine._plain_token; not in the
+User-Agent). The token patterns here are an ASCII subset of that rule (short tokens in one
+letter case only), written as regexes so that a whole text or container is sorted at a time,
+in C: 80,000 `f1=v1` pairs, `"k1": 1` keys or `X-H-1: v1` header lines then cost no Python step
+each and do not count toward the field limit (they would never be judged). Commands are
+excluded whatever their case, a stricter test than the engine's.
+tests/test_detect_speedpaths.py checks that every value these patterns accept is one the
+engine skips.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ def _token(stops: str, long: bool = True) -> str:
     """A trivial token that ends where one of `stops` (a character class body) or the text
     does; `long=False`: only the short (< 8 characters) kind, which no location judges."""
     end = rf"(?=[{stops}]|\Z)"
-    short = rf"[\w.\-]{{1,7}}+{end}"
+    # not mixed case: the engine decodes a short mixed-case value as base64 (decode.short_b64_text)
+    short = rf"(?:[a-z0-9_.\-]{{1,7}}+{end}|[A-Z0-9_.\-]{{1,7}}+{end})"
     # the command words' first letters first: one character test for most tokens
     not_command = rf"(?!(?=[{_INITIALS}])(?i:{_COMMANDS}){end})"
     if not long:
