@@ -9,6 +9,7 @@ form (look-alike slashes, NUL, `0x2f` text). readings.py searches their combinat
 from __future__ import annotations
 
 import binascii
+import functools
 import html
 import html.entities
 import re
@@ -302,6 +303,7 @@ SHORT_B64_MIN = 4  # three bytes: `O2lk` is `;id`
 _PROBE_PUNCTUATION = frozenset("!\"#$%&'()*+,/:;<=>?@[\\]^`{|}~")
 
 
+@functools.lru_cache(maxsize=4096)  # short keys and values repeat (a JSON array's objects share keys)
 def short_b64_text(value: str) -> str | None:
     """What a short [\\w-] value decodes to as base64, when it reads as text holding the
     punctuation a probe needs (`O2lk` is `;id`, `KikoJik` is `*)(&)`); else None. The engine

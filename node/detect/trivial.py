@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 
+from node.detect.decode import short_b64_text
 from node.detect.shell import ALONE_COMMANDS
 
 MAX_LONG = 64
@@ -50,6 +51,8 @@ MIN_STRIPPED_TEXT = 1024
 _NONTRIVIAL_LINE_RE = re.compile(rf"^(?!{_token(chr(10))})[^\n]*", re.ASCII | re.M)
 _NONTRIVIAL_HEADER_RE = re.compile(rf"^(?!{_token(chr(10), long=False)})[^\n]*".encode(), re.M)
 SHORT_TOKEN_BYTES_RE = re.compile(_token("\n", long=False).encode())
+# a short [\w.-] value, which the engine dismisses unless a command word or base64 of a probe
+_SHORT_MIXED_RE = re.compile(r"[\w.\-]{1,7}", re.ASCII)
 
 
 def strip_trivial_pairs(text: str) -> str:
@@ -61,12 +64,21 @@ def strip_trivial_pairs(text: str) -> str:
 
 
 def nontrivial_keys(keys: list[str]) -> set[str] | None:
-    """The keys that are not tokens, found by one regex pass over the joined keys; None
-    when a key holds a line break (the caller then tests each key with TOKEN_RE)."""
+    """The keys the engine judges, found by one regex pass over the joined keys (those that
+    are not tokens), less the short mixed-case ones that do not decode to a probe (each
+    distinct one tested once); None when a key holds a line break (the caller then tests each
+    key with TOKEN_RE)."""
     joined = "\n".join(keys)
     if joined.count("\n") != len(keys) - 1:
         return None
-    return set(_NONTRIVIAL_LINE_RE.findall(joined))
+    return {k for k in set(_NONTRIVIAL_LINE_RE.findall(joined)) if not _short_plain(k)}
+
+
+def _short_plain(value: str) -> bool:
+    """A short token the engine dismisses all the same (Engine._judge_fields' test): not a
+    command word, not base64 of a probe."""
+    return (len(value) < 8 and _SHORT_MIXED_RE.fullmatch(value) is not None and value not in ALONE_COMMANDS
+            and short_b64_text(value) is None)
 
 
 def nontrivial_header_values(values: list[bytes]) -> set[bytes] | None:
@@ -74,4 +86,4 @@ def nontrivial_header_values(values: list[bytes]) -> set[bytes] | None:
     joined = b"\n".join(values)
     if joined.count(b"\n") != len(values) - 1:
         return None
-    return set(_NONTRIVIAL_HEADER_RE.findall(joined))
+    return {v for v in set(_NONTRIVIAL_HEADER_RE.findall(joined)) if not _short_plain(v.decode("latin-1"))}
