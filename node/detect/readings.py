@@ -79,8 +79,17 @@ def readings(value: str, kind: str = "query") -> Readings:
             # (plain names, hex ids) have not; looked for here without a search's set-up
             if not _path_tail(value) and not (value.lower() != value and _path_base64(value, set())):
                 return Readings([value], False)
-    elif _plain(value):
-        return Readings([value], False)  # nothing any decoder below would change: the common case
+    elif not decode._decodable(value, False) and _start(value) not in _OPENERS:
+        # no escape and no document: only base64 could give a reading (the search would find
+        # the value itself unescaped, no JSON or XML, then these pieces); most values with
+        # words, URLs or ids have none, and get no search's set-up
+        tried: set[str] = set()
+        pieces = _base64_pieces(value, tried)
+        if not pieces:
+            return Readings([value], False)
+        search = _Search(value, path, kind != "body")
+        search.tried = tried
+        return search.run(_grouped(pieces))
     return _Search(value, path, kind != "body").run()
 
 
@@ -123,12 +132,13 @@ class _Search:
         self.forms.append(text)
         return True
 
-    def run(self) -> Readings:
+    def run(self, first: list[str] | None = None) -> Readings:
+        """`first`: the value's own children (layer 0), when the caller found them already."""
         frontier = [self.forms[0]]
         for layer in range(MAX_LAYERS + 1):
             nxt: list[str] = []
             for text in frontier:
-                for child in self.children(text, layer):
+                for child in first if layer == 0 and first is not None else self.children(text, layer):
                     if child in self.seen:
                         continue
                     if layer == MAX_LAYERS:
@@ -196,7 +206,7 @@ def _layer_readings(raw: str, plain: str, layer: int, search: _Search) -> list[s
             pieces.append(tail)
         pieces += _path_base64(plain, search.tried)
     else:
-        pieces += _base64_pieces(plain, search)
+        pieces += _base64_pieces(plain, search.tried)
     return _grouped(pieces)
 
 
@@ -291,13 +301,13 @@ def _tokens_decoded(text: str, token_re: re.Pattern[str], stops: str, tried: set
     return out
 
 
-def _base64_pieces(text: str, search: _Search) -> list[str]:
-    """The whole text as base64, else its base64 tokens decoded."""
+def _base64_pieces(text: str, tried: set[str]) -> list[str]:
+    """The whole text as base64, else its base64 tokens decoded (those not in `tried`)."""
     if text[:1] != "/" and PIECE_SEPARATOR not in text and decode._b64_whole(text) and _worth(text.strip()):
         d = decode.b64_decode(text)
         if d:
             return [d]
-    return _tokens_decoded(text, _B64_TOKEN_RE, "", search.tried)
+    return _tokens_decoded(text, _B64_TOKEN_RE, "", tried)
 
 
 def _base64_run(path: str) -> str:
