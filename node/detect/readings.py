@@ -320,10 +320,19 @@ def _tokens_decoded(text: str, token_re: re.Pattern[str], stops: str, tried: set
 def _base64_pieces(text: str, tried: set[str]) -> list[str]:
     """The whole text as base64, else its base64 tokens decoded (those not in `tried`)."""
     if text[:1] != "/" and PIECE_SEPARATOR not in text and decode._b64_whole(text) and _worth(text.strip()):
-        d = decode.b64_decode(text)
+        d = _whole_decoded(text)
         if d:
             return [d]
     return _tokens_decoded(text, _B64_TOKEN_RE, "", tried)
+
+
+def _whole_decoded(text: str) -> str | None:
+    """decode.b64_decode(text) of a text _b64_whole accepted; a short one without white space
+    is a token, and its decoding comes from the cache (a JSON key such as `serviceType` comes
+    again at other locations, which the verdict cache keeps apart)."""
+    if 6 <= len(text) <= MAX_CACHED_TOKEN and " " not in text and text.isascii() and text.isprintable():
+        return _cached_token(text)
+    return decode.b64_decode(text)
 
 
 def _base64_run(path: str) -> str:
