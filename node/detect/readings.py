@@ -29,6 +29,7 @@ engine then marks the verdict partial ("decode"), never silently clean.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -79,8 +80,17 @@ def readings(value: str, kind: str = "query") -> Readings:
             # (plain names, hex ids) have not; looked for here without a search's set-up
             if not _path_tail(value) and not (value.lower() != value and _path_base64(value, set())):
                 return Readings([value], False)
-    elif _plain(value):
-        return Readings([value], False)  # nothing any decoder below would change: the common case
+    elif not decode._decodable(value, False) and _start(value) not in _OPENERS:
+        # no escape and no document: only base64 could give a reading (the search would find
+        # the value itself unescaped, no JSON or XML, then these pieces); most values with
+        # words, URLs or ids have none, and get no search's set-up
+        tried: set[str] = set()
+        pieces = _base64_pieces(value, tried)
+        if not pieces:
+            return Readings([value], False)
+        search = _Search(value, path, kind != "body")
+        search.tried = tried
+        return search.run(_grouped(pieces))
     return _Search(value, path, kind != "body").run()
 
 
@@ -123,12 +133,13 @@ class _Search:
         self.forms.append(text)
         return True
 
-    def run(self) -> Readings:
+    def run(self, first: list[str] | None = None) -> Readings:
+        """`first`: the value's own children (layer 0), when the caller found them already."""
         frontier = [self.forms[0]]
         for layer in range(MAX_LAYERS + 1):
             nxt: list[str] = []
             for text in frontier:
-                for child in self.children(text, layer):
+                for child in first if layer == 0 and first is not None else self.children(text, layer):
                     if child in self.seen:
                         continue
                     if layer == MAX_LAYERS:
@@ -150,6 +161,9 @@ class _Search:
         text again, at the size of the whole document."""
         if layer and _plain(text):
             return []  # a plain piece (a word, a sentence): nothing below it
+        if (layer or not self.path) and not decode._decodable(text, False) and _start(text) not in _OPENERS:
+            # no escape, no document: only base64 is below it (as in readings())
+            return _grouped(_base64_pieces(text, self.tried))
         doc = _json_strings_of(text, self) if self.documents or layer else None
         if doc is not None:
             return _grouped(doc)
@@ -196,7 +210,7 @@ def _layer_readings(raw: str, plain: str, layer: int, search: _Search) -> list[s
             pieces.append(tail)
         pieces += _path_base64(plain, search.tried)
     else:
-        pieces += _base64_pieces(plain, search)
+        pieces += _base64_pieces(plain, search.tried)
     return _grouped(pieces)
 
 
@@ -259,6 +273,18 @@ def _worth(token: str) -> bool:
     return not (token.isdigit() or _HEXISH_RE.fullmatch(token))
 
 
+# decodings of recent short tokens: the same ids, hashes and beacon fields come in one request's
+# fields and readings, and request after request (on the benign corpus's slowest requests,
+# 6 of 10 token decodings were repeats)
+MAX_CACHED_TOKEN = 256
+_cached_token = functools.lru_cache(maxsize=4096)(decode.b64_token)
+
+
+def _token_decoded(tok: str) -> str | None:
+    """decode.b64_token(tok), from the cache when the token is short."""
+    return _cached_token(tok) if len(tok) <= MAX_CACHED_TOKEN else decode.b64_token(tok)
+
+
 def _tokens_decoded(text: str, token_re: re.Pattern[str], stops: str, tried: set[str]) -> list[str]:
     """The base64 tokens of `text` decoded: those with an upper-case letter (base64 of text
     has one in any 8 characters but by rare chance), each once per search. A token that is a
@@ -274,7 +300,7 @@ def _tokens_decoded(text: str, token_re: re.Pattern[str], stops: str, tried: set
         for tok in dict.fromkeys(token_re.findall(text)):
             if len(tok) >= 16 and tok.lower() != tok and tok not in tried and _worth(tok):
                 tried.add(tok)
-                d = decode.b64_token(tok)
+                d = _token_decoded(tok)
                 if d and not d.isalnum():
                     out.append(d)
         return out
@@ -285,19 +311,28 @@ def _tokens_decoded(text: str, token_re: re.Pattern[str], stops: str, tried: set
         whole = (start == 0 or text[start - 1] in stops) and (end == n or text[end] in stops)
         if (whole or len(tok) >= 16) and tok.lower() != tok and tok not in tried and _worth(tok):
             tried.add(tok)
-            d = decode.b64_token(tok)
+            d = _token_decoded(tok)
             if d and (whole or not d.isalnum()):
                 out.append(d)
     return out
 
 
-def _base64_pieces(text: str, search: _Search) -> list[str]:
-    """The whole text as base64, else its base64 tokens decoded."""
+def _base64_pieces(text: str, tried: set[str]) -> list[str]:
+    """The whole text as base64, else its base64 tokens decoded (those not in `tried`)."""
     if text[:1] != "/" and PIECE_SEPARATOR not in text and decode._b64_whole(text) and _worth(text.strip()):
-        d = decode.b64_decode(text)
+        d = _whole_decoded(text)
         if d:
             return [d]
-    return _tokens_decoded(text, _B64_TOKEN_RE, "", search.tried)
+    return _tokens_decoded(text, _B64_TOKEN_RE, "", tried)
+
+
+def _whole_decoded(text: str) -> str | None:
+    """decode.b64_decode(text) of a text _b64_whole accepted; a short one without white space
+    is a token, and its decoding comes from the cache (a JSON key such as `serviceType` comes
+    again at other locations, which the verdict cache keeps apart)."""
+    if 6 <= len(text) <= MAX_CACHED_TOKEN and " " not in text and text.isascii() and text.isprintable():
+        return _cached_token(text)
+    return decode.b64_decode(text)
 
 
 def _base64_run(path: str) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from node.detect.windows import Gate, judge_windows, normalise
 
@@ -47,9 +47,11 @@ ALONE_COMMANDS = _ALONE = frozenset("whoami ifconfig ipconfig systeminfo tasklis
 _COMMANDS = _AMBIGUOUS | _DISTINCT
 
 # separators; a literal backslash-n counts too (payloads written for echo -e / printf)
-_SEP_RE = re.compile(r"(?:^|;|\|\|?|&&?|\n|\r|\\n|`|\$\(|\$\{ifs\}|\$ifs\b|\{(?=[a-z/]))", re.I)
+# (the value's start is one too: _separators; without a `^` alternative first, sre jumps from
+# one separator character to the next instead of trying every alternative at each position)
+_SEP_RE = re.compile(r";|\|\|?|&&?|\n|\r|\\n|`|\$\(|\$\{ifs\}|\$ifs\b|\{(?=[a-z/])", re.I)
 # in free text (JSON strings, bodies) a line break is just a line break
-_TEXT_SEP_RE = re.compile(r"(?:^|;|\|\|?|&&?|`|\$\(|\$\{ifs\}|\$ifs\b|\{(?=[a-z/]))", re.I)
+_TEXT_SEP_RE = re.compile(r";|\|\|?|&&?|`|\$\(|\$\{ifs\}|\$ifs\b|\{(?=[a-z/])", re.I)
 TEXT_KINDS = frozenset({"json", "body", "multipart", "xml"})
 # a line break followed, on its line, by what a command line of free text needs (a redirection,
 # a variable, a glob, a quote or escape in the word, a number ending the line)
@@ -157,6 +159,13 @@ def _strong_line(value: str, at: int) -> bool:
                                                   or (hidden and _WORD_ARG_RE.match(tail) is not None))
 
 
+def _separators(seps: re.Pattern[str], value: str) -> Iterator[tuple[int, int, str]]:
+    """(start, end, text) of each separator of `value`, its start first ((0, 0, ''))."""
+    yield 0, 0, ""
+    for sep in seps.finditer(value):
+        yield sep.start(), sep.end(), sep.group(0)
+
+
 def _judge(value: str, kind: str, value_start: bool = True, owned: int | None = None, snippet: bool = False) -> str | None:
     """The separators of `value` before `owned` (all by default), each with the rest of
     `value` after it; `value_start`: `value` starts the value (not a window inside it);
@@ -173,31 +182,30 @@ def _judge(value: str, kind: str, value_start: bool = True, owned: int | None = 
                 return "separator-command"
     seps = _TEXT_SEP_RE if text else _SEP_RE
     spans: list[tuple[int, int]] | None = None if text and "`" in value else []
-    for sep in seps.finditer(value):
-        if owned is not None and sep.start() >= owned:
+    for sep_start, sep_end, opener in _separators(seps, value):
+        if owned is not None and sep_start >= owned:
             break  # the next window judges it
-        opener = sep.group(0)
         if spans is None:
             # free text: a sentence's code spans (`for f in *.txt; do ...`) are documentation
             if prose is None:
                 prose = _is_prose(value)
             spans = [m.span() for m in _CODE_SPAN_RE.finditer(value)] if prose else []
-        if spans and opener != "`" and _in_code_span(value, sep.start(), spans):
+        if spans and opener != "`" and _in_code_span(value, sep_start, spans):
             continue
-        if opener == ";" and "&" in value[max(0, sep.start() - 10) : sep.start()] \
-                and _ENTITY_END_RE.search(value, max(0, sep.start() - 10), sep.start()):
+        if opener == ";" and "&" in value[max(0, sep_start - 10) : sep_start] \
+                and _ENTITY_END_RE.search(value, max(0, sep_start - 10), sep_start):
             continue  # the end of an HTML / XML entity (Krak&#xF3;w, &lt;td&gt;), not a separator
-        at_start = sep.start() == 0 and opener == ""
+        at_start = sep_start == 0 and opener == ""
         if at_start and not value_start:
             continue  # a window's first character is no command line's start
         if opener == "`":
-            if value[sep.end() : sep.end() + 1] == "`" or value[sep.start() - 1 : sep.start()] == "`":
+            if value[sep_end : sep_end + 1] == "`" or value[sep_start - 1 : sep_start] == "`":
                 continue  # a markdown code fence
             if prose is None:
                 prose = _is_prose(value)
             if prose:
                 continue  # a markdown code span in a sentence
-        m = _CMD_RE.match(value, sep.end())
+        m = _CMD_RE.match(value, sep_end)
         if not m:
             continue
         name, hidden = _resolved(m.group(1), m.group(2))

@@ -36,12 +36,24 @@ _BREAK_RUN_RE = re.compile(r"\n(?:\x20?\n)+")
 _PRINTABLE_RUN_RE = re.compile(f"[\\x20-\\x7e\\t\\n\\r]{{{MIN_PRINTABLE_RUN},}}")
 
 
+# the ASCII characters that are not _CONTROLS
+_PLAIN_ASCII = bytes(range(0x20, 0x7F)) + b"\t\n\r"
+
+
+def _has_control(text: str) -> bool:
+    """_CONTROL_RE.search(text): on ASCII text by deleting the other characters (C passes,
+    3x faster than the class walk)."""
+    if text.isascii():
+        return bool(text.encode("ascii").translate(None, _PLAIN_ASCII))
+    return _CONTROL_RE.search(text) is not None
+
+
 @functools.lru_cache(maxsize=8)  # the detectors of one value ask for the same forms in turn
 def normalise(text: str) -> str:
     """`text` as the structural detectors read it (see the module docstring)."""
     if len(_CONTROL_RE.findall(text, 0, 256)) > BINARY_CONTROLS:
         text = " ".join(_PRINTABLE_RUN_RE.findall(text))
-    elif _CONTROL_RE.search(text) is not None:
+    elif _has_control(text):
         text = _CONTROL_RUN_RE.sub(" ", text)
     if "  " in text or "\t" in text:
         text = _BLANK_RUN_RE.sub(" ", text)

@@ -75,8 +75,13 @@ _SINKS = (
     "atob|open|write|writeln|fromcharcode|msgbox|importscripts|postmessage|xmlhttprequest"
 )
 # JS context: a quote (closing the string the value sits in), closing brackets, an operator
-_JS_BREAKOUT_RE = re.compile(r"""\\?["'`][\s)\]}]*(?:[;,+\-*/|&^%<>=?:]|\}\s*catch\b)""")
+# (no optional backslash before the quote: only the match's end is used, and a class first
+# lets the scan jump from quote to quote)
+_JS_BREAKOUT_RE = re.compile(r"""["'`][\s)\]}]*(?:[;,+\-*/|&^%<>=?:]|\}\s*catch\b)""")
 # the code after a breakout: a sink call of a known name (not any call: prose has "(see x)")
+# the words a _JS_SINK_RE match starts with (lower case)
+_JS_SINK_STARTS = (*_SINKS.split("|"), "document", "window", "self", "top", "parent", "globalthis", "this",
+                   "constructor", "new", "location")
 _JS_SINK_RE = re.compile(
     rf"(?<![\w$])(?:{_SINKS})\s*\)?\s*(?:\?\.\s*)?(?:\(|`)|"
     r"\b(?:document|window|self|top|parent|globalthis|this)\s*\.\s*(?:cookie|domain|location|write|open|name)\b|"
@@ -104,6 +109,9 @@ _EVENT_RE = re.compile(rf"on(?:{_EVENTS})", re.I)
 _ATTR_HANDLER_RE = re.compile(
     r"""(?:^|[\s/"'`;])(on[a-z]{3,40})\s*=\s*"""
     r"""("[^"(`=]*[(`=][^"]*"?|'[^'(`=]*[(`=][^']*'?|`[^`]*`?|[^\s>"'(`=]*[(`=][^\s>]*)""", re.I)
+# what any _ATTR_HANDLER_RE match holds: a search without its leading alternation, which keeps
+# sre from skipping ahead (one step per character instead of a jump to each `on`)
+_HANDLER_HINT_RE = re.compile(r"on[a-z]{3,40}\s*=", re.I)
 # AngularJS / Vue expressions that reach the Function constructor or the scope's evaluator
 _CLIENT_TEMPLATE_RE = re.compile(r"\bconstructor\b|\$eval\b|\$on\b|\$emit\b|\[\s*['\"]constructor|__proto__|\bon\w+\s*\(", re.I)
 _SCHEME_HINT_RE = re.compile(r"script\s*:|data\s*:", re.I)
@@ -297,6 +305,8 @@ def _script_url_in_path(text: str) -> bool:
 
 def _attribute_handler(text: str, jsx_is_html: bool = True) -> str | None:
     """Attribute context: an event handler whose value is code, anywhere in the value."""
+    if _HANDLER_HINT_RE.search(text) is None:
+        return None
     for m in _ATTR_HANDLER_RE.finditer(text):
         value = _unquote(m.group(2))
         if _EVENT_RE.match(m.group(1)) and (jsx_is_html or not value.startswith("{")):
@@ -306,8 +316,25 @@ def _attribute_handler(text: str, jsx_is_html: bool = True) -> str | None:
 
 def _js_breakout(text: str) -> str | None:
     """JavaScript context: the value closes the string it sits in and calls a sink."""
-    for m in _JS_BREAKOUT_RE.finditer(text):
-        if _JS_SINK_RE.search(text, m.end(), m.end() + 256):
-            return "js-breakout"
-        return None  # only the first break-out: later quotes are the payload's own strings
-    return None
+    m = _JS_BREAKOUT_RE.search(text)
+    if m is None:
+        return None  # only the first break-out matters: later quotes are the payload's own strings
+    return "js-breakout" if _sink_after(text, m.end()) else None
+
+
+def _sink_after(text: str, end: int) -> bool:
+    """_JS_SINK_RE.search(text, end, end + 256). Every match starts with one of
+    _JS_SINK_STARTS: on ASCII text the regex is only tried where one of them is (str.find), as
+    its scan costs ~170 ns a character (a lookbehind and a case-blind alternation at each)."""
+    stop = end + 256
+    after = text[end:stop]
+    if not after.isascii():
+        return _JS_SINK_RE.search(text, end, stop) is not None
+    low = after.lower()
+    for word in _JS_SINK_STARTS:
+        at = low.find(word)
+        while at >= 0:
+            if _JS_SINK_RE.match(text, end + at, stop):
+                return True
+            at = low.find(word, at + 1)
+    return False
