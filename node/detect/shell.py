@@ -57,10 +57,10 @@ TEXT_KINDS = frozenset({"json", "body", "multipart", "xml"})
 # a variable, a glob, a quote or escape in the word, a number ending the line)
 # (a real line break: the two characters backslash-n are everywhere in JSON inside JSON)
 # (or a shell terminator ending the line: `;`, `&`, `|`, or a ` #` comment cutting off the rest)
-_LINE_CANDIDATE_RE = re.compile(r"[\n\r]\s*(?=[^\n\r]{0,80}?(?:[>$?*'\"\\^]|\d\s*(?:$|[;|&#\n\r])|(?:[;&|]|\s#)[ \t]*(?:$|[\n\r])))")
+_LINE_CANDIDATE_RE = re.compile(r"[\n\r]\s*(?=[^\n\r]{0,80}?(?:[>$?*'\"\\^]|\d\s*(?:$|[;|&#\n\r])|(?:[;&|]|\s#)[ \t]{0,16}(?:$|[\n\r])))")
 # a command line of free text that ends where an injected one ends: a terminator or a comment
 # closing the line, after which the backend's own command line (or nothing) follows
-_TERMINATED_RE = re.compile(r"[^\n\r;&|#`]{0,80}?(?:[;&|]|(?<=\s)#)[ \t]*(?:$|[\n\r])")
+_TERMINATED_RE = re.compile(r"[^\n\r;&|#`]{0,80}?(?:[;&|]|(?<=\s)#)[ \t]{0,16}(?:$|[\n\r])")
 # an argument no line of text has: a redirection into a file, a variable, a lone number that
 # ends the line (`sleep 10`); not an option or a path (`ls -la` on a line of a README)
 _STRONG_ARG_RE = re.compile(r"(?:\s|\$\{ifs\})+(?:\$[\w{(]|>{1,2}\s?[/\w]|[\w.\-]{1,64}\s?>{1,2}\s?[/\w]|\d+\s*(?:$|[;|&\n#]))", re.I)
