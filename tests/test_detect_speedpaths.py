@@ -406,3 +406,60 @@ def test_filtered_header_lines_give_the_same_verdict(monkeypatch: pytest.MonkeyP
         assert verdicts[0] == verdicts[1], lines
         found += bool(verdicts[0][1])
     assert found > 10
+
+
+# ---------------------------------------------------------------------------- the benign tail (issue 14)
+
+_TAIL_ATOMS = ["'", '"', "`", "\\", ";", ",", "+", "-", ":", "=", "==", ")", "]", "}", "}catch", " ", "\n", "\t",
+               "\x01", "\x1f", "\x7f", "\x85", "é", "ſelf", "\u212aey", "alert", "ALERT(", "(", "`x`", "top", "desktop",
+               "this.", "self[", "window.name", "document . cookie", "location=", "new function", "new  Function",
+               "constructor.constructor", "on", "onload", "onload=", "ONFOCUS =", "x onerror=alert(1)", "&", "&&",
+               "|", "||", "$(", "${IFS}", "$IFS", "{", "{ls", "a", "Z", "9", "_", "$", "print", "fetch `", "open ("]
+
+
+def test_tail_shortcuts_equal_their_regexes_on_random_text() -> None:
+    """The sixth pass's shortcuts (docs/detection.md, "The benign tail after issue 14") say what
+    the regexes they stand for say, on any text."""
+    from node.detect import shell, windows, xss
+
+    old_breakout = re.compile(r"""\\?["'`][\s)\]}]*(?:[;,+\-*/|&^%<>=?:]|\}\s*catch\b)""")
+    with_start = {seps: re.compile("(?:^|" + seps.pattern + ")", re.I) for seps in (shell._SEP_RE, shell._TEXT_SEP_RE)}
+    rng = random.Random(41)
+    for _ in range(30_000):
+        v = "".join(rng.choice(_TAIL_ATOMS) for _ in range(rng.randint(0, 14)))
+        assert windows._has_control(v) == bool(windows._CONTROL_RE.search(v)), v
+        end = rng.randint(0, len(v))
+        assert xss._sink_after(v, end) == bool(xss._JS_SINK_RE.search(v, end, end + 256)), (v, end)
+        old, new = old_breakout.search(v), xss._JS_BREAKOUT_RE.search(v)
+        assert (old and old.end()) == (new and new.end()), v
+        assert xss._HANDLER_HINT_RE.search(v) or not xss._ATTR_HANDLER_RE.search(v), v
+        for seps, reference in with_start.items():
+            assert list(shell._separators(seps, v)) == [(m.start(), m.end(), m.group()) for m in reference.finditer(v)], v
+
+
+def test_whole_value_base64_from_the_token_cache_equals_the_decoder() -> None:
+    rng = random.Random(43)
+    atoms = ["A", "z", "9", "+", "/", "_", "-", "=", " ", "\t", "\n", "\x1f", "é", "PHNjcmlwdD4=", "serviceType",
+             "Jy1vciAxPTEtLQ", "L2V0Yy9wYXNzd2Q="]
+    for _ in range(20_000):
+        v = "".join(rng.choice(atoms) for _ in range(rng.randint(1, 8)))
+        if decode._b64_whole(v):
+            assert readings._whole_decoded(v) == decode.b64_decode(v), v
+
+
+def test_prefilter_databases_pick_the_readings_the_whole_set_picks(engine: Engine) -> None:
+    """Engine._detector_texts scans each reading by the analyser's own pre-filters: the same
+    readings as a scan by every signature, kept where one of the analyser's matched."""
+    from node.detect.windows import normalise
+
+    sigs = engine.request_sigs.signatures
+    rng = random.Random(47)
+    atoms = ["' or 1=1--", "<img src=x onerror=alert(1)>", ";cat /etc/passwd", "../../etc/passwd", "${jndi:ldap://x}",
+             "{{7*7}}", '{"$ne": 1}', "*)(uid=*", "http://127.0.0.1/", "<!DOCTYPE x [", "hello world", "a=1&type=2"]
+    for _ in range(300):
+        forms = [" ".join(rng.choice(atoms) for _ in range(rng.randint(1, 3))) for _ in range(rng.randint(2, 4))]
+        hits_per_form = [engine.request_sigs.scan(("\n" + f + "\n").encode()) for f in forms]
+        for detector in engine_mod._DETECTORS:
+            prefilters = {i for i, sig in enumerate(sigs) if sig.detector == detector}
+            expected = list(dict.fromkeys(normalise(f) for f, h in zip(forms, hits_per_form) if prefilters & h))
+            assert engine._detector_texts(detector, forms) == expected, (detector, forms)
