@@ -56,7 +56,11 @@ TEXT_KINDS = frozenset({"json", "body", "multipart", "xml"})
 # a line break followed, on its line, by what a command line of free text needs (a redirection,
 # a variable, a glob, a quote or escape in the word, a number ending the line)
 # (a real line break: the two characters backslash-n are everywhere in JSON inside JSON)
-_LINE_CANDIDATE_RE = re.compile(r"[\n\r]\s*(?=[^\n\r]{0,80}?(?:[>$?*'\"\\^]|\d\s*(?:$|[;|&#\n\r])))")
+# (or a shell terminator ending the line: `;`, `&`, `|`, or a ` #` comment cutting off the rest)
+_LINE_CANDIDATE_RE = re.compile(r"[\n\r]\s*(?=[^\n\r]{0,80}?(?:[>$?*'\"\\^]|\d\s*(?:$|[;|&#\n\r])|(?:[;&|]|\s#)[ \t]{0,16}(?:$|[\n\r])))")
+# a command line of free text that ends where an injected one ends: a terminator or a comment
+# closing the line, after which the backend's own command line (or nothing) follows
+_TERMINATED_RE = re.compile(r"[^\n\r;&|#`]{0,80}?(?:[;&|]|(?<=\s)#)[ \t]{0,16}(?:$|[\n\r])")
 # an argument no line of text has: a redirection into a file, a variable, a lone number that
 # ends the line (`sleep 10`); not an option or a path (`ls -la` on a line of a README)
 _STRONG_ARG_RE = re.compile(r"(?:\s|\$\{ifs\})+(?:\$[\w{(]|>{1,2}\s?[/\w]|[\w.\-]{1,64}\s?>{1,2}\s?[/\w]|\d+\s*(?:$|[;|&\n#]))", re.I)
@@ -120,6 +124,7 @@ _WORD_ARG_RE = re.compile(r"\s+[\w.]")
 
 _PROSE_WORD_RE = re.compile(r"(?:^|\s)[a-z]{2,}(?=[\s,.:!?]|$)", re.I)
 # shell characters that a sentence does not have (';' it has; '>' opens a quoted reply)
+_ENTITY_RE = re.compile(r"&#?[a-z0-9]{1,8};", re.I)
 _ENTITY_END_RE = re.compile(r"&#?[a-z0-9]{1,8}$", re.I)
 _CODE_SPAN_RE = re.compile(r"`[^`\n]{1,200}`")
 _MARKUP_RE = re.compile(r"<[!?/]?[a-z][^<>\n]{0,256}>|<\?[^<>\n]{0,256}\?>", re.I)
@@ -129,8 +134,10 @@ _SHELL_META_RE = re.compile(r"[|&$<]|(?<!^)(?<!\n)>")
 def _is_prose(value: str) -> bool:
     """Sentences with `code spans` in them (markdown), not a command line: judged on the text
     outside the spans."""
-    if "<" in value:  # an XML or HTML document's text: its markup is no shell syntax
-        value = _MARKUP_RE.sub(" ", value)
+    if "<" in value:  # an XML or HTML document's text: its markup is no shell syntax (an element
+        value = _MARKUP_RE.sub("\n", value)  # starts a line: `<p>> quoted reply`)
+    if "&" in value:  # nor are its character references (`&gt; quoted`, `&amp;t=42s`)
+        value = _ENTITY_RE.sub(" ", value)
     if "`" in value:
         value = _CODE_SPAN_RE.sub(" ", value)
     return len(_PROSE_WORD_RE.findall(value)) >= 4 and not _SHELL_META_RE.search(value)
@@ -151,6 +158,9 @@ def _strong_line(value: str, at: int) -> bool:
     tail = value[m.end() :]
     if _STRONG_ARG_RE.match(tail):
         return True
+    if (name in _DISTINCT or hidden or m.group(1) is not None) and _TERMINATED_RE.match(tail) \
+            and (_END_RE.match(tail) or _TEXT_ARG_RE.match(tail) or _WORD_ARG_RE.match(tail)):
+        return True  # `\nnslookup x.evil.example;`, `\r\nuname -a #`, `\n/usr/bin/rm -rf /tmp/x;`
     # a bare `id` or `ls` on a line of its own is a GraphQL field or a list item, not a command;
     # a globbed, quoted or pathed one (/???/chm??, c'a't, /bin/id) is nothing else
     # a globbed, quoted or pathed one (/???/chm??, c'a't, /bin/id) is nothing else, and a quoted
@@ -398,7 +408,8 @@ def detect_shell(value: str, kind: str = "query", out_of_time: Callable[[], bool
 
 # free text that opens with a plain command and an option is a shell snippet written as text
 # (a code sample in a JSON field); its own separators chain its own commands
-_SNIPPET_RE = re.compile(r"\s*(?:sudo\s+)?([a-z][\w.\-]{0,30})\s+-{1,2}[a-z]", re.I)
+# (the command on the first line: a value that opens with a line break opens with a separator)
+_SNIPPET_RE = re.compile(r"[ \t]*(?:sudo\s+)?([a-z][\w.\-]{0,30})\s+-{1,2}[a-z]", re.I)
 # ... except the commands injections probe with, which no snippet chains in
 _PROBES = frozenset("id whoami uname ifconfig ipconfig netstat systeminfo tasklist hostname printenv env "
                     "nc ncat netcat wget curl bash sh zsh python python3 perl ruby php powershell cmd sleep ping".split())

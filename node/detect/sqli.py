@@ -64,7 +64,7 @@ _TOKEN_RE = re.compile(
     (?P<ws>\s+|/\*(?!!).*?\*/)                  # whitespace and closed block comments
   | (?P<vcomment>/\*!\d*)                       # MySQL executable comment: its body is SQL
   | (?P<vend>\*/)
-  | (?P<lcomment>--(?:[\s\x00-\x1f]|$)[^\n]*|\#[^\n]*|--$|;%00|/\*(?!!).*)
+  | (?P<lcomment>--(?:[\s\x00-\x1f]|$|/\*|[-+](?!\d))[^\n]*|\#[^\n]*|--$|;%00|/\*(?!!).*)
   | (?P<str>'(?:[^'\\]|\\.|'')*(?:'|$)|"(?:[^"\\]|\\.|"")*(?:"|$)|`[^`]*(?:`|$))
   | (?P<num>0x[0-9a-f]+|0b[01]+|\d+(?:\.\d*)?(?:e[+-]?\d+)?|\.\d+)
   | (?P<var>@@?[\w.$]*|@`[^`]*`)
@@ -343,7 +343,8 @@ def _judge(toks: list[Tok], broke_out: bool, free_text: bool = False) -> str | N
         k = 1 if first.kind != OP else 2
         if k < len(flat):
             nxt = flat[k]
-            if nxt.kind == LOGIC and _tautology(flat, k) and any(t.kind in (OP, COMMENT, FUNC, STMT) for t in flat[k:]):
+            if nxt.kind == LOGIC and _tautology(flat, k) and (
+                    any(t.kind in (OP, COMMENT, FUNC, STMT) for t in flat[k:]) or _boolean_operand(flat, k)):
                 return "numeric-tautology"
             if nxt.kind == SEMI and _statement_at(flat, k + 1):
                 return "stacked-statement"
@@ -358,6 +359,12 @@ def _judge(toks: list[Tok], broke_out: bool, free_text: bool = False) -> str | N
         if t.kind == SEMI and not (free_text and _entity_end(flat, i)) and _statement_at(flat, i + 1):
             return "stacked-statement"
     return None
+
+
+def _boolean_operand(flat: list[Tok], k: int) -> bool:
+    """flat[k] is a logic operator whose operand is SQL's boolean literal and ends the value
+    (`1) or true`, `0 || TRUE`): no sentence ends "1 or true"."""
+    return k + 2 == len(flat) and flat[k].text != "not" and flat[k + 1].text == "true"
 
 
 def _entity_end(flat: list[Tok], i: int) -> bool:

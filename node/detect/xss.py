@@ -80,14 +80,19 @@ _SINKS = (
 _JS_BREAKOUT_RE = re.compile(r"""["'`][\s)\]}]*(?:[;,+\-*/|&^%<>=?:]|\}\s*catch\b)""")
 # the code after a breakout: a sink call of a known name (not any call: prose has "(see x)")
 # the words a _JS_SINK_RE match starts with (lower case)
+# what script injected to steal reads or sends: the page's stores and the browser's senders
+# (`navigator.sendBeacon(u, localStorage.token)`, `new WebSocket(u)`); words no prose is made of
+_EXFILTRATION_STARTS = ("localstorage", "sessionstorage", "indexeddb", "navigator", "sendbeacon")
 _JS_SINK_STARTS = (*_SINKS.split("|"), "document", "window", "self", "top", "parent", "globalthis", "this",
-                   "constructor", "new", "location")
+                   "constructor", "new", "location", *_EXFILTRATION_STARTS)
 _JS_SINK_RE = re.compile(
     rf"(?<![\w$])(?:{_SINKS})\s*\)?\s*(?:\?\.\s*)?(?:\(|`)|"
     r"\b(?:document|window|self|top|parent|globalthis|this)\s*\.\s*(?:cookie|domain|location|write|open|name)\b|"
     r"\b(?:window|self|top|parent|this|globalthis)\s*\[|\bconstructor\s*\.\s*constructor\b|\bnew\s+function\b|"
     # navigation to attacker text: location=name (window.name carries the payload)
-    r"(?<![\w$])(?:(?:document|window|self|top|parent)\s*\.\s*)?location(?:\s*\.\s*href)?\s*=(?!=)",
+    r"(?<![\w$])(?:(?:document|window|self|top|parent)\s*\.\s*)?location(?:\s*\.\s*href)?\s*=(?!=)|"
+    r"\b(?:localstorage|sessionstorage)\s*(?:\.\s*\w|\[)|\bindexeddb\s*\.\s*open\b|"
+    r"\b(?:navigator\s*\.\s*)?sendbeacon\s*\(|\bnew\s+(?:websocket|eventsource|image|worker|sharedworker)\b",
     re.I,
 )
 # the DOM's event names (by prefix where families share one): outside a tag, `onsale=(x)` in a
@@ -317,6 +322,10 @@ def _attribute_handler(text: str, jsx_is_html: bool = True) -> str | None:
 def _js_breakout(text: str) -> str | None:
     """JavaScript context: the value closes the string it sits in and calls a sink."""
     m = _JS_BREAKOUT_RE.search(text)
+    while m is not None and text[m.end() - 1 : m.end() + 1] == "?>":
+        # `"?>` ends an XML declaration or a processing instruction (`encoding="UTF-8"?>`):
+        # `?` then `>` is no JavaScript, so no break-out; the next quote may be one
+        m = _JS_BREAKOUT_RE.search(text, m.end() + 1)
     if m is None:
         return None  # only the first break-out matters: later quotes are the payload's own strings
     return "js-breakout" if _sink_after(text, m.end()) else None
