@@ -307,7 +307,7 @@ def test_json_nesting_depth_bounded(engine: Engine) -> None:
     assert not det.is_attack
 
 
-SHORT_PROBES = [";id", "|id", "$(id)", "*)(&)", "'--", "`id`"]  # base64: O2lk fGlk JChpZCk KikoJik Jy0t YGlkYA
+SHORT_PROBES = [";id", "|id", "$(id)", "*)(&)", "'--", "`id`", ";\nid;", ")(&)"]  # O2lk fGlk JChpZCk KikoJik Jy0t YGlkYA OwppZDs KSgmKQ
 
 
 @pytest.mark.parametrize("probe", SHORT_PROBES)

@@ -300,6 +300,7 @@ def b64_token(t: str) -> str | None:
 
 
 SHORT_B64_MIN = 4  # three bytes: `O2lk` is `;id`
+_SHORT_TEXT_BYTES = bytes(range(0x20, 0x7F)) + b"\t\n\r"
 _PROBE_PUNCTUATION = frozenset("!\"#$%&'()*+,/:;<=>?@[\\]^`{|}~")
 
 
@@ -315,10 +316,18 @@ def short_b64_text(value: str) -> str | None:
         return None
     if value.lower() == value or value.upper() == value:
         return None
-    text = b64_token(value)
-    if text is None or _PROBE_PUNCTUATION.isdisjoint(text):
+    if len(value) % 4 == 1:
+        return None  # no base64 has this length
+    t = value.translate(_URLSAFE_TO_STD) if "-" in value or "_" in value else value
+    try:
+        raw = binascii.a2b_base64(t + "=" * (-len(t) % 4), strict_mode=True)
+    except (binascii.Error, ValueError):
         return None
-    return text
+    # text: printable ASCII and line breaks (`OwppZDs` is `;\nid;`)
+    if raw.translate(None, _SHORT_TEXT_BYTES):
+        return None
+    text = raw.decode("ascii")
+    return None if _PROBE_PUNCTUATION.isdisjoint(text) else text
 
 
 _BAD_ESCAPE_RE = re.compile(r"%(?:[g-z][0-9a-z]|[0-9a-f][g-z])", re.I)
