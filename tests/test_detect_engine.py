@@ -327,3 +327,17 @@ def test_base64_of_a_short_probe_is_judged_wherever_it_sits(engine: Engine, prob
 @pytest.mark.parametrize("word", ["John", "iPhone", "en-US", "userId", "McD", "AbCdEf", "Jw", "ITNO"])
 def test_short_mixed_case_words_are_not_attacks(engine: Engine, word: str) -> None:
     assert not engine.analyze_request(req(f"/a?x={word}")).is_attack
+
+
+def test_base64_of_upper_case_sql_is_judged_though_it_encodes_to_one_case(engine: Engine) -> None:
+    token = "J09SREVSIEJZIDI4"  # 'ORDER BY 28: upper-case text that encodes to upper case only
+    assert base64.b64decode(token + "==") == b"'ORDER BY 28"
+    keys = ", ".join(f'"k{i}": "v"' for i in range(300))  # a large object: its members sorted in bulk
+    for msg in (req(f"/a?x={token}"), req("/a", body=f'{{{keys}, "x": "{token}"}}'.encode(), ctype="application/json"),
+                req("/a", body=f'{{{keys}, "{token}": 1}}'.encode(), ctype="application/json")):
+        assert engine.analyze_request(msg).is_attack, msg.body[-40:]
+
+
+@pytest.mark.parametrize("token", ["DEADBEEFCAFE0123", "ABCDEFGH12345", "SKU-12345-AB", "EUR", "1688378106498"])
+def test_upper_case_ids_are_not_attacks(engine: Engine, token: str) -> None:
+    assert not engine.analyze_request(req(f"/a?x={token}")).is_attack

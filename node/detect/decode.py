@@ -330,6 +330,34 @@ def short_b64_text(value: str) -> str | None:
     return None if _PROBE_PUNCTUATION.isdisjoint(text) else text
 
 
+def upper_b64_text(value: str) -> str | None:
+    """What an upper-case [\\w-] token (letters, digits, no lower case) decodes to as base64,
+    when that is text with a space or punctuation (`J09SREVSIEJZIDI4` is `'ORDER BY 28`); else
+    None. The engine dismisses a long one-case token as an id or a word, and the readings' base64
+    search wants mixed case: upper-case text encodes to upper case often enough to be a way in."""
+    if len(value) % 4 == 1 or not value.isascii() or value.isdigit() or value.upper() != value:
+        return None
+    return _upper_b64_cached(value) if len(value) <= _CACHED_TOKEN else _upper_b64(value)
+
+
+_CACHED_TOKEN = 256
+
+
+def _upper_b64(value: str) -> str | None:
+    t = value.translate(_URLSAFE_TO_STD) if "-" in value or "_" in value else value
+    try:
+        raw = binascii.a2b_base64(t + "=" * (-len(t) % 4), strict_mode=True)
+    except (binascii.Error, ValueError):
+        return None
+    if raw.translate(None, _SHORT_TEXT_BYTES):
+        return None
+    text = raw.decode("ascii")
+    return text if " " in text or not _PROBE_PUNCTUATION.isdisjoint(text) else None
+
+
+_upper_b64_cached = functools.lru_cache(maxsize=4096)(_upper_b64)
+
+
 _BAD_ESCAPE_RE = re.compile(r"%(?:[g-z][0-9a-z]|[0-9a-f][g-z])", re.I)
 _PRIVATE_USE_RE = re.compile("[\ue000-\uf8ff]")
 _PATHISH_PAIRS = (

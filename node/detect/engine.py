@@ -26,7 +26,7 @@ from itertools import compress
 from operator import itemgetter
 
 from wallarm_wire.protocol import AttackInfo, RequestMessage, ResponseMessage
-from node.detect.decode import short_b64_text
+from node.detect.decode import short_b64_text, upper_b64_text
 from node.detect.findings import DEFAULT_THRESHOLD, Detection, excerpt
 from node.detect.ldapi import detect_ldapi
 from node.detect.log4j import detect_log4j
@@ -227,13 +227,14 @@ def _judged_header_lines(lines: list) -> list:
 
 def _plain_token(value: str, location: str) -> bool:
     """A long [\\w.-] value that _judge_field would dismiss without decoding: ids, hashes,
-    timestamps, words. (Mixed case could be base64, '0x' fuzzers' text hex, '..' traversal.)"""
+    timestamps, words. (Mixed case could be base64, as could upper case that decodes to text;
+    '0x' fuzzers' text hex, '..' traversal.)"""
     if ".." in value or location == "header.user-agent":
         return False
     low = value.lower()
     if low in ALONE_COMMANDS or "0x" in low:
         return False
-    return not _mixed_case(value)
+    return not _mixed_case(value) and upper_b64_text(value) is None
 
 
 def _mixed_case(value: str) -> bool:
@@ -454,6 +455,8 @@ class Engine:
                 forms = [value]
             elif short_decoded is not None:
                 forms = [value, short_decoded]  # too short for the readings' base64 search
+            elif (upper_decoded := upper_b64_text(value) if len(value) >= 8 else None) is not None:
+                forms = [value, upper_decoded]  # one case: the readings' base64 search skips it
             elif len(value) < 8 or not (_mixed_case(value) or "0x" in value.lower()):
                 # harmless characters; only base64 (upper and lower case letters, as base64 of
                 # text has) or fuzzers' text hex (0x2e0x2e0x2f) could hide something
