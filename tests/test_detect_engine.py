@@ -341,3 +341,12 @@ def test_base64_of_upper_case_sql_is_judged_though_it_encodes_to_one_case(engine
 @pytest.mark.parametrize("token", ["DEADBEEFCAFE0123", "ABCDEFGH12345", "SKU-12345-AB", "EUR", "1688378106498"])
 def test_upper_case_ids_are_not_attacks(engine: Engine, token: str) -> None:
     assert not engine.analyze_request(req(f"/a?x={token}")).is_attack
+
+
+def test_the_once_percent_decoded_reading_is_judged_before_js_escapes_eat_it(engine: Engine) -> None:
+    from node.detect.readings import readings
+
+    # a framework hands the backend `http:\\127.1/admin`; undoing `\127` as a JS escape loses the host
+    assert "http:\\\\127.1/admin" in readings("http%3A%5C%5C127.1/admin", "query").forms
+    assert engine.analyze_request(req("/fetch?url=http%3A%5C%5C127.1/admin")).is_attack
+    assert not engine.analyze_request(req("/search?q=C%3A%5Cdocs%5C2024%5Creport.pdf")).is_attack

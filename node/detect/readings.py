@@ -172,10 +172,18 @@ class _Search:
     def unescaped(self, text: str) -> str:
         """`text` with its escapes undone (kept as a reading), and its path-canonical form."""
         cur = text
-        for _ in range(MAX_ROUNDS):
+        for round_ in range(MAX_ROUNDS):
             if not decode._needs_decode(cur):
                 break
-            nxt = decode.decode_round(cur)
+            if round_ == 0:
+                # what a backend's framework hands on: percent-decoded once, as a reading of its own
+                # when the JS/entity step then changes it (`http%3A%5C%5C127.1`: `\\127` would become `W`)
+                once = decode.url_decode(cur)
+                nxt = decode.entity_decode(decode.js_unescape(once))
+                if once != nxt and once != cur:
+                    self.add(once)
+            else:
+                nxt = decode.decode_round(cur)
             if nxt == cur:
                 break
             cur = nxt
