@@ -343,10 +343,15 @@ def test_upper_case_ids_are_not_attacks(engine: Engine, token: str) -> None:
     assert not engine.analyze_request(req(f"/a?x={token}")).is_attack
 
 
-def test_the_once_percent_decoded_reading_is_judged_before_js_escapes_eat_it(engine: Engine) -> None:
+def test_readings_on_the_way_are_judged_before_later_escape_rounds_eat_them(engine: Engine) -> None:
     from node.detect.readings import readings
 
     # a framework hands the backend `http:\\127.1/admin`; undoing `\127` as a JS escape loses the host
     assert "http:\\\\127.1/admin" in readings("http%3A%5C%5C127.1/admin", "query").forms
     assert engine.analyze_request(req("/fetch?url=http%3A%5C%5C127.1/admin")).is_attack
     assert not engine.analyze_request(req("/search?q=C%3A%5Cdocs%5C2024%5Creport.pdf")).is_attack
+    # each round's result, not only the last: entities first, then the JS step would eat the host
+    entities = "".join(f"&#x{ord(c):x};" for c in "http:\\\\127.1/admin")
+    assert "http:\\\\127.1/admin" in readings(entities, "xml").forms
+    body = f'<?xml version="1.0"?><request><url>{entities}</url></request>'.encode()
+    assert engine.analyze_request(req("/hook", body=body, ctype="application/xml")).is_attack

@@ -184,6 +184,10 @@ class _Search:
                     self.add(once)
             else:
                 nxt = decode.decode_round(cur)
+                if nxt != cur:
+                    # each round's result is a reading too: a backend decodes a set number of times,
+                    # and a later round may undo what it hands on (`&#x5c;&#x5c;127.1` -> `\\127.1` -> `\W.1`)
+                    self.add(cur)
             if nxt == cur:
                 break
             cur = nxt
