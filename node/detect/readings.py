@@ -60,6 +60,11 @@ def variants(value: str, kind: str = "query") -> list[str]:
     return readings(value, kind).forms
 
 
+# a backslash the JS step takes as an octal or `\x` escape, where a backend that stops before
+# it keeps the backslash and the digits (`\127` of a host, `\x2e` of a path)
+_EATEN_BACKSLASH_RE = re.compile(r"\\[0-7xX]")
+
+
 def _start(text: str) -> str:
     """The first character that is not white space ('' for none), without copying a long text."""
     first = text[:1]
@@ -176,17 +181,18 @@ class _Search:
             if not decode._needs_decode(cur):
                 break
             if round_ == 0:
-                # what a backend's framework hands on: percent-decoded once, as a reading of its own
-                # when the JS/entity step then changes it (`http%3A%5C%5C127.1`: `\\127` would become `W`)
+                # what a backend's framework hands on: percent-decoded once, a reading of its own
+                # when the JS step then eats a backslash of it (`http%3A%5C%5C127.1`: `\\127` -> `W`)
                 once = decode.url_decode(cur)
                 nxt = decode.entity_decode(decode.js_unescape(once))
-                if once != nxt and once != cur:
+                if once != cur and _EATEN_BACKSLASH_RE.search(once) and once != nxt:
                     self.add(once)
             else:
                 nxt = decode.decode_round(cur)
-                if nxt != cur:
-                    # each round's result is a reading too: a backend decodes a set number of times,
-                    # and a later round may undo what it hands on (`&#x5c;&#x5c;127.1` -> `\\127.1` -> `\W.1`)
+                if nxt != cur and _EATEN_BACKSLASH_RE.search(cur):
+                    # a round's result is a reading too when the next round eats a backslash of it: a
+                    # backend decodes a set number of times (`&#x5c;&#x5c;127.1` -> `\\127.1` -> `\W.1`);
+                    # a `\uXXXX` the next round decodes reads the same either way
                     self.add(cur)
             if nxt == cur:
                 break
