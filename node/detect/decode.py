@@ -316,6 +316,13 @@ def short_b64_text(value: str) -> str | None:
         return None
     if value.lower() == value or value.upper() == value:
         return None
+    text = _b64_ascii_text(value)
+    return None if text is None or _PROBE_PUNCTUATION.isdisjoint(text) else text
+
+
+def _b64_ascii_text(value: str) -> str | None:
+    """An unpadded base64/base64url token decoded, when that is printable ASCII and line breaks
+    (`OwppZDs` is `;\nid;`); else None."""
     if len(value) % 4 == 1:
         return None  # no base64 has this length
     t = value.translate(_URLSAFE_TO_STD) if "-" in value or "_" in value else value
@@ -323,11 +330,7 @@ def short_b64_text(value: str) -> str | None:
         raw = binascii.a2b_base64(t + "=" * (-len(t) % 4), strict_mode=True)
     except (binascii.Error, ValueError):
         return None
-    # text: printable ASCII and line breaks (`OwppZDs` is `;\nid;`)
-    if raw.translate(None, _SHORT_TEXT_BYTES):
-        return None
-    text = raw.decode("ascii")
-    return None if _PROBE_PUNCTUATION.isdisjoint(text) else text
+    return None if raw.translate(None, _SHORT_TEXT_BYTES) else raw.decode("ascii")
 
 
 def upper_b64_text(value: str) -> str | None:
@@ -344,15 +347,8 @@ _CACHED_TOKEN = 256
 
 
 def _upper_b64(value: str) -> str | None:
-    t = value.translate(_URLSAFE_TO_STD) if "-" in value or "_" in value else value
-    try:
-        raw = binascii.a2b_base64(t + "=" * (-len(t) % 4), strict_mode=True)
-    except (binascii.Error, ValueError):
-        return None
-    if raw.translate(None, _SHORT_TEXT_BYTES):
-        return None
-    text = raw.decode("ascii")
-    return text if " " in text or not _PROBE_PUNCTUATION.isdisjoint(text) else None
+    text = _b64_ascii_text(value)
+    return text if text is not None and (" " in text or not _PROBE_PUNCTUATION.isdisjoint(text)) else None
 
 
 _upper_b64_cached = functools.lru_cache(maxsize=4096)(_upper_b64)
