@@ -175,7 +175,6 @@ class PluginSettings(BaseModel):
         if not isinstance(value, list):
             raise ValueError("must be a list of CIDRs")
         return [parse_cidr(v) for v in value]
-        return out
 
     @field_validator("node_ca_file")
     @classmethod
