@@ -62,6 +62,13 @@ class ProtocolError(ValueError):
 _ACTION_PASS = b'"action":"pass"'
 
 
+def _checked_action(action: object) -> Action:
+    """A verdict's `action` member; ValueError unless "pass" or "block"."""
+    if action == "pass" or action == "block":
+        return action  # type: ignore[return-value]
+    raise ValueError(f"unknown action {action!r}")
+
+
 class _RequestIds:
     """32 hex digits: a random 64-bit prefix per process, then a counter. Unique across processes
     and workers (the prefix) without a getrandom() call per request; a forked child draws its own
@@ -328,20 +335,15 @@ class Verdict:
             # text; the parse costs more than the rest of a pass
             return "pass"
         try:
-            action = json.loads(data)["action"]
+            return _checked_action(json.loads(data)["action"])
         except (ValueError, KeyError, TypeError, RecursionError) as e:
             raise ProtocolError(f"unreadable verdict: {e}") from e
-        if action == "pass" or action == "block":
-            return action  # type: ignore[no-any-return]
-        raise ProtocolError(f"unreadable verdict: unknown action {action!r}")
 
     @classmethod
     def from_json(cls, data: bytes) -> Verdict:
         try:
             obj = json.loads(data)
-            action = obj["action"]
-            if action not in ("pass", "block"):
-                raise ValueError(f"unknown action {action!r}")
+            action = _checked_action(obj["action"])
             attacks = [
                 AttackInfo(str(a["type"]), str(a.get("location", "")), str(a.get("rule_id", "")),
                            str(a.get("excerpt", "")), int(a.get("score", 0)))
