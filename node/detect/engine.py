@@ -39,7 +39,7 @@ from node.detect.signatures import SignatureSet, load_signatures
 from node.detect.sqli import detect_sqli
 from node.detect.ssrf import detect_ssrf
 from node.detect.ssti import detect_ssti
-from node.detect.trivial import nontrivial_header_values
+from node.detect.trivial import nontrivial_header_values, short_dismissed
 from node.detect.xxe import detect_xxe
 from node.detect.windows import normalise
 from node.detect.xss import detect_xss
@@ -410,7 +410,7 @@ class Engine:
             if (value.isalnum() or safe(value)) and key[0] != "filename":
                 # most names and values: nothing to judge, not worth a cache entry
                 if len(value) < 8:
-                    if value not in ALONE_COMMANDS and short_b64_text(value) is None:
+                    if short_dismissed(value):
                         continue
                 elif _plain_token(value, key[1]):
                     continue
@@ -450,13 +450,12 @@ class Engine:
     def _judge_field(self, run: _Run, location: str, value: str, kind: str) -> Found:
         """Per attack type found in this value: (type, summed score, findings)."""
         if _safe(value) and ".." not in value and kind != "filename" and location != "header.user-agent":
-            short_decoded = short_b64_text(value) if len(value) < 8 else None
+            # base64 the readings' search does not try: too short, or in one case
+            token_decoded = short_b64_text(value) if len(value) < 8 else upper_b64_text(value)
             if value.lower() in ALONE_COMMANDS:
                 forms = [value]
-            elif short_decoded is not None:
-                forms = [value, short_decoded]  # too short for the readings' base64 search
-            elif (upper_decoded := upper_b64_text(value) if len(value) >= 8 else None) is not None:
-                forms = [value, upper_decoded]  # one case: the readings' base64 search skips it
+            elif token_decoded is not None:
+                forms = [value, token_decoded]
             elif len(value) < 8 or not (_mixed_case(value) or "0x" in value.lower()):
                 # harmless characters; only base64 (upper and lower case letters, as base64 of
                 # text has) or fuzzers' text hex (0x2e0x2e0x2f) could hide something

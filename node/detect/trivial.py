@@ -4,12 +4,12 @@ Engine._judge_fields skips a value made of [\\w.-] that is either shorter than 8
 not an ALONE_COMMANDS word and not base64 of a probe (decode.short_b64_text), or a longer
 token that is not mixed case, not base64 of upper-case text (decode.upper_b64_text) and holds
 no '..' or '0x' (engine._plain_token; not in the User-Agent). The token patterns here are an
-ASCII subset of that rule (short tokens in one letter case, long ones in lower case or digits), written as regexes so that a whole text or container is sorted at a time,
-in C: 80,000 `f1=v1` pairs, `"k1": 1` keys or `X-H-1: v1` header lines then cost no Python step
-each and do not count toward the field limit (they would never be judged). Commands are
-excluded whatever their case, a stricter test than the engine's.
-tests/test_detect_speedpaths.py checks that every value these patterns accept is one the
-engine skips.
+ASCII subset of that rule (short tokens in one letter case, long ones in lower case or
+digits), written as regexes so that a whole text or container is sorted at a time, in C:
+80,000 `f1=v1` pairs, `"k1": 1` keys or `X-H-1: v1` header lines then cost no Python step each
+and do not count toward the field limit (they would never be judged). Commands are excluded
+whatever their case, a stricter test than the engine's. tests/test_detect_speedpaths.py checks
+that every value these patterns accept is one the engine skips.
 """
 
 from __future__ import annotations
@@ -75,11 +75,15 @@ def nontrivial_keys(keys: list[str]) -> set[str] | None:
     return {k for k in set(_NONTRIVIAL_LINE_RE.findall(joined)) if not _short_plain(k)}
 
 
+def short_dismissed(value: str) -> bool:
+    """Engine._judge_fields' test for a short (< 8 characters) [\\w.-] value: dismissed unless a
+    command word or base64 of a probe."""
+    return value not in ALONE_COMMANDS and short_b64_text(value) is None
+
+
 def _short_plain(value: str) -> bool:
-    """A short token the engine dismisses all the same (Engine._judge_fields' test): not a
-    command word, not base64 of a probe."""
-    return (len(value) < 8 and _SHORT_MIXED_RE.fullmatch(value) is not None and value not in ALONE_COMMANDS
-            and short_b64_text(value) is None)
+    """A short ASCII token the engine dismisses (short_dismissed), though the regexes keep it."""
+    return len(value) < 8 and _SHORT_MIXED_RE.fullmatch(value) is not None and short_dismissed(value)
 
 
 def nontrivial_header_values(values: list[bytes]) -> set[bytes] | None:
