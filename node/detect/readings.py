@@ -29,7 +29,6 @@ engine then marks the verdict partial ("decode"), never silently clean.
 
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import dataclass
 
@@ -85,10 +84,9 @@ def readings(value: str, kind: str = "query") -> Readings:
             # (plain names, hex ids) have not; looked for here without a search's set-up
             if not _path_tail(value) and not (value.lower() != value and _path_base64(value, set())):
                 return Readings([value], False)
-    elif not decode._decodable(value, False) and _start(value) not in _OPENERS:
-        # no escape and no document: only base64 could give a reading (the search would find
-        # the value itself unescaped, no JSON or XML, then these pieces); most values with
-        # words, URLs or ids have none, and get no search's set-up
+    elif _only_base64_below(value):
+        # the search would find the value itself unescaped, no JSON or XML, then these pieces;
+        # most values with words, URLs or ids have none, and get no search's set-up
         tried: set[str] = set()
         pieces = _base64_pieces(value, tried)
         if not pieces:
@@ -97,6 +95,12 @@ def readings(value: str, kind: str = "query") -> Readings:
         search.tried = tried
         return search.run(_grouped(pieces))
     return _Search(value, path, kind != "body").run()
+
+
+def _only_base64_below(text: str) -> bool:
+    """No escape and no JSON or XML start in `text` (not a path): base64 is the only reading
+    it can have."""
+    return not decode._decodable(text, False) and _start(text) not in _OPENERS
 
 
 def _plain(text: str) -> bool:
@@ -166,8 +170,7 @@ class _Search:
         text again, at the size of the whole document."""
         if layer and _plain(text):
             return []  # a plain piece (a word, a sentence): nothing below it
-        if (layer or not self.path) and not decode._decodable(text, False) and _start(text) not in _OPENERS:
-            # no escape, no document: only base64 is below it (as in readings())
+        if (layer or not self.path) and _only_base64_below(text):
             return _grouped(_base64_pieces(text, self.tried))
         doc = _json_strings_of(text, self) if self.documents or layer else None
         if doc is not None:
@@ -184,7 +187,7 @@ class _Search:
                 # what a backend's framework hands on: percent-decoded once, a reading of its own
                 # when the JS step then eats a backslash of it (`http%3A%5C%5C127.1`: `\\127` -> `W`)
                 once = decode.url_decode(cur)
-                nxt = decode.entity_decode(decode.js_unescape(once))
+                nxt = decode.finish_round(once)
                 if once != cur and _EATEN_BACKSLASH_RE.search(once) and once != nxt:
                     self.add(once)
             else:
@@ -291,16 +294,7 @@ def _worth(token: str) -> bool:
     return not (token.isdigit() or _HEXISH_RE.fullmatch(token))
 
 
-# decodings of recent short tokens: the same ids, hashes and beacon fields come in one request's
-# fields and readings, and request after request (on the benign corpus's slowest requests,
-# 6 of 10 token decodings were repeats)
-MAX_CACHED_TOKEN = 256
-_cached_token = functools.lru_cache(maxsize=4096)(decode.b64_token)
-
-
-def _token_decoded(tok: str) -> str | None:
-    """decode.b64_token(tok), from the cache when the token is short."""
-    return _cached_token(tok) if len(tok) <= MAX_CACHED_TOKEN else decode.b64_token(tok)
+_token_decoded = decode.memoised_for_short(decode.b64_token)
 
 
 def _tokens_decoded(text: str, token_re: re.Pattern[str], stops: str, tried: set[str]) -> list[str]:
@@ -348,8 +342,8 @@ def _whole_decoded(text: str) -> str | None:
     """decode.b64_decode(text) of a text _b64_whole accepted; a short one without white space
     is a token, and its decoding comes from the cache (a JSON key such as `serviceType` comes
     again at other locations, which the verdict cache keeps apart)."""
-    if 6 <= len(text) <= MAX_CACHED_TOKEN and " " not in text and text.isascii() and text.isprintable():
-        return _cached_token(text)
+    if 6 <= len(text) <= decode.CACHED_TEXT_CHARS and " " not in text and text.isascii() and text.isprintable():
+        return _token_decoded(text)
     return decode.b64_decode(text)
 
 
