@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from node.rules import RuleError
-from node.rules.modes import checked_host, checked_path_prefix
+from node.rules.modes import checked_path_prefix, optional_host, optional_text
 from node.rules.paths import normalise_path
 
 MAX_EXCEPTIONS = 10_000  # an import beyond this is refused: the matcher is held in memory
@@ -38,13 +38,7 @@ UNEXCUSABLE_TYPES = frozenset({"partial_inspection"})
 
 
 def _optional_text(value: Any, name: str) -> str | None:
-    # None, "", blanks and "*" all mean "any"
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise RuleError(name, f"{name} must be a string")
-    value = value.strip()
-    return None if value in ("", "*") else value
+    return optional_text(value, name, star_is_any=True)  # None, "", blanks and "*" all mean "any"
 
 
 def _name(value: Any, field: str) -> str | None:
@@ -52,11 +46,6 @@ def _name(value: Any, field: str) -> str | None:
     if text is not None and not _NAME_RE.match(text):
         raise RuleError(field, f"{field} {text[:60]!r} is not a rule id or attack type name")
     return text
-
-
-def _host(value: Any) -> str | None:
-    host = _optional_text(value, "host")
-    return None if host is None else checked_host(host)
 
 
 def _path_prefix(value: Any) -> str | None:
@@ -122,7 +111,7 @@ class ExceptionRule:
             raise RuleError("exception", "an exception names a rule_id or an attack_type (one of the two)")
         if self.attack_type in UNEXCUSABLE_TYPES or (self.rule_id or "").startswith("partial."):
             raise RuleError("exception", "a partial inspection cannot be excepted (set partial_inspection instead)")
-        self.host = _host(self.host)
+        self.host = optional_host(self.host, star_is_any=True)
         self.path_prefix = _path_prefix(self.path_prefix)
         self.location = _location(self.location)
         self.comment = _bounded_text(self.comment, "comment", MAX_COMMENT)

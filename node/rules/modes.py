@@ -70,13 +70,15 @@ def normalise_host(host: str | None) -> str:
     return host.rstrip(".")
 
 
-def _optional_text(value: Any, name: str) -> str | None:
-    # None, "" and blanks all mean "any"
+def optional_text(value: Any, name: str, star_is_any: bool = False) -> str | None:
+    """A rule's text field, stripped; None for "any": None, "", blanks (and "*" when
+    `star_is_any`, as exceptions write it). RuleError for a value that is not a string."""
     if value is None:
         return None
     if not isinstance(value, str):
         raise RuleError(name, f"{name} must be a string")
-    return value.strip() or None
+    value = value.strip()
+    return None if not value or (star_is_any and value == "*") else value
 
 
 def checked_host(host: str) -> str:
@@ -95,13 +97,14 @@ def checked_path_prefix(prefix: str) -> str:
     return prefix
 
 
-def _override_host(value: Any) -> str | None:
-    host = _optional_text(value, "host")
+def optional_host(value: Any, star_is_any: bool = False) -> str | None:
+    """A rule's host field (optional_text), checked and normalised (overrides, exceptions)."""
+    host = optional_text(value, "host", star_is_any)
     return None if host is None else checked_host(host)
 
 
 def _override_path_prefix(value: Any) -> str | None:
-    prefix = _optional_text(value, "path_prefix")
+    prefix = optional_text(value, "path_prefix")
     return None if prefix is None else checked_path_prefix(prefix)
 
 
@@ -117,7 +120,7 @@ class ModeOverride:
 
     def __post_init__(self) -> None:
         self.mode = parse_mode(self.mode)
-        self.host = _override_host(self.host)
+        self.host = optional_host(self.host)
         self.path_prefix = _override_path_prefix(self.path_prefix)
         if self.partial_inspection is not None:
             self.partial_inspection = parse_partial_action(self.partial_inspection)
