@@ -16,6 +16,7 @@ import yaml
 
 from wallarm_wire.protocol import RequestMessage, ResponseMessage
 from node.detect import decode, readings
+from node.detect import engine as engine_module
 from node.detect.engine import Detection, Engine, _to_bytes
 from node.detect.log4j import detect_log4j
 from node.detect.request import MAX_FIELDS, extract
@@ -355,3 +356,69 @@ def test_readings_on_the_way_are_judged_before_later_escape_rounds_eat_them(engi
     assert "http:\\\\127.1/admin" in readings(entities, "xml").forms
     body = f'<?xml version="1.0"?><request><url>{entities}</url></request>'.encode()
     assert engine.analyze_request(req("/hook", body=body, ctype="application/xml")).is_attack
+
+
+def test_literals_answer_as_substring_tests_do() -> None:
+    import random
+    import threading
+
+    from node.detect.literals import Literals
+
+    words = Literals(["union", "||", "start-process", "ab"])
+    rnd = random.Random(1)
+    for _ in range(20_000):
+        text = "".join(rnd.choice("abunio|-stréſ\udc80 ") for _ in range(rnd.randint(0, 30)))
+        assert words.any_in(text) == any(w in text for w in words.words), text
+    # a scratch per thread: the node's large-message lane judges in a thread of its own
+    results: list[bool] = []
+    thread = threading.Thread(target=lambda: results.append(words.any_in("x union y")))
+    thread.start()
+    thread.join()
+    assert results == [True]
+    with pytest.raises(ValueError):
+        Literals(["é"])
+
+
+def test_a_long_value_repeated_is_judged_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = Engine()
+    payload = '{"m": "' + "x " * 800 + '", "q": "1\' or \'1\'=\'1"}'
+    calls: list[str] = []
+    judge = engine._judge_field
+
+    def counted(run, location, value, kind):  # type: ignore[no-untyped-def]
+        calls.append(value)
+        return judge(run, location, value, kind)
+
+    monkeypatch.setattr(engine, "_judge_field", counted)
+    first = engine.analyze_value(payload, "form.e", "form")
+    again = engine.analyze_value(payload, "form.e", "form")
+    assert len(payload) > 1024 and calls == [payload]  # the second from the digest-keyed cache
+    assert [a.rule_id for a in first.attacks] == [a.rule_id for a in again.attacks] != []
+
+
+def test_an_analysers_verdict_serves_the_same_text_in_another_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = Engine()
+    ran: list[str] = []
+    sqli = engine_module._DETECTORS["sqli"]
+
+    def counted(text, *args):  # type: ignore[no-untyped-def]
+        ran.append(text)
+        return sqli(text, *args)
+
+    monkeypatch.setitem(engine_module._DETECTORS, "sqli", counted)
+    piece = "1' union select password from users --"
+    long_piece = piece + " " + "word " * 300  # past MEMO_CHARS: read in the windows its signature gates
+    idx = next(i for i, sig in enumerate(engine.request_sigs.signatures) if sig.detector == "sqli")
+    for text in (piece, long_piece):
+        for _ in range(2):  # in two values, two requests
+            run = engine_module._Run(engine.threshold, len(text))
+            assert engine._analysed_text(run, "sqli", idx, text, "json") is not None
+    assert ran == [piece, long_piece]  # once each: as itself, and under its digest
+
+
+def test_an_analysis_cut_by_the_time_bound_is_not_kept() -> None:
+    engine = Engine()
+    run = engine_module._Run(engine.threshold, 10)
+    run.stopped = True
+    engine._analysed_text(run, "sqli", 0, "1' or '1'='1", "query")
+    assert not engine._analysed

@@ -257,3 +257,75 @@ def test_a_body_without_a_type_is_judged_whole_and_as_xml_when_xml_shaped() -> N
     soap = b"<Envelope><Body><q>a</q></Body></Envelope>"
     fields = extract(RequestMessage("POST", "/", [(b"Content-Type", b"text/plain")], soap)).fields
     assert ("xml", "xml.Envelope.Body.q", "a") in fields
+
+
+def test_path_canonical_copies_are_read_by_the_path_and_host_analysers_only(engine: Engine) -> None:
+    # prose whose only look-alike is the ideographic full stop: its '.' copy is listed apart,
+    # and the text analysers read the prose once
+    value = "见 http://169。254。169。254/ 和 x' or 1=1 --"
+    found = rd.readings(value, "json")
+    copy = value.replace("。", ".")
+    assert copy in found.forms and found.canonical == frozenset({copy})
+    assert engine._detector_texts("sqli", found.forms, found.canonical) == [value]
+    assert copy in engine._detector_texts("ssrf", found.forms, found.canonical)
+    # ... and the path analyser still reads look-alike traversals through them
+    assert engine.analyze_value("..／..／..／etc／passwd", "query.f").attacks
+    assert engine.analyze_value("http://169。254。169。254/latest/meta-data/", "query.u").attacks
+
+
+def test_a_decoding_that_equals_a_canonical_copy_is_read_by_every_analyser() -> None:
+    search = rd._Search("x", False, True)
+    search.add("a")
+    search.canonical.add("a")
+    search.add("a")  # a decoding reached the same text: it is no mere look-alike copy
+    assert "a" not in search.canonical
+
+
+def test_nul_bytes_dropped_are_a_reading_for_every_analyser(engine: Engine) -> None:
+    value = '" autofocus onfocus\x00=(alert)(1)//'
+    found = rd.readings(value, "query")
+    dropped = value.replace("\x00", "")
+    assert dropped in found.forms and dropped not in found.canonical
+    assert engine.analyze_value(value).attacks
+    assert engine.analyze_value("%22+autofocus+onfocus%00%3d%28alert%29%281%29%2F%2F").attacks
+
+
+def test_path_segment_tokens_equal_a_token_walk_on_random_paths() -> None:
+    # _segment_tokens_decoded finds a path's tokens and whether each is a whole segment in one
+    # findall; the walk it replaced read each run and its neighbours in Python
+    import random
+    import re
+
+    run_re = re.compile(r"[A-Za-z0-9+_\-]{8,}={0,2}")
+
+    def walk(path: str) -> list[str]:
+        out: list[str] = []
+        tried: set[str] = set()
+        for m in run_re.finditer(path):
+            tok, (start, end) = m.group(0), m.span()
+            whole = (start == 0 or path[start - 1] == "/") and (end == len(path) or path[end] == "/")
+            if (whole or len(tok) >= 16) and tok.lower() != tok and tok not in tried and rd._worth(tok):
+                tried.add(tok)
+                d = rd._token_decoded(tok)
+                if d and (whole or not d.isalnum()):
+                    out.append(d)
+        return out
+
+    rnd = random.Random(2)
+    for _ in range(20_000):
+        parts = []
+        for _ in range(rnd.randint(0, 5)):
+            if rnd.random() < 0.3:
+                raw = bytes(rnd.choice(b"abc ;'<>()/id") for _ in range(rnd.randint(1, 20)))
+                parts.append(base64.b64encode(raw).decode().rstrip("=" if rnd.random() < 0.5 else ""))
+            else:
+                parts.append("".join(rnd.choice("aB0=+_-./") for _ in range(rnd.randint(0, 20))))
+        path = ("/" if rnd.random() < 0.8 else "") + rnd.choice("/.=").join(parts)
+        assert rd._segment_tokens_decoded(path, set()) == walk(path), path
+
+
+def test_a_path_tail_needs_an_odd_character_found_by_either_test() -> None:
+    # the translate pre-test and the regex agree on every ASCII character
+    for code in range(128):
+        path = f"/api/v1/x{chr(code)}y/z"
+        assert (rd._path_tail(path) is not None) == (rd._ODD_SEGMENT_RE.search(path) is not None)

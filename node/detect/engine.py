@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import gc
 import gzip
+import hashlib
 import logging
 import marshal
 import re
@@ -55,6 +56,10 @@ MAX_RESPONSE_SCAN = 64 * 1024
 # 2 KiB / 1 KiB), typically ~10 MB (docs/decisions.md, "Verdict cache sizes")
 MAX_CACHE = 16384
 MAX_CACHED_VALUE = 1024
+# a longer value is kept under a digest of itself (_value_key): a beacon's message or a
+# serialized state repeats whole across requests (137 of the benign corpus's 1,190 values over
+# 1 KiB are such repeats, and judging one costs up to a millisecond), and its entry stays small
+DIGEST_BYTES = 16
 # verdicts of whole header lines and request targets (bytes/chars of the key)
 MAX_UNIT_CACHE = 16384
 MAX_CACHED_UNIT = 2048
@@ -87,6 +92,12 @@ MEMO_CHARS = 1024
 # window scans kept (Engine._gate): a detector called by two pre-filters, or on two readings
 # that share windows, reads the same windows again
 WINDOW_SCANS_KEPT = 64
+# analysers' verdicts on whole texts kept (Engine._analysed): near-identical values differ in an
+# id or a timestamp, and their readings hold the same pieces (a beacon's message carrying the
+# same embedded JSON request after request: 3 of its 4 analysed texts are the previous one's)
+ANALYSED_KEPT = 4096
+# a text longer than this is kept under its digest (_digest)
+ANALYSED_AS_IS = 256
 # values made only of these characters cannot carry an attack (and are most of the traffic)
 _SAFE_RE = re.compile(r"[\w\-.]*")
 _SAFE_ASCII = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-."
@@ -116,6 +127,10 @@ def _encode_found(by_type: dict[str, list[list]]) -> Found:
     return marshal.dumps([[typ, sum(info[4] for info in infos), infos] for typ, infos in by_type.items()])
 
 
+# the analysers of paths and hosts: the only ones that read a value's path-canonical copies
+# (readings.Readings.canonical; fullwidth '／' or '。' mean '/' and '.' to a path or host
+# normalising layer, to no SQL, shell or HTML parser)
+CANONICAL_READERS = frozenset({"ptrav", "ssrf"})
 # detectors that read a value whole, candidate by candidate (node/detect/candidates.py): their
 # verdict does not depend on the signature that gates windows
 WHOLE_VALUE_DETECTORS = frozenset({"ptrav", "ssrf", "nosqli", "ldapi", "xxe"})
@@ -244,6 +259,20 @@ def _mixed_case(value: str) -> bool:
     return bool(_LOWER_RE.search(value) and _UPPER_RE.search(value))
 
 
+def _digest(text: str) -> bytes:
+    """A cache key for a long text: BLAKE2b, so no one who sends requests can make two texts
+    share a key (~1 GB/s: a microsecond per KiB, against tens of them to judge a KiB)."""
+    return hashlib.blake2b(_to_bytes(text), digest_size=DIGEST_BYTES).digest()
+
+
+def _value_key(key: tuple[str, str, str]) -> tuple[str, str, str | bytes]:
+    """The verdict-cache key of a field (kind, location, value): itself up to MAX_CACHED_VALUE
+    characters, else with the value's digest in its place."""
+    if len(key[2]) <= MAX_CACHED_VALUE:
+        return key
+    return key[0], key[1], _digest(key[2])
+
+
 def _to_bytes(text: str) -> bytes:
     try:
         return text.encode("utf-8", "surrogateescape")
@@ -268,10 +297,11 @@ class Engine:
         self._prefilter_index = {i: self._prefilters[sig.detector].signatures.index(sig)
                                  for i, sig in enumerate(sigs) if sig.detector}
         self._evictions = 0
-        self._cache: OrderedDict[tuple[str, str, str], Found] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, str, str | bytes], Found] = OrderedDict()
         self._unit_cache: OrderedDict[tuple, Found] = OrderedDict()
         # the last windows' scans by a detector's pre-filters (Engine._gate)
         self._window_hits = functools.lru_cache(maxsize=WINDOW_SCANS_KEPT)(self._scan_window)
+        self._analysed: OrderedDict[tuple, str | None] = OrderedDict()
         self._warm_up()
         # the engine's tables (signatures, caches' structure, compiled regexes) live as long as
         # the process: move them out of the collector's view so collections stay short
@@ -300,8 +330,9 @@ class Engine:
         self.analyze_response(ResponseMessage(500, [], b"You have an error in your SQL syntax"))
         self._cache.clear()
         self._unit_cache.clear()
+        self._analysed.clear()
 
-    def _remember(self, cache: OrderedDict, key: tuple, found: Found, limit: int) -> None:
+    def _remember(self, cache: OrderedDict, key: tuple, found: Found | str | None, limit: int) -> None:
         """Cache a verdict; past `limit` entries the oldest goes (a hot one is re-added once).
 
         Evictions also keep the collector's youngest generation small. CPython starts a young
@@ -409,7 +440,13 @@ class Engine:
             # values without the regex; it is False for "", "_", "-", "." and lets the regex judge
             if (value.isalnum() or safe(value)) and key[0] != "filename":
                 # most names and values: nothing to judge, not worth a cache entry
-                if len(value) < 8:
+                if value.islower() and value.isascii():
+                    # lower-case letters (ids, hashes, words): the tests below, inlined, as the
+                    # hot path of large JSON documents (no base64 of a probe is in one case)
+                    if value not in ALONE_COMMANDS and (len(value) < 8 or (
+                            ".." not in value and "0x" not in value and key[1] != "header.user-agent")):
+                        continue
+                elif len(value) < 8:
                     if short_dismissed(value):
                         continue
                 elif _plain_token(value, key[1]):
@@ -425,8 +462,8 @@ class Engine:
             seen.add(key)
             if len(seen) == judged_before:  # same value twice (e.g. a repeated parameter): judge once
                 continue
-            small = len(value) <= MAX_CACHED_VALUE
-            found = cache.get(key) if small else None
+            cache_key = _value_key(key)
+            found = cache.get(cache_key)
             if found is None:
                 cuts = run.cuts
                 try:
@@ -437,8 +474,8 @@ class Engine:
                     found = NOTHING
                 if run.cuts != cuts:
                     complete = False  # judged in part (budget, time): not a verdict to keep
-                elif small:
-                    self._remember(cache, key, found, MAX_CACHE)
+                else:
+                    self._remember(cache, cache_key, found, MAX_CACHE)
             if found:
                 entries = run.apply(found)
                 if collected is not None:
@@ -452,6 +489,7 @@ class Engine:
         if _safe(value) and ".." not in value and kind != "filename" and location != "header.user-agent":
             # base64 the readings' search does not try: too short, or in one case
             token_decoded = short_b64_text(value) if len(value) < 8 else upper_b64_text(value)
+            canonical: frozenset[str] = frozenset()
             if value.lower() in ALONE_COMMANDS:
                 forms = [value]
             elif token_decoded is not None:
@@ -461,11 +499,11 @@ class Engine:
                 # text has) or fuzzers' text hex (0x2e0x2e0x2f) could hide something
                 return NOTHING
             else:
-                forms = self._readings(run, value, kind)
+                forms, canonical = self._readings(run, value, kind)
             if len(forms) == 1:
                 return NOTHING
         else:
-            forms = self._readings(run, value, kind)
+            forms, canonical = self._readings(run, value, kind)
         hits = self.request_sigs.scan(_to_bytes("\n" + "\n".join(forms) + "\n"))
         if not hits:
             return NOTHING
@@ -488,12 +526,10 @@ class Engine:
                     rule_id, score = f"{sig.id}.unverified", UNVERIFIED_SCORE
                 else:
                     self._budget -= 1
-                    judge = _DETECTORS[sig.detector]
-                    gate = self._gate(idx)
                     rule = None
-                    texts = self._detector_texts(sig.detector, forms)
+                    texts = self._detector_texts(sig.detector, forms, canonical)
                     for text in texts:
-                        rule = judge(text, kind, run.check_time, gate)
+                        rule = self._analysed_text(run, sig.detector, idx, text, kind)
                         if rule or run.stopped:
                             break
                     if not run.stopped and (sig.detector in WHOLE_VALUE_DETECTORS
@@ -508,22 +544,41 @@ class Engine:
             by_type.setdefault(sig.type, []).append([sig.type, location, rule_id, excerpt(shown), score])
         return _encode_found(by_type) if by_type else NOTHING
 
-    def _detector_texts(self, detector: str, forms: list[str]) -> list[str]:
+    def _analysed_text(self, run: _Run, detector: str, idx: int, text: str, kind: str) -> str | None:
+        """`detector`'s verdict on `text` (called by signature `idx`), from the texts analysed
+        before when it is one of them. A text longer than MEMO_CHARS is read only in the windows
+        that signature gates, so the key names it; a verdict the time bound cut is not kept."""
+        gated = len(text) > MEMO_CHARS and detector not in WHOLE_VALUE_DETECTORS
+        key = (detector, kind, idx if gated else -1, text if len(text) <= ANALYSED_AS_IS else _digest(text))
+        kept = self._analysed
+        if key in kept:
+            kept.move_to_end(key)
+            return kept[key]
+        rule = _DETECTORS[detector](text, kind, run.check_time, self._gate(idx))
+        if not run.stopped:
+            self._remember(kept, key, rule, ANALYSED_KEPT)
+        return rule
+
+    def _detector_texts(self, detector: str, forms: list[str], canonical: frozenset[str]) -> list[str]:
         """The readings a pre-filter of `detector` matches on their own, normalised, each once
         (of a value's many readings, one or two): the same for each of its pre-filters, so one
-        verdict per detector and value holds. A single form is the one the value's scan matched."""
+        verdict per detector and value holds. A single form is the one the value's scan matched.
+        Path-canonical copies (`canonical`) are read by CANONICAL_READERS only."""
         if len(forms) == 1:
             return [normalise(forms[0])]
+        if canonical and detector not in CANONICAL_READERS:
+            forms = [form for form in forms if form not in canonical]
         scan = self._prefilters[detector].scan
         return list(dict.fromkeys(normalise(form) for form in forms if scan(_to_bytes("\n" + form + "\n"))))
 
     @staticmethod
-    def _readings(run: _Run, value: str, kind: str) -> list[str]:
-        """The value and its readings (readings.py); a decoding bound reached is a partial verdict."""
+    def _readings(run: _Run, value: str, kind: str) -> tuple[list[str], frozenset[str]]:
+        """The value and its readings (readings.py), and which of them are path-canonical
+        copies; a decoding bound reached is a partial verdict."""
         found = readings(value, kind)
         if found.cut:
             run.cut("decode")
-        return found.forms
+        return found.forms, found.canonical
 
     def _gate(self, idx: int) -> Callable[[str], bool]:
         """Does signature `idx` (the one calling a detector) match this window of a long value?

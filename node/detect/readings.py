@@ -11,7 +11,10 @@ judged as it is and under each reading that decodes cleanly:
   slash, since base64 holds '/'), a JSON document serialized into the value (its strings,
   keys included), a JSON string literal (`"\\u003c..."`), an XML or SOAP text (its text nodes,
   CDATA and attribute values);
-* the path-canonical form (look-alike slashes, NUL, `0x2f` text) of every unescaped reading.
+* every unescaped reading without its NUL bytes, and its path-canonical form (look-alike
+  slashes and dots, `0x2f` text, NUL): what a path or host normalising layer sees, so that
+  one is listed apart (Readings.canonical) and read by the path and host analysers only
+  (engine.CANONICAL_READERS).
 
 A reading is kept only when its decoding is clean (base64 that decodes to mostly printable
 UTF-8 text, JSON that parses, XML that closes a tag), so tokens, hashes and images do not
@@ -33,6 +36,7 @@ import re
 from dataclasses import dataclass
 
 from node.detect import decode, json_scan, xml_scan
+from node.detect.windows import PIECE_SEPARATOR
 
 MAX_LAYERS = 4  # base64 / JSON / XML layers stacked on one reading
 MAX_ROUNDS = 8  # escape rounds (URL, JS, entities) on one reading
@@ -52,6 +56,9 @@ MAX_CANONICAL = 64 * 1024
 class Readings:
     forms: list[str]  # the value first, then each distinct reading
     cut: bool  # a bound was reached with something left to decode
+    # the forms that are only a path-canonical copy of another form (look-alikes mapped to
+    # '/', '.', '\\'; NUL dropped): a copy of Chinese prose where each '。' became '.'
+    canonical: frozenset[str] = frozenset()
 
 
 def variants(value: str, kind: str = "query") -> list[str]:
@@ -109,17 +116,16 @@ def _plain(text: str) -> bool:
     return not decode._decodable(text, True) and not decode._b64_whole(text) and _start(text) not in _OPENERS
 
 
-# between pieces joined into one reading: not white space, so no signature's `\s*` spans it
-# (`)` ending one piece and `(|` starting the next are no LDAP filter), not a line break
-# (which starts a shell command or a mail header); the analysers read it as a space
-PIECE_SEPARATOR = "\x1f"
+# PIECE_SEPARATOR, between pieces joined into one reading: not white space, so no signature's
+# `\s*` spans it (`)` ending one piece and `(|` starting the next are no LDAP filter), not a
+# line break (which starts a shell command or a mail header); the analysers read it as a space
 
 # first characters of a JSON document, a JSON string literal, an XML text
 _OPENERS = ("{", "[", '"', "<")
 
 
 class _Search:
-    __slots__ = ("forms", "seen", "budget", "cut", "path", "documents", "tried")
+    __slots__ = ("forms", "seen", "budget", "cut", "path", "documents", "tried", "canonical")
 
     def __init__(self, value: str, path: bool, documents: bool) -> None:
         self.documents = documents  # the value itself may be read as a JSON or XML document
@@ -129,10 +135,12 @@ class _Search:
         self.budget = WORK_BASE + WORK_FACTOR * len(value)
         self.cut = False
         self.path = path
+        self.canonical: set[str] = set()
 
     def add(self, text: str) -> bool:
         """Keep a new reading; False when it was known already or a bound refused it."""
         if text in self.seen:
+            self.canonical.discard(text)  # a decoding reads it too: no mere path-canonical copy
             return False
         if len(self.forms) >= MAX_FORMS or len(text) > self.budget:
             self.cut = True
@@ -150,6 +158,7 @@ class _Search:
             for text in frontier:
                 for child in first if layer == 0 and first is not None else self.children(text, layer):
                     if child in self.seen:
+                        self.canonical.discard(child)
                         continue
                     if layer == MAX_LAYERS:
                         self.cut = True  # one more layer would decode: not judged
@@ -157,11 +166,14 @@ class _Search:
                     if self.add(child):
                         nxt.append(child)
                 if self.cut and (len(self.forms) >= MAX_FORMS or self.budget <= 0):
-                    return Readings(self.forms, True)
+                    return self._found()
             if not nxt:
                 break
             frontier = nxt
-        return Readings(self.forms, self.cut)
+        return self._found()
+
+    def _found(self) -> Readings:
+        return Readings(self.forms, self.cut, frozenset(self.canonical))
 
     def children(self, text: str, layer: int) -> list[str]:
         """The readings one layer down. A text that is a JSON document is read as its strings
@@ -206,8 +218,14 @@ class _Search:
         if "\xa0" in cur:
             cur = cur.replace("\xa0", " ")  # no-break space: white space to SQL and shells
         self.add(cur)
+        if "\x00" in cur:
+            # NUL bytes dropped (a filter or a C string function does): a reading for every
+            # analyser (`onfocus\0=`), where the look-alikes below are one for paths and hosts
+            self.add(cur.replace("\x00", ""))
         if (len(cur) <= MAX_CANONICAL or self.path) and decode._pathish(cur):
-            self.add(decode.path_canonical(cur))
+            canonical = decode.path_canonical(cur)
+            if self.add(canonical):
+                self.canonical.add(canonical)
         return cur
 
 
@@ -262,13 +280,19 @@ def _alone(piece: str) -> bool:
 
 # a segment with a character that route names and matrix or date parameters do not use, and
 # injections do (quotes, brackets, white space, shell and template syntax): one C pass
-_ODD_SEGMENT_RE = re.compile(r"/[^/\s'\"<>()|&$\\{}\[\]`^;]*[\s'\"<>()|&$\\{}\[\]`^;]")
+_ODD_CHAR = r"[\s'\"<>()|&$\\{}\[\]`^;]"
+_ODD_SEGMENT_RE = re.compile(rf"/[^/{_ODD_CHAR[1:-1]}]*{_ODD_CHAR}")
+# the ASCII characters that are not odd ones: deleting them from an ASCII path leaves nothing
+# when it has none (one C pass; the regex walk costs 4x more on the paths most requests have)
+_NOT_ODD_ASCII = bytes(c for c in range(128) if not re.fullmatch(_ODD_CHAR, chr(c)))
 
 
 def _path_tail(path: str) -> str | None:
     """The path from its first segment that is not a plain name on: what a catch-all route
     (`/files/<path:rest>`) hands the application, and where a payload starts (`1) AND ...`
     is judged at its start, not after `/api/v1/files/`)."""
+    if path.isascii() and not path.encode("ascii").translate(None, _NOT_ODD_ASCII):
+        return None
     m = _ODD_SEGMENT_RE.search(path)
     if m is None or m.start() == 0:
         return None
@@ -279,7 +303,11 @@ def _path_tail(path: str) -> str | None:
 
 # 14 characters and its padding make the 16 a token needs (`L2V0Yy9wYXNzd2Q=`, /etc/passwd)
 _B64_TOKEN_RE = re.compile(r"[A-Za-z0-9+/_\-]{14,}={0,2}")
-_B64_SEGMENT_RE = re.compile(r"[A-Za-z0-9+_\-]{8,}={0,2}")  # within a path segment
+# a path's tokens (runs of 8+ base64 characters) with what stands before and after each: '/'
+# or nothing, in a path given a '/' at both ends (a token is a whole segment when both are
+# '/'); findall hands the three strings over in one C pass, the lookahead leaves the '/' after
+# a token to start the next one
+_B64_SEGMENT_RE = re.compile(r"(/?)([A-Za-z0-9+_\-]{8,}={0,2})(?=(/?))")
 _HEXISH_RE = re.compile(r"[0-9a-fA-F\-]+")
 _B64_RUN14 = b"b" * 14  # in decode._B64_SHAPES' classes: 14 base64 characters in a row
 _B64_PATH_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-="
@@ -297,30 +325,30 @@ def _worth(token: str) -> bool:
 _token_decoded = decode.memoised_for_short(decode.b64_token)
 
 
-def _tokens_decoded(text: str, token_re: re.Pattern[str], stops: str, tried: set[str]) -> list[str]:
-    """The base64 tokens of `text` decoded: those with an upper-case letter (base64 of text
-    has one in any 8 characters but by rare chance), each once per search. A token that is a
-    whole path segment (`stops`: what ends one) is read as a whole value is (8 characters or
-    more); one inside other text from 16 characters on, when its decoding is not a mere word."""
+def _tokens_decoded(text: str, tried: set[str]) -> list[str]:
+    """The base64 tokens of `text` decoded: those of 16 characters or more (padding included)
+    with an upper-case letter (base64 of text has one in any 8 characters but by rare chance),
+    each once per search, when the decoding is not a mere word."""
     out: list[str] = []
-    if not stops:
-        # a token needs 16 characters, and a run of 14 base64 characters: one C pass finds
-        # whether there is one, before any regex walk (10 ms per MB; most readings have none)
-        if len(text) < 16 or _B64_RUN14 not in text.encode("utf-8", "surrogatepass").translate(decode._B64_SHAPES):
-            return out
-        # tokens of 16+ characters, padding included, each tried once per search
-        for tok in dict.fromkeys(token_re.findall(text)):
-            if len(tok) >= 16 and tok.lower() != tok and tok not in tried and _worth(tok):
-                tried.add(tok)
-                d = _token_decoded(tok)
-                if d and not d.isalnum():
-                    out.append(d)
+    # a token needs 16 characters, and a run of 14 base64 characters: one C pass finds
+    # whether there is one, before any regex walk (10 ms per MB; most readings have none)
+    if len(text) < 16 or _B64_RUN14 not in text.encode("utf-8", "surrogatepass").translate(decode._B64_SHAPES):
         return out
-    n = len(text)
-    for m in token_re.finditer(text):
-        tok = m.group(0)
-        start, end = m.span()
-        whole = (start == 0 or text[start - 1] in stops) and (end == n or text[end] in stops)
+    for tok in dict.fromkeys(_B64_TOKEN_RE.findall(text)):
+        if len(tok) >= 16 and tok.lower() != tok and tok not in tried and _worth(tok):
+            tried.add(tok)
+            d = _token_decoded(tok)
+            if d and not d.isalnum():
+                out.append(d)
+    return out
+
+
+def _segment_tokens_decoded(path: str, tried: set[str]) -> list[str]:
+    """_tokens_decoded for a path: a token that is a whole segment is read as a whole value is
+    (8 characters or more, any decoding); one inside a segment from 16 characters on."""
+    out: list[str] = []
+    for before, tok, after in _B64_SEGMENT_RE.findall(f"/{path}/"):
+        whole = bool(before and after)
         if (whole or len(tok) >= 16) and tok.lower() != tok and tok not in tried and _worth(tok):
             tried.add(tok)
             d = _token_decoded(tok)
@@ -335,7 +363,7 @@ def _base64_pieces(text: str, tried: set[str]) -> list[str]:
         d = _whole_decoded(text)
         if d:
             return [d]
-    return _tokens_decoded(text, _B64_TOKEN_RE, "", tried)
+    return _tokens_decoded(text, tried)
 
 
 def _whole_decoded(text: str) -> str | None:
@@ -363,7 +391,7 @@ def _path_base64(path: str, tried: set[str]) -> list[str]:
     and a catch-all route hands the rest of the path to the application)."""
     if path.lower() == path:
         return []  # base64 of text has upper-case letters (every token tried below has one)
-    pieces = _tokens_decoded(path, _B64_SEGMENT_RE, "/", tried)
+    pieces = _segment_tokens_decoded(path, tried)
     run = _base64_run(path)
     if not _worth_run(run):
         return pieces

@@ -18,6 +18,7 @@ import functools
 import re
 from collections.abc import Callable, Iterator
 
+from node.detect.literals import Literals
 from node.detect.windows import Gate, judge_windows, normalise
 
 MAX_SHELL_LEN = 2048
@@ -347,6 +348,7 @@ _POWERSHELL_WORDS = (
 _WORD_BEFORE = frozenset(" \t\n;&|(`'\"{\\/")
 
 
+_POWERSHELL_LITERALS = Literals(_POWERSHELL_WORDS)
 _POWERSHELL_WORD_RE = re.compile("|".join(map(re.escape, _POWERSHELL_WORDS)))  # on lower-cased text
 
 
@@ -389,7 +391,7 @@ def _windows_rule(value: str) -> str | None:
     if "cmd" in low and _found_at(low, _CMD_WORD_RE, _CMD_SWITCH_AT_RE, value):
         return "cmd-switch"
     # substring tests first (C speed, ~10 us on a window): the word regex is ~60 ns a character
-    if any(word in low for word in _POWERSHELL_WORDS) and _found_at(low, _POWERSHELL_WORD_RE, _POWERSHELL_AT_RE, value):
+    if _POWERSHELL_LITERALS.any_in(low) and _found_at(low, _POWERSHELL_WORD_RE, _POWERSHELL_AT_RE, value):
         return "powershell"
     return None
 

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from operator import itemgetter
 
 from node.detect.shell import TEXT_KINDS
+from node.detect.literals import Literals
 from node.detect.windows import Gate, judge_windows, normalise
 
 MAX_SQL_LEN = 1024
@@ -389,13 +390,15 @@ DECIDING_TOKENS = 13
 HEAD_TOKENS = 20
 _WHOLE_STREAM_WORDS = ("union",)
 _AS_IS_WHOLE_STREAM_WORDS = ("union", "where", "having", "||", *sorted(_STATEMENTS))
+_WHOLE_STREAM_LITERALS = Literals(_WHOLE_STREAM_WORDS)
+_AS_IS_WHOLE_STREAM_LITERALS = Literals(_AS_IS_WHOLE_STREAM_WORDS)
 
 
 def _head_decides(text: str, broke_out: bool) -> bool:
     """No word in `text` that lets a rule read past the head (a word token's lower() equal to
     one of them needs that text in text.lower())."""
     low = text.lower()
-    return not any(w in low for w in (_WHOLE_STREAM_WORDS if broke_out else _AS_IS_WHOLE_STREAM_WORDS))
+    return not (_WHOLE_STREAM_LITERALS if broke_out else _AS_IS_WHOLE_STREAM_LITERALS).any_in(low)
 
 
 # Without the words above, every rule of a context reads its first non-paren token first and

@@ -37,6 +37,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from node.detect.literals import Literals
 from node.detect.windows import Gate, judge_windows, normalise
 
 MAX_SSTI_LEN = 2048
@@ -210,6 +211,8 @@ _CODE_HINTS = ("popen", "system", "exec", "eval", "subprocess", "import", "getat
                "runtime", "processbuilder", "forname", "getclass", "newinstance", "filtercallback", "getfilter",
                "inspect", "subclasses", "constructor", "jython", "spawn", "passthru", "check_output",
                "setattribute", "getmethod", "invoke", "loadclass", "defineclass", ".", "?", "|", "freemarker", "new")
+_ROOT_LITERALS = Literals(_ROOT_HINTS)
+_CODE_LITERALS = Literals(_CODE_HINTS)
 _ARITH_HINTS = tuple("0123456789'\"")
 
 
@@ -223,8 +226,8 @@ def _judge_body(body: str) -> str | None:
     if "__" in body or "constructor" in low or "prototype" in low:
         if _DUNDER_RE.search(body):
             return "object-model"
-    if any(h in low for h in _ROOT_HINTS) and _ROOT_RE.search(body):
+    if _ROOT_LITERALS.any_in(low) and _ROOT_RE.search(body):
         return "global-object"
-    if (any(h in low for h in _CODE_HINTS) and _CODE_RE.search(body)) or ("T" in body and _TYPE_REF_RE.search(body)):
+    if (_CODE_LITERALS.any_in(low) and _CODE_RE.search(body)) or ("T" in body and _TYPE_REF_RE.search(body)):
         return "code-call"
     return None

@@ -35,6 +35,7 @@ from collections.abc import Callable
 
 from node.detect.shell import TEXT_KINDS
 from node.detect.ssti import expressions
+from node.detect.literals import Literals
 from node.detect.windows import Gate, judge_windows, normalise
 
 MAX_XSS_LEN = 2048
@@ -65,6 +66,9 @@ _SCRIPT_URL_RE = re.compile(
 # what a browser ignores in a URL's scheme: leading controls and spaces, tabs and line breaks anywhere
 _URL_JUNK_RE = re.compile(r"[\t\n\r]+")
 _URL_LEAD = "".join(map(chr, range(0x21)))
+# what such a URL starts with once its lead is dropped: a scheme's first letter, or an entity
+# (a browser decodes an attribute's entities first: `&#106;avascript:`)
+_SCHEME_STARTS = frozenset("jJvVlLdD&")
 # `javascript:` URLs that do nothing (links that only exist for their click handler)
 _NOOP_SCRIPT_RE = re.compile(r"\s*(?:void\s*\(?\s*0\s*\)?|;|//|return\s+false|false|true|undefined|null)?\s*;?\s*$", re.I)
 # what a script URL's code has and a title such as "JavaScript: the good parts" has not
@@ -136,6 +140,7 @@ _JS_CALL_RE = re.compile(
 # words without which _JS_CALL_RE cannot match (substring tests spare its scan)
 _JS_CALL_HINTS = ("alert", "prompt", "confirm", "eval", "settimeout", "setinterval", "execscript", "window", "self",
                   "top", "parent", "globalthis", "frames")
+_JS_CALL_LITERALS = Literals(_JS_CALL_HINTS)
 _QUICK_RE = re.compile(r"<[a-z/]|on[a-z]{3}|script:|data:|expression|binding|behavior|\{\{|\$\{|/\*|[\"'`&]", re.I)
 
 
@@ -173,7 +178,7 @@ def _detect_window(text: str, value_start: bool, kind: str = "query") -> str | N
         rule = _attribute_handler(text, html_like)
         if rule:
             return rule
-    if html_like and "(" in text and any(h in low for h in _JS_CALL_HINTS) and _JS_CALL_RE.search(text):
+    if html_like and "(" in text and _JS_CALL_LITERALS.any_in(low) and _JS_CALL_RE.search(text):
         return "js-call"
     if value_start and _script_url(text):
         return "script-url"
@@ -269,6 +274,8 @@ def _is_script_url(value: str) -> bool:
     """A URL a browser runs as script, read as the browser reads it: entities decoded (an
     attribute's value is), leading controls and spaces dropped, tabs and line breaks removed
     from anywhere, case ignored."""
+    if value.lstrip(_URL_LEAD)[:1] not in _SCHEME_STARTS:
+        return False  # an https: or relative URL (nearly all of them), without an entity decoding
     if "&" in value:
         value = html.unescape(value)
     url = _URL_JUNK_RE.sub("", value.lstrip(_URL_LEAD))
@@ -331,13 +338,20 @@ def _js_breakout(text: str) -> str | None:
     return "js-breakout" if _sink_after(text, m.end()) else None
 
 
+# the only characters that re.I matches with an ASCII letter (İ, ı, ſ, the Kelvin sign), İ also
+# the only one whose lower() is longer (two characters: positions after it would shift)
+_FOLDING_CHARS_RE = re.compile("[\u0130\u0131\u017f\u212a]")
+
+
 def _sink_after(text: str, end: int) -> bool:
     """_JS_SINK_RE.search(text, end, end + 256). Every match starts with one of
     _JS_SINK_STARTS: on ASCII text the regex is only tried where one of them is (str.find), as
-    its scan costs ~170 ns a character (a lookbehind and a case-blind alternation at each)."""
+    its scan costs ~170 ns a character (a lookbehind and a case-blind alternation at each).
+    So on any text without _FOLDING_CHARS: there every match starts with ASCII letters that
+    lower() keeps in place."""
     stop = end + 256
     after = text[end:stop]
-    if not after.isascii():
+    if not after.isascii() and _FOLDING_CHARS_RE.search(after):
         return _JS_SINK_RE.search(text, end, stop) is not None
     low = after.lower()
     for word in _JS_SINK_STARTS:
