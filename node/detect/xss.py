@@ -141,6 +141,8 @@ _JS_CALL_RE = re.compile(
 _JS_CALL_HINTS = ("alert", "prompt", "confirm", "eval", "settimeout", "setinterval", "execscript", "window", "self",
                   "top", "parent", "globalthis", "frames")
 _JS_CALL_LITERALS = Literals(_JS_CALL_HINTS)
+# words without which _STYLE_RE cannot match once comments and backslashes are gone
+_STYLE_LITERALS = Literals(["expression", "binding", "behavior", "script:", "/*"])
 _QUICK_RE = re.compile(r"<[a-z/]|on[a-z]{3}|script:|data:|expression|binding|behavior|\{\{|\$\{|/\*|[\"'`&]", re.I)
 
 
@@ -184,7 +186,7 @@ def _detect_window(text: str, value_start: bool, kind: str = "query") -> str | N
         return "script-url"
     if kind == "path" and _script_url_in_path(text):
         return "script-url-path"
-    if "expression" in low or "binding" in low or "behavior" in low or "script:" in low or "/*" in low:
+    if _STYLE_LITERALS.any_in(low):
         if _STYLE_RE.search(_strip_css_comments(text).replace("\\", "")):
             return "style-expression"
     if "{{" in text or "${" in text:
