@@ -20,6 +20,10 @@ def _record(_id: int, _start: int, _end: int, _flags: int, found: list) -> None:
     found.append(_id)
 
 
+# below this many characters the substring tests cost no more than the scan's call (~0.7 us)
+SHORT_TEXT = 32
+
+
 class Literals:
     """A set of ASCII words, searched for together."""
 
@@ -27,6 +31,8 @@ class Literals:
         self.words = tuple(dict.fromkeys(words))
         if not all(word.isascii() and word for word in self.words):
             raise ValueError("Literals takes non-empty ASCII words")
+        # one word: `in` is a memchr-speed search, three times cheaper than a scan's call
+        self._single = self.words[0] if len(self.words) == 1 else None
         self._db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
         self._db.compile(expressions=[word.encode() for word in self.words], ids=list(range(len(self.words))),
                          elements=len(self.words), flags=hyperscan.HS_FLAG_SINGLEMATCH, literal=True)
@@ -41,6 +47,10 @@ class Literals:
 
     def any_in(self, text: str) -> bool:
         """`any(word in text for word in words)`."""
+        if self._single is not None:
+            return self._single in text
+        if len(text) < SHORT_TEXT:
+            return any(word in text for word in self.words)
         found: list[int] = []
         self._db.scan(text.encode("utf-8", "surrogatepass"), match_event_handler=_record, context=found,
                       scratch=self._scratch())
