@@ -249,7 +249,8 @@ def _plain_token(value: str, location: str) -> bool:
     low = value.lower()
     if low in ALONE_COMMANDS or "0x" in low:
         return False
-    return not _mixed_case(value) and upper_b64_text(value) is None
+    # lower case (ids, hashes, words: most JSON leaves) is neither mixed case nor upper-case base64
+    return value.islower() or (not _mixed_case(value) and upper_b64_text(value) is None)
 
 
 def _mixed_case(value: str) -> bool:
@@ -440,13 +441,7 @@ class Engine:
             # values without the regex; it is False for "", "_", "-", "." and lets the regex judge
             if (value.isalnum() or safe(value)) and key[0] != "filename":
                 # most names and values: nothing to judge, not worth a cache entry
-                if value.islower() and value.isascii():
-                    # lower-case letters (ids, hashes, words): the tests below, inlined, as the
-                    # hot path of large JSON documents (no base64 of a probe is in one case)
-                    if value not in ALONE_COMMANDS and (len(value) < 8 or (
-                            ".." not in value and "0x" not in value and key[1] != "header.user-agent")):
-                        continue
-                elif len(value) < 8:
+                if len(value) < 8:
                     if short_dismissed(value):
                         continue
                 elif _plain_token(value, key[1]):

@@ -78,7 +78,8 @@ def nontrivial_keys(keys: list[str]) -> set[str] | None:
 def short_dismissed(value: str) -> bool:
     """Engine._judge_fields' test for a short (< 8 characters) [\\w.-] value: dismissed unless a
     command word or base64 of a probe."""
-    return value not in ALONE_COMMANDS and short_b64_text(value) is None
+    # (short_b64_text decodes mixed case only: a lower-case value is answered without the call)
+    return value not in ALONE_COMMANDS and (value.islower() or short_b64_text(value) is None)
 
 
 def _short_plain(value: str) -> bool:
