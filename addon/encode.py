@@ -123,4 +123,3 @@ def message_header_lines(flow_lines: bytes, content_type: str, truncated: int) -
     if truncated != NOT_TRUNCATED:
         head += f"{protocol.H_BODY_TRUNCATED}: {truncated}\r\n".encode()
     return head
-

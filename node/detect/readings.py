@@ -116,10 +116,6 @@ def _plain(text: str) -> bool:
     return not decode._decodable(text, True) and not decode._b64_whole(text) and _start(text) not in _OPENERS
 
 
-# PIECE_SEPARATOR, between pieces joined into one reading: not white space, so no signature's
-# `\s*` spans it (`)` ending one piece and `(|` starting the next are no LDAP filter), not a
-# line break (which starts a shell command or a mail header); the analysers read it as a space
-
 # first characters of a JSON document, a JSON string literal, an XML text
 _OPENERS = ("{", "[", '"', "<")
 

@@ -163,7 +163,6 @@ def _strong_line(value: str, at: int) -> bool:
             and (_END_RE.match(tail) or _TEXT_ARG_RE.match(tail) or _WORD_ARG_RE.match(tail)):
         return True  # `\nnslookup x.evil.example;`, `\r\nuname -a #`, `\n/usr/bin/rm -rf /tmp/x;`
     # a bare `id` or `ls` on a line of its own is a GraphQL field or a list item, not a command;
-    # a globbed, quoted or pathed one (/???/chm??, c'a't, /bin/id) is nothing else
     # a globbed, quoted or pathed one (/???/chm??, c'a't, /bin/id) is nothing else, and a quoted
     # or globbed name takes any argument (`ns"l"ookup x.evil.example`)
     return (hidden or m.group(1) is not None) and (_END_RE.match(tail) is not None or _TEXT_ARG_RE.match(tail) is not None

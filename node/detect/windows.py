@@ -12,8 +12,9 @@ Before that, the text is normalised: runs of whitespace and control characters (
 bytes that are not UTF-8) become one space, or one newline when the run held a line break (a
 shell separator), so 1,100 spaces or 13 control characters no longer push a payload out of
 reach. A binary value (compressed data, protobuf: more than BINARY_CONTROLS control
-characters other than PIECE_SEPARATOR in its first 256) is read as its printable ASCII runs of 4 or more characters, the
-way `strings` reads a file: a text payload inside it is such a run, random bytes mostly not.
+characters other than PIECE_SEPARATOR in its first 256) is read as its printable ASCII runs
+of 4 or more characters, the way `strings` reads a file: a text payload inside it is such a
+run, random bytes mostly not.
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ from collections.abc import Callable, Iterator
 BINARY_CONTROLS = 12
 MIN_PRINTABLE_RUN = 4
 # between the pieces of one reading (readings.py: the strings of a JSON document, base64
-# tokens) joined into one text. A control character, so read as a space like the others, but
-# not counted as a sign of binary data: a document of many short strings is text, and reading
-# it as printable ASCII runs would drop its short and non-ASCII pieces (`<ſvg onload=...>`)
+# tokens) joined into one text: not white space, so no signature's `\s*` spans it (`)` ending
+# one piece and `(|` starting the next are no LDAP filter), not a line break (which starts a
+# shell command or a mail header). A control character, so read as a space like the others,
+# but not counted as a sign of binary data: a document of many short strings is text, and
+# reading it as printable ASCII runs would drop its short and non-ASCII pieces (`<ſvg ...>`)
 PIECE_SEPARATOR = "\x1f"
 
 _CONTROLS = "\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f\\ufffd\\udc80-\\udcff"

@@ -82,13 +82,13 @@ _SINKS = (
 # (no optional backslash before the quote: only the match's end is used, and a class first
 # lets the scan jump from quote to quote)
 _JS_BREAKOUT_RE = re.compile(r"""["'`][\s)\]}]*(?:[;,+\-*/|&^%<>=?:]|\}\s*catch\b)""")
-# the code after a breakout: a sink call of a known name (not any call: prose has "(see x)")
-# the words a _JS_SINK_RE match starts with (lower case)
 # what script injected to steal reads or sends: the page's stores and the browser's senders
 # (`navigator.sendBeacon(u, localStorage.token)`, `new WebSocket(u)`); words no prose is made of
 _EXFILTRATION_STARTS = ("localstorage", "sessionstorage", "indexeddb", "navigator", "sendbeacon")
+# the words a _JS_SINK_RE match starts with (lower case)
 _JS_SINK_STARTS = (*_SINKS.split("|"), "document", "window", "self", "top", "parent", "globalthis", "this",
                    "constructor", "new", "location", *_EXFILTRATION_STARTS)
+# the code after a breakout: a sink call of a known name (not any call: prose has "(see x)")
 _JS_SINK_RE = re.compile(
     rf"(?<![\w$])(?:{_SINKS})\s*\)?\s*(?:\?\.\s*)?(?:\(|`)|"
     r"\b(?:document|window|self|top|parent|globalthis|this)\s*\.\s*(?:cookie|domain|location|write|open|name)\b|"
@@ -347,10 +347,10 @@ _FOLDING_CHARS_RE = re.compile("[\u0130\u0131\u017f\u212a]")
 
 def _sink_after(text: str, end: int) -> bool:
     """_JS_SINK_RE.search(text, end, end + 256). Every match starts with one of
-    _JS_SINK_STARTS: on ASCII text the regex is only tried where one of them is (str.find), as
-    its scan costs ~170 ns a character (a lookbehind and a case-blind alternation at each).
-    So on any text without _FOLDING_CHARS: there every match starts with ASCII letters that
-    lower() keeps in place."""
+    _JS_SINK_STARTS, so the regex is only tried where one of them is (str.find on the
+    lower-cased text), as its scan costs ~170 ns a character (a lookbehind and a case-blind
+    alternation at each). That holds on any text without a _FOLDING_CHARS_RE character: there
+    every match starts with ASCII letters, and lower() keeps every position in place."""
     stop = end + 256
     after = text[end:stop]
     if not after.isascii() and _FOLDING_CHARS_RE.search(after):
