@@ -424,7 +424,9 @@ _TAIL_ATOMS = ["'", '"', "`", "\\", ";", ",", "+", "-", ":", "=", "==", ")", "]"
                "\x01", "\x1f", "\x7f", "\x85", "é", "ſelf", "\u212aey", "alert", "ALERT(", "(", "`x`", "top", "desktop",
                "this.", "self[", "window.name", "document . cookie", "location=", "new function", "new  Function",
                "constructor.constructor", "on", "onload", "onload=", "ONFOCUS =", "x onerror=alert(1)", "&", "&&",
-               "|", "||", "$(", "${IFS}", "$IFS", "{", "{ls", "a", "Z", "9", "_", "$", "print", "fetch `", "open ("]
+               "|", "||", "$(", "${IFS}", "$IFS", "{", "{ls", "a", "Z", "9", "_", "$", "print", "fetch `", "open (",
+               "eval(", "Confirm (", "?.", "document.", "atob(", "String.fromCharCode", "parent[", "frames [", "[", "]",
+               "globalThis", "İ", "ı", "setTimeout("]
 
 
 def test_tail_shortcuts_equal_their_regexes_on_random_text() -> None:
@@ -440,6 +442,7 @@ def test_tail_shortcuts_equal_their_regexes_on_random_text() -> None:
         assert windows._has_control(v) == bool(windows._CONTROL_RE.search(v)), v
         end = rng.randint(0, len(v))
         assert xss._sink_after(v, end) == bool(xss._JS_SINK_RE.search(v, end, end + 256)), (v, end)
+        assert xss._js_call(v, v.lower()) == bool(xss._JS_CALL_RE.search(v)), v
         old, new = old_breakout.search(v), xss._JS_BREAKOUT_RE.search(v)
         assert (old and old.end()) == (new and new.end()), v
         assert xss._HANDLER_HINT_RE.search(v) or not xss._ATTR_HANDLER_RE.search(v), v
