@@ -1,0 +1,304 @@
+#!/usr/bin/env python3
+"""The benign tail, anatomised: which requests put the engine's p99 over a bound set against an
+earlier tree, what they spend their time on, and what it would take to bring them under.
+
+  python scripts/bench_tail.py [--baseline DIR | --baseline-rev REV] [CORPUS.jsonl.gz ...] [--rounds N]
+                               [--bound 1.2] [--ablate NAME[,NAME...] ...] [--json FILE]
+
+The baseline is another tree of this project: DIR, or REV of this repository's history exported
+with `git archive` (default: 9f2c419, the tree before issue 14, which bounds the benign median
+and p99 at +20% over it). Each tree is measured in a process of its own on the corpus's benign
+requests (default: ../shared/corpus/blazehttp and mgm), in corpus order, as bench_detect.py
+judges them: each request's thread CPU time, the best of --rounds passes, every cache of the
+engine emptied before each pass (so a pass is one warm run through the corpus, as in
+bench_detect.py, and the best of several damps the machine's noise).
+
+Reported: median and p99 of both trees; the bound (the baseline's p99 x --bound); how many
+requests are over it now and how many may be (1% of them); the requests that cross (under the
+bound in the baseline, over it now), with their CPU split by part of the engine (readings,
+signature scans, each analyser, the rest: parsing and bookkeeping).
+
+--ablate measures the current tree again with parts of the engine switched off, to say what each
+costs at the p99: an analyser by name (`xss`, `sqli`, `shell`, ...), `json-strings` (a JSON
+document inside a value read as its raw text only) or `base64-tokens` (no base64 token decoded
+inside a text). These are measurements, not configurations: each one is a way around the
+node that issue 14 closed. `--ablate xss,sqli,shell` switches the three off in one run.
+
+Use this for the p99's anatomy; side-by-side wall times with ModSecurity stay bench_detect.py's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BEFORE_ISSUE_14 = "9f2c419"
+SHARED_CORPUS = ROOT.parent / "shared" / "corpus"
+DEFAULT_CORPUS = [SHARED_CORPUS / "blazehttp.jsonl.gz", SHARED_CORPUS / "mgm.jsonl.gz"]
+WARM_UP_REQUESTS = 2000
+
+
+# ---------------------------------------------------------------------------- one tree, in its own process
+
+
+def _import_tree(tree: Path) -> None:
+    sys.path[:0] = [str(tree), str(tree / "scripts")]
+
+
+def _engine_caches_emptied(engine: object) -> None:
+    """Every cache the engine and its modules keep, emptied: the next pass starts cold, as the
+    benchmark's single pass does (each request then finds what the ones before it left)."""
+    for name in ("_cache", "_unit_cache", "_analysed"):
+        cache = getattr(engine, name, None)
+        if cache is not None:
+            cache.clear()
+    hits = getattr(engine, "_window_hits", None)
+    if hits is not None:
+        hits.cache_clear()
+    for mod_name, mod in list(sys.modules.items()):
+        if not mod_name.startswith("node.") or mod is None:
+            continue
+        for value in list(vars(mod).values()):
+            clear = getattr(value, "cache_clear", None)
+            if callable(clear):
+                clear()
+
+
+def _ablate(names: list[str]) -> None:
+    """Switch parts of the engine off (measurement only: see the module docstring)."""
+    from node.detect import engine, readings
+
+    for name in names:
+        if name == "json-strings":
+            readings._json_strings_of = lambda text, search: None
+        elif name == "base64-tokens":
+            readings._tokens_decoded = lambda text, tried: []
+        elif name in engine._DETECTORS:
+            engine._DETECTORS[name] = lambda *args: None
+        else:
+            known = ", ".join([*engine._DETECTORS, "json-strings", "base64-tokens"])
+            raise SystemExit(f"bench_tail: nothing to ablate called {name!r} (known: {known})")
+
+
+class _Parts:
+    """Exclusive thread CPU per part of the engine, for the requests being watched."""
+
+    def __init__(self) -> None:
+        self.ns: dict[str, int] = {}
+        self._stack: list[int] = []
+        self.watching = False
+
+    def wrap(self, name: str, fn):  # noqa: ANN001, ANN202 - any callable
+        @functools.wraps(fn)
+        def timed(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            if not self.watching:
+                return fn(*args, **kwargs)
+            started = time.thread_time_ns()
+            self._stack.append(0)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent = time.thread_time_ns() - started
+                inner = self._stack.pop()
+                self.ns[name] = self.ns.get(name, 0) + spent - inner
+                if self._stack:
+                    self._stack[-1] += spent
+        return timed
+
+
+def _watch_parts(parts: _Parts) -> None:
+    from node.detect import engine, signatures
+
+    engine.Engine._readings = staticmethod(parts.wrap("readings", engine.Engine._readings))
+    signatures.SignatureSet.scan = parts.wrap("signature scans", signatures.SignatureSet.scan)
+    for name, fn in list(engine._DETECTORS.items()):
+        engine._DETECTORS[name] = parts.wrap(name, fn)
+
+
+def measure(tree: Path, corpus: list[Path], rounds: int, ablate: list[str], watch: set[str], out: Path) -> None:
+    """Per benign request, the best thread CPU time of `rounds` passes (seconds); for the ids in
+    `watch`, CPU by part of the engine (of the pass with the least total over them)."""
+    _import_tree(tree)
+    from bench_detect import as_sent, load_corpus
+    from node.detect.engine import Engine
+
+    if ablate:
+        _ablate(ablate)
+    parts = _Parts()
+    if watch:
+        _watch_parts(parts)
+    records = [r for r in load_corpus(corpus) if r.label == "benign"]
+    messages = [as_sent(r.msg) for r in records]
+    watched = [r.id in watch for r in records]
+    engine = Engine()
+    for msg in messages[:WARM_UP_REQUESTS]:
+        engine.analyze_request(msg)
+    best = [float("inf")] * len(messages)
+    best_parts: dict[str, int] = {}
+    best_watched = float("inf")
+    for _ in range(rounds):
+        _engine_caches_emptied(engine)
+        parts.ns.clear()
+        watched_total = 0.0
+        for i, msg in enumerate(messages):
+            parts.watching = watched[i]
+            started = time.thread_time()
+            engine.analyze_request(msg)
+            spent = time.thread_time() - started
+            if watched[i]:
+                watched_total += spent
+            best[i] = min(best[i], spent)
+        parts.watching = False
+        if watch and watched_total < best_watched:
+            best_watched, best_parts = watched_total, dict(parts.ns)
+    out.write_text(json.dumps({"ids": [r.id for r in records], "cpu_s": best, "parts_ns": best_parts,
+                               "watched_s": best_watched if watch else None}))
+
+
+# ---------------------------------------------------------------------------- the report
+
+
+def run_tree(tree: Path, args: argparse.Namespace, ablate: list[str] | None = None,
+             watch: set[str] | None = None) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "times.json"
+        watch_file = Path(tmp) / "watch.json"
+        watch_file.write_text(json.dumps(sorted(watch or ())))
+        cmd = [sys.executable, __file__, "--measure", str(tree), "--rounds", str(args.rounds), "--out", str(out),
+               "--watch-file", str(watch_file), *map(str, args.corpus)]
+        if ablate:
+            cmd += ["--ablate", ",".join(ablate)]
+        subprocess.run(cmd, check=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+        return json.loads(out.read_text())
+
+
+def quantiles(times: list[float]) -> tuple[float, float]:
+    ordered = sorted(times)
+    return statistics.median(ordered), ordered[int(len(ordered) * 0.99)]
+
+
+def pct(new: float, old: float) -> str:
+    return f"{(new / old - 1) * 100:+.0f}%"
+
+
+def exported(rev: str, into: Path) -> Path:
+    """`rev` of this repository as a tree of files in `into` (git archive | tar)."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], capture_output=True)
+    if archive.returncode != 0:
+        raise SystemExit(f"bench_tail: cannot export {rev} with git archive: {archive.stderr.decode().strip()}")
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into
+
+
+def report(args: argparse.Namespace) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        baseline = run_tree(args.baseline or exported(args.baseline_rev, Path(tmp)), args)
+    baseline_name = str(args.baseline) if args.baseline else f"{args.baseline_rev} (git archive)"
+    current = run_tree(ROOT, args)
+    ids = current["ids"]
+    if baseline["ids"] != ids:
+        raise SystemExit("bench_tail: the two trees read different benign requests from the corpus")
+    base_med, base_p99 = quantiles(baseline["cpu_s"])
+    cur_med, cur_p99 = quantiles(current["cpu_s"])
+    bound = base_p99 * args.bound
+    allowed = len(ids) - int(len(ids) * 0.99)
+    over = [i for i, t in enumerate(current["cpu_s"]) if t > bound]
+    crossing = [i for i in over if baseline["cpu_s"][i] <= bound]
+    watched = run_tree(ROOT, args, watch={ids[i] for i in crossing})
+    out: dict = {
+        "requests": len(ids),
+        "baseline": {"tree": baseline_name, "median_us": base_med * 1e6, "p99_us": base_p99 * 1e6},
+        "current": {"tree": str(ROOT), "median_us": cur_med * 1e6, "p99_us": cur_p99 * 1e6},
+        "bound_us": bound * 1e6,
+        "over_bound": len(over),
+        "allowed_over": allowed,
+        "crossing": {
+            "requests": len(crossing),
+            "cpu_ms": sum(current["cpu_s"][i] for i in crossing) * 1e3,
+            "baseline_cpu_ms": sum(baseline["cpu_s"][i] for i in crossing) * 1e3,
+            "parts_ms": {k: v / 1e6 for k, v in sorted(watched["parts_ns"].items(), key=lambda kv: -kv[1])},
+            "watched_cpu_ms": (watched["watched_s"] or 0) * 1e3,
+            "ids": [ids[i] for i in crossing],
+        },
+        "ablations": [],
+    }
+    for names in args.ablate:
+        ablated = run_tree(ROOT, args, ablate=names)
+        med, p99 = quantiles(ablated["cpu_s"])
+        out["ablations"].append({"without": names, "median_us": med * 1e6, "p99_us": p99 * 1e6,
+                                 "over_bound": sum(1 for t in ablated["cpu_s"] if t > bound)})
+    return out
+
+
+def print_report(r: dict, bound_factor: float) -> None:
+    base, cur = r["baseline"], r["current"]
+    print(f"benign requests: {r['requests']}, thread CPU per request (best of the passes)")
+    print(f"  {'tree':<44} {'median':>10} {'p99':>10}")
+    print(f"  {'baseline ' + base['tree']:<44} {base['median_us']:>8.1f} µs {base['p99_us']:>8.0f} µs")
+    print(f"  {'current ' + cur['tree']:<44} {cur['median_us']:>8.1f} µs {cur['p99_us']:>8.0f} µs"
+          f"   ({pct(cur['median_us'], base['median_us'])} / {pct(cur['p99_us'], base['p99_us'])})")
+    excess = r["over_bound"] - r["allowed_over"]
+    print(f"bound: baseline p99 x {bound_factor} = {r['bound_us']:.0f} µs; requests over it now: {r['over_bound']}, "
+          f"allowed: {r['allowed_over']}" + (f"; {excess} must come under" if excess > 0 else " (met)"))
+    c = r["crossing"]
+    print(f"crossing (under the bound in the baseline, over it now): {c['requests']} requests, "
+          f"{c['cpu_ms']:.1f} ms of CPU (baseline {c['baseline_cpu_ms']:.1f} ms)")
+    total = c["watched_cpu_ms"]
+    rest = total - sum(c["parts_ms"].values())
+    for name, ms in [*c["parts_ms"].items(), ("the rest (parsing, bookkeeping)", rest)]:
+        print(f"  {name:<34} {ms:6.1f} ms  {ms / total * 100 if total else 0:4.0f}%")
+    if r["ablations"]:
+        print("without parts of the engine (measurements, not configurations):")
+        for a in r["ablations"]:
+            print(f"  without {','.join(a['without']):<32} median {a['median_us']:6.1f} µs "
+                  f"({pct(a['median_us'], base['median_us'])}), p99 {a['p99_us']:5.0f} µs "
+                  f"({pct(a['p99_us'], base['p99_us'])}), over the bound {a['over_bound']}")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("corpus", nargs="*", type=Path, default=DEFAULT_CORPUS)
+    p.add_argument("--baseline", type=Path, help="another tree of this project to compare with")
+    p.add_argument("--baseline-rev", default=BEFORE_ISSUE_14,
+                   help=f"without --baseline: this revision, exported by git archive (default {BEFORE_ISSUE_14})")
+    p.add_argument("--rounds", type=int, default=3, help="passes per tree; each request's best is kept")
+    p.add_argument("--bound", type=float, default=1.2, help="the p99 bound, as a factor of the baseline's")
+    p.add_argument("--ablate", action="append", default=[], type=lambda s: [n for n in s.split(",") if n],
+                   help="parts to switch off for one more run of the current tree (repeatable)")
+    p.add_argument("--json", type=Path, help="write the report here as JSON")
+    p.add_argument("--measure", type=Path, help=argparse.SUPPRESS)  # one tree, in this process
+    p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--watch-file", type=Path, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.rounds < 1:
+        p.error("--rounds must be at least 1")
+    missing = [str(path) for path in args.corpus if not path.is_file()]
+    if missing:
+        p.error(f"no corpus file {', '.join(missing)} (the ../shared/corpus files are not in this repository)")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.measure is not None:
+        watch = set(json.loads(args.watch_file.read_text())) if args.watch_file else set()
+        measure(args.measure, args.corpus, args.rounds, args.ablate[0] if args.ablate else [], watch, args.out)
+        return 0
+    r = report(args)
+    print_report(r, args.bound)
+    if args.json:
+        args.json.write_text(json.dumps(r, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
