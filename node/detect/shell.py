@@ -14,6 +14,7 @@ The whole value is judged: normalised and, past MAX_SHELL_LEN characters, window
 
 from __future__ import annotations
 
+import bisect
 import functools
 import re
 from collections.abc import Callable, Iterator
@@ -282,7 +283,7 @@ def _glob_regex(pattern: str) -> re.Pattern[str] | None:
             out.append("[^/\\n]*")
         elif c == "[":
             close = pattern.find("]", i + 1)
-            if close < 0:
+            if close <= i + 1:  # unclosed, or `[]`: no set (an empty class is no regex), a bracket
                 out.append("\\[")
             else:
                 out.append("[" + re.escape(pattern[i + 1 : close]) + "]")
@@ -293,9 +294,22 @@ def _glob_regex(pattern: str) -> re.Pattern[str] | None:
     return re.compile("^" + "".join(out) + "$", re.M)
 
 
+# the target lines sorted, to find whether any starts with a glob's literal head
+_GLOB_LINES = sorted(_GLOB_TARGETS.split("\n"))
+_GLOB_CHARS = "?*["
+
+
 def glob_command(pattern: str) -> str | None:
     """The command a globbed path such as `/b??/c?t` expands to, if it names one."""
-    rx = _glob_regex(pattern.lower())
+    low = pattern.lower()
+    # a match is a whole target line, which starts with the glob's head before its first
+    # glob character: a head no line starts with (`/cgi-bin/list.cgi?` of a URL in a query
+    # value) is answered by a bisection instead of a regex walk of the 12 KB of targets (~25 µs)
+    head = low[: min((i for i in map(low.find, _GLOB_CHARS) if i >= 0), default=len(low))]
+    at = bisect.bisect_left(_GLOB_LINES, head)
+    if at == len(_GLOB_LINES) or not _GLOB_LINES[at].startswith(head):
+        return None
+    rx = _glob_regex(low)
     m = rx.search(_GLOB_TARGETS) if rx else None
     return m.group(0).rsplit("/", 1)[1] if m else None
 
