@@ -260,6 +260,7 @@ def _mixed_case(value: str) -> bool:
     return bool(_LOWER_RE.search(value) and _UPPER_RE.search(value))
 
 
+@functools.lru_cache(maxsize=8)  # each analyser of a long text asks for its digest in turn (8: few held)
 def _digest(text: str) -> bytes:
     """A cache key for a long text: BLAKE2b, so no one who sends requests can make two texts
     share a key (~1 GB/s: a microsecond per KiB, against tens of them to judge a KiB)."""
