@@ -486,6 +486,33 @@ def test_an_empty_bracket_is_a_bracket_not_a_broken_glob() -> None:
         assert shell.glob_command(glob) is None
 
 
+def test_normalise_of_joined_pieces_equals_the_run_substitution() -> None:
+    """normalise makes each piece separator a space by str.replace and lets the blank-run pass
+    merge them: the same text as substituting each run of control characters by one space."""
+    from node.detect import windows
+
+    def reference(text: str) -> str:
+        if len(windows._CONTROL_RE.findall(text, 0, 256)) - text.count(windows.PIECE_SEPARATOR, 0, 256) > \
+                windows.BINARY_CONTROLS:
+            text = " ".join(windows._PRINTABLE_RUN_RE.findall(text))
+        elif windows._CONTROL_RE.search(text):
+            text = windows._CONTROL_RUN_RE.sub(" ", text)
+        if "  " in text or "\t" in text:
+            text = windows._BLANK_RUN_RE.sub(" ", text)
+        if "\r" in text:
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        if "\n\n" in text or "\n \n" in text:
+            text = windows._BREAK_RUN_RE.sub("\n", text)
+        return text
+
+    atoms = ["\x1f", "\x1f\x1f", "\x01", "\x7f", "\ufffd", " ", "  ", "\t", "\n", "\r", "a", "bc", "é", "<", "'"]
+    rng = random.Random(44)
+    for _ in range(30_000):
+        text = "".join(rng.choice(atoms) for _ in range(rng.randint(0, 16)))
+        windows.normalise.cache_clear()
+        assert windows.normalise(text) == reference(text), repr(text)
+
+
 def test_whole_value_base64_from_the_token_cache_equals_the_decoder() -> None:
     rng = random.Random(43)
     atoms = ["A", "z", "9", "+", "/", "_", "-", "=", " ", "\t", "\n", "\x1f", "é", "PHNjcmlwdD4=", "serviceType",
