@@ -7,11 +7,13 @@ earlier tree, what they spend their time on, and what it would take to bring the
 
 The baseline is another tree of this project: DIR, or REV of this repository's history exported
 with `git archive` (default: 9f2c419, the tree before issue 14, which bounds the benign median
-and p99 at +20% over it). Each tree is measured in a process of its own on the corpus's benign
-requests (default: ../shared/corpus/blazehttp and mgm), in corpus order, as bench_detect.py
-judges them: each request's thread CPU time, the best of --rounds passes, every cache of the
-engine emptied before each pass (so a pass is one warm run through the corpus, as in
-bench_detect.py, and the best of several damps the machine's noise).
+and p99 at +20% over it). Each tree (and each --ablate configuration) is loaded in a process of
+its own and judges the corpus's benign requests (default: ../shared/corpus/blazehttp and mgm)
+in corpus order, as bench_detect.py judges them: each request's thread CPU time, the best of
+--rounds passes, every cache of the engine emptied before each pass (so a pass is one warm run
+through the corpus, as in bench_detect.py, and the best of several damps the machine's noise).
+The configurations take turns pass by pass, the order rotated every round, so a drift of the
+machine's speed falls on all of them alike.
 
 Reported: median and p99 of both trees; the bound (the baseline's p99 x --bound); how many
 requests are over it now and how many may be (1% of them); the requests that cross (under the
@@ -124,9 +126,12 @@ def _watch_parts(parts: _Parts) -> None:
         engine._DETECTORS[name] = parts.wrap(name, fn)
 
 
-def measure(tree: Path, corpus: list[Path], rounds: int, ablate: list[str], watch: set[str], out: Path) -> None:
-    """Per benign request, the best thread CPU time of `rounds` passes (seconds); for the ids in
-    `watch`, CPU by part of the engine (of the pass with the least total over them)."""
+def serve(tree: Path, corpus: list[Path], ablate: list[str], watch: set[str]) -> None:
+    """One configuration, kept loaded: writes the benign requests' ids, then for each `pass`
+    line read, one pass over them (every cache emptied first) as a JSON line: each request's
+    thread CPU time (seconds), and for the ids in `watch`, CPU by part of the engine."""
+    protocol = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    sys.stdout = sys.stderr  # nothing the engine prints may get into the protocol
     _import_tree(tree)
     from bench_detect import as_sent, load_corpus
     from node.detect.engine import Engine
@@ -142,12 +147,14 @@ def measure(tree: Path, corpus: list[Path], rounds: int, ablate: list[str], watc
     engine = Engine()
     for msg in messages[:WARM_UP_REQUESTS]:
         engine.analyze_request(msg)
-    best = [float("inf")] * len(messages)
-    best_parts: dict[str, int] = {}
-    best_watched = float("inf")
-    for _ in range(rounds):
+    protocol.write(json.dumps({"ids": [r.id for r in records]}) + "\n")
+    protocol.flush()
+    for line in sys.stdin:
+        if line.strip() != "pass":
+            break
         _engine_caches_emptied(engine)
         parts.ns.clear()
+        times: list[float] = []
         watched_total = 0.0
         for i, msg in enumerate(messages):
             parts.watching = watched[i]
@@ -156,29 +163,69 @@ def measure(tree: Path, corpus: list[Path], rounds: int, ablate: list[str], watc
             spent = time.thread_time() - started
             if watched[i]:
                 watched_total += spent
-            best[i] = min(best[i], spent)
+            times.append(spent)
         parts.watching = False
-        if watch and watched_total < best_watched:
-            best_watched, best_parts = watched_total, dict(parts.ns)
-    out.write_text(json.dumps({"ids": [r.id for r in records], "cpu_s": best, "parts_ns": best_parts,
-                               "watched_s": best_watched if watch else None}))
+        protocol.write(json.dumps({"cpu_s": times, "parts_ns": parts.ns, "watched_s": watched_total}) + "\n")
+        protocol.flush()
 
 
 # ---------------------------------------------------------------------------- the report
 
 
-def run_tree(tree: Path, args: argparse.Namespace, ablate: list[str] | None = None,
-             watch: set[str] | None = None) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "times.json"
-        watch_file = Path(tmp) / "watch.json"
+class Configuration:
+    """A tree (with parts switched off, or parts watched) in a process of its own, serving passes."""
+
+    def __init__(self, tree: Path, corpus: list[Path], ablate: list[str] | None = None,
+                 watch: set[str] | None = None) -> None:
+        self._tmp = tempfile.TemporaryDirectory()
+        watch_file = Path(self._tmp.name) / "watch.json"
         watch_file.write_text(json.dumps(sorted(watch or ())))
-        cmd = [sys.executable, __file__, "--measure", str(tree), "--rounds", str(args.rounds), "--out", str(out),
-               "--watch-file", str(watch_file), *map(str, args.corpus)]
+        cmd = [sys.executable, __file__, "--serve", str(tree), "--watch-file", str(watch_file), *map(str, corpus)]
         if ablate:
             cmd += ["--ablate", ",".join(ablate)]
-        subprocess.run(cmd, check=True, env={**os.environ, "PYTHONHASHSEED": "0"})
-        return json.loads(out.read_text())
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                      env={**os.environ, "PYTHONHASHSEED": "0"})
+        self.ids: list[str] = []
+        self.best: list[float] = []
+        self.best_parts: dict[str, int] = {}
+        self.best_watched = float("inf")
+
+    def ready(self) -> None:
+        self.ids = json.loads(self._read())["ids"]
+        self.best = [float("inf")] * len(self.ids)
+
+    def one_pass(self) -> None:
+        assert self._proc.stdin is not None
+        self._proc.stdin.write("pass\n")
+        self._proc.stdin.flush()
+        result = json.loads(self._read())
+        self.best = list(map(min, self.best, result["cpu_s"]))
+        if result["parts_ns"] and result["watched_s"] < self.best_watched:
+            self.best_watched, self.best_parts = result["watched_s"], result["parts_ns"]
+
+    def _read(self) -> str:
+        assert self._proc.stdout is not None
+        line = self._proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"bench_tail: a measuring process ended (exit {self._proc.wait()})")
+        return line
+
+    def close(self) -> None:
+        if self._proc.stdin:
+            self._proc.stdin.close()
+        self._proc.wait(timeout=60)
+        self._tmp.cleanup()
+
+
+def measured(configs: dict[str, Configuration], rounds: int) -> None:
+    """`rounds` passes of each configuration, taking turns (the order rotated every round), so a
+    drift of the machine's speed falls on all of them alike."""
+    for config in configs.values():
+        config.ready()
+    names = list(configs)
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            configs[name].one_pass()
 
 
 def quantiles(times: list[float]) -> tuple[float, float]:
@@ -201,19 +248,32 @@ def exported(rev: str, into: Path) -> Path:
 
 def report(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        baseline = run_tree(args.baseline or exported(args.baseline_rev, Path(tmp)), args)
+        baseline_tree = args.baseline or exported(args.baseline_rev, Path(tmp))
+        configs = {"baseline": Configuration(baseline_tree, args.corpus), "current": Configuration(ROOT, args.corpus)}
+        for names in args.ablate:
+            configs["without " + ",".join(names)] = Configuration(ROOT, args.corpus, ablate=names)
+        try:
+            measured(configs, args.rounds)
+        finally:
+            for config in configs.values():
+                config.close()
+    baseline, current = configs["baseline"], configs["current"]
     baseline_name = str(args.baseline) if args.baseline else f"{args.baseline_rev} (git archive)"
-    current = run_tree(ROOT, args)
-    ids = current["ids"]
-    if baseline["ids"] != ids:
+    ids = current.ids
+    if baseline.ids != ids:
         raise SystemExit("bench_tail: the two trees read different benign requests from the corpus")
-    base_med, base_p99 = quantiles(baseline["cpu_s"])
-    cur_med, cur_p99 = quantiles(current["cpu_s"])
+    base_med, base_p99 = quantiles(baseline.best)
+    cur_med, cur_p99 = quantiles(current.best)
     bound = base_p99 * args.bound
     allowed = len(ids) - int(len(ids) * 0.99)
-    over = [i for i, t in enumerate(current["cpu_s"]) if t > bound]
-    crossing = [i for i in over if baseline["cpu_s"][i] <= bound]
-    watched = run_tree(ROOT, args, watch={ids[i] for i in crossing})
+    over = [i for i, t in enumerate(current.best) if t > bound]
+    crossing = [i for i in over if baseline.best[i] <= bound]
+    # where the crossing requests' time goes: the current tree once more, alone, those watched
+    watched = Configuration(ROOT, args.corpus, watch={ids[i] for i in crossing})
+    try:
+        measured({"watched": watched}, args.rounds)
+    finally:
+        watched.close()
     out: dict = {
         "requests": len(ids),
         "baseline": {"tree": baseline_name, "median_us": base_med * 1e6, "p99_us": base_p99 * 1e6},
@@ -223,19 +283,19 @@ def report(args: argparse.Namespace) -> dict:
         "allowed_over": allowed,
         "crossing": {
             "requests": len(crossing),
-            "cpu_ms": sum(current["cpu_s"][i] for i in crossing) * 1e3,
-            "baseline_cpu_ms": sum(baseline["cpu_s"][i] for i in crossing) * 1e3,
-            "parts_ms": {k: v / 1e6 for k, v in sorted(watched["parts_ns"].items(), key=lambda kv: -kv[1])},
-            "watched_cpu_ms": (watched["watched_s"] or 0) * 1e3,
+            "cpu_ms": sum(current.best[i] for i in crossing) * 1e3,
+            "baseline_cpu_ms": sum(baseline.best[i] for i in crossing) * 1e3,
+            "parts_ms": {k: v / 1e6 for k, v in sorted(watched.best_parts.items(), key=lambda kv: -kv[1])},
+            "watched_cpu_ms": (watched.best_watched if crossing else 0) * 1e3,
             "ids": [ids[i] for i in crossing],
         },
         "ablations": [],
     }
     for names in args.ablate:
-        ablated = run_tree(ROOT, args, ablate=names)
-        med, p99 = quantiles(ablated["cpu_s"])
+        ablated = configs["without " + ",".join(names)].best
+        med, p99 = quantiles(ablated)
         out["ablations"].append({"without": names, "median_us": med * 1e6, "p99_us": p99 * 1e6,
-                                 "over_bound": sum(1 for t in ablated["cpu_s"] if t > bound)})
+                                 "over_bound": sum(1 for t in ablated if t > bound)})
     return out
 
 
@@ -275,8 +335,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ablate", action="append", default=[], type=lambda s: [n for n in s.split(",") if n],
                    help="parts to switch off for one more run of the current tree (repeatable)")
     p.add_argument("--json", type=Path, help="write the report here as JSON")
-    p.add_argument("--measure", type=Path, help=argparse.SUPPRESS)  # one tree, in this process
-    p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--serve", type=Path, help=argparse.SUPPRESS)  # one configuration, in this process
     p.add_argument("--watch-file", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.rounds < 1:
@@ -289,9 +348,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.measure is not None:
+    if args.serve is not None:
         watch = set(json.loads(args.watch_file.read_text())) if args.watch_file else set()
-        measure(args.measure, args.corpus, args.rounds, args.ablate[0] if args.ablate else [], watch, args.out)
+        serve(args.serve, args.corpus, args.ablate[0] if args.ablate else [], watch)
         return 0
     r = report(args)
     print_report(r, args.bound)
