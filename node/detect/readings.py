@@ -20,7 +20,8 @@ A reading is kept only when its decoding is clean (base64 that decodes to mostly
 UTF-8 text, JSON that parses, XML that closes a tag), so tokens, hashes and images do not
 multiply the work or the false positives. Several pieces of one layer (the base64 tokens of
 a text, the strings of a JSON document) beyond the first few make one reading, joined by
-a separator no signature or analyser reads across: the number of readings depends on the
+windows.PIECE_SEPARATOR, a control character no signature's `\\s*` spans (the analysers, which
+read control characters as spaces, read it as one): the number of readings depends on the
 layers, not on the value's size.
 
 Bounds: MAX_LAYERS structural layers, MAX_ROUNDS escape rounds per reading, MAX_FORMS
