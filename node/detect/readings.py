@@ -332,11 +332,8 @@ def _tokens_decoded(text: str, tried: set[str]) -> list[str]:
     if len(text) < 16 or _B64_RUN14 not in text.encode("utf-8", "surrogatepass").translate(decode._B64_SHAPES):
         return out
     for tok in dict.fromkeys(_B64_TOKEN_RE.findall(text)):
-        if len(tok) >= 16 and tok.lower() != tok and tok not in tried and _worth(tok):
-            tried.add(tok)
-            d = _token_decoded(tok)
-            if d and not d.isalnum():
-                out.append(d)
+        if len(tok) >= 16 and (d := _first_decoding(tok, tried)) and not d.isalnum():
+            out.append(d)
     return out
 
 
@@ -346,12 +343,18 @@ def _segment_tokens_decoded(path: str, tried: set[str]) -> list[str]:
     out: list[str] = []
     for before, tok, after in _B64_SEGMENT_RE.findall(f"/{path}/"):
         whole = bool(before and after)
-        if (whole or len(tok) >= 16) and tok.lower() != tok and tok not in tried and _worth(tok):
-            tried.add(tok)
-            d = _token_decoded(tok)
-            if d and (whole or not d.isalnum()):
-                out.append(d)
+        if (whole or len(tok) >= 16) and (d := _first_decoding(tok, tried)) and (whole or not d.isalnum()):
+            out.append(d)
     return out
+
+
+def _first_decoding(tok: str, tried: set[str]) -> str | None:
+    """`tok` decoded, the first time the search meets it (`tried`), when it may be base64 of
+    text (an upper-case letter, _worth); else None."""
+    if tok.lower() == tok or tok in tried or not _worth(tok):
+        return None
+    tried.add(tok)
+    return _token_decoded(tok)
 
 
 def _base64_pieces(text: str, tried: set[str]) -> list[str]:

@@ -61,15 +61,13 @@ def normalise(text: str) -> str:
     """`text` as the structural detectors read it (see the module docstring)."""
     if len(_CONTROL_RE.findall(text, 0, 256)) - text.count(PIECE_SEPARATOR, 0, 256) > BINARY_CONTROLS:
         text = " ".join(_PRINTABLE_RUN_RE.findall(text))
-    elif _has_control(text):
+    else:
         if PIECE_SEPARATOR in text:
             # joined pieces hold thousands of separators: each made a space by str.replace (C)
             # instead of a substitution each; the blank-run pass below merges what a run of
             # them (or one beside a space) would have made one space
             text = text.replace(PIECE_SEPARATOR, " ")
-            if _has_control(text):
-                text = _CONTROL_RUN_RE.sub(" ", text)
-        else:
+        if _has_control(text):
             text = _CONTROL_RUN_RE.sub(" ", text)
     if "  " in text or "\t" in text:
         text = _BLANK_RUN_RE.sub(" ", text)
