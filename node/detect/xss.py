@@ -141,7 +141,8 @@ _JS_CALL_RE = re.compile(
 # indexed (that second form needs a `[`)
 _JS_CALL_SINKS = ("alert", "prompt", "confirm", "eval", "settimeout", "setinterval", "execscript")
 _JS_CALL_GLOBALS = ("window", "self", "top", "parent", "globalthis", "frames")
-_JS_CALL_LITERALS = Literals((*_JS_CALL_SINKS, *_JS_CALL_GLOBALS))
+_JS_CALL_STARTS = (*_JS_CALL_SINKS, *_JS_CALL_GLOBALS)
+_JS_CALL_LITERALS = Literals(_JS_CALL_STARTS)
 # words without which _STYLE_RE cannot match once comments and backslashes are gone
 _STYLE_LITERALS = Literals(["expression", "binding", "behavior", "script:", "/*"])
 _QUICK_RE = re.compile(r"<[a-z/]|on[a-z]{3}|script:|data:|expression|binding|behavior|\{\{|\$\{|/\*|[\"'`&]", re.I)
@@ -357,7 +358,7 @@ def _js_call(text: str, low: str) -> bool:
     """_JS_CALL_RE.search(text), tried only where one of its first words is (its scan costs
     ~50 µs on a 2 KB window of JSON, where `top` and `self` are parts of words); the form that
     indexes a global object needs a `[`. `low`: text.lower()."""
-    words = (*_JS_CALL_SINKS, *_JS_CALL_GLOBALS) if "[" in text else _JS_CALL_SINKS
+    words = _JS_CALL_STARTS if "[" in text else _JS_CALL_SINKS
     return _found_at_words(_JS_CALL_RE, text, words, 0, len(text), low)
 
 
