@@ -2,7 +2,8 @@
 
 `build(shape, size)` returns a RequestMessage whose variable part is about `size` bytes. The
 shapes: long runs of each character class, `key=value` and `a=b;` runs, nested URL and Base64
-encodings, deep JSON and XML, many fields, many headers, and an attack with padding in each
+encodings, deep JSON and XML, many fields, many headers, distinct shell globs (each one a walk of the
+command paths), and an attack with padding in each
 place a request carries data (query, form, JSON, multipart, header, cookie, path). Used by
 scripts/bench_hostile.py (through a running node) and tests/test_node_hostile.py.
 """
@@ -95,6 +96,26 @@ def _many_headers(size: int) -> RequestMessage:
     return RequestMessage("GET", "/", headers)
 
 
+def _distinct_glob(i: int) -> str:
+    """`;/bin/?` and a name no command has, different for each `i`: each is resolved against the
+    command paths anew (no cache holds it)."""
+    name = "".join("abcdefghijklmnopqrstuvwxyz0123456789"[(i // 36**k) % 36] for k in range(4))
+    return f";/bin/?x{name}q "
+
+
+def _globs_in_one_value(size: int) -> RequestMessage:
+    """Distinct globbed command paths in one value, up to `size`."""
+    return _form("".join(_distinct_glob(i) for i in range(max(size // 14, 1))))
+
+
+def _globs_in_many_fields(size: int) -> RequestMessage:
+    """The same, 15 to a field (under a window's limit on glob walks), in as many fields as fit."""
+    per_field = 15 * 14
+    fields = [quote("".join(_distinct_glob(f * 15 + i) for i in range(15))) for f in range(max(size // per_field, 1))]
+    body = "&".join(f"f{i}={v}" for i, v in enumerate(fields))
+    return RequestMessage("POST", "/form", [(b"Host", b"shop.test"), (b"Content-Type", FORM)], body.encode())
+
+
 def _pad(size: int) -> str:
     return _fill("a", size)
 
@@ -157,6 +178,8 @@ SHAPES: dict[str, Callable[[int], RequestMessage]] = {
     "many:form-fields": _many_fields,
     "many:json-fields": _many_json_fields,
     "many:headers": _many_headers,
+    "globs:one-value": _globs_in_one_value,
+    "globs:many-fields": _globs_in_many_fields,
     "padded:query": _attack_in_query,
     "padded:form": _attack_in_form,
     "padded:json": _attack_in_json,

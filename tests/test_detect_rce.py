@@ -40,6 +40,21 @@ def test_globs_resolve_to_commands(pattern: str, command: str | None) -> None:
     assert glob_command(pattern) == command
 
 
+def test_a_flood_of_distinct_globs_is_judged_not_walked_one_by_one() -> None:
+    """Each distinct globbed command path is resolved against the command paths (a regex made
+    and run); a window with more than MAX_GLOB_WALKS of them is an injection, however many it
+    holds, and fewer that name no command are nothing."""
+    from node.detect import shell
+
+    def globs(n: int, first: int = 0) -> str:
+        return "".join(f";/bin/?a{i:04d}b " for i in range(first, first + n))
+
+    assert detect_shell(globs(shell.MAX_GLOB_WALKS)) is None
+    assert detect_shell(globs(shell.MAX_GLOB_WALKS + 1, 100)) == "glob-flood"
+    assert detect_shell(globs(2_000, 200)) == "glob-flood"
+    assert detect_shell("x" * 100 + globs(40, 3_000), "json") == "glob-flood"  # in free text too
+
+
 @pytest.mark.parametrize(("value", "rule"), [
     ("/b??/c?t /e??/p?ss??", "obfuscated-command"),
     ("c'a't /tmp/x", "obfuscated-command"),

@@ -476,6 +476,33 @@ def test_glob_command_head_test_equals_the_regex_walk() -> None:
     assert shell.glob_command("/b??/c?t") == "cat" and shell.glob_command("/cgi-bin/list.cgi?q") is None
 
 
+def test_glob_walk_of_lines_of_its_length_and_head_equals_the_walk_of_all() -> None:
+    """glob_command walks only the command paths that start with the glob's head and, without
+    `*`, have its length, and makes no regex when a run of its literal characters is in none of
+    them: the same answer as the regex over all the targets in their order (the first match
+    wins there, whichever directory it is in), on globs made from real command paths with
+    characters turned into `?`, `*`, sets and other letters."""
+    from node.detect import shell
+
+    def walk(pattern: str) -> str | None:
+        rx = shell._glob_regex(pattern.lower())
+        m = rx.search(shell._GLOB_TARGETS) if rx else None
+        return m.group(0).rsplit("/", 1)[1] if m else None
+
+    targets = shell._GLOB_TARGETS.split("\n")
+    rng = random.Random(44)
+    named = 0
+    for _ in range(20_000):
+        chars = list(rng.choice(targets))
+        for _ in range(rng.randint(1, 4)):
+            at = rng.randrange(len(chars))
+            chars[at] = rng.choice(["?", "*", "x", "[a-z]", f"[{chars[at]}q]", "", "/", "??", "a"])
+        glob = "".join(chars)
+        assert shell.glob_command(glob) == walk(glob), glob
+        named += walk(glob) is not None
+    assert named > 2_000
+
+
 def test_an_empty_bracket_is_a_bracket_not_a_broken_glob() -> None:
     """`[]` made an empty regex class (re.error: the shell analyser failed and the verdict
     went partial); it is a literal bracket now."""

@@ -18,6 +18,7 @@ import bisect
 import functools
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from node.detect.literals import Literals
 from node.detect.windows import Gate, judge_windows, normalise
@@ -109,16 +110,17 @@ def _command_name(raw: str) -> str:
 _GLOB_CHARS_RE = re.compile(r"[?*\[]")
 
 
-def _resolved(path: str | None, raw: str) -> tuple[str, bool]:
-    """(the command `path` + `raw` names, whether quoting, escapes or globbing hid it)."""
+def _resolved(path: str | None, raw: str) -> tuple[str, bool, bool]:
+    """(the command `path` + `raw` names, whether quoting, escapes or globbing hid it, whether
+    resolving it took a walk of the command paths: see MAX_GLOB_WALKS)."""
     name = _command_name(raw)
     hidden = name != raw.lower() and name != raw.lower()[:-4]
     if "?" in name or "*" in name or "[" in name or (path and ("?" in path or "*" in path or "[" in path)):
-        found = glob_command((path or "/") + name) if path else None
+        found, walked = _glob_resolution((path + name).lower()) if path else (None, False)
         # a glob that matches nothing stays as written: `ls*` runs `ls*`; a command of the
         # current directory (`c?t` without a path) is not one we know
-        return found or _GLOB_CHARS_RE.split(name, 1)[0], found is not None
-    return name, hidden
+        return found or _GLOB_CHARS_RE.split(name, 1)[0], found is not None, walked
+    return name, hidden, False
 
 
 _WORD_ARG_RE = re.compile(r"\s+[\w.]")
@@ -154,7 +156,7 @@ def _strong_line(value: str, at: int) -> bool:
     m = _CMD_RE.match(value, at)
     if not m:
         return False
-    name, hidden = _resolved(m.group(1), m.group(2))
+    name, hidden, _ = _resolved(m.group(1), m.group(2))
     if name not in _COMMANDS:
         return False
     tail = value[m.end() :]
@@ -193,6 +195,7 @@ def _judge(value: str, kind: str, value_start: bool = True, owned: int | None = 
                 return "separator-command"
     seps = _TEXT_SEP_RE if text else _SEP_RE
     spans: list[tuple[int, int]] | None = None if text and "`" in value else []
+    walks = 0  # globs resolved by a walk of the command paths (MAX_GLOB_WALKS)
     for sep_start, sep_end, opener in _separators(seps, value):
         if owned is not None and sep_start >= owned:
             break  # the next window judges it
@@ -219,7 +222,11 @@ def _judge(value: str, kind: str, value_start: bool = True, owned: int | None = 
         m = _CMD_RE.match(value, sep_end)
         if not m:
             continue
-        name, hidden = _resolved(m.group(1), m.group(2))
+        name, hidden, walked = _resolved(m.group(1), m.group(2))
+        if walked:
+            walks += 1
+            if walks > MAX_GLOB_WALKS:
+                return "glob-flood"
         if name not in _COMMANDS:
             continue
         if snippet and not hidden and m.group(1) is None and name not in _PROBES:
@@ -267,6 +274,13 @@ _GLOB_ARG_RE = re.compile(r"\s*(/[\w.\-?*\[\]/]{2,64})")
 MAX_GLOB = 64
 
 
+# a glob's units, each matching one character but `*`: `?`, `*`, a set `[...]`, or a literal
+# character (an unclosed `[`, and the `[` of `[]`: an empty class is no regex, so a bracket)
+_GLOB_UNIT_RE = re.compile(r"\[[^\]]+\]|.", re.S)
+# what separates a glob's runs of literal characters
+_GLOB_NOT_LITERAL_RE = re.compile(r"[?*]|\[[^\]]+\]")
+
+
 @functools.lru_cache(maxsize=256)
 def _glob_regex(pattern: str) -> re.Pattern[str] | None:
     """A glob as a regex over one line; None when too long. `*` is `[^/\\n]*`: with at
@@ -274,44 +288,90 @@ def _glob_regex(pattern: str) -> re.Pattern[str] | None:
     if len(pattern) > MAX_GLOB or pattern.count("*") > 4:
         return None
     out = []
-    i = 0
-    while i < len(pattern):
-        c = pattern[i]
-        if c == "?":
+    for unit in _GLOB_UNIT_RE.findall(pattern):
+        if unit == "?":
             out.append("[^/\\n]")
-        elif c == "*":
+        elif unit == "*":
             out.append("[^/\\n]*")
-        elif c == "[":
-            close = pattern.find("]", i + 1)
-            if close <= i + 1:  # unclosed, or `[]`: no set (an empty class is no regex), a bracket
-                out.append("\\[")
-            else:
-                out.append("[" + re.escape(pattern[i + 1 : close]) + "]")
-                i = close
+        elif len(unit) > 1:
+            out.append("[" + re.escape(unit[1:-1]) + "]")
         else:
-            out.append(re.escape(c))
-        i += 1
+            out.append(re.escape(unit))
     return re.compile("^" + "".join(out) + "$", re.M)
 
 
-# the target lines sorted, to find whether any starts with a glob's literal head
-_GLOB_LINES = sorted(_GLOB_TARGETS.split("\n"))
-_GLOB_CHARS = "?*["
+@dataclass(frozen=True, slots=True)
+class _Lines:
+    """Command paths sorted, as one text: those starting with a glob's head are one run of it."""
+    lines: list[str]
+    text: str
+    starts: list[int]  # where each line starts in `text` (and where the text ends, last)
+    order: dict[str, int]  # a line's place in _GLOB_TARGETS: of several matches, the first wins there
+
+    @classmethod
+    def of(cls, lines: list[str]) -> _Lines:
+        ordered = sorted(lines)
+        starts = [0]
+        for line in ordered:
+            starts.append(starts[-1] + len(line) + 1)
+        return cls(ordered, "\n".join(ordered), starts, _TARGET_ORDER)
+
+    def first_match(self, glob: str, head: str) -> str | None:
+        """The first line (in _GLOB_TARGETS' order) the lower-case glob matches. Only the run of
+        lines starting with its head is walked, and only when each run of two or more of its
+        literal characters is in that run of lines: the regex is made last (a distinct glob of a
+        flood such as `;/bin/?x7q2` costs two bisections and a find)."""
+        lo = bisect.bisect_left(self.lines, head)
+        hi = bisect.bisect_left(self.lines, head + "\U0010ffff", lo)
+        if lo == hi:
+            return None
+        start, end = self.starts[lo], self.starts[hi] - 1
+        text = self.text
+        if any(len(run) > 1 and text.find(run, start, end) < 0 for run in _GLOB_NOT_LITERAL_RE.split(glob)):
+            return None
+        rx = _glob_regex(glob)
+        found = [m.group(0) for m in rx.finditer(text, start, end)] if rx else []
+        return min(found, key=self.order.__getitem__) if found else None
+
+
+_TARGET_LIST = _GLOB_TARGETS.split("\n")
+_TARGET_ORDER = {line: i for i, line in enumerate(_TARGET_LIST)}
+_ALL_LINES = _Lines.of(_TARGET_LIST)
+# a glob without `*` matches lines of its own length only (each unit is one character)
+_LINES_BY_LENGTH = {n: _Lines.of([t for t in _TARGET_LIST if len(t) == n]) for n in {len(t) for t in _TARGET_LIST}}
+
+
+# globs one window may have resolved by a walk of the command paths: the walk is short, but a
+# distinct glob compiles a regex (~20 µs), and `;/???/?a? ;/???/?b? ...` can be thousands of
+# them; past this many the value is judged a command injection (no text has them)
+MAX_GLOB_WALKS = 16
 
 
 def glob_command(pattern: str) -> str | None:
     """The command a globbed path such as `/b??/c?t` expands to, if it names one."""
-    low = pattern.lower()
-    # a match is a whole target line, which starts with the glob's head before its first
-    # glob character: a head no line starts with (`/cgi-bin/list.cgi?` of a URL in a query
-    # value) is answered by a bisection instead of a regex walk of the 12 KB of targets (~25 µs)
-    head = low[: min((i for i in map(low.find, _GLOB_CHARS) if i >= 0), default=len(low))]
-    at = bisect.bisect_left(_GLOB_LINES, head)
-    if at == len(_GLOB_LINES) or not _GLOB_LINES[at].startswith(head):
-        return None
-    rx = _glob_regex(low)
-    m = rx.search(_GLOB_TARGETS) if rx else None
-    return m.group(0).rsplit("/", 1)[1] if m else None
+    return _glob_resolution(pattern.lower())[0]
+
+
+def _glob_resolution(low: str) -> tuple[str | None, bool]:
+    """(the command the lower-case glob expands to, whether that took a walk of the command
+    paths). A match is a whole path, which starts with the glob's head (its text before the
+    first glob character): a head no path starts with (the `/cgi-bin/list.cgi?` of a URL in a
+    query value) is answered by a bisection, without a walk."""
+    m = _GLOB_CHARS_RE.search(low)
+    head = low[: m.start()] if m else low
+    at = bisect.bisect_left(_ALL_LINES.lines, head)
+    if at == len(_ALL_LINES.lines) or not _ALL_LINES.lines[at].startswith(head):
+        return None, False
+    return _glob_walk(low, head), True
+
+
+def _glob_walk(low: str, head: str) -> str | None:
+    """The first command path (in _GLOB_TARGETS' order) the glob matches, as a command name:
+    looked for among the paths of its length when it has no `*` (each other unit is one
+    character)."""
+    lines = _ALL_LINES if "*" in low else _LINES_BY_LENGTH.get(len(_GLOB_UNIT_RE.findall(low)))
+    found = lines.first_match(low, head) if lines is not None else None
+    return found.rsplit("/", 1)[1] if found else None
 
 
 def _globbed_sensitive_file(tail: str) -> bool:
