@@ -43,3 +43,14 @@ def test_look_alikes_pass(engine: Engine, where: str) -> None:
 ])
 def test_rules(value: str, rule: str | None) -> None:
     assert detect_ldapi(value) == rule
+
+
+def test_a_regex_alternation_of_a_tab_in_json_is_no_absolute_filter(engine: Engine) -> None:
+    """`( |\\t)` of an e-mail validator's regex, in a page config's JSON: once the JSON string's
+    `\\t` is decoded it read as the absolute filter `(|)` to the plain signature (a benign 857 KB
+    beacon of the corpus was blocked for it). The absolute filters are still found with a space
+    inside, and by the analyser whatever surrounds them."""
+    config = '{"rules": [{"rex": "^((\\")(((( |\\t)*(\\r\\n))?( |\\t)+)?(\\"))@x$", "msg": "required"}]}'
+    assert not engine.analyze_value(config, "json.config", "json").is_attack
+    for value in ("admin)(&)", "x)( | )", "(|)", "*)(&)(x=y"):
+        assert engine.analyze_value(value, "query.user", "query").is_attack, value

@@ -566,3 +566,31 @@ def test_prefilter_databases_pick_the_readings_the_whole_set_picks(engine: Engin
             prefilters = {i for i, sig in enumerate(sigs) if sig.detector == detector}
             expected = list(dict.fromkeys(normalise(f) for f, h in zip(forms, hits_per_form) if prefilters & h))
             assert engine._detector_texts(detector, forms, frozenset()) == expected, (detector, forms)
+
+
+def test_each_reading_of_a_value_is_normalised_once_for_all_its_analysers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The analysers a value calls ask for its readings in turn; windows.normalise keeps only
+    the last few, so a value with several long readings was normalised again for each analyser
+    (6 times each of five 150-200 KB readings of one benign body: 60 ms of its 258). The engine
+    now prepares each reading once per value."""
+    import json
+    from collections import Counter
+
+    from node.detect import engine as engine_module
+
+    pieces = [f"it's \"item {i}\" - see (a)(b) at ../docs/{i} and <a href=/x/{i}>here</a> or 1 in 2 {'x' * 300}"
+              for i in range(40)]
+    value = json.dumps(pieces) + " " + json.dumps({"k": pieces[:20]})
+    calls: Counter[str] = Counter()
+    real = engine_module.normalise
+
+    def counted(text: str) -> str:
+        calls[text] += 1
+        return real(text)
+
+    monkeypatch.setattr(engine_module, "normalise", counted)
+    engine = engine_module.Engine()
+    calls.clear()  # the engine's warm-up
+    engine.analyze_value(json.dumps(pieces), "json.doc", "json")
+    engine.analyze_value(value, "body", "body")
+    assert calls and max(calls.values()) == 1, calls.most_common(3)
