@@ -594,3 +594,43 @@ def test_each_reading_of_a_value_is_normalised_once_for_all_its_analysers(monkey
     engine.analyze_value(json.dumps(pieces), "json.doc", "json")
     engine.analyze_value(value, "body", "body")
     assert calls and max(calls.values()) == 1, calls.most_common(3)
+
+
+def test_anchored_tokens_read_back_from_the_anchor_equal_the_greedy_boundary_search() -> None:
+    """ptrav._anchored_tokens finds its anchors by a str.find per anchor (the regex it replaces
+    tried its alternatives at every position starting with a common letter: 19 ms on 790 KB of
+    one beacon's strings) and each token's start by matching its characters on the text
+    reversed, back from the anchor (not a greedy `.*[boundary]` that backtracks): the same
+    anchors and tokens as the regexes, on random texts of anchors, their overlaps and prefixes,
+    boundaries, token characters and long runs."""
+    from node.detect import ptrav
+
+    last_boundary = re.compile(r".*[\s\"'<>|?&=,()\[\]{}`*]", re.S)
+    anchor = re.compile(r"\.\.|%(?:2e|c0%ae|e0%80%ae|u002e|252e|c0%2e)|[\uff0e\u2024]|etc|proc|\.ini|windows|winnt"
+                        r"|web-inf|\.ht|\.ssh|\.aws|\.bash_|\.docker|\.kube|inetpub|secrets|var[/\\]")
+
+    def reference(text: str) -> list[str]:
+        out, end = [], 0
+        for m in anchor.finditer(text):
+            at = m.start()
+            if at < end:
+                continue
+            low = max(end, at - ptrav.MAX_TOKEN_BACK)
+            boundary = last_boundary.match(text, low, at)
+            token = ptrav._TOKEN_RE.match(text, boundary.end() if boundary else low)
+            if token is None or token.end() <= at:
+                end = at + 1
+                continue
+            end = token.end()
+            out.append(token.group(0))
+        return out
+
+    atoms = ["..", "etc", "/", "passwd", " ", '"', "=", "&", "a", "x" * 300, "y" * 700, "proc", "%2e", "\n",
+             "\uff0e", "web-inf", "(", "]", "*", "é", "\\", ".ht", "var/", "winnt", ".", "%", "%c0", "%c0%", "ae",
+             "2e", "%e0%80", "%u002e", "%252e", "\u2024", "win", "windows", "var", "v", ".ini", ".ssh", ".bash_",
+             "inetpub", "secrets", ".docker", ".kube", ".aws", "e", "tc"]
+    rng = random.Random(45)
+    for _ in range(20_000):
+        text = "".join(rng.choice(atoms) for _ in range(rng.randint(0, 24)))
+        assert list(ptrav._anchor_starts(text)) == [m.start() for m in anchor.finditer(text)], text
+        assert list(ptrav._anchored_tokens(text)) == reference(text), text

@@ -21,6 +21,7 @@ C-level passes (`str.replace`, `translate`, `split`) and one walk over its segme
 
 from __future__ import annotations
 
+import heapq
 import re
 from collections.abc import Callable, Iterator
 
@@ -29,8 +30,9 @@ from node.detect.windows import Gate, normalise
 
 # a run a path can be made of (quotes, spaces, '&', '?', '=' and friends end it)
 _TOKEN_RE = re.compile(r"[^\s\"'<>|?&=,()\[\]{}`*]+")
-# the last character before a position that ends a token (greedy, so one pass over the span)
-_LAST_BOUNDARY_RE = re.compile(r".*[\s\"'<>|?&=,()\[\]{}`*]", re.S)
+# the token characters that end at a position, matched on the text reversed: the token's start
+# is found by reading back from the anchor, not by a greedy `.*` that backtracks from it
+_TOKEN_CHARS_RE = re.compile(r"[^\s\"'<>|?&=,()\[\]{}`*]*")
 MAX_TOKEN_BACK = 512
 # the same with spaces inside (`../Program Files/Apache/conf/httpd.conf`), read as well
 _SPACED_TOKEN_RE = re.compile(r"[^\t\n\"'<>|?&=,()\[\]{}`*]{1,512}")  # a path with spaces is short
@@ -45,11 +47,12 @@ _ESCAPES = (
 _LOOKALIKES = str.maketrans({"\\": "/", "\uff0f": "/", "\u2215": "/", "\u2216": "/", "\uff3c": "/",
                              "\uff0e": ".", "\u2024": ".", "\x00": "\x00"})
 # what a token needs for judge_token to find anything: a dot segment (in any spelling) or
-# the name of a sensitive file or directory
-_ANCHOR_RE = re.compile(
-    r"\.\.|%(?:2e|c0%ae|e0%80%ae|u002e|252e|c0%2e)|[\uff0e\u2024]|etc|proc|\.ini|windows|winnt|web-inf"
-    r"|\.ht|\.ssh|\.aws|\.bash_|\.docker|\.kube|inetpub|secrets|var[/\\]",
-)  # on lower-cased text: a case-sensitive search is several times faster
+# the name of a sensitive file or directory; looked for in lower-cased text
+_ANCHORS = ("..", "%2e", "%c0%ae", "%e0%80%ae", "%u002e", "%252e", "%c0%2e", "\uff0e", "\u2024", "etc", "proc",
+            ".ini", "windows", "winnt", "web-inf", ".ht", ".ssh", ".aws", ".bash_", ".docker", ".kube", "inetpub",
+            "secrets", "var/", "var\\")
+# the same as one regex (its alternatives in that order): what _anchor_starts answers as
+_ANCHOR_RE = re.compile("|".join(map(re.escape, _ANCHORS)))
 _PARAMS_RE = re.compile(r";[^/]*")
 # files no request names by right: reached in any form, the value is an attack
 _ALWAYS = re.compile(
@@ -161,19 +164,45 @@ def _spaced_tokens(text: str) -> Iterator[str]:
             yield token
 
 
+def _anchor_starts(text: str) -> Iterator[int]:
+    """Where _ANCHOR_RE.finditer(text) matches, by one str.find per anchor and a heap: most
+    letters start some anchor (e, p, w, i, s, v), so the regex tried its alternatives at a
+    quarter of the positions (19 ms on 790 KB of a beacon's strings holding 7 anchors); the
+    finds skip at C speed. Of anchors at one position the regex takes the first in its order,
+    as the heap's (position, order) does, and goes on after its end."""
+    heap = [(at, order) for order, anchor in enumerate(_ANCHORS) if (at := text.find(anchor)) >= 0]
+    heapq.heapify(heap)
+    pos = 0
+    while heap:
+        at, order = heap[0]
+        if at < pos:  # inside the last match: where this anchor is next
+            at = text.find(_ANCHORS[order], pos)
+            if at < 0:
+                heapq.heappop(heap)
+            else:
+                heapq.heapreplace(heap, (at, order))
+            continue
+        yield at
+        pos = at + len(_ANCHORS[order])
+
+
 def _anchored_tokens(text: str) -> Iterator[str]:
     """The tokens of `text` that hold an anchor, each once: found from the anchors (one C-level
     search), not by splitting the whole text into tokens (a JSON document of escaped slashes
     has tens of thousands). The start of a token is searched at most MAX_TOKEN_BACK characters
     back, and never before the end of the previous one: the text is read about once."""
     end = 0
-    for m in _ANCHOR_RE.finditer(text):
-        at = m.start()
+    backwards = ""
+    n = len(text)
+    for at in _anchor_starts(text):
         if at < end:
             continue  # inside the token judged last
         low = max(end, at - MAX_TOKEN_BACK)
-        boundary = _LAST_BOUNDARY_RE.match(text, low, at)
-        token = _TOKEN_RE.match(text, boundary.end() if boundary else low)
+        if not backwards:
+            backwards = text[::-1]
+        # the token characters just before the anchor, back to `low` at most
+        before = _TOKEN_CHARS_RE.match(backwards, n - at, n - low)
+        token = _TOKEN_RE.match(text, at - (before.end() - (n - at)) if before else at)
         if token is None or token.end() <= at:
             end = at + 1
             continue
