@@ -282,6 +282,12 @@ def _to_bytes(text: str) -> bytes:
         return text.encode("utf-8", "replace")
 
 
+def _framed(text: str) -> bytes:
+    """`text` as every signature scan reads it: between line breaks (signatures anchor on them),
+    so a reading scanned alone and in the value's joined scan is framed alike."""
+    return _to_bytes("\n" + text + "\n")
+
+
 class _Prepared:
     """One value's readings as each analyser's pre-filter scans them and as the analysers read
     them, made once for all its analysers (up to eight of them ask for the same readings in
@@ -303,7 +309,7 @@ class _Prepared:
     def scanned(self, form: str) -> bytes:
         data = self._scanned.get(form)
         if data is None:
-            data = self._scanned[form] = _to_bytes("\n" + form + "\n")
+            data = self._scanned[form] = _framed(form)
         return data
 
 
@@ -525,7 +531,7 @@ class Engine:
                 return NOTHING
         else:
             forms, canonical = self._readings(run, value, kind)
-        hits = self.request_sigs.scan(_to_bytes("\n" + "\n".join(forms) + "\n"))
+        hits = self.request_sigs.scan(_framed("\n".join(forms)))
         if not hits:
             return NOTHING
         sigs = self.request_sigs.signatures
@@ -616,7 +622,7 @@ class Engine:
         return lambda window: local in hits(detector, window)
 
     def _scan_window(self, detector: str, window: str) -> set[int]:
-        return self._prefilters[detector].scan(_to_bytes("\n" + window + "\n"))
+        return self._prefilters[detector].scan(_framed(window))
 
     # ------------------------------------------------------------------ responses
 

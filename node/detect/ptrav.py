@@ -51,8 +51,6 @@ _LOOKALIKES = str.maketrans({"\\": "/", "\uff0f": "/", "\u2215": "/", "\u2216": 
 _ANCHORS = ("..", "%2e", "%c0%ae", "%e0%80%ae", "%u002e", "%252e", "%c0%2e", "\uff0e", "\u2024", "etc", "proc",
             ".ini", "windows", "winnt", "web-inf", ".ht", ".ssh", ".aws", ".bash_", ".docker", ".kube", "inetpub",
             "secrets", "var/", "var\\")
-# the same as one regex (its alternatives in that order): what _anchor_starts answers as
-_ANCHOR_RE = re.compile("|".join(map(re.escape, _ANCHORS)))
 _PARAMS_RE = re.compile(r";[^/]*")
 # files no request names by right: reached in any form, the value is an attack
 _ALWAYS = re.compile(
@@ -165,11 +163,12 @@ def _spaced_tokens(text: str) -> Iterator[str]:
 
 
 def _anchor_starts(text: str) -> Iterator[int]:
-    """Where _ANCHOR_RE.finditer(text) matches, by one str.find per anchor and a heap: most
-    letters start some anchor (e, p, w, i, s, v), so the regex tried its alternatives at a
-    quarter of the positions (19 ms on 790 KB of a beacon's strings holding 7 anchors); the
-    finds skip at C speed. Of anchors at one position the regex takes the first in its order,
-    as the heap's (position, order) does, and goes on after its end."""
+    """Where the regex of _ANCHORS as alternatives, in their order, matches (finditer), by one
+    str.find per anchor and a heap: most letters start some anchor (e, p, w, i, s, v), so that
+    regex tried its alternatives at a quarter of the positions (19 ms on 790 KB of a beacon's
+    strings holding 7 anchors); the finds skip at C speed. Of anchors at one position the regex
+    takes the first in its order, as the heap's (position, order) does, and goes on after its
+    end."""
     heap = [(at, order) for order, anchor in enumerate(_ANCHORS) if (at := text.find(anchor)) >= 0]
     heapq.heapify(heap)
     pos = 0
@@ -200,9 +199,10 @@ def _anchored_tokens(text: str) -> Iterator[str]:
         low = max(end, at - MAX_TOKEN_BACK)
         if not backwards:
             backwards = text[::-1]
-        # the token characters just before the anchor, back to `low` at most
+        # the token characters just before the anchor, back to `low` at most: where that match
+        # ends in the reversed text is where the token starts in the text
         before = _TOKEN_CHARS_RE.match(backwards, n - at, n - low)
-        token = _TOKEN_RE.match(text, at - (before.end() - (n - at)) if before else at)
+        token = _TOKEN_RE.match(text, n - before.end())  # type: ignore[union-attr]  # `*`: always a match
         if token is None or token.end() <= at:
             end = at + 1
             continue

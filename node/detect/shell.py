@@ -306,7 +306,6 @@ class _Lines:
     lines: list[str]
     text: str
     starts: list[int]  # where each line starts in `text` (and where the text ends, last)
-    order: dict[str, int]  # a line's place in _GLOB_TARGETS: of several matches, the first wins there
 
     @classmethod
     def of(cls, lines: list[str]) -> _Lines:
@@ -314,7 +313,7 @@ class _Lines:
         starts = [0]
         for line in ordered:
             starts.append(starts[-1] + len(line) + 1)
-        return cls(ordered, "\n".join(ordered), starts, _TARGET_ORDER)
+        return cls(ordered, "\n".join(ordered), starts)
 
     def first_match(self, glob: str, head: str) -> str | None:
         """The first line (in _GLOB_TARGETS' order) the lower-case glob matches. Only the run of
@@ -331,7 +330,8 @@ class _Lines:
             return None
         rx = _glob_regex(glob)
         found = [m.group(0) for m in rx.finditer(text, start, end)] if rx else []
-        return min(found, key=self.order.__getitem__) if found else None
+        # of several matches, the first in _GLOB_TARGETS' order is the one its walk found
+        return min(found, key=_TARGET_ORDER.__getitem__) if found else None
 
 
 _TARGET_LIST = _GLOB_TARGETS.split("\n")
