@@ -116,6 +116,13 @@ def _globs_in_many_fields(size: int) -> RequestMessage:
     return RequestMessage("POST", "/form", [(b"Host", b"shop.test"), (b"Content-Type", FORM)], body.encode())
 
 
+def _globs_in_lines(size: int) -> RequestMessage:
+    """Distinct globbed command paths, each starting a line of a JSON string (free text, where
+    a line break starts a command line), up to `size`."""
+    text = "".join("\n" + _distinct_glob(i)[1:] + "x" for i in range(max(size // 15, 1)))
+    return _json(json.dumps({"note": text}).encode())
+
+
 def _pad(size: int) -> str:
     return _fill("a", size)
 
@@ -180,6 +187,7 @@ SHAPES: dict[str, Callable[[int], RequestMessage]] = {
     "many:headers": _many_headers,
     "globs:one-value": _globs_in_one_value,
     "globs:many-fields": _globs_in_many_fields,
+    "globs:lines": _globs_in_lines,
     "padded:query": _attack_in_query,
     "padded:form": _attack_in_form,
     "padded:json": _attack_in_json,

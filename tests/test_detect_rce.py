@@ -53,6 +53,15 @@ def test_a_flood_of_distinct_globs_is_judged_not_walked_one_by_one() -> None:
     assert detect_shell(globs(shell.MAX_GLOB_WALKS + 1, 100)) == "glob-flood"
     assert detect_shell(globs(2_000, 200)) == "glob-flood"
     assert detect_shell("x" * 100 + globs(40, 3_000), "json") == "glob-flood"  # in free text too
+    # ... and in free text's lines, where a line break starts the command line (the first line's
+    # glob is resolved once more as the value's start)
+
+    def lines(n: int, first: int) -> str:
+        return "".join(f"\n/bin/?a{i:04d}b x" for i in range(first, first + n))
+
+    assert detect_shell(lines(shell.MAX_GLOB_WALKS - 1, 4_000), "json") is None
+    assert detect_shell(lines(shell.MAX_GLOB_WALKS + 1, 5_000), "json") == "glob-flood"
+    assert detect_shell(lines(2_000, 6_000), "json") == "glob-flood"
 
 
 @pytest.mark.parametrize(("value", "rule"), [

@@ -151,12 +151,32 @@ def _in_code_span(value: str, at: int, spans: list[tuple[int, int]]) -> bool:
     return any(start < at < end for start, end in spans)
 
 
-def _strong_line(value: str, at: int) -> bool:
+class _GlobWalks:
+    """The globs one window had resolved by a walk of the command paths, in its lines and
+    after its separators alike (MAX_GLOB_WALKS)."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def spent(self, walked: bool) -> bool:
+        """Count a resolution (a walk or not); then whether the window is `exceeded`."""
+        self.count += walked
+        return self.exceeded
+
+    @property
+    def exceeded(self) -> bool:
+        return self.count > MAX_GLOB_WALKS
+
+
+def _strong_line(value: str, at: int, walks: _GlobWalks) -> bool:
     """A line of free text starting at `at` is a command line (see _judge)."""
     m = _CMD_RE.match(value, at)
     if not m:
         return False
-    name, hidden, _ = _resolved(m.group(1), m.group(2))
+    name, hidden, walked = _resolved(m.group(1), m.group(2))
+    walks.spent(walked)
     if name not in _COMMANDS:
         return False
     tail = value[m.end() :]
@@ -186,16 +206,18 @@ def _judge(value: str, kind: str, value_start: bool = True, owned: int | None = 
     has_sep = _QUICK_RE.search(value) is not None
     prose = None
     text = kind in TEXT_KINDS
+    walks = _GlobWalks()
     if text and not snippet:
         # in free text a line break starts a command line only when what follows could be
         # nothing else: an unmistakable command, or one with an unmistakable argument; the
         # lines without a character such a line needs are skipped by the regex
         for line in _LINE_CANDIDATE_RE.finditer(value, 0, len(value) if owned is None else owned):
-            if _strong_line(value, line.end()):
+            if _strong_line(value, line.end(), walks):
                 return "separator-command"
+            if walks.exceeded:
+                return "glob-flood"
     seps = _TEXT_SEP_RE if text else _SEP_RE
     spans: list[tuple[int, int]] | None = None if text and "`" in value else []
-    walks = 0  # globs resolved by a walk of the command paths (MAX_GLOB_WALKS)
     for sep_start, sep_end, opener in _separators(seps, value):
         if owned is not None and sep_start >= owned:
             break  # the next window judges it
@@ -223,10 +245,8 @@ def _judge(value: str, kind: str, value_start: bool = True, owned: int | None = 
         if not m:
             continue
         name, hidden, walked = _resolved(m.group(1), m.group(2))
-        if walked:
-            walks += 1
-            if walks > MAX_GLOB_WALKS:
-                return "glob-flood"
+        if walks.spent(walked):
+            return "glob-flood"
         if name not in _COMMANDS:
             continue
         if snippet and not hidden and m.group(1) is None and name not in _PROBES:
@@ -369,6 +389,8 @@ def _glob_walk(low: str, head: str) -> str | None:
     """The first command path (in _GLOB_TARGETS' order) the glob matches, as a command name:
     looked for among the paths of its length when it has no `*` (each other unit is one
     character)."""
+    if len(low) > MAX_GLOB:
+        return None  # _glob_regex makes no regex of it: before its units are listed
     lines = _ALL_LINES if "*" in low else _LINES_BY_LENGTH.get(len(_GLOB_UNIT_RE.findall(low)))
     found = lines.first_match(low, head) if lines is not None else None
     return found.rsplit("/", 1)[1] if found else None
