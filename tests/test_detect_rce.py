@@ -64,6 +64,39 @@ def test_a_flood_of_distinct_globs_is_judged_not_walked_one_by_one() -> None:
     assert detect_shell(lines(2_000, 6_000), "json") == "glob-flood"
 
 
+def test_a_flood_spread_over_fields_ends_the_request() -> None:
+    """Under a window's limit in each field, a request's glob walks still add up: past
+    MAX_REQUEST_GLOB_WALKS the request is a glob flood and is judged no further (a partial
+    verdict). Verdicts judged under the request's count are kept for no other request: each
+    field alone is nothing."""
+    from urllib.parse import quote
+
+    from node.detect import shell
+    from wallarm_wire.protocol import RequestMessage
+
+    per_field = shell.MAX_GLOB_WALKS - 1
+
+    def field(f: int) -> str:
+        return "".join(f";/bin/?a{f * per_field + i:05d}b " for i in range(per_field))
+
+    def form(*fields: int) -> RequestMessage:
+        body = "&".join(f"f{f}={quote(field(f))}" for f in fields).encode()
+        headers = [(b"Host", b"shop.test"), (b"Content-Type", b"application/x-www-form-urlencoded"),
+                   (b"Content-Length", str(len(body)).encode())]
+        return RequestMessage("POST", "/form", headers, body)
+
+    engine = Engine()
+    fields = range(shell.MAX_REQUEST_GLOB_WALKS // per_field + 40)
+    flood = engine.analyze_request(form(*fields))
+    assert [a.rule_id for a in flood.attacks if a.rule_id.endswith(".glob-flood")], flood.attacks
+    assert flood.is_attack and flood.partial == ["budget"]
+    assert shell.REQUEST_GLOB_WALKS.get() is None  # the request's count ends with it
+    for f in fields[:8]:
+        alone = engine.analyze_request(form(f))
+        assert not alone.is_attack and not alone.partial, (f, alone)
+    assert not engine.analyze_value(field(0), "form.f0", "form").is_attack
+
+
 @pytest.mark.parametrize(("value", "rule"), [
     ("/b??/c?t /e??/p?ss??", "obfuscated-command"),
     ("c'a't /tmp/x", "obfuscated-command"),

@@ -35,7 +35,7 @@ from node.detect.readings import readings
 from node.detect.nosqli import detect_nosqli
 from node.detect.ptrav import detect_ptrav
 from node.detect.request import MAX_BODY, FieldSink, body_headers, inflate, parse_body, parse_header_line, parse_target
-from node.detect.shell import ALONE_COMMANDS, detect_shell
+from node.detect.shell import ALONE_COMMANDS, REQUEST_GLOB_WALKS, RequestGlobWalks, detect_shell
 from node.detect.signatures import SignatureSet, load_signatures
 from node.detect.sqli import detect_sqli
 from node.detect.ssrf import detect_ssrf
@@ -153,7 +153,7 @@ class _Run:
     """One request's verdict and work accounting."""
 
     __slots__ = ("det", "seen", "seen_units", "chars", "deadline", "allowed", "cpu_start", "stopped",
-                 "threshold", "cuts", "max_body")
+                 "threshold", "cuts", "max_body", "globs")
 
     def __init__(self, threshold: int, size: int = 0, max_body: int = MAX_BODY) -> None:
         self.max_body = max_body
@@ -169,6 +169,7 @@ class _Run:
         self.cpu_start = -1.0
         self.stopped = False
         self.cuts = 0  # limits met so far (a verdict judged while this grew is not cached)
+        self.globs: RequestGlobWalks | None = None  # the shell analyser's glob walks left (made at its first run)
 
     def cut(self, reason: str) -> None:
         self.det.mark_partial(reason)
@@ -582,9 +583,28 @@ class Engine:
         if key in kept:
             kept.move_to_end(key)
             return kept[key]
-        rule = _DETECTORS[detector](text, kind, run.check_time, self._gate(idx))
+        if detector == "shell":
+            rule = self._shell(run, text, kind, idx)
+        else:
+            rule = _DETECTORS[detector](text, kind, run.check_time, self._gate(idx))
         if not run.stopped:
             self._remember(kept, key, rule, ANALYSED_KEPT)
+        return rule
+
+    def _shell(self, run: _Run, text: str, kind: str, idx: int) -> str | None:
+        """The shell analyser's verdict, counting its glob walks against the request's
+        (shell.MAX_REQUEST_GLOB_WALKS, handed over in a context variable: the node judges in two
+        threads). Past them it finds a glob flood, and nothing more of the request is judged."""
+        if run.globs is None:
+            run.globs = RequestGlobWalks()
+        walks = REQUEST_GLOB_WALKS.set(run.globs)
+        try:
+            rule = _DETECTORS["shell"](text, kind, run.check_time, self._gate(idx))
+        finally:
+            REQUEST_GLOB_WALKS.reset(walks)
+        if run.globs.exhausted and not run.stopped:
+            run.cut("budget")  # a partial verdict: none judged under the request's count is kept
+            run.stopped = True
         return rule
 
     def _detector_texts(self, detector: str, forms: list[str], canonical: frozenset[str],

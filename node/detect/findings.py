@@ -19,7 +19,8 @@ PARTIAL_REASONS = (
     "body",      # a body over max_body (cut by the node, or by the connector before it)
     "inflated",  # a compressed body that decompresses past its bound
     "depth",     # JSON nested deeper than MAX_JSON_DEPTH
-    "budget",    # structural detector runs per request spent: a later hit went unverified
+    "budget",    # structural detector work per request spent: a later hit went unverified
+                 # (detector runs), or nothing more was judged (a glob flood: shell.py)
     "deadline",  # the per-request CPU time bound: later values were not judged
     "decode",    # a value's readings reached a decoding bound (layers, rounds, readings, work)
     "error",     # the parser failed: only the raw target was judged

@@ -72,11 +72,6 @@ class FieldSink:
     def reasons(self) -> list[str]:
         return self.cuts + ["fields"] if self.dropped and "fields" not in self.cuts else self.cuts
 
-    def cut(self, reason: str) -> None:
-        """A limit ended part of the parse: the verdict must say it is partial."""
-        if reason not in self.cuts:
-            self.cuts.append(reason)
-
 
 def _key(name: str) -> str:
     name = name.strip()[:MAX_KEY_PART]
