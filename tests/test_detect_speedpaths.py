@@ -303,6 +303,36 @@ def test_translate_checks_equal_their_regexes_on_random_text() -> None:
         assert decode.js_unescape(v) == decode._JS_ESC_RE.sub(decode._js_esc, v), v
 
 
+
+def test_base64_text_tests_in_c_equal_the_character_walks() -> None:
+    """b64_token's printable test (bytes.translate on ASCII, the class regex otherwise) and
+    _printable_ratio (translate on ASCII, str.isprintable mapped in C otherwise) say what the
+    regex and the per-character loop they replace say, so base64 decodes to the same text."""
+    import base64
+
+    def ratio(text: str) -> float:
+        return sum(1 for c in text if c.isprintable() or c in "\r\n\t") / len(text) if text else 0.0
+
+    def decoded(token: str) -> str | None:  # b64_token as it was: the class regex on every text
+        raw = base64.b64decode(token + "=" * (-len(token) % 4))
+        text = raw.decode("ascii") if raw.isascii() else raw.decode("utf-8", "replace")
+        if not raw.isascii() and "\ufffd" in text and b"\xef\xbf\xbd" not in raw:
+            return None
+        if decode._NONPRINT_RE.search(text) and ratio(text.rstrip("\x00")) < 0.95:
+            return None
+        return text
+
+    rng = random.Random(31)
+    atoms = ["a", "Z", " ", "\r", "\n", "\t", "\x00", "\x01", "\x1f", "\x7f", "\x85", "\xa0", "é", "\u2028",
+             "\u200b", "\ufffd", "\U0001f600", "中", "text", "\x0b"]
+    for _ in range(20_000):
+        text = "".join(rng.choice(atoms) for _ in range(rng.randint(0, 40)))
+        assert decode._printable_ratio(text) == ratio(text), repr(text)
+        token = base64.b64encode(text.encode("utf-8", "surrogatepass")).decode().rstrip("=")
+        if token:
+            assert decode.b64_token(token) == decoded(token), repr(text)
+
+
 # ---------------------------------------------------------------------------- trivial fields
 
 _TOKEN_ATOMS = ["a", "B", "z", "7", "_", "-", ".", "..", "0x", "0X", "whoami", "WhoAmI", "uname", "netstat",

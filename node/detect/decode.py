@@ -72,6 +72,9 @@ _ENTITY_CANDIDATE_RE = re.compile(
 )
 _ENTITY_RE = re.compile(r"&(?:#[0-9]+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]{1,31});?")
 _NONPRINT_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffd]")
+# the ASCII bytes _NONPRINT_RE does not match: deleting them from ASCII bytes leaves one iff it
+# would find one (one C pass, 5x cheaper than the class walk on the decoded text)
+_PRINTABLE_ASCII = bytes(c for c in range(128) if not _NONPRINT_RE.match(chr(c)))
 _B64_WHOLE_RE = re.compile(r"^[A-Za-z0-9+/_\-\s]{6,}={0,2}$")
 
 
@@ -239,10 +242,18 @@ def finish_round(url_decoded: str) -> str:
 
 
 def _printable_ratio(text: str) -> float:
+    """The share of `text` that is printable or a line break or tab: in C passes (a Python step
+    per character cost 18 ms on a megabyte of base64 decoded)."""
     if not text:
         return 0.0
-    good = sum(1 for c in text if c.isprintable() or c in "\r\n\t")
+    if text.isascii():
+        bad = len(text.encode("ascii").translate(None, _GOOD_ASCII))
+        return (len(text) - bad) / len(text)
+    good = sum(map(str.isprintable, text)) + text.count("\r") + text.count("\n") + text.count("\t")
     return good / len(text)
+
+
+_GOOD_ASCII = bytes(c for c in range(128) if chr(c).isprintable() or chr(c) in "\r\n\t")
 
 
 # base64 characters and the ASCII characters str regexes' \s matches
@@ -271,7 +282,7 @@ def b64_decode(token: str) -> str | None:
         return None
     if not t.isascii():
         return None
-    if not t.isalnum():
+    if not t.encode("ascii").isalnum():  # (ASCII: a table walk, 5x cheaper than str's Unicode one)
         t = "".join(t.split())
     return b64_token(t)
 
@@ -293,6 +304,8 @@ def b64_token(t: str) -> str | None:
         return None
     if raw.isascii():
         text = raw.decode("ascii")
+        if not raw.translate(None, _PRINTABLE_ASCII):
+            return text  # _NONPRINT_RE finds nothing
     else:
         # most tokens that are not base64 of text end here: without raising (an exception
         # per token costs more than the decoding)
