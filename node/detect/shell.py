@@ -154,12 +154,13 @@ def _in_code_span(value: str, at: int, spans: list[tuple[int, int]]) -> bool:
 
 class RequestGlobWalks:
     """The glob walks left to the request being judged, over all its values and windows
-    (MAX_REQUEST_GLOB_WALKS): the engine sets one per request in REQUEST_GLOB_WALKS."""
+    (MAX_REQUEST_GLOB_WALKS): the engine makes one per request and sets it in
+    REQUEST_GLOB_WALKS around each run of this analyser."""
 
     __slots__ = ("left",)
 
-    def __init__(self, walks: int | None = None) -> None:
-        self.left = MAX_REQUEST_GLOB_WALKS if walks is None else walks
+    def __init__(self) -> None:
+        self.left = MAX_REQUEST_GLOB_WALKS
 
     @property
     def exhausted(self) -> bool:
