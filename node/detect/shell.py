@@ -192,7 +192,7 @@ class _GlobWalks:
 
     @property
     def exceeded(self) -> bool:
-        return self.count > MAX_GLOB_WALKS or (self.request is not None and self.request.left < 0)
+        return self.count > MAX_GLOB_WALKS or (self.request is not None and self.request.exhausted)
 
 
 def _strong_line(value: str, at: int, walks: _GlobWalks) -> bool:
