@@ -96,6 +96,21 @@ def _many_headers(size: int) -> RequestMessage:
     return RequestMessage("GET", "/", headers)
 
 
+def _repeated_names(size: int) -> RequestMessage:
+    """One name given again and again with values that are not plain tokens, then an attack
+    under it: every value is judged, and all of them joined (request._join_repeated)."""
+    unit = "q=%3Cb%3Ex%3C%2Fb%3E&"
+    body = _fill(unit, size) + "q=" + quote(SQLI)
+    return RequestMessage("POST", "/form", [(b"Host", b"shop.test"), (b"Content-Type", FORM)], body.encode())
+
+
+def _fullwidth_prose(size: int) -> RequestMessage:
+    """Chinese prose whose fullwidth punctuation sits next to ASCII (it asks for the fold,
+    readings._folded), then a fullwidth attack."""
+    fullwidth = "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in ATTACK)
+    return _json(json.dumps({"note": _fill("备案（含）1个月：https，", size // 3) + fullwidth}, ensure_ascii=False).encode())
+
+
 def _distinct_glob(i: int) -> str:
     """`;/bin/?` and a name no command has, different for each `i`: each is resolved against the
     command paths anew (no cache holds it)."""
@@ -185,6 +200,8 @@ SHAPES: dict[str, Callable[[int], RequestMessage]] = {
     "many:form-fields": _many_fields,
     "many:json-fields": _many_json_fields,
     "many:headers": _many_headers,
+    "many:repeated-names": _repeated_names,
+    "run:fullwidth-prose": _fullwidth_prose,
     "globs:one-value": _globs_in_one_value,
     "globs:many-fields": _globs_in_many_fields,
     "globs:lines": _globs_in_lines,

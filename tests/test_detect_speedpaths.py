@@ -599,7 +599,7 @@ def test_prefilter_databases_pick_the_readings_the_whole_set_picks(engine: Engin
         for detector in engine_mod._DETECTORS:
             prefilters = {i for i, sig in enumerate(sigs) if sig.detector == detector}
             expected = list(dict.fromkeys(normalise(f) for f, h in zip(forms, hits_per_form) if prefilters & h))
-            assert engine._detector_texts(detector, forms, frozenset()) == expected, (detector, forms)
+            assert engine._detector_texts(detector, readings.Readings(forms, False)) == expected, (detector, forms)
 
 
 def test_each_reading_of_a_value_is_normalised_once_for_all_its_analysers(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,8 +6,11 @@ the engine for its verdict; the helpers of node/detect/ have their own cases bel
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
+import random
+import urllib.parse
 import time
 import zlib
 
@@ -230,6 +233,59 @@ def test_declared_charset_form_and_text(engine: Engine) -> None:
     assert blocked(engine, req(f"<a>{XSS}</a>".encode("utf-16"), ctype("text/xml")))
 
 
+def _escaped_in(text: str, codec: str) -> str:
+    return "".join(f"%{b:02X}" for b in text.encode(codec))
+
+
+@pytest.mark.parametrize("codec", ["ibm037", "ibm500", "cp1026", "utf-16-le", "utf-32-be"])
+def test_form_escapes_are_read_in_the_declared_charset(engine: Engine, codec: str) -> None:
+    # Django's QueryDict and ASP.NET decode the bytes of the %-escapes in the declared charset:
+    # the IBM037 bypass reaches them as plain `<script>`, where a UTF-8 reader sees mojibake
+    body = f"{_escaped_in('q', codec)}={_escaped_in(XSS, codec)}".encode()
+    assert blocked(engine, req(body, ctype(f"application/x-www-form-urlencoded; charset={codec}")))
+    # an ASCII-compatible charset means the same escapes: nothing more to read
+    assert not blocked(engine, req(b"q=%C1%C2", ctype("application/x-www-form-urlencoded; charset=latin-1")))
+
+
+def test_the_query_is_read_in_the_body_charset(engine: Engine) -> None:
+    target = f"/search?{_escaped_in('q', 'ibm037')}={_escaped_in(TRAVERSAL, 'ibm037')}"
+    h = [(b"Host", b"app.example"), (b"Content-Type", b"application/x-www-form-urlencoded; charset=ibm037")]
+    assert blocked(engine, RequestMessage("POST", target, h, b"a=1"))
+    assert not blocked(engine, RequestMessage("POST", target, h[:1], b"a=1"))  # no charset: mojibake
+
+
+def test_charset_form_fields_equal_djangos_reading() -> None:
+    # Django's QueryDict is urllib.parse.parse_qsl(..., encoding=<charset>) over the body
+    from urllib.parse import parse_qsl
+
+    rng = random.Random(7)
+    alphabet = "abc<>'\"();=&+%/ -_.\u00e9"
+    for _ in range(300):
+        codec = rng.choice(["ibm037", "ibm500", "utf-16-le"])
+        pairs = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 8))) for _ in range(4)]
+        body = "&".join(f"{_escaped_in(pairs[i], codec)}={_escaped_in(pairs[i + 1], codec)}" for i in (0, 2))
+        msg = req(body.encode(), ctype(f"application/x-www-form-urlencoded; charset={codec}"))
+        ours = {value for _kind, _loc, value in extract(msg).fields}
+        for name, value in parse_qsl(body, keep_blank_values=True, encoding=codec, errors="replace"):
+            assert name.strip() in {o.strip() for o in ours} and (not value or value in ours), (codec, body)
+
+
+@pytest.mark.parametrize("coding", ["base64", "quoted-printable"])
+def test_a_parts_transfer_coding_is_undone_too(engine: Engine, coding: str) -> None:
+    # python-multipart's FormParser undoes Content-Transfer-Encoding before the application
+    # sees the field: base64 wrapped at 76 columns (MIME), quoted-printable with every byte escaped
+    payload = XSS + " " * 40 + "<img src=x onerror=alert(1)>"
+    if coding == "base64":
+        content = base64.encodebytes(payload.encode()).replace(b"\n", b"\r\n").rstrip()
+    else:
+        content = "".join(f"={b:02X}" for b in payload.encode()).encode()
+    body = (b"--b\r\nContent-Disposition: form-data; name=\"q\"\r\nContent-Transfer-Encoding: " + coding.encode()
+            + b"\r\n\r\n" + content + b"\r\n--b--\r\n")
+    assert blocked(engine, req(body, ctype("multipart/form-data; boundary=b")))
+    fields = [value for kind, _loc, value in extract(req(body, ctype("multipart/form-data; boundary=b"))).fields]
+    assert payload in fields and content.decode() in fields  # both readings
+
+
 def test_charset_readings() -> None:
     assert charset.text_readings(b"plain", None) == ["plain"]
     assert charset.text_readings(b"plain", "utf-8") == ["plain"]
@@ -398,3 +454,41 @@ def test_a_body_binary_past_its_first_512_bytes_is_judged_by_its_printable_runs(
     assert not det.is_attack and not det.partial
     attack = body + b"\n" + XSS.encode() + b"\n" + noise[:2000]
     assert engine.analyze_request(req(attack, ctype("application/json"))).is_attack
+
+
+# ---------------------------------------------------------------------------- parameter pollution
+
+
+@pytest.mark.parametrize("pieces", [
+    ["1/*", "*/UNION/*", "*/SELECT/*", "*/password/*", "*/FROM/*", "*/users--"],
+    ["1/*", "*/union/*", "*/select/*", "*/1,2,3"],
+])
+def test_repeated_parameters_are_read_joined(engine: Engine, pieces: list[str]) -> None:
+    # ASP.NET joins a repeated name's values with commas: `1/*,*/UNION/*,*/SELECT...` is SQL
+    # that no piece is alone (the classic parameter-pollution bypass)
+    query = "&".join(f"q={urllib.parse.quote(p, safe='')}" for p in pieces)
+    msg = RequestMessage("GET", f"/search?{query}", [(b"Host", b"app.example")], b"")
+    assert blocked(engine, msg)
+    assert ",".join(pieces) in [value for _kind, loc, value in extract(msg).fields if loc == "query.q"]
+    assert blocked(engine, req(query.encode(), ctype("application/x-www-form-urlencoded")))
+
+
+def test_the_join_keeps_trivial_values_in_their_place() -> None:
+    msg = RequestMessage("GET", "/s?q=a%27&q=x&id=1&q=%2A%2F&id=2", [(b"Host", b"h")], b"")
+    joined = [value for kind, loc, value in extract(msg).fields if loc == "query.q" and "," in value]
+    assert joined == ["a',x,*/"]
+
+
+def test_lists_of_plain_values_are_not_an_attack(engine: Engine) -> None:
+    for query in ("tag=a&tag=b%20c&tag=d", "id=1&id=2&id=3", "f=name%3Aasc&f=date%3Adesc&f=(x)"):
+        assert not blocked(engine, RequestMessage("GET", f"/list?{query}", [(b"Host", b"h")], b"")), query
+
+
+def test_a_pair_repeated_in_a_row_is_judged_once(engine: Engine) -> None:
+    body = "q=%3Cb%3Ex%3C%2Fb%3E&" * 20_000 + "q=%27+OR+1%3D1--"
+    msg = req(body.encode(), ctype("application/x-www-form-urlencoded"))
+    fields = [value for kind, loc, value in extract(msg).fields if kind == "form"]
+    assert fields.count("<b>x</b>") == 1 and "' OR 1=1--" in fields
+    # joined, the run of 20,000 reads as two copies (the parity of its quotes and brackets kept)
+    assert "<b>x</b>,<b>x</b>,' OR 1=1--" in fields
+    assert blocked(engine, msg)

@@ -11,6 +11,8 @@ For bodies that were generated but not mutated, every reference value must be a 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
 import json
 import re
@@ -183,6 +185,10 @@ def multipart_bodies(draw) -> tuple[str, bytes]:
         if draw(st.booleans()):
             headers.append(b"Content-Type: " + draw(st.sampled_from([b"text/plain", b"application/json", b"text/plain; charset=latin-1"])))
         value = draw(TEXT).encode()
+        coding = draw(st.sampled_from([None, None, "base64", "Base64", "quoted-printable"]))
+        if coding:  # python-multipart undoes it (Werkzeug does not): both readings are judged
+            headers.append(b"Content-Transfer-Encoding: " + coding.encode())
+            value = base64.encodebytes(value).rstrip(b"\n") if coding.lower() == "base64" else binascii.b2a_qp(value)
         if draw(st.booleans()):  # a delimiter or close delimiter inside a value, not at a line start
             value += draw(st.sampled_from([dash, dash + b"--", b"x" + dash + b"--" + eol]))
         body += dash + eol + eol.join(headers) + eol + eol + value + eol

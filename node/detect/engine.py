@@ -31,10 +31,11 @@ from node.detect.decode import short_b64_text, upper_b64_text
 from node.detect.findings import DEFAULT_THRESHOLD, Detection, excerpt
 from node.detect.ldapi import detect_ldapi
 from node.detect.log4j import detect_log4j
-from node.detect.readings import readings
+from node.detect.readings import Readings, readings
 from node.detect.nosqli import detect_nosqli
 from node.detect.ptrav import detect_ptrav
-from node.detect.request import MAX_BODY, FieldSink, body_headers, inflate, parse_body, parse_header_line, parse_target
+from node.detect.request import (MAX_BODY, FieldSink, body_headers, escapes_codec, inflate, parse_body, parse_header_line,
+                                 parse_query_in_codec, parse_target)
 from node.detect.shell import ALONE_COMMANDS, REQUEST_GLOB_WALKS, RequestGlobWalks, detect_shell
 from node.detect.signatures import SignatureSet, load_signatures
 from node.detect.sqli import detect_sqli
@@ -419,8 +420,15 @@ class Engine:
                     run.apply(found)
             if msg.body and not run.stopped:
                 # what parse_body reads: the bytes and the two headers that say how to read them
-                key = ("body", *body_headers(msg), msg.body)
+                framing = body_headers(msg)
+                key = ("body", *framing, msg.body)
                 self._judge_unit(run, key, _parse_body_unit, key)
+                # a charset that gives %-escapes other meanings reads the query of a request
+                # with a body too (ASP.NET)
+                codec = escapes_codec(framing[0]) if "%" in msg.target and not run.stopped else None
+                if codec:
+                    unit = ("query-charset", codec, msg.target)
+                    self._judge_unit(run, unit, parse_query_in_codec, unit)  # type: ignore[arg-type]
         except Exception:  # the parser must never take the node down: judge what we can
             log.exception("request parser failed; judging the raw target only")
             run.cut("error")
@@ -517,22 +525,21 @@ class Engine:
         if _safe(value) and ".." not in value and kind != "filename" and location != "header.user-agent":
             # base64 the readings' search does not try: too short, or in one case
             token_decoded = short_b64_text(value) if len(value) < 8 else upper_b64_text(value)
-            canonical: frozenset[str] = frozenset()
             if value.lower() in ALONE_COMMANDS:
-                forms = [value]
+                found = Readings([value], False)
             elif token_decoded is not None:
-                forms = [value, token_decoded]
+                found = Readings([value, token_decoded], False)
             elif len(value) < 8 or not (_mixed_case(value) or "0x" in value.lower()):
                 # harmless characters; only base64 (upper and lower case letters, as base64 of
                 # text has) or fuzzers' text hex (0x2e0x2e0x2f) could hide something
                 return NOTHING
             else:
-                forms, canonical = self._readings(run, value, kind)
-            if len(forms) == 1:
+                found = self._readings(run, value, kind)
+            if len(found.forms) == 1:
                 return NOTHING
         else:
-            forms, canonical = self._readings(run, value, kind)
-        hits = self.request_sigs.scan(_framed("\n".join(forms)))
+            found = self._readings(run, value, kind)
+        hits = self.request_sigs.scan(_framed("\n".join(found.forms)))
         if not hits:
             return NOTHING
         sigs = self.request_sigs.signatures
@@ -556,7 +563,7 @@ class Engine:
                 else:
                     self._budget -= 1
                     rule = None
-                    texts = self._detector_texts(sig.detector, forms, canonical, prepared)
+                    texts = self._detector_texts(sig.detector, found, prepared)
                     for text in texts:
                         rule = self._analysed_text(run, sig.detector, idx, text, kind)
                         if rule or run.stopped:
@@ -569,7 +576,7 @@ class Engine:
                     if not rule:
                         continue
                     rule_id = f"{sig.id}.{rule}"
-            shown = forms[-1] if len(forms) > 1 else value
+            shown = found.forms[-1] if len(found.forms) > 1 else value
             by_type.setdefault(sig.type, []).append([sig.type, location, rule_id, excerpt(shown), score])
         return _encode_found(by_type) if by_type else NOTHING
 
@@ -607,30 +614,35 @@ class Engine:
             run.stopped = True
         return rule
 
-    def _detector_texts(self, detector: str, forms: list[str], canonical: frozenset[str],
-                        prepared: _Prepared | None = None) -> list[str]:
+    def _detector_texts(self, detector: str, found: Readings, prepared: _Prepared | None = None) -> list[str]:
         """The readings a pre-filter of `detector` matches on their own, normalised, each once
         (of a value's many readings, one or two): the same for each of its pre-filters, so one
         verdict per detector and value holds. A single form is the one the value's scan matched.
-        Path-canonical copies (`canonical`) are read by CANONICAL_READERS only. `prepared`: the
-        value's readings as its other analysers had them made."""
+        Path-canonical copies (found.canonical) are read by CANONICAL_READERS only, and a
+        text NFKC folds (found.folded_away) by the host analyser only: the others read its
+        fold (the path analyser its path-canonical copy too), the host analyser both
+        (`①②⑦.⓪.⓪.①` is a spelling nobody links to by accident).
+        `prepared`: the value's readings as its other analysers had them made."""
         if prepared is None:
             prepared = _Prepared()
+        forms = found.forms
         if len(forms) == 1:
             return [prepared.normalised(forms[0])]
-        if canonical and detector not in CANONICAL_READERS:
-            forms = [form for form in forms if form not in canonical]
+        if found.canonical and detector not in CANONICAL_READERS:
+            forms = [form for form in forms if form not in found.canonical]
+        if found.folded_away and detector != "ssrf":
+            forms = [form for form in forms if form not in found.folded_away]
         scan = self._prefilters[detector].scan
         return list(dict.fromkeys(prepared.normalised(form) for form in forms if scan(prepared.scanned(form))))
 
     @staticmethod
-    def _readings(run: _Run, value: str, kind: str) -> tuple[list[str], frozenset[str]]:
-        """The value and its readings (readings.py), and which of them are path-canonical
-        copies; a decoding bound reached is a partial verdict."""
+    def _readings(run: _Run, value: str, kind: str) -> Readings:
+        """The value and its readings (readings.py); a decoding bound reached is a partial
+        verdict."""
         found = readings(value, kind)
         if found.cut:
             run.cut("decode")
-        return found.forms, found.canonical
+        return found
 
     def _gate(self, idx: int) -> Callable[[str], bool]:
         """Does signature `idx` (the one calling a detector) match this window of a long value?

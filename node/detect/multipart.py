@@ -22,6 +22,7 @@ str/bytes.find or a regular expression of fixed alternatives: linear in the body
 
 from __future__ import annotations
 
+import binascii
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -258,3 +259,31 @@ def _read_head(head: bytes, strict: bool) -> Head:
     if len(names) > 1 or len(filenames) > 1:
         disposition = disposition or ", ".join(h[1] for h in headers if h[0] == "content-disposition")
     return Head(tuple(headers), tuple(names), tuple(filenames), content_type, disposition)
+
+
+# ---------------------------------------------------------------------------- transfer codings
+
+# python-multipart's FormParser undoes a part's Content-Transfer-Encoding (base64 and
+# quoted-printable, RFC 2045 §6) before handing the field on; RFC 7578 deprecates it and most
+# parsers ignore it, so the decoded content is a reading beside the content as sent
+
+
+def transfer_decoded(head: Head, content: bytes) -> list[bytes]:
+    """The part's content with its declared transfer coding undone: base64 as python-multipart
+    decodes it (the whole 4-byte groups of the raw content, characters outside the alphabet
+    skipped by binascii) and as a lenient decoder does (all of it), quoted-printable by
+    binascii's decoder; [] when it declares none or nothing decodes."""
+    coding = next((value for name, value in head.headers if name == "content-transfer-encoding"), "")
+    coding = coding.strip(" \t").lower()
+    if coding == "quoted-printable":
+        decodings = [binascii.a2b_qp(content)]
+    elif coding == "base64":
+        decodings = []
+        for data in (content[: len(content) // 4 * 4], content):
+            try:
+                decodings.append(binascii.a2b_base64(data))
+            except binascii.Error:
+                pass
+    else:
+        return []
+    return [d for d in dict.fromkeys(decodings) if d and d != content]

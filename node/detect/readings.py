@@ -33,7 +33,10 @@ engine then marks the verdict partial ("decode"), never silently clean.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from node.detect import decode, json_scan, xml_scan
@@ -60,6 +63,10 @@ class Readings:
     # the forms that are only a path-canonical copy of another form (look-alikes mapped to
     # '/', '.', '\\'; NUL dropped): a copy of Chinese prose where each '。' became '.'
     canonical: frozenset[str] = frozenset()
+    # the forms whose NFKC fold is a form too (_folded): the text analysers read the fold
+    # instead, which has every ASCII character of the text (the fold keeps them) and what the
+    # fold made; the signatures and the host analyser read both
+    folded_away: frozenset[str] = frozenset()
 
 
 def variants(value: str, kind: str = "query") -> list[str]:
@@ -86,6 +93,8 @@ def readings(value: str, kind: str = "query") -> Readings:
     JSON or XML document here: request.py parsed it as one when it is shaped like one (its
     strings and nodes are fields of their own), and what it could not parse fails here too."""
     path = kind == "path"
+    if not value.isascii() and _folded(value) is not None:
+        return _Search(value, path, kind != "body").run()  # a fold to read (_Search.children)
     if path:
         if not (decode._decodable(value, False) or _start(value) in _OPENERS):
             # no escapes, no document: only a tail or base64 can be read, which most paths
@@ -117,12 +126,95 @@ def _plain(text: str) -> bool:
     return not decode._decodable(text, True) and not decode._b64_whole(text) and _start(text) not in _OPENERS
 
 
+def _compat_ascii() -> frozenset[str]:
+    """The characters NFKC changes into something with a visible ASCII character (fullwidth and
+    small forms, letter-like symbols, superscripts, ligatures, mathematical letters, enclosed
+    digits...). CJK ideographs and Hangul syllables have no such fold: not looked at (24 ms at
+    import). Nor is Latin-1 (`ª º ¹ ² ½`): what NFKC makes of it is a digit or a letter, no
+    syntax, and mojibake (binary read as Latin-1) is full of it."""
+    found = set()
+    for cp in itertools.chain(range(0x100, 0x4E00), range(0xA000, 0xAC00), range(0xD7A4, 0xD800), range(0xE000, 0x30000)):
+        char = chr(cp)
+        folded = unicodedata.normalize("NFKC", char)
+        if folded != char and not folded.isspace() and any(c < "\x7f" for c in folded):
+            found.add(char)
+    return frozenset(found)
+
+
+def _ranges_of(chars: list[str]) -> str:
+    """The body of a regex class of ranges: sre tests a character of the Basic Multilingual
+    Plane by a bitmap (a class with one past U+FFFF is tested range by range: ~10 ns a
+    character)."""
+    ranges: list[list[int]] = []
+    for cp in sorted(map(ord, chars)):
+        if ranges and ranges[-1][1] == cp - 1:
+            ranges[-1][1] = cp
+        else:
+            ranges.append([cp, cp])
+    return "".join(re.escape(chr(a)) + ("-" + re.escape(chr(b)) if b > a else "") for a, b in ranges)
+
+
+_COMPAT = _compat_ascii()
+# Chinese and Japanese prose write these between words all the time, and JSON and HTML put a
+# quote, a backslash or a tag bracket after them (`备案吗？"`, `>（如：`); there their fold
+# makes no syntax anyone parses. A text whose only such characters stand so is not folded:
+# the analysers would read all of it again in the fold's place (a CJK beacon 10-30% dearer to
+# the path analyser: `／`, `：`). Next to another ASCII character, another fold or a text's end
+# they ask for it (`alert（1）`, `；cat`, `1，2`)
+_PROSE_PUNCT = "，（）：；！？～…／"
+_PROSE_NEIGHBOURS = f"\"\\\\<>\\s\\u2e80-\\uffff"
+_OTHER_COMPAT_RE = re.compile(f"[{_ranges_of([c for c in _COMPAT if ord(c) <= 0xFFFF and c not in _PROSE_PUNCT])}]")
+_PROSE_ASKS_RE = re.compile(f"[{_PROSE_PUNCT}][^{_PROSE_NEIGHBOURS}]")
+_ASKS_PROSE_RE = re.compile(f"[^{_PROSE_NEIGHBOURS}][{_PROSE_PUNCT}]")
+
+
+def _asks_fold(text: str) -> bool:
+    """Has `text` a character whose fold can make ASCII syntax? A compatibility form other
+    than prose punctuation, a character past U+FFFF (mathematical letters: NFKC decides), or
+    prose punctuation at an end or beside an ASCII character other than a quote, backslash,
+    tag bracket or white space. Class searches sre runs in C, and substring tests."""
+    if _OTHER_COMPAT_RE.search(text) or len(text.encode("utf-16-le", "surrogatepass")) != 2 * len(text):
+        return True  # (past U+FFFF: two UTF-16 units)
+    if not any(p in text for p in _PROSE_PUNCT):
+        return False  # most text that NFKC would change: Latin-1 (`é`, mojibake)
+    return bool(text[0] in _PROSE_PUNCT or text[-1] in _PROSE_PUNCT
+                or _PROSE_ASKS_RE.search(text) or _ASKS_PROSE_RE.search(text))
+
+
+_U_ESCAPE_RE = re.compile(r"\\u([0-9a-fA-F]{4})")
+
+
+def _escapes_a_fold(document: str) -> bool:
+    """A `\\uXXXX` escape in `document` writes a compatibility form, or a surrogate."""
+    if "\\u" not in document:
+        return False
+    for digits in set(_U_ESCAPE_RE.findall(document)):
+        char = chr(int(digits, 16))
+        if char in _COMPAT or "\ud800" <= char <= "\udfff":
+            return True
+    return False
+
+
+@functools.lru_cache(maxsize=16)  # a value's search asks for its fold, then its first layer does
+def _folded(text: str) -> str | None:
+    """NFKC of `text` when it has a fold that can make ASCII syntax (fullwidth
+    `＜ｓｃｒｉｐｔ＞`, `％３Ｃ`, `‥`, `𝐣𝐚𝐯𝐚𝐬𝐜𝐫𝐢𝐩𝐭`: what IIS's best-fit mapping,
+    NFKC-normalising frameworks and some databases read); None for most text, which NFKC's
+    quick check passes in one C pass. NFKC itself runs in C (~40 ns a character of CJK text
+    it changes, where a substitution calling back per fullwidth character took ~250)."""
+    if text.isascii() or unicodedata.is_normalized("NFKC", text) or not _asks_fold(text):
+        return None
+    folded = unicodedata.normalize("NFKC", text)
+    return folded if folded != text else None
+
+
 # first characters of a JSON document, a JSON string literal, an XML text
 _OPENERS = ("{", "[", '"', "<")
 
 
 class _Search:
-    __slots__ = ("forms", "seen", "budget", "cut", "path", "documents", "tried", "canonical")
+    __slots__ = ("forms", "seen", "budget", "cut", "path", "documents", "tried", "canonical", "folded_away",
+                 "fold_free")
 
     def __init__(self, value: str, path: bool, documents: bool) -> None:
         self.documents = documents  # the value itself may be read as a JSON or XML document
@@ -133,6 +225,11 @@ class _Search:
         self.cut = False
         self.path = path
         self.canonical: set[str] = set()
+        self.folded_away: set[str] = set()
+        # texts with nothing left to fold: found so, folds, and the strings of such a JSON
+        # document without `\u` escapes (what they hold the document held): not looked at again,
+        # since the scan of a long CJK text is most of what a fold costs
+        self.fold_free: set[str] = set()
 
     def add(self, text: str) -> bool:
         """Keep a new reading; False when it was known already or a bound refused it."""
@@ -170,21 +267,44 @@ class _Search:
         return self._found()
 
     def _found(self) -> Readings:
-        return Readings(self.forms, self.cut, frozenset(self.canonical))
+        return Readings(self.forms, self.cut, frozenset(self.canonical), frozenset(self.folded_away))
 
     def children(self, text: str, layer: int) -> list[str]:
         """The readings one layer down. A text that is a JSON document is read as its strings
         only: each of them is unescaped and searched in its turn, so the document's own
         unescaped copy (and its base64 tokens, the strings' tokens) would judge the same
         text again, at the size of the whole document."""
+        folded = None if text.isascii() else self._fold(text)  # (the flag: no call for most text)
+        if folded is not None:
+            self.folded_away.add(text)
+            # compatibility forms folded (_folded), then searched in their turn (the escapes
+            # the fold made: `％３Ｃ`) instead of the text: NFKC keeps ASCII as it is, so what
+            # the text's layers decode the fold's decode too, and a text with folds (Chinese
+            # prose and its `，（）；`) is not searched twice
+            return [folded]
         if layer and _plain(text):
             return []  # a plain piece (a word, a sentence): nothing below it
         if (layer or not self.path) and _only_base64_below(text):
             return _grouped(_base64_pieces(text, self.tried))
         doc = _json_strings_of(text, self) if self.documents or layer else None
         if doc is not None:
-            return _grouped(doc)
+            return self._pieces_of(text, _grouped(doc))
         return _layer_readings(text, self.unescaped(text), layer, self)
+
+    def _fold(self, text: str) -> str | None:
+        """_folded(text), unless the search knows `text` has nothing to fold."""
+        if text in self.fold_free:
+            return None
+        folded = _folded(text)
+        self.fold_free.add(text if folded is None else folded)
+        return folded
+
+    def _pieces_of(self, document: str, pieces: list[str]) -> list[str]:
+        """A JSON document's strings: fold-free when it is, unless one of its `\\uXXXX`
+        escapes writes a character the fold changes (or half of one past U+FFFF)."""
+        if self.fold_free and document in self.fold_free and not _escapes_a_fold(document):
+            self.fold_free.update(pieces)
+        return pieces
 
     def unescaped(self, text: str) -> str:
         """`text` with its escapes undone (kept as a reading), and its path-canonical form."""
@@ -215,6 +335,13 @@ class _Search:
         if "\xa0" in cur:
             cur = cur.replace("\xa0", " ")  # no-break space: white space to SQL and shells
         self.add(cur)
+        folded = None if cur.isascii() else self._fold(cur)  # `%EF%BC%9C`: the fold of what the escapes were
+        if folded is not None:
+            # read in place of `cur` from here: its NUL-free and path-canonical copies, and
+            # the structural readings the caller finds in it
+            self.folded_away.add(cur)
+            self.add(folded)
+            cur = folded
         if "\x00" in cur:
             # NUL bytes dropped (a filter or a C string function does): a reading for every
             # analyser (`onfocus\0=`), where the look-alikes below are one for paths and hosts
@@ -247,6 +374,8 @@ def _layer_readings(raw: str, plain: str, layer: int, search: _Search) -> list[s
         pieces += _path_base64(plain, search.tried)
     else:
         pieces += _base64_pieces(plain, search.tried)
+    if doc is not None and len(pieces) == len(doc):
+        return search._pieces_of(plain, _grouped(pieces))  # only the document's strings
     return _grouped(pieces)
 
 

@@ -64,6 +64,11 @@ def strip_trivial_pairs(text: str) -> str:
     return _PAIR_RE.sub("", "&" + text)  # a leading '&' is an empty pair to the caller
 
 
+def trivial_pair(part: str) -> bool:
+    """A `name=value` pair strip_trivial_pairs drops from a long text (whatever its length)."""
+    return _PAIR_RE.fullmatch("&" + part) is not None
+
+
 def nontrivial_keys(keys: list[str]) -> set[str] | None:
     """The keys the engine judges, found by one regex pass over the joined keys (those that
     are not tokens), less the short mixed-case ones that do not decode to a probe (each
