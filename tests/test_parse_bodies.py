@@ -492,3 +492,21 @@ def test_a_pair_repeated_in_a_row_is_judged_once(engine: Engine) -> None:
     # joined, the run of 20,000 reads as two copies (the parity of its quotes and brackets kept)
     assert "<b>x</b>,<b>x</b>,' OR 1=1--" in fields
     assert blocked(engine, msg)
+
+
+@pytest.mark.parametrize("split", ["<!-- c -->", "<?pi x?>", "]]><![CDATA["])
+def test_xml_text_split_by_comments_pis_or_cdata_is_read_joined(engine: Engine, split: str) -> None:
+    # ElementTree's `.text` and a normalised DOM read the run as one text
+    payload = "1' UNION SELECT password FROM users--"
+    half = len(payload) // 2
+    inner = f"<![CDATA[{payload[:half]}{split}{payload[half:]}]]>" if split.startswith("]]>") else \
+        f"{payload[:half]}{split}{payload[half:]}".replace("'", "&apos;")
+    body = f"<r><q>{inner}</q></r>".encode()
+    assert blocked(engine, req(body, ctype("application/xml")))
+    # ... the reference: what ElementTree hands the application
+    import xml.etree.ElementTree as ET
+    text = ET.fromstring(body).find("q").text
+    assert text == payload
+    assert text in [v.replace("&apos;", "'") for _k, _loc, v in extract(req(body, ctype("application/xml"))).fields]
+    # XML inside a value reads the same way
+    assert engine.analyze_value(f"<q>{inner}</q>", "json.doc", "json").attacks

@@ -11,6 +11,9 @@ judged as it is and under each reading that decodes cleanly:
   slash, since base64 holds '/'), a JSON document serialized into the value (its strings,
   keys included), a JSON string literal (`"\\u003c..."`), an XML or SOAP text (its text nodes,
   CDATA and attribute values);
+* a text with compatibility forms that make ASCII syntax (fullwidth `＜ｓｃｒｉｐｔ＞`, `‥`,
+  mathematical letters) is read as its NFKC fold, in its place for the text analysers
+  (Readings.folded_away; _folded says which texts ask for it);
 * every unescaped reading without its NUL bytes, and its path-canonical form (look-alike
   slashes and dots, `0x2f` text, NUL): what a path or host normalising layer sees, so that
   one is listed apart (Readings.canonical) and read by the path and host analysers only

@@ -388,6 +388,9 @@ def parse_json(text: str, sink: FieldSink) -> bool:
 def parse_xml(text: str, sink: FieldSink) -> None:
     """A tolerant scanner, not a parser: no entity expansion, so no billion laughs."""
     path: list[str] = []
+    joined: list[str] = []  # split runs of character data, judged joined too (xml_scan.Run)
+    run = xml_scan.Run(joined)
+    loc = "xml"
     for n, (kind, tok) in enumerate(xml_scan.tokens(text)):
         if len(sink.fields) >= MAX_FIELDS:
             sink.dropped += 1
@@ -398,15 +401,20 @@ def parse_xml(text: str, sink: FieldSink) -> None:
         if kind == "doctype":
             sink.add("xml.doctype", tok, "doctype")
         elif kind == "cdata":
-            sink.add(loc, xml_scan.cdata_text(tok), "xml")
+            run.add(xml_scan.cdata_text(tok))
+            sink.add(loc, run.pieces[-1], "xml")
         elif kind == "comment":
             sink.add(loc, tok, "xml")
         elif kind == "text":
+            run.add(tok)
             if tok.strip():
                 sink.add(loc, tok.strip(), "xml")
         elif tok.startswith("<?"):
             sink.add("xml.pi", tok, "xml")
         else:
+            run.end()
+            if joined:
+                sink.add(loc, joined.pop(), "xml")
             nm = xml_scan.NAME_RE.match(tok)
             name = _key(nm.group(1)) if nm else "_"
             if tok.startswith("</"):
@@ -417,6 +425,9 @@ def parse_xml(text: str, sink: FieldSink) -> None:
                 sink.add(f"xml.{'.'.join((path + [name])[-4:])}.@{_key(attr)}", value, "xmlattr")
             if not tok.endswith("/>") and len(path) < 64:
                 path.append(name)
+    run.end()
+    if joined:
+        sink.add(loc, joined.pop(), "xml")
 
 
 # ---------------------------------------------------------------------------- body readings
