@@ -349,6 +349,9 @@ def _judge(toks: list[Tok], broke_out: bool, free_text: bool = False) -> str | N
                 return "numeric-tautology"
             if nxt.kind == SEMI and _statement_at(flat, k + 1):
                 return "stacked-statement"
+            if nxt.kind == OP and nxt.text in _COMPARE and k + 1 < len(flat) and flat[k + 1].text == "select" \
+                    and _statement_at(flat, k + 1):
+                return "numeric-subquery"  # 1 RLIKE (SELECT (CASE WHEN ...)): sqlmap's boolean probe
             if nxt.kind == KW and nxt.text in ("order", "group") and k + 2 < len(flat) and flat[k + 1].text == "by" and flat[k + 2].kind == NUM:
                 return "numeric-orderby"
             if nxt.text == "procedure" and k + 1 < len(flat) and flat[k + 1].kind == FUNC:
