@@ -255,7 +255,6 @@ def _printable_ratio(text: str) -> float:
     return good / len(text)
 
 
-
 # base64 characters and the ASCII characters str regexes' \s matches
 _B64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-"
 _B64_OR_SPACE = (_B64_ALPHABET + " \t\n\r\f\v\x1c\x1d\x1e\x1f").encode()

@@ -132,6 +132,9 @@ def _encode_found(by_type: dict[str, list[list]]) -> Found:
 # (readings.Readings.canonical; fullwidth '／' or '。' mean '/' and '.' to a path or host
 # normalising layer, to no SQL, shell or HTML parser)
 CANONICAL_READERS = frozenset({"ptrav", "ssrf"})
+# the analysers that read a text NFKC folds beside its fold (readings.Readings.folded_away; the
+# others read the fold in its place): to the host analyser the spelling is the finding
+SPELLING_READERS = frozenset({"ssrf"})
 # detectors that read a value whole, candidate by candidate (node/detect/candidates.py): their
 # verdict does not depend on the signature that gates windows
 WHOLE_VALUE_DETECTORS = frozenset({"ptrav", "ssrf", "nosqli", "ldapi", "xxe"})
@@ -619,8 +622,7 @@ class Engine:
         (of a value's many readings, one or two): the same for each of its pre-filters, so one
         verdict per detector and value holds. A single form is the one the value's scan matched.
         Path-canonical copies (found.canonical) are read by CANONICAL_READERS only, and a
-        text NFKC folds (found.folded_away) by the host analyser only: the others read its
-        fold (the path analyser its path-canonical copy too), the host analyser both
+        text NFKC folds (found.folded_away) by SPELLING_READERS only, beside its fold
         (`①②⑦.⓪.⓪.①` is a spelling nobody links to by accident).
         `prepared`: the value's readings as its other analysers had them made."""
         if prepared is None:
@@ -630,7 +632,7 @@ class Engine:
             return [prepared.normalised(forms[0])]
         if found.canonical and detector not in CANONICAL_READERS:
             forms = [form for form in forms if form not in found.canonical]
-        if found.folded_away and detector != "ssrf":
+        if found.folded_away and detector not in SPELLING_READERS:
             forms = [form for form in forms if form not in found.folded_away]
         scan = self._prefilters[detector].scan
         return list(dict.fromkeys(prepared.normalised(form) for form in forms if scan(prepared.scanned(form))))

@@ -168,7 +168,7 @@ def _join_repeated(text: str, prefix: str, kind: str, dec: Callable[[str], str],
         if not eq:
             continue
         name_d = dec(name) if "%" in name or "+" in name else name
-        loc = f"{prefix}.{name_d.strip()[:MAX_KEY_PART] or '_'}"
+        loc = f"{prefix}.{_key(name_d)}"
         found = values.get(loc)
         if found is not None:
             count = len(list(run))
@@ -388,8 +388,7 @@ def parse_json(text: str, sink: FieldSink) -> bool:
 def parse_xml(text: str, sink: FieldSink) -> None:
     """A tolerant scanner, not a parser: no entity expansion, so no billion laughs."""
     path: list[str] = []
-    joined: list[str] = []  # split runs of character data, judged joined too (xml_scan.Run)
-    run = xml_scan.Run(joined)
+    run = xml_scan.Run()  # split runs of character data, judged joined too
     loc = "xml"
     for n, (kind, tok) in enumerate(xml_scan.tokens(text)):
         if len(sink.fields) >= MAX_FIELDS:
@@ -412,9 +411,8 @@ def parse_xml(text: str, sink: FieldSink) -> None:
         elif tok.startswith("<?"):
             sink.add("xml.pi", tok, "xml")
         else:
-            run.end()
-            if joined:
-                sink.add(loc, joined.pop(), "xml")
+            for joined in run.end():
+                sink.add(loc, joined, "xml")
             nm = xml_scan.NAME_RE.match(tok)
             name = _key(nm.group(1)) if nm else "_"
             if tok.startswith("</"):
@@ -425,9 +423,8 @@ def parse_xml(text: str, sink: FieldSink) -> None:
                 sink.add(f"xml.{'.'.join((path + [name])[-4:])}.@{_key(attr)}", value, "xmlattr")
             if not tok.endswith("/>") and len(path) < 64:
                 path.append(name)
-    run.end()
-    if joined:
-        sink.add(loc, joined.pop(), "xml")
+    for joined in run.end():
+        sink.add(loc, joined, "xml")
 
 
 # ---------------------------------------------------------------------------- body readings
@@ -675,8 +672,7 @@ def _part_fields(part: multipart.Part, sink: FieldSink, names_seen: set[str]) ->
     media = parse_content_type(head.content_type) if head.content_type else None
     is_json = media is not None and _body_kind(media.essences[0]) == "json"
     declared = media.first("charset") if media else None
-    decoded = multipart.transfer_decoded(head, content) if head.headers else []
-    for data in (content, *decoded):
+    for data in (content, *multipart.transfer_decoded(head, content)):
         if data is not content and looks_binary(data):
             sink.add(loc, _strings(data.decode("latin-1")), "multipart")  # a base64 image
             continue

@@ -46,7 +46,6 @@ _BREAK_RUN_RE = re.compile(r"\n(?:\x20?\n)+")
 _PRINTABLE_RUN_RE = re.compile(f"[\\x20-\\x7e\\t\\n\\r]{{{MIN_PRINTABLE_RUN},}}")
 
 
-
 def _has_control(text: str) -> bool:
     """_CONTROL_RE.search(text): on ASCII text by deleting the other characters (C passes,
     3x faster than the class walk)."""

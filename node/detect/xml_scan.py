@@ -74,10 +74,10 @@ def texts(text: str, limit: int) -> tuple[list[str], bool]:
     """What an application reads of an XML text: text nodes, CDATA sections and attribute
     values, at most `limit` tokens walked; True when the limit cut the walk short."""
     out: list[str] = []
-    run = Run(out)
+    run = Run()
     for n, (kind, tok) in enumerate(tokens(text)):
         if n >= limit:
-            run.end()
+            out += run.end()
             return out, True
         if kind == "text":
             run.add(tok)
@@ -88,30 +88,29 @@ def texts(text: str, limit: int) -> tuple[list[str], bool]:
             out.append(run.pieces[-1])
         elif kind == "tag":
             if not tok.startswith("<?"):  # a processing instruction does not end the run
-                run.end()
+                out += run.end()
             if "=" in tok and not tok.startswith("</"):
                 out.extend(value for _, value in attributes(tok) if value)
-    run.end()
+    out += run.end()
     return out, False
 
 
 class Run:
     """An element's character data split by comments, processing instructions or CDATA
     sections (`<q>1' UNI<!---->ON SELECT</q>`): one text to ElementTree (`.text`) and to a
-    normalised DOM, so a split run is handed on joined too, when the next tag ends it."""
+    normalised DOM, so a split run is read joined too, when the next tag ends it."""
 
-    __slots__ = ("pieces", "_out")
+    __slots__ = ("pieces",)
 
-    def __init__(self, out: list[str]) -> None:
+    def __init__(self) -> None:
         self.pieces: list[str] = []
-        self._out = out
 
     def add(self, piece: str) -> None:
         self.pieces.append(piece)
 
-    def end(self) -> None:
-        if len(self.pieces) > 1:
-            joined = "".join(self.pieces).strip()
-            if joined:
-                self._out.append(joined)
+    def end(self) -> list[str]:
+        """The run joined, when it was split and holds more than white space (else nothing);
+        the next run starts empty."""
+        joined = "".join(self.pieces).strip() if len(self.pieces) > 1 else ""
         self.pieces.clear()
+        return [joined] if joined else []
