@@ -510,3 +510,29 @@ def test_xml_text_split_by_comments_pis_or_cdata_is_read_joined(engine: Engine, 
     assert text in [v.replace("&apos;", "'") for _k, _loc, v in extract(req(body, ctype("application/xml"))).fields]
     # XML inside a value reads the same way
     assert engine.analyze_value(f"<q>{inner}</q>", "json.doc", "json").attacks
+
+
+def test_a_split_run_past_the_xml_token_limit_is_judged_joined(engine: Engine) -> None:
+    # past request.MAX_XML_TOKENS the body is judged whole as text, where `SEL<!---->ECT` is
+    # no keyword: what comments or CDATA split there is judged joined, from where its run began
+    from node.detect.request import MAX_XML_TOKENS
+
+    body = ("<r><q>" + "a<!---->" * MAX_XML_TOKENS + "1&apos; UNION SEL<!---->ECT password FROM users--</q></r>").encode()
+    assert blocked(engine, req(body, ctype("application/xml")))
+    # ... and inside a value (readings.MAX_XML_TOKENS)
+    from node.detect.readings import MAX_XML_TOKENS as VALUE_LIMIT
+
+    value = "<q>" + "a<!---->" * VALUE_LIMIT + "<![CDATA[<scr]]><![CDATA[ipt>alert(1)</scr]]><![CDATA[ipt>]]></q>"
+    assert engine.analyze_value(value, "json.doc", "json").attacks
+
+
+def test_what_the_limit_leaves_is_stripped_in_linear_time() -> None:
+    from node.detect import xml_scan
+
+    assert xml_scan.character_data_past("<q>a<!-- x -->b<?p?><![CDATA[c]]>", 3) == ["abc"]
+    assert xml_scan.character_data_past("<q>plain</q>", 0) == []  # nothing split: judged whole already
+    for unit in ("<!--a", "<?x a", "-->", "<!--<?]]><![CDATA["):
+        large = (unit * ((1 << 20) // len(unit) + 1))[: 1 << 20]
+        started = time.perf_counter()
+        xml_scan.character_data_past(large, 0)
+        assert time.perf_counter() - started < 1.0, unit  # ~3 ms measured for 1 MB: quadratic would take minutes

@@ -390,12 +390,18 @@ def parse_xml(text: str, sink: FieldSink) -> None:
     path: list[str] = []
     run = xml_scan.Run()  # split runs of character data, judged joined too
     loc = "xml"
+    pos = run_start = 0  # where the token is, and where the run of character data began
     for n, (kind, tok) in enumerate(xml_scan.tokens(text)):
         if len(sink.fields) >= MAX_FIELDS:
             sink.dropped += 1
             return
         if n >= MAX_XML_TOKENS:
-            return  # the caller judges the whole text as `body` too
+            # the caller judges the whole text as `body` too; what comments or CDATA split
+            # past here is judged joined
+            for rest in xml_scan.character_data_past(text, run_start):
+                sink.add(loc, rest, "xml")
+            return
+        pos += len(tok)
         loc = "xml." + ".".join(path[-4:]) if path else "xml"
         if kind == "doctype":
             sink.add("xml.doctype", tok, "doctype")
@@ -413,6 +419,7 @@ def parse_xml(text: str, sink: FieldSink) -> None:
         else:
             for joined in run.end():
                 sink.add(loc, joined, "xml")
+            run_start = pos
             nm = xml_scan.NAME_RE.match(tok)
             name = _key(nm.group(1)) if nm else "_"
             if tok.startswith("</"):

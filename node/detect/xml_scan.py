@@ -75,10 +75,12 @@ def texts(text: str, limit: int) -> tuple[list[str], bool]:
     values, at most `limit` tokens walked; True when the limit cut the walk short."""
     out: list[str] = []
     run = Run()
+    pos = run_start = 0  # where the token is, and where the run of character data began
     for n, (kind, tok) in enumerate(tokens(text)):
         if n >= limit:
-            out += run.end()
+            out += character_data_past(text, run_start)
             return out, True
+        pos += len(tok)
         if kind == "text":
             run.add(tok)
             if not tok.isspace():
@@ -89,10 +91,33 @@ def texts(text: str, limit: int) -> tuple[list[str], bool]:
         elif kind == "tag":
             if not tok.startswith("<?"):  # a processing instruction does not end the run
                 out += run.end()
+                run_start = pos
             if "=" in tok and not tok.startswith("</"):
                 out.extend(value for _, value in attributes(tok) if value)
     out += run.end()
     return out, False
+
+
+_COMMENT_RE = re.compile(r"<!--.*?-->", re.S)
+_PI_RE = re.compile(r"<\?.*?\?>", re.S)
+
+
+def character_data_past(text: str, start: int) -> list[str]:
+    """What a token limit leaves unread from `start` (where a run of character data began) as
+    ElementTree reads it, when comments, processing instructions or CDATA sections split it:
+    those removed, CDATA's markers dropped ([] when there are none: the text judged whole is
+    that reading already). Each regex runs only up to its last closing marker, so an opening
+    without one cannot make it scan the rest again and again: linear in the text."""
+    rest = text[start:]
+    if "<!--" not in rest and "<?" not in rest and "<![CDATA[" not in rest:
+        return []
+    for opener, closer, rx in (("<!--", "-->", _COMMENT_RE), ("<?", "?>", _PI_RE)):
+        end = rest.rfind(closer)
+        if opener in rest and end >= 0:
+            end += len(closer)
+            rest = rx.sub("", rest[:end]) + rest[end:]
+    rest = rest.replace("<![CDATA[", "").replace("]]>", "").strip()
+    return [rest] if rest else []
 
 
 class Run:
