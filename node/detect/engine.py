@@ -245,11 +245,17 @@ def _judged_header_lines(lines: list) -> list:
     return list(compress(lines, map(nontrivial.__contains__, values)))
 
 
+def _prototype_path(value: str) -> bool:
+    """A [\\w.-] key that JavaScript's merges follow to Object.prototype (`__proto__.isAdmin`,
+    `constructor.prototype.x`): judged though it is made of harmless characters."""
+    return "__proto__" in value or "prototype" in value
+
+
 def _plain_token(value: str, location: str) -> bool:
     """A long [\\w.-] value that _judge_field would dismiss without decoding: ids, hashes,
     timestamps, words. (Mixed case could be base64, as could upper case that decodes to text;
-    '0x' fuzzers' text hex, '..' traversal.)"""
-    if ".." in value or location == "header.user-agent":
+    '0x' fuzzers' text hex, '..' traversal, a prototype path.)"""
+    if ".." in value or location == "header.user-agent" or _prototype_path(value):
         return False
     low = value.lower()
     if low in ALONE_COMMANDS or "0x" in low:
@@ -527,19 +533,25 @@ class Engine:
         """Per attack type found in this value: (type, summed score, findings)."""
         if _safe(value) and ".." not in value and kind != "filename" and location != "header.user-agent":
             # base64 the readings' search does not try: too short, or in one case
-            token_decoded = short_b64_text(value) if len(value) < 8 else upper_b64_text(value)
-            if value.lower() in ALONE_COMMANDS:
-                found = Readings([value], False)
-            elif token_decoded is not None:
-                found = Readings([value, token_decoded], False)
-            elif len(value) < 8 or not (_mixed_case(value) or "0x" in value.lower()):
-                # harmless characters; only base64 (upper and lower case letters, as base64 of
-                # text has) or fuzzers' text hex (0x2e0x2e0x2f) could hide something
-                return NOTHING
+            if _prototype_path(value):
+                # __proto__.isAdmin: judged as it is (pp.proto-key); {"constructor": {"prototype":
+                # ...}}: the key's path says what the key alone does not
+                nested = kind == "key" and value == "prototype" and location.endswith(".constructor.prototype")
+                found = Readings(["constructor.prototype" if nested else value], False)
             else:
-                found = self._readings(run, value, kind)
-            if len(found.forms) == 1:
-                return NOTHING
+                token_decoded = short_b64_text(value) if len(value) < 8 else upper_b64_text(value)
+                if value.lower() in ALONE_COMMANDS:
+                    found = Readings([value], False)
+                elif token_decoded is not None:
+                    found = Readings([value, token_decoded], False)
+                elif len(value) < 8 or not (_mixed_case(value) or "0x" in value.lower()):
+                    # harmless characters; only base64 (upper and lower case letters, as base64 of
+                    # text has) or fuzzers' text hex (0x2e0x2e0x2f) could hide something
+                    return NOTHING
+                else:
+                    found = self._readings(run, value, kind)
+                if len(found.forms) == 1:
+                    return NOTHING
         else:
             found = self._readings(run, value, kind)
         hits = self.request_sigs.scan(_framed("\n".join(found.forms)))

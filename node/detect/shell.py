@@ -97,6 +97,13 @@ _QUICK_RE = re.compile(r"[;|&`\n\r]|\\n|\$\(|\$\{?ifs", re.I)
 _CLEAN_RE = re.compile(r"\\|['\"^]|\$@|\$\{?\w?\}?(?=[a-z])", re.I)
 _EMPTY_VAR_RE = re.compile(r"\$(?!ifs)[a-z_]\w*", re.I)
 _IFS_FORM_RE = re.compile(r"\$\{ifs[^{}\s]{1,16}\}", re.I)
+# ${PATH:0:1}, ${HOME::1}: a slash taken from a variable that starts with one (/bin/id spelled
+# without a slash any filter sees)
+_SLASH_EXPANSION_RE = re.compile(r"\$\{(?:path|home|pwd|oldpwd|shell):0?:1\}", re.I)
+# wh``oami, wh$()oami: an empty command substitution inside a word expands to nothing
+_EMPTY_SUBSTITUTION_RE = re.compile(r"(?<=[a-z])(?:``|\$\(\))(?=[a-z])", re.I)
+# ${PATH:5:1}${SHELL:-2:1}: substrings of variables, the way a command is spelled from them
+_SUBSTRING_EXPANSION_RE = re.compile(r"\$\{[a-z_]\w{0,30}:(?:\s+-)?\d+(?::-?\d+)?\}", re.I)
 
 
 def _command_name(raw: str) -> str:
@@ -527,7 +534,9 @@ def detect_shell(value: str, kind: str = "query", out_of_time: Callable[[], bool
     stopped the windows of a long value; see windows.judge_windows for `gate`)."""
     text = normalise(value)
     if "${" in text:  # ${IFS%??}, ${IFS::1}: expansions of IFS that still give a space
-        text = _IFS_FORM_RE.sub("${IFS}", text)
+        text = _SLASH_EXPANSION_RE.sub("/", _IFS_FORM_RE.sub("${IFS}", text))
+    if "``" in text or "$()" in text:
+        text = _EMPTY_SUBSTITUTION_RE.sub("", text)
     snippet = kind in TEXT_KINDS and _is_snippet(text)
     return judge_windows(text, MAX_SHELL_LEN,
                          lambda window, start, owned: _detect_window(window, kind, start, owned, snippet), out_of_time, gate)
@@ -569,4 +578,6 @@ def _detect_window(value: str, kind: str, start: int, owned: int, snippet: bool 
     if rule is None:
         # cmd.exe and PowerShell shapes: tried only where their words are (_found_at)
         rule = _windows_rule(windows or value)
+    if rule is None and "${" in value and len(_SUBSTRING_EXPANSION_RE.findall(value)) >= 2:
+        rule = "env-substring"  # ${PATH:5:1}${LS_COLORS:10:1}...: bash's %comspec:~-7,3%
     return rule

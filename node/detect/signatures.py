@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 KNOWN_TYPES = frozenset(
     "sqli xss ptrav rce ssti nosqli ldapi crlf xxe ssrf log4shell ssi mail_injection "
-    "shellshock scanner infoleak".split()
+    "shellshock scanner infoleak proto_pollution".split()
 )
 KNOWN_DETECTORS = frozenset({"sqli", "shell", "log4j", "ptrav", "ssrf", "nosqli", "ldapi", "xxe", "xss", "ssti"})
 _FLAGS = hyperscan.HS_FLAG_CASELESS | hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_MULTILINE

@@ -170,7 +170,7 @@ def _statement_at(toks: list[Tok], i: int) -> bool:
             return True
         if first.text == "case" and len(rest) > 1 and rest[1].text == "when":
             return True
-        if first.text in ("all", "distinct", "top"):  # "Select all" is a button label
+        if first.text in ("all", "distinct", "distinctrow", "top"):  # "Select all" is a button label
             return len(rest) > 1 and rest[1].kind in (NUM, STR, VAR, FUNC, OP)
         if first.kind == WORD and first.text in SQL_FUNCTIONS and (len(rest) == 1 or rest[1].kind in (SEMI, COMMENT)):
             return True  # select session_user;
@@ -192,7 +192,10 @@ def _statement_at(toks: list[Tok], i: int) -> bool:
     if word == "delete":
         return bool(texts) and texts[0] == "from" and len(kinds) >= 2 and kinds[1] == WORD
     if word in ("exec", "execute", "call"):
-        return bool(rest) and (rest[0].text.startswith(("xp_", "sp_", "master.")) or rest[0].kind == VAR)
+        # exec xp_cmdshell, exec master.dbo.xp_dirtree, exec master..xp_dirtree (MSSQL's default schema)
+        return bool(rest) and (rest[0].text.startswith(("xp_", "sp_", "master.")) or rest[0].kind == VAR
+                               or (rest[0].text in ("master", "msdb") and texts[1:3] == [".", "."]
+                                   and len(texts) > 3 and texts[3].startswith(("xp_", "sp_"))))
     if word == "declare":
         return bool(rest) and rest[0].kind == VAR
     if word == "backup":
@@ -216,7 +219,7 @@ def _union_select(toks: list[Tok]) -> bool:
         if t.kind != UNION:
             continue
         j = i + 1
-        while j < len(toks) and (toks[j].kind in (LPAR,) or toks[j].text in ("all", "distinct", "+")):
+        while j < len(toks) and (toks[j].kind in (LPAR,) or toks[j].text in ("all", "distinct", "distinctrow", "+")):
             j += 1
         if j < len(toks) and toks[j].kind == STMT and toks[j].text == "select":
             if j + 1 == len(toks) and t is toks[0]:
@@ -237,8 +240,13 @@ def _tautology(toks: list[Tok], i: int) -> bool:
             return True  # '||f(x)||' concatenation, pkg.function() calls
         if a.text in _STRONG_FUNCTIONS or (a.text in SQL_FUNCTIONS and len(rest) > 1):
             return True
-        # any function (gtid_subset, json_extract...) whose arguments call SQL or a subquery
-        return any(t.kind == STMT or (t.kind == FUNC and t.text in SQL_FUNCTIONS) for t in rest[1:12])
+        # any function (gtid_subset, json_extract...) whose arguments call SQL, a subquery or
+        # a system variable (gtid_subset(@@version,0): MySQL's error-based probe)
+        if any(t.kind == STMT or (t.kind == FUNC and t.text in SQL_FUNCTIONS) or (t.kind == VAR and t.text[:2] == "@@")
+               for t in rest[1:12]):
+            return True
+        # `and json_extract(...)=1--`: a call compared, the rest of the statement commented out
+        return rest[-1].kind == COMMENT and any(t.kind == OP and t.text in _COMPARE for t in rest[1:])
     if a.kind == STMT:
         return _statement_at(rest, 0)
     if a.kind == LOGIC and a.text == "not" and len(rest) > 1:

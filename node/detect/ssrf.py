@@ -177,9 +177,20 @@ def judge_url(scheme: str | None, userinfo: str | None, host: str, port: str | N
     return None
 
 
+# http://a#@b, http://a?@b, http://a\\@b: a parser that reads '@' before '#', '?' or '\\' takes b
+# for the host, one that follows the standard takes a: a filter passes the one, the fetch uses
+# the other
+_SECOND_HOST_RE = re.compile(r"[#?\\][^\s/@]{0,64}@(\[[^\]\s/]{1,80}\]|[^\s/\\?#:@\"'<>]{1,255})")
+
+
 def _judge_match(m: re.Match[str]) -> str | None:
     scheme, _relative, userinfo, host, port, path = m.groups()
-    return judge_url(scheme, userinfo, host, port, path)
+    rule = judge_url(scheme, userinfo, host, port, path)
+    if rule is None and path and "@" in path:
+        second = _SECOND_HOST_RE.match(path)
+        if second and (classify_host(host)[0] or classify_host(second.group(1))[0]):
+            return "obfuscated-internal"  # judged under both readings: one of them is inside
+    return rule
 
 
 def detect_ssrf(value: str, kind: str = "query", out_of_time: Callable[[], bool] | None = None,

@@ -63,7 +63,7 @@ _CODE_RE = re.compile(
     r"\b(?:popen|system|exec|eval|subprocess|__import__|getattr|globals|builtins|getruntime|"
     r"processbuilder|forname|getclass|newinstance|registerundefinedfiltercallback|getfilter|"
     r"inspect|subclasses|execute|objectconstructor|jythonruntime|spawn|passthru|shell_exec|"
-    r"import_module|check_output|setattribute|getmethod|invoke|loadclass|defineclass)\s*\(|"
+    r"import_module|check_output|setattribute|getmethod|invoke|loadclass|defineclass|getclassloader)\s*\(|"
     r"\.\s*(?:os|sys|env|popen|system|class|classloader|module|mro|subclasses|getruntime|exec|"
     r"environ|application|builtins|globals)\b|"
     r"\?\s*(?:new|api|eval|interpret)\b|freemarker\s*\.|\bnew\s+[a-z_]+\.[a-z_]+|"
@@ -94,7 +94,7 @@ _SMARTY_RE = re.compile(
     r"\{\s*self::|\{\s*smarty_internal",
     re.I,
 )
-_RAZOR_RE = re.compile(r"@\s*system\s*\.\s*(?:diagnostics|io|reflection)", re.I)
+_RAZOR_RE = re.compile(r"@[\s(]*system\s*\.\s*(?:diagnostics|io|reflection)", re.I)
 _QUICK_RE = re.compile(r"[{}%\[\]()]|#set|\$\w", re.I)
 
 

@@ -3,7 +3,7 @@
 Engine._judge_fields skips a value made of [\\w.-] that is either shorter than 8 characters,
 not an ALONE_COMMANDS word and not base64 of a probe (decode.short_b64_text), or a longer
 token that is not mixed case, not base64 of upper-case text (decode.upper_b64_text) and holds
-no '..' or '0x' (engine._plain_token; not in the User-Agent). The token patterns here are an
+no '..', '0x', '__proto__' or 'prototype' (engine._plain_token; not in the User-Agent). The token patterns here are an
 ASCII subset of that rule (short tokens in one letter case, long ones in lower case or
 digits), written as regexes so that a whole text or container is sorted at a time, in C:
 80,000 `f1=v1` pairs, `"k1": 1` keys or `X-H-1: v1` header lines then cost no Python step each
@@ -37,7 +37,7 @@ def _token(stops: str, long: bool = True) -> str:
     # at most MAX_LONG characters, and a lookahead bounded by them: the bulk passes look at
     # many small values; a long one is split off and judged (or dismissed) on its own
     # lower case or digits only: an upper-case one may be base64 of upper-case text (decode.upper_b64_text)
-    plain = rf"(?![^{stops}]{{0,{MAX_LONG}}}?(?:\.\.|0[xX]))[a-z0-9_.\-]{{8,{MAX_LONG}}}{end}"
+    plain = rf"(?![^{stops}]{{0,{MAX_LONG}}}?(?:\.\.|0[xX]|__proto__|prototype))[a-z0-9_.\-]{{8,{MAX_LONG}}}{end}"
     return rf"{not_command}(?:{short}|{plain})"
 
 
