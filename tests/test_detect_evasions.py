@@ -2,7 +2,8 @@
 sheets in a query, a JSON body and a header, and 70 placements and codings of seven payloads),
 each beside the look-alikes that must still pass: SQL grammar (DISTINCTROW, error-based calls,
 MSSQL's `master..xp_`), shell spellings (`${PATH:0:1}`, `wh``oami`, `"l"s`, `$0 -c`), Razor
-and JSP EL, URLs that two parsers read with two hosts, and prototype pollution."""
+and JSP EL, URLs that two parsers read with two hosts, XML that fetches (a schemaLocation not in
+pairs, a stylesheet from inside), and prototype pollution."""
 
 from __future__ import annotations
 
@@ -66,6 +67,10 @@ EVERYWHERE = [
     "http://evil.example#@127.0.0.1/",
     "http://evil.example?@169.254.169.254/",
     "http://evil.example\\@127.0.0.1/",
+    # XML: a schemaLocation that is not pairs, a stylesheet fetched from inside
+    '<x xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:schemaLocation="http://evil.example/x.xsd"/>',
+    '<?xml-stylesheet type="text/xsl" href="http://127.0.0.1:8080/x.xsl"?><x/>',
+    '<?xml-stylesheet href="file:///etc/passwd"?><x/>',
     # prototype pollution as JSON text inside a value
     json.dumps({"__proto__": {"isAdmin": True}}),
 ]
@@ -98,6 +103,7 @@ LOOK_ALIKES = [
     "prototype constructor",
     "Select distinctrow rows in the report",
     "System.Diagnostics.Process is the .NET class for processes",
+    '<?xml-stylesheet type="text/xsl" href="https://feeds.example.com/rss.xsl"?><rss version="2.0"/>',
 ]
 
 

@@ -13,7 +13,8 @@ The document's declarations are read, not searched for words:
 * `xsi:schemaLocation` / `xsi:noNamespaceSchemaLocation` whose locations (every second token
   of schemaLocation) are files, non-HTTP schemes, internal hosts (as node/detect/ssrf.py reads
   them) or HTTP URLs to hosts other than the well-known schema publishers; relative locations
-  (`order.xsd`) pass.
+  (`order.xsd`) pass; a schemaLocation that is not pairs has each token judged;
+* `<?xml-stylesheet href=...?>` pointing at a file, a non-HTTP scheme or an internal host.
 
 An ordinary SOAP envelope (namespaces, no DOCTYPE) passes. Linear: a few `finditer` passes
 over the value, each match of bounded length (literals of at most 2,000 characters).
@@ -36,6 +37,10 @@ _DOCTYPE_RE = re.compile(
 _ENTITY_REF_RE = re.compile(r"[&%][\w.:\-]+;")
 _XINCLUDE_NS_RE = re.compile(r"xmlns(?::([\w.\-]+))?\s*=\s*[\"']\s*https?://www\.w3\.org/2001/xinclude", re.I)
 _INCLUDE_RE = re.compile(r"<\s*([\w.\-]+):include\b", re.I)
+# <?xml-stylesheet href="..."?>: an XSLT processor that applies it fetches the sheet, and the
+# sheet runs (document(), extension functions); feeds link their own sheets on the public web,
+# so only files, other schemes and internal hosts count
+_STYLESHEET_RE = re.compile(r"<\?xml-stylesheet\b[^?>]{0,2000}?\bhref\s*=\s*([\"'])([^\"'<>]{0,2000})\1", re.I)
 _SCHEMA_RE = re.compile(r"nonamespaceschemalocation\s*=\s*([\"'])([^\"'<>]{0,2000})\1|schemalocation\s*=\s*([\"'])([^\"'<>]{0,2000})\3", re.I)
 _URI_RE = re.compile(r"([a-z][a-z0-9+.\-]{0,15}):(?://(?:[^/?#@\s]*+@)?(\[[^\]]{1,80}\]|[^/?#:\s]*))?", re.I)
 _W3C_DTD_RE = re.compile(r"https?://www\.w3\.org/(?:tr/|graphics/svg/|math/dtd/)", re.I)
@@ -48,7 +53,9 @@ _SCHEMA_HOSTS = frozenset(
 )
 
 
-def _dangerous_location(location: str) -> bool:
+def _dangerous_location(location: str, public_web: bool = False) -> bool:
+    """A location its parser must not fetch: a file, a scheme other than HTTP, an internal
+    host, or (unless `public_web`) an HTTP host other than the schema publishers."""
     m = _URI_RE.match(location)
     if not m:
         return False  # a relative location: resolved against the document's own base
@@ -58,7 +65,7 @@ def _dangerous_location(location: str) -> bool:
     if scheme not in ("http", "https"):
         return True  # file:, ftp:, jar:, gopher:, php:... a parser fetching it is the attack
     verdict, _usual = classify_host(host)
-    return verdict is not None or host not in _SCHEMA_HOSTS
+    return verdict is not None or (not public_web and host not in _SCHEMA_HOSTS)
 
 
 def _entity(m: re.Match[str]) -> str | None:
@@ -79,8 +86,9 @@ def _doctype(m: re.Match[str]) -> str | None:
 def _schema(m: re.Match[str]) -> str | None:
     if m.group(2) is not None:  # noNamespaceSchemaLocation: one location
         locations = [m.group(2).strip()]
-    else:  # schemaLocation: namespace / location pairs
-        locations = m.group(4).split()[1::2]
+    else:  # schemaLocation: namespace / location pairs; not pairs, a lenient parser may
+        tokens = m.group(4).split()  # take any token for a location: each is judged
+        locations = tokens[1::2] if len(tokens) % 2 == 0 else tokens
     return "schema-location" if any(_dangerous_location(loc) for loc in locations) else None
 
 
@@ -96,6 +104,10 @@ def judge(text: str, out_of_time: Callable[[], bool] | None = None) -> str | Non
                           lambda m: "xinclude" if m.group(1).lower() in prefixes else None, out_of_time)
     if rule is None and "schemalocation" in lower:
         rule = first_rule(_SCHEMA_RE.finditer(text), _schema, out_of_time)
+    if rule is None and "<?xml-stylesheet" in lower:
+        rule = first_rule(_STYLESHEET_RE.finditer(text),
+                          lambda m: "stylesheet" if _dangerous_location(m.group(2).strip(), True) else None,
+                          out_of_time)
     return rule
 
 
