@@ -8,13 +8,13 @@ pairs, a stylesheet from inside), and prototype pollution."""
 from __future__ import annotations
 
 import json
-import urllib.parse
 
 import pytest
 
 from wallarm_wire.protocol import RequestMessage
 from node.detect import trivial
 from node.detect.engine import Engine
+from tests.support.grammar import placed
 
 HOST = [(b"Host", b"app.example")]
 JSON = [(b"Content-Type", b"application/json")]
@@ -33,11 +33,7 @@ def blocked(engine: Engine, msg: RequestMessage) -> bool:
 
 def placements(value: str) -> list[RequestMessage]:
     """The value in a query parameter, a JSON body's string and a header."""
-    return [
-        RequestMessage("GET", "/f?a=" + urllib.parse.quote(value, safe=""), HOST),
-        RequestMessage("POST", "/f", HOST + JSON, json.dumps({"a": value}).encode()),
-        RequestMessage("GET", "/f", HOST + [(b"X-Data", value.encode())]),
-    ]
+    return [placed(value, where) for where in ("query", "json", "header")]
 
 
 EVERYWHERE = [
