@@ -3,9 +3,26 @@
 #   docker build --target connector -t wallarm-mitmproxy-connector .   mitmdump + the addon
 #   docker build --target node      -t wallarm-mitmproxy-node .        the node (endpoint + console)
 #   docker build --target demo-upstream -t wallarm-demo-upstream .     the demo JSON API
-# The install step is `pip install -c constraints.txt .`, the same command `make install` and CI
-# run: the versions are the ones the test suite passed with (scripts/lock_constraints.py).
+# The project is built from `.` into a wheel, its detection engine compiled with mypyc
+# (setup.py; a C compiler in the build stage only), and installed with `pip install -c
+# constraints.txt`, as `make install` and CI do: the versions are the ones the test suite passed
+# with (scripts/lock_constraints.py).
 # Configuration and certificates are mounted at run time (see README.md, "Docker").
+
+FROM python:3.12-slim AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+# Sources only (no .venv, var/, certs/, no extensions built in place: see .dockerignore).
+COPY pyproject.toml setup.py README.md constraints.txt ./
+COPY wallarm_wire/ wallarm_wire/
+COPY addon/ addon/
+COPY node/ node/
+RUN pip wheel -c constraints.txt --no-deps --wheel-dir /wheels .
 
 FROM python:3.12-slim AS base
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -13,12 +30,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
-# Sources only (no .venv, var/, certs/: see .dockerignore).
-COPY pyproject.toml README.md constraints.txt ./
-COPY wallarm_wire/ wallarm_wire/
+COPY constraints.txt ./
+# the script mitmdump loads (-s /app/addon/wallarm.py); what it imports is the installed package
 COPY addon/ addon/
-COPY node/ node/
-RUN pip install -c constraints.txt . \
+RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
+    pip install -c constraints.txt /wheels/*.whl \
  && groupadd --system --gid 10001 wallarm \
  && useradd --system --uid 10001 --gid wallarm --create-home --home-dir /home/wallarm \
             --shell /usr/sbin/nologin wallarm \

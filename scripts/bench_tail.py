@@ -27,6 +27,11 @@ inside a text). These are measurements, not configurations: each one is a way ar
 node that issue 14 closed. `--ablate xss,sqli,shell` switches the three off in one run.
 
 Use this for the p99's anatomy; side-by-side wall times with ModSecurity stay bench_detect.py's.
+
+A tree whose node/detect is compiled (`make native`) is measured compiled; the configurations
+that switch parts off or time them patch the modules' functions, so they run the sources
+(WALLARM_DETECT_SOURCES=1: a compiled module calls its functions past any patch), and their
+split of the CPU is the sources' split.
 """
 
 from __future__ import annotations
@@ -79,7 +84,11 @@ def _engine_caches_emptied(engine: object) -> None:
 
 def _ablate(names: list[str]) -> None:
     """Switch parts of the engine off (measurement only: see the module docstring)."""
+    import node.detect
     from node.detect import engine, readings
+
+    if getattr(node.detect, "COMPILED", False):
+        raise SystemExit("bench_tail: ablations patch node/detect's functions: run its sources (WALLARM_DETECT_SOURCES=1)")
 
     for name in names:
         if name == "json-strings":
@@ -185,8 +194,10 @@ class Configuration:
         cmd = [sys.executable, __file__, "--serve", str(tree), "--watch-file", str(watch_file), *map(str, corpus)]
         if ablate:
             cmd += ["--ablate", ",".join(ablate)]
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                      env={**os.environ, "PYTHONHASHSEED": "0"})
+        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        if ablate or watch:
+            env["WALLARM_DETECT_SOURCES"] = "1"  # they patch functions (the module docstring)
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         self.ids: list[str] = []
         self.best: list[float] = []
         self.best_parts: dict[str, int] = {}

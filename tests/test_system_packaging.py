@@ -155,8 +155,12 @@ def test_each_image_runs_as_non_root_with_healthcheck(target: str, ports: set[st
 
 
 def test_dockerfile_installs_like_make_and_copies_existing_paths() -> None:
-    assert re.search(r"^RUN pip install -c constraints\.txt \. ", DOCKERFILE, re.M), \
-        "the image must `pip install -c constraints.txt .` like make install"
+    # the wheel is built from `.` (its engine compiled, setup.py) and installed with the pins
+    assert re.search(r"^RUN pip wheel -c constraints\.txt --no-deps --wheel-dir /wheels \.$", _stage("build"), re.M), \
+        "the build stage must build the project's wheel from `.` with constraints.txt"
+    assert re.search(r"^    pip install -c constraints\.txt /wheels/\*\.whl ", _stage("base"), re.M), \
+        "the image must `pip install -c constraints.txt` the wheel, like make install"
+    assert "setup.py" in _stage("build") and "gcc" in _stage("build") and "gcc" not in _stage("base")
     assert "pip install -c constraints.txt '.[test,bench]'" in (REPO / "Makefile").read_text()
     for src in re.findall(r"^COPY (?!--)(.+) \S+$", DOCKERFILE, re.M):
         for path in src.split():

@@ -27,7 +27,7 @@ _PCT_U_RE = re.compile(r"%u([0-9a-fA-F]{4})")
 # slashes past filters, so they decode to the ASCII character they would become (low bits),
 # and a broken one to a separator
 MAX_LONE_BYTE_RUNS = 256
-_LONE_BYTES_RE = re.compile("[\udc80-\udcff]+")
+_LONE_BYTES_RE = re.compile("[\\udc80-\\udcff]+")  # regex escapes: mypyc's C literals hold no lone surrogate
 _MULTIBYTE_RE = re.compile(
     r"%[cd][0-9a-f]%[0-9a-z]{2}|%e[0-9a-f](?:%[0-9a-z]{2}){2}|%f[0-7](?:%[0-9a-z]{2}){3}"
     r"|%f[89ab](?:%[0-9a-z]{2}){4}|%f[cd](?:%[0-9a-z]{2}){5}",

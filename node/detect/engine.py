@@ -25,6 +25,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from itertools import compress
 from operator import itemgetter
+from typing import Any
 
 from wallarm_wire.protocol import AttackInfo, RequestMessage, ResponseMessage
 from node.detect.decode import short_b64_text, upper_b64_text
@@ -161,14 +162,15 @@ class _Run:
     __slots__ = ("det", "seen", "seen_units", "chars", "deadline", "allowed", "cpu_start", "stopped",
                  "threshold", "cuts", "max_body", "globs")
 
-    def __init__(self, threshold: int, size: int = 0, max_body: int = MAX_BODY) -> None:
+    def __init__(self, threshold: int, size: int = 0, max_body: int = MAX_BODY,
+                 deadline: tuple[float, float] = (DEADLINE_S, DEADLINE_S_PER_MIB)) -> None:
         self.max_body = max_body
         self.det = Detection(threshold=threshold)
         self.threshold = threshold
         self.seen: set[tuple[str, str, str]] = set()
         self.seen_units: set[tuple] = set()
         self.chars = 0
-        self.allowed = DEADLINE_S + DEADLINE_S_PER_MIB * size / _MIB
+        self.allowed = deadline[0] + deadline[1] * size / _MIB
         # the clocks start at the first out_of_time() call, i.e. once MIN_JUDGED_CHARS were
         # judged: most requests never get there, and never pay for a thread_time() call
         self.deadline = 0.0
@@ -222,8 +224,8 @@ class _Run:
         return entries
 
 
-def _parse_body_unit(key: object, sink: FieldSink) -> None:
-    _, content_type, encoding, body = key  # type: ignore[misc]
+def _parse_body_unit(key: Any, sink: FieldSink) -> None:
+    _, content_type, encoding, body = key
     parse_body(body, content_type, encoding, sink)
 
 
@@ -329,9 +331,16 @@ class _Prepared:
 class Engine:
     """One engine per node; not for concurrent use from several threads (hyperscan scratch)."""
 
-    def __init__(self, threshold: int = DEFAULT_THRESHOLD, max_body: int = MAX_BODY) -> None:
+    def __init__(self, threshold: int = DEFAULT_THRESHOLD, max_body: int = MAX_BODY,
+                 deadline: tuple[float, float] = (DEADLINE_S, DEADLINE_S_PER_MIB)) -> None:
         self.threshold = threshold
         self.max_body = max_body  # bytes of (decompressed) body judged; past it: partial "body"
+        # the CPU time a request may take: seconds, plus seconds per MiB of it (_Run.out_of_time)
+        self.deadline = deadline
+        # when a list: every field sent to _judge_field (not dismissed, not in a cache) is
+        # appended to it (tests, tools: the engine's modules may be compiled, and then cannot
+        # be patched)
+        self.judged: list[tuple[str, str, str]] | None = None
         self.request_sigs = SignatureSet(load_signatures("request.yaml"))
         self.response_sigs = SignatureSet(load_signatures("response.yaml"))
         self._budget = MAX_DETECTOR_CALLS
@@ -402,7 +411,7 @@ class Engine:
         """`max_body`: body bytes inspected for this request (a host/path override), else the
         engine's."""
         size = len(msg.target) + len(msg.body) + HEADER_LINE_COST * len(msg.headers)
-        run = _Run(self.threshold, size, max_body or self.max_body)
+        run = _Run(self.threshold, size, max_body or self.max_body, self.deadline)
         self._budget = MAX_DETECTOR_CALLS + size // BYTES_PER_DETECTOR_CALL
         try:
             # the target and each header line are "units" whose whole verdict is cached: most
@@ -432,8 +441,8 @@ class Engine:
             if msg.body and not run.stopped:
                 # what parse_body reads: the bytes and the two headers that say how to read them
                 framing = body_headers(msg)
-                key = ("body", *framing, msg.body)
-                self._judge_unit(run, key, _parse_body_unit, key)
+                body_key = ("body", *framing, msg.body)
+                self._judge_unit(run, body_key, _parse_body_unit, body_key)
                 # a charset that gives %-escapes other meanings reads the query of a request
                 # with a body too (ASP.NET)
                 codec = escapes_codec(framing[0]) if "%" in msg.target and not run.stopped else None
@@ -449,7 +458,7 @@ class Engine:
 
     def analyze_value(self, value: str, location: str = "query.x", kind: str = "query") -> Detection:
         """Judge one value (tests, tools)."""
-        run = _Run(self.threshold, len(value))
+        run = _Run(self.threshold, len(value), self.max_body, self.deadline)
         self._budget = MAX_DETECTOR_CALLS
         self._judge_fields(run, [(kind, location, value)])
         return run.det
@@ -512,6 +521,8 @@ class Engine:
             cache_key = _value_key(key)
             found = cache.get(cache_key)
             if found is None:
+                if self.judged is not None:
+                    self.judged.append(key)
                 cuts = run.cuts
                 try:
                     found = judge(run, key[1], value, key[0])

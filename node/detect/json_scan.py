@@ -32,7 +32,7 @@ def string_literals(text: str) -> Iterator[tuple[str, bool]]:
     literal runs to the end of the text. A literal repeated right after itself (`{"a":{"a":...`
     or `["x","x",...]`) is given once: to a reader that tracks the last key, the repeat says
     nothing new, and a megabyte of it is then one item, not 100,000."""
-    prev = None
+    prev: tuple[str, bool] | None = None
     # groupby (C) drops repeats of the same token; `prev` those that read the same (`"aA"`
     # after `"a\u0041"`)
     for item, _ in groupby(_tokens(text)):

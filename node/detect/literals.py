@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from typing import Any
 
 import hyperscan
 
 
-def _record(_id: int, _start: int, _end: int, _flags: int, found: list) -> None:
+def _record(_id: int, _start: int, _end: int, _flags: int, found: Any) -> None:
     # not a stop (that raises ScanTerminated, which costs more than reading on): each word is
     # reported once at most (HS_FLAG_SINGLEMATCH)
-    found.append(_id)
+    found.append(_id)  # (`found`: the list handed to the scan as its context)
 
 
 # below this many characters the substring tests cost no more than the scan's call (~0.7 us)

@@ -211,14 +211,20 @@ def _head_bounds(body: bytes, start: int, blanks: _BlankLines) -> tuple[int, int
     return hit[0], middle + (2 if body.startswith(b"\r\n", middle) else 1), middle
 
 
+def _span(body: bytes, start: int, end: int) -> bytes:
+    """body[start:end], b"" when end < start: compiled by mypyc, such a bytes slice raises
+    SystemError (its fast path passes the negative length on) where Python gives b""."""
+    return body[start:end] if start < end else b""
+
+
 def _part(body: bytes, start: int, end: int, head_end: int, content_start: int, strict: bool) -> Part:
     if head_end < 0:
-        return Part((start, end), NO_HEAD, body[start:end], False)
-    head = body[start:head_end]
+        return Part((start, end), NO_HEAD, _span(body, start, end), False)
+    head = _span(body, start, head_end)
     if not head:
-        return Part((start, end), NO_HEAD, body[content_start:end])
+        return Part((start, end), NO_HEAD, _span(body, content_start, end))
     return Part((start, end), _cached_head(head, strict) if len(head) <= 512 else _read_head(head, strict),
-                body[content_start:end])
+                _span(body, content_start, end))
 
 
 @lru_cache(maxsize=1024)  # a form's parts repeat their header blocks (`name="tags[]"`)

@@ -194,7 +194,7 @@ def _escapes_a_fold(document: str) -> bool:
         return False
     for digits in set(_U_ESCAPE_RE.findall(document)):
         char = chr(int(digits, 16))
-        if char in _COMPAT or "\ud800" <= char <= "\udfff":
+        if char in _COMPAT or 0xD800 <= ord(char) <= 0xDFFF:
             return True
     return False
 

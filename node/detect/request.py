@@ -14,6 +14,7 @@ import operator
 import re
 from collections.abc import Callable
 from functools import lru_cache
+from typing import Any
 from urllib.parse import unquote_plus
 
 from wallarm_wire.protocol import RequestMessage
@@ -310,7 +311,7 @@ def parse_json_value(obj: object, prefix: str, sink: FieldSink) -> None:
     # bodies. Numbers, booleans and null carry no payload and are never pushed.
     fields = sink.fields
     append = fields.append
-    stack: list[tuple[str, object, int]] = [(prefix, obj, 0)]
+    stack: list[tuple[str, Any, int]] = [(prefix, obj, 0)]
     pop = stack.pop
     push = stack.append
     while stack:
@@ -330,13 +331,13 @@ def parse_json_value(obj: object, prefix: str, sink: FieldSink) -> None:
                 continue
             room = MAX_FIELDS - n
             depth += 1
-            if not is_object(node):  # type: ignore[arg-type]
-                if len(node) > room:  # type: ignore[arg-type]
-                    sink.dropped += len(node) - room  # type: ignore[arg-type]
-                stack.extend((loc, v, depth) for v in reversed(node[:room]) if type(v) in _JSON_PAYLOAD)  # type: ignore[index]
+            if not is_object(node):
+                if len(node) > room:
+                    sink.dropped += len(node) - room
+                stack.extend((loc, v, depth) for v in reversed(node[:room]) if type(v) in _JSON_PAYLOAD)
                 continue
             # an object: its (key, value) pairs, a repeated key's every value (json_scan.DECODER)
-            members = _judged_members(node) if len(node) > MIN_FILTERED_OBJECT else node  # type: ignore[arg-type]
+            members = _judged_members(node) if len(node) > MIN_FILTERED_OBJECT else node
             items = members if len(members) <= room else members[:room]
             sink.dropped += len(members) - len(items)
             # at most `room` keys are added: the sink cannot overflow inside this loop

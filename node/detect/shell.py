@@ -236,7 +236,7 @@ def _judge(value: str, kind: str, value_start: bool = True, owned: int | None = 
     `value` after it; `value_start`: `value` starts the value (not a window inside it);
     `snippet`: the value is a shell snippet written as text (see _is_snippet)."""
     has_sep = _QUICK_RE.search(value) is not None
-    prose = None
+    prose: bool | None = None
     text = kind in TEXT_KINDS
     walks = _GlobWalks()
     if text and not snippet:

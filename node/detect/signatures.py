@@ -111,7 +111,7 @@ def cache_dir() -> Path:
 def _cache_key(signatures: list[Signature]) -> str:
     # everything that changes the compiled bytes: patterns, their order, flags, the library
     h = hashlib.sha256()
-    h.update(f"hyperscan={hyperscan.__version__};flags={_FLAGS};mode={hyperscan.HS_MODE_BLOCK}".encode())
+    h.update(f"hyperscan={getattr(hyperscan, '__version__', '?')};flags={_FLAGS};mode={hyperscan.HS_MODE_BLOCK}".encode())
     for s in signatures:
         h.update(b"\0" + s.pattern.encode())
     return h.hexdigest()[:32]

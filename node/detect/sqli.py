@@ -79,16 +79,10 @@ _TOKEN_RE = re.compile(
 )
 
 
-class Tok(tuple):
-    """(kind, text). A tuple subclass: built and read in C, where a dataclass runs Python
-    code per token (the tokenizer makes up to MAX_TOKENS of them per context)."""
-
-    __slots__ = ()
-    kind: str = property(itemgetter(0))  # type: ignore[assignment]
-    text: str = property(itemgetter(1))  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"Tok({self[0]!r}, {self[1]!r})"
+# A token: (kind, text), a plain tuple (kind at [0], text at [1]), built and read in C, and
+# compiled by mypyc into a struct of two strings, where a class would run code per token (the
+# tokenizer makes up to MAX_TOKENS of them per context).
+Tok = tuple[str, str]
 
 
 # a word's token kind; where the sets overlap, the first of union, logic, operator words,
@@ -113,33 +107,33 @@ def tokenize(text: str, max_tokens: int = MAX_TOKENS) -> list[Tok]:
         val = m.group()
         if kind == "word":
             low = val.lower()
-            append(Tok((word_kind(low, WORD), low)))
+            append((word_kind(low, WORD), low))
         elif kind == "other":  # a character SQL has no use for: it breaks any shape
-            append(Tok(("x", val)))
+            append(("x", val))
         elif kind == "lcomment":
             if text[m.end() :].strip():
                 continue  # a line comment with SQL after it (`union#x\nselect`): whitespace
-            append(Tok((COMMENT, val)))
+            append((COMMENT, val))
             break
         elif kind == "str":
-            append(Tok((STR, val)))
+            append((STR, val))
         elif kind == "num":
-            append(Tok((NUM, val)))
+            append((NUM, val))
         elif kind == "var":
-            append(Tok((VAR, val)))
+            append((VAR, val))
         elif kind == "op2":
-            append(Tok((LOGIC if val in ("||", "&&") else OP, val)))
+            append((LOGIC if val in ("||", "&&") else OP, val))
         elif kind == "op":
-            append(Tok((OP, val)))
+            append((OP, val))
         elif kind == "p":
-            append(Tok((val, val)))
+            append((val, val))
         if len(toks) >= max_tokens:
             break
     # a word directly followed by "(" is a function call
     for i in range(len(toks) - 1):
         if toks[i][0] in (WORD, KW, STMT) and toks[i + 1][0] == LPAR:
             if toks[i][1] in SQL_FUNCTIONS or toks[i][0] == WORD:
-                toks[i] = Tok((FUNC, toks[i][1]))
+                toks[i] = (FUNC, toks[i][1])
     return toks
 
 
@@ -148,38 +142,38 @@ _COMPARE = frozenset({"=", "<", ">", "<=", ">=", "!=", "<>", "<=>", "like", "rli
 
 
 def _strip_parens(toks: list[Tok]) -> list[Tok]:
-    return [t for t in toks if t[0] not in _PARENS]  # t[0] is t.kind, without the property call
+    return [t for t in toks if t[0] not in _PARENS]
 
 
 def _statement_at(toks: list[Tok], i: int) -> bool:
     """Does a complete, harmful SQL statement start at toks[i]?"""
-    if i >= len(toks) or toks[i].kind != STMT:
+    if i >= len(toks) or toks[i][0] != STMT:
         return False
-    word = toks[i].text
-    rest = [t for t in toks[i + 1 : i + 8] if t.kind not in (LPAR, RPAR)]
-    texts = [t.text for t in rest]
-    kinds = [t.kind for t in rest]
+    word = toks[i][1]
+    rest = [t for t in toks[i + 1 : i + 8] if t[0] not in (LPAR, RPAR)]
+    texts = [t[1] for t in rest]
+    kinds = [t[0] for t in rest]
     if word == "select":
         if not rest:
             return False
         first = rest[0]
-        if first.kind in (NUM, STR, VAR, FUNC) or first.text in ("*", "null"):
+        if first[0] in (NUM, STR, VAR, FUNC) or first[1] in ("*", "null"):
             return True
-        if first.text == "select" or (first.text in ("+", "-") and len(rest) > 1 and rest[1].kind == NUM):
+        if first[1] == "select" or (first[1] in ("+", "-") and len(rest) > 1 and rest[1][0] == NUM):
             # select (select @@x), ...  /  union(select+1,2,3): a subquery, a signed number
             return True
-        if first.text == "case" and len(rest) > 1 and rest[1].text == "when":
+        if first[1] == "case" and len(rest) > 1 and rest[1][1] == "when":
             return True
-        if first.text in ("all", "distinct", "distinctrow", "top"):  # "Select all" is a button label
-            return len(rest) > 1 and rest[1].kind in (NUM, STR, VAR, FUNC, OP)
-        if first.kind == WORD and first.text in SQL_FUNCTIONS and (len(rest) == 1 or rest[1].kind in (SEMI, COMMENT)):
+        if first[1] in ("all", "distinct", "distinctrow", "top"):  # "Select all" is a button label
+            return len(rest) > 1 and rest[1][0] in (NUM, STR, VAR, FUNC, OP)
+        if first[0] == WORD and first[1] in SQL_FUNCTIONS and (len(rest) == 1 or rest[1][0] in (SEMI, COMMENT)):
             return True  # select session_user;
         # select a,b from t  /  select col from tbl [end|where|limit|;|comment]
-        if first.kind == WORD:
-            if len(rest) >= 2 and rest[1].kind == COMMA:
+        if first[0] == WORD:
+            if len(rest) >= 2 and rest[1][0] == COMMA:
                 return True
-            if len(rest) >= 3 and rest[1].text == "from" and rest[2].kind == WORD:
-                return len(rest) == 3 or rest[3].kind in (COMMENT, SEMI, KW, LOGIC, OP)
+            if len(rest) >= 3 and rest[1][1] == "from" and rest[2][0] == WORD:
+                return len(rest) == 3 or rest[3][0] in (COMMENT, SEMI, KW, LOGIC, OP)
         return False
     if word in ("drop", "truncate", "alter", "create"):
         if texts[:2] == ["or", "replace"]:
@@ -193,11 +187,11 @@ def _statement_at(toks: list[Tok], i: int) -> bool:
         return bool(texts) and texts[0] == "from" and len(kinds) >= 2 and kinds[1] == WORD
     if word in ("exec", "execute", "call"):
         # exec xp_cmdshell, exec master.dbo.xp_dirtree, exec master..xp_dirtree (MSSQL's default schema)
-        return bool(rest) and (rest[0].text.startswith(("xp_", "sp_", "master.")) or rest[0].kind == VAR
-                               or (rest[0].text in ("master", "msdb") and texts[1:3] == [".", "."]
+        return bool(rest) and (rest[0][1].startswith(("xp_", "sp_", "master.")) or rest[0][0] == VAR
+                               or (rest[0][1] in ("master", "msdb") and texts[1:3] == [".", "."]
                                    and len(texts) > 3 and texts[3].startswith(("xp_", "sp_"))))
     if word == "declare":
-        return bool(rest) and rest[0].kind == VAR
+        return bool(rest) and rest[0][0] == VAR
     if word == "backup":
         return bool(texts) and texts[0] in ("database", "log") and "to" in texts[1:4]
     if word == "grant" or word == "revoke":
@@ -205,24 +199,24 @@ def _statement_at(toks: list[Tok], i: int) -> bool:
     if word == "waitfor":
         return bool(texts) and texts[0] in ("delay", "time")
     if word == "shutdown":
-        return not rest or rest[0].kind in (COMMENT, SEMI)
+        return not rest or rest[0][0] in (COMMENT, SEMI)
     return False
 
 
-_UNION_TOKEN = Tok((UNION, "union"))  # the only UNION token there is (words are lowercased)
+_UNION_TOKEN = (UNION, "union")  # the only UNION token there is (words are lowercased)
 
 
 def _union_select(toks: list[Tok]) -> bool:
     if _UNION_TOKEN not in toks:  # one C-level scan instead of a Python loop over every token
         return False
     for i, t in enumerate(toks):
-        if t.kind != UNION:
+        if t[0] != UNION:
             continue
         j = i + 1
-        while j < len(toks) and (toks[j].kind in (LPAR,) or toks[j].text in ("all", "distinct", "distinctrow", "+")):
+        while j < len(toks) and (toks[j][0] in (LPAR,) or toks[j][1] in ("all", "distinct", "distinctrow", "+")):
             j += 1
-        if j < len(toks) and toks[j].kind == STMT and toks[j].text == "select":
-            if j + 1 == len(toks) and t is toks[0]:
+        if j < len(toks) and toks[j][0] == STMT and toks[j][1] == "select":
+            if j + 1 == len(toks) and i == 0:
                 return True  # the bare `union select` probe
             if _statement_at(toks, j):
                 return True
@@ -235,53 +229,53 @@ def _tautology(toks: list[Tok], i: int) -> bool:
     if not rest:
         return False
     a = rest[0]
-    if a.kind == FUNC:
-        if toks[i].text in ("||", "&&") or "." in a.text:
+    if a[0] == FUNC:
+        if toks[i][1] in ("||", "&&") or "." in a[1]:
             return True  # '||f(x)||' concatenation, pkg.function() calls
-        if a.text in _STRONG_FUNCTIONS or (a.text in SQL_FUNCTIONS and len(rest) > 1):
+        if a[1] in _STRONG_FUNCTIONS or (a[1] in SQL_FUNCTIONS and len(rest) > 1):
             return True
         # any function (gtid_subset, json_extract...) whose arguments call SQL, a subquery or
         # a system variable (gtid_subset(@@version,0): MySQL's error-based probe)
-        if any(t.kind == STMT or (t.kind == FUNC and t.text in SQL_FUNCTIONS) or (t.kind == VAR and t.text[:2] == "@@")
+        if any(t[0] == STMT or (t[0] == FUNC and t[1] in SQL_FUNCTIONS) or (t[0] == VAR and t[1][:2] == "@@")
                for t in rest[1:12]):
             return True
         # `and json_extract(...)=1--`: a call compared, the rest of the statement commented out
-        return rest[-1].kind == COMMENT and any(t.kind == OP and t.text in _COMPARE for t in rest[1:])
-    if a.kind == STMT:
+        return rest[-1][0] == COMMENT and any(t[0] == OP and t[1] in _COMPARE for t in rest[1:])
+    if a[0] == STMT:
         return _statement_at(rest, 0)
-    if a.kind == LOGIC and a.text == "not" and len(rest) > 1:
+    if a[0] == LOGIC and a[1] == "not" and len(rest) > 1:
         rest = rest[1:]
         a = rest[0]
-    if a.text == "exists":  # or exists(select ...): a subquery as the condition
-        return len(rest) > 1 and rest[1].kind == STMT and _statement_at(rest, 1)
-    if a.kind not in _OPERAND:
+    if a[1] == "exists":  # or exists(select ...): a subquery as the condition
+        return len(rest) > 1 and rest[1][0] == STMT and _statement_at(rest, 1)
+    if a[0] not in _OPERAND:
         return False
     if len(rest) == 1:
-        return a.kind in (NUM, STR, VAR)  # `' or 1` / `' or 'x`: the statement ends there
+        return a[0] in (NUM, STR, VAR)  # `' or 1` / `' or 'x`: the statement ends there
     b = rest[1]
-    if b.kind == COMMENT or b.kind == SEMI:
+    if b[0] == COMMENT or b[0] == SEMI:
         return True
-    if b.kind == OP and b.text == "is":
+    if b[0] == OP and b[1] == "is":
         return True  # or x is not null
-    if b.kind == OP and (b.text in _COMPARE or b.text in "+-*/%|&^"):
+    if b[0] == OP and (b[1] in _COMPARE or b[1] in "+-*/%|&^"):
         if len(rest) == 2:
-            return b.text in _COMPARE
+            return b[1] in _COMPARE
         c = rest[2]
-        if c.kind == STMT:
+        if c[0] == STMT:
             return _statement_at(rest, 2)
-        if c.kind == FUNC and c.text in SQL_FUNCTIONS:
+        if c[0] == FUNC and c[1] in SQL_FUNCTIONS:
             return True
-        if c.kind in _OPERAND:
+        if c[0] in _OPERAND:
             # the comparison must end the value or be followed by SQL, not by prose
             if len(rest) == 3:
                 return True
             d = rest[3]
-            if b.text == "in" and d.kind == COMMA:
+            if b[1] == "in" and d[0] == COMMA:
                 return True  # or 1 in (1,2)
-            return d.kind in (COMMENT, SEMI, LOGIC, KW, OP, UNION, STR, STMT, FUNC)
+            return d[0] in (COMMENT, SEMI, LOGIC, KW, OP, UNION, STR, STMT, FUNC)
         return False
-    if b.kind == LOGIC:
-        return a.kind in (NUM, STR)
+    if b[0] == LOGIC:
+        return a[0] in (NUM, STR)
     return False
 
 
@@ -303,28 +297,28 @@ def _judge(toks: list[Tok], broke_out: bool, free_text: bool = False) -> str | N
         if len(flat) < 2:
             return None
         nxt = flat[1]
-        if nxt.kind == COMMENT and len(toks) > 1:
-            text = nxt.text
-            if text[:1] == "#" and text[1:2].isalnum() and flat[0].text in text:
+        if nxt[0] == COMMENT and len(toks) > 1:
+            text = nxt[1]
+            if text[:1] == "#" and text[1:2].isalnum() and flat[0][1] in text:
                 return None  # '#title' ... '...': a CSS selector or an anchor in a string, no comment
             return "breakout-comment"
-        if nxt.kind == SEMI:
-            return "breakout-stacked" if _statement_at(flat, 2) or (len(flat) > 2 and flat[2].kind == COMMENT) else None
-        if nxt.kind == LOGIC and nxt.text != "not" and _tautology(flat, 1):
+        if nxt[0] == SEMI:
+            return "breakout-stacked" if _statement_at(flat, 2) or (len(flat) > 2 and flat[2][0] == COMMENT) else None
+        if nxt[0] == LOGIC and nxt[1] != "not" and _tautology(flat, 1):
             return "breakout-tautology"
-        if nxt.kind == OP and nxt.text in _COMPARE | {"+", "||", "-", "*", "/", "^", "|", "&"}:
+        if nxt[0] == OP and nxt[1] in _COMPARE | {"+", "||", "-", "*", "/", "^", "|", "&"}:
             rest = flat[2:]
-            if rest and rest[0].kind == FUNC and rest[0].text in SQL_FUNCTIONS:
+            if rest and rest[0][0] == FUNC and rest[0][1] in SQL_FUNCTIONS:
                 return "breakout-function"
-            if rest and rest[0].kind == STMT and _statement_at(rest, 0):
+            if rest and rest[0][0] == STMT and _statement_at(rest, 0):
                 return "breakout-subquery"
-            if nxt.text in _COMPARE and rest and (rest[0].kind == NUM or (rest[0].kind == STR and len(rest[0].text) <= 3)) and (len(rest) == 1 or rest[1].kind in (COMMENT, LOGIC, SEMI)):
+            if nxt[1] in _COMPARE and rest and (rest[0][0] == NUM or (rest[0][0] == STR and len(rest[0][1]) <= 3)) and (len(rest) == 1 or rest[1][0] in (COMMENT, LOGIC, SEMI)):
                 return "breakout-compare"
-        if nxt.kind == KW and nxt.text in ("order", "group") and len(flat) > 3 and flat[2].text == "by":
-            return "breakout-orderby" if flat[3].kind in (NUM, WORD) else None
-        if nxt.kind == KW and nxt.text in ("having", "procedure", "into", "limit", "where") and len(flat) > 2:
+        if nxt[0] == KW and nxt[1] in ("order", "group") and len(flat) > 3 and flat[2][1] == "by":
+            return "breakout-orderby" if flat[3][0] in (NUM, WORD) else None
+        if nxt[0] == KW and nxt[1] in ("having", "procedure", "into", "limit", "where") and len(flat) > 2:
             return "breakout-clause"
-        if nxt.kind == STMT and _statement_at(flat, 1):
+        if nxt[0] == STMT and _statement_at(flat, 1):
             return "breakout-statement"
         return None
     # as-is context: the value is the start of an expression or statement. Each loop below
@@ -333,42 +327,42 @@ def _judge(toks: list[Tok], broke_out: bool, free_text: bool = False) -> str | N
     kinds = set(map(_KIND, flat))
     has_statement = STMT in kinds
     for i, t in enumerate(flat if has_statement else ()):
-        if t.kind == STMT and _statement_start(flat, i, free_text) and _statement_at(flat, i):
+        if t[0] == STMT and _statement_start(flat, i, free_text) and _statement_at(flat, i):
             return "statement"
-    if first.kind == LOGIC and first.text != "not" and _tautology(flat, 0):
+    if first[0] == LOGIC and first[1] != "not" and _tautology(flat, 0):
         return "logic-fragment"
-    if first.kind == KW and first.text in ("order", "group") and len(flat) > 2 and flat[1].text == "by" and flat[2].kind == NUM:
+    if first[0] == KW and first[1] in ("order", "group") and len(flat) > 2 and flat[1][1] == "by" and flat[2][0] == NUM:
         return "orderby-fragment"
     for i, t in enumerate(flat[:-3] if KW in kinds and not free_text else ()):
-        if t.kind == KW and t.text in ("where", "having") and flat[i + 1].kind in (NUM, STR, WORD) and flat[i + 2].kind == OP and flat[i + 2].text in _COMPARE and flat[i + 3].kind in (NUM, STR, WORD):
+        if t[0] == KW and t[1] in ("where", "having") and flat[i + 1][0] in (NUM, STR, WORD) and flat[i + 2][0] == OP and flat[i + 2][1] in _COMPARE and flat[i + 3][0] in (NUM, STR, WORD):
             return "clause-fragment"
     for i, t in enumerate(flat[:-2] if FUNC in kinds else ()):
-        if t.kind == FUNC and t.text in _CONCAT_FUNCTIONS and any(
-            u.kind == LOGIC and u.text == "||" and k + 1 < len(flat) and flat[k + 1].text in _CONCAT_FUNCTIONS
+        if t[0] == FUNC and t[1] in _CONCAT_FUNCTIONS and any(
+            u[0] == LOGIC and u[1] == "||" and k + 1 < len(flat) and flat[k + 1][1] in _CONCAT_FUNCTIONS
             for k, u in enumerate(flat[i + 1 : i + 8], start=i + 1)
         ):
             return "function-concat"
-    if first.kind in (NUM, VAR) or (first.kind == OP and first.text == "-" and len(flat) > 1 and flat[1].kind == NUM):
-        k = 1 if first.kind != OP else 2
+    if first[0] in (NUM, VAR) or (first[0] == OP and first[1] == "-" and len(flat) > 1 and flat[1][0] == NUM):
+        k = 1 if first[0] != OP else 2
         if k < len(flat):
             nxt = flat[k]
-            if nxt.kind == LOGIC and _tautology(flat, k) and (
-                    any(t.kind in (OP, COMMENT, FUNC, STMT) for t in flat[k:]) or _boolean_operand(flat, k)):
+            if nxt[0] == LOGIC and _tautology(flat, k) and (
+                    any(t[0] in (OP, COMMENT, FUNC, STMT) for t in flat[k:]) or _boolean_operand(flat, k)):
                 return "numeric-tautology"
-            if nxt.kind == SEMI and _statement_at(flat, k + 1):
+            if nxt[0] == SEMI and _statement_at(flat, k + 1):
                 return "stacked-statement"
-            if nxt.kind == OP and nxt.text in _COMPARE and k + 1 < len(flat) and flat[k + 1].text == "select" \
+            if nxt[0] == OP and nxt[1] in _COMPARE and k + 1 < len(flat) and flat[k + 1][1] == "select" \
                     and _statement_at(flat, k + 1):
                 return "numeric-subquery"  # 1 RLIKE (SELECT (CASE WHEN ...)): sqlmap's boolean probe
-            if nxt.kind == KW and nxt.text in ("order", "group") and k + 2 < len(flat) and flat[k + 1].text == "by" and flat[k + 2].kind == NUM:
+            if nxt[0] == KW and nxt[1] in ("order", "group") and k + 2 < len(flat) and flat[k + 1][1] == "by" and flat[k + 2][0] == NUM:
                 return "numeric-orderby"
-            if nxt.text == "procedure" and k + 1 < len(flat) and flat[k + 1].kind == FUNC:
+            if nxt[1] == "procedure" and k + 1 < len(flat) and flat[k + 1][0] == FUNC:
                 return "numeric-procedure"  # 1 procedure analyse()
-            if nxt.kind == COMMENT and first.kind == NUM and len(flat) == 2 and toks[-1].text.startswith(("--", "#")) and len(toks) > 1 and toks[1].kind == RPAR:
+            if nxt[0] == COMMENT and first[0] == NUM and len(flat) == 2 and toks[-1][1].startswith(("--", "#")) and len(toks) > 1 and toks[1][0] == RPAR:
                 return "numeric-comment"
     # anywhere: a stacked statement `...; drop table x`
     for i, t in enumerate(flat[:-1] if has_statement else ()):
-        if t.kind == SEMI and not (free_text and _entity_end(flat, i)) and _statement_at(flat, i + 1):
+        if t[0] == SEMI and not (free_text and _entity_end(flat, i)) and _statement_at(flat, i + 1):
             return "stacked-statement"
     return None
 
@@ -376,20 +370,20 @@ def _judge(toks: list[Tok], broke_out: bool, free_text: bool = False) -> str | N
 def _boolean_operand(flat: list[Tok], k: int) -> bool:
     """flat[k] is a logic operator whose operand is SQL's boolean literal and ends the value
     (`1) or true`, `0 || TRUE`): no sentence ends "1 or true"."""
-    return k + 2 == len(flat) and flat[k].text != "not" and flat[k + 1].text == "true"
+    return k + 2 == len(flat) and flat[k][1] != "not" and flat[k + 1][1] == "true"
 
 
 def _entity_end(flat: list[Tok], i: int) -> bool:
     """flat[i] is the `;` of a character entity (`&gt;`, `&#62;`): it separates nothing."""
-    return i > 1 and flat[i - 2].text == "&" and flat[i - 1].kind in (WORD, NUM)
+    return i > 1 and flat[i - 2][1] == "&" and flat[i - 1][0] in (WORD, NUM)
 
 
 def _statement_start(flat: list[Tok], i: int, free_text: bool) -> bool:
     """Can a statement start at flat[i] as an injection: the value's start, or after an
     operator, `;`, a logic word, a comma, a number or a string; in free text only after `;`."""
     if free_text:
-        return i > 0 and flat[i - 1].kind == SEMI and not _entity_end(flat, i - 1)
-    return i == 0 or flat[i - 1].kind in (OP, SEMI, LOGIC, COMMA, NUM, STR)
+        return i > 0 and flat[i - 1][0] == SEMI and not _entity_end(flat, i - 1)
+    return i == 0 or flat[i - 1][0] in (OP, SEMI, LOGIC, COMMA, NUM, STR)
 
 
 # _judge reads at most the first 13 non-paren tokens of a context (lengths are only compared
@@ -465,7 +459,7 @@ def _contexts(value: str) -> list[tuple[list[Tok], bool]]:
         i = value.find(q)
         if i >= 0:
             toks = context_tokens(value[i + 1 :], True)
-            out.append(([Tok((STR, q))] + toks, True))
+            out.append(([(STR, q)] + toks, True))
     return out
 
 

@@ -1,0 +1,71 @@
+"""node/detect's compiled modules run only when they were built from the sources beside them
+(node/detect/__init__.py): an edited source, or no build record, imports the sources instead."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.procs import REPO, child_env
+
+DETECT = REPO / "node" / "detect"
+EXTENSIONS = [p for suffix in importlib.machinery.EXTENSION_SUFFIXES for p in DETECT.glob(f"*{suffix}")]
+
+pytestmark = pytest.mark.skipif(not (DETECT / "_native.json").exists() or not EXTENSIONS,
+                                reason="node/detect is not compiled in this tree (make native)")
+
+PROBE = """
+import node.detect, node.detect.engine as engine
+print(node.detect.COMPILED, engine.__file__.endswith(".py"))
+"""
+
+
+def _tree(tmp_path: Path) -> Path:
+    """A copy of the packages and of the compiled group's shared library (top level)."""
+    tree = tmp_path / "tree"
+    for package in ("node", "wallarm_wire"):
+        shutil.copytree(REPO / package, tree / package, ignore=shutil.ignore_patterns("__pycache__"))
+    for lib in REPO.glob("wallarm_detect__mypyc*"):
+        shutil.copy2(lib, tree / lib.name)
+    return tree
+
+
+def _probe(tree: Path, extra: dict[str, str] | None = None) -> tuple[str, str]:
+    env = child_env()
+    env.pop("WALLARM_DETECT_SOURCES", None)  # (make test's second pass sets it for itself)
+    env.update(extra or {})
+    env["PYTHONPATH"] = str(tree)
+    done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, cwd=tree,
+                          timeout=60, check=True)
+    return done.stdout.strip(), done.stderr
+
+
+def test_a_tree_built_from_its_sources_runs_compiled(tmp_path: Path) -> None:
+    out, err = _probe(_tree(tmp_path))
+    assert out == "True False" and "compiled modules built from other sources" not in err
+
+
+def test_an_edited_source_makes_the_package_import_its_sources(tmp_path: Path) -> None:
+    tree = _tree(tmp_path)
+    readings = tree / "node" / "detect" / "readings.py"
+    readings.write_text(readings.read_text() + "\n# edited after make native\n")
+    out, err = _probe(tree)
+    assert out == "False True"  # every module from its source: engine.py too, not only readings.py
+    assert "compiled modules built from other sources (readings)" in err
+
+
+def test_no_build_record_imports_the_sources(tmp_path: Path) -> None:
+    tree = _tree(tmp_path)
+    (tree / "node" / "detect" / "_native.json").unlink()
+    out, err = _probe(tree)
+    assert out == "False True" and "compiled modules built from other sources" in err
+
+
+def test_the_sources_on_request(tmp_path: Path) -> None:
+    out, err = _probe(_tree(tmp_path), {"WALLARM_DETECT_SOURCES": "1"})
+    assert out == "False True" and "compiled modules built from other sources" not in err
