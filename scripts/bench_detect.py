@@ -482,6 +482,7 @@ def print_report(report: dict) -> None:
     if full:
         print(f"full collections during the run: {full['count']}, longest {full['max_ms']:.1f} ms "
               "(each lands in one request's time)")
+    print(f"node engine: {'compiled (mypyc)' if m.get('node_compiled') else 'sources'}")
     print(f"{m['requests']} requests, {m['elapsed_s']:.1f} s; reference loop {m['reference_loop_us']:.1f} us "
           f"(a quiet core: ~8-10 us); load average {m['loadavg_end']:.2f} on {m['machine']['cpus']} CPUs")
 
@@ -640,6 +641,8 @@ def main(argv: list[str] | None = None) -> int:
             "date": date,
             "machine": machine(),
             "python": platform.python_version(),
+            # the node's engine as it ran: node/detect compiled by mypyc (make native) or its sources
+            "node_compiled": bool(getattr(sys.modules.get("node.detect"), "COMPILED", False)),
             "corpus": ([str(p) for p in args.corpus] or ([] if args.own is not None else ["tests/cases"]))
                       + ([f"own:{args.own or 'generated'}"] if args.own is not None else []),
             "own_per_cell": args.own_per_cell or None,

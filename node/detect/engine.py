@@ -104,14 +104,17 @@ ANALYSED_KEPT = 4096
 ANALYSED_AS_IS = 256
 # values made only of these characters cannot carry an attack (and are most of the traffic)
 _SAFE_RE = re.compile(r"[\w\-.]*")
-_SAFE_ASCII = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-."
+# an ASCII character outside that class: a search stops at the first one, which a JSON text, a
+# URL or a sentence has within its first few characters (deleting the safe bytes, the earlier
+# test, read every byte of a 10 KB body to find the `{` at its start)
+_UNSAFE_ASCII_RE = re.compile(r"[^A-Za-z0-9_\-.]")
 
 
 def _safe(value: str) -> bool:
-    """_SAFE_RE.fullmatch(value): on ASCII text by deleting the safe bytes (one C pass; the
-    regex tests \\w's Unicode property per character: 20 ms on 1 MB)."""
+    """_SAFE_RE.fullmatch(value): on ASCII text by a search for an unsafe character (the regex
+    tests \\w's Unicode property per character: 20 ms on 1 MB)."""
     if value.isascii():
-        return not value.encode("ascii").translate(None, _SAFE_ASCII)
+        return _UNSAFE_ASCII_RE.search(value) is None
     return _SAFE_RE.fullmatch(value) is not None
 # two linear searches (one "lower then upper" regex would be quadratic on "AAAA...")
 _LOWER_RE = re.compile(r"[a-z]")

@@ -431,8 +431,10 @@ def _path_tail(path: str) -> str | None:
 
 # ---------------------------------------------------------------------------- base64
 
-# 14 characters and its padding make the 16 a token needs (`L2V0Yy9wYXNzd2Q=`, /etc/passwd)
-_B64_TOKEN_RE = re.compile(r"[A-Za-z0-9+/_\-]{14,}={0,2}")
+# 14 characters and its padding make the 16 a token needs (`L2V0Yy9wYXNzd2Q=`, /etc/passwd);
+# a token starts where a run of base64 characters does (the lookbehind: no match is tried
+# again from inside a run shorter than 14, which findall did at each of its characters)
+_B64_TOKEN_RE = re.compile(r"(?<![A-Za-z0-9+/_\-])[A-Za-z0-9+/_\-]{14,}={0,2}")
 # a path's tokens (runs of 8+ base64 characters) with what stands before and after each: '/'
 # or nothing, in a path given a '/' at both ends (a token is a whole segment when both are
 # '/'); findall hands the three strings over in one C pass, the lookahead leaves the '/' after

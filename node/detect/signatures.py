@@ -9,6 +9,7 @@ import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import hyperscan
 import yaml
@@ -154,6 +155,11 @@ def _store_cached(path: Path, db: hyperscan.Database) -> None:
         log.warning("cannot write signature cache %s (%s)", path, e)
 
 
+def _add_hit(idx: int, _start: int, _end: int, _flags: int, hits: Any) -> None:
+    # (a module-level handler and the set as the scan's context: no closure made per scan)
+    hits.add(idx)
+
+
 class SignatureSet:
     """Signatures compiled into one hyperscan block-mode database.
 
@@ -196,10 +202,5 @@ class SignatureSet:
     def scan(self, data: bytes) -> set[int]:
         """Indexes of the signatures that match `data`."""
         hits: set[int] = set()
-
-        def on_match(idx: int, start: int, end: int, flags: int, ctx: object) -> bool | None:
-            hits.add(idx)
-            return None
-
-        self.db.scan(data, match_event_handler=on_match)
+        self.db.scan(data, match_event_handler=_add_hit, context=hits)
         return hits
