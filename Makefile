@@ -110,7 +110,7 @@ fuzz: $(STAMP)
 # var/ holds make run's database and console token; certs/ is kept (see certs/README.md).
 clean:
 	rm -rf var build dist .pytest_cache artifacts tests/fuzz/findings build-native.log
-	rm -f node/detect/*.so node/detect/_native.json wallarm_detect__mypyc*.so
+	rm -f node/detect/*.so node/detect/_native.json *__mypyc.cpython-*.so
 	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +
 
 distclean: clean

@@ -53,9 +53,9 @@ def ext_modules() -> list:
         return []
     from mypyc.build import mypycify  # a build requirement (pyproject.toml [build-system])
 
-    # one shared library for the group, named so it is found (and replaced) by name
-    return mypycify(["--config-file", str(ROOT / "pyproject.toml"), *native_sources()],
-                    opt_level="3", separate=[(native_sources(), "wallarm_detect")])
+    # one group: the modules call each other directly, through one shared library at the top
+    # level (<hash of the module names>__mypyc)
+    return mypycify(["--config-file", str(ROOT / "pyproject.toml"), *native_sources()], opt_level="3")
 
 
 setup(ext_modules=ext_modules(), cmdclass={"build_ext": BuildRecordingSources})

@@ -30,7 +30,7 @@ def _tree(tmp_path: Path) -> Path:
     tree = tmp_path / "tree"
     for package in ("node", "wallarm_wire"):
         shutil.copytree(REPO / package, tree / package, ignore=shutil.ignore_patterns("__pycache__"))
-    for lib in REPO.glob("wallarm_detect__mypyc*"):
+    for lib in REPO.glob("*__mypyc.cpython-*"):
         shutil.copy2(lib, tree / lib.name)
     return tree
 
