@@ -1,9 +1,10 @@
 """Hostile request shapes of any size, for timing the node on what an attacker would send.
 
 `build(shape, size)` returns a RequestMessage whose variable part is about `size` bytes. The
-shapes: long runs of each character class, `key=value` and `a=b;` runs, nested URL and Base64
-encodings, deep JSON and XML, many fields, many headers, distinct shell globs (each one a walk of the
-command paths), and an attack with padding in each
+shapes: long runs of each character class and of shell syntax, `key=value` and `a=b;` runs,
+nested URL and Base64 encodings, deep JSON and XML, many fields (JSON keys the engine must judge
+among them), many headers, distinct shell globs (each one a walk of the command paths), and an
+attack with padding in each
 place a request carries data (query, form, JSON, multipart, header, cookie, path). Used by
 scripts/bench_hostile.py (through a running node) and tests/test_node_hostile.py.
 """
@@ -87,6 +88,21 @@ def _many_json_fields(size: int) -> RequestMessage:
     doc = {f"k{i}": i for i in range(n)}
     doc["last"] = SQLI
     return _json(json.dumps(doc).encode())
+
+
+def _judged_json_keys(size: int) -> RequestMessage:
+    """Distinct keys that are no plain token (a space and a quote in each): the engine judges
+    every one, where many:json-fields' `k1`, `k2` are dismissed in bulk."""
+    n = max(size // 14, 1)
+    doc: dict[str, object] = {f"k {i}'x": 1 for i in range(n)}
+    doc["last"] = SQLI
+    return _json(json.dumps(doc).encode())
+
+
+def _shell_syntax(size: int) -> RequestMessage:
+    """Shell separators, substitutions and redirections naming no command, in one form value:
+    every separator is a place the shell analyser looks for a command, then an attack."""
+    return _form(quote(_fill(";|&$(`x`)<>{}\n", size) + ";" + ATTACK, safe=""))
 
 
 def _many_headers(size: int) -> RequestMessage:
@@ -199,9 +215,11 @@ SHAPES: dict[str, Callable[[int], RequestMessage]] = {
     "deep:xml": _deep_xml,
     "many:form-fields": _many_fields,
     "many:json-fields": _many_json_fields,
+    "many:judged-json-keys": _judged_json_keys,
     "many:headers": _many_headers,
     "many:repeated-names": _repeated_names,
     "run:fullwidth-prose": _fullwidth_prose,
+    "run:shell-syntax": _shell_syntax,
     "globs:one-value": _globs_in_one_value,
     "globs:many-fields": _globs_in_many_fields,
     "globs:lines": _globs_in_lines,
