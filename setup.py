@@ -1,6 +1,6 @@
 """The detection engine's modules compiled to C extensions with mypyc (docs/decisions.md,
-"The detection engine is compiled with mypyc"): 1.3-1.4x faster per request than the same
-modules interpreted. Everything else about the package is in pyproject.toml.
+"The detection engine is compiled with mypyc"): on the benign corpora 1.4x faster at the
+median and 1.2x at the p99 than the same modules interpreted. Everything else about the package is in pyproject.toml.
 
 `pip install .` builds them into the wheel; `make native` (`python setup.py build_ext
 --inplace`) beside the sources, where the tree's processes import them. Either build writes
