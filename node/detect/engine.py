@@ -503,7 +503,8 @@ class Engine:
             value = key[2]
             # isalnum() (a C loop over the same Unicode property \w tests) answers for most
             # values without the regex; it is False for "", "_", "-", "." and lets the regex judge
-            if (value.isalnum() or safe(value)) and key[0] != "filename":
+            plain = value.isalnum() or safe(value)
+            if plain and key[0] != "filename":
                 # most names and values: nothing to judge, not worth a cache entry
                 if len(value) < 8:
                     if short_dismissed(value):
@@ -528,7 +529,7 @@ class Engine:
                     self.judged.append(key)
                 cuts = run.cuts
                 try:
-                    found = judge(run, key[1], value, key[0])
+                    found = judge(run, key[1], value, key[0], plain)
                 except Exception:  # a detector bug must not take the node down: log, go on
                     log.exception("detection failed on %s; value skipped", key[1])
                     run.cut("error")
@@ -545,9 +546,10 @@ class Engine:
                 return False
         return complete
 
-    def _judge_field(self, run: _Run, location: str, value: str, kind: str) -> Found:
-        """Per attack type found in this value: (type, summed score, findings)."""
-        if _safe(value) and ".." not in value and kind != "filename" and location != "header.user-agent":
+    def _judge_field(self, run: _Run, location: str, value: str, kind: str, plain: bool) -> Found:
+        """Per attack type found in this value: (type, summed score, findings). `plain`: the
+        value is made of _SAFE_RE's characters only (_judge_fields tested it)."""
+        if plain and ".." not in value and kind != "filename" and location != "header.user-agent":
             # base64 the readings' search does not try: too short, or in one case
             if _prototype_path(value):
                 # __proto__.isAdmin: judged as it is (pp.proto-key); {"constructor": {"prototype":

@@ -59,17 +59,20 @@ MAX_JSON_NODES = 50_000  # nodes of a JSON document inside a value walked
 MAX_CANONICAL = 64 * 1024
 
 
+_NO_FORMS: frozenset[str] = frozenset()  # (one empty set for every Readings that has none)
+
+
 @dataclass(slots=True)
 class Readings:
     forms: list[str]  # the value first, then each distinct reading
     cut: bool  # a bound was reached with something left to decode
     # the forms that are only a path-canonical copy of another form (look-alikes mapped to
     # '/', '.', '\\'; NUL dropped): a copy of Chinese prose where each '。' became '.'
-    canonical: frozenset[str] = frozenset()
+    canonical: frozenset[str] = _NO_FORMS
     # the forms whose NFKC fold is a form too (_folded): the text analysers read the fold
     # instead, which has every ASCII character of the text (the fold keeps them) and what the
     # fold made; the signatures and the host analyser read both
-    folded_away: frozenset[str] = frozenset()
+    folded_away: frozenset[str] = _NO_FORMS
 
 
 def variants(value: str, kind: str = "query") -> list[str]:
