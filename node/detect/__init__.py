@@ -31,11 +31,8 @@ def _compiled() -> list[str]:
                    for p in _HERE.glob(f"*{suffix}")})
 
 
-def stale_modules() -> list[str]:
-    """The compiled modules whose source differs from the one their build recorded."""
-    compiled = _compiled()
-    if not compiled:
-        return []
+def stale_modules(compiled: list[str]) -> list[str]:
+    """Of the `compiled` modules, those whose source differs from the one their build recorded."""
     try:
         record = json.loads((_HERE / RECORD).read_text())
     except (OSError, ValueError):
@@ -62,12 +59,13 @@ class _SourceFinder:
 
 def _import_sources_if_stale() -> bool:
     """Whether the compiled modules are the ones imported."""
-    if not _compiled():
+    compiled = _compiled()
+    if not compiled:
         return False
     if os.environ.get("WALLARM_DETECT_SOURCES", "") not in ("", "0"):
         sys.meta_path.insert(0, _SourceFinder())
         return False
-    stale = stale_modules()
+    stale = stale_modules(compiled)
     if not stale:
         return True
     logging.getLogger(__name__).warning(

@@ -84,6 +84,7 @@ DEADLINE_S = 0.020
 # (mitmproxy reads any number) get ~150 ms, where the trivial ones take a few microseconds
 HEADER_LINE_COST = 16
 DEADLINE_S_PER_MIB = 0.300  # 271 ms for that beacon: 1.45x its cost
+DEADLINE = (DEADLINE_S, DEADLINE_S_PER_MIB)  # Engine(deadline=...)'s default
 _MIB = 1024 * 1024
 # the time bound only cuts a request after this much was judged, and counts from there: a small
 # request (most attacks) is always judged whole, even when a collector pause or a page fault ate
@@ -166,7 +167,7 @@ class _Run:
                  "threshold", "cuts", "max_body", "globs")
 
     def __init__(self, threshold: int, size: int = 0, max_body: int = MAX_BODY,
-                 deadline: tuple[float, float] = (DEADLINE_S, DEADLINE_S_PER_MIB)) -> None:
+                 deadline: tuple[float, float] = DEADLINE) -> None:
         self.max_body = max_body
         self.det = Detection(threshold=threshold)
         self.threshold = threshold
@@ -335,7 +336,7 @@ class Engine:
     """One engine per node; not for concurrent use from several threads (hyperscan scratch)."""
 
     def __init__(self, threshold: int = DEFAULT_THRESHOLD, max_body: int = MAX_BODY,
-                 deadline: tuple[float, float] = (DEADLINE_S, DEADLINE_S_PER_MIB)) -> None:
+                 deadline: tuple[float, float] = DEADLINE) -> None:
         self.threshold = threshold
         self.max_body = max_body  # bytes of (decompressed) body judged; past it: partial "body"
         # the CPU time a request may take: seconds, plus seconds per MiB of it (_Run.out_of_time)

@@ -15,10 +15,11 @@ from typing import Any
 import hyperscan
 
 
-def _record(_id: int, _start: int, _end: int, _flags: int, found: Any) -> None:
-    # not a stop (that raises ScanTerminated, which costs more than reading on): each word is
-    # reported once at most (HS_FLAG_SINGLEMATCH)
-    found.append(_id)  # (`found`: the list handed to the scan as its context)
+def record_hit(idx: int, _start: int, _end: int, _flags: int, found: Any) -> None:
+    """A hyperscan match handler: adds the pattern's index to the set handed to the scan as
+    its context. Not a stop (that raises ScanTerminated, which costs more than reading on):
+    each pattern is reported once at most (HS_FLAG_SINGLEMATCH)."""
+    found.add(idx)
 
 
 # below this many characters the substring tests cost no more than the scan's call (~0.7 us)
@@ -52,7 +53,7 @@ class Literals:
             return self._single in text
         if len(text) < SHORT_TEXT:
             return any(word in text for word in self.words)
-        found: list[int] = []
-        self._db.scan(text.encode("utf-8", "surrogatepass"), match_event_handler=_record, context=found,
+        found: set[int] = set()
+        self._db.scan(text.encode("utf-8", "surrogatepass"), match_event_handler=record_hit, context=found,
                       scratch=self._scratch())
         return bool(found)

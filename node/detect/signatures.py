@@ -9,10 +9,11 @@ import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import hyperscan
 import yaml
+
+from node.detect.literals import record_hit
 
 log = logging.getLogger(__name__)
 
@@ -155,11 +156,6 @@ def _store_cached(path: Path, db: hyperscan.Database) -> None:
         log.warning("cannot write signature cache %s (%s)", path, e)
 
 
-def _add_hit(idx: int, _start: int, _end: int, _flags: int, hits: Any) -> None:
-    # (a module-level handler and the set as the scan's context: no closure made per scan)
-    hits.add(idx)
-
-
 class SignatureSet:
     """Signatures compiled into one hyperscan block-mode database.
 
@@ -202,5 +198,5 @@ class SignatureSet:
     def scan(self, data: bytes) -> set[int]:
         """Indexes of the signatures that match `data`."""
         hits: set[int] = set()
-        self.db.scan(data, match_event_handler=_add_hit, context=hits)
+        self.db.scan(data, match_event_handler=record_hit, context=hits)  # (no closure made per scan)
         return hits
