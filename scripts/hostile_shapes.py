@@ -198,6 +198,8 @@ def _attack_in_path(size: int) -> RequestMessage:
 
 SHAPES: dict[str, Callable[[int], RequestMessage]] = {
     "run:word": _run("A"),
+    # runs of base64 characters one short of a token (readings._B64_TOKEN_RE starts only where a run does)
+    "run:short-tokens": _run("abcdefghijklm "),
     "run:digits": _run("7"),
     "run:spaces": _run(" "),
     "run:quotes": _run("'\""),
