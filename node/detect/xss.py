@@ -58,6 +58,11 @@ _URL_ATTRS = frozenset(
     "srcset imagesrc itemtype".split()
 )
 _SCRIPT_TAGS = frozenset({"script", "svg:script"})
+_QUOTES = ("'", '"')
+# a URL on another host: a scheme and `//`, or protocol-relative
+_REMOTE_URL_RE = re.compile(r"[\s]*(?:[a-z][a-z0-9+.\-]*:)?//[^\s/?#<>\"']", re.I)
+# the attribute name at the end of a tag's text (before its `=`)
+_ATTR_NAME_END_RE = re.compile(r"[^\s\"'<>/=]+\Z")
 # schemes that run script; data: URLs of documents and scripts
 _SCRIPT_URL_RE = re.compile(
     r"(?:java|vb|live|j)script:|data:(?:text/html|text/xml|application/(?:x-)?(?:xhtml|javascript|ecmascript|xml)|"
@@ -236,6 +241,8 @@ def _tags(text: str, jsx_is_html: bool = True) -> str | None:
             continue
         if "=" not in attrs:
             continue
+        if jsx_is_html and text[m.end() : m.end() + 1] in _QUOTES and _dangling_url(text, m.end(), attrs):
+            return "tag-dangling-url"  # <img src='//evil/? with no closing quote: the rest of the page
         for a in _ATTR_RE.finditer(attrs):
             raw_value = a.group(2)
             if raw_value is None:
@@ -248,11 +255,29 @@ def _tags(text: str, jsx_is_html: bool = True) -> str | None:
             elif attr in _URL_ATTRS or attr.endswith(":href"):
                 if _is_script_url(value) or (attr == "content" and _refresh_to_script(value)):
                     return "tag-script-url"
+                if jsx_is_html and raw_value[:1] in _QUOTES and "<" in raw_value and _REMOTE_URL_RE.match(value):
+                    return "tag-dangling-url"  # <body background="//evil? <table ...: the page's markup sent away
             elif attr == "srcdoc":
                 return "tag-srcdoc"
             elif attr == "style" and _STYLE_RE.search(_strip_css_comments(html.unescape(value)).replace("\\", "")):
                 return "tag-style"
     return None
+
+
+def _dangling_url(text: str, quote_at: int, attrs: str) -> bool:
+    """The tag's text ends at `text[quote_at]`, a quote that no later quote closes, opening the
+    value of a URL attribute (`<img src='//evil/?`): reflected, the URL runs on over the page's
+    own markup and the browser sends that to the remote host (dangling markup)."""
+    if _REMOTE_URL_RE.match(text, quote_at + 1) is None:
+        return False
+    head = attrs.rstrip()
+    if head[-1:] != "=":
+        return False
+    # the name is short; reading only the tail keeps the search's cost fixed whatever `attrs` is
+    name = _ATTR_NAME_END_RE.search(head[:-1].rstrip()[-64:])
+    if name is None or not (name.group().lower() in _URL_ATTRS or name.group().lower().endswith(":href")):
+        return False
+    return text.find(text[quote_at], quote_at + 1) < 0
 
 
 def _inert_script_body(text: str, start: int) -> bool:
