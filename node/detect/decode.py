@@ -371,8 +371,11 @@ def upper_b64_text(value: str) -> str | None:
     """What an upper-case [\\w-] token (letters, digits, no lower case) decodes to as base64,
     when that is text with a space or punctuation (`J09SREVSIEJZIDI4` is `'ORDER BY 28`); else
     None. The engine dismisses a long one-case token as an id or a word, and the readings' base64
-    search wants mixed case: upper-case text encodes to upper case often enough to be a way in."""
-    if len(value) % 4 == 1 or not value.isascii() or value.isdigit() or value.upper() != value:
+    search wants mixed case: upper-case text encodes to upper case often enough to be a way in.
+    Each group of four starts with a letter: its first character holds the top six bits of a
+    byte, under 32 for ASCII, which is A-Z (or a-f, lower case: not this token) in base64."""
+    if len(value) % 4 == 1 or not value.isascii() or value.isdigit() or not value[::4].isalpha() \
+            or value.upper() != value:
         return None
     return _upper_b64(value)
 
