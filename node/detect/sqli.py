@@ -470,8 +470,10 @@ def _numeric_start(first: Tok) -> bool:
     return first[0] in (NUM, VAR) or first[1] == "-"
 
 
-def _contexts(value: str) -> list[tuple[list[Tok], bool]]:
-    out: list[tuple[list[Tok], bool]] = [(context_tokens(value, False), False)]
+def _contexts(value: str, as_is: bool = True) -> list[tuple[list[Tok], bool]]:
+    """The token streams of `value`'s contexts: as is (unless not `as_is`), and after its first
+    single and its first double quote."""
+    out: list[tuple[list[Tok], bool]] = [(context_tokens(value, False), False)] if as_is else []
     for q in ("'", '"'):
         i = value.find(q)
         if i >= 0:
@@ -513,9 +515,7 @@ def _detect_window(value: str, is_url: bool, free_text: bool = False) -> str | N
     if not _QUICK_RE.search(value):
         return None
     for text in _candidates(value):
-        for toks, broke in _contexts(text):
-            if is_url and not broke:
-                continue
+        for toks, broke in _contexts(text, not is_url):
             rule = _judge(toks, broke, free_text)
             if rule:
                 return rule
