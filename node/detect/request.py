@@ -391,7 +391,6 @@ def parse_xml(text: str, sink: FieldSink) -> None:
     path: list[str] = []
     run = xml_scan.Run()  # split runs of character data, judged joined too
     loc = "xml"
-    pos = run_start = 0  # where the token is, and where the run of character data began
     for n, (kind, tok) in enumerate(xml_scan.tokens(text)):
         if len(sink.fields) >= MAX_FIELDS:
             sink.dropped += 1
@@ -399,10 +398,10 @@ def parse_xml(text: str, sink: FieldSink) -> None:
         if n >= MAX_XML_TOKENS:
             # the caller judges the whole text as `body` too; what comments or CDATA split
             # past here is judged joined
-            for rest in xml_scan.character_data_past(text, run_start):
+            for rest in run.unread(text):
                 sink.add(loc, rest, "xml")
             return
-        pos += len(tok)
+        run.past(tok)
         loc = "xml." + ".".join(path[-4:]) if path else "xml"
         if kind == "doctype":
             sink.add("xml.doctype", tok, "doctype")
@@ -420,7 +419,6 @@ def parse_xml(text: str, sink: FieldSink) -> None:
         else:
             for joined in run.end():
                 sink.add(loc, joined, "xml")
-            run_start = pos
             nm = xml_scan.NAME_RE.match(tok)
             name = _key(nm.group(1)) if nm else "_"
             if tok.startswith("</"):

@@ -75,12 +75,11 @@ def texts(text: str, limit: int) -> tuple[list[str], bool]:
     values, at most `limit` tokens walked; True when the limit cut the walk short."""
     out: list[str] = []
     run = Run()
-    pos = run_start = 0  # where the token is, and where the run of character data began
     for n, (kind, tok) in enumerate(tokens(text)):
         if n >= limit:
-            out += character_data_past(text, run_start)
+            out += run.unread(text)
             return out, True
-        pos += len(tok)
+        run.past(tok)
         if kind == "text":
             run.add(tok)
             if not tok.isspace():
@@ -91,7 +90,6 @@ def texts(text: str, limit: int) -> tuple[list[str], bool]:
         elif kind == "tag":
             if not tok.startswith("<?"):  # a processing instruction does not end the run
                 out += run.end()
-                run_start = pos
             if "=" in tok and not tok.startswith("</"):
                 out.extend(value for _, value in attributes(tok) if value)
     out += run.end()
@@ -125,17 +123,28 @@ class Run:
     sections (`<q>1' UNI<!---->ON SELECT</q>`): one text to ElementTree (`.text`) and to a
     normalised DOM, so a split run is read joined too, when the next tag ends it."""
 
-    __slots__ = ("pieces",)
+    __slots__ = ("pieces", "pos", "start")
 
     def __init__(self) -> None:
         self.pieces: list[str] = []
+        self.pos = 0  # where the walk is in the text (past() keeps it)
+        self.start = 0  # where this run of character data began
+
+    def past(self, token: str) -> None:
+        """The walk has read `token` (every token, in order)."""
+        self.pos += len(token)
 
     def add(self, piece: str) -> None:
         self.pieces.append(piece)
 
     def end(self) -> list[str]:
         """The run joined, when it was split and holds more than white space (else nothing);
-        the next run starts empty."""
+        the next run starts empty, after the token just read."""
         joined = "".join(self.pieces).strip() if len(self.pieces) > 1 else ""
         self.pieces.clear()
+        self.start = self.pos
         return [joined] if joined else []
+
+    def unread(self, text: str) -> list[str]:
+        """At a token limit: character_data_past(text) from where this run began."""
+        return character_data_past(text, self.start)
