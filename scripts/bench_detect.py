@@ -66,15 +66,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
-from wallarm_wire.protocol import RequestMessage
-from node.detect.engine import Detection, Engine
-
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # the own cases' loader lives in tests/support
-    sys.path.insert(0, str(REPO))
+# this tree's code first: the venv holds a copy of the project that `make install` does not keep
+# editable, which a script run without PYTHONPATH would otherwise import, stale after any edit
+sys.path.insert(0, str(REPO))
 
-from tests.support.cases import LabelledRequest, labelled_cases
-from owncorpus.report import format_own, markdown_own, own_report
+from wallarm_wire.protocol import RequestMessage  # noqa: E402
+from node.detect.engine import Detection, Engine  # noqa: E402
+from tests.support.cases import LabelledRequest, labelled_cases  # noqa: E402
+from owncorpus.report import format_own, markdown_own, own_report  # noqa: E402
 
 if TYPE_CHECKING:
     from peers.modsecurity import ModSecurityPeer

@@ -16,12 +16,19 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-from node.detect.engine import Engine
-from node.detect.readings import readings
-from node.detect.request import MAX_TARGET
+REPO = Path(__file__).resolve().parents[1]
+# this tree's code first: the venv holds a copy of the project that `make install` does not keep
+# editable, which a script run without PYTHONPATH would otherwise import, stale after any edit
+sys.path.insert(0, str(REPO))
+
+from node.detect.engine import Engine  # noqa: E402
+from node.detect.readings import readings  # noqa: E402
+from node.detect.request import MAX_TARGET  # noqa: E402
 
 KB = 1024
 

@@ -27,10 +27,16 @@ import re
 import signal
 import ssl
 import sys
+from pathlib import Path
 
 from aiohttp import web
 
-from wallarm_wire.addresses import parse_hostport
+REPO = Path(__file__).resolve().parents[1]
+# this tree's code first: the venv holds a copy of the project that `make install` does not keep
+# editable, which a script run without PYTHONPATH would otherwise import, stale after any edit
+sys.path.insert(0, str(REPO))
+
+from wallarm_wire.addresses import parse_hostport  # noqa: E402
 
 log = logging.getLogger("demo_upstream")
 

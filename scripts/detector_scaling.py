@@ -20,19 +20,26 @@ from __future__ import annotations
 
 import argparse
 import random
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-from node.detect.ldapi import detect_ldapi
-from node.detect.nosqli import detect_nosqli
-from node.detect.ptrav import detect_ptrav
-from node.detect.shell import detect_shell
-from node.detect.sqli import detect_sqli
-from node.detect.ssrf import detect_ssrf
-from node.detect.ssti import detect_ssti
-from node.detect.windows import normalise
-from node.detect.xss import detect_xss
-from node.detect.xxe import detect_xxe
+REPO = Path(__file__).resolve().parents[1]
+# this tree's code first: the venv holds a copy of the project that `make install` does not keep
+# editable, which a script run without PYTHONPATH would otherwise import, stale after any edit
+sys.path.insert(0, str(REPO))
+
+from node.detect.ldapi import detect_ldapi  # noqa: E402
+from node.detect.nosqli import detect_nosqli  # noqa: E402
+from node.detect.ptrav import detect_ptrav  # noqa: E402
+from node.detect.shell import detect_shell  # noqa: E402
+from node.detect.sqli import detect_sqli  # noqa: E402
+from node.detect.ssrf import detect_ssrf  # noqa: E402
+from node.detect.ssti import detect_ssti  # noqa: E402
+from node.detect.windows import normalise  # noqa: E402
+from node.detect.xss import detect_xss  # noqa: E402
+from node.detect.xxe import detect_xxe  # noqa: E402
 
 SIZES = (1 << 10, 8 << 10, 64 << 10, 256 << 10, 1 << 20)
 Shape = Callable[[int], str]

@@ -20,8 +20,13 @@ import sys
 import time
 from pathlib import Path
 
-from wallarm_wire.protocol import RequestMessage
-from node.detect.engine import Engine
+REPO = Path(__file__).resolve().parents[1]
+# this tree's code first: the venv holds a copy of the project that `make install` does not keep
+# editable, which a script run without PYTHONPATH would otherwise import, stale after any edit
+sys.path.insert(0, str(REPO))
+
+from wallarm_wire.protocol import RequestMessage  # noqa: E402
+from node.detect.engine import Engine  # noqa: E402
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 
