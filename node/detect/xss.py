@@ -64,7 +64,7 @@ _URL_ATTRS = frozenset(
 _SCRIPT_TAGS = frozenset({"script", "svg:script"})
 _QUOTES = ("'", '"')
 # a URL on another host: a scheme and `//`, or protocol-relative
-_REMOTE_URL_RE = re.compile(r"[\s]*(?:[a-z][a-z0-9+.\-]*:)?//[^\s/?#<>\"']", re.I)
+_REMOTE_URL_RE = re.compile(r"\s*(?:[a-z][a-z0-9+.\-]*:)?//[^\s/?#<>\"']", re.I)
 # the attribute name at the end of a tag's text (before its `=`)
 _ATTR_NAME_END_RE = re.compile(r"[^\s\"'<>/=]+\Z")
 # schemes that run script; data: URLs of documents and scripts
@@ -256,7 +256,7 @@ def _tags(text: str, jsx_is_html: bool = True) -> str | None:
             if _HANDLER_NAME_RE.fullmatch(attr):
                 if value.strip() and (jsx_is_html or not value.startswith("{")):
                     return "tag-handler"
-            elif attr in _URL_ATTRS or attr.endswith(":href"):
+            elif _url_attr(attr):
                 if _is_script_url(value) or (attr == "content" and _refresh_to_script(value)):
                     return "tag-script-url"
                 if jsx_is_html and raw_value[:1] in _QUOTES and "<" in raw_value and _REMOTE_URL_RE.match(value):
@@ -266,6 +266,11 @@ def _tags(text: str, jsx_is_html: bool = True) -> str | None:
             elif attr == "style" and _STYLE_RE.search(_strip_css_comments(html.unescape(value)).replace("\\", "")):
                 return "tag-style"
     return None
+
+
+def _url_attr(name: str) -> bool:
+    """An attribute (lower case) whose value the browser loads or follows as a URL."""
+    return name in _URL_ATTRS or name.endswith(":href")
 
 
 def _dangling_url(text: str, quote_at: int, attrs: str) -> bool:
@@ -279,7 +284,7 @@ def _dangling_url(text: str, quote_at: int, attrs: str) -> bool:
         return False
     # the name is short; reading only the tail keeps the search's cost fixed whatever `attrs` is
     name = _ATTR_NAME_END_RE.search(head[:-1].rstrip()[-64:])
-    if name is None or not (name.group().lower() in _URL_ATTRS or name.group().lower().endswith(":href")):
+    if name is None or not _url_attr(name.group().lower()):
         return False
     return text.find(text[quote_at], quote_at + 1) < 0
 
