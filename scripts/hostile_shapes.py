@@ -210,6 +210,11 @@ SHAPES: dict[str, Callable[[int], RequestMessage]] = {
     "run:secret-words": _run("password"),
     "run:key=value": _run("key=value"),
     "run:a=b;": _run("a=b;"),
+    # the xss dangling-markup rule: tags ending at quotes (closed by the next tag's, or never)
+    "run:url-quotes": _run("<a href='//e"),
+    "run:url-values-lt": _run('<a href="//x <'),
+    # the sqli select list folded over its operand chain (sqli._first_column_folded)
+    "run:column-chain": _run("1 union select a||b||"),
     "nested:url": _nested_url,
     "nested:base64": _nested_base64,
     "deep:json-objects": _deep_json,
