@@ -59,7 +59,7 @@ $(STAMP): pyproject.toml constraints.txt | $(PY)
 # (node/detect/__init__.py). Without a C compiler or Python's headers, or with
 # WALLARM_PURE_PYTHON=1, nothing is compiled and the sources run (the same verdicts, slower); a
 # compile that fails with them is an error.
-$(NATIVE): $(wildcard node/detect/*.py) setup.py | $(STAMP)
+$(NATIVE): $(wildcard node/detect/*.py node/detect/*.c) setup.py | $(STAMP)
 	@if [ -n "$$WALLARM_PURE_PYTHON" ] || ! command -v cc >/dev/null 2>&1 || \
 	    ! $(PY) -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then \
 	  echo "node/detect runs uncompiled (no C compiler or Python.h, or WALLARM_PURE_PYTHON set): same verdicts, slower"; \

@@ -17,7 +17,7 @@ import json
 import os
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).resolve().parent
@@ -28,6 +28,11 @@ RECORD = "_native.json"
 def native_sources() -> list[str]:
     """Every module of node/detect but its __init__ (the guard that must stay interpreted)."""
     return sorted(str(p.relative_to(ROOT)) for p in (ROOT / PACKAGE).glob("*.py") if p.name != "__init__.py")
+
+
+def c_sources() -> list[str]:
+    """node/detect's modules written in C (each a helper with a Python reference beside it)."""
+    return sorted(str(p.relative_to(ROOT)) for p in (ROOT / PACKAGE).glob("*.c"))
 
 
 def source_record(sources: list[str]) -> str:
@@ -42,7 +47,7 @@ class BuildRecordingSources(build_ext):
         super().run()
         if not self.extensions:
             return
-        record = source_record(native_sources())
+        record = source_record(native_sources() + c_sources())
         target = ROOT / PACKAGE if self.inplace else Path(self.build_lib) / PACKAGE
         target.mkdir(parents=True, exist_ok=True)
         (target / RECORD).write_text(record)
@@ -55,7 +60,9 @@ def ext_modules() -> list:
 
     # one group: the modules call each other directly, through one shared library at the top
     # level (<hash of the module names>__mypyc)
-    return mypycify(["--config-file", str(ROOT / "pyproject.toml"), *native_sources()], opt_level="3")
+    compiled = mypycify(["--config-file", str(ROOT / "pyproject.toml"), *native_sources()], opt_level="3")
+    helpers = [Extension(f"node.detect.{Path(c).stem}", [c], extra_compile_args=["-O3"]) for c in c_sources()]
+    return compiled + helpers
 
 
 setup(ext_modules=ext_modules(), cmdclass={"build_ext": BuildRecordingSources})

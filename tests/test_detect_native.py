@@ -20,8 +20,9 @@ pytestmark = pytest.mark.skipif(not (DETECT / "_native.json").exists() or not EX
                                 reason="node/detect is not compiled in this tree (make native)")
 
 PROBE = """
-import node.detect, node.detect.engine as engine
+import node.detect, node.detect.engine as engine, node.detect.readings as readings
 print(node.detect.COMPILED, engine.__file__.endswith(".py"))
+print(readings._b64_candidates.__name__)
 """
 
 
@@ -42,12 +43,23 @@ def _probe(tree: Path, extra: dict[str, str] | None = None) -> tuple[str, str]:
     env["PYTHONPATH"] = str(tree)
     done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, cwd=tree,
                           timeout=60, check=True)
-    return done.stdout.strip(), done.stderr
+    modules, search = done.stdout.strip().splitlines()
+    # the base64 token search: the C helper (_b64scan.c) only beside compiled modules
+    assert search == ("text_tokens" if modules == "True False" else "_b64_candidates_py")
+    return modules, done.stderr
 
 
 def test_a_tree_built_from_its_sources_runs_compiled(tmp_path: Path) -> None:
     out, err = _probe(_tree(tmp_path))
     assert out == "True False" and "compiled modules built from other sources" not in err
+
+
+def test_an_edited_c_helper_makes_the_package_import_its_sources(tmp_path: Path) -> None:
+    tree = _tree(tmp_path)
+    helper = tree / "node" / "detect" / "_b64scan.c"
+    helper.write_text(helper.read_text() + "\n/* edited after make native */\n")
+    out, err = _probe(tree)
+    assert out == "False True" and "compiled modules built from other sources (_b64scan)" in err
 
 
 def test_an_edited_source_makes_the_package_import_its_sources(tmp_path: Path) -> None:

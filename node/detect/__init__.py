@@ -8,6 +8,8 @@ imported from its sources instead, with a warning: compiled modules call each ot
 directly, so one stale module cannot be swapped for its source alone.
 WALLARM_DETECT_SOURCES=1 imports the sources in any case (the tests that patch the modules'
 internals run so: a compiled module calls its functions directly, past any patch).
+A helper written in C (_b64scan.c, recorded like the modules) runs only beside compiled
+modules; with the sources, its module uses the Python reference beside it.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ def stale_modules(compiled: list[str]) -> list[str]:
     stale = []
     for name in compiled:
         source = _HERE / f"{name}.py"
+        if not source.exists():
+            source = _HERE / f"{name}.c"  # a helper written in C (_b64scan.c)
         digest = hashlib.sha256(source.read_bytes()).hexdigest() if source.exists() else None
         if digest is None or record.get(name) != digest:
             stale.append(name)

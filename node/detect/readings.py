@@ -40,6 +40,7 @@ import functools
 import itertools
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from node.detect import decode, json_scan, xml_scan
@@ -465,14 +466,24 @@ def _tokens_decoded(text: str, tried: set[str]) -> list[str]:
     with an upper-case letter (base64 of text has one in any 8 characters but by rare chance),
     each once per search, when the decoding is not a mere word."""
     out: list[str] = []
+    for tok in _b64_candidates(text):
+        if tok not in tried:
+            tried.add(tok)
+            d = _token_decoded(tok)
+            if d and not d.isalnum():
+                out.append(d)
+    return out
+
+
+def _b64_candidates_py(text: str) -> list[str]:
+    """The tokens _tokens_decoded decodes (each once; not yet minus those of `tried`): runs of
+    14 base64 characters or more and their padding, 16 characters in all, worth a try."""
     # a token needs 16 characters, and a run of 14 base64 characters: one C pass finds
     # whether there is one, before any regex walk (10 ms per MB; most readings have none)
     if len(text) < 16 or _B64_RUN14 not in text.encode("utf-8", "surrogatepass").translate(decode._B64_SHAPES):
-        return out
-    for tok in dict.fromkeys(_B64_TOKEN_RE.findall(text)):
-        if len(tok) >= 16 and (d := _first_decoding(tok, tried)) and not d.isalnum():
-            out.append(d)
-    return out
+        return []
+    return [tok for tok in dict.fromkeys(_B64_TOKEN_RE.findall(text))
+            if len(tok) >= 16 and tok.lower() != tok and _worth(tok)]
 
 
 def _segment_tokens_decoded(path: str, tried: set[str]) -> list[str]:
@@ -484,6 +495,24 @@ def _segment_tokens_decoded(path: str, tried: set[str]) -> list[str]:
         if (whole or len(tok) >= 16) and (d := _first_decoding(tok, tried)) and (whole or not d.isalnum()):
             out.append(d)
     return out
+
+
+def _native_text_tokens() -> Callable[[str], list[str]] | None:
+    """_b64scan.text_tokens, when the package runs compiled and it was built with it."""
+    import node.detect
+
+    if not node.detect.COMPILED:
+        return None  # the sources run: every reading in Python (make test's second pass)
+    try:
+        from node.detect import _b64scan
+    except ImportError:
+        return None
+    return _b64scan.text_tokens
+
+
+# _b64_candidates_py in one C pass, less the tokens whose decoding cannot be text (_b64scan.c),
+# when node/detect is compiled (node/detect/__init__.py: not when it runs from its sources)
+_b64_candidates: Callable[[str], list[str]] = _native_text_tokens() or _b64_candidates_py
 
 
 def _first_decoding(tok: str, tried: set[str]) -> str | None:
