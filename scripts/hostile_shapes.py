@@ -215,6 +215,10 @@ SHAPES: dict[str, Callable[[int], RequestMessage]] = {
     "run:url-values-lt": _run('<a href="//x <'),
     # the sqli select list folded over its operand chain (sqli._first_column_folded)
     "run:column-chain": _run("1 union select a||b||"),
+    # the base64 token search (readings._tokens_decoded, _b64scan.c): tokens that are no base64
+    # of text (beacon layout codes), and tokens that are, each decoded and judged
+    "run:beacon-tokens": _run("@4u/1m/I//50/4e/3k/g/5/MT/-1+"),
+    "run:text-tokens": _run("Y2F0IC9ldGMvaG9zdHM7IA== "),
     "nested:url": _nested_url,
     "nested:base64": _nested_base64,
     "deep:json-objects": _deep_json,
