@@ -122,9 +122,16 @@ def test_may_be_text_is_utf8_or_holds_u_fffd(raw: bytes, urlsafe: bool) -> None:
 
 
 @settings(max_examples=5000, deadline=None)
-@given(st.text(st.sampled_from("AFGZafgz09-+/_="), min_size=1, max_size=20))
-def test_worth_is_the_python_search_s_test(token: str) -> None:
+@given(st.text(st.sampled_from("AFGZafgz09-+/_"), min_size=1, max_size=20), st.integers(0, 2))
+def test_worth_is_the_python_search_s_test(run: str, padding: int) -> None:
+    token = run + "=" * padding
     assert _b64scan.worth(token) is (token.lower() != token and readings._worth(token))
+
+
+def test_the_token_tests_take_tokens_only() -> None:
+    for not_a_token in ("ab=cd", "=abcd", "ab cd", "abcé"):
+        with pytest.raises(ValueError):
+            _b64scan.worth(not_a_token)
 
 
 def test_the_c_pass_is_linear_and_finds_the_token_at_the_end() -> None:

@@ -202,10 +202,12 @@ static PyObject *whole_token_test(PyObject *token, int (*test)(int, const void *
     Py_ssize_t n = PyUnicode_GET_LENGTH(token);
     int kind = PyUnicode_KIND(token);
     const void *data = PyUnicode_DATA(token);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        Py_UCS4 c = PyUnicode_READ(kind, data, i);
-        if (!IS_B64(c) && c != '=') {
-            PyErr_SetString(PyExc_ValueError, "not a token of base64 characters and '='");
+    Py_ssize_t run = 0;
+    while (run < n && IS_B64(PyUnicode_READ(kind, data, run)))
+        run++;
+    for (Py_ssize_t i = run; i < n; i++) {
+        if (PyUnicode_READ(kind, data, i) != '=') {
+            PyErr_SetString(PyExc_ValueError, "not a token: base64 characters, then '=' padding");
             return NULL;
         }
     }
