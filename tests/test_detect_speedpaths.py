@@ -671,3 +671,49 @@ def test_anchored_tokens_read_back_from_the_anchor_equal_the_greedy_boundary_sea
         text = "".join(rng.choice(atoms) for _ in range(rng.randint(0, 24)))
         assert list(ptrav._anchor_starts(text)) == [m.start() for m in anchor.finditer(text)], text
         assert list(ptrav._anchored_tokens(text)) == reference(text), text
+
+
+def test_shell_assignments_read_around_the_equals_signs_equal_the_whole_walk() -> None:
+    """shell._assignments reads _ASSIGN_RE only around each '=': the same assignments, in the
+    same order, as the regex over the whole window (names and values at their length limits,
+    stretches that meet, a lookbehind on the character before a stretch)."""
+    from node.detect import shell
+
+    def whole(value: str) -> list[tuple[str, str]]:
+        return shell._ASSIGN_RE.findall(value)[: shell.MAX_ASSIGNMENTS]
+
+    rng = random.Random(7)
+    units = ["a", "b", "_", "Z", "9", "=", "=", ";", " ", "&", "|", "\n", "`", "(", "x", "/", ".", "-", "$", "é",
+             "\t", "ab=cd ", "$X "]
+    for _ in range(20_000):
+        value = "".join(rng.choice(units) for _ in range(rng.randint(0, 120)))
+        assert shell._assignments(value) == whole(value), value
+    for name in range(20):
+        for val in range(36):
+            for before in ("", " ", "x", ";"):
+                for after in ("", " ", "x", ";"):
+                    one = before + "a" * name + "=" + "b" * val + after
+                    assert shell._assignments(one) == whole(one), one
+                    assert shell._assignments((one + " ") * 20) == whole((one + " ") * 20), one
+
+
+def test_shell_prose_test_equals_the_word_count_then_the_shell_characters() -> None:
+    """shell._is_prose searches for a shell character first and counts words up to four: the
+    same answer as counting every word, then searching."""
+    from node.detect import shell
+
+    def counted(value: str) -> bool:
+        if "<" in value:
+            value = shell._MARKUP_RE.sub("\n", value)
+        if "&" in value:
+            value = shell._ENTITY_RE.sub(" ", value)
+        if "`" in value:
+            value = shell._CODE_SPAN_RE.sub(" ", value)
+        return len(shell._PROSE_WORD_RE.findall(value)) >= 4 and not shell._SHELL_META_RE.search(value)
+
+    rng = random.Random(11)
+    units = ["the ", "cat ", "is ", "a ", "dog. ", "`ls`", "<b>", "</b>", "&amp;", "&gt;", "|", "$x", ">", "\n",
+             "hi,", "x", "  ", "ok!", "é"]
+    for _ in range(20_000):
+        value = "".join(rng.choice(units) for _ in range(rng.randint(0, 30)))
+        assert shell._is_prose(value) == counted(value), value
