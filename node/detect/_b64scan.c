@@ -9,7 +9,8 @@
  * ids and layout codes (`4u/1m/I//50/4e/3k/g/5/MT/-1+`) that are not UTF-8 once decoded
  * (docs/decisions.md, "The base64 token search is native").
  *
- * tests/test_b64scan.py compares both on generated texts and on every corpus request.
+ * tests/test_detect_b64scan.py compares both on generated texts, and each of the two tests
+ * below with its Python counterpart.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -36,7 +37,7 @@ static void init_tables(void)
 
 #define IS_B64(c) ((c) < 128 && B64_VALUE[(c)] >= 0)
 
-/* readings._first_decoding's and _worth's tests: an upper-case letter; if all letters, a
+/* readings._worth_trying: an upper-case letter; if all letters, a
  * lower-case one and an upper-case one after the first character (not a capitalized word);
  * else not only hex digits and '-' (hex ids, hashes, UUIDs; digits alone are such) */
 static int worth(int kind, const void *data, Py_ssize_t start, Py_ssize_t end)

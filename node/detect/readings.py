@@ -467,11 +467,8 @@ def _tokens_decoded(text: str, tried: set[str]) -> list[str]:
     each once per search, when the decoding is not a mere word."""
     out: list[str] = []
     for tok in _b64_candidates(text):
-        if tok not in tried:
-            tried.add(tok)
-            d = _token_decoded(tok)
-            if d and not d.isalnum():
-                out.append(d)
+        if (d := _decoded_once(tok, tried)) and not d.isalnum():
+            out.append(d)
     return out
 
 
@@ -483,7 +480,7 @@ def _b64_candidates_py(text: str) -> list[str]:
     if len(text) < 16 or _B64_RUN14 not in text.encode("utf-8", "surrogatepass").translate(decode._B64_SHAPES):
         return []
     return [tok for tok in dict.fromkeys(_B64_TOKEN_RE.findall(text))
-            if len(tok) >= 16 and tok.lower() != tok and _worth(tok)]
+            if len(tok) >= 16 and _worth_trying(tok)]
 
 
 def _segment_tokens_decoded(path: str, tried: set[str]) -> list[str]:
@@ -515,10 +512,21 @@ def _native_text_tokens() -> Callable[[str], list[str]] | None:
 _b64_candidates: Callable[[str], list[str]] = _native_text_tokens() or _b64_candidates_py
 
 
+def _worth_trying(tok: str) -> bool:
+    """A token that may be base64 of text: an upper-case letter, and _worth (_b64scan.c's
+    worth() is this test)."""
+    return tok.lower() != tok and _worth(tok)
+
+
 def _first_decoding(tok: str, tried: set[str]) -> str | None:
     """`tok` decoded, the first time the search meets it (`tried`), when it may be base64 of
-    text (an upper-case letter, _worth); else None."""
-    if tok.lower() == tok or tok in tried or not _worth(tok):
+    text (_worth_trying); else None."""
+    return _decoded_once(tok, tried) if _worth_trying(tok) else None
+
+
+def _decoded_once(tok: str, tried: set[str]) -> str | None:
+    """`tok` decoded, the first time the search meets it (`tried`); else None."""
+    if tok in tried:
         return None
     tried.add(tok)
     return _token_decoded(tok)
