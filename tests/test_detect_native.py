@@ -20,9 +20,9 @@ pytestmark = pytest.mark.skipif(not (DETECT / "_native.json").exists() or not EX
                                 reason="node/detect is not compiled in this tree (make native)")
 
 PROBE = """
-import node.detect, node.detect.engine as engine, node.detect.readings as readings
+import node.detect, node.detect.engine as engine, node.detect.readings as readings, node.detect.sqli as sqli
 print(node.detect.COMPILED, engine.__file__.endswith(".py"))
-print(readings._b64_candidates.__name__)
+print(readings._b64_candidates.__name__, "tokens_py" if sqli._tokens is sqli._tokens_py else "tokens_c")
 """
 
 
@@ -43,9 +43,10 @@ def _probe(tree: Path, extra: dict[str, str] | None = None) -> tuple[str, str]:
     env["PYTHONPATH"] = str(tree)
     done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, cwd=tree,
                           timeout=60, check=True)
-    modules, search = done.stdout.strip().splitlines()
-    # the base64 token search: the C helper (_b64scan.c) only beside compiled modules
-    assert search == ("text_tokens" if modules == "True False" else "_b64_candidates_py")
+    modules, helpers = done.stdout.strip().splitlines()
+    # the base64 token search and the SQL tokenizer: the C helpers (_b64scan.c, _sqltok.c) only
+    # beside compiled modules
+    assert helpers == ("text_tokens tokens_c" if modules == "True False" else "_b64_candidates_py tokens_py")
     return modules, done.stderr
 
 
@@ -54,12 +55,13 @@ def test_a_tree_built_from_its_sources_runs_compiled(tmp_path: Path) -> None:
     assert out == "True False" and "compiled modules built from other sources" not in err
 
 
-def test_an_edited_c_helper_makes_the_package_import_its_sources(tmp_path: Path) -> None:
+@pytest.mark.parametrize("helper", ["_b64scan", "_sqltok"])
+def test_an_edited_c_helper_makes_the_package_import_its_sources(tmp_path: Path, helper: str) -> None:
     tree = _tree(tmp_path)
-    helper = tree / "node" / "detect" / "_b64scan.c"
-    helper.write_text(helper.read_text() + "\n/* edited after make native */\n")
+    source = tree / "node" / "detect" / f"{helper}.c"
+    source.write_text(source.read_text() + "\n/* edited after make native */\n")
     out, err = _probe(tree)
-    assert out == "False True" and "compiled modules built from other sources (_b64scan)" in err
+    assert out == "False True" and f"compiled modules built from other sources ({helper})" in err
 
 
 def test_an_edited_source_makes_the_package_import_its_sources(tmp_path: Path) -> None:

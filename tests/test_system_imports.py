@@ -109,12 +109,12 @@ def _compiler() -> bool:
 @pytest.mark.skipif(not _compiler(), reason="no C compiler or Python.h: pip install . installs the sources")
 def test_pip_install_compiles_the_detection_engine(fresh_venv: Path, tmp_path: Path) -> None:
     """setup.py's mypyc build: the installed node/detect runs compiled, from its own record,
-    with its C helper (the base64 token search, _b64scan.c) in use."""
-    probe = ("import node.detect, node.detect.engine as e, node.detect.readings as r; "
-             "print(node.detect.COMPILED, e.__file__, r._b64_candidates.__name__)")
+    with its C helpers (the base64 token search, _b64scan.c; the SQL tokenizer, _sqltok.c) in use."""
+    probe = ("import node.detect, node.detect.engine as e, node.detect.readings as r, node.detect.sqli as s; "
+             "print(node.detect.COMPILED, e.__file__, r._b64_candidates.__name__, s._tokens is not s._tokens_py)")
     r = _run([str(fresh_venv / "bin" / "python"), "-I", "-c", probe], tmp_path, 60)
     assert r.returncode == 0, r.stderr
-    compiled, where, search = r.stdout.split()
+    compiled, where, search, sql_tokens_in_c = r.stdout.split()
     assert compiled == "True" and where.endswith(".so") and Path(where).is_relative_to(fresh_venv), r.stdout
-    assert search == "text_tokens", r.stdout
+    assert search == "text_tokens" and sql_tokens_in_c == "True", r.stdout
     assert "built from other sources" not in r.stderr

@@ -31,6 +31,7 @@ MAX_TOKENS = 48
 STR, NUM, WORD, KW, FUNC, LOGIC, OP, COMMENT, SEMI, LPAR, RPAR, COMMA, VAR, UNION, STMT = (
     "s", "n", "b", "k", "f", "&", "o", "c", ";", "(", ")", ",", "v", "U", "E",
 )
+OTHER = "x"  # a character SQL has no use for
 
 _STATEMENTS = frozenset(
     "select insert update delete drop exec execute declare create alter truncate shutdown "
@@ -97,7 +98,9 @@ _PARENS = (LPAR, RPAR)
 _KIND = itemgetter(0)
 
 
-def tokenize(text: str, max_tokens: int = MAX_TOKENS) -> list[Tok]:
+def _tokens_py(text: str, max_tokens: int = MAX_TOKENS) -> list[Tok]:
+    """_TOKEN_RE's tokens of `text`, at most `max_tokens`: the reference of _sqltok.c's
+    tokens(), and what runs from the sources."""
     toks: list[Tok] = []
     append = toks.append
     word_kind = _WORD_KINDS.get
@@ -110,7 +113,7 @@ def tokenize(text: str, max_tokens: int = MAX_TOKENS) -> list[Tok]:
             low = val.lower()
             append((word_kind(low, WORD), low))
         elif kind == "other":  # a character SQL has no use for: it breaks any shape
-            append(("x", val))
+            append((OTHER, val))
         elif kind == "lcomment":
             if text[m.end() :].strip():
                 continue  # a line comment with SQL after it (`union#x\nselect`): whitespace
@@ -130,6 +133,31 @@ def tokenize(text: str, max_tokens: int = MAX_TOKENS) -> list[Tok]:
             append((val, val))
         if len(toks) >= max_tokens:
             break
+    return toks
+
+
+def _native_tokens() -> Callable[[str, int], list[Tok]] | None:
+    """_sqltok.tokens (with this module's tables), when the package runs compiled and it was
+    built with it."""
+    import node.detect
+
+    if not node.detect.COMPILED:
+        return None  # the sources run: the tokenizer in Python (make test's second pass)
+    try:
+        from node.detect import _sqltok
+    except ImportError:
+        return None
+    kinds = (WORD, STR, NUM, VAR, OP, LOGIC, COMMENT, OTHER)  # _sqltok.c's order
+    native = _sqltok.tokens
+    return lambda text, max_tokens: native(text, max_tokens, _WORD_KINDS, kinds)
+
+
+# _tokens_py in one C pass (_sqltok.c) when node/detect is compiled
+_tokens: Callable[[str, int], list[Tok]] = _native_tokens() or _tokens_py
+
+
+def tokenize(text: str, max_tokens: int = MAX_TOKENS) -> list[Tok]:
+    toks = _tokens(text, max_tokens)
     # a word directly followed by "(" is a function call
     for i in range(len(toks) - 1):
         if toks[i][0] in (WORD, KW, STMT) and toks[i + 1][0] == LPAR:
