@@ -168,6 +168,9 @@ def test_substring_prefilters_equal_their_regexes_on_random_text() -> None:
         assert decode._needs_decode(v) == bool(needs_decode_re.search(v)), v
         assert decode._pathish(v) == bool(decode._PATHISH_RE.search(v)), v
         assert decode._decodable(v, True) == bool(decode._DECODABLE_B64_RE.search(v)), v
+        # readings._Search.children's split of it into the escape test and the base64 run
+        assert decode._has_b64_run(v) == bool(decode._B64_RUN_RE.search(v)), v
+        assert decode._decodable(v, True) == (decode._decodable(v, False) or decode._has_b64_run(v)), v
         assert decode._decodable(v, False) == bool(decode._DECODABLE_RE.search(v)), v
 
 
@@ -267,13 +270,22 @@ def test_unquote_bytes_is_urllibs_unquote_to_bytes() -> None:
     for _ in range(20_000):
         data = bytes(rnd.choice(alphabet) for _ in range(rnd.randint(0, 12)))
         assert unquote_bytes(data) == unquote_to_bytes(data), data
+    # every '%' a valid escape (one replace, no regex), and one invalid '%' among them
+    atoms = [b"%41", b"%2F", b"%e4%b8%ad", b"%5C", b"\\", b"\\x41", b"a", b"%%", b"%4", b"%zz", b"\xff"]
+    for _ in range(5_000):
+        data = b"".join(rnd.choice(atoms[:7]) for _ in range(rnd.randint(1, 40)))
+        assert unquote_bytes(data) == unquote_to_bytes(data), data
+        bad = data + rnd.choice(atoms[7:]) + data
+        assert unquote_bytes(bad) == unquote_to_bytes(bad), bad
 
 
 @pytest.mark.sources_only
 def test_escape_shape_prefilters_change_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     """url_decode_repairing, unquote_bytes and path_canonical skip a regex when the text's
     escape shapes (one bytes.translate) say it cannot match; the reference runs every regex
-    (a shape that holds every pattern looked for)."""
+    (a shape that holds every pattern looked for); unquote_bytes's reference is urllib's."""
+    from urllib.parse import unquote_to_bytes
+
     rng = random.Random(23)
     atoms = ["%", "%%", "%c0", "%ae", "%c0%ae", "%e0%80%af", "%f0%80%80%af", "%f8%80%80%80%ae", "%c0%qf", "%qf",
              "%bg", "%gz", "%2f", "%4", "%u002f", "%U002F", "%ſ0", "%\u212a0", "%\u0131x", "%\u0130a", "%aſ", "a",
@@ -283,9 +295,7 @@ def test_escape_shape_prefilters_change_nothing(monkeypatch: pytest.MonkeyPatch)
         fast = decode.url_decode_repairing(v), decode.path_canonical(v), decode.unquote_bytes(v.encode("utf-8", "surrogatepass"))
         with monkeypatch.context() as m:
             m.setattr(decode, "_shapes", lambda text, table: b"%lh% %ll% %g %hg %lg %hh")
-            m.setattr(decode, "_HEX_SHAPES", bytes(37 if i == 37 else ord("h") for i in range(256)))  # '%' and 'h'
-
-            ref = decode.url_decode_repairing(v), decode.path_canonical(v), decode.unquote_bytes(v.encode("utf-8", "surrogatepass"))
+            ref = decode.url_decode_repairing(v), decode.path_canonical(v), unquote_to_bytes(v.encode("utf-8", "surrogatepass"))
         assert fast == ref, v
 
 
@@ -301,6 +311,9 @@ def test_translate_checks_equal_their_regexes_on_random_text() -> None:
         assert engine_mod._safe(v) == bool(engine_mod._SAFE_RE.fullmatch(v)), v
         assert decode._b64_whole(v) == bool(decode._B64_WHOLE_RE.match(v)), v
         assert decode._decodable(v, True) == bool(decode._DECODABLE_B64_RE.search(v)), v
+        # readings._Search.children's split of it into the escape test and the base64 run
+        assert decode._has_b64_run(v) == bool(decode._B64_RUN_RE.search(v)), v
+        assert decode._decodable(v, True) == (decode._decodable(v, False) or decode._has_b64_run(v)), v
         assert decode.js_unescape(v) == decode._JS_ESC_RE.sub(decode._js_esc, v), v
 
 

@@ -171,7 +171,13 @@ def unquote_bytes(data: bytes) -> bytes:
     shapes = data.translate(_HEX_SHAPES)
     if b"h" not in shapes or b"%hh" not in shapes:
         return data  # no valid escape: nothing to decode (one C pass, not a regex walk per '%')
-    data = _PCT_ESCAPE_RE.sub(rb"\\x\1", data.replace(b"\\", b"\\\\"))
+    data = data.replace(b"\\", b"\\\\")
+    if shapes.count(b"%") == shapes.count(b"%hh"):
+        # every '%' starts a valid escape (two '%hh' cannot overlap): the substitution's result
+        # without a match object per escape (a form of thousands of escapes)
+        data = data.replace(b"%", b"\\x")
+    else:
+        data = _PCT_ESCAPE_RE.sub(rb"\\x\1", data)
     return data.decode("unicode_escape").encode("latin-1")
 
 
@@ -436,6 +442,14 @@ _DECODABLE_RE = re.compile(_DECODE_CHARS)
 # ... or a base64 token readings.py would try (it skips tokens shorter than 16 characters)
 _B64_RUN = "[A-Za-z0-9+/_\\-]{14,}"
 _DECODABLE_B64_RE = re.compile(_DECODE_CHARS + "|" + _B64_RUN)
+_B64_RUN_RE = re.compile(_B64_RUN)
+
+
+def _has_b64_run(value: str) -> bool:
+    """_B64_RUN's search (what _decodable(value, True) adds to _decodable(value, False))."""
+    if value.isascii():
+        return _B64_RUN_SHAPE in value.encode("ascii").translate(_B64_SHAPES)
+    return _B64_RUN_RE.search(value) is not None
 
 
 def _decodable(value: str, try_base64: bool) -> bool:

@@ -127,12 +127,6 @@ def _only_base64_below(text: str) -> bool:
     return not decode._decodable(text, False) and _start(text) not in _OPENERS
 
 
-def _plain(text: str) -> bool:
-    """Nothing in `text` (not a path) that a decoder here would change: no escape, no base64
-    shape, no JSON or XML start (substring tests and one translate)."""
-    return not decode._decodable(text, True) and not decode._b64_whole(text) and _start(text) not in _OPENERS
-
-
 def _compat_ascii() -> frozenset[str]:
     """The characters NFKC changes into something with a visible ASCII character (fullwidth and
     small forms, letter-like symbols, superscripts, ligatures, mathematical letters, enclosed
@@ -290,10 +284,15 @@ class _Search:
             # the text's layers decode the fold's decode too, and a text with folds (Chinese
             # prose and its `，（）；`) is not searched twice
             return [folded]
-        if layer and _plain(text):
-            return []  # a plain piece (a word, a sentence): nothing below it
-        if (layer or not self.path) and _only_base64_below(text):
-            return _grouped(_base64_pieces(text, self.tried))
+        if layer or not self.path:
+            # nothing a decoder here would change (no escape, no base64 shape, no JSON or XML
+            # start), and _only_base64_below(text): one escape test and one opener test for both
+            escapes = decode._decodable(text, False)
+            opener = _start(text) in _OPENERS
+            if layer and not (escapes or opener or decode._has_b64_run(text) or decode._b64_whole(text)):
+                return []  # a plain piece (a word, a sentence): nothing below it
+            if not escapes and not opener:
+                return _grouped(_base64_pieces(text, self.tried))
         doc = _json_strings_of(text, self) if self.documents or layer else None
         if doc is not None:
             return self._pieces_of(text, _grouped(doc))

@@ -240,7 +240,7 @@ def _judge(value: str, kind: str, value_start: bool = True, owned: int | None = 
     """The separators of `value` before `owned` (all by default), each with the rest of
     `value` after it; `value_start`: `value` starts the value (not a window inside it);
     `snippet`: the value is a shell snippet written as text (see _is_snippet)."""
-    has_sep = _QUICK_RE.search(value) is not None
+    has_sep: bool | None = None  # _QUICK_RE.search(value), searched when a command at the start asks
     prose: bool | None = None
     text = kind in TEXT_KINDS
     walks = _GlobWalks()
@@ -301,8 +301,11 @@ def _judge(value: str, kind: str, value_start: bool = True, owned: int | None = 
             # no separator before it: only an unmistakable command line counts
             if name in _ALONE and not tail.strip():
                 return "command-alone"
-            if (name in _DISTINCT or m.group(1) or hidden) and arg and not has_sep and tail.lstrip()[:1] in ("-", "/", "$"):
-                return "obfuscated-command" if hidden else "command-line"
+            if (name in _DISTINCT or m.group(1) or hidden) and arg and tail.lstrip()[:1] in ("-", "/", "$"):
+                if has_sep is None:
+                    has_sep = _QUICK_RE.search(value) is not None
+                if not has_sep:
+                    return "obfuscated-command" if hidden else "command-line"
             if hidden and name in _DISTINCT and end:
                 return "obfuscated-command"  # w"h"o"am"i, who^ami
             if arg and _globbed_sensitive_file(tail):

@@ -71,7 +71,7 @@ def normalise(text: str) -> str:
         text = _BLANK_RUN_RE.sub(" ", text)
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if "\n\n" in text or "\n \n" in text:
+    if "\n" in text and ("\n\n" in text or "\n \n" in text):  # (a memchr first: most texts have no line break)
         text = _BREAK_RUN_RE.sub("\n", text)
     return text
 

@@ -355,7 +355,7 @@ def _script_url_in_path(text: str) -> bool:
 
 def _attribute_handler(text: str, jsx_is_html: bool = True) -> str | None:
     """Attribute context: an event handler whose value is code, anywhere in the value."""
-    if _HANDLER_HINT_RE.search(text) is None:
+    if "=" not in text or _HANDLER_HINT_RE.search(text) is None:  # (the hint holds an '=': a memchr first)
         return None
     for m in _ATTR_HANDLER_RE.finditer(text):
         value = _unquote(m.group(2))
