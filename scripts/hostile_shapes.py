@@ -215,6 +215,12 @@ SHAPES: dict[str, Callable[[int], RequestMessage]] = {
     "run:url-values-lt": _run('<a href="//x <'),
     # the sqli select list folded over its operand chain (sqli._first_column_folded)
     "run:column-chain": _run("1 union select a||b||"),
+    # the SQL tokenizer (_sqltok.c): line comments with SQL after each (the rest of the window
+    # is read for more than white space at each), block comments never closed, doubled quotes
+    # up to a backslash that ends the window (the literal backs off to the last pair)
+    "run:sql-line-comments": _run("' union#c\n"),
+    "run:sql-open-comments": _run("/*!1 or/* '"),
+    "run:sql-quote-pairs": _run("'a''b\\"),
     # the base64 token search (readings._tokens_decoded, _b64scan.c): tokens that are no base64
     # of text (beacon layout codes), and tokens that are, each decoded and judged
     "run:beacon-tokens": _run("@4u/1m/I//50/4e/3k/g/5/MT/-1+"),

@@ -730,3 +730,18 @@ def test_shell_prose_test_equals_the_word_count_then_the_shell_characters() -> N
     for _ in range(20_000):
         value = "".join(rng.choice(units) for _ in range(rng.randint(0, 30)))
         assert shell._is_prose(value) == counted(value), value
+
+
+def test_xss_quick_test_by_quotes_equals_the_regex() -> None:
+    """xss._detect_window skips its quick regex where a quote or '&' is: each is a match of it."""
+    from node.detect import xss
+
+    for ch in "\"'`&":
+        assert xss._QUICK_RE.fullmatch(ch) is not None, ch
+    rng = random.Random(31)
+    atoms = ["a", "on", "onload", "<", "<a", "</", "{{", "${", "/*", "script:", "data:", "\"", "'", "`", "&", " ",
+             "\u017f", "\u212a", "x", "=", ">"]
+    for _ in range(20_000):
+        v = "".join(rng.choice(atoms) for _ in range(rng.randint(0, 8)))
+        if any(c in v for c in "\"'`&"):
+            assert xss._QUICK_RE.search(v) is not None, v

