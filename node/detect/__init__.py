@@ -8,8 +8,8 @@ imported from its sources instead, with a warning: compiled modules call each ot
 directly, so one stale module cannot be swapped for its source alone.
 WALLARM_DETECT_SOURCES=1 imports the sources in any case (the tests that patch the modules'
 internals run so: a compiled module calls its functions directly, past any patch).
-A helper written in C (_b64scan.c, recorded like the modules) runs only beside compiled
-modules; with the sources, its module uses the Python reference beside it.
+A helper written in C (_b64scan.c, _sqltok.c; recorded like the modules) runs only beside
+compiled modules (c_helper); with the sources, its module uses the Python reference beside it.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from types import ModuleType
 
 _HERE = Path(__file__).resolve().parent
 RECORD = "_native.json"
@@ -80,3 +81,15 @@ def _import_sources_if_stale() -> bool:
 
 
 COMPILED = _import_sources_if_stale()
+
+
+def c_helper(name: str) -> ModuleType | None:
+    """The helper written in C `name` (node/detect/<name>.c) when the package runs compiled and
+    it was built with it; None when the sources run (make test's second pass) or it is missing:
+    its caller then runs the Python reference beside it."""
+    if not COMPILED:
+        return None
+    try:
+        return importlib.import_module(f"{__name__}.{name}")
+    except ImportError:
+        return None

@@ -442,14 +442,14 @@ _DECODABLE_RE = re.compile(_DECODE_CHARS)
 # ... or a base64 token readings.py would try (it skips tokens shorter than 16 characters)
 _B64_RUN = "[A-Za-z0-9+/_\\-]{14,}"
 _DECODABLE_B64_RE = re.compile(_DECODE_CHARS + "|" + _B64_RUN)
-_B64_RUN_RE = re.compile(_B64_RUN)
+_B64_RUN_RE = re.compile(_B64_RUN)  # what _has_b64_run answers (tests compare the two)
 
 
 def _has_b64_run(value: str) -> bool:
-    """_B64_RUN's search (what _decodable(value, True) adds to _decodable(value, False))."""
-    if value.isascii():
-        return _B64_RUN_SHAPE in value.encode("ascii").translate(_B64_SHAPES)
-    return _B64_RUN_RE.search(value) is not None
+    """_B64_RUN_RE.search(value) (what _decodable(value, True) adds to _decodable(value,
+    False)) in two C passes: every character past ASCII encodes to bytes of no base64 class,
+    so a run of 14 base64 characters is a run of 14 such bytes (the regex walk: 10 ms per MB)."""
+    return _B64_RUN_SHAPE in value.encode("utf-8", "surrogatepass").translate(_B64_SHAPES)
 
 
 def _decodable(value: str, try_base64: bool) -> bool:
@@ -459,4 +459,4 @@ def _decodable(value: str, try_base64: bool) -> bool:
         return (_DECODABLE_B64_RE if try_base64 else _DECODABLE_RE).search(value) is not None
     if _needs_decode(value) or "\x00" in value or _has_hex_prefix(value):
         return True
-    return try_base64 and _B64_RUN_SHAPE in value.encode("ascii").translate(_B64_SHAPES)
+    return try_base64 and _has_b64_run(value)

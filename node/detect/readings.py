@@ -43,7 +43,7 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from node.detect import decode, json_scan, xml_scan
+from node.detect import c_helper, decode, json_scan, xml_scan
 from node.detect.windows import PIECE_SEPARATOR
 
 MAX_LAYERS = 4  # base64 / JSON / XML layers stacked on one reading
@@ -444,7 +444,6 @@ _B64_TOKEN_RE = re.compile(r"(?<![A-Za-z0-9+/_\-])[A-Za-z0-9+/_\-]{14,}={0,2}")
 # a token to start the next one
 _B64_SEGMENT_RE = re.compile(r"(/?)([A-Za-z0-9+_\-]{8,}={0,2})(?=(/?))")
 _HEXISH_RE = re.compile(r"[0-9a-fA-F\-]+")
-_B64_RUN14 = b"b" * 14  # in decode._B64_SHAPES' classes: 14 base64 characters in a row
 _B64_PATH_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-="
 
 
@@ -474,9 +473,9 @@ def _tokens_decoded(text: str, tried: set[str]) -> list[str]:
 def _b64_candidates_py(text: str) -> list[str]:
     """The tokens _tokens_decoded decodes (each once; not yet minus those of `tried`): runs of
     14 base64 characters or more and their padding, 16 characters in all, worth a try."""
-    # a token needs 16 characters, and a run of 14 base64 characters: one C pass finds
-    # whether there is one, before any regex walk (10 ms per MB; most readings have none)
-    if len(text) < 16 or _B64_RUN14 not in text.encode("utf-8", "surrogatepass").translate(decode._B64_SHAPES):
+    # a token needs 16 characters, and a run of 14 base64 characters: C passes find whether
+    # there is one, before any regex walk (most readings have none)
+    if len(text) < 16 or not decode._has_b64_run(text):
         return []
     return [tok for tok in dict.fromkeys(_B64_TOKEN_RE.findall(text))
             if len(tok) >= 16 and _worth_trying(tok)]
@@ -493,22 +492,10 @@ def _segment_tokens_decoded(path: str, tried: set[str]) -> list[str]:
     return out
 
 
-def _native_text_tokens() -> Callable[[str], list[str]] | None:
-    """_b64scan.text_tokens, when the package runs compiled and it was built with it."""
-    import node.detect
-
-    if not node.detect.COMPILED:
-        return None  # the sources run: every reading in Python (make test's second pass)
-    try:
-        from node.detect import _b64scan
-    except ImportError:
-        return None
-    return _b64scan.text_tokens
-
-
 # _b64_candidates_py in one C pass, less the tokens whose decoding cannot be text (_b64scan.c),
 # when node/detect is compiled (node/detect/__init__.py: not when it runs from its sources)
-_b64_candidates: Callable[[str], list[str]] = _native_text_tokens() or _b64_candidates_py
+_B64SCAN = c_helper("_b64scan")
+_b64_candidates: Callable[[str], list[str]] = _B64SCAN.text_tokens if _B64SCAN is not None else _b64_candidates_py
 
 
 def _worth_trying(tok: str) -> bool:

@@ -20,6 +20,7 @@ import re
 from collections.abc import Callable
 from operator import itemgetter
 
+from node.detect import c_helper
 from node.detect.shell import TEXT_KINDS
 from node.detect.literals import Literals
 from node.detect.windows import Gate, judge_windows, normalise
@@ -137,18 +138,12 @@ def _tokens_py(text: str, max_tokens: int = MAX_TOKENS) -> list[Tok]:
 
 
 def _native_tokens() -> Callable[[str, int], list[Tok]] | None:
-    """_sqltok.tokens (with this module's tables), when the package runs compiled and it was
-    built with it."""
-    import node.detect
-
-    if not node.detect.COMPILED:
-        return None  # the sources run: the tokenizer in Python (make test's second pass)
-    try:
-        from node.detect import _sqltok
-    except ImportError:
+    """_sqltok.tokens (with this module's tables) when node/detect runs compiled (c_helper)."""
+    helper = c_helper("_sqltok")
+    if helper is None:
         return None
     kinds = (WORD, STR, NUM, VAR, OP, LOGIC, COMMENT, OTHER)  # _sqltok.c's order
-    native = _sqltok.tokens
+    native = helper.tokens
     return lambda text, max_tokens: native(text, max_tokens, _WORD_KINDS, kinds)
 
 
