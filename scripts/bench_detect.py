@@ -4,7 +4,7 @@ side with ModSecurity v3 + OWASP CRS (the field's yardstick) on the very same re
 
   python scripts/bench_detect.py [CORPUS.jsonl.gz ...] [--peer modsecurity] [--paranoia N]
                                  [--json FILE] [--plot FILE.png] [--limit N] [--benign-only]
-                                 [--hostile [--repeat N]] [--no-progress]
+                                 [--hostile [--repeat N]] [--no-progress] [--passes N] [--node-from DIR]
                                  [--own [FILE] [--own-per-cell N] [--own-classes CLS,..] [--own-markdown FILE]]
 
 Input: corpus files in the ../shared/corpus format (gzip'd JSON lines {"id", "source",
@@ -27,6 +27,13 @@ both, alternating which goes first), so machine load drifts over both alike and 
 ratio is meaningful on a shared machine, while each engine runs warm, request after request,
 as in its own server (request-by-request turns let each engine evict the other's CPU caches:
 on this machine that doubled the node's median).
+
+--passes N judges the corpus N times, each pass with a new engine (and the same peer), and
+takes each request's median time over the passes: the p99 of one pass moves by +-10% from run
+to run on a shared machine, the median of three much less. Each pass's own figures are kept
+(`by_pass`), and the verdicts must agree between passes. --node-from DIR times the engine of
+another checkout (a `git worktree add DIR BASE`) with this harness: the issue's "before / after"
+comparison, both sides measured the same way.
 
 --own judges the project's own corpus (scripts/owncorpus, issue 14: every attack class's grammar
 in GoTestWAF's placements x encodings, and benign look-alikes): FILE as scripts/gen_corpus.py
@@ -64,7 +71,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Any, Self
 
 REPO = Path(__file__).resolve().parents[1]
 # this tree's code first: the venv holds a copy of the project that `make install` does not keep
@@ -72,14 +79,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from wallarm_wire.protocol import RequestMessage  # noqa: E402
-from node.detect.engine import Detection, Engine  # noqa: E402
 from tests.support.cases import LabelledRequest, labelled_cases  # noqa: E402
 from owncorpus.report import format_own, markdown_own, own_report  # noqa: E402
 
 if TYPE_CHECKING:
     from peers.modsecurity import ModSecurityPeer
+    from node.detect.engine import Detection, Engine
 
-NODE, MODSECURITY = "node", "modsecurity"
+NODE, MODSECURITY, BASE = "node", "modsecurity", "base"
 PEERS = (MODSECURITY,)
 # requests the same harness would never measure: they only pay first-call costs (hyperscan
 # scratch, ModSecurity's first transactions and PCRE JIT), which a running server paid long ago
@@ -183,6 +190,20 @@ def node_judge(engine: Engine) -> Judge:
     return lambda msg: node_blocks(engine.analyze_request(msg))
 
 
+def engine_class(tree: Path | None) -> type[Engine]:
+    """This checkout's engine, or with `tree` the one of another checkout (a `git worktree` or
+    `git archive` of an earlier commit), judged by this very harness: a before/after comparison
+    then differs in the engine only, not in how it is timed. A compiled checkout (`make native`
+    there) has its mypyc modules in node/detect and their shared library at its root."""
+    if tree is not None:
+        if not (tree / "node" / "detect" / "engine.py").is_file():
+            raise SystemExit(f"bench_detect: --node-from {tree}: no node/detect/engine.py there")
+        sys.path.insert(0, str(tree.resolve()))
+    from node.detect.engine import Engine
+
+    return Engine
+
+
 @dataclass(slots=True)
 class Timings:
     blocked: list[bool]
@@ -246,25 +267,126 @@ class GcPauses:
                 for g, p in sorted(self.pauses_ms.items())}
 
 
-def run(records: list[LabelledRequest], judges: dict[str, Judge], progress: bool, block: int) -> dict[str, Timings]:
+# an engine's turn: judge records[start:end] into the Timings, one request after the other
+Turn = Callable[[int, int, Timings], None]
+
+
+def in_process(judge: Judge, records: list[LabelledRequest]) -> Turn:
+    def turn(start: int, end: int, into: Timings) -> None:
+        for rec in records[start:end]:
+            timed(judge, rec.msg, into)
+    return turn
+
+
+def run(records: list[LabelledRequest], turns: dict[str, Turn], progress: bool, block: int) -> dict[str, Timings]:
     """Every request through every engine: `block` requests through one engine, the same ones
-    through the other, then the next block, alternating which engine goes first. Blocks a
-    fraction of a second long keep both engines under the same machine load; each engine
-    still runs consecutive requests, warm, as it would in its own server."""
+    through the others, then the next block, alternating the order. Blocks a fraction of a
+    second long keep the engines under the same machine load; each engine still runs
+    consecutive requests, warm, as it would in its own server."""
     from tqdm import tqdm
 
-    out = {name: Timings([], [], []) for name in judges}
-    order = list(judges.items())
+    out = {name: Timings([], [], []) for name in turns}
+    order = list(turns.items())
     with tqdm(total=len(records), desc="requests", unit="req", disable=not progress, file=sys.stderr,
               mininterval=0.5) as bar:
         for k, start in enumerate(range(0, len(records), block)):
-            chunk = records[start:start + block]
-            for name, judge in (order if k % 2 == 0 else order[::-1]):
-                into = out[name]
-                for rec in chunk:
-                    timed(judge, rec.msg, into)
-            bar.update(len(chunk))
+            end = min(start + block, len(records))
+            for name, turn in (order if k % 2 == 0 else order[::-1]):
+                turn(start, end, out[name])
+            bar.update(end - start)
     return out
+
+
+# ---------------------------------------------------------------------------- the base engine
+# --base DIR: the engine of another checkout in a child process (two versions of the `node`
+# package cannot share one interpreter), taking its turns in the same run. The child times
+# each request itself, so the pipe costs nothing of what is measured.
+
+
+class BaseEngine:
+    """The parent's handle on the child that runs --base's engine."""
+
+    def __init__(self, tree: Path, records: list[LabelledRequest]) -> None:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no `node` imported yet
+        self._conn, child = ctx.Pipe()
+        messages = [(r.msg.method, r.msg.target, r.msg.headers, r.msg.body, r.msg.http_version) for r in records]
+        self._proc = ctx.Process(target=serve_base, args=(child, str(tree), messages), daemon=True)
+        self._proc.start()
+        child.close()
+        self.meta: dict = self._conn.recv()
+
+    def new_engine(self) -> None:
+        """A new engine in the child, warmed as the parent's are."""
+        self._conn.send(("new", 0, 0))
+        self._conn.recv()
+
+    def turn(self, start: int, end: int, into: Timings) -> None:
+        self._conn.send(("judge", start, end))
+        blocked, wall_us, cpu_us = self._conn.recv()
+        into.blocked += blocked
+        into.wall_us += wall_us
+        into.cpu_us += cpu_us
+
+    def close(self) -> None:
+        if self._proc.is_alive():
+            self._conn.send(("end", 0, 0))
+        self._proc.join(timeout=10)
+
+
+def serve_base(conn: Any, tree: str, messages: list[tuple]) -> None:
+    """The child: --base's engine (its `node` package first on the path), judging the blocks
+    the parent names."""
+    engine = engine_class(Path(tree))
+    msgs = [RequestMessage(*m) for m in messages]
+    conn.send({"node_tree": str(Path(sys.modules["node"].__file__ or "").resolve().parents[1]),
+               "node_compiled": bool(getattr(sys.modules.get("node.detect"), "COMPILED", False))})
+    judge: Judge | None = None
+    while True:
+        cmd, start, end = conn.recv()
+        if cmd == "new":
+            judge = None
+            gc.unfreeze()
+            judge = node_judge(engine())
+            warm_up({BASE: judge})
+            gc.freeze()  # as in the parent: the corpus is the harness's data
+            conn.send(True)
+        elif cmd == "judge":
+            assert judge is not None
+            t = Timings([], [], [])
+            for msg in msgs[start:end]:
+                timed(judge, msg, t)
+            conn.send((t.blocked, t.wall_us, t.cpu_us))
+        else:
+            return
+
+
+def changed_verdicts(base: Timings, node: Timings, records: list[LabelledRequest]) -> dict[str, int]:
+    """How this tree's verdicts differ from --base's, request by request."""
+    out = {"attacks_now_blocked": 0, "attacks_no_longer_blocked": 0, "benign_now_blocked": 0, "benign_no_longer_blocked": 0}
+    for rec, before, after in zip(records, base.blocked, node.blocked):
+        if before != after:
+            kind = "attacks" if rec.label == "attack" else "benign"
+            out[f"{kind}_{'now' if after else 'no_longer'}_blocked"] += 1
+    return out
+
+
+def per_request_median(passes: list[Timings]) -> Timings:
+    """One Timings of several passes over the same requests: each request's median wall and CPU
+    time. A single pass's p99 moves by +-10% here from run to run (an interrupt or the other
+    core's load lands on a request at random, and the tail is where it shows); the median of
+    three passes keeps a request's time unless two of its three runs were disturbed."""
+    first = passes[0]
+    return Timings(first.blocked,
+                   [statistics.median(ts) for ts in zip(*(p.wall_us for p in passes))],
+                   [statistics.median(ts) for ts in zip(*(p.cpu_us for p in passes))])
+
+
+def verdicts_differing(passes: list[Timings]) -> list[int]:
+    """The requests whose verdict was not the same in every pass: the engine's verdicts do not
+    depend on chance, so these met a time bound in one pass and not in another."""
+    return [i for i, v in enumerate(zip(*(p.blocked for p in passes))) if len(set(v)) > 1]
 
 
 # ---------------------------------------------------------------------------- scoring
@@ -334,8 +456,12 @@ def slowest(records: list[LabelledRequest], t: Timings) -> list[dict]:
              "wall_us": t.wall_us[i], "cpu_us": t.cpu_us[i]} for i in worst]
 
 
+def benign_indexes(records: list[LabelledRequest]) -> list[int]:
+    return [i for i, r in enumerate(records) if r.label == "benign"]
+
+
 def engine_report(records: list[LabelledRequest], t: Timings) -> dict:
-    benign = [i for i, r in enumerate(records) if r.label == "benign"]
+    benign = benign_indexes(records)
     own = [i for i, r in enumerate(records) if r.source == OWN]
     out = {
         "sources": score_sources(records, t.blocked),
@@ -349,6 +475,11 @@ def engine_report(records: list[LabelledRequest], t: Timings) -> dict:
     if own:
         out["own"] = own_report([records[i] for i in own], [t.blocked[i] for i in own])
     return out
+
+
+def pass_stats(records: list[LabelledRequest], t: Timings) -> dict:
+    """One pass's wall times alone, as a single-pass run reports them."""
+    return {"time_us": time_stats(t.wall_us), "benign_time_us": time_stats([t.wall_us[i] for i in benign_indexes(records)])}
 
 
 RATIO_PREFIX = {"time_us": "", "benign_time_us": "benign_", "cpu_us": "cpu_", "benign_cpu_us": "benign_cpu_"}
@@ -462,6 +593,21 @@ def print_report(report: dict) -> None:
                 cpu = engines[n].get(key.replace("time", "cpu"))
                 print(f"{n + ' (' + label + ')':28} {us(st['median']):>10} {us(st['p99']):>10} {us(st['max']):>10}"
                       f"   n={st['n']}, cpu median {us(cpu['median'])}")
+    for n in names:
+        by_pass = engines[n].get("by_pass")
+        if by_pass:
+            print(f"{n}: each request's median over {len(by_pass)} passes; benign p99 by pass "
+                  + ", ".join(us(p["benign_time_us"]["p99"]) for p in by_pass if p["benign_time_us"])
+                  + f"; verdicts differing between passes: {engines[n]['verdicts_differing_between_passes']}")
+    if report.get("node_vs_base"):
+        r, v = report["node_vs_base"], report["verdicts_vs_base"]
+        print(f"time ratio {NODE}/{BASE} (this tree's engine against {report['meta']['base_tree']}, same run): "
+              f"benign median {r['benign_median']:.3f}x, p99 {r['benign_p99']:.3f}x; "
+              f"all median {r['median']:.3f}x, p99 {r['p99']:.3f}x; benign CPU p99 {r['benign_cpu_p99']:.3f}x")
+        by_pass = report.get("node_vs_base_by_pass")
+        if by_pass:
+            print("  benign p99 by pass: " + ", ".join(f"{p['benign_p99']:.3f}x" for p in by_pass))
+        print("  verdicts against the base: " + ", ".join(f"{k.replace('_', ' ')} {n}" for k, n in v.items()))
     if report.get("ratio"):
         r = report["ratio"]
         print(f"time ratio {MODSECURITY}/{NODE}: median {r['median']:.1f}x, p99 {r['p99']:.1f}x"
@@ -577,6 +723,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--repeat", type=int, default=3, help="runs of each hostile case (default 3)")
     ap.add_argument("--block", type=int, default=200,
                     help="requests per engine turn when two engines run (default 200; 1 = request by request)")
+    ap.add_argument("--passes", type=int, default=1, metavar="N",
+                    help="judge the corpus N times, each time with a new engine; a request's time is "
+                         "its median over the passes (default 1; 3 steadies the p99)")
+    ap.add_argument("--node-from", type=Path, metavar="DIR",
+                    help="time the engine of another checkout (e.g. `git worktree add DIR BASE`) "
+                         "with this harness, for before/after comparisons")
+    ap.add_argument("--base", type=Path, metavar="DIR",
+                    help="also time another checkout's engine (e.g. `git worktree add DIR BASE`) in this "
+                         "run, in a child process taking its turns with this tree's: the before/after ratio")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     ap.add_argument("--own", nargs="?", const="", metavar="FILE",
                     help="also judge the own corpus (scripts/gen_corpus.py's FILE, or generated now)")
@@ -587,6 +742,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--own-markdown", type=Path, metavar="FILE",
                     help="write the node's own-corpus table as Markdown here (docs/detection.md)")
     args = ap.parse_args(argv)
+    if args.passes < 1:
+        ap.error("--passes must be at least 1")
     if args.max_benign:
         args.benign_only, args.limit = True, args.max_benign
     return args
@@ -618,31 +775,57 @@ def main(argv: list[str] | None = None) -> int:
     records = load_records(args)
     if not records:
         raise SystemExit("bench_detect: no requests to judge")
+    # the child loads --base's engine before this process imports its own (spawned: it does
+    # not inherit the parent's modules either way)
+    base = BaseEngine(args.base, records) if args.base else None
+    engine = engine_class(args.node_from)
     peer = open_peer(args.peer, args.paranoia) if args.peer else None
     try:
-        judges: dict[str, Judge] = {NODE: node_judge(Engine())}
-        if peer is not None:
-            judges[MODSECURITY] = lambda msg: peer.judge(msg).blocked
-        warm_up(judges)
-        # the loaded requests are the harness's data, not the engines': keep the collector
-        # from walking them (a full collection over the corpus costs ~80 ms, which a node
-        # never pays, and would land on whichever request happened to trigger it)
-        gc.freeze()
+        passes: list[dict[str, Timings]] = []
         started = time.perf_counter()
         with GcPauses() as gc_pauses:
-            timings = run(records, judges, progress, args.block)
+            for _ in range(args.passes):
+                # each pass with new engines, warmed the same way: their caches fill as in the
+                # first pass, so every pass times the same work
+                judges: dict[str, Judge] = {NODE: node_judge(engine())}
+                if peer is not None:
+                    judges[MODSECURITY] = lambda msg: peer.judge(msg).blocked
+                warm_up(judges)
+                turns = {name: in_process(judge, records) for name, judge in judges.items()}
+                if base is not None:
+                    base.new_engine()
+                    turns[BASE] = base.turn
+                # the loaded requests are the harness's data, not the engines': keep the
+                # collector from walking them (a full collection over the corpus costs ~80 ms,
+                # which a node never pays, and would land on whichever request triggered it)
+                gc.freeze()
+                passes.append(run(records, turns, progress, args.block))
+                warm_node = judges.pop(NODE)
+                del judges, turns
+                gc.unfreeze()
         elapsed = time.perf_counter() - started
-        engines = {name: engine_report(records, t) for name, t in timings.items()}
+        engines = {name: engine_report(records, per_request_median([p[name] for p in passes]))
+                   for name in passes[0]}
+        if args.passes > 1:
+            for name, report_ in engines.items():
+                differing = verdicts_differing([p[name] for p in passes])
+                report_["verdicts_differing_between_passes"] = len(differing)
+                report_["verdicts_differing_ids"] = [records[i].id for i in differing[:SLOWEST_SHOWN]]
+                report_["by_pass"] = [pass_stats(records, p[name]) for p in passes]
         if args.hostile:
             # the node's engine only: ModSecurity 3.0.9 + CRS 3.3.4 spends over 30 s on each of
             # three of these shapes (1 MB query value, a `${` run, an entity flood)
-            engines[NODE]["hostile"] = run_hostile(judges[NODE], args.repeat, progress)
+            engines[NODE]["hostile"] = run_hostile(warm_node, args.repeat, progress)
         meta = {
             "date": date,
             "machine": machine(),
             "python": platform.python_version(),
             # the node's engine as it ran: node/detect compiled by mypyc (make native) or its sources
             "node_compiled": bool(getattr(sys.modules.get("node.detect"), "COMPILED", False)),
+            # the engine's checkout (--node-from), and each request's time as the median of
+            # `passes` runs over the corpus (--passes)
+            "node_tree": str(Path(sys.modules["node"].__file__ or "").resolve().parents[1]),
+            "passes": args.passes,
             "corpus": ([str(p) for p in args.corpus] or ([] if args.own is not None else ["tests/cases"]))
                       + ([f"own:{args.own or 'generated'}"] if args.own is not None else []),
             "own_per_cell": args.own_per_cell or None,
@@ -657,12 +840,22 @@ def main(argv: list[str] | None = None) -> int:
         if peer is not None:
             meta.update(paranoia=args.paranoia, crs_version=peer.crs.version, modsecurity_version=peer.version)
             engines[MODSECURITY]["log_messages"] = peer.log_messages
-        report = {"meta": meta, "engines": engines}
+        report: dict[str, Any] = {"meta": meta, "engines": engines}
         if peer is not None:
             report["ratio"] = ratios(engines[NODE], engines[MODSECURITY])
+        if base is not None:
+            meta.update(base_tree=base.meta["node_tree"], base_compiled=base.meta["node_compiled"])
+            # this tree's time / the base's (>1: the change costs), and the verdicts it changed
+            report["node_vs_base"] = ratios(engines[BASE], engines[NODE])
+            report["verdicts_vs_base"] = changed_verdicts(passes[0][BASE], passes[0][NODE], records)
+            if args.passes > 1:
+                report["node_vs_base_by_pass"] = [ratios(pass_stats(records, p[BASE]), pass_stats(records, p[NODE]))
+                                                  for p in passes]
     finally:
         if peer is not None:
             peer.close()
+        if base is not None:
+            base.close()
     print_report(report)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")

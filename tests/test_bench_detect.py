@@ -9,6 +9,7 @@ own cases, and its JSON and PNG are checked.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -222,3 +223,66 @@ def test_bench_detect_node_alone_with_hostile_inputs(tmp_path: Path) -> None:
     # `../` form takes ~100 ms warm and took 158 ms once in CI, against the 150 ms this was
     bound_us = 1.5 * (engine_mod.DEADLINE_S + engine_mod.DEADLINE_S_PER_MIB) * 1e6
     assert 0 < hostile["worst_cpu_us"] < bound_us
+
+
+def test_bench_detect_passes_take_each_requests_median(tmp_path: Path) -> None:
+    out = tmp_path / "out.json"
+    proc = run_bench("--limit", "120", "--passes", "3", "--json", str(out))
+    report = json.loads(out.read_text())
+    engine = report["engines"]["node"]
+    assert report["meta"]["passes"] == 3 and len(engine["by_pass"]) == 3
+    assert engine["verdicts_differing_between_passes"] == 0
+    check_engine(engine, report["meta"]["requests"])
+    for one in engine["by_pass"]:
+        check_times(one["time_us"], report["meta"]["requests"])
+    assert "median over 3 passes" in proc.stdout
+
+
+def test_a_requests_time_is_its_median_over_the_passes() -> None:
+    import bench_detect
+
+    passes = [bench_detect.Timings([True, False], [5.0, 1.0], [4.0, 1.0]),
+              bench_detect.Timings([True, False], [1.0, 90.0], [1.0, 80.0]),
+              bench_detect.Timings([True, True], [3.0, 2.0], [2.0, 3.0])]
+    t = bench_detect.per_request_median(passes)
+    assert (t.wall_us, t.cpu_us, t.blocked) == ([3.0, 2.0], [2.0, 3.0], [True, False])
+    assert bench_detect.verdicts_differing(passes) == [1]
+
+
+def copy_of_the_engine(tmp_path: Path) -> Path:
+    """This tree's engine in another directory, without its compiled modules: a harness that
+    imported the tree's own instead would report it compiled (as CI builds it) or from here."""
+    other = tmp_path / "other"
+    shutil.copytree(REPO / "node", other / "node", ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+    return other
+
+
+def test_bench_detect_times_another_checkouts_engine(tmp_path: Path) -> None:
+    other = copy_of_the_engine(tmp_path)
+    out = tmp_path / "out.json"
+    run_bench("--limit", "60", "--node-from", str(other), "--json", str(out))
+    meta = json.loads(out.read_text())["meta"]
+    assert meta["node_tree"] == str(other.resolve()) and meta["node_compiled"] is False
+    with pytest.raises(subprocess.CalledProcessError) as err:
+        run_bench("--limit", "10", "--node-from", str(tmp_path / "nowhere"))
+    assert "no node/detect/engine.py" in err.value.stderr
+
+
+def test_bench_detect_times_a_base_engine_in_the_same_run(tmp_path: Path) -> None:
+    other = copy_of_the_engine(tmp_path)
+    out = tmp_path / "out.json"
+    proc = run_bench("--limit", "150", "--passes", "2", "--base", str(other), "--json", str(out))
+    report = json.loads(out.read_text())
+    engines = report["engines"]
+    assert set(engines) == {"node", "base"}
+    n = report["meta"]["requests"]
+    for engine in engines.values():
+        check_engine(engine, n)
+    assert report["meta"]["base_tree"] == str(other.resolve()) and report["meta"]["base_compiled"] is False
+    # the same engine's code on both sides: not one verdict differs
+    assert set(report["verdicts_vs_base"].values()) == {0}
+    assert engines["base"]["sources"] == engines["node"]["sources"]
+    ratio = report["node_vs_base"]
+    assert ratio["benign_p99"] == pytest.approx(engines["node"]["benign_time_us"]["p99"] / engines["base"]["benign_time_us"]["p99"])
+    assert len(report["node_vs_base_by_pass"]) == 2
+    assert "time ratio node/base" in proc.stdout
