@@ -122,6 +122,24 @@ def test_deadline_counts_cpu_not_waiting(monkeypatch: pytest.MonkeyPatch) -> Non
     assert not run.out_of_time()
 
 
+def test_a_large_requests_clock_starts_with_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parsing a large body counts toward its time bound (1 MiB of JSON keys took 280 ms to
+    parse before any value was judged); a small request's clock starts at its first check."""
+    clock = {"wall": 1000.0, "cpu": 10.0}
+    monkeypatch.setattr(engine_mod.time, "perf_counter", lambda: clock["wall"])
+    monkeypatch.setattr(engine_mod.time, "thread_time", lambda: clock["cpu"])
+    bound = (0.1, 0.0)
+    large = engine_mod._Run(Engine().threshold, engine_mod.EARLY_CLOCK_BYTES, deadline=bound)
+    small = engine_mod._Run(Engine().threshold, engine_mod.EARLY_CLOCK_BYTES - 1, deadline=bound)
+    clock["wall"] += 0.2  # parsing: 200 ms of this thread's CPU before the first check
+    clock["cpu"] += 0.2
+    assert large.out_of_time()
+    assert not small.out_of_time()
+    clock["wall"] += 0.2
+    clock["cpu"] += 0.2
+    assert small.out_of_time()
+
+
 # ---------------------------------------------------------------------------- fast decoding
 
 
