@@ -190,6 +190,13 @@ def node_judge(engine: Engine) -> Judge:
     return lambda msg: node_blocks(engine.analyze_request(msg))
 
 
+def engine_origin() -> dict[str, Any]:
+    """Where the imported engine came from: its checkout, and whether node/detect ran compiled
+    by mypyc (make native) or from its sources."""
+    return {"node_tree": str(Path(sys.modules["node"].__file__ or "").resolve().parents[1]),
+            "node_compiled": bool(getattr(sys.modules.get("node.detect"), "COMPILED", False))}
+
+
 def engine_class(tree: Path | None) -> type[Engine]:
     """This checkout's engine, or with `tree` the one of another checkout (a `git worktree` or
     `git archive` of an earlier commit), judged by this very harness: a before/after comparison
@@ -271,11 +278,14 @@ class GcPauses:
 Turn = Callable[[int, int, Timings], None]
 
 
+def judge_block(judge: Judge, msgs: list[RequestMessage], start: int, end: int, into: Timings) -> None:
+    for msg in msgs[start:end]:
+        timed(judge, msg, into)
+
+
 def in_process(judge: Judge, records: list[LabelledRequest]) -> Turn:
-    def turn(start: int, end: int, into: Timings) -> None:
-        for rec in records[start:end]:
-            timed(judge, rec.msg, into)
-    return turn
+    msgs = [r.msg for r in records]
+    return lambda start, end, into: judge_block(judge, msgs, start, end, into)
 
 
 def run(records: list[LabelledRequest], turns: dict[str, Turn], progress: bool, block: int) -> dict[str, Timings]:
@@ -340,8 +350,7 @@ def serve_base(conn: Any, tree: str, messages: list[tuple]) -> None:
     the parent names."""
     engine = engine_class(Path(tree))
     msgs = [RequestMessage(*m) for m in messages]
-    conn.send({"node_tree": str(Path(sys.modules["node"].__file__ or "").resolve().parents[1]),
-               "node_compiled": bool(getattr(sys.modules.get("node.detect"), "COMPILED", False))})
+    conn.send(engine_origin())
     judge: Judge | None = None
     while True:
         cmd, start, end = conn.recv()
@@ -355,8 +364,7 @@ def serve_base(conn: Any, tree: str, messages: list[tuple]) -> None:
         elif cmd == "judge":
             assert judge is not None
             t = Timings([], [], [])
-            for msg in msgs[start:end]:
-                timed(judge, msg, t)
+            judge_block(judge, msgs, start, end, t)
             conn.send((t.blocked, t.wall_us, t.cpu_us))
         else:
             return
@@ -820,11 +828,9 @@ def main(argv: list[str] | None = None) -> int:
             "date": date,
             "machine": machine(),
             "python": platform.python_version(),
-            # the node's engine as it ran: node/detect compiled by mypyc (make native) or its sources
-            "node_compiled": bool(getattr(sys.modules.get("node.detect"), "COMPILED", False)),
-            # the engine's checkout (--node-from), and each request's time as the median of
-            # `passes` runs over the corpus (--passes)
-            "node_tree": str(Path(sys.modules["node"].__file__ or "").resolve().parents[1]),
+            # the node's engine as it ran (its checkout: --node-from), and each request's time
+            # as the median of `passes` runs over the corpus (--passes)
+            **engine_origin(),
             "passes": args.passes,
             "corpus": ([str(p) for p in args.corpus] or ([] if args.own is not None else ["tests/cases"]))
                       + ([f"own:{args.own or 'generated'}"] if args.own is not None else []),

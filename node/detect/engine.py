@@ -192,8 +192,7 @@ class _Run:
         self.deadline = 0.0
         self.cpu_start = -1.0
         if size >= EARLY_CLOCK_BYTES:
-            self.cpu_start = time.thread_time()
-            self.deadline = time.perf_counter() + self.allowed
+            self._start_clock()
         self.stopped = False
         self.cuts = 0  # limits met so far (a verdict judged while this grew is not cached)
         self.globs: RequestGlobWalks | None = None  # the shell analyser's glob walks left (made at its first run)
@@ -209,14 +208,17 @@ class _Run:
         if time.perf_counter() <= self.deadline:
             return False
         if self.cpu_start < 0:
-            self.cpu_start = time.thread_time()
-            self.deadline = time.perf_counter() + self.allowed
+            self._start_clock()
             return False
         spent = time.thread_time() - self.cpu_start
         if spent <= self.allowed:
             self.deadline = time.perf_counter() + (self.allowed - spent)
             return False
         return True
+
+    def _start_clock(self) -> None:
+        self.cpu_start = time.thread_time()
+        self.deadline = time.perf_counter() + self.allowed
 
     def stop(self) -> None:
         """The time bound is reached: nothing more is judged."""
